@@ -1,0 +1,220 @@
+"""Pydantic models of every flow parameter: CLI flags, config files and Prefect UI forms."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ModelName = Literal["auto", "logreg", "hgb", "rf", "brf", "gboost", "iforest"]
+SamplerName = Literal[
+    "auto",
+    "none",
+    "random_over",
+    "random_under",
+    "smote",
+    "adasyn",
+    "borderline_smote",
+    "smoteenn",
+    "smotetomek",
+]
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_name(value: str, what: str = "model name") -> str:
+    """Return ``value`` if it is a safe single path component, else raise ``ValueError``."""
+    if not isinstance(value, str) or not NAME_PATTERN.match(value) or ".." in value:
+        raise ValueError(
+            f"{what} must be 1-64 letters, digits, '_', '-' or '.', start with a letter or digit "
+            f"and contain no '..'; got {value!r}"
+        )
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Costs(_Model):
+    """What a wrong decision costs; the threshold minimises fn_cost·FN + fp_cost·FP."""
+
+    fn_cost: float = Field(10.0, gt=0, description="Cost of a missed positive (false negative).")
+    fp_cost: float = Field(1.0, gt=0, description="Cost of a false alarm (false positive).")
+
+
+class SplitConfig(_Model):
+    """How the rows are split: a stratified test part, and stratified folds inside train."""
+
+    test_size: float = Field(
+        0.2, gt=0.05, lt=0.8, description="Share of rows held out as the test part."
+    )
+    n_folds: int = Field(
+        5, ge=2, le=20, description="Stratified folds inside the training part (CV, threshold)."
+    )
+
+
+class StrategyConfig(_Model):
+    """How the model is trained: family, resampler and class weights, or `auto` to choose."""
+
+    model: ModelName = Field(
+        "auto", description="Model family, or `auto` to choose by cross-validated cost."
+    )
+    sampler: SamplerName = Field(
+        "auto",
+        description="imbalanced-learn resampler applied to training folds only "
+        "(SMOTE becomes SMOTENC when there are categorical columns).",
+    )
+    class_weight: Literal["auto", "none", "balanced"] | dict[int, float] = Field(
+        "auto",
+        description="`none`, `balanced`, a mapping such as {0: 1, 1: 50}, or `auto`.",
+    )
+    time_budget_s: float = Field(
+        900.0, gt=0, description="Wall-time budget for the candidate search, in seconds."
+    )
+    max_candidates: int = Field(
+        12, ge=1, le=64, description="Most candidate strategies `auto` cross-validates."
+    )
+    n_jobs: int = Field(1, ge=1, le=64, description="Candidates cross-validated in parallel.")
+    calibrate: Literal["auto", "never", "always"] = Field(
+        "auto",
+        description="Calibrate scores (sigmoid, CV on train) when it lowers CV cost or Brier.",
+    )
+
+    @field_validator("class_weight")
+    @classmethod
+    def _weights_positive(cls, value):
+        if isinstance(value, dict):
+            if set(value) - {0, 1} or not value:
+                raise ValueError(f"class_weight mapping needs keys 0 and/or 1; got {value}")
+            if any(w <= 0 for w in value.values()):
+                raise ValueError(f"class_weight values must be > 0; got {value}")
+        return value
+
+    @property
+    def is_auto(self) -> bool:
+        return "auto" in (self.model, self.sampler, self.class_weight)
+
+
+class Gates(_Model):
+    """What a candidate must reach before it may serve."""
+
+    min_recall: float = Field(
+        0.3, ge=0, le=1, description="Minimum minority-class recall on the test part."
+    )
+    min_pr_auc: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Minimum PR AUC on the test part (0 keeps only the beats-prevalence rule).",
+    )
+    max_normalised_cost: float = Field(
+        0.95,
+        gt=0,
+        description="Maximum test cost divided by the cost of never flagging anything.",
+    )
+    min_test_positives: int = Field(
+        10, ge=1, description="Fewer positives in the test part than this: refuse to judge."
+    )
+    cost_margin: float = Field(
+        0.05,
+        ge=0,
+        description="Allowed normalised-cost increase over the champion (upper confidence bound).",
+    )
+    recall_margin: float = Field(
+        0.05, ge=0, le=1, description="Allowed recall drop versus the champion (upper bound)."
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="Confidence of the paired bootstrap bounds."
+    )
+    bootstrap_samples: int = Field(
+        2000, ge=100, le=100_000, description="Paired bootstrap resamples of the test rows."
+    )
+
+
+class TrainingConfig(_Model):
+    """Everything one training run needs."""
+
+    data: str = Field(..., description="Path of the training table (CSV, CSV.gz or Parquet).")
+    label: str = Field(..., description="Name of the label column.")
+    positive: str | None = Field(
+        None,
+        description="Label value of the rare (positive) class; default: 1/True, else the minority.",
+    )
+    costs: Costs = Field(default_factory=Costs)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    gates: Gates = Field(default_factory=Gates)
+    registry: str = Field("registry", description="Folder of the model registry.")
+    name: str = Field("model", description="Model name in the registry.")
+    schema_model: str | None = Field(
+        None,
+        description="Hand-written pandera DataFrameModel as 'module:Class'; default: inferred.",
+    )
+    seed: int = Field(0, description="Random seed for split, folds, resampling and models.")
+
+    @field_validator("positive", mode="before")
+    @classmethod
+    def _positive_as_text(cls, value):
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return str(value)
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_name(value)
+
+
+class ScoringConfig(_Model):
+    """Score a batch with a registered version."""
+
+    data: str = Field(..., description="Path of the batch to score.")
+    out: str = Field(..., description="Where to write the scored batch (CSV or Parquet).")
+    registry: str = Field("registry", description="Folder of the model registry.")
+    name: str = Field("model", description="Model name in the registry.")
+    version: str = Field("champion", description="`champion`, `latest` or a version id.")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_name(value)
+
+
+class MonitoringConfig(_Model):
+    """Compare a labelled batch with a version's reference and decide on recall drift."""
+
+    data: str = Field(..., description="Path of a labelled batch (scored or not).")
+    registry: str = Field("registry", description="Folder of the model registry.")
+    name: str = Field("model", description="Model name in the registry.")
+    version: str = Field("champion", description="`champion`, `latest` or a version id.")
+    recall_tolerance: float = Field(
+        0.05, ge=0, lt=1, description="Recall drop below the reference tolerated as no drift."
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence of the drift test.")
+    min_positives: int = Field(
+        20, ge=1, description="Fewer matured positives than this: refuse to judge."
+    )
+    label_time_column: str | None = Field(
+        None, description="Column with the time each label became known (late labels)."
+    )
+    label_available_column: str | None = Field(
+        None, description="Boolean column saying whether the row's label is known."
+    )
+    label_delay_days: float = Field(
+        0.0, ge=0, description="Labels younger than this many days are not yet matured."
+    )
+    as_of: str | None = Field(None, description="Reference time for maturity (default: now).")
+    drift_sample_rows: int = Field(
+        20_000, ge=1000, description="Rows sampled per side for the evidently data-drift part."
+    )
+    emit_events: bool = Field(True, description="Emit rareflow.monitor.recall-drift on drift.")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_name(value)

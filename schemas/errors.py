@@ -1,0 +1,50 @@
+"""Errors every layer raises; each maps to a documented exit status of the CLI."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# Exit statuses (documented in the README).
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_REJECTED = 3
+EXIT_DRIFT = 4
+EXIT_CANNOT_JUDGE = 5
+EXIT_REGISTRY = 6
+
+
+class RareflowError(Exception):
+    """Base class of the errors rareflow reports as one line, without a traceback."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class DataError(RareflowError):
+    """The input data cannot be used: unreadable file, wrong columns, bad labels."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(RareflowError):
+    """A parameter or configuration file is invalid."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ValidationFailed(DataError):
+    """Validation found failures; ``failures`` holds every one of them as a table."""
+
+    def __init__(self, message: str, failures: pd.DataFrame):
+        super().__init__(message)
+        self.failures = failures
+
+
+class RegistryError(RareflowError):
+    """The registry is missing something asked for, or a name is not allowed."""
+
+    exit_code = EXIT_REGISTRY
+
+
+class IntegrityError(RegistryError):
+    """A stored artifact does not match its recorded checksum."""

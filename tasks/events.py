@@ -1,0 +1,28 @@
+"""Prefect events rareflow emits; resource id ``rareflow.model.<name>``."""
+
+from __future__ import annotations
+
+import logging
+
+from prefect.events import emit_event
+
+logger = logging.getLogger(__name__)
+
+PROMOTED = "rareflow.model.promoted"
+REJECTED = "rareflow.model.rejected"
+RECALL_DRIFT = "rareflow.monitor.recall-drift"
+DATA_ARRIVED = "rareflow.data.arrived"
+
+
+def resource(name: str) -> dict:
+    return {"prefect.resource.id": f"rareflow.model.{name}", "prefect.resource.name": name}
+
+
+def emit(event: str, *, name: str, payload: dict) -> str | None:
+    """Emit an event about model ``name``; returns its id (None when events are off)."""
+    emitted = emit_event(event=event, resource=resource(name), payload=payload)
+    if emitted is None:
+        logger.info("Event %s not emitted (no Prefect API or events disabled)", event)
+        return None
+    logger.info("Emitted %s for %s", event, name)
+    return str(emitted.id)

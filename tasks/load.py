@@ -1,0 +1,162 @@
+"""Reading and writing tables: CSV, gzipped CSV and Parquet, with clear errors."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.errors import DataError, RareflowError
+
+logger = logging.getLogger(__name__)
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".tsv")
+
+
+def table_format(path: Path) -> str:
+    """Return 'parquet' or 'csv' from a file name (Parquet by its magic bytes otherwise)."""
+    name = path.name.lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(CSV_SUFFIXES) or name.endswith(".gz"):
+        return "csv"
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) == b"PAR1":
+                return "parquet"
+    except OSError:
+        pass
+    return "csv"
+
+
+def load_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (optionally gzipped) or Parquet file into a DataFrame.
+
+    Raises:
+        DataError: the file is missing, not a file, empty, unreadable, has no data rows,
+            or has duplicate column names; the message names the file and the problem.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise DataError(f"data path {str(path)!r} is a directory; give a CSV or Parquet file")
+    if path.stat().st_size == 0:
+        raise DataError(f"data file {str(path)!r} is empty (0 bytes)")
+    fmt = table_format(path)
+    df = _read_parquet(path) if fmt == "parquet" else _read_csv(path)
+    dupes = [name for name, n in Counter(map(str, df.columns)).items() if n > 1]
+    if dupes:
+        raise DataError(f"data file {str(path)!r} has duplicate column names: {dupes}")
+    if len(df.columns) == 0:
+        raise DataError(f"data file {str(path)!r} has no columns")
+    if len(df) == 0:
+        raise DataError(f"data file {str(path)!r} has a header but no data rows")
+    logger.info("Loaded %s: %d rows x %d columns", path, len(df), df.shape[1])
+    return df
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for corrupt files
+        raise DataError(
+            f"data file {str(path)!r} is not a readable Parquet file: {_first_line(exc)}"
+        ) from exc
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    compressed = _is_gzip(path)
+    try:
+        header = _read_header(path, compressed)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(
+            f"data file {str(path)!r} is not a readable gzip file: {_first_line(exc)}"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"data file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8 CSV or Parquet"
+        ) from exc
+    if header is None:
+        raise DataError(f"data file {str(path)!r} has no header line")
+    dupes = [name for name, n in Counter(h.strip() for h in header).items() if n > 1]
+    if dupes:
+        raise DataError(f"data file {str(path)!r} has duplicate column names: {dupes}")
+    if "\x00" in "".join(header):
+        raise DataError(f"data file {str(path)!r} looks binary, not CSV text")
+    try:
+        return pd.read_csv(
+            path,
+            compression="gzip" if compressed else None,
+            low_memory=False,
+            encoding="utf-8",
+            encoding_errors="strict",
+        )
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"data file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8 CSV or Parquet"
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"data file {str(path)!r} has no columns to read") from exc
+    except pd.errors.ParserError as exc:
+        raise DataError(f"data file {str(path)!r} is not a valid CSV: {_first_line(exc)}") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(
+            f"data file {str(path)!r} could not be read (truncated or corrupt?): "
+            f"{_first_line(exc)}"
+        ) from exc
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _read_header(path: Path, compressed: bool) -> list[str] | None:
+    opener = gzip.open if compressed else open
+    with opener(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+        return next(csv.reader(text), None)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a DataFrame as Parquet (``.parquet``/``.pq``) or CSV (anything else, gzip for .gz).
+
+    The file is written to a temporary name first and renamed, so a reader never sees a
+    half-written table.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.name.lower().endswith(PARQUET_SUFFIXES):
+        df.to_parquet(tmp, index=False)
+    else:
+        df.to_csv(tmp, index=False, compression="gzip" if path.name.endswith(".gz") else None)
+    tmp.replace(path)
+    return path
+
+
+def retry_transient(task, task_run, state) -> bool:
+    """Retry I/O tasks on transient errors only: a RareflowError is a verdict, not a glitch."""
+    return not isinstance(state.data, RareflowError)
+
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 3], "retry_condition_fn": retry_transient}
+
+load_task = task(load_table, name="load", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -1,0 +1,370 @@
+"""Model pipelines: preprocessing from the schema, a sampler, a weighted estimator, a threshold."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from imblearn.ensemble import BalancedRandomForestClassifier
+from imblearn.pipeline import Pipeline
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    IsolationForest,
+    RandomForestClassifier,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline as SkPipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.validation import check_is_fitted
+
+from schemas.errors import ConfigError, DataError
+from schemas.inference import InputSchema
+from tasks.resample import make_sampler
+
+logger = logging.getLogger(__name__)
+
+MODELS = ("logreg", "hgb", "rf", "brf", "gboost", "iforest")
+MISSING_CATEGORY = "__missing__"
+MAX_CATEGORIES = 64
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """One training strategy: model family, sampler, class weights, calibration."""
+
+    model: str
+    sampler: str = "none"
+    class_weight: str | tuple = "none"  # "none", "balanced" or ((0, w0), (1, w1))
+    calibrate: bool = False
+
+    @property
+    def name(self) -> str:
+        cw = self.class_weight
+        cw_text = cw if isinstance(cw, str) else "{" + ",".join(f"{k}:{v:g}" for k, v in cw) + "}"
+        text = f"{self.model}|{self.sampler}|{cw_text}"
+        return text + "|calibrated" if self.calibrate else text
+
+    def weights(self):
+        """The class_weight argument for scikit-learn (None, 'balanced' or a dict)."""
+        if self.class_weight == "none":
+            return None
+        if isinstance(self.class_weight, str):
+            return self.class_weight
+        return dict(self.class_weight)
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "sampler": self.sampler,
+            "class_weight": self.weights() if not isinstance(self.class_weight, str)
+            else self.class_weight,
+            "calibrate": self.calibrate,
+        }
+
+
+def spec_from_config(model: str, sampler: str, class_weight, calibrate: bool = False):
+    """Build a CandidateSpec from config values (mappings become hashable tuples)."""
+    if isinstance(class_weight, dict):
+        class_weight = tuple(sorted((int(k), float(v)) for k, v in class_weight.items()))
+    return CandidateSpec(model=model, sampler=sampler, class_weight=class_weight,
+                         calibrate=calibrate)
+
+
+class FrameCaster(BaseEstimator, TransformerMixin):
+    """Select the schema's columns in order: categories first (as text), then numbers (float).
+
+    It makes the fitted pipeline accept raw DataFrames with extra columns and mixed dtypes
+    (e.g. integer categories, booleans), the same at fit and at predict time.
+    """
+
+    def __init__(self, categorical=(), numeric=()):
+        self.categorical = categorical
+        self.numeric = numeric
+
+    def fit(self, X, y=None):
+        self._check(X)
+        self.n_features_in_ = len(self.categorical) + len(self.numeric)
+        return self
+
+    def transform(self, X):
+        self._check(X)
+        out = {}
+        for name in self.categorical:
+            s = X[name]
+            out[name] = s.astype(object).where(s.notna(), np.nan).map(
+                lambda v: v if isinstance(v, float) and np.isnan(v) else str(v)
+            )
+        for name in self.numeric:
+            try:
+                out[name] = pd.to_numeric(X[name], errors="raise").astype(float)
+            except (ValueError, TypeError) as exc:
+                raise DataError(f"column {name!r} must be numeric: {exc}") from exc
+        return pd.DataFrame(out, index=X.index)
+
+    def _check(self, X):
+        if not isinstance(X, pd.DataFrame):
+            raise DataError(f"expected a DataFrame of features, got {type(X).__name__}")
+        missing = [c for c in [*self.categorical, *self.numeric] if c not in X.columns]
+        if missing:
+            raise DataError(f"input is missing column(s) {missing}")
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray([*self.categorical, *self.numeric], dtype=object)
+
+
+class ClassWeightedEstimator(ClassifierMixin, BaseEstimator):
+    """Give class weights as ``sample_weight`` to an estimator that has no ``class_weight``.
+
+    It sits last in the pipeline, so the weights are computed from the labels the estimator
+    actually sees (after any resampling).
+    """
+
+    def __init__(self, estimator=None, class_weight=None):
+        self.estimator = estimator
+        self.class_weight = class_weight
+
+    def fit(self, X, y):
+        weight = compute_sample_weight(self.class_weight, y) if self.class_weight else None
+        self.estimator_ = clone(self.estimator).fit(X, y, sample_weight=weight)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class IsolationForestClassifier(ClassifierMixin, BaseEstimator):
+    """Anomaly detection as a classifier: an IsolationForest learnt on the negatives.
+
+    Its anomaly score is mapped to a probability by a one-feature logistic regression fitted
+    on the training labels, so ``predict_proba`` is comparable with other candidates.
+    """
+
+    def __init__(self, n_estimators=200, max_samples="auto", random_state=None):
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        y = np.asarray(y)
+        normal = X[y == 0] if (y == 0).sum() >= 20 else X
+        self.forest_ = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=self.max_samples,
+            random_state=self.random_state,
+        ).fit(normal)
+        anomaly = -self.forest_.score_samples(X).reshape(-1, 1)
+        self.link_ = LogisticRegression(class_weight=None).fit(anomaly, y)
+        self.classes_ = self.link_.classes_
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        return self.link_.predict_proba(-self.forest_.score_samples(X).reshape(-1, 1))
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def uses_native_categories(model: str) -> bool:
+    """Tree models read ordinal category codes directly; linear models need one-hot."""
+    return model != "logreg"
+
+
+def make_estimator(spec: CandidateSpec, *, n_categorical: int, seed: int, n_jobs: int = 1):
+    """The estimator of a candidate, with class weights applied its own way."""
+    cw = spec.weights()
+    if spec.model == "logreg":
+        return LogisticRegression(C=1.0, max_iter=3000, class_weight=cw)
+    if spec.model == "hgb":
+        return HistGradientBoostingClassifier(
+            learning_rate=0.05,
+            max_iter=400,
+            max_leaf_nodes=15,
+            min_samples_leaf=40,
+            l2_regularization=1.0,
+            early_stopping=True,
+            validation_fraction=0.15,
+            n_iter_no_change=30,
+            class_weight=cw,
+            categorical_features=list(range(n_categorical)) or None,
+            random_state=seed,
+        )
+    if spec.model == "rf":
+        return RandomForestClassifier(
+            n_estimators=300,
+            min_samples_leaf=3,
+            max_features="sqrt",
+            class_weight="balanced_subsample" if cw == "balanced" else cw,
+            n_jobs=n_jobs,
+            random_state=seed,
+        )
+    if spec.model == "brf":
+        return BalancedRandomForestClassifier(
+            n_estimators=300,
+            sampling_strategy="all",
+            replacement=True,
+            bootstrap=False,
+            class_weight=cw,
+            n_jobs=n_jobs,
+            random_state=seed,
+        )
+    if spec.model == "gboost":
+        return ClassWeightedEstimator(
+            GradientBoostingClassifier(n_estimators=200, max_depth=3, random_state=seed),
+            class_weight=cw,
+        )
+    if spec.model == "iforest":
+        return IsolationForestClassifier(random_state=seed)
+    raise ConfigError(f"unknown model {spec.model!r}; choose one of {list(MODELS)}")
+
+
+def make_pipeline(
+    spec: CandidateSpec,
+    schema: InputSchema,
+    *,
+    min_class_rows: int,
+    minority_share: float,
+    seed: int,
+    n_jobs: int = 1,
+):
+    """Build cast → impute/encode → sampler → scale/one-hot → estimator as an imblearn Pipeline.
+
+    The sampler works on imputed, ordinal-encoded rows (so SMOTENC sees real categories) and,
+    inside an imblearn Pipeline, runs only in ``fit``: scoring never resamples.
+    """
+    cats, nums = schema.categorical, schema.numeric
+    n_cat = len(cats)
+    prepare = ColumnTransformer(
+        [
+            (
+                "cat",
+                SkPipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant",
+                                                 fill_value=MISSING_CATEGORY)),
+                        ("codes", OrdinalEncoder(handle_unknown="use_encoded_value",
+                                                 unknown_value=-1, max_categories=MAX_CATEGORIES,
+                                                 dtype=np.float64)),
+                    ]
+                ),
+                cats,
+            ),
+            ("num", SimpleImputer(strategy="median", add_indicator=True,
+                                  keep_empty_features=True), nums),
+        ],
+        verbose_feature_names_out=False,
+    )
+    steps = [("cast", FrameCaster(categorical=cats, numeric=nums)), ("prepare", prepare)]
+    sampler = make_sampler(
+        spec.sampler,
+        categorical_idx=list(range(n_cat)),
+        min_class_rows=min_class_rows,
+        minority_share=minority_share,
+        seed=seed,
+    )
+    if sampler is not None:
+        steps.append(("sample", sampler))
+    if not uses_native_categories(spec.model):
+        steps.append(
+            (
+                "encode",
+                ColumnTransformer(
+                    [
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                         list(range(n_cat))),
+                    ],
+                    remainder=StandardScaler(),
+                ),
+            )
+        )
+    estimator = make_estimator(spec, n_categorical=n_cat, seed=seed, n_jobs=n_jobs)
+    steps.append(("model", estimator))
+    pipe = Pipeline(steps)
+    if spec.calibrate:
+        return CalibratedClassifierCV(
+            pipe, method="sigmoid", cv=StratifiedKFold(3, shuffle=True, random_state=seed)
+        )
+    return pipe
+
+
+class ThresholdedModel:
+    """A fitted pipeline with its cost-based decision threshold: what the registry stores.
+
+    ``score(X)`` is the positive-class probability, ``decide(X)`` is ``score >= threshold``.
+    """
+
+    def __init__(self, pipeline, threshold: float, schema: InputSchema, spec: CandidateSpec,
+                 calibrated: bool = False):
+        self.pipeline = pipeline
+        self.threshold = float(threshold)
+        self.schema = schema
+        self.spec = spec
+        self.calibrated = calibrated
+
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        return positive_scores(self.pipeline, X)
+
+    def decide(self, X: pd.DataFrame, scores: np.ndarray | None = None) -> np.ndarray:
+        scores = self.score(X) if scores is None else scores
+        return (scores >= self.threshold).astype(np.int8)
+
+
+def positive_scores(estimator, X) -> np.ndarray:
+    """Probability of class 1 from a fitted binary classifier."""
+    proba = estimator.predict_proba(X)
+    classes = list(getattr(estimator, "classes_", [0, 1]))
+    return proba[:, classes.index(1)]
+
+
+@dataclass
+class FitResult:
+    model: ThresholdedModel
+    fit_seconds: float
+    info: dict = field(default_factory=dict)
+
+
+def fit_final(
+    spec: CandidateSpec,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    schema: InputSchema,
+    *,
+    threshold: float,
+    seed: int,
+    n_jobs: int = 1,
+) -> FitResult:
+    """Refit the chosen strategy on the whole training part; it keeps the CV threshold."""
+    started = time.perf_counter()
+    pipe = make_pipeline(
+        spec,
+        schema,
+        min_class_rows=int(min(y.sum(), len(y) - y.sum())),
+        minority_share=float(y.mean()),
+        seed=seed,
+        n_jobs=n_jobs,
+    )
+    pipe.fit(X, y)
+    seconds = time.perf_counter() - started
+    logger.info("Fitted %s on %d rows in %.1f s", spec.name, len(y), seconds)
+    return FitResult(ThresholdedModel(pipe, threshold, schema, spec, calibrated=spec.calibrate),
+                     seconds)
+
+
+fit_task = task(fit_final, name="fit", cache_policy=NO_CACHE)

@@ -1,0 +1,403 @@
+"""A versioned model registry in a local folder: immutable versions, an atomic champion pointer.
+
+Layout::
+
+    <root>/<name>/versions/<version>/  model.joblib, metadata.json, model_card.md,
+                                       reference.parquet, reports/
+    <root>/<name>/champion.json        which version serves (temp file + os.replace, under a lock)
+    <root>/<name>/history.jsonl        append-only promotions and rollbacks
+
+A version directory is assembled under a hidden temporary name and renamed into place, so a
+listed version is always complete; a crash leaves at most a hidden leftover, removed later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import joblib
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.config import check_name
+from schemas.errors import IntegrityError, RegistryError
+from tasks.load import IO_RETRIES
+
+logger = logging.getLogger(__name__)
+
+VERSION_PATTERN = re.compile(r"^v\d{4,9}$")
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+CARD_FILE = "model_card.md"
+REFERENCE_FILE = "reference.parquet"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old or the new content, never a partial one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=_json_default)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _pid_alive(text: str) -> bool:
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_version_id(version: str) -> str:
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+        raise RegistryError(
+            f"version id must look like 'v0001' (or be 'champion' or 'latest'); got {version!r}"
+        )
+    return version
+
+
+class Registry:
+    """One model name's versions, champion pointer and history under a root folder."""
+
+    def __init__(self, root: str | Path, name: str):
+        try:
+            check_name(name)
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from exc
+        self.root = Path(root)
+        self.name = name
+        self.dir = self.root / name
+        self.versions_dir = self.dir / "versions"
+        self.champion_path = self.dir / "champion.json"
+        self.history_path = self.dir / "history.jsonl"
+
+    # -- locking ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self):
+        """An exclusive inter-process lock on this model's registry entry."""
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                self._repair()
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _repair(self) -> None:
+        """Finish what a crash interrupted: record a promotion missing from history."""
+        champion = self.champion()
+        if champion and champion.get("event_id"):
+            ids = {h.get("event_id") for h in self.history()}
+            if champion["event_id"] not in ids:
+                self._append_history(champion["history_entry"])
+        for leftover in self.versions_dir.glob(".tmp-*"):
+            if not _pid_alive(leftover.name.split("-")[1]):  # its writer died mid-way
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    # -- versions --------------------------------------------------------------------------
+    def version_dir(self, version: str) -> Path:
+        return self.versions_dir / check_version_id(version)
+
+    def version_ids(self) -> list[str]:
+        """Complete versions, oldest first (hidden temporaries and stray files ignored)."""
+        if not self.versions_dir.is_dir():
+            return []
+        ids = [
+            p.name
+            for p in self.versions_dir.iterdir()
+            if p.is_dir() and VERSION_PATTERN.match(p.name) and (p / METADATA_FILE).is_file()
+        ]
+        return sorted(ids, key=lambda v: int(v[1:]))
+
+    def register(self, model, metadata: dict, *, reference: pd.DataFrame | None = None,
+                 card: str | None = None) -> str:
+        """Store a trained candidate as a new immutable version and return its id."""
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        staging = self.versions_dir / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            model_path = staging / MODEL_FILE
+            with open(model_path, "wb") as fh:
+                joblib.dump(model, fh, compress=3)
+                fh.flush()
+                os.fsync(fh.fileno())
+            files = {MODEL_FILE: sha256_file(model_path)}
+            if reference is not None:
+                ref_path = staging / REFERENCE_FILE
+                reference.to_parquet(ref_path, index=False)
+                files[REFERENCE_FILE] = sha256_file(ref_path)
+            (staging / "reports").mkdir()
+            with self.lock():
+                ids = self.version_ids()
+                version = f"v{(int(ids[-1][1:]) + 1) if ids else 1:04d}"
+                meta = {**metadata, "name": self.name, "version": version,
+                        "registered_at": now_iso(), "sha256": files[MODEL_FILE], "files": files}
+                if card is not None:
+                    text = card.replace("{version}", version)
+                    (staging / CARD_FILE).write_text(text, encoding="utf-8")
+                _write_json(staging / METADATA_FILE, meta)
+                _fsync_dir(staging)
+                os.rename(staging, self.versions_dir / version)
+                _fsync_dir(self.versions_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        logger.info("Registered %s %s", self.name, version)
+        return version
+
+    def metadata(self, version: str) -> dict:
+        path = self.version_dir(version) / METADATA_FILE
+        if not path.is_file():
+            raise RegistryError(
+                f"model {self.name!r} has no version {version!r} in {str(self.dir)!r}; "
+                f"versions: {self.version_ids() or 'none'}"
+            )
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise IntegrityError(f"metadata of {self.name} {version} is corrupt: {exc}") from exc
+
+    def update_metadata(self, version: str, **fields) -> None:
+        """Add fields to a version's metadata (only its verdict, after registering)."""
+        with self.lock():
+            meta = self.metadata(version)
+            meta.update(fields)
+            data = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+            write_bytes_atomic(self.version_dir(version) / METADATA_FILE, data.encode())
+
+    def resolve(self, version: str) -> str:
+        """Turn 'champion', 'latest' or an id into an existing version id."""
+        if version == "champion":
+            champion = self.champion()
+            if not champion:
+                raise RegistryError(
+                    f"model {self.name!r} in {str(self.root)!r} has no champion yet; train one "
+                    "or pass --version latest"
+                )
+            return champion["version"]
+        if version == "latest":
+            ids = self.version_ids()
+            if not ids:
+                raise RegistryError(f"model {self.name!r} in {str(self.root)!r} has no versions")
+            return ids[-1]
+        check_version_id(version)
+        if version not in self.version_ids():
+            raise RegistryError(
+                f"model {self.name!r} has no version {version!r}; versions: "
+                f"{self.version_ids() or 'none'}"
+            )
+        return version
+
+    def load(self, version: str = "champion"):
+        """Load a version's model after checking its sha256; returns (model, metadata)."""
+        version = self.resolve(version)
+        meta = self.metadata(version)
+        path = self.version_dir(version) / MODEL_FILE
+        if not path.is_file():
+            raise IntegrityError(f"{self.name} {version}: {MODEL_FILE} is missing")
+        actual = sha256_file(path)
+        if actual != meta.get("sha256"):
+            raise IntegrityError(
+                f"{self.name} {version}: {MODEL_FILE} does not match its recorded sha256 "
+                f"(expected {str(meta.get('sha256'))[:12]}…, found {actual[:12]}…); the file "
+                "was changed or truncated: refusing to load it"
+            )
+        return joblib.load(path), meta
+
+    def reference(self, version: str) -> pd.DataFrame:
+        """The version's reference predictions on its test rows (checksum verified)."""
+        meta = self.metadata(version)
+        path = self.version_dir(version) / REFERENCE_FILE
+        expected = meta.get("files", {}).get(REFERENCE_FILE)
+        if not path.is_file() or expected is None:
+            raise RegistryError(f"{self.name} {version} has no reference data for monitoring")
+        if sha256_file(path) != expected:
+            raise IntegrityError(f"{self.name} {version}: {REFERENCE_FILE} fails its sha256")
+        return pd.read_parquet(path)
+
+    # -- champion and history --------------------------------------------------------------
+    def champion(self) -> dict | None:
+        if not self.champion_path.is_file():
+            return None
+        try:
+            data = json.loads(self.champion_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise IntegrityError(f"{self.champion_path} is corrupt: {exc}") from exc
+        return data
+
+    def history(self) -> list[dict]:
+        """Promotion and rollback records, oldest first (a torn last line is skipped)."""
+        if not self.history_path.is_file():
+            return []
+        out = []
+        for line in self.history_path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                if line.strip():
+                    out.append(json.loads(line))
+        return out
+
+    def _append_history(self, entry: dict) -> None:
+        with open(self.history_path, "ab") as fh:
+            if fh.tell():  # a torn final line from a crash: start on a new line
+                with open(self.history_path, "rb") as rd:
+                    rd.seek(-1, os.SEEK_END)
+                    if rd.read(1) != b"\n":
+                        fh.write(b"\n")
+            fh.write((json.dumps(entry, sort_keys=True, default=_json_default) + "\n").encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _set_champion(self, version: str, *, action: str, reason: str, forced: bool) -> dict:
+        previous = self.champion()
+        entry = {
+            "event_id": uuid.uuid4().hex,
+            "action": action,
+            "version": version,
+            "previous": previous["version"] if previous else None,
+            "at": now_iso(),
+            "reason": reason,
+            "forced": forced,
+        }
+        pointer = {"version": version, "since": entry["at"], "event_id": entry["event_id"],
+                   "history_entry": entry}
+        data = json.dumps(pointer, indent=2, sort_keys=True).encode()
+        write_bytes_atomic(self.champion_path, data)
+        self._append_history(entry)
+        logger.info("%s %s: champion is now %s", action, self.name, version)
+        return entry
+
+    def promote(self, version: str, *, reason: str, forced: bool = False,
+                require_passed: bool = True) -> dict:
+        """Make ``version`` the champion; refuses a version whose gates failed unless forced."""
+        with self.lock():
+            version = self.resolve(version)
+            meta = self.metadata(version)
+            status = meta.get("verdict", {}).get("status")
+            if require_passed and status != "passed" and not forced:
+                raise RegistryError(
+                    f"{self.name} {version} did not pass its gates (status {status!r}); "
+                    "pass --force to promote it anyway (recorded in history)"
+                )
+            return self._set_champion(version, action="promote", reason=reason, forced=forced)
+
+    def champion_stack(self) -> list[str]:
+        """Champions in order of service: promotions push, rollbacks pop."""
+        stack: list[str] = []
+        for entry in self.history():
+            if entry.get("action") == "rollback":
+                if stack:
+                    stack.pop()
+                if not stack or stack[-1] != entry["version"]:
+                    stack.append(entry["version"])
+            else:
+                stack.append(entry["version"])
+        return stack
+
+    def rollback(self, *, reason: str = "rollback") -> dict:
+        """Make the champion before the current one serve again."""
+        with self.lock():
+            current = self.champion()
+            if not current:
+                raise RegistryError(f"model {self.name!r} has no champion to roll back")
+            stack = self.champion_stack()
+            if len(stack) < 2:
+                raise RegistryError(f"model {self.name!r} has no earlier champion to roll back to")
+            return self._set_champion(stack[-2], action="rollback", reason=reason, forced=False)
+
+    def summaries(self) -> pd.DataFrame:
+        """One row per version: verdict and key metrics."""
+        champion = (self.champion() or {}).get("version")
+        rows = []
+        for version in self.version_ids():
+            try:
+                meta = self.metadata(version)
+            except RegistryError as exc:
+                rows.append({"version": version, "status": f"unreadable: {exc}"})
+                continue
+            test = meta.get("metrics", {})
+            at = test.get("at_threshold", {})
+            rows.append({
+                "version": version,
+                "champion": "*" if version == champion else "",
+                "status": meta.get("verdict", {}).get("status", "?"),
+                "strategy": meta.get("strategy", {}).get("name", "?"),
+                "threshold": at.get("threshold"),
+                "recall": at.get("recall"),
+                "pr_auc": test.get("pr_auc"),
+                "normalised_cost": at.get("normalised_cost"),
+                "registered_at": meta.get("registered_at"),
+            })
+        return pd.DataFrame(rows)
+
+
+@task(name="register", cache_policy=NO_CACHE, **IO_RETRIES)
+def register_task(registry: Registry, model, metadata: dict, reference: pd.DataFrame,
+                  card: str) -> str:
+    """Store the candidate (I/O: retried on transient errors)."""
+    return registry.register(model, metadata, reference=reference, card=card)
+
+
+@task(name="promote", cache_policy=NO_CACHE, **IO_RETRIES)
+def promote_task(registry: Registry, version: str, reason: str) -> dict:
+    """Make a version that passed its gates the champion (I/O: retried)."""
+    return registry.promote(version, reason=reason)

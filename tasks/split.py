@@ -1,0 +1,78 @@
+"""Stratified train/test split with row fingerprints that prove the parts are disjoint."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    """Row positions (in the validated table) of the training and test parts."""
+
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    fingerprints: dict
+
+
+def row_hashes(df: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row of content (index ignored)."""
+    return pd.util.hash_pandas_object(df, index=False).to_numpy()
+
+
+def fingerprint(hashes: np.ndarray, positions: np.ndarray) -> str:
+    """Order-independent digest of a set of rows: their positions and content hashes."""
+    salt = positions.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    keyed = np.sort(hashes[positions] ^ salt)
+    return hashlib.sha256(keyed.tobytes()).hexdigest()
+
+
+def stratified_split(
+    X: pd.DataFrame, y: np.ndarray, *, test_size: float, seed: int
+) -> Split:
+    """Split rows into stratified train and test parts and record their fingerprints.
+
+    The fingerprints also count rows whose content appears in both parts (exact duplicate
+    rows in the source), a leakage a user should know about.
+    """
+    positions = np.arange(len(y))
+    train_idx, test_idx = train_test_split(
+        positions, test_size=test_size, stratify=y, random_state=seed
+    )
+    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    hashes = row_hashes(X)
+    shared = np.intersect1d(hashes[train_idx], hashes[test_idx]).size
+    fp = {
+        "rows": int(len(y)),
+        "train_rows": int(len(train_idx)),
+        "test_rows": int(len(test_idx)),
+        "train_positives": int(y[train_idx].sum()),
+        "test_positives": int(y[test_idx].sum()),
+        "train": fingerprint(hashes, train_idx),
+        "test": fingerprint(hashes, test_idx),
+        "data": hashlib.sha256(np.sort(hashes).tobytes()).hexdigest(),
+        "duplicate_rows_across_parts": int(shared),
+    }
+    if shared:
+        logger.warning(
+            "%d distinct rows appear in both train and test (exact duplicates in the data)", shared
+        )
+    return Split(train_idx=train_idx, test_idx=test_idx, fingerprints=fp)
+
+
+def cv_folds(y: np.ndarray, *, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds over the training part (positions relative to it)."""
+    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return list(skf.split(np.zeros(len(y)), y))
+
+
+split_task = task(stratified_split, name="split", cache_policy=NO_CACHE)

@@ -1,0 +1,278 @@
+"""Validation of training data: every failure found at once, as a table, before any training."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from schemas.errors import ValidationFailed
+from schemas.inference import (
+    InputSchema,
+    infer_input_schema,
+    load_schema_model,
+    schema_from_model,
+)
+
+logger = logging.getLogger(__name__)
+
+FAILURE_COLUMNS = ["column", "check", "problem", "count", "examples"]
+NUMERIC_TEXT_SHARE = 0.9
+
+
+@dataclass
+class LabelledData:
+    """Validated training data: features, 0/1 labels and the schema the model will keep."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    schema: InputSchema
+
+
+def _failure(column, check, problem, count=1, examples=()) -> dict:
+    shown = ", ".join(repr(e) for e in list(examples)[:3])
+    return {"column": str(column), "check": check, "problem": problem, "count": int(count),
+            "examples": shown}
+
+
+def min_positives_needed(*, test_size: float, n_folds: int) -> int:
+    """Smallest class size that leaves n_folds+1 rows in train and one in test."""
+    return max(math.ceil((n_folds + 1) / (1 - test_size)), math.ceil(1 / test_size))
+
+
+def resolve_label(
+    labels: pd.Series, *, label: str, positive: str | None, needed: int
+) -> tuple[np.ndarray | None, str | None, str | None, list[dict]]:
+    """Map the label column to 0/1 with ``positive`` as 1, checking it is a usable binary label.
+
+    Returns:
+        (y, positive, negative, failures): y is None when there are failures.
+    """
+    failures = []
+    n_null = int(labels.isna().sum())
+    if n_null == len(labels):
+        return None, None, None, [_failure(label, "label_not_null", "label column is all null",
+                                           n_null)]
+    if n_null:
+        failures.append(_failure(label, "label_not_null",
+                                 f"label has {n_null} missing values; drop or fill those rows",
+                                 n_null))
+    present = labels.dropna()
+    text = _label_text(present)
+    counts = text.value_counts()
+    values = counts.index.tolist()
+    if len(values) > 2:
+        problem = f"label has {len(values)} classes {values[:10]}; rareflow needs exactly two"
+        norm = pd.Series(values).str.strip().str.lower()
+        clashes = [v for v in values if (norm == v.strip().lower()).sum() > 1]
+        if clashes:
+            problem += (f"; {clashes} differ only by whitespace or case: clean the label "
+                        "(e.g. strip spaces)")
+        failures.append(_failure(label, "two_classes", problem, len(values), values))
+        return None, None, None, failures
+    if len(values) < 2:
+        failures.append(_failure(label, "two_classes",
+                                 f"label has one class only ({values[0]!r}); "
+                                 "rareflow needs exactly two", 1, values))
+        return None, None, None, failures
+    if positive is None:
+        positive = _default_positive(counts)
+        logger.info("No positive label given; using %r (%d rows)", positive, counts[positive])
+    elif positive not in values:
+        match = [v for v in values if v.strip().lower() == str(positive).strip().lower()]
+        hint = f"; did you mean {match[0]!r}?" if match else ""
+        failures.append(_failure(label, "positive_present",
+                                 f"positive value {positive!r} is not in label {label!r}; "
+                                 f"its values are {values}{hint}", 1, values))
+        return None, None, None, failures
+    negative = next(v for v in values if v != positive)
+    for value, role in ((positive, "positive"), (negative, "negative")):
+        if counts[value] < needed:
+            failures.append(_failure(
+                label, "enough_rows",
+                f"label {label!r} has {counts[value]} {role} rows ({value!r}); the test split "
+                f"and CV folds configured need at least {needed}", counts[value]))
+    if failures:
+        return None, positive, negative, failures
+    y = (text == positive).to_numpy(dtype=np.int8)
+    return y, positive, negative, []
+
+
+def _label_text(labels: pd.Series) -> pd.Series:
+    """Labels as text, with 1.0 shown as '1' so numeric labels match '--positive 1'."""
+    if pd.api.types.is_bool_dtype(labels):
+        return labels.astype(str)
+    if pd.api.types.is_numeric_dtype(labels):
+        as_float = labels.astype(float)
+        if np.all(np.mod(as_float, 1) == 0):
+            return as_float.astype(np.int64).astype(str)
+        return as_float.astype(str)
+    return labels.astype(str)
+
+
+def _default_positive(counts: pd.Series) -> str:
+    values = set(counts.index)
+    for pos, neg in (("1", "0"), ("True", "False"), ("yes", "no"), ("Yes", "No")):
+        if values == {pos, neg}:
+            return pos
+    return str(counts.sort_values(kind="stable").index[0])
+
+
+def mixed_type_failures(df: pd.DataFrame) -> list[dict]:
+    """Columns read as text whose values are nearly all numbers: a typo, not a category."""
+    failures = []
+    for name in df.columns:
+        s = df[name]
+        if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
+            continue
+        present = s.dropna()
+        if present.empty:
+            continue
+        parsed = pd.to_numeric(present, errors="coerce")
+        bad = present[parsed.isna()]
+        if len(bad) > 0 and len(bad) <= (1 - NUMERIC_TEXT_SHARE) * len(present):
+            failures.append(_failure(
+                name, "numeric_type",
+                f"column {name!r} holds numbers but {len(bad)} values are not numbers; "
+                "fix or blank them", len(bad), bad.unique()))
+    return failures
+
+
+def schema_failures(df: pd.DataFrame, schema: pa.DataFrameSchema) -> list[dict]:
+    """Run a pandera schema lazily and summarise every failure by column and check."""
+    try:
+        schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        return summarise_failure_cases(exc.failure_cases)
+    return []
+
+
+def summarise_failure_cases(cases: pd.DataFrame) -> list[dict]:
+    """Group pandera's failure_cases table to one row per column and check."""
+    rows = []
+    cases = cases.assign(column=cases["column"].astype(str).replace("None", "<table>"))
+    for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
+        examples = group["failure_case"].dropna().unique()
+        problem = _describe_check(str(column), str(check))
+        rows.append(_failure(column, str(check), problem, len(group), examples))
+    return rows
+
+
+def _describe_check(column: str, check: str) -> str:
+    if check.startswith("column_in_dataframe"):
+        return f"column {column!r} is missing"
+    if "coerce_dtype" in check or check.startswith("dtype"):
+        return f"column {column!r} has values of the wrong type ({check})"
+    if "not_nullable" in check:
+        return f"column {column!r} has missing values but the schema does not allow them"
+    return f"column {column!r} fails {check}"
+
+
+def failures_table(failures: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(failures, columns=FAILURE_COLUMNS)
+
+
+def validate_training_data(
+    df: pd.DataFrame,
+    *,
+    label: str,
+    positive: str | None,
+    test_size: float,
+    n_folds: int,
+    schema_model: str | None = None,
+) -> LabelledData:
+    """Check everything a training set must satisfy and infer (or load) its input schema.
+
+    Every check runs before anything is reported, so a user sees all problems at once.
+
+    Raises:
+        ValidationFailed: with ``failures`` a table of column, check, problem, count, examples.
+    """
+    failures: list[dict] = []
+    needed = min_positives_needed(test_size=test_size, n_folds=n_folds)
+    if label not in df.columns:
+        failures.append(_failure(label, "label_present",
+                                 f"label column {label!r} is missing; columns are "
+                                 f"{list(map(str, df.columns))[:20]}"))
+        y, negative = None, None
+    else:
+        y, positive, negative, label_failures = resolve_label(
+            df[label], label=label, positive=positive, needed=needed)
+        failures += label_failures
+    features = df.drop(columns=[label], errors="ignore")
+    if features.shape[1] == 0:
+        failures.append(_failure("<table>", "has_features", "the table has no feature columns"))
+    failures += mixed_type_failures(features)
+    schema = None
+    if schema_model:
+        model = load_schema_model(schema_model)
+        failures += schema_failures(df, model.to_schema())
+        if not failures:
+            schema = schema_from_model(model, label=label, positive=positive, negative=negative)
+    else:
+        schema = infer_input_schema(df, label=label, positive=positive or "?",
+                                    negative=negative or "?")
+        failures += schema_failures(features, schema.to_pandera(training=True))
+    if failures:
+        table = failures_table(failures)
+        raise ValidationFailed(_headline(table), table)
+    return LabelledData(X=features, y=y, schema=schema)
+
+
+def _headline(table: pd.DataFrame) -> str:
+    first = table.iloc[0]["problem"]
+    more = len(table) - 1
+    return f"validation failed: {first}" + (f" (and {more} more failures)" if more else "")
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate_task(df: pd.DataFrame, *, label: str, positive: str | None, test_size: float,
+                  n_folds: int, schema_model: str | None) -> LabelledData:
+    """Validate; on failure publish the failure table as an artifact, then fail the run."""
+    from prefect import get_run_logger
+
+    try:
+        return validate_training_data(df, label=label, positive=positive, test_size=test_size,
+                                      n_folds=n_folds, schema_model=schema_model)
+    except ValidationFailed as exc:
+        get_run_logger().error("Validation failed:\n%s", exc.failures.to_string(index=False))
+        create_table_artifact(
+            key="validation-failures",
+            table=exc.failures.to_dict(orient="records"),
+            description=f"Validation failures: {exc}",
+        )
+        raise
+
+
+def validate_batch(df: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
+    """Check a batch to score against a version's frozen input schema.
+
+    Missing columns and values of the wrong type are errors naming the column; categories
+    never seen in training are allowed (scored as 'unknown') and reported in the log.
+
+    Raises:
+        ValidationFailed: with every failure as a table.
+    """
+    if len(df) == 0:
+        raise ValidationFailed("the batch has no rows", failures_table(
+            [_failure("<table>", "not_empty", "the batch has no rows")]))
+    failures = schema_failures(df, schema.to_pandera(training=False))
+    if failures:
+        table = failures_table(failures)
+        raise ValidationFailed(_headline(table), table)
+    for f in schema.features:
+        if f.kind == "categorical" and f.categories is not None:
+            seen = df[f.name].dropna().astype(str)
+            unseen = seen[~seen.isin(f.categories)]
+            if len(unseen):
+                logger.warning("Column %r: %d rows have categories unseen in training (%s); "
+                               "scored as unknown", f.name, len(unseen),
+                               ", ".join(map(repr, unseen.unique()[:3])))
+    return df
