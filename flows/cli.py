@@ -35,6 +35,7 @@ PREFECT_ENV = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks,flows,schemas",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 
@@ -62,7 +63,8 @@ def _setup() -> None:
 def _fail(exc: Exception, code: int) -> None:
     if STATE["debug"]:
         raise exc
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -119,7 +121,11 @@ def load_config_file(path: Path | None) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where} ({problem}); "
+                          "fix its syntax") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings")
     return data

@@ -68,7 +68,6 @@ class InputSchema(BaseModel):
                     pa.Check(
                         lambda s: np.isfinite(s) | s.isna(),
                         name="finite",
-                        error="numbers must be finite (no inf)",
                     )
                 )
                 dtype = float
@@ -88,7 +87,6 @@ class InputSchema(BaseModel):
                         lambda s: bool(s.notna().any()),
                         element_wise=False,
                         name="not_all_null",
-                        error="column has no values (all null)",
                     )
                 )
             columns[f.name] = pa.Column(

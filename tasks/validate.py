@@ -157,7 +157,9 @@ def schema_failures(df: pd.DataFrame, schema: pa.DataFrameSchema) -> list[dict]:
 def summarise_failure_cases(cases: pd.DataFrame) -> list[dict]:
     """Group pandera's failure_cases table to one row per column and check."""
     rows = []
-    cases = cases.assign(column=cases["column"].astype(str).replace("None", "<table>"))
+    missing = cases["check"].astype(str).str.startswith("column_in_dataframe")
+    column = cases["column"].astype(str).where(~missing, cases["failure_case"].astype(str))
+    cases = cases.assign(column=column.replace("None", "<table>"))
     for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
         examples = group["failure_case"].dropna().unique()
         problem = _describe_check(str(column), str(check))
@@ -170,6 +172,12 @@ def _describe_check(column: str, check: str) -> str:
         return f"column {column!r} is missing"
     if "coerce_dtype" in check or check.startswith("dtype"):
         return f"column {column!r} has values of the wrong type ({check})"
+    if check == "finite":
+        return f"column {column!r} has infinite values; numbers must be finite"
+    if check == "not_all_null":
+        return f"column {column!r} is all null; drop it or fill it"
+    if check == "known_category":
+        return f"column {column!r} has categories outside the schema's set"
     if "not_nullable" in check:
         return f"column {column!r} has missing values but the schema does not allow them"
     return f"column {column!r} fails {check}"

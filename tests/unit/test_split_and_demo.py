@@ -1,0 +1,58 @@
+"""Tests of the stratified split, its fingerprints, and the demo data generator."""
+
+import numpy as np
+import pytest
+
+from schemas.demo import LABEL, DemoTransactions
+from tasks.demo import make_demo_data
+from tasks.split import cv_folds, stratified_split
+
+
+def test_split_parts_are_disjoint_stratified_and_fingerprinted():
+    """Check that train and test are disjoint, cover all rows and keep the positive rate."""
+    df = make_demo_data(5000, positive_rate=0.04, seed=0)
+    y = df[LABEL].to_numpy()
+    X = df.drop(columns=LABEL)
+    split = stratified_split(X, y, test_size=0.25, seed=0)
+    assert np.intersect1d(split.train_idx, split.test_idx).size == 0
+    assert np.union1d(split.train_idx, split.test_idx).size == len(y)
+    assert y[split.test_idx].mean() == pytest.approx(y.mean(), abs=0.005)
+    fp = split.fingerprints
+    assert fp["train"] != fp["test"] and fp["test_rows"] == len(split.test_idx)
+    again = stratified_split(X, y, test_size=0.25, seed=0).fingerprints
+    assert again == fp
+    assert stratified_split(X, y, test_size=0.25, seed=1).fingerprints["test"] != fp["test"]
+
+
+def test_duplicate_rows_across_parts_are_counted():
+    """Check that exact duplicate rows straddling the split are reported."""
+    df = make_demo_data(400, positive_rate=0.1, seed=0)
+    df = df.iloc[np.r_[np.arange(400), np.arange(400)]].reset_index(drop=True)
+    y = df[LABEL].to_numpy()
+    split = stratified_split(df.drop(columns=LABEL), y, test_size=0.5, seed=0)
+    assert split.fingerprints["duplicate_rows_across_parts"] > 0
+
+
+def test_cv_folds_are_stratified_partitions():
+    """Check that CV folds partition the training rows and each holds positives."""
+    y = np.r_[np.ones(20, dtype=int), np.zeros(180, dtype=int)]
+    folds = cv_folds(y, n_folds=5, seed=0)
+    held = np.concatenate([h for _, h in folds])
+    assert sorted(held) == list(range(200))
+    assert all(y[h].sum() == 4 for _, h in folds)
+
+
+def test_demo_data_matches_its_schema_and_rate():
+    """Check that demo data passes its DataFrameModel, has missing values and ~1.5% positives."""
+    df = make_demo_data(20000, seed=0)
+    DemoTransactions.validate(df, lazy=True)
+    assert 0.01 < df[LABEL].mean() < 0.02
+    assert df.isna().any().sum() >= 3
+    assert df.equals(make_demo_data(20000, seed=0))
+
+
+def test_drifted_demo_shifts_inputs():
+    """Check that the drifted batch has larger amounts and more online traffic."""
+    base, drift = make_demo_data(20000, seed=0), make_demo_data(20000, seed=0, drift=True)
+    assert drift.amount.median() > base.amount.median() * 1.2
+    assert (drift.channel == "online").mean() > (base.channel == "online").mean() + 0.1

@@ -1,0 +1,130 @@
+"""Tests of training-data validation and schema inference."""
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from schemas.errors import ValidationFailed
+from schemas.inference import infer_input_schema
+from tasks.validate import min_positives_needed, validate_training_data, validate_batch
+
+
+def frame(n=200, pos=20, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, dtype=int)
+    y[:pos] = 1
+    return pd.DataFrame({
+        "x": rng.normal(size=n),
+        "k": rng.integers(0, 5, n),
+        "colour": rng.choice(["red", "blue", None], n),
+        "label": np.where(y == 1, "Yes", "No"),
+    })
+
+
+def check(df, **kw):
+    opts = {"label": "label", "positive": "Yes", "test_size": 0.2, "n_folds": 5, **kw}
+    return validate_training_data(df, **opts)
+
+
+def test_valid_data_gives_labels_and_schema():
+    """Check that valid data yields 0/1 labels and an inferred schema with column kinds."""
+    data = check(frame())
+    assert data.y.sum() == 20 and set(np.unique(data.y)) == {0, 1}
+    assert data.schema.categorical == ["colour"]
+    assert data.schema.numeric == ["x", "k"]
+    assert data.schema.positive == "Yes" and data.schema.negative == "No"
+    assert "label" not in data.X.columns
+
+
+@pytest.mark.parametrize(
+    "mutate, kw, check_name, text",
+    [
+        (lambda d: d.drop(columns="label"), {}, "label_present", "label column 'label' is missing"),
+        (lambda d: d.assign(label="No"), {}, "two_classes", "one class only"),
+        (lambda d: d.assign(label=["No", "Yes", "Maybe", "No"] * 50), {}, "two_classes",
+         "3 classes"),
+        (lambda d: d.assign(label=np.where(np.arange(200) % 2, "No ", "No")).assign(
+            label=lambda x: np.where(np.arange(200) < 20, "Yes", x.label)), {}, "two_classes",
+         "differ only by whitespace"),
+        (lambda d: d.assign(label=None), {}, "label_not_null", "all null"),
+        (lambda d: d, {"positive": "yes!"}, "positive_present", "is not in label"),
+        (lambda d: d.assign(label=np.where(np.arange(200) < 5, "Yes", "No")), {}, "enough_rows",
+         "need at least 8"),
+        (lambda d: d.assign(x=np.nan), {}, "not_all_null", "all null"),
+        (lambda d: d.assign(x=np.where(np.arange(200) == 3, np.inf, d.x)), {}, "finite",
+         "finite"),
+        (lambda d: d.assign(x=d.x.astype(object).where(np.arange(200) != 7, "oops")), {},
+         "numeric_type", "holds numbers but 1 values are not numbers"),
+    ],
+)
+def test_bad_training_data_is_reported(mutate, kw, check_name, text):
+    """Check that each training-set rule fails with a message naming the problem."""
+    with pytest.raises(ValidationFailed) as info:
+        check(mutate(frame()), **kw)
+    table = info.value.failures
+    assert check_name in set(table["check"])
+    assert table["problem"].str.contains(text, regex=False).any(), table.to_string()
+
+
+def test_all_failures_are_reported_at_once():
+    """Check that validation is lazy: several problems appear in one failure table."""
+    df = frame().assign(x=np.nan, k=np.inf)
+    with pytest.raises(ValidationFailed) as info:
+        check(df)
+    assert {"x", "k"} <= set(info.value.failures["column"])
+
+
+def test_default_positive_is_one_or_minority():
+    """Check that without --positive, 1 is positive for 0/1 labels, else the minority class."""
+    df = frame().assign(label=lambda d: (d.label == "Yes").astype(int))
+    assert check(df, positive=None).schema.positive == "1"
+    assert check(frame(), positive=None).schema.positive == "Yes"
+
+
+def test_min_positives_needed_grows_with_folds():
+    """Check the required class size for a 20% test split and k folds."""
+    assert min_positives_needed(test_size=0.2, n_folds=5) == 8
+    assert min_positives_needed(test_size=0.2, n_folds=10) > 8
+
+
+def test_schema_from_dataframe_model_is_used():
+    """Check that a hand-written DataFrameModel validates and supplies the column kinds."""
+    from tasks.demo import make_demo_data
+
+    df = make_demo_data(3000, positive_rate=0.05, seed=1)
+    data = validate_training_data(df, label="is_fraud", positive="1", test_size=0.2,
+                                  n_folds=5, schema_model="schemas.demo:DemoTransactions")
+    assert data.schema.source == "DemoTransactions"
+    assert set(data.schema.categorical) == {"merchant_category", "channel", "country"}
+    bad = df.assign(hour=df.hour + 30)
+    with pytest.raises(ValidationFailed, match="hour"):
+        validate_training_data(bad, label="is_fraud", positive="1", test_size=0.2, n_folds=5,
+                               schema_model="schemas.demo:DemoTransactions")
+
+
+def test_inferred_module_source_is_a_working_dataframe_model(tmp_path):
+    """Check that `schema infer` output imports and validates the data it came from."""
+    df = frame().rename(columns={"x": "total charges"})
+    schema = infer_input_schema(df, label="label", positive="Yes", negative="No")
+    path = tmp_path / "inferred_schema.py"
+    path.write_text(schema.to_module_source(class_name="Churn"))
+    spec = importlib.util.spec_from_file_location("inferred_schema", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.Churn.validate(df, lazy=True)
+    with pytest.raises(Exception, match="colour"):
+        module.Churn.validate(df.assign(colour="purple"), lazy=True)
+
+
+def test_batch_validation_names_missing_and_mistyped_columns():
+    """Check that a scoring batch with a missing or mistyped column fails naming it."""
+    df = frame()
+    schema = validate_training_data(df, label="label", positive="Yes", test_size=0.2,
+                                    n_folds=5).schema
+    with pytest.raises(ValidationFailed, match="'x' is missing"):
+        validate_batch(df.drop(columns="x"), schema)
+    with pytest.raises(ValidationFailed, match="'x' has values of the wrong type"):
+        validate_batch(df.assign(x="text"), schema)
+    validate_batch(df.assign(colour="never-seen"), schema)  # unseen category: allowed
