@@ -8,7 +8,7 @@ import pytest
 
 from schemas.errors import ValidationFailed
 from schemas.inference import infer_input_schema
-from tasks.validate import min_positives_needed, validate_training_data, validate_batch
+from tasks.validate import min_positives_needed, validate_batch, validate_training_data
 
 
 def frame(n=200, pos=20, seed=0):
