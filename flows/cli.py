@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ schema_app = typer.Typer(no_args_is_help=True, help="Schemas for your data.")
 app.add_typer(models_app, name="models")
 app.add_typer(schema_app, name="schema")
 
-STATE = {"debug": False}
+STATE: dict[str, Any] = {"debug": False, "defer_errors": False, "deferred": []}
 PREFECT_ENV = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -64,8 +65,22 @@ def _fail(exc: Exception, code: int) -> None:
     if STATE["debug"]:
         raise exc
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
+    _say_error(f"error: {text}")
     raise typer.Exit(code)
+
+
+def _say_error(text: str) -> None:
+    """Print the one-line error, or keep it for the very end (see ``main``)."""
+    if STATE["defer_errors"]:
+        STATE["deferred"].append(text)
+    else:
+        typer.secho(text, fg=typer.colors.RED, err=True)
+
+
+def _print_deferred_errors() -> None:
+    for text in STATE["deferred"]:
+        typer.secho(text, fg=typer.colors.RED, err=True)
+    STATE["deferred"].clear()
 
 
 def _run(fn, *args, **kwargs):
@@ -84,8 +99,9 @@ def _run(fn, *args, **kwargs):
     except Exception as exc:  # an unexpected failure: say so, keep the traceback for --debug
         if STATE["debug"]:
             raise
-        typer.secho(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for "
-                    "the traceback)", fg=typer.colors.RED, err=True)
+        text = " ".join(str(exc).split())
+        _say_error(f"internal error: {type(exc).__name__}: {text} (rerun with --debug for "
+                   "the traceback)")
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
@@ -245,6 +261,52 @@ def score(
     raise typer.Exit(_run(go))
 
 
+@app.command()
+def monitor(
+    data: str = typer.Option(None, "--data", help="Labelled batch (scored or not)."),
+    registry: str = typer.Option(None, "--registry", help="Registry folder (default: registry)."),
+    name: str = typer.Option(None, "--name", help="Model name (default: model)."),
+    version: str = typer.Option(None, "--version", help="champion (default), latest or an id."),
+    config: Path = typer.Option(None, "--config", help="YAML file mapping onto MonitoringConfig."),
+    tolerance: float = typer.Option(None, "--tolerance", help="Recall drop tolerated."),
+    confidence: float = typer.Option(None, "--confidence", help="Confidence of the test."),
+    min_positives: int = typer.Option(None, "--min-positives",
+                                      help="Fewer matured positives: refuse to judge."),
+    label_time_column: str = typer.Option(None, "--label-time-column",
+                                          help="Column: when each label became known."),
+    label_available_column: str = typer.Option(None, "--label-available-column",
+                                               help="Column: is the label known (true/false)."),
+    label_delay_days: float = typer.Option(None, "--label-delay-days",
+                                           help="Labels younger than this are not matured."),
+    as_of: str = typer.Option(None, "--as-of", help="Time maturity is judged at (default now)."),
+    rescore: bool = typer.Option(None, "--rescore/--no-rescore",
+                                 help="Score afresh even if the batch has a score column."),
+) -> None:
+    """Judge minority-class recall on a labelled batch. Exit 0 no drift, 4 drift, 5 cannot judge."""
+
+    def go():
+        from flows.monitoring import monitoring_flow
+        from schemas.config import MonitoringConfig
+        from schemas.errors import EXIT_CANNOT_JUDGE, EXIT_DRIFT
+
+        cfg = load_config_file(config)
+        flags = {"data": data, "registry": registry, "name": name, "version": version,
+                 "recall_tolerance": tolerance, "confidence": confidence,
+                 "min_positives": min_positives, "label_time_column": label_time_column,
+                 "label_available_column": label_available_column,
+                 "label_delay_days": label_delay_days, "as_of": as_of, "rescore": rescore}
+        for key, value in flags.items():
+            if value is not None:
+                cfg[key] = value
+        result = monitoring_flow(MonitoringConfig.model_validate(cfg))
+        typer.echo(f"Reports: {result['reports']['folder']}")
+        typer.echo(result["verdict"])
+        return {"drift": EXIT_DRIFT, "cannot-judge": EXIT_CANNOT_JUDGE}.get(result["status"],
+                                                                           EXIT_OK)
+
+    raise typer.Exit(_run(go))
+
+
 @models_app.command("list")
 def models_list(registry: str = typer.Option("registry", "--registry"),
                 name: str = typer.Option("model", "--name")) -> None:
@@ -332,7 +394,7 @@ def schema_infer(path: str = typer.Argument(..., help="A CSV or Parquet file."),
     def go():
         from schemas.inference import infer_input_schema
         from tasks.load import load_table
-        from tasks.validate import _label_text, resolve_label
+        from tasks.validate import resolve_label
 
         df = load_table(path)
         if label not in df.columns:
@@ -343,7 +405,6 @@ def schema_infer(path: str = typer.Argument(..., help="A CSV or Parquet file."),
         if failures:
             raise ConfigError(failures[0]["problem"])
         schema = infer_input_schema(df, label=label, positive=pos, negative=neg)
-        del _label_text
         typer.echo(schema.to_module_source(class_name=class_name, origin=Path(path).name))
         return EXIT_OK
 
@@ -357,11 +418,12 @@ def demo(
     registry: str = typer.Option(None, "--registry", help="Default: <dir>/registry."),
     time_budget: float = typer.Option(300, "--time-budget", help="Candidate search budget, s."),
 ) -> None:
-    """Make demo data, train and promote, retrain and show the gate, score a drifted batch."""
+    """Make demo data, train and promote, retrain and gate, score a drifted batch, monitor it."""
 
     def go():
+        from flows.monitoring import monitoring_flow
         from flows.scoring import scoring_flow
-        from schemas.config import ScoringConfig, StrategyConfig, TrainingConfig
+        from schemas.config import MonitoringConfig, ScoringConfig, StrategyConfig, TrainingConfig
         from schemas.demo import LABEL, POSITIVE
         from tasks.demo import make_demo_data
         from tasks.load import write_table
@@ -376,17 +438,23 @@ def demo(
         typer.echo(f"Demo data: {', '.join(str(p) for p in paths.values())}")
         strategy = StrategyConfig(time_budget_s=time_budget)
         outcome = EXIT_OK
-        for step, key in (("1/3 first model", "train"), ("2/3 retrain and gate", "retrain")):
+        for step, key in (("1/4 first model", "train"), ("2/4 retrain and gate", "retrain")):
             typer.echo(f"\n=== {step}: rareflow train --data {paths[key]} ===")
             cfg = TrainingConfig(data=str(paths[key]), label=LABEL, positive=POSITIVE,
                                  registry=reg, name="demo", strategy=strategy)
             outcome = _train(cfg)
-        typer.echo(f"\n=== 3/3 score the drifted batch {paths['drifted']} ===")
-        scored = scoring_flow(ScoringConfig(data=str(paths["drifted"]),
-                                            out=str(base / "drifted_scored.parquet"),
+        scored_path = base / "drifted_scored.parquet"
+        typer.echo(f"\n=== 3/4 score a later, drifted batch: rareflow score --data "
+                   f"{paths['drifted']} --out {scored_path} ===")
+        scored = scoring_flow(ScoringConfig(data=str(paths["drifted"]), out=str(scored_path),
                                             registry=reg, name="demo"))
         typer.echo(f"Scored {scored['rows']} rows with demo {scored['version']}: "
                    f"{scored['flagged']} flagged -> {scored['out']}")
+        typer.echo(f"\n=== 4/4 its labels arrive: rareflow monitor --data {scored_path} ===")
+        monitored = monitoring_flow(MonitoringConfig(data=str(scored_path), registry=reg,
+                                                     name="demo"))
+        typer.echo(f"Reports: {monitored['reports']['folder']}")
+        typer.echo(monitored["verdict"])
         typer.echo(f"\nRegistry: {reg}/demo (rareflow models list --registry {reg} --name demo)")
         return EXIT_OK if outcome in (EXIT_OK, EXIT_REJECTED) else outcome
 
@@ -394,7 +462,14 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    The one-line error is printed at exit, after Prefect has stopped its temporary server
+    (atexit runs handlers in reverse order of registration), so it is the last line a user
+    or a script sees.
+    """
+    STATE["defer_errors"] = True
+    atexit.register(_print_deferred_errors)
     try:
         app()
     except SystemExit as exc:

@@ -19,6 +19,12 @@ SamplerName = Literal[
     "smoteenn",
     "smotetomek",
 ]
+NumStattest = Literal[
+    "psi", "wasserstein", "jensenshannon", "hellinger", "kl_div", "ks", "anderson",
+    "cramer_von_mises", "mannw", "ed", "t_test",
+]
+CatStattest = Literal["jensenshannon", "psi", "hellinger", "kl_div", "TVD", "chisquare", "z",
+                      "g_test"]
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -213,6 +219,18 @@ class MonitoringConfig(_Model):
         20_000, ge=1000, description="Rows sampled per side for the evidently data-drift part."
     )
     emit_events: bool = Field(True, description="Emit rareflow.monitor.recall-drift on drift.")
+    rescore: bool = Field(
+        False,
+        description="Score the batch with this version even if it already has a `score` column.",
+    )
+    num_stattest: NumStattest = Field(
+        "psi",
+        description="evidently drift method for numeric inputs (PSI: a distance, threshold 0.1).",
+    )
+    cat_stattest: CatStattest = Field(
+        "jensenshannon",
+        description="evidently drift method for categorical inputs (Jensen-Shannon distance, 0.1).",
+    )
 
     @field_validator("name")
     @classmethod

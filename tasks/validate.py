@@ -65,7 +65,7 @@ def resolve_label(
                                  f"label has {n_null} missing values; drop or fill those rows",
                                  n_null))
     present = labels.dropna()
-    text = _label_text(present)
+    text = label_text(present)
     counts = text.value_counts()
     values = counts.index.tolist()
     if len(values) > 2:
@@ -105,7 +105,7 @@ def resolve_label(
     return y, positive, negative, []
 
 
-def _label_text(labels: pd.Series) -> pd.Series:
+def label_text(labels: pd.Series) -> pd.Series:
     """Labels as text, with 1.0 shown as '1' so numeric labels match '--positive 1'."""
     if pd.api.types.is_bool_dtype(labels):
         return labels.astype(str)
