@@ -135,13 +135,17 @@ def mixed_type_failures(df: pd.DataFrame) -> list[dict]:
         present = s.dropna()
         if present.empty:
             continue
-        parsed = pd.to_numeric(present, errors="coerce")
-        bad = present[parsed.isna()]
-        if len(bad) > 0 and len(bad) <= (1 - NUMERIC_TEXT_SHARE) * len(present):
+        # parse each distinct value once: a category column has few, so this stays cheap
+        distinct = pd.Series(present.unique())
+        bad_values = distinct[pd.to_numeric(distinct, errors="coerce").isna()]
+        if bad_values.empty or len(bad_values) == len(distinct):
+            continue
+        n_bad = int(present.isin(bad_values).sum())
+        if n_bad <= (1 - NUMERIC_TEXT_SHARE) * len(present):
             failures.append(_failure(
                 name, "numeric_type",
-                f"column {name!r} holds numbers but {len(bad)} values are not numbers; "
-                "fix or blank them", len(bad), bad.unique()))
+                f"column {name!r} holds numbers but {n_bad} values are not numbers; "
+                "fix or blank them", n_bad, bad_values))
     return failures
 
 
