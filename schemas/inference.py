@@ -22,7 +22,24 @@ from schemas.errors import ConfigError
 MAX_STORED_CATEGORIES = 1000
 
 
-class FeatureSpec(BaseModel):
+class _StablePickle(BaseModel):
+    """Pickle the set of fields given as a sorted list, so equal models pickle to equal bytes.
+
+    pydantic pickles ``__pydantic_fields_set__`` as a set, whose order follows the string
+    hash and so changes between processes (PYTHONHASHSEED); model.joblib would then differ
+    from run to run for the same data, configuration and seed.
+    """
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        return {**state, "__pydantic_fields_set__": sorted(state["__pydantic_fields_set__"])}
+
+    def __setstate__(self, state: dict) -> None:
+        fields_set = set(state.get("__pydantic_fields_set__") or ())
+        super().__setstate__({**state, "__pydantic_fields_set__": fields_set})
+
+
+class FeatureSpec(_StablePickle):
     """One input column."""
 
     name: str
@@ -32,7 +49,7 @@ class FeatureSpec(BaseModel):
     categories: list[str] | None = None
 
 
-class InputSchema(BaseModel):
+class InputSchema(_StablePickle):
     """The columns a model reads, and its label."""
 
     label: str
@@ -71,16 +88,8 @@ class InputSchema(BaseModel):
                     )
                 )
                 dtype = float
-            else:
+            else:  # category sets are not enforced: unseen categories are scored as unknown
                 dtype = None
-                if training and f.categories is not None:
-                    checks.append(
-                        pa.Check(
-                            lambda s, cats=frozenset(f.categories): s.isna()
-                            | s.astype(str).isin(cats),
-                            name="known_category",
-                        )
-                    )
             if training:
                 checks.append(
                     pa.Check(

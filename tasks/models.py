@@ -99,19 +99,25 @@ class FrameCaster(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, X):
+        """Columns already of the right type pass through uncopied; others are converted."""
         self._check(X)
         out = {}
         for name in self.categorical:
             s = X[name]
-            out[name] = s.astype(object).where(s.notna(), np.nan).map(
-                lambda v: v if isinstance(v, float) and np.isnan(v) else str(v)
-            )
+            if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+                out[name] = s
+            else:  # numbers, booleans or mixed values used as categories: compare as text
+                out[name] = s.astype(str).where(s.notna(), np.nan).astype(object)
         for name in self.numeric:
+            s = X[name]
+            if s.dtype == np.float64:
+                out[name] = s
+                continue
             try:
-                out[name] = pd.to_numeric(X[name], errors="raise").astype(float)
+                out[name] = pd.to_numeric(s, errors="raise").astype(np.float64)
             except (ValueError, TypeError) as exc:
                 raise DataError(f"column {name!r} must be numeric: {exc}") from exc
-        return pd.DataFrame(out, index=X.index)
+        return pd.DataFrame(out, index=X.index, copy=False)
 
     def _check(self, X):
         if not isinstance(X, pd.DataFrame):

@@ -180,8 +180,6 @@ def _describe_check(column: str, check: str) -> str:
         return f"column {column!r} has infinite values; numbers must be finite"
     if check == "not_all_null":
         return f"column {column!r} is all null; drop it or fill it"
-    if check == "known_category":
-        return f"column {column!r} has categories outside the schema's set"
     if "not_nullable" in check:
         return f"column {column!r} has missing values but the schema does not allow them"
     return f"column {column!r} fails {check}"
