@@ -70,6 +70,7 @@ def training_flow(config: TrainingConfig) -> dict:
     split = split_task(data.X, data.y, test_size=split_cfg.test_size, seed=seed)
     X_train, y_train = data.X.iloc[split.train_idx], data.y[split.train_idx]
     X_test, y_test = data.X.iloc[split.test_idx], data.y[split.test_idx]
+    del df, data  # the parts are copies: free the full table before fitting
     log.info("Split: %d train rows (%d positives), %d test rows (%d positives)",
              len(y_train), int(y_train.sum()), len(y_test), int(y_test.sum()))
 
@@ -121,7 +122,7 @@ def training_flow(config: TrainingConfig) -> dict:
         "schema": schema.model_dump(),
         "libraries": library_versions(),
     }
-    reference = X_test.reset_index(drop=True).assign(
+    reference = X_test[schema.feature_names].reset_index(drop=True).assign(
         **{schema.label: np.where(y_test == 1, schema.positive, schema.negative),
            SCORE: test_scores, DECISION: model.decide(X_test, test_scores)})
     version = register_task(registry, model, metadata, reference, model_card(metadata))

@@ -29,7 +29,10 @@ NUMERIC_TEXT_SHARE = 0.9
 
 @dataclass
 class LabelledData:
-    """Validated training data: features, 0/1 labels and the schema the model will keep."""
+    """Validated training data: the table (label column included), 0/1 labels and the schema.
+
+    ``X`` is not copied to drop the label: pipelines select ``schema.feature_names``.
+    """
 
     X: pd.DataFrame
     y: np.ndarray
@@ -125,10 +128,10 @@ def _default_positive(counts: pd.Series) -> str:
     return str(counts.sort_values(kind="stable").index[0])
 
 
-def mixed_type_failures(df: pd.DataFrame) -> list[dict]:
+def mixed_type_failures(df: pd.DataFrame, columns: list | None = None) -> list[dict]:
     """Columns read as text whose values are nearly all numbers: a typo, not a category."""
     failures = []
-    for name in df.columns:
+    for name in df.columns if columns is None else columns:
         s = df[name]
         if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
             continue
@@ -216,10 +219,10 @@ def validate_training_data(
         y, positive, negative, label_failures = resolve_label(
             df[label], label=label, positive=positive, needed=needed)
         failures += label_failures
-    features = df.drop(columns=[label], errors="ignore")
-    if features.shape[1] == 0:
+    features = [c for c in df.columns if c != label]
+    if not features:
         failures.append(_failure("<table>", "has_features", "the table has no feature columns"))
-    failures += mixed_type_failures(features)
+    failures += mixed_type_failures(df, features)
     schema = None
     if schema_model:
         model = load_schema_model(schema_model)
@@ -229,11 +232,12 @@ def validate_training_data(
     else:
         schema = infer_input_schema(df, label=label, positive=positive or "?",
                                     negative=negative or "?")
-        failures += schema_failures(features, schema.to_pandera(training=True))
+        failures += schema_failures(df, schema.to_pandera(training=True))
     if failures:
         table = failures_table(failures)
         raise ValidationFailed(_headline(table), table)
-    return LabelledData(X=features, y=y, schema=schema)
+    # X is the validated table itself (no copy): the model reads only the schema's features
+    return LabelledData(X=df, y=y, schema=schema)
 
 
 def _headline(table: pd.DataFrame) -> str:

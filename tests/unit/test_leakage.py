@@ -75,3 +75,18 @@ def test_threshold_comes_from_training_rows_only(data):
     again = cross_validate(spec, scrambled.iloc[split.train_idx], y_tr, d.schema, folds,
                            fn_cost=10, fp_cost=1, seed=0)
     assert again.threshold == first.threshold
+
+
+def test_label_column_is_never_a_model_input(data):
+    """Check that the fitted pipeline ignores the label column even though X carries it."""
+    d, split = data
+    assert LABEL in d.X.columns and LABEL not in d.schema.feature_names
+    X_tr, y_tr = d.X.iloc[split.train_idx], d.y[split.train_idx]
+    X_te = d.X.iloc[split.test_idx]
+    pipe = make_pipeline(CandidateSpec("logreg", "none", "none"), d.schema,
+                         min_class_rows=int(y_tr.sum()), minority_share=float(y_tr.mean()),
+                         seed=0).fit(X_tr, y_tr)
+    with_label = pipe.predict_proba(X_te)
+    flipped = pipe.predict_proba(X_te.assign(**{LABEL: 1 - X_te[LABEL]}))
+    np.testing.assert_array_equal(with_label, flipped)
+    np.testing.assert_array_equal(with_label, pipe.predict_proba(X_te.drop(columns=LABEL)))

@@ -35,7 +35,7 @@ def test_valid_data_gives_labels_and_schema():
     assert data.schema.categorical == ["colour"]
     assert data.schema.numeric == ["x", "k"]
     assert data.schema.positive == "Yes" and data.schema.negative == "No"
-    assert "label" not in data.X.columns
+    assert "label" not in data.schema.feature_names  # the label is never a model input
 
 
 @pytest.mark.parametrize(
