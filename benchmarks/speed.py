@@ -1,0 +1,161 @@
+"""Speed and memory: the training flow against a bare script doing the same work.
+
+For each size (default 100k, 1M and 4M rows x 30 features, 1 % positives) the data is written
+once to Parquet, then two child processes run one after the other:
+
+* ``bare``: pandas + scikit-learn + imbalanced-learn directly — read, stratified split,
+  5-fold out-of-fold predictions, cost-optimal threshold, refit, predict the test part.
+* ``flow``: rareflow's training flow with the same fixed strategy (HistGradientBoosting,
+  balanced class weights, no resampling, cost threshold), plus everything a production run
+  does on top (validation, fingerprints, artifacts, gates, registry). The Prefect ephemeral
+  server start is measured separately (a trivial flow first) and not counted in the flow time.
+
+Each child reports its wall time; the parent reads the child's peak RSS from ``os.wait4``.
+Results: ``benchmarks/results/speed.json`` and ``speed.md``.
+
+    python -m uv run python benchmarks/speed.py                 # 100k, 1M, 4M
+    python -m uv run python benchmarks/speed.py --rows 100000   # one size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = ROOT / "benchmarks" / "results"
+N_NUMERIC, N_CATEGORICAL = 26, 4
+LABEL = "target"
+FN_COST, FP_COST = 10.0, 1.0
+FOLDS, TEST_SIZE, SEED = 5, 0.2, 0
+
+
+def make_data(n_rows: int, *, seed: int = 0) -> pd.DataFrame:
+    """30 features (26 numeric with some missing values, 4 categorical), ~1 % positives."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_rows, N_NUMERIC)).astype(np.float64)
+    cats = rng.integers(0, 8, size=(n_rows, N_CATEGORICAL))
+    logit = X[:, :6] @ np.array([1.0, -0.8, 0.6, 0.5, -0.4, 0.3]) + 0.8 * (cats[:, 0] == 3)
+    logit += 0.5 * X[:, 6] * X[:, 7]
+    intercept = np.log(0.01 / 0.99) - 0.9
+    y = (rng.random(n_rows) < 1 / (1 + np.exp(-(intercept + logit)))).astype(np.int8)
+    X[rng.random((n_rows, N_NUMERIC)) < 0.02] = np.nan
+    df = pd.DataFrame(X, columns=[f"num_{i:02d}" for i in range(N_NUMERIC)])
+    for j in range(N_CATEGORICAL):
+        df[f"cat_{j}"] = pd.Categorical.from_codes(cats[:, j], [f"c{k}" for k in range(8)])
+        df[f"cat_{j}"] = df[f"cat_{j}"].astype(str)
+    df[LABEL] = y
+    return df
+
+
+def run_child_rss(script: str, args: list[str], env: dict) -> dict:
+    """Like run_child, measuring this child's own peak RSS with os.wait4."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / script), *args],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=ROOT,
+            text=True,
+        )
+        started = time.perf_counter()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"child failed ({proc.returncode}):\n{err.read()[-3000:]}")
+        line = [ln for ln in out.read().splitlines() if ln.startswith("{")][-1]
+    result = json.loads(line)
+    result["process_wall_seconds"] = wall
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    return result
+
+
+def bench(n_rows: int, work: Path) -> dict:
+    df = make_data(n_rows)
+    frame_mb = df.memory_usage(deep=True).sum() / 2**20
+    path = work / f"speed_{n_rows}.parquet"
+    df.to_parquet(path, index=False)
+    del df
+    env = {
+        **os.environ,
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_HOME": str(work / "prefect"),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    }
+    bare = run_child_rss(
+        "_speed_bare.py",
+        [str(path), LABEL, str(FN_COST), str(FP_COST), str(FOLDS), str(TEST_SIZE), str(SEED)],
+        env,
+    )
+    flow = run_child_rss(
+        "_speed_flow.py", [str(path), LABEL, str(work / f"registry_{n_rows}")], env
+    )
+    row = {
+        "rows": n_rows,
+        "features": N_NUMERIC + N_CATEGORICAL,
+        "frame_mb": round(frame_mb, 1),
+        "bare_seconds": round(bare["seconds"], 2),
+        "flow_seconds": round(flow["seconds"], 2),
+        "flow_over_bare": round(flow["seconds"] / bare["seconds"], 3),
+        "server_start_seconds": round(flow["server_start_seconds"], 2),
+        "bare_peak_rss_mb": round(bare["peak_rss_mb"], 1),
+        "flow_peak_rss_mb": round(flow["peak_rss_mb"], 1),
+        "bare_rss_over_frame": round(bare["peak_rss_mb"] / frame_mb, 2),
+        "flow_rss_over_frame": round(flow["peak_rss_mb"] / frame_mb, 2),
+        "bare_normalised_cost": round(bare["normalised_cost"], 4),
+        "flow_normalised_cost": round(flow["normalised_cost"], 4),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="*", default=[100_000, 1_000_000, 4_000_000])
+    parser.add_argument("--out", default=str(RESULTS / "speed"))
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rareflow-speed-") as tmp:
+        rows = [bench(n, Path(tmp)) for n in args.rows]
+    table = pd.DataFrame(rows)
+    if len(table) > 1:
+        base = table.iloc[0]
+        table["seconds_per_row_vs_smallest"] = (
+            (table.flow_seconds / table.rows) / (base.flow_seconds / base.rows)
+        ).round(3)
+    Path(args.out + ".json").write_text(json.dumps(rows, indent=2))
+    sizes = " ".join(map(str, args.rows))
+    Path(args.out + ".md").write_text(
+        "# Speed: training flow vs bare script\n\n"
+        f"Command: `python -m uv run python benchmarks/speed.py --rows {sizes}`\n\n"
+        + markdown_table(table)
+        + "\n"
+    )
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
