@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import TrainingConfig
+from schemas.errors import RegistryError
 from schemas.scored import DECISION, SCORE
 from tasks import events
 from tasks.evaluate import evaluate_task, metric_table, model_card
@@ -81,7 +82,8 @@ def training_flow(config: TrainingConfig) -> dict:
     best, board = select_task(X_train, y_train, schema, folds, specs, fn_cost=costs.fn_cost,
                               fp_cost=costs.fp_cost, seed=seed,
                               time_budget_s=config.strategy.time_budget_s,
-                              n_jobs=config.strategy.n_jobs)
+                              n_jobs=config.strategy.n_jobs,
+                              calibrate=config.strategy.calibrate)
     log.info("Chose %s: CV normalised cost %.4f, threshold %.4f (from out-of-fold scores)",
              best.spec.name, best.cv_cost, best.threshold)
     create_markdown_artifact(
@@ -127,23 +129,30 @@ def training_flow(config: TrainingConfig) -> dict:
            SCORE: test_scores, DECISION: model.decide(X_test, test_scores)})
     version = register_task(registry, model, metadata, reference, model_card(metadata))
 
-    promoted = verdict["status"] == "passed"
-    payload = {"version": version, "status": verdict["status"], "threshold": model.threshold,
+    status = verdict["status"]
+    if status == "passed":
+        try:  # refused if a concurrent run changed the champion it was compared with
+            promote_task(registry, version, reason="passed every gate",
+                         expected_champion=champ_version)
+        except RegistryError as exc:
+            log.warning("Not promoted: %s", exc)
+            status = "stale"
+    promoted = status == "passed"
+    payload = {"version": version, "status": status, "threshold": model.threshold,
                "recall": metrics["at_threshold"]["recall"], "pr_auc": metrics["pr_auc"],
                "normalised_cost": metrics["at_threshold"]["normalised_cost"],
                "champion": champ_version}
     if promoted:
-        promote_task(registry, version, reason="passed every gate")
         events.emit(events.PROMOTED, name=config.name, payload=payload)
         log.info("Promoted %s %s", config.name, version)
     else:
         events.emit(events.REJECTED, name=config.name, payload=payload)
         failed = [g["gate"] for g in verdict["gates"] if not g["passed"]]
-        log.warning("Not promoted (%s): failed %s", verdict["status"], failed)
+        log.warning("Not promoted (%s): failed %s", status, failed)
     return {
         "name": config.name,
         "version": version,
-        "status": verdict["status"],
+        "status": status,
         "promoted": promoted,
         "champion": (registry.champion() or {}).get("version"),
         "threshold": model.threshold,

@@ -30,7 +30,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def check_name(value: str, what: str = "model name") -> str:
     """Return ``value`` if it is a safe single path component, else raise ``ValueError``."""
-    if not isinstance(value, str) or not NAME_PATTERN.match(value) or ".." in value:
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value:
         raise ValueError(
             f"{what} must be 1-64 letters, digits, '_', '-' or '.', start with a letter or digit "
             f"and contain no '..'; got {value!r}"

@@ -140,15 +140,30 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
 
     The file is written to a temporary name first and renamed, so a reader never sees a
     half-written table.
+
+    Raises:
+        DataError: the path is a directory, or a file stands where its folder should be.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise DataError(f"output path {str(path)!r} is a directory; give a file name such as "
+                        f"{str(path / 'scored.parquet')!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise DataError(f"cannot create the folder of output {str(path)!r}: a file is in the "
+                        "way; choose another output path") from exc
     tmp = path.with_name(f".{path.name}.tmp")
-    if path.name.lower().endswith(PARQUET_SUFFIXES):
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_csv(tmp, index=False, compression="gzip" if path.name.endswith(".gz") else None)
-    tmp.replace(path)
+    try:
+        if path.name.lower().endswith(PARQUET_SUFFIXES):
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False,
+                      compression="gzip" if path.name.endswith(".gz") else None)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -22,22 +22,25 @@ import os
 import re
 import shutil
 import tempfile
+import types
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.config import check_name
+from schemas.config import NAME_PATTERN, check_name
 from schemas.errors import IntegrityError, RegistryError
 from tasks.load import IO_RETRIES
 
 logger = logging.getLogger(__name__)
 
 VERSION_PATTERN = re.compile(r"^v\d{4,9}$")
+ANY = "<any>"  # promote(expected_champion=ANY): do not check which version is champion
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 CARD_FILE = "model_card.md"
@@ -62,6 +65,11 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -107,8 +115,50 @@ def _pid_alive(text: str) -> bool:
     return True
 
 
+_OPAQUE = (str, bytes, int, float, bool, type(None), type, types.ModuleType, types.FunctionType,
+           types.BuiltinFunctionType, types.MethodType)
+
+
+def zero_tree_padding(model) -> None:
+    """Zero the padding bytes of every scikit-learn tree in ``model``, in place.
+
+    A tree's node array has 7 padding bytes per node. scikit-learn zeroes them when it grows a
+    tree, but a NumPy copy of the array (``deepcopy``, as imbalanced-learn's
+    BalancedRandomForest does for its ``pipelines_``) leaves them uninitialised, so the same
+    model pickled twice gives different bytes and a different sha256. Predictions are not
+    affected; only the bytes become reproducible.
+    """
+    try:
+        from sklearn.tree._tree import Tree
+    except ImportError:  # pragma: no cover - no scikit-learn, no trees
+        return
+    seen: set[int] = set()
+    stack = [model]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _OPAQUE) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, Tree):
+            state = item.__getstate__()
+            nodes = state["nodes"]
+            clean = np.zeros(nodes.shape, dtype=nodes.dtype)
+            for field in nodes.dtype.names:
+                clean[field] = nodes[field]
+            item.__setstate__({**state, "nodes": clean})
+        elif isinstance(item, np.ndarray):
+            if item.dtype == object:
+                stack.extend(item.ravel().tolist())
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif hasattr(item, "__dict__"):
+            stack.extend(vars(item).values())
+
+
 def check_version_id(version: str) -> str:
-    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
         raise RegistryError(
             f"version id must look like 'v0001' (or be 'champion' or 'latest'); got {version!r}"
         )
@@ -123,6 +173,9 @@ class Registry:
             check_name(name)
         except ValueError as exc:
             raise RegistryError(str(exc)) from exc
+        if not NAME_PATTERN.fullmatch(name):  # the pattern's '$' also matches before a '\n'
+            raise RegistryError(f"model name must be one line of letters, digits, '_', '-' or "
+                                f"'.'; got {name!r}")
         self.root = Path(root)
         self.name = name
         self.dir = self.root / name
@@ -153,6 +206,8 @@ class Registry:
         for leftover in self.versions_dir.glob(".tmp-*"):
             if not _pid_alive(leftover.name.split("-")[1]):  # its writer died mid-way
                 shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in self.dir.glob(f".{self.champion_path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)  # only written under this lock: its writer died
 
     # -- versions --------------------------------------------------------------------------
     def version_dir(self, version: str) -> Path:
@@ -165,7 +220,7 @@ class Registry:
         ids = [
             p.name
             for p in self.versions_dir.iterdir()
-            if p.is_dir() and VERSION_PATTERN.match(p.name) and (p / METADATA_FILE).is_file()
+            if p.is_dir() and VERSION_PATTERN.fullmatch(p.name) and (p / METADATA_FILE).is_file()
         ]
         return sorted(ids, key=lambda v: int(v[1:]))
 
@@ -177,6 +232,7 @@ class Registry:
         staging.mkdir()
         try:
             model_path = staging / MODEL_FILE
+            zero_tree_padding(model)  # the same model always gives the same bytes
             with open(model_path, "wb") as fh:
                 joblib.dump(model, fh, compress=3)
                 fh.flush()
@@ -188,14 +244,16 @@ class Registry:
                 files[REFERENCE_FILE] = sha256_file(ref_path)
             (staging / "reports").mkdir()
             with self.lock():
-                ids = self.version_ids()
-                version = f"v{(int(ids[-1][1:]) + 1) if ids else 1:04d}"
+                version = self._next_version_id()
                 meta = {**metadata, "name": self.name, "version": version,
                         "registered_at": now_iso(), "sha256": files[MODEL_FILE], "files": files}
                 if card is not None:
                     text = card.replace("{version}", version)
                     (staging / CARD_FILE).write_text(text, encoding="utf-8")
                 _write_json(staging / METADATA_FILE, meta)
+                for path in staging.iterdir():
+                    if path.is_file():
+                        _fsync_file(path)
                 _fsync_dir(staging)
                 os.rename(staging, self.versions_dir / version)
                 _fsync_dir(self.versions_dir)
@@ -204,6 +262,16 @@ class Registry:
             raise
         logger.info("Registered %s %s", self.name, version)
         return version
+
+    def _next_version_id(self) -> str:
+        """One past the highest version-like name in versions/, complete or not.
+
+        A stray file or an incomplete folder named like a version is skipped, never
+        overwritten by the rename that publishes a new version.
+        """
+        taken = [int(p.name[1:]) for p in self.versions_dir.iterdir()
+                 if VERSION_PATTERN.fullmatch(p.name)]
+        return f"v{max(taken, default=0) + 1:04d}"
 
     def metadata(self, version: str) -> dict:
         path = self.version_dir(version) / METADATA_FILE
@@ -327,9 +395,22 @@ class Registry:
         return entry
 
     def promote(self, version: str, *, reason: str, forced: bool = False,
-                require_passed: bool = True) -> dict:
-        """Make ``version`` the champion; refuses a version whose gates failed unless forced."""
+                require_passed: bool = True, expected_champion: str | None = ANY) -> dict:
+        """Make ``version`` the champion; refuses a version whose gates failed unless forced.
+
+        Args:
+            expected_champion: The champion the candidate was compared with (None: there was
+                none). When given, the promotion is refused if another run has changed the
+                champion since, so a candidate never replaces one it was not compared with.
+        """
         with self.lock():
+            current = (self.champion() or {}).get("version")
+            if expected_champion is not ANY and current != expected_champion:
+                raise RegistryError(
+                    f"{self.name}: the champion changed from {expected_champion} to {current} "
+                    f"after {version} was compared with it; train again to compare with "
+                    f"{current}"
+                )
             version = self.resolve(version)
             meta = self.metadata(version)
             status = meta.get("verdict", {}).get("status")
@@ -398,6 +479,7 @@ def register_task(registry: Registry, model, metadata: dict, reference: pd.DataF
 
 
 @task(name="promote", cache_policy=NO_CACHE, **IO_RETRIES)
-def promote_task(registry: Registry, version: str, reason: str) -> dict:
+def promote_task(registry: Registry, version: str, reason: str,
+                 expected_champion: str | None = ANY) -> dict:
     """Make a version that passed its gates the champion (I/O: retried)."""
-    return registry.promote(version, reason=reason)
+    return registry.promote(version, reason=reason, expected_champion=expected_champion)
