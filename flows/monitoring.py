@@ -183,7 +183,7 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
                              markdown=headline_markdown(result),
                              description=f"Monitoring verdict for {config.name} {version}")
     main_report = paths.get("quality_html") or paths["data_drift_html"]
-    create_link_artifact(link=Path(main_report).as_uri(),
+    create_link_artifact(link=Path(main_report).resolve().as_uri(),
                          link_text=f"evidently report ({config.name} {version})",
                          key=artifact_key("monitor-report", config.name),
                          description="Classification metrics on matured rows vs the reference")

@@ -574,7 +574,7 @@ def headline_markdown(result: dict) -> str:
     d, b, r = result["decision"], result["batch"], result["reference"]
     cb, cr = result["cost"]["batch"], result["cost"]["reference"]
     dd = result["data_drift"]
-    links = " | ".join(f"[{name}]({Path(p).as_uri()})"
+    links = " | ".join(f"[{name}]({Path(p).resolve().as_uri()})"
                        for name, p in result["reports"].items() if p.endswith(".html"))
     return "\n".join([
         f"# Monitoring {result['name']} {result['version']}: **{d['status']}**", "",

@@ -121,3 +121,20 @@ def test_missing_label_column_is_bad_input(trained):
     assert run.exit_code == 2, run.output
     assert "needs the label column 'is_fraud'" in run.output
     assert run.exit_code != EXIT_OK
+
+
+def test_relative_registry_and_data_paths_work(trained, monkeypatch):
+    """Check that monitoring with relative paths (as the demo uses) writes reports and links."""
+    from tasks.demo import make_demo_data
+    from tasks.load import write_table
+
+    write_table(make_demo_data(5_000, seed=8), trained / "relative.parquet")
+    monkeypatch.chdir(trained)
+    from flows.cli import app
+
+    run = CliRunner().invoke(app, ["monitor", "--data", "relative.parquet", "--registry",
+                                   "registry", "--name", "demo", "--min-positives", "5"])
+    assert run.exit_code in (EXIT_OK, EXIT_DRIFT, EXIT_CANNOT_JUDGE), run.output
+    assert "internal error" not in run.output
+    folder = Path(_line(run.output, "Reports: ").removeprefix("Reports: "))
+    assert (trained / folder / "quality.html").is_file() or (folder / "quality.html").is_file()
