@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -36,25 +36,50 @@ from tasks.resample import make_sampler
 logger = logging.getLogger(__name__)
 
 MODELS = ("logreg", "hgb", "rf", "brf", "gboost", "iforest")
+BLEND = "blend"
 MISSING_CATEGORY = "__missing__"
 MAX_CATEGORIES = 64
+RF_MAX_TREE_ROWS = 20_000  # bootstrap rows per RandomForest tree: keeps big data affordable
+LOGIT_EPS = 1e-12  # scores are clipped to [eps, 1 - eps] before taking logits
 
 
 @dataclass(frozen=True)
 class CandidateSpec:
-    """One training strategy: model family, sampler, class weights, calibration."""
+    """One training strategy: model family, sampler, class weights, calibration.
+
+    ``model="blend"`` averages the positive-class probabilities of its ``members`` (each a
+    CandidateSpec fitted on the same rows). ``calibration`` holds the (slope, intercept) of a
+    sigmoid map on the logit of the score, fitted on out-of-fold scores (see
+    :func:`fit_platt`); with ``calibrate=True`` and no coefficients the pipeline is wrapped
+    in scikit-learn's ``CalibratedClassifierCV`` instead.
+    """
 
     model: str
     sampler: str = "none"
     class_weight: str | tuple = "none"  # "none", "balanced" or ((0, w0), (1, w1))
     calibrate: bool = False
+    members: tuple = ()  # CandidateSpecs of a blend
+    calibration: tuple | None = None  # (slope, intercept) on logit(score)
 
     @property
     def name(self) -> str:
-        cw = self.class_weight
-        cw_text = cw if isinstance(cw, str) else "{" + ",".join(f"{k}:{v:g}" for k, v in cw) + "}"
-        text = f"{self.model}|{self.sampler}|{cw_text}"
+        if self.model == BLEND:
+            text = "blend(" + " + ".join(m.name for m in self.members) + ")"
+        else:
+            cw = self.class_weight
+            cw_text = (cw if isinstance(cw, str)
+                       else "{" + ",".join(f"{k}:{v:g}" for k, v in cw) + "}")
+            text = f"{self.model}|{self.sampler}|{cw_text}"
         return text + "|calibrated" if self.calibrate else text
+
+    @property
+    def family(self) -> str:
+        """How the leaderboard groups it: 'blend', 'anomaly', 'resampled' or 'core'."""
+        if self.model == BLEND:
+            return "blend"
+        if self.model == "iforest":
+            return "anomaly"
+        return "resampled" if self.sampler != "none" else "core"
 
     def weights(self):
         """The class_weight argument for scikit-learn (None, 'balanced' or a dict)."""
@@ -65,13 +90,20 @@ class CandidateSpec:
         return dict(self.class_weight)
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "model": self.model,
             "sampler": self.sampler,
             "class_weight": self.weights() if not isinstance(self.class_weight, str)
             else self.class_weight,
             "calibrate": self.calibrate,
         }
+        if self.members:
+            out["members"] = [m.as_dict() for m in self.members]
+        if self.calibration is not None:
+            out["calibration"] = {"method": "sigmoid on logit(score), fitted on out-of-fold "
+                                            "scores", "slope": self.calibration[0],
+                                  "intercept": self.calibration[1]}
+        return out
 
 
 def spec_from_config(model: str, sampler: str, class_weight, calibrate: bool = False):
@@ -188,13 +220,105 @@ class IsolationForestClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
+class BlendClassifier(ClassifierMixin, BaseEstimator):
+    """Average the positive-class probabilities of several classifiers fitted on the same rows.
+
+    Averaging models of different families (a linear model, boosted trees, forests) lowers
+    the variance of the score, which makes the cost-optimal threshold more stable.
+    """
+
+    def __init__(self, estimators=()):
+        self.estimators = estimators
+
+    def fit(self, X, y):
+        if not self.estimators:
+            raise ConfigError("a blend needs at least one member estimator; got none")
+        self.estimators_ = [clone(e).fit(X, y) for e in self.estimators]
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        p = np.mean([positive_scores(e, X) for e in self.estimators_], axis=0)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def to_logit(scores) -> np.ndarray:
+    """Logit of scores clipped to [LOGIT_EPS, 1 - LOGIT_EPS] (strictly increasing inside)."""
+    p = np.clip(np.asarray(scores, dtype=float), LOGIT_EPS, 1 - LOGIT_EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def apply_platt(scores, slope: float, intercept: float) -> np.ndarray:
+    """Calibrated probability ``sigmoid(slope * logit(score) + intercept)``."""
+    z = slope * to_logit(scores) + intercept
+    return 0.5 * (1 + np.tanh(z / 2))  # the logistic function, without overflow warnings
+
+
+def fit_platt(y, scores) -> tuple[float, float]:
+    """Fit ``sigmoid(a * logit(score) + b)`` to labels (Platt scaling on the logit).
+
+    A pure shift ``b`` is the classic prior correction for class weights or resampling; the
+    slope ``a`` also fixes over- or under-confident scores. Fit it on out-of-fold scores,
+    never on the training predictions of the model it calibrates.
+
+    Returns:
+        (slope, intercept); the slope is positive when scores rank positives higher.
+    """
+    y = np.asarray(y).astype(int)
+    if y.min() == y.max():
+        raise ValueError("calibration needs both classes among the labels")
+    link = LogisticRegression(C=1e6, max_iter=1000).fit(to_logit(scores).reshape(-1, 1), y)
+    return float(link.coef_[0, 0]), float(link.intercept_[0])
+
+
+class PlattCalibrated(ClassifierMixin, BaseEstimator):
+    """A classifier whose positive-class probability goes through a fixed sigmoid map.
+
+    The map's coefficients come from out-of-fold scores (cross-validation on the training
+    part), as ``CalibratedClassifierCV(ensemble=False)`` does, so the refit estimator is
+    calibrated without an extra held-out part and without refitting per fold. The map is
+    strictly increasing (slope > 0): decisions at a mapped threshold are unchanged.
+    """
+
+    def __init__(self, estimator=None, slope=1.0, intercept=0.0):
+        self.estimator = estimator
+        self.slope = slope
+        self.intercept = intercept
+
+    def fit(self, X, y):
+        if not self.slope > 0:
+            raise ConfigError(f"calibration slope must be > 0 to keep the ranking; got "
+                              f"{self.slope}: leave this model uncalibrated")
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        p = apply_platt(positive_scores(self.estimator_, X), self.slope, self.intercept)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
 def uses_native_categories(model: str) -> bool:
     """Tree models read ordinal category codes directly; linear models need one-hot."""
     return model != "logreg"
 
 
-def make_estimator(spec: CandidateSpec, *, n_categorical: int, seed: int, n_jobs: int = 1):
-    """The estimator of a candidate, with class weights applied its own way."""
+def make_estimator(spec: CandidateSpec, *, n_categorical: int, seed: int, n_jobs: int = 1,
+                   n_rows: int | None = None):
+    """The estimator of a candidate, with class weights applied its own way.
+
+    Args:
+        n_rows: Rows it will be fitted on, if known: RandomForest draws at most
+            ``RF_MAX_TREE_ROWS`` bootstrap rows per tree so large tables stay affordable.
+    """
     cw = spec.weights()
     if spec.model == "logreg":
         return LogisticRegression(C=1.0, max_iter=3000, class_weight=cw)
@@ -213,10 +337,12 @@ def make_estimator(spec: CandidateSpec, *, n_categorical: int, seed: int, n_jobs
             random_state=seed,
         )
     if spec.model == "rf":
+        big = n_rows is not None and n_rows > RF_MAX_TREE_ROWS
         return RandomForestClassifier(
             n_estimators=300,
             min_samples_leaf=3,
             max_features="sqrt",
+            max_samples=RF_MAX_TREE_ROWS / n_rows if big else None,
             class_weight="balanced_subsample" if cw == "balanced" else cw,
             n_jobs=n_jobs,
             random_state=seed,
@@ -249,12 +375,36 @@ def make_pipeline(
     minority_share: float,
     seed: int,
     n_jobs: int = 1,
+    n_rows: int | None = None,
 ):
     """Build cast → impute/encode → sampler → scale/one-hot → estimator as an imblearn Pipeline.
 
     The sampler works on imputed, ordinal-encoded rows (so SMOTENC sees real categories) and,
-    inside an imblearn Pipeline, runs only in ``fit``: scoring never resamples.
+    inside an imblearn Pipeline, runs only in ``fit``: scoring never resamples. A blend is a
+    :class:`BlendClassifier` of its members' pipelines; a calibrated spec is wrapped in
+    :class:`PlattCalibrated` (or ``CalibratedClassifierCV`` when it has no coefficients).
+
+    Args:
+        n_rows: Rows the pipeline will be fitted on, if known (sizes some estimators).
     """
+    if spec.calibrate:
+        base = replace(spec, calibrate=False, calibration=None)
+        pipe = make_pipeline(base, schema, min_class_rows=min_class_rows,
+                             minority_share=minority_share, seed=seed, n_jobs=n_jobs,
+                             n_rows=n_rows)
+        if spec.calibration is not None:
+            slope, intercept = spec.calibration
+            return PlattCalibrated(pipe, slope=slope, intercept=intercept)
+        return CalibratedClassifierCV(
+            pipe, method="sigmoid", cv=StratifiedKFold(3, shuffle=True, random_state=seed)
+        )
+    if spec.model == BLEND:
+        return BlendClassifier([
+            make_pipeline(m, schema, min_class_rows=min_class_rows,
+                          minority_share=minority_share, seed=seed, n_jobs=n_jobs,
+                          n_rows=n_rows)
+            for m in spec.members
+        ])
     cats, nums = schema.categorical, schema.numeric
     n_cat = len(cats)
     prepare = ColumnTransformer(
@@ -300,20 +450,18 @@ def make_pipeline(
                 ),
             )
         )
-    estimator = make_estimator(spec, n_categorical=n_cat, seed=seed, n_jobs=n_jobs)
+    estimator = make_estimator(spec, n_categorical=n_cat, seed=seed, n_jobs=n_jobs,
+                               n_rows=n_rows)
     steps.append(("model", estimator))
-    pipe = Pipeline(steps)
-    if spec.calibrate:
-        return CalibratedClassifierCV(
-            pipe, method="sigmoid", cv=StratifiedKFold(3, shuffle=True, random_state=seed)
-        )
-    return pipe
+    return Pipeline(steps)
 
 
 class ThresholdedModel:
     """A fitted pipeline with its cost-based decision threshold: what the registry stores.
 
     ``score(X)`` is the positive-class probability, ``decide(X)`` is ``score >= threshold``.
+    ``calibrated`` says whether ``score`` went through a calibration map fitted on
+    out-of-fold scores (so it can be read as a probability).
     """
 
     def __init__(self, pipeline, threshold: float, schema: InputSchema, spec: CandidateSpec,
@@ -356,7 +504,11 @@ def fit_final(
     seed: int,
     n_jobs: int = 1,
 ) -> FitResult:
-    """Refit the chosen strategy on the whole training part; it keeps the CV threshold."""
+    """Refit the chosen strategy on the whole training part; it keeps the CV threshold.
+
+    A calibrated spec carries its calibration map (fitted on out-of-fold scores), and
+    ``threshold`` is then on the calibrated scale.
+    """
     started = time.perf_counter()
     pipe = make_pipeline(
         spec,
@@ -365,6 +517,7 @@ def fit_final(
         minority_share=float(y.mean()),
         seed=seed,
         n_jobs=n_jobs,
+        n_rows=len(y),
     )
     pipe.fit(X, y)
     seconds = time.perf_counter() - started

@@ -36,3 +36,29 @@ def calibration_summary(y, scores, *, bins: int = 10) -> dict:
         "reliability": [{"mean_score": float(p), "observed_rate": float(o)}
                         for p, o in zip(predicted, observed, strict=True)],
     }
+
+
+def calibration_markdown(summary: dict, *, title: str = "Reliability") -> str:
+    """A reliability table (mean score vs observed rate per score bin) with the Brier score.
+
+    Args:
+        summary: The output of :func:`calibration_summary`.
+    """
+    lines = [
+        f"## {title}",
+        "",
+        f"Brier score {summary['brier']:.5f} (always predicting the prevalence "
+        f"{summary['prevalence']:.4f}: {summary['brier_of_prevalence']:.5f}); mean score "
+        f"{summary['mean_score']:.4f}.",
+        "",
+        "| bin | mean score | observed rate | |",
+        "|---:|---:|---:|---|",
+    ]
+    for i, point in enumerate(summary["reliability"], start=1):
+        gap = point["mean_score"] - point["observed_rate"]
+        mark = "over" if gap > 0.05 else "under" if gap < -0.05 else ""
+        lines.append(f"| {i} | {point['mean_score']:.4f} | {point['observed_rate']:.4f} "
+                     f"| {mark} |")
+    lines += ["", "A calibrated score has mean score ≈ observed rate in every bin "
+              "(bins hold equal numbers of rows)."]
+    return "\n".join(lines)

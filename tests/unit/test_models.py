@@ -1,0 +1,163 @@
+"""Unit tests for tasks/models.py: pipelines, blends, calibration, the anomaly candidate."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+from schemas.errors import ConfigError
+from schemas.inference import infer_input_schema
+from tasks.models import (
+    BLEND,
+    RF_MAX_TREE_ROWS,
+    BlendClassifier,
+    CandidateSpec,
+    IsolationForestClassifier,
+    PlattCalibrated,
+    apply_platt,
+    fit_final,
+    fit_platt,
+    make_estimator,
+    make_pipeline,
+    positive_scores,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A 300-row frame with two numeric and one categorical column, 10 % positives."""
+    X, y = make_classification(n_samples=300, n_features=4, n_informative=3, n_redundant=0,
+                               weights=[0.9], random_state=0)
+    df = pd.DataFrame(X[:, :2], columns=["a", "b"])
+    df["kind"] = np.where(X[:, 2] > 0, "x", "y")
+    df.loc[::17, "a"] = np.nan
+    schema = infer_input_schema(df.assign(label=y), label="label", positive="1", negative="0")
+    return df, y, schema
+
+
+def _pipe(spec, schema, y, **kw):
+    return make_pipeline(spec, schema, min_class_rows=int(min(y.sum(), len(y) - y.sum())),
+                         minority_share=float(y.mean()), seed=0, **kw)
+
+
+def test_blend_averages_member_probabilities(tiny):
+    """Check that a blend's probability is the mean of its members' probabilities."""
+    df, y, schema = tiny
+    a, b = CandidateSpec("logreg"), CandidateSpec("hgb")
+    blend = _pipe(CandidateSpec(BLEND, members=(a, b)), schema, y).fit(df, y)
+    pa = positive_scores(_pipe(a, schema, y).fit(df, y), df)
+    pb = positive_scores(_pipe(b, schema, y).fit(df, y), df)
+    assert isinstance(blend, BlendClassifier)
+    np.testing.assert_allclose(positive_scores(blend, df), (pa + pb) / 2)
+
+
+def test_blend_without_members_is_refused():
+    """Check that fitting an empty blend raises a ConfigError naming the problem."""
+    with pytest.raises(ConfigError, match="at least one member"):
+        BlendClassifier([]).fit(np.zeros((4, 1)), np.array([0, 1, 0, 1]))
+
+
+def test_platt_map_is_increasing_and_keeps_decisions():
+    """Check that the calibration map keeps the ranking, so a mapped threshold decides alike."""
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, 500)
+    y = (rng.uniform(0, 1, 500) < scores**3).astype(int)
+    slope, intercept = fit_platt(y, scores)
+    calibrated = apply_platt(scores, slope, intercept)
+    assert slope > 0
+    order = np.argsort(scores)
+    assert np.all(np.diff(calibrated[order]) >= 0)
+    t = 0.4
+    t_cal = apply_platt(np.array([t]), slope, intercept)[0]
+    np.testing.assert_array_equal(scores >= t, calibrated >= t_cal)
+
+
+def test_platt_corrects_class_weight_bias():
+    """Check that calibrating a balanced model's scores brings their mean to the prevalence."""
+    X, y = make_classification(n_samples=3000, weights=[0.95], random_state=1)
+    half = len(y) // 2
+    model = LogisticRegression(class_weight="balanced").fit(X[:half], y[:half])
+    raw = model.predict_proba(X[half:])[:, 1]
+    slope, intercept = fit_platt(y[half:], raw)
+    calibrated = apply_platt(raw, slope, intercept)
+    prevalence = y[half:].mean()
+    assert raw.mean() > 3 * prevalence  # class weights inflate the scores
+    assert abs(calibrated.mean() - prevalence) < 0.01
+
+
+def test_platt_calibrated_refuses_non_positive_slope():
+    """Check that a calibration map that would reverse the ranking is refused."""
+    with pytest.raises(ConfigError, match="slope must be > 0"):
+        PlattCalibrated(LogisticRegression(), slope=-1.0).fit(np.zeros((4, 1)),
+                                                             np.array([0, 1, 0, 1]))
+
+
+def test_calibrated_spec_fits_platt_wrapper_and_pickles(tiny):
+    """Check that a spec with coefficients becomes a PlattCalibrated model that round-trips."""
+    df, y, schema = tiny
+    spec = CandidateSpec("logreg", calibrate=True, calibration=(0.8, -0.5))
+    fitted = fit_final(spec, df, y, schema, threshold=0.2, seed=0)
+    assert fitted.model.calibrated
+    assert isinstance(fitted.model.pipeline, PlattCalibrated)
+    raw = positive_scores(fitted.model.pipeline.estimator_, df)
+    np.testing.assert_allclose(fitted.model.score(df), apply_platt(raw, 0.8, -0.5))
+    again = pickle.loads(pickle.dumps(fitted.model))
+    np.testing.assert_allclose(again.score(df), fitted.model.score(df))
+
+
+def test_spec_names_and_dicts_describe_blends_and_calibration():
+    """Check that a calibrated blend's name and as_dict name its members and its map."""
+    spec = CandidateSpec(BLEND, members=(CandidateSpec("logreg"), CandidateSpec("rf")),
+                         calibrate=True, calibration=(1.0, -2.0))
+    assert spec.name == "blend(logreg|none|none + rf|none|none)|calibrated"
+    assert spec.family == "blend"
+    d = spec.as_dict()
+    assert [m["model"] for m in d["members"]] == ["logreg", "rf"]
+    assert d["calibration"]["intercept"] == -2.0
+    assert CandidateSpec("iforest").family == "anomaly"
+    assert CandidateSpec("logreg", "smote").family == "resampled"
+
+
+def test_iforest_scores_follow_the_anomaly_score(tiny):
+    """Check that the anomaly candidate ranks rows exactly as the IsolationForest does."""
+    df, y, schema = tiny
+    X = np.random.default_rng(0).normal(size=(400, 3))
+    y = np.zeros(400, dtype=int)
+    X[:20] += 4  # the positives are outliers
+    y[:20] = 1
+    model = IsolationForestClassifier(random_state=0).fit(X, y)
+    proba = model.predict_proba(X)[:, 1]
+    anomaly = -model.forest_.score_samples(X)
+    assert np.all(np.diff(proba[np.argsort(anomaly)]) >= 0)
+    assert proba[:20].mean() > proba[20:].mean()
+
+
+def test_iforest_pipeline_scores_every_row(tiny):
+    """Check that the anomaly candidate runs as a pipeline on mixed columns with gaps."""
+    df, y, schema = tiny
+    pipe = _pipe(CandidateSpec("iforest"), schema, y).fit(df, y)
+    scores = positive_scores(pipe, df)
+    assert scores.shape == (len(df),) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("sampler", ["random_over", "random_under", "smote", "smotetomek"])
+def test_resampling_never_changes_the_rows_scored(tiny, sampler):
+    """Check that a resampling pipeline scores exactly the rows it is given, no more."""
+    df, y, schema = tiny
+    pipe = _pipe(CandidateSpec("logreg", sampler), schema, y).fit(df.iloc[:200], y[:200])
+    held = df.iloc[200:]
+    assert positive_scores(pipe, held).shape == (len(held),)
+
+
+def test_random_forest_subsamples_big_tables():
+    """Check that a RandomForest draws at most RF_MAX_TREE_ROWS rows per tree on big data."""
+    spec = CandidateSpec("rf")
+    small = make_estimator(spec, n_categorical=0, seed=0, n_rows=5000)
+    big = make_estimator(spec, n_categorical=0, seed=0, n_rows=4 * RF_MAX_TREE_ROWS)
+    assert small.max_samples is None
+    assert big.max_samples == pytest.approx(0.25)

@@ -1,0 +1,294 @@
+"""Unit tests for tasks/select.py: candidates, CV, blends, the stability rule, calibration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+
+from schemas.config import StrategyConfig
+from schemas.errors import ConfigError
+from schemas.inference import infer_input_schema
+from tasks.models import CandidateSpec
+from tasks.select import (
+    CVResult,
+    blend_candidates,
+    calibrate_result,
+    calibration_report,
+    candidate_specs,
+    choose_best,
+    cross_validate,
+    fold_thresholds,
+    honest_fold_costs,
+    leaderboard,
+    select_strategy,
+)
+from tasks.split import cv_folds
+
+COSTS = {"fn_cost": 10.0, "fp_cost": 1.0}
+
+
+@pytest.fixture(scope="module")
+def data():
+    """400 rows, about 10 % positives, two numeric columns and one categorical."""
+    X, y = make_classification(n_samples=400, n_features=5, n_informative=3, n_redundant=0,
+                               weights=[0.9], class_sep=1.2, random_state=0)
+    df = pd.DataFrame(X[:, :3], columns=["a", "b", "c"])
+    df["kind"] = np.where(X[:, 3] > 0, "x", "y")
+    schema = infer_input_schema(df.assign(label=y), label="label", positive="1", negative="0")
+    return df, y, schema, cv_folds(y, n_folds=4, seed=0)
+
+
+def _specs(rate, positives=200, rows=5000, categorical=False, **strategy):
+    return candidate_specs(StrategyConfig(**strategy), positive_rate=rate, positives=positives,
+                           rows=rows, has_categorical=categorical)
+
+
+def _result(name, fold_costs, family_spec=None):
+    spec = family_spec or CandidateSpec(name)
+    costs = np.asarray(fold_costs, dtype=float)
+    return CVResult(spec, np.zeros(3), 0.5, float(costs.mean()), float(costs.std()), 0.0,
+                    0.5, 1.0, fold_costs=list(costs))
+
+
+# ---------------------------------------------------------------- candidate set
+
+
+@pytest.mark.parametrize(
+    "rate, positives, rows, present, absent",
+    [
+        (0.25, 2000, 8000, {"logreg|none|balanced", "brf|none|none", "rf|none|none"},
+         {"logreg|smote|none", "iforest|none|none", "hgb|random_under|none"}),
+        (0.05, 400, 8000, {"logreg|smote|none", "hgb|none|balanced"},
+         {"iforest|none|none", "hgb|random_under|none"}),
+        (0.05, 4000, 80_000, {"logreg|smote|none", "hgb|random_under|none"},
+         {"iforest|none|none"}),
+        (0.008, 40, 5000, {"iforest|none|none", "logreg|smote|none", "brf|none|none"}, set()),
+        (0.005, 8, 1600, {"iforest|none|none", "brf|none|none"}, {"logreg|smote|none"}),
+    ],
+)
+def test_candidate_set_follows_imbalance_severity(rate, positives, rows, present, absent):
+    """Check that severity adds resamplers and the anomaly detector, and few positives drop SMOTE."""
+    names = {s.name for s in _specs(rate, positives, rows)}
+    assert present <= names
+    assert not absent & names
+    assert {"logreg|none|none", "hgb|none|none"} <= names
+
+
+def test_fixed_strategy_gives_one_candidate():
+    """Check that a fully fixed strategy is the only candidate."""
+    specs = _specs(0.01, model="hgb", sampler="smote", class_weight={0: 1, 1: 20})
+    assert [s.name for s in specs] == ["hgb|smote|{0:1,1:20}"]
+
+
+def test_partly_fixed_strategy_is_honoured_and_deduplicated():
+    """Check that fixing the model keeps only that model, with distinct sampler/weights."""
+    specs = _specs(0.05, model="logreg")
+    assert {s.model for s in specs} == {"logreg"}
+    assert len({s.name for s in specs}) == len(specs)
+
+
+def test_categorical_data_never_gets_numeric_only_samplers():
+    """Check that auto drops ADASYN/BorderlineSMOTE candidates when there are categories."""
+    assert _specs(0.05, categorical=True, sampler="adasyn") == []
+    assert _specs(0.05, categorical=False, sampler="adasyn") != []
+
+
+# ---------------------------------------------------------------- cross-validation
+
+
+def test_cross_validate_scores_every_training_row_once(data):
+    """Check that resampling inside the folds leaves one out-of-fold score per row."""
+    df, y, schema, folds = data
+    r = cross_validate(CandidateSpec("logreg", "smote"), df, y, schema, folds, seed=0, **COSTS)
+    assert r.oof_scores.shape == (len(y),)
+    assert np.isfinite(r.oof_scores).all()
+    assert len(r.fold_costs) == len(folds)
+    assert r.cv_cost == pytest.approx(np.mean(r.fold_costs))
+
+
+def test_fold_threshold_ignores_the_held_out_labels(data):
+    """Check that a fold's threshold does not change when that fold's labels change."""
+    _, y, _, folds = data
+    scores = np.random.default_rng(0).uniform(size=len(y)) + 0.3 * y
+    before = fold_thresholds(y, scores, folds, **COSTS)
+    flipped = y.copy()
+    held = folds[0][1]
+    flipped[held] = 1 - flipped[held]
+    after = fold_thresholds(flipped, scores, folds, **COSTS)
+    assert after[0] == before[0]
+    assert honest_fold_costs(y, scores, folds, **COSTS) != honest_fold_costs(
+        flipped, scores, folds, **COSTS)
+
+
+def test_selection_never_sees_test_rows(data):
+    """Check that the chosen threshold depends only on the training part's labels."""
+    df, y, schema, _ = data
+    train, test = np.arange(300), np.arange(300, 400)
+    folds = cv_folds(y[train], n_folds=4, seed=0)
+    specs = [CandidateSpec("logreg")]
+    kw = {"seed": 0, "time_budget_s": 60, **COSTS}
+    best, _ = select_strategy(df.iloc[train], y[train], schema, folds, specs, **kw)
+    y_other = y.copy()
+    y_other[test] = 1 - y_other[test]
+    again, _ = select_strategy(df.iloc[train], y_other[train], schema, folds, specs, **kw)
+    assert again.threshold == best.threshold
+
+
+# ---------------------------------------------------------------- budget, blends, choice
+
+
+def test_time_budget_skips_remaining_candidates(data):
+    """Check that once the budget is spent only the first candidate runs; the rest are skipped."""
+    df, y, schema, folds = data
+    specs = [CandidateSpec("logreg"), CandidateSpec("hgb"), CandidateSpec("rf")]
+    best, results = select_strategy(df, y, schema, folds, specs, seed=0, time_budget_s=1e-9,
+                                    **COSTS)
+    assert [r.status for r in results] == ["ok", "skipped", "skipped"]
+    assert best.spec.name.startswith("logreg|none|none")
+    board = leaderboard(results, best)
+    assert list(board["status"]).count("skipped") == 2
+    assert "time budget" in board["error"].iloc[-1]
+
+
+def _breaking_hgb(monkeypatch):
+    import tasks.select as select
+
+    real = select.cross_validate
+
+    def fake(spec, *args, **kwargs):
+        if spec.model == "hgb":
+            raise ValueError("cannot fit this")
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(select, "cross_validate", fake)
+
+
+def test_failed_candidate_is_reported_not_fatal(data, monkeypatch):
+    """Check that a candidate that cannot fit becomes a failed row and the others go on."""
+    df, y, schema, folds = data
+    _breaking_hgb(monkeypatch)
+    specs = [CandidateSpec("hgb"), CandidateSpec("logreg")]
+    best, results = select_strategy(df, y, schema, folds, specs, seed=0, time_budget_s=60,
+                                    **COSTS)
+    assert results[0].status == "failed" and results[0].error
+    assert best.spec.model == "logreg"
+
+
+def test_every_candidate_failing_raises(data, monkeypatch):
+    """Check that a selection where nothing fits raises a ConfigError listing the failures."""
+    df, y, schema, folds = data
+    _breaking_hgb(monkeypatch)
+    specs = [CandidateSpec("hgb")]
+    with pytest.raises(ConfigError, match="every candidate strategy failed"):
+        select_strategy(df, y, schema, folds, specs, seed=0, time_budget_s=60, **COSTS)
+
+
+def test_blends_average_out_of_fold_scores(data):
+    """Check that the blends are the top two and all core candidates, with averaged OOF scores."""
+    _, y, _, folds = data
+    rng = np.random.default_rng(1)
+    results = []
+    for name in ("logreg", "hgb", "rf"):
+        oof = np.clip(rng.uniform(size=len(y)) * 0.5 + 0.4 * y, 0, 1)
+        r = CVResult(CandidateSpec(name), oof, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0)
+        results.append(r)
+    results[0].cv_cost, results[1].cv_cost, results[2].cv_cost = 0.3, 0.1, 0.2
+    blends = blend_candidates(results, y, folds, **COSTS)
+    assert [len(b.spec.members) for b in blends] == [2, 3]
+    assert [m.model for m in blends[0].spec.members] == ["hgb", "rf"]
+    np.testing.assert_allclose(blends[0].oof_scores,
+                               (results[1].oof_scores + results[2].oof_scores) / 2)
+    assert blends[1].fit_seconds == pytest.approx(3.0)
+
+
+def test_exotic_candidate_needs_more_than_one_fold_std():
+    """Check that a resampled candidate wins only by more than the fold spread."""
+    core = _result("logreg", [0.50, 0.40, 0.45, 0.55, 0.50])
+    close = _result("x", [0.48, 0.39, 0.44, 0.52, 0.47], CandidateSpec("logreg", "smote"))
+    far = _result("x", [0.20, 0.15, 0.25, 0.20, 0.20], CandidateSpec("logreg", "smote"))
+    assert choose_best([core, close]) is core
+    assert choose_best([core, close, far]) is far
+    assert choose_best([close]) is close  # nothing else to prefer
+
+
+def test_core_candidates_and_blends_compete_on_cost_alone():
+    """Check that among core candidates and blends the lowest CV cost wins."""
+    a = _result("logreg", [0.5, 0.5, 0.5])
+    b = _result("hgb", [0.49, 0.5, 0.5])
+    blend = _result("x", [0.4, 0.5, 0.5], CandidateSpec("blend", members=(a.spec, b.spec)))
+    assert choose_best([a, b]) is b
+    assert choose_best([a, b, blend]) is blend
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def _weighted_result(data):
+    df, y, schema, folds = data
+    return cross_validate(CandidateSpec("logreg", class_weight="balanced"), df, y, schema,
+                          folds, seed=0, **COSTS)
+
+
+@pytest.mark.parametrize("mode", ["never", "always", "auto"])
+def test_calibration_modes(data, mode):
+    """Check never/always/auto: a balanced model's inflated scores get calibrated unless never."""
+    _, y, _, folds = data
+    raw = _weighted_result(data)
+    out = calibrate_result(raw, y, folds, mode=mode, **COSTS)
+    if mode == "never":
+        assert out is raw
+        return
+    assert out.spec.calibrate and out.spec.calibration[0] > 0
+    assert out.calibrated_brier < out.brier  # balanced weights inflate scores: auto fixes them
+    assert out.oof_scores.mean() == pytest.approx(y.mean(), abs=0.03)
+    # a monotone map: the same rows are flagged, so the cost is unchanged
+    np.testing.assert_array_equal(out.oof_scores >= out.threshold,
+                                  raw.oof_scores >= raw.threshold)
+    assert out.oof_cost == pytest.approx(raw.oof_cost)
+
+
+def test_auto_calibration_keeps_scores_it_cannot_improve(data):
+    """Check that auto leaves scores alone when calibration does not lower the CV Brier."""
+    _, y, _, folds = data
+    rng = np.random.default_rng(0)
+    p = np.clip(rng.beta(1, 8, size=len(y)), 1e-3, 1 - 1e-3)
+    y_cal = (rng.uniform(size=len(y)) < p).astype(int)  # scores calibrated by construction
+    r = CVResult(CandidateSpec("logreg"), p, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0)
+    out = calibrate_result(r, y_cal, folds, mode="auto", **COSTS)
+    assert not out.spec.calibrate
+    assert out.calibrated_brier is not None
+
+
+def test_unknown_calibration_mode_is_refused(data):
+    """Check that an unknown calibration mode raises a ConfigError naming the choices."""
+    _, y, _, folds = data
+    with pytest.raises(ConfigError, match="calibrate must be one of"):
+        calibrate_result(_result("logreg", [0.1]), y, folds, mode="sometimes", **COSTS)
+
+
+# ---------------------------------------------------------------- leaderboard and report
+
+
+def test_leaderboard_is_sorted_marked_and_json_safe(data, monkeypatch):
+    """Check that the leaderboard sorts by cost, marks the winner and holds no NaN."""
+    df, y, schema, folds = data
+    _breaking_hgb(monkeypatch)
+    specs = [CandidateSpec("logreg"), CandidateSpec("logreg", class_weight="balanced"),
+             CandidateSpec("hgb")]
+    best, results = select_strategy(df, y, schema, folds, specs, seed=0, time_budget_s=60,
+                                    calibrate="always", **COSTS)
+    board = leaderboard(results, best)
+    assert {"candidate", "cv_cost", "cv_cost_std", "pr_auc", "fit_seconds",
+            "status"} <= set(board.columns)
+    costs = [c for c in board["cv_cost"] if c is not None]
+    assert costs == sorted(costs)
+    assert board["status"].iloc[-1] == "failed"
+    assert list(board["status"]).count("chosen (calibrated)") == 1
+    json.dumps(board.to_dict(orient="records"), allow_nan=False)
+    assert any(name.startswith("blend(") for name in board["candidate"])
+    report = calibration_report(best, y)
+    assert "Brier" in report and "calibrated" in report
