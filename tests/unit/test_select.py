@@ -71,7 +71,7 @@ def _result(name, fold_costs, family_spec=None):
     ],
 )
 def test_candidate_set_follows_imbalance_severity(rate, positives, rows, present, absent):
-    """Check that severity adds resamplers and the anomaly detector, and few positives drop SMOTE."""
+    """Check that severity adds resamplers and anomaly detection; few positives drop SMOTE."""
     names = {s.name for s in _specs(rate, positives, rows)}
     assert present <= names
     assert not absent & names
