@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -273,25 +274,28 @@ def verdicts(summary: dict) -> dict:
     rows, ours_costs, best_costs = {}, [], []
     for ds, methods in summary.items():
         base = {m: s for m, s in methods.items() if m != OURS}
-        if not base:
-            continue
-        best_name = min(base, key=lambda m: base[m]["normalised_cost"])
-        best = base[best_name]
-        row = {"best_baseline": best_name, "best_cost": best["normalised_cost"],
-               "best_std": best["normalised_cost_std"]}
+        row = {}
+        if base:
+            best_name = min(base, key=lambda m: base[m]["normalised_cost"])
+            best = base[best_name]
+            row = {"best_baseline": best_name, "best_cost": best["normalised_cost"],
+                   "best_std": best["normalised_cost_std"]}
+            best_costs.append(best["normalised_cost"])
         if OURS in methods:
             ours = methods[OURS]
-            row.update(ours_cost=ours["normalised_cost"], ours_std=ours["normalised_cost_std"],
-                       within_one_std=ours["normalised_cost"]
-                       <= best["normalised_cost"] + best["normalised_cost_std"] + 1e-12)
+            row.update(ours_cost=ours["normalised_cost"], ours_std=ours["normalised_cost_std"])
+            if base:
+                row["within_one_std"] = bool(
+                    ours["normalised_cost"]
+                    <= best["normalised_cost"] + best["normalised_cost_std"] + 1e-12)
             ours_costs.append(ours["normalised_cost"])
-        best_costs.append(best["normalised_cost"])
         rows[ds] = row
     complete = len(ours_costs) == len(rows) == len(REFERENCE)
     return {
         "per_dataset": rows,
         "ours_mean": float(np.mean(ours_costs)) if ours_costs else None,
-        "best_baseline_mean": float(np.mean(best_costs)) if best_costs else None,
+        "best_baseline_mean": float(np.mean(best_costs)) if len(best_costs) == len(rows)
+        and best_costs else None,
         "target_mean": TARGET_MEAN,
         "meets_mean_target": bool(complete and np.mean(ours_costs) <= TARGET_MEAN),
         "within_one_std_everywhere": bool(ours_costs)
@@ -326,11 +330,14 @@ def markdown(summary: dict, verdict: dict, meta: dict) -> str:
                 else "not run")
         ref_text = f"{ref[0]:.3f} ± {ref[1]:.3f} ({ref[2]})" if ref else ""
         ok = {True: "yes", False: "**no**"}.get(row.get("within_one_std"), "")
-        lines.append(f"| {ds} | {ours} | {row['best_cost']:.3f} ± {row['best_std']:.3f} "
-                     f"({row['best_baseline']}) | {ref_text} | {ok} |")
+        best = (f"{row['best_cost']:.3f} ± {row['best_std']:.3f} ({row['best_baseline']})"
+                if "best_cost" in row else "not run")
+        lines.append(f"| {ds} | {ours} | {best} | {ref_text} | {ok} |")
     if verdict["ours_mean"] is not None:
-        lines.append(f"| **mean** | **{verdict['ours_mean']:.3f}** | "
-                     f"{verdict['best_baseline_mean']:.3f} (best per dataset in hindsight) | "
+        base_mean = verdict["best_baseline_mean"]
+        base_text = (f"{base_mean:.3f} (best per dataset in hindsight)"
+                     if base_mean is not None else "")
+        lines.append(f"| **mean** | **{verdict['ours_mean']:.3f}** | {base_text} | "
                      f"{REFERENCE_MEAN_BEST:.3f} | |")
     lines += ["", f"Target: mean ≤ {TARGET_MEAN} and within one fold std of the best baseline "
               f"everywhere: mean {'met' if verdict['meets_mean_target'] else 'NOT met'}, "
@@ -380,8 +387,14 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds: the Prefect server is stopped
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if not (DATASETS / "manifest.json").is_file():
         print(f"quality benchmark skipped: {DATASETS} is not present (it holds the real "
               "datasets; see benchmarks/quality.py).")
@@ -392,8 +405,18 @@ def main(argv=None) -> int:
     if unknown:
         print(f"unknown dataset(s) {sorted(unknown)}; choose from {list(manifest)}")
         return 2
-    fold_ids = args.folds if args.folds else list(range(5))
     work = Path(tempfile.mkdtemp(prefix="rareflow-quality-"))
+    try:
+        return _run(args, manifest, names, work)
+    finally:
+        if args.keep:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args, manifest: dict, names: list[str], work: Path) -> int:
+    fold_ids = args.folds if args.folds else list(range(5))
     home = work / "prefect-home"
     home.mkdir()
     env = {**os.environ, "PREFECT_HOME": str(home), "DO_NOT_TRACK": "1",
@@ -443,8 +466,7 @@ def main(argv=None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                    f"{platform.python_version()}",
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "command": "python benchmarks/quality.py" + (" " + " ".join(sys.argv[1:])
-                                                      if argv is None and sys.argv[1:] else ""),
+        "command": " ".join([".venv/bin/python benchmarks/quality.py", *args.argv]),
         "datasets": names,
         "folds": fold_ids,
         "rareflow_runs": runs,
@@ -455,10 +477,6 @@ def main(argv=None) -> int:
         indent=2), encoding="utf-8")
     (args.out / "quality.md").write_text(markdown(summary, verdict, meta), encoding="utf-8")
     print(markdown(summary, verdict, meta))
-    if args.keep:
-        print(f"work folder kept: {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -39,7 +39,7 @@ MODELS = ("logreg", "hgb", "rf", "brf", "gboost", "iforest")
 BLEND = "blend"
 MISSING_CATEGORY = "__missing__"
 MAX_CATEGORIES = 64
-RF_MAX_TREE_ROWS = 20_000  # bootstrap rows per RandomForest tree: keeps big data affordable
+RF_MAX_TREE_ROWS = 10_000  # bootstrap rows per RandomForest tree: keeps big data affordable
 LOGIT_EPS = 1e-12  # scores are clipped to [eps, 1 - eps] before taking logits
 
 
@@ -271,7 +271,8 @@ def fit_platt(y, scores) -> tuple[float, float]:
     y = np.asarray(y).astype(int)
     if y.min() == y.max():
         raise ValueError("calibration needs both classes among the labels")
-    link = LogisticRegression(C=1e6, max_iter=1000).fit(to_logit(scores).reshape(-1, 1), y)
+    # mild regularisation: a perfectly separating score would otherwise get an endless slope
+    link = LogisticRegression(C=1.0, max_iter=1000).fit(to_logit(scores).reshape(-1, 1), y)
     return float(link.coef_[0, 0]), float(link.intercept_[0])
 
 
@@ -316,8 +317,9 @@ def make_estimator(spec: CandidateSpec, *, n_categorical: int, seed: int, n_jobs
     """The estimator of a candidate, with class weights applied its own way.
 
     Args:
-        n_rows: Rows it will be fitted on, if known: RandomForest draws at most
-            ``RF_MAX_TREE_ROWS`` bootstrap rows per tree so large tables stay affordable.
+        n_rows: Rows it will be fitted on, if known: on larger tables RandomForest grows
+            200 trees of at most ``RF_MAX_TREE_ROWS`` bootstrap rows each, so it stays
+            affordable.
     """
     cw = spec.weights()
     if spec.model == "logreg":
@@ -339,7 +341,7 @@ def make_estimator(spec: CandidateSpec, *, n_categorical: int, seed: int, n_jobs
     if spec.model == "rf":
         big = n_rows is not None and n_rows > RF_MAX_TREE_ROWS
         return RandomForestClassifier(
-            n_estimators=300,
+            n_estimators=200 if big else 300,
             min_samples_leaf=3,
             max_features="sqrt",
             max_samples=RF_MAX_TREE_ROWS / n_rows if big else None,

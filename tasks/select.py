@@ -354,6 +354,10 @@ def calibrate_result(best: CVResult, y, folds, *, mode: str, fn_cost: float,
     scores = apply_platt(oof, slope, intercept)
     out = score_oof(spec, y, scores, folds, fn_cost=fn_cost, fp_cost=fp_cost,
                     fit_seconds=best.fit_seconds)
+    if not np.array_equal(scores >= out.threshold, oof >= best.threshold):
+        # the map saturated (rows that differed now tie at 0 or 1): keep the raw scores
+        logger.warning("Calibration skipped: it would merge scores and change decisions")
+        return replace(best, calibrated_brier=cal_brier)
     logger.info("Calibrated %s: CV Brier %.5f -> %.5f; threshold %.4f -> %.4f",
                 best.spec.name, raw_brier, cal_brier, best.threshold, out.threshold)
     return replace(out, brier=raw_brier, calibrated_brier=cal_brier)

@@ -263,6 +263,16 @@ def test_auto_calibration_keeps_scores_it_cannot_improve(data):
     assert out.calibrated_brier is not None
 
 
+def test_calibration_of_separable_scores_keeps_decisions(data):
+    """Check that calibrating perfectly separating scores never changes a decision."""
+    _, y, _, folds = data
+    oof = np.where(y == 1, 0.9, 0.1) + np.random.default_rng(0).uniform(0, 0.05, len(y))
+    r = CVResult(CandidateSpec("rf"), oof, 0.5, 0.0, 0.0, 0.0, 1.0, 1.0)
+    r.threshold = 0.5
+    out = calibrate_result(r, y, folds, mode="always", **COSTS)
+    np.testing.assert_array_equal(out.oof_scores >= out.threshold, y == 1)
+
+
 def test_unknown_calibration_mode_is_refused(data):
     """Check that an unknown calibration mode raises a ConfigError naming the choices."""
     _, y, _, folds = data
