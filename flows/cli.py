@@ -221,6 +221,14 @@ def train(
     seed: int = typer.Option(None, "--seed", help="Random seed."),
     time_budget: float = typer.Option(None, "--time-budget", help="Candidate search budget, s."),
     n_jobs: int = typer.Option(None, "--n-jobs", help="Candidates evaluated in parallel."),
+    executor: str = typer.Option(None, "--executor",
+                                 help="local, or dask: every candidate x fold fit as a "
+                                      "Prefect task on a Dask cluster."),
+    dask_address: str = typer.Option(None, "--dask-address",
+                                     help="Existing Dask scheduler (tcp://host:8786); "
+                                          "default: a local cluster."),
+    dask_workers: int = typer.Option(None, "--dask-workers",
+                                     help="Workers of the local Dask cluster."),
 ) -> None:
     """Train, gate and (if it passes) promote a model. Exit 0 promoted, 3 rejected."""
 
@@ -232,6 +240,8 @@ def train(
             "strategy.class_weight": _class_weight(class_weight),
             "split.test_size": test_size, "split.n_folds": folds, "seed": seed,
             "strategy.time_budget_s": time_budget, "strategy.n_jobs": n_jobs,
+            "strategy.executor": "dask" if dask_address and not executor else executor,
+            "strategy.dask_address": dask_address, "strategy.dask_workers": dask_workers,
         })
         return _train(cfg)
 

@@ -23,7 +23,8 @@ from tasks.load import load_task
 from tasks.models import fit_task
 from tasks.plots import calibration_summary, cost_curve_markdown
 from tasks.registry import Registry, promote_task, register_task
-from tasks.select import candidate_specs, select_task
+from tasks.scaleout import select_on_dask
+from tasks.select import candidate_specs, publish_selection, select_task
 from tasks.split import cv_folds, split_task
 from tasks.validate import validate_task
 
@@ -79,11 +80,21 @@ def training_flow(config: TrainingConfig) -> dict:
     specs = candidate_specs(config.strategy, positive_rate=float(y_train.mean()),
                             positives=int(y_train.sum()), rows=len(y_train),
                             has_categorical=bool(schema.categorical))
-    best, board = select_task(X_train, y_train, schema, folds, specs, fn_cost=costs.fn_cost,
-                              fp_cost=costs.fp_cost, seed=seed,
-                              time_budget_s=config.strategy.time_budget_s,
-                              n_jobs=config.strategy.n_jobs,
-                              calibrate=config.strategy.calibrate)
+    if config.strategy.executor == "dask":  # each candidate x fold fit: a task on Dask
+        best, results, timings = select_on_dask(X_train, y_train, schema, folds, specs,
+                                                strategy=config.strategy, fn_cost=costs.fn_cost,
+                                                fp_cost=costs.fp_cost, seed=seed)
+        log.info("Dask: %d workers, cluster ready in %.1f s, fits took %.1f s wall",
+                 timings["workers"], timings["cluster_start_seconds"],
+                 timings["fit_wall_seconds"])
+        board = publish_selection(best, results, y_train)
+    else:
+        timings = None
+        best, board = select_task(X_train, y_train, schema, folds, specs,
+                                  fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed,
+                                  time_budget_s=config.strategy.time_budget_s,
+                                  n_jobs=config.strategy.n_jobs,
+                                  calibrate=config.strategy.calibrate)
     log.info("Chose %s: CV normalised cost %.4f, threshold %.4f (from out-of-fold scores)",
              best.spec.name, best.cv_cost, best.threshold)
     create_markdown_artifact(
@@ -92,7 +103,8 @@ def training_flow(config: TrainingConfig) -> dict:
             y_train, best.oof_scores, threshold=best.threshold, fn_cost=costs.fn_cost,
             fp_cost=costs.fp_cost),
     )
-    fitted = fit_task(best.spec, X_train, y_train, schema, threshold=best.threshold, seed=seed)
+    fitted = fit_task(best.spec, X_train, y_train, schema, threshold=best.threshold, seed=seed,
+                      fold_models=best.fold_models)
     model = fitted.model
     metrics, test_scores = evaluate_task(model, X_test, y_test, fn_cost=costs.fn_cost,
                                          fp_cost=costs.fp_cost)
@@ -113,7 +125,8 @@ def training_flow(config: TrainingConfig) -> dict:
         "costs": costs.model_dump(),
         "strategy": {"name": best.spec.name, **best.spec.as_dict(), "cv_cost": best.cv_cost,
                      "cv_cost_std": best.cv_cost_std, "oof_cost": best.oof_cost,
-                     "fit_seconds": fitted.fit_seconds},
+                     "fit_seconds": fitted.fit_seconds, **fitted.info,
+                     "executor": config.strategy.executor, "dask": timings},
         "leaderboard": board.to_dict(orient="records"),
         "metrics": metrics,
         "calibration": calibration_summary(y_test, test_scores),

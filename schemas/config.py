@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ModelName = Literal["auto", "logreg", "hgb", "rf", "brf", "gboost", "iforest"]
 SamplerName = Literal[
@@ -86,6 +86,26 @@ class StrategyConfig(_Model):
         "auto",
         description="Calibrate scores (sigmoid, CV on train) when it lowers CV cost or Brier.",
     )
+    executor: Literal["local", "dask"] = Field(
+        "local",
+        description="Where the candidate x fold fits run: `local` (this process, `n_jobs` "
+        "candidates at a time) or `dask` (one Prefect task per fit on a Dask cluster).",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Scheduler address of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 "
+        "(executor `dask`); default: a local cluster started for the run.",
+    )
+    dask_workers: int = Field(
+        2, ge=1, le=256, description="Worker processes of the local Dask cluster (1 thread each)."
+    )
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self):
+        if self.dask_address and self.executor != "dask":
+            raise ValueError("strategy.dask_address is set but strategy.executor is "
+                             f"{self.executor!r}: set executor to 'dask' to use the cluster")
+        return self
 
     @field_validator("class_weight")
     @classmethod

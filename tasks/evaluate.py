@@ -133,6 +133,7 @@ def model_card(meta: dict) -> str:
         f"- Strategy: `{strategy['name']}` chosen by {meta['config']['split']['n_folds']}-fold "
         f"stratified CV on the training part (CV normalised cost {strategy['cv_cost']:.4f} "
         f"± {strategy['cv_cost_std']:.4f}).",
+        f"- Final model: {strategy.get('final_model', 'refitted on the training part')}.",
         f"- Decision threshold **{meta['threshold']:.4f}**, chosen to minimise "
         f"{costs['fn_cost']:g}·FN + {costs['fp_cost']:g}·FP on out-of-fold training scores; "
         "test rows never influenced it.",

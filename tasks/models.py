@@ -246,6 +246,49 @@ class BlendClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
+class CrossValBag(ClassifierMixin, BaseEstimator):
+    """Average the positive-class probabilities of one estimator fitted on each training fold.
+
+    This is cross-validation bagging: the fold models that produced the out-of-fold scores
+    (which chose the strategy and the threshold) are the model that serves, so the threshold
+    is applied to the very models it was tuned on, and no refit is needed.
+    :meth:`from_fitted` assembles one from fold models that are already fitted.
+    """
+
+    def __init__(self, estimator=None, folds=None):
+        self.estimator = estimator
+        self.folds = folds
+
+    def fit(self, X, y):
+        y = np.asarray(y)
+        if not self.folds:
+            raise ConfigError("a cross-validation bag needs folds: a list of (train, held-out) "
+                              "row positions; got none")
+        self.estimators_ = [clone(self.estimator).fit(X.iloc[train], y[train])
+                            for train, _ in self.folds]
+        self.classes_ = np.array([0, 1])
+        return self
+
+    @classmethod
+    def from_fitted(cls, estimators) -> CrossValBag:
+        """A bag of estimators that are already fitted (e.g. the models of a CV run)."""
+        estimators = list(estimators)
+        if not estimators:
+            raise ConfigError("a cross-validation bag needs at least one fitted model; got none")
+        bag = cls()
+        bag.estimators_ = estimators
+        bag.classes_ = np.array([0, 1])
+        return bag
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        p = np.mean([positive_scores(e, X) for e in self.estimators_], axis=0)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
 def to_logit(scores) -> np.ndarray:
     """Logit of scores clipped to [LOGIT_EPS, 1 - LOGIT_EPS] (strictly increasing inside)."""
     p = np.clip(np.asarray(scores, dtype=float), LOGIT_EPS, 1 - LOGIT_EPS)
@@ -291,12 +334,24 @@ class PlattCalibrated(ClassifierMixin, BaseEstimator):
         self.intercept = intercept
 
     def fit(self, X, y):
-        if not self.slope > 0:
-            raise ConfigError(f"calibration slope must be > 0 to keep the ranking; got "
-                              f"{self.slope}: leave this model uncalibrated")
+        self._check_slope()
         self.estimator_ = clone(self.estimator).fit(X, y)
         self.classes_ = np.array([0, 1])
         return self
+
+    @classmethod
+    def from_fitted(cls, estimator, *, slope: float, intercept: float) -> PlattCalibrated:
+        """Calibrate an estimator that is already fitted."""
+        model = cls(estimator, slope=slope, intercept=intercept)
+        model._check_slope()
+        model.estimator_ = estimator
+        model.classes_ = np.array([0, 1])
+        return model
+
+    def _check_slope(self):
+        if not self.slope > 0:
+            raise ConfigError(f"calibration slope must be > 0 to keep the ranking; got "
+                              f"{self.slope}: leave this model uncalibrated")
 
     def predict_proba(self, X):
         check_is_fitted(self)
@@ -505,13 +560,37 @@ def fit_final(
     threshold: float,
     seed: int,
     n_jobs: int = 1,
+    fold_models: list | None = None,
 ) -> FitResult:
-    """Refit the chosen strategy on the whole training part; it keeps the CV threshold.
+    """The final model of the chosen strategy; it keeps the CV threshold.
+
+    With ``fold_models`` (the fitted models of the strategy's cross-validation, see
+    ``CVResult.fold_models``) the final model is their average, a :class:`CrossValBag`:
+    the threshold was chosen on exactly these models' out-of-fold scores, and nothing is
+    refitted. Without them the strategy is refitted on all of ``X``.
 
     A calibrated spec carries its calibration map (fitted on out-of-fold scores), and
     ``threshold`` is then on the calibrated scale.
     """
     started = time.perf_counter()
+    if fold_models:
+        model = CrossValBag.from_fitted(fold_models)
+        if spec.calibrate:
+            if spec.calibration is None:
+                raise ConfigError("a bag of fold models can only be calibrated with a map "
+                                  "fitted on out-of-fold scores; the spec has none: refit "
+                                  "without fold_models")
+            slope, intercept = spec.calibration
+            model = PlattCalibrated.from_fitted(model, slope=slope, intercept=intercept)
+        seconds = time.perf_counter() - started
+        logger.info("Final model: %s as the average of %d fold models", spec.name,
+                    len(fold_models))
+        return FitResult(
+            ThresholdedModel(model, threshold, schema, spec, calibrated=spec.calibrate),
+            seconds,
+            {"final_model": f"average of the {len(fold_models)} cross-validation fold models "
+                            "that chose the threshold (no refit)"},
+        )
     pipe = make_pipeline(
         spec,
         schema,
@@ -525,7 +604,7 @@ def fit_final(
     seconds = time.perf_counter() - started
     logger.info("Fitted %s on %d rows in %.1f s", spec.name, len(y), seconds)
     return FitResult(ThresholdedModel(pipe, threshold, schema, spec, calibrated=spec.calibrate),
-                     seconds)
+                     seconds, {"final_model": f"refitted on all {len(y)} training rows"})
 
 
 fit_task = task(fit_final, name="fit", cache_policy=NO_CACHE)

@@ -19,6 +19,10 @@ How ``auto`` chooses (each step measured on out-of-fold scores, never on the tes
 5. :func:`calibrate_result` fits a sigmoid calibration map on the winner's out-of-fold
    scores when asked, or (``auto``) when it lowers the cross-validated Brier score. The
    map is monotone, so decisions and cost are unchanged; ``score`` becomes a probability.
+
+Every result keeps its fitted fold models (``CVResult.fold_models``): the final model is
+their average (``tasks.models.fit_final`` with ``fold_models``), the very models whose
+out-of-fold scores chose the strategy and the threshold.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class CVResult:
     status: str = OK  # ok | failed | skipped
     brier: float | None = None  # Brier score of the out-of-fold scores
     calibrated_brier: float | None = None  # cross-fitted Brier after calibration, if tried
+    fold_models: list = field(default_factory=list, repr=False)  # fitted, one per fold
 
     @property
     def ok(self) -> bool:
@@ -157,6 +162,52 @@ def score_oof(spec: CandidateSpec, y, oof, folds, *, fn_cost: float, fp_cost: fl
     )
 
 
+def fit_fold(
+    spec: CandidateSpec,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    schema: InputSchema,
+    train_pos: np.ndarray,
+    held_pos: np.ndarray,
+    *,
+    seed: int,
+    n_jobs: int = 1,
+):
+    """Fit ``spec`` on one training fold (resampling inside it); score its held-out rows.
+
+    Returns:
+        (scores of the held-out rows, the fitted pipeline, seconds taken)
+    """
+    started = time.perf_counter()
+    y_fit = y[train_pos]
+    pipe = make_pipeline(
+        spec,
+        schema,
+        min_class_rows=int(min(y_fit.sum(), len(y_fit) - y_fit.sum())),
+        minority_share=float(y_fit.mean()),
+        seed=seed,
+        n_jobs=n_jobs,
+        n_rows=len(train_pos),
+    )
+    pipe.fit(X.iloc[train_pos], y_fit)
+    scores = positive_scores(pipe, X.iloc[held_pos])
+    return scores, pipe, time.perf_counter() - started
+
+
+def assemble(spec: CandidateSpec, y, folds, fold_outputs, *, fn_cost: float,
+             fp_cost: float) -> CVResult:
+    """A candidate's CV result from its per-fold ``fit_fold`` outputs (in fold order)."""
+    oof = np.full(len(y), np.nan)
+    for (_, held_pos), (scores, _, _) in zip(folds, fold_outputs, strict=True):
+        oof[held_pos] = scores
+    if not np.isfinite(oof).all():
+        raise ValueError("the folds do not cover every training row exactly once")
+    result = score_oof(spec, y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost,
+                       fit_seconds=float(sum(seconds for _, _, seconds in fold_outputs)))
+    result.fold_models = [model for _, model, _ in fold_outputs]
+    return result
+
+
 def cross_validate(
     spec: CandidateSpec,
     X: pd.DataFrame,
@@ -174,25 +225,9 @@ def cross_validate(
     The threshold is chosen on the out-of-fold scores of all folds. The reported ``cv_cost``
     is honest: each fold is judged at a threshold chosen on the *other* folds' scores.
     """
-    started = time.perf_counter()
-    oof = np.full(len(y), np.nan)
-    for train_pos, held_pos in folds:
-        y_fit = y[train_pos]
-        pipe = make_pipeline(
-            spec,
-            schema,
-            min_class_rows=int(min(y_fit.sum(), len(y_fit) - y_fit.sum())),
-            minority_share=float(y_fit.mean()),
-            seed=seed,
-            n_jobs=n_jobs,
-            n_rows=len(train_pos),
-        )
-        pipe.fit(X.iloc[train_pos], y_fit)
-        oof[held_pos] = positive_scores(pipe, X.iloc[held_pos])
-    if not np.isfinite(oof).all():
-        raise ValueError("the folds do not cover every training row exactly once")
-    return score_oof(spec, y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost,
-                     fit_seconds=time.perf_counter() - started)
+    outputs = [fit_fold(spec, X, y, schema, train_pos, held_pos, seed=seed, n_jobs=n_jobs)
+               for train_pos, held_pos in folds]
+    return assemble(spec, y, folds, outputs, fn_cost=fn_cost, fp_cost=fp_cost)
 
 
 def blend_result(members: list[CVResult], y, folds, *, fn_cost: float,
@@ -204,8 +239,13 @@ def blend_result(members: list[CVResult], y, folds, *, fn_cost: float,
     """
     spec = CandidateSpec(BLEND, members=tuple(m.spec for m in members))
     oof = np.mean([m.oof_scores for m in members], axis=0)
-    return score_oof(spec, y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost,
-                     fit_seconds=float(sum(m.fit_seconds for m in members)))
+    result = score_oof(spec, y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost,
+                       fit_seconds=float(sum(m.fit_seconds for m in members)))
+    # every member has one model per fold, so the plain average of all of them is the
+    # average over folds of the blend
+    if all(len(m.fold_models) == len(folds) for m in members):
+        result.fold_models = [model for m in members for model in m.fold_models]
+    return result
 
 
 def blend_candidates(results: list[CVResult], y, folds, *, fn_cost: float,
@@ -354,6 +394,7 @@ def calibrate_result(best: CVResult, y, folds, *, mode: str, fn_cost: float,
     scores = apply_platt(oof, slope, intercept)
     out = score_oof(spec, y, scores, folds, fn_cost=fn_cost, fp_cost=fp_cost,
                     fit_seconds=best.fit_seconds)
+    out.fold_models = best.fold_models
     if not np.array_equal(scores >= out.threshold, oof >= best.threshold):
         # the map saturated (rows that differed now tie at 0 or 1): keep the raw scores
         logger.warning("Calibration skipped: it would merge scores and change decisions")
@@ -413,11 +454,20 @@ def select_strategy(
             delayed(run)(i, s) for i, s in enumerate(specs))
     else:
         results = [run(i, s) for i, s in enumerate(specs)]
+    return finish_selection(results, y, folds, fn_cost=fn_cost, fp_cost=fp_cost,
+                            time_budget_s=time_budget_s, calibrate=calibrate, blend=blend)
+
+
+def finish_selection(results: list[CVResult], y, folds, *, fn_cost: float, fp_cost: float,
+                     time_budget_s: float, calibrate: str = "auto",
+                     blend: bool = True) -> tuple[CVResult, list[CVResult]]:
+    """From the candidates' CV results: add blends, choose the winner, calibrate it."""
     skipped = [r.spec.name for r in results if r.status == SKIPPED]
     if skipped:
         logger.warning("Time budget of %.0f s spent: skipped %s", time_budget_s, skipped)
     if blend:
-        results += blend_candidates(results, y, folds, fn_cost=fn_cost, fp_cost=fp_cost)
+        results = results + blend_candidates(results, y, folds, fn_cost=fn_cost,
+                                             fp_cost=fp_cost)
     best = choose_best(results)
     logger.info("Chose %s: CV cost %.4f ± %.4f", best.spec.name, best.cv_cost, best.cv_cost_std)
     best = calibrate_result(best, y, folds, mode=calibrate, fn_cost=fn_cost, fp_cost=fp_cost)
@@ -456,6 +506,16 @@ def calibration_report(best: CVResult, y) -> str:
     return "\n".join(lines)
 
 
+def publish_selection(best: CVResult, results: list[CVResult], y) -> pd.DataFrame:
+    """Publish the leaderboard and the calibration report as Prefect artifacts."""
+    table = leaderboard(results, best)
+    create_table_artifact(key="strategy-leaderboard", table=table.to_dict(orient="records"),
+                          description=f"Candidates by CV normalised cost; chosen: {best.spec.name}")
+    create_markdown_artifact(key="calibration", markdown=calibration_report(best, y),
+                             description="Calibration of the chosen strategy (out-of-fold)")
+    return table
+
+
 @task(name="select", cache_policy=NO_CACHE)
 def select_task(X, y, schema, folds, specs, *, fn_cost, fp_cost, seed, time_budget_s, n_jobs,
                 calibrate="auto"):
@@ -463,9 +523,4 @@ def select_task(X, y, schema, folds, specs, *, fn_cost, fp_cost, seed, time_budg
     best, results = select_strategy(X, y, schema, folds, specs, fn_cost=fn_cost,
                                     fp_cost=fp_cost, seed=seed, time_budget_s=time_budget_s,
                                     n_jobs=n_jobs, calibrate=calibrate)
-    table = leaderboard(results, best)
-    create_table_artifact(key="strategy-leaderboard", table=table.to_dict(orient="records"),
-                          description=f"Candidates by CV normalised cost; chosen: {best.spec.name}")
-    create_markdown_artifact(key="calibration", markdown=calibration_report(best, y),
-                             description="Calibration of the chosen strategy (out-of-fold)")
-    return best, table
+    return best, publish_selection(best, results, y)

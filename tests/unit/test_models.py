@@ -17,6 +17,7 @@ from tasks.models import (
     RF_MAX_TREE_ROWS,
     BlendClassifier,
     CandidateSpec,
+    CrossValBag,
     IsolationForestClassifier,
     PlattCalibrated,
     apply_platt,
@@ -161,3 +162,42 @@ def test_random_forest_subsamples_big_tables():
     big = make_estimator(spec, n_categorical=0, seed=0, n_rows=4 * RF_MAX_TREE_ROWS)
     assert small.max_samples is None
     assert big.max_samples == pytest.approx(0.25)
+
+
+def test_cross_val_bag_fits_one_model_per_fold_and_averages(tiny):
+    """Check that a bag fits a model on each fold's training rows and averages them."""
+    df, y, schema = tiny
+    folds = [(np.arange(0, 200), np.arange(200, 300)), (np.arange(100, 300), np.arange(100))]
+    bag = CrossValBag(_pipe(CandidateSpec("logreg"), schema, y), folds=folds).fit(df, y)
+    singles = [_pipe(CandidateSpec("logreg"), schema, y).fit(df.iloc[tr], y[tr])
+               for tr, _ in folds]
+    expected = np.mean([positive_scores(m, df) for m in singles], axis=0)
+    np.testing.assert_allclose(positive_scores(bag, df), expected)
+    again = CrossValBag.from_fitted(singles)
+    np.testing.assert_allclose(positive_scores(again, df), expected)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: CrossValBag(LogisticRegression()).fit(pd.DataFrame({"a": [0.0, 1.0]}),
+                                                  np.array([0, 1])), "needs folds"),
+    (lambda: CrossValBag.from_fitted([]), "at least one fitted model"),
+])
+def test_cross_val_bag_errors(make, match):
+    """Check that a bag without folds or models is refused with a clear ConfigError."""
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_fit_final_assembles_fold_models_without_refitting(tiny):
+    """Check that given fold models, the final model is their (calibrated) average, unrefit."""
+    df, y, schema = tiny
+    halves = [np.arange(0, 150), np.arange(150, 300)]
+    models = [_pipe(CandidateSpec("logreg"), schema, y).fit(df.iloc[h], y[h]) for h in halves]
+    spec = CandidateSpec("logreg", calibrate=True, calibration=(1.2, -0.3))
+    fitted = fit_final(spec, df, y, schema, threshold=0.3, seed=0, fold_models=models)
+    raw = np.mean([positive_scores(m, df) for m in models], axis=0)
+    np.testing.assert_allclose(fitted.model.score(df), apply_platt(raw, 1.2, -0.3))
+    assert fitted.model.calibrated and "fold models" in fitted.info["final_model"]
+    assert fitted.model.pipeline.estimator_.estimators_[0] is models[0]
+    again = pickle.loads(pickle.dumps(fitted.model))
+    np.testing.assert_array_equal(again.decide(df), fitted.model.decide(df))

@@ -110,6 +110,18 @@ def test_cross_validate_scores_every_training_row_once(data):
     assert r.cv_cost == pytest.approx(np.mean(r.fold_costs))
 
 
+def test_fold_models_never_saw_their_held_out_rows(data):
+    """Check that each kept fold model produced its fold's out-of-fold scores (so never saw it)."""
+    df, y, schema, folds = data
+    r = cross_validate(CandidateSpec("logreg", "random_over"), df, y, schema, folds, seed=0,
+                       **COSTS)
+    assert len(r.fold_models) == len(folds)
+    for model, (_, held_pos) in zip(r.fold_models, folds, strict=True):
+        np.testing.assert_allclose(model.predict_proba(df.iloc[held_pos])[:, 1],
+                                   r.oof_scores[held_pos])
+        assert model.predict_proba(df.iloc[held_pos]).shape[0] == len(held_pos)
+
+
 def test_fold_threshold_ignores_the_held_out_labels(data):
     """Check that a fold's threshold does not change when that fold's labels change."""
     _, y, _, folds = data
@@ -197,7 +209,11 @@ def test_blends_average_out_of_fold_scores(data):
         r = CVResult(CandidateSpec(name), oof, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0)
         results.append(r)
     results[0].cv_cost, results[1].cv_cost, results[2].cv_cost = 0.3, 0.1, 0.2
+    for r in results:
+        r.fold_models = [f"{r.spec.model}{k}" for k in range(len(folds))]
     blends = blend_candidates(results, y, folds, **COSTS)
+    assert blends[0].fold_models == [f"hgb{k}" for k in range(len(folds))] + [
+        f"rf{k}" for k in range(len(folds))]
     assert [len(b.spec.members) for b in blends] == [2, 3]
     assert [m.model for m in blends[0].spec.members] == ["hgb", "rf"]
     np.testing.assert_allclose(blends[0].oof_scores,
@@ -302,3 +318,17 @@ def test_leaderboard_is_sorted_marked_and_json_safe(data, monkeypatch):
     assert any(name.startswith("blend(") for name in board["candidate"])
     report = calibration_report(best, y)
     assert "Brier" in report and "calibrated" in report
+
+
+@pytest.mark.slow
+def test_parallel_candidates_match_sequential(data):
+    """Check that running candidates in parallel processes gives the sequential results."""
+    df, y, schema, folds = data
+    specs = [CandidateSpec("logreg"), CandidateSpec("logreg", class_weight="balanced"),
+             CandidateSpec("hgb")]
+    kw = {"seed": 0, "time_budget_s": 120, **COSTS}
+    best1, res1 = select_strategy(df, y, schema, folds, specs, n_jobs=1, **kw)
+    best2, res2 = select_strategy(df, y, schema, folds, specs, n_jobs=2, **kw)
+    assert [r.spec for r in res1] == [r.spec for r in res2]
+    np.testing.assert_allclose([r.cv_cost for r in res1], [r.cv_cost for r in res2])
+    assert best1.spec == best2.spec
