@@ -68,8 +68,10 @@ tr, te = train_test_split(idx, test_size=test_size, stratify=y, random_state=see
 tr, te = np.sort(tr), np.sort(te)
 Xtr, ytr, Xte, yte = X.iloc[tr], y[tr], X.iloc[te], y[te]
 oof = np.zeros(len(ytr))
+fold_models = []
 for a, b in StratifiedKFold(folds, shuffle=True, random_state=seed).split(Xtr, ytr):
-    oof[b] = pipe().fit(Xtr.iloc[a], ytr[a]).predict_proba(Xtr.iloc[b])[:, 1]
+    fold_models.append(pipe().fit(Xtr.iloc[a], ytr[a]))
+    oof[b] = fold_models[-1].predict_proba(Xtr.iloc[b])[:, 1]
 order = np.argsort(-oof)
 tp = np.concatenate([[0], np.cumsum(ytr[order])])
 fp = np.arange(len(tp)) - tp
@@ -77,8 +79,8 @@ cost = fn_cost * (ytr.sum() - tp) + fp_cost * fp
 k = int(np.argmin(cost))
 s = oof[order]
 t = (s[k - 1] + s[k]) / 2 if 0 < k < len(s) else (1.0 if k == 0 else s[-1])
-final = pipe().fit(Xtr, ytr)
-scores = final.predict_proba(Xte)[:, 1]
+# the final model is the average of the fold models, as in rareflow (no refit)
+scores = np.mean([m.predict_proba(Xte)[:, 1] for m in fold_models], axis=0)
 d = scores >= t
 nc = (fn_cost * np.sum((yte == 1) & ~d) + fp_cost * np.sum((yte == 0) & d)) / (fn_cost * yte.sum())
 print(

@@ -28,12 +28,32 @@ cfg = TrainingConfig(
     strategy=StrategyConfig(model="hgb", sampler="none", class_weight="balanced"),
 )
 t1 = time.perf_counter()
-result = training_flow(cfg)
+state = training_flow(cfg, return_state=True)
+seconds = time.perf_counter() - t1
+result = state.result()
 m = result["metrics"]
+
+
+def task_seconds(flow_run_id) -> dict:
+    """Run time of each task of the flow run, by task name (where the time went)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200)
+    out = {}
+    for r in runs:
+        name = r.name.rsplit("-", 1)[0]
+        out[name] = round(out.get(name, 0.0) + r.total_run_time.total_seconds(), 2)
+    return out
+
+
 print(
     json.dumps(
         {
-            "seconds": time.perf_counter() - t1,
+            "seconds": seconds,
+            "task_seconds": task_seconds(state.state_details.flow_run_id),
             "server_start_seconds": start,
             "threshold": result["threshold"],
             "normalised_cost": m["at_threshold"]["normalised_cost"],

@@ -4,7 +4,8 @@ For each size (default 100k, 1M and 4M rows x 30 features, 1 % positives) the da
 once to Parquet, then two child processes run one after the other:
 
 * ``bare``: pandas + scikit-learn + imbalanced-learn directly — read, stratified split,
-  5-fold out-of-fold predictions, cost-optimal threshold, refit, predict the test part.
+  5-fold out-of-fold predictions, cost-optimal threshold, the average of the 5 fold
+  models (rareflow's final model, no refit) scoring the test part.
 * ``flow``: rareflow's training flow with the same fixed strategy (HistGradientBoosting,
   balanced class weights, no resampling, cost threshold), plus everything a production run
   does on top (validation, fingerprints, artifacts, gates, registry). The Prefect ephemeral
@@ -120,6 +121,7 @@ def bench(n_rows: int, work: Path) -> dict:
         "flow_rss_over_frame": round(flow["peak_rss_mb"] / frame_mb, 2),
         "bare_normalised_cost": round(bare["normalised_cost"], 4),
         "flow_normalised_cost": round(flow["normalised_cost"], 4),
+        "flow_task_seconds": flow.get("task_seconds"),
     }
     print(json.dumps(row), flush=True)
     return row
@@ -132,28 +134,42 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def write_results(rows: list[dict], out: str, sizes: list[int]) -> pd.DataFrame:
+    """Write the JSON and the markdown report for the sizes measured so far."""
+    table = pd.DataFrame(rows).drop(columns=["flow_task_seconds"])
+    for side in ("bare", "flow"):
+        per_row = table[f"{side}_seconds"] / table.rows
+        table[f"{side}_time_per_row_vs_smallest"] = (per_row / per_row.iloc[0]).round(3)
+    Path(out + ".json").write_text(json.dumps(rows, indent=2))
+    steps = ["", "## Where the flow's time went (task run time, seconds)", ""]
+    for row in rows:
+        tasks = ", ".join(f"{k} {v}" for k, v in sorted((row["flow_task_seconds"] or {}).items(),
+                                                          key=lambda kv: -kv[1]))
+        steps.append(f"- {row['rows']:,} rows: {tasks}")
+    cmd = " ".join(map(str, sizes))
+    Path(out + ".md").write_text(
+        "# Speed: training flow vs bare script\n\n"
+        f"Run {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} cores. Command: "
+        f"`python -m uv run python benchmarks/speed.py --rows {cmd}`. Seconds exclude the "
+        "Prefect server start (its own column); RSS is each child's peak (os.wait4); "
+        "frame_mb is the DataFrame's deep in-memory size.\n\n"
+        + markdown_table(table)
+        + "\n" + "\n".join(steps) + "\n"
+    )
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="*", default=[100_000, 1_000_000, 4_000_000])
     parser.add_argument("--out", default=str(RESULTS / "speed"))
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = []
     with tempfile.TemporaryDirectory(prefix="rareflow-speed-") as tmp:
-        rows = [bench(n, Path(tmp)) for n in args.rows]
-    table = pd.DataFrame(rows)
-    if len(table) > 1:
-        base = table.iloc[0]
-        table["seconds_per_row_vs_smallest"] = (
-            (table.flow_seconds / table.rows) / (base.flow_seconds / base.rows)
-        ).round(3)
-    Path(args.out + ".json").write_text(json.dumps(rows, indent=2))
-    sizes = " ".join(map(str, args.rows))
-    Path(args.out + ".md").write_text(
-        "# Speed: training flow vs bare script\n\n"
-        f"Command: `python -m uv run python benchmarks/speed.py --rows {sizes}`\n\n"
-        + markdown_table(table)
-        + "\n"
-    )
+        for n in args.rows:  # results are written after every size
+            rows.append(bench(n, Path(tmp)))
+            table = write_results(rows, args.out, args.rows)
     print(table.to_string(index=False))
 
 
