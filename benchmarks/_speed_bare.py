@@ -44,7 +44,7 @@ def pipe():
                 ),
                 cats,
             ),
-            ("num", SimpleImputer(strategy="median", add_indicator=True), nums),
+            ("num", "passthrough", nums),  # HistGradientBoosting handles NaN itself
         ]
     )
     model = HistGradientBoostingClassifier(

@@ -367,6 +367,13 @@ def uses_native_categories(model: str) -> bool:
     return model != "logreg"
 
 
+def reads_missing_natively(spec: CandidateSpec) -> bool:
+    """HistGradientBoosting learns where missing numbers go at every split: it needs no
+    median imputation and no missing-indicator columns (half the numeric matrix), unless a
+    sampler that interpolates between rows comes first (those cannot handle NaN)."""
+    return spec.model == "hgb" and spec.sampler in ("none", "random_under", "random_over")
+
+
 def make_estimator(spec: CandidateSpec, *, n_categorical: int, seed: int, n_jobs: int = 1,
                    n_rows: int | None = None):
     """The estimator of a candidate, with class weights applied its own way.
@@ -479,8 +486,9 @@ def make_pipeline(
                 ),
                 cats,
             ),
-            ("num", SimpleImputer(strategy="median", add_indicator=True,
-                                  keep_empty_features=True), nums),
+            ("num", "passthrough" if reads_missing_natively(spec) else
+             SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+             nums),
         ],
         verbose_feature_names_out=False,
     )

@@ -201,3 +201,25 @@ def test_fit_final_assembles_fold_models_without_refitting(tiny):
     assert fitted.model.pipeline.estimator_.estimators_[0] is models[0]
     again = pickle.loads(pickle.dumps(fitted.model))
     np.testing.assert_array_equal(again.decide(df), fitted.model.decide(df))
+
+
+@pytest.mark.parametrize("spec, native", [
+    (CandidateSpec("hgb"), True),
+    (CandidateSpec("hgb", "random_under"), True),
+    (CandidateSpec("hgb", "smote"), False),
+    (CandidateSpec("logreg"), False),
+])
+def test_boosted_trees_read_missing_numbers_natively(tiny, spec, native):
+    """Check that HGB gets the numbers with their NaN (no imputation, no indicator columns).
+
+    Samplers that interpolate and the other models still get imputed numbers plus
+    missing-indicator columns; both kinds fit and score a frame with missing values.
+    """
+    df, y, schema = tiny
+    pipe = _pipe(spec, schema, y).fit(df, y)
+    features = pipe.named_steps["prepare"].transform(pipe.named_steps["cast"].transform(df))
+    assert np.isnan(features).any() == native
+    with_missing = int(df[schema.numeric].isna().any().sum())  # indicators only for these
+    assert features.shape[1] == (3 if native else 3 + with_missing)
+    scores = positive_scores(pipe, df)
+    assert np.isfinite(scores).all() and len(scores) == len(df)
