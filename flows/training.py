@@ -19,7 +19,7 @@ from schemas.scored import DECISION, SCORE
 from tasks import events
 from tasks.evaluate import evaluate_task, metric_table, model_card
 from tasks.gate import gate_task
-from tasks.load import load_task
+from tasks.load import load_task, release_memory
 from tasks.models import fit_task
 from tasks.plots import calibration_summary, cost_curve_markdown
 from tasks.registry import Registry, promote_task, register_task
@@ -73,6 +73,7 @@ def training_flow(config: TrainingConfig) -> dict:
     X_train, y_train = data.X.iloc[split.train_idx], data.y[split.train_idx]
     X_test, y_test = data.X.iloc[split.test_idx], data.y[split.test_idx]
     del df, data  # the parts are copies: free the full table before fitting
+    release_memory()
     log.info("Split: %d train rows (%d positives), %d test rows (%d positives)",
              len(y_train), int(y_train.sum()), len(y_test), int(y_test.sum()))
 
