@@ -39,7 +39,9 @@ def pipe():
                 SkPipeline(
                     [
                         ("i", SimpleImputer(strategy="constant", fill_value="__missing__")),
-                        ("o", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)),
+                        # as in rareflow: rare categories grouped beyond 64
+                        ("o", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                             max_categories=64, dtype=np.float64)),
                     ]
                 ),
                 cats,
