@@ -3,6 +3,8 @@
 On generated data (``benchmarks/speed.py``'s generator: 30 features, about 1 % positives) the
 training flow runs three times, one after the other, each in its own process:
 
+* ``sequential, one core``: the default executor pinned to one core (one fit at a time, one
+  thread): the baseline for the speedup of 2 workers;
 * ``local``: the default, every candidate and fold in the flow's process (HistGradientBoosting
   and the forests may still use both cores through their own threads);
 * ``local n_jobs=2``: two candidates at a time in joblib processes;
@@ -48,6 +50,9 @@ def warm_up():
     return 1
 
 if __name__ == "__main__":
+    import os
+    if os.environ.get("BENCH_ONE_CORE"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     t0 = time.perf_counter()
     warm_up()
     server = time.perf_counter() - t0
@@ -95,6 +100,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs = {
+        "sequential, one core": {},
         "local": {},
         "local n_jobs=2": {"n_jobs": 2},
         f"dask, {args.workers} workers": {"executor": "dask", "dask_workers": args.workers},
@@ -110,7 +116,9 @@ def main(argv=None) -> int:
                "PYTHONPATH": str(ROOT)}
         for name, strategy in runs.items():
             (work / name).mkdir()
-            r = run(path, work / name / "registry", strategy, env)
+            one_core = {"BENCH_ONE_CORE": "1", "OMP_NUM_THREADS": "1"} if "one core" in name \
+                else {}
+            r = run(path, work / name / "registry", strategy, {**env, **one_core})
             dask = r.get("dask") or {}
             rows.append({
                 "run": name, "flow_seconds": round(r["seconds"], 1),
@@ -123,7 +131,7 @@ def main(argv=None) -> int:
             print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["flow_seconds"]
     for row in rows:
-        row["speedup_vs_local"] = round(base / row["flow_seconds"], 2)
+        row["speedup_vs_sequential"] = round(base / row["flow_seconds"], 2)
     meta = {"rows": args.rows, "workers": args.workers, "machine": platform.machine(),
             "cores": os.cpu_count(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
