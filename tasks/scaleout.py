@@ -40,6 +40,8 @@ from tasks.select import (
 
 logger = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 20  # an unreachable scheduler fails the run after this long
+
 
 @task(name="cv-fold", cache_policy=NO_CACHE, task_run_name="cv-fold {spec.name} #{fold}")
 def fold_task(spec: CandidateSpec, X: pd.DataFrame, y: np.ndarray, schema: InputSchema,
@@ -67,7 +69,8 @@ def dask_task_runner(strategy: StrategyConfig):
         raise ConfigError("strategy.executor 'dask' needs prefect-dask: pip install "
                           "prefect-dask") from exc
     if strategy.dask_address:
-        return DaskTaskRunner(address=strategy.dask_address)
+        return DaskTaskRunner(address=strategy.dask_address,
+                              client_kwargs={"timeout": CONNECT_TIMEOUT_S})
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     api_url = current_api_url()
     if api_url:
@@ -108,7 +111,12 @@ def cross_validate_on_dask(
     timings = {}
     started = time.perf_counter()
     with dask_task_runner(strategy) as runner:
-        client = runner.client  # starts (or connects to) the cluster
+        try:
+            client = runner.client  # starts (or connects to) the cluster
+        except (OSError, TimeoutError) as exc:
+            where = strategy.dask_address or "a local cluster"
+            raise ConfigError(f"cannot reach the Dask scheduler at {where} "
+                              f"(strategy.dask_address): {exc}") from exc
         n_workers = len(client.scheduler_info().get("workers", {}))
         timings["cluster_start_seconds"] = time.perf_counter() - started
         logger.info("Dask cluster with %d workers ready in %.1f s", n_workers,

@@ -86,3 +86,23 @@ def test_existing_cluster_by_address(prefect_harness, tmp_path, demo_small):
     assert result["status"] == "passed"
     assert result["strategy"].startswith("logreg|none|balanced")  # maybe "|calibrated"
     assert len(_fold_task_runs(state.state_details.flow_run_id)) == 5
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_is_a_config_error(prefect_harness, tmp_path, demo_small):
+    """Check that a wrong scheduler address fails with a message naming the address."""
+    import socket
+
+    from flows.training import training_flow
+    from schemas.errors import ConfigError
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "train.csv"
+    demo_small.to_csv(data, index=False)
+    address = f"tcp://127.0.0.1:{port}"
+    with pytest.raises(ConfigError, match=f"Dask scheduler at {address}"):
+        training_flow(_config(data, tmp_path / "reg", model="logreg", sampler="none",
+                              class_weight="none", executor="dask", dask_address=address))
+    assert not (tmp_path / "reg").exists() or not any((tmp_path / "reg").rglob("champion.json"))
