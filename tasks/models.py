@@ -220,7 +220,19 @@ class IsolationForestClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
-class BlendClassifier(ClassifierMixin, BaseEstimator):
+class _AveragingClassifier(ClassifierMixin, BaseEstimator):
+    """Scores as the mean positive-class probability of the fitted ``estimators_``."""
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        p = np.mean([positive_scores(e, X) for e in self.estimators_], axis=0)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class BlendClassifier(_AveragingClassifier):
     """Average the positive-class probabilities of several classifiers fitted on the same rows.
 
     Averaging models of different families (a linear model, boosted trees, forests) lowers
@@ -237,16 +249,8 @@ class BlendClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         return self
 
-    def predict_proba(self, X):
-        check_is_fitted(self)
-        p = np.mean([positive_scores(e, X) for e in self.estimators_], axis=0)
-        return np.column_stack([1 - p, p])
 
-    def predict(self, X):
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-
-class CrossValBag(ClassifierMixin, BaseEstimator):
+class CrossValBag(_AveragingClassifier):
     """Average the positive-class probabilities of one estimator fitted on each training fold.
 
     This is cross-validation bagging: the fold models that produced the out-of-fold scores
@@ -279,14 +283,6 @@ class CrossValBag(ClassifierMixin, BaseEstimator):
         bag.estimators_ = estimators
         bag.classes_ = np.array([0, 1])
         return bag
-
-    def predict_proba(self, X):
-        check_is_fitted(self)
-        p = np.mean([positive_scores(e, X) for e in self.estimators_], axis=0)
-        return np.column_stack([1 - p, p])
-
-    def predict(self, X):
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 def to_logit(scores) -> np.ndarray:
@@ -521,6 +517,14 @@ def make_pipeline(
     return Pipeline(steps)
 
 
+def pipeline_for(spec: CandidateSpec, schema: InputSchema, y, *, seed: int, n_jobs: int = 1):
+    """:func:`make_pipeline` sized for the labels ``y`` it is about to be fitted on."""
+    y = np.asarray(y)
+    return make_pipeline(spec, schema, min_class_rows=int(min(y.sum(), len(y) - y.sum())),
+                         minority_share=float(y.mean()), seed=seed, n_jobs=n_jobs,
+                         n_rows=len(y))
+
+
 class ThresholdedModel:
     """A fitted pipeline with its cost-based decision threshold: what the registry stores.
 
@@ -599,16 +603,7 @@ def fit_final(
             {"final_model": f"average of the {len(fold_models)} cross-validation fold models "
                             "that chose the threshold (no refit)"},
         )
-    pipe = make_pipeline(
-        spec,
-        schema,
-        min_class_rows=int(min(y.sum(), len(y) - y.sum())),
-        minority_share=float(y.mean()),
-        seed=seed,
-        n_jobs=n_jobs,
-        n_rows=len(y),
-    )
-    pipe.fit(X, y)
+    pipe = pipeline_for(spec, schema, y, seed=seed, n_jobs=n_jobs).fit(X, y)
     seconds = time.perf_counter() - started
     logger.info("Fitted %s on %d rows in %.1f s", spec.name, len(y), seconds)
     return FitResult(ThresholdedModel(pipe, threshold, schema, spec, calibrated=spec.calibrate),

@@ -48,7 +48,7 @@ from tasks.models import (
     CandidateSpec,
     apply_platt,
     fit_platt,
-    make_pipeline,
+    pipeline_for,
     positive_scores,
     spec_from_config,
 )
@@ -180,15 +180,7 @@ def fit_fold(
     """
     started = time.perf_counter()
     y_fit = y[train_pos]
-    pipe = make_pipeline(
-        spec,
-        schema,
-        min_class_rows=int(min(y_fit.sum(), len(y_fit) - y_fit.sum())),
-        minority_share=float(y_fit.mean()),
-        seed=seed,
-        n_jobs=n_jobs,
-        n_rows=len(train_pos),
-    )
+    pipe = pipeline_for(spec, schema, y_fit, seed=seed, n_jobs=n_jobs)
     pipe.fit(X.iloc[train_pos], y_fit)
     scores = positive_scores(pipe, X.iloc[held_pos])
     return scores, pipe, time.perf_counter() - started

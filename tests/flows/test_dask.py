@@ -106,3 +106,25 @@ def test_unreachable_scheduler_is_a_config_error(prefect_harness, tmp_path, demo
         training_flow(_config(data, tmp_path / "reg", model="logreg", sampler="none",
                               class_weight="none", executor="dask", dask_address=address))
     assert not (tmp_path / "reg").exists() or not any((tmp_path / "reg").rglob("champion.json"))
+
+
+@pytest.mark.slow
+def test_dask_time_budget_skips_unfinished_candidates(prefect_harness, demo_small):
+    """Check that when the budget runs out the first candidate still completes and the
+    candidates whose fits had not finished are reported as skipped, not fitted."""
+    from schemas.demo import LABEL as label
+    from tasks.models import CandidateSpec
+    from tasks.scaleout import cross_validate_on_dask
+    from tasks.split import cv_folds
+    from tasks.validate import validate_training_data
+
+    data = validate_training_data(demo_small, label=label, positive="1", test_size=0.2,
+                                  n_folds=5)
+    folds = cv_folds(data.y, n_folds=5, seed=0)
+    specs = [CandidateSpec("logreg"), CandidateSpec("hgb"), CandidateSpec("rf")]
+    results, _ = cross_validate_on_dask(
+        specs, data.X, data.y, data.schema, folds, fn_cost=10, fp_cost=1, seed=0,
+        strategy=StrategyConfig(executor="dask", dask_workers=1, time_budget_s=0.01))
+    assert [r.spec for r in results] == specs
+    assert results[0].ok and len(results[0].fold_models) == 5
+    assert results[-1].status == "skipped" and "time budget" in results[-1].error
