@@ -70,13 +70,16 @@ class InputSchema(_StablePickle):
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
-    def to_pandera(self, *, training: bool) -> pa.DataFrameSchema:
+    def to_pandera(self, *, training: bool, float_columns=()) -> pa.DataFrameSchema:
         """Build the pandera schema that enforces these columns.
 
         Args:
             training: Also require observed nullability, known categories and no all-null
                 column (training data); scoring batches only need the columns and types.
+            float_columns: Columns the frame to check already holds as float64: their type
+                is checked as it is, not coerced (coercing copies the column, for nothing).
         """
+        float_columns = set(float_columns)
         columns = {}
         for f in self.features:
             checks = []
@@ -95,6 +98,7 @@ class InputSchema(_StablePickle):
                     pa.Check(
                         lambda s: bool(s.notna().any()),
                         element_wise=False,
+                        ignore_na=False,  # it looks at the nulls itself: no dropna copy first
                         name="not_all_null",
                     )
                 )
@@ -102,7 +106,7 @@ class InputSchema(_StablePickle):
                 dtype,
                 checks=checks,
                 nullable=f.nullable if training else True,
-                coerce=f.kind == "numeric",
+                coerce=f.kind == "numeric" and f.name not in float_columns,
                 required=True,
             )
         return pa.DataFrameSchema(columns, strict=False, name=f"rareflow:{self.label}")
@@ -160,15 +164,21 @@ def infer_input_schema(
         kind = "numeric" if _is_numeric(s) else "categorical"
         categories = None
         if kind == "categorical":
-            values = s.dropna().astype(str).value_counts()
+            # count the distinct values (missing ones left out), then compare them as text
+            counts = s.value_counts(dropna=True)
+            counts = counts[counts > 0]  # a categorical dtype lists unseen categories
+            nullable = int(counts.sum()) < len(s)
+            values = set(map(str, counts.index))
             if len(values) <= MAX_STORED_CATEGORIES:
-                categories = sorted(values.index.tolist())
+                categories = sorted(values)
+        else:
+            nullable = bool(s.isna().any())
         features.append(
             FeatureSpec(
                 name=str(name),
                 kind=kind,
                 dtype=str(s.dtype),
-                nullable=bool(s.isna().any()),
+                nullable=nullable,
                 categories=categories,
             )
         )

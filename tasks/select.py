@@ -54,7 +54,7 @@ from tasks.models import (
 )
 from tasks.plots import calibration_markdown, calibration_summary
 from tasks.resample import INTERPOLATING
-from tasks.threshold import choose_threshold, expected_cost
+from tasks.threshold import choose_thresholds_without, expected_cost
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +118,18 @@ def _failed(spec: CandidateSpec, n: int, status: str, error: str) -> CVResult:
 
 def fold_thresholds(y, oof, folds, *, fn_cost: float, fp_cost: float) -> list[float]:
     """For each fold, the cost-optimal threshold on the out-of-fold scores of the others."""
-    y = np.asarray(y)
-    out = []
-    for _, held_pos in folds:
-        others = np.setdiff1d(np.arange(len(y)), held_pos, assume_unique=True)
-        out.append(choose_threshold(y[others], oof[others], fn_cost=fn_cost,
-                                    fp_cost=fp_cost).threshold)
-    return out
+    held = [held_pos for _, held_pos in folds]
+    return [c.threshold for c in choose_thresholds_without(y, oof, held, fn_cost=fn_cost,
+                                                           fp_cost=fp_cost)]
+
+
+def _fold_costs(y, oof, folds, thresholds, *, fn_cost: float, fp_cost: float) -> list[float]:
+    costs = []
+    for (_, held_pos), t in zip(folds, thresholds, strict=True):
+        yh = y[held_pos]
+        cost = expected_cost(yh, oof[held_pos] >= t, fn_cost=fn_cost, fp_cost=fp_cost)
+        costs.append(float(cost / (fn_cost * yh.sum())))
+    return costs
 
 
 def honest_fold_costs(y, oof, folds, *, fn_cost: float, fp_cost: float) -> list[float]:
@@ -133,21 +138,21 @@ def honest_fold_costs(y, oof, folds, *, fn_cost: float, fp_cost: float) -> list[
     The threshold never sees the labels of the rows it is judged on.
     """
     y = np.asarray(y)
-    costs = []
     thresholds = fold_thresholds(y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost)
-    for (_, held_pos), t in zip(folds, thresholds, strict=True):
-        yh = y[held_pos]
-        cost = expected_cost(yh, oof[held_pos] >= t, fn_cost=fn_cost, fp_cost=fp_cost)
-        costs.append(cost / (fn_cost * yh.sum()))
-    return [float(c) for c in costs]
+    return _fold_costs(y, oof, folds, thresholds, fn_cost=fn_cost, fp_cost=fp_cost)
 
 
 def score_oof(spec: CandidateSpec, y, oof, folds, *, fn_cost: float, fp_cost: float,
               fit_seconds: float) -> CVResult:
     """Threshold, honest CV cost, PR AUC and Brier score of out-of-fold scores."""
     y = np.asarray(y)
-    choice = choose_threshold(y, oof, fn_cost=fn_cost, fp_cost=fp_cost)
-    fold_costs = honest_fold_costs(y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost)
+    # one sort for all: the threshold on every row, and each fold's from the other folds
+    nothing = np.array([], dtype=np.intp)
+    choice, *per_fold = choose_thresholds_without(
+        y, oof, [nothing, *(held_pos for _, held_pos in folds)], fn_cost=fn_cost,
+        fp_cost=fp_cost)
+    fold_costs = _fold_costs(y, oof, folds, [c.threshold for c in per_fold], fn_cost=fn_cost,
+                             fp_cost=fp_cost)
     return CVResult(
         spec=spec,
         oof_scores=oof,
@@ -364,11 +369,15 @@ def calibrate_result(best: CVResult, y, folds, *, mode: str, fn_cost: float,
     oof = best.oof_scores
     crossfit = np.empty(len(y))
     try:
-        for _, held_pos in folds:
-            others = np.setdiff1d(np.arange(len(y)), held_pos, assume_unique=True)
-            slope, intercept = fit_platt(y[others], oof[others])
-            crossfit[held_pos] = apply_platt(oof[held_pos], max(slope, 1e-6), intercept)
         slope, intercept = fit_platt(y, oof)
+        for _, held_pos in folds:
+            others = np.ones(len(y), dtype=bool)
+            others[held_pos] = False
+            # the map on all rows is a close start for the map on the other folds
+            fold_slope, fold_intercept = fit_platt(y[others], oof[others],
+                                                   start=(slope, intercept))
+            crossfit[held_pos] = apply_platt(oof[held_pos], max(fold_slope, 1e-6),
+                                             fold_intercept)
     except ValueError as exc:
         logger.warning("Calibration skipped: %s", exc)
         return best

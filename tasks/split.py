@@ -36,6 +36,17 @@ def fingerprint(hashes: np.ndarray, positions: np.ndarray) -> str:
     return hashlib.sha256(keyed.tobytes()).hexdigest()
 
 
+def shared_count(a: np.ndarray, b: np.ndarray) -> int:
+    """How many distinct values are in both arrays (``np.intersect1d(a, b).size``, by sorting:
+    it is several times faster than numpy's hash-based unique on millions of hashes)."""
+    if not len(a) or not len(b):
+        return 0
+    a, b = np.sort(a), np.sort(b)
+    at = np.minimum(np.searchsorted(a, b), len(a) - 1)
+    common = b[a[at] == b]
+    return int(np.count_nonzero(np.diff(common)) + 1) if len(common) else 0
+
+
 def stratified_split(
     X: pd.DataFrame, y: np.ndarray, *, test_size: float, seed: int
 ) -> Split:
@@ -50,7 +61,7 @@ def stratified_split(
     )
     train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
     hashes = row_hashes(X)
-    shared = np.intersect1d(hashes[train_idx], hashes[test_idx]).size
+    shared = shared_count(hashes[train_idx], hashes[test_idx])
     fp = {
         "rows": int(len(y)),
         "train_rows": int(len(train_idx)),

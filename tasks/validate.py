@@ -60,7 +60,9 @@ def resolve_label(
         (y, positive, negative, failures): y is None when there are failures.
     """
     failures = []
-    n_null = int(labels.isna().sum())
+    # work on the distinct values, not on every row: one hash pass over the column
+    codes, uniques = pd.factorize(labels, use_na_sentinel=True)
+    n_null = int(np.count_nonzero(codes < 0))
     if n_null == len(labels):
         return None, None, None, [_failure(label, "label_not_null", "label column is all null",
                                            n_null)]
@@ -68,9 +70,10 @@ def resolve_label(
         failures.append(_failure(label, "label_not_null",
                                  f"label has {n_null} missing values; drop or fill those rows",
                                  n_null))
-    present = labels.dropna()
-    text = label_text(present)
-    counts = text.value_counts()
+    text_of = label_text(pd.Series(uniques)).to_numpy()  # values equal as text are one class
+    rows = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    counts = (pd.Series(rows, index=text_of).groupby(level=0, sort=False).sum()
+              .sort_values(ascending=False, kind="stable"))
     values = counts.index.tolist()
     if len(values) > 2:
         problem = f"label has {len(values)} classes {values[:10]}; rareflow needs exactly two"
@@ -105,7 +108,7 @@ def resolve_label(
                 f"and CV folds configured need at least {needed}", counts[value]))
     if failures:
         return None, positive, negative, failures
-    y = (text == positive).to_numpy(dtype=np.int8)
+    y = (text_of == positive).astype(np.int8)[codes]
     return y, positive, negative, []
 
 
@@ -136,16 +139,15 @@ def mixed_type_failures(df: pd.DataFrame, columns: list | None = None) -> list[d
         s = df[name]
         if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
             continue
-        present = s.dropna()
-        if present.empty:
-            continue
         # parse each distinct value once: a category column has few, so this stays cheap
-        distinct = pd.Series(present.unique())
+        distinct = pd.Series(s.unique()).dropna()
+        if distinct.empty:
+            continue
         bad_values = distinct[pd.to_numeric(distinct, errors="coerce").isna()]
         if bad_values.empty or len(bad_values) == len(distinct):
             continue
-        n_bad = int(present.isin(bad_values).sum())
-        if n_bad <= (1 - NUMERIC_TEXT_SHARE) * len(present):
+        n_bad = int(s.isin(bad_values).sum())
+        if n_bad <= (1 - NUMERIC_TEXT_SHARE) * int(s.notna().sum()):
             failures.append(_failure(
                 name, "numeric_type",
                 f"column {name!r} holds numbers but {n_bad} values are not numbers; "
@@ -153,10 +155,19 @@ def mixed_type_failures(df: pd.DataFrame, columns: list | None = None) -> list[d
     return failures
 
 
+def float64_columns(df: pd.DataFrame) -> list:
+    """Names of the columns held as float64 (see ``InputSchema.to_pandera``)."""
+    return [name for name, dtype in df.dtypes.items() if dtype == np.float64]
+
+
 def schema_failures(df: pd.DataFrame, schema: pa.DataFrameSchema) -> list[dict]:
-    """Run a pandera schema lazily and summarise every failure by column and check."""
+    """Run a pandera schema lazily and summarise every failure by column and check.
+
+    pandera would copy the whole table first; it checks a shallow copy in place instead, so
+    the only new memory is the columns it coerces (replaced in the copy, never in ``df``).
+    """
     try:
-        schema.validate(df, lazy=True)
+        schema.validate(df.copy(deep=False), lazy=True, inplace=True)
     except pa.errors.SchemaErrors as exc:
         return summarise_failure_cases(exc.failure_cases)
     return []
@@ -233,7 +244,8 @@ def validate_training_data(
     else:
         schema = infer_input_schema(df, label=label, positive=positive or "?",
                                     negative=negative or "?")
-        failures += schema_failures(df, schema.to_pandera(training=True))
+        failures += schema_failures(df, schema.to_pandera(
+            training=True, float_columns=float64_columns(df)))
     # validation leaves reference cycles that hold column-sized temporaries (about a quarter
     # of the table): free them now, not at some later collection in the middle of fitting
     gc.collect()
@@ -281,7 +293,8 @@ def validate_batch(df: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
     if len(df) == 0:
         raise ValidationFailed("the batch has no rows", failures_table(
             [_failure("<table>", "not_empty", "the batch has no rows")]))
-    failures = schema_failures(df, schema.to_pandera(training=False))
+    failures = schema_failures(df, schema.to_pandera(training=False,
+                                                     float_columns=float64_columns(df)))
     if failures:
         table = failures_table(failures)
         raise ValidationFailed(_headline(table), table)

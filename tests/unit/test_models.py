@@ -26,6 +26,7 @@ from tasks.models import (
     make_estimator,
     make_pipeline,
     positive_scores,
+    to_logit,
 )
 
 
@@ -76,6 +77,29 @@ def test_platt_map_is_increasing_and_keeps_decisions():
     t = 0.4
     t_cal = apply_platt(np.array([t]), slope, intercept)[0]
     np.testing.assert_array_equal(scores >= t, calibrated >= t_cal)
+
+
+def test_platt_fit_solves_logistic_regression_on_the_logit():
+    """Check that the Newton fit reaches scikit-learn's LogisticRegression(C=1) optimum on
+    logit(score) (at least as low an objective), and that a warm start lands on the same map."""
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(0, 1, 4000) ** 3
+    y = (rng.uniform(0, 1, 4000) < scores * 0.3).astype(int)
+    x = to_logit(scores)
+
+    def objective(a, b):
+        z = a * x + b
+        return np.logaddexp(0, z).sum() - y @ z + a * a / 2
+
+    slope, intercept = fit_platt(y, scores)
+    ref = LogisticRegression(C=1.0, max_iter=1000, tol=1e-10).fit(x.reshape(-1, 1), y)
+    assert slope == pytest.approx(ref.coef_[0, 0], rel=1e-3)
+    assert intercept == pytest.approx(ref.intercept_[0], rel=1e-3)
+    assert objective(slope, intercept) <= objective(ref.coef_[0, 0], ref.intercept_[0]) + 1e-6
+    warm = fit_platt(y, scores, start=(slope * 1.3, intercept - 0.5))
+    assert warm == pytest.approx((slope, intercept), rel=1e-6)
+    with pytest.raises(ValueError, match="both classes"):
+        fit_platt(np.zeros(10), scores[:10])
 
 
 def test_platt_corrects_class_weight_bias():

@@ -56,3 +56,15 @@ def test_drifted_demo_shifts_inputs():
     base, drift = make_demo_data(20000, seed=0), make_demo_data(20000, seed=0, drift=True)
     assert drift.amount.median() > base.amount.median() * 1.2
     assert (drift.channel == "online").mean() > (base.channel == "online").mean() + 0.1
+
+
+def test_shared_count_equals_the_size_of_the_intersection():
+    """Check the sort-based count of values in both arrays against numpy's intersect1d."""
+    from tasks.split import shared_count
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, m, k = rng.integers(0, 40, 3)
+        a = rng.integers(0, k + 1, n).astype(np.uint64)
+        b = rng.integers(0, k + 1, m).astype(np.uint64)
+        assert shared_count(a, b) == np.intersect1d(a, b).size

@@ -66,3 +66,23 @@ def test_cost_curve_is_one_when_nothing_flagged():
     """Check that the normalised cost curve is 1.0 where no row is flagged."""
     grid, cost = cost_curve([0, 1, 1], [0.1, 0.2, 0.3], fn_cost=10, fp_cost=1, points=11)
     assert cost[-1] == pytest.approx(1.0) and grid[0] == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 5))
+def test_thresholds_without_a_group_match_a_search_on_the_other_rows(seed, decimals):
+    """Check that the one-sort search per held-out group gives exactly choose_threshold's
+    answer on the remaining rows, ties in the scores included."""
+    from tasks.threshold import choose_thresholds_without
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(12, 300))
+    y = (rng.random(n) < 0.2).astype(int)
+    s = np.round(rng.random(n) * 0.6 + 0.4 * y * rng.random(n), decimals)
+    groups = [np.array([], dtype=int)] + np.array_split(rng.permutation(n), 3)
+    got = choose_thresholds_without(y, s, groups, fn_cost=7.0, fp_cost=2.0)
+    for held, choice in zip(groups, got, strict=True):
+        keep = np.setdiff1d(np.arange(n), held)
+        if y[keep].min() == y[keep].max():
+            continue
+        assert choice == choose_threshold(y[keep], s[keep], fn_cost=7.0, fp_cost=2.0)

@@ -83,6 +83,45 @@ def test_default_positive_is_one_or_minority():
     assert check(frame(), positive=None).schema.positive == "Yes"
 
 
+@pytest.mark.parametrize(
+    "labels, positive, expected_positive",
+    [
+        (np.where(np.arange(200) < 20, 1.0, 0.0), "1", "1"),  # floats read as 1 / 0
+        (np.arange(200) < 20, None, "True"),  # booleans
+        (pd.Categorical(np.where(np.arange(200) < 20, "fraud", "ok"),
+                        categories=["fraud", "ok", "unused"]), None, "fraud"),
+        (pd.array(np.where(np.arange(200) < 20, 1, 0), dtype="Int64"), None, "1"),
+        (np.array(["1" if i < 10 else 1 if i < 20 else 0 for i in range(200)], dtype=object),
+         "1", "1"),  # '1' and 1 are one class
+    ],
+)
+def test_label_forms_map_to_zero_one(labels, positive, expected_positive):
+    """Check that numeric, boolean, categorical and mixed labels become the same 0/1 vector."""
+    data = check(frame().assign(label=labels), positive=positive)
+    assert data.schema.positive == expected_positive
+    np.testing.assert_array_equal(data.y, (np.arange(200) < 20).astype(int))
+
+
+def test_validation_leaves_the_table_as_loaded():
+    """Check that validating (and coercing integer columns) never changes the caller's frame."""
+    df = frame().assign(k=lambda d: d.k.astype(np.int32))
+    before = df.copy()
+    data = check(df)
+    pd.testing.assert_frame_equal(df, before)
+    assert data.X is df and df["k"].dtype == np.int32
+    batch = df.drop(columns="label").assign(x=lambda d: d.x.astype(np.float32))
+    validate_batch(batch, data.schema)
+    assert batch["x"].dtype == np.float32
+
+
+def test_inferred_categories_are_the_values_seen():
+    """Check that category sets hold the observed values as text, not unused categories."""
+    df = frame().assign(colour=lambda d: pd.Categorical(d.colour,
+                                                         categories=["red", "blue", "green"]))
+    spec = {f.name: f for f in check(df).schema.features}["colour"]
+    assert spec.categories == ["blue", "red"] and spec.nullable
+
+
 def test_min_positives_needed_grows_with_folds():
     """Check the required class size for a 20% test split and k folds."""
     assert min_positives_needed(test_size=0.2, n_folds=5) == 8
