@@ -27,7 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline as SkPipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from schemas.errors import ConfigError, DataError
 from schemas.inference import InputSchema
@@ -160,6 +160,93 @@ class FrameCaster(BaseEstimator, TransformerMixin):
 
     def get_feature_names_out(self, input_features=None):
         return np.asarray([*self.categorical, *self.numeric], dtype=object)
+
+
+class FeatureMatrix(TransformerMixin, BaseEstimator):
+    """Category codes first, then the numeric columns, written into one float64 array.
+
+    It gives what ``ColumnTransformer([(codes, categorical), (numbers, numeric)])`` gives,
+    without that one's copies of the table: selecting the numeric columns copies them, turning
+    them into an array can copy them again (when the frame's columns are not in one block),
+    and stacking the parts makes a third copy. Here each column is copied once, into place.
+
+    Args:
+        categorical_encoder: Fitted on the categorical columns; gives one code per column.
+        numeric_imputer: Fitted on the numeric columns, or None to pass them through.
+    """
+
+    def __init__(self, categorical=(), numeric=(), categorical_encoder=None,
+                 numeric_imputer=None):
+        self.categorical = categorical
+        self.numeric = numeric
+        self.categorical_encoder = categorical_encoder
+        self.numeric_imputer = numeric_imputer
+
+    def fit(self, X, y=None):
+        cats, nums = list(self.categorical), list(self.numeric)
+        self.categorical_encoder_ = (clone(self.categorical_encoder).fit(X[cats])
+                                     if cats else None)
+        self.numeric_imputer_ = (clone(self.numeric_imputer).fit(X[nums])
+                                 if nums and self.numeric_imputer is not None else None)
+        self.n_features_in_ = len(cats) + len(nums)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "n_features_in_")
+        cats, nums = list(self.categorical), list(self.numeric)
+        codes = (self.categorical_encoder_.transform(X[cats]) if cats
+                 else np.empty((len(X), 0)))
+        numbers = self.numeric_imputer_.transform(X[nums]) if self.numeric_imputer_ else None
+        width = len(nums) if numbers is None else numbers.shape[1]
+        out = np.empty((len(X), codes.shape[1] + width), dtype=np.float64)
+        out[:, :codes.shape[1]] = codes
+        del codes
+        if numbers is not None:
+            out[:, len(cats):] = numbers
+        else:
+            for j, name in enumerate(nums):
+                out[:, len(cats) + j] = X[name].to_numpy(dtype=np.float64, copy=False)
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        nums = (list(self.numeric_imputer_.get_feature_names_out(list(self.numeric)))
+                if self.numeric_imputer_ else list(self.numeric))
+        return np.asarray([*self.categorical, *nums], dtype=object)
+
+
+class CodedHistGradientBoostingClassifier(HistGradientBoostingClassifier):
+    """HistGradientBoosting for a matrix whose categorical columns hold codes 0..k-1.
+
+    scikit-learn re-encodes categorical columns with its own OrdinalEncoder in a
+    ColumnTransformer, which copies the whole matrix. When each categorical column's values
+    are already exactly 0..k-1 (the pipeline's OrdinalEncoder made them, on these rows), that
+    encoding is the identity, so the matrix is read as it is: same bins, same trees, same
+    predictions (the predictor itself sends unknown and negative codes where missing values
+    go, as the re-encoding would). Any other input takes scikit-learn's own path.
+    """
+
+    def _preprocess_X(self, X, *, reset):
+        positions = np.asarray(self.categorical_features if self.categorical_features
+                               is not None else [])
+        if (not reset or not isinstance(X, np.ndarray) or X.ndim != 2
+                or X.dtype != np.float64 or positions.dtype.kind not in "iu"
+                or not len(positions)):
+            return super()._preprocess_X(X, reset=reset)
+        is_categorical = np.zeros(X.shape[1], dtype=bool)
+        is_categorical[positions] = True
+        known = [None] * X.shape[1]
+        for j in np.flatnonzero(is_categorical):
+            column = X[:, j]
+            values = np.unique(column[~np.isnan(column)])
+            if len(values) > self.max_bins or not np.array_equal(values,
+                                                                 np.arange(len(values))):
+                return super()._preprocess_X(X, reset=reset)
+            known[j] = values.astype(np.float64)
+        X = validate_data(self, X, dtype=[np.float64], ensure_all_finite=False, reset=True)
+        self.is_categorical_ = is_categorical
+        self._preprocessor = None
+        self._is_categorical_remapped = is_categorical
+        return X, known
 
 
 class ClassWeightedEstimator(ClassifierMixin, BaseEstimator):
@@ -418,7 +505,7 @@ def make_estimator(spec: CandidateSpec, *, n_categorical: int, seed: int, n_jobs
     if spec.model == "logreg":
         return LogisticRegression(C=1.0, max_iter=3000, class_weight=cw)
     if spec.model == "hgb":
-        return HistGradientBoostingClassifier(
+        return CodedHistGradientBoostingClassifier(
             learning_rate=0.05,
             max_iter=400,
             max_leaf_nodes=15,
@@ -502,26 +589,18 @@ def make_pipeline(
         ])
     cats, nums = schema.categorical, schema.numeric
     n_cat = len(cats)
-    prepare = ColumnTransformer(
-        [
-            (
-                "cat",
-                SkPipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="constant",
-                                                 fill_value=MISSING_CATEGORY)),
-                        ("codes", OrdinalEncoder(handle_unknown="use_encoded_value",
-                                                 unknown_value=-1, max_categories=MAX_CATEGORIES,
-                                                 dtype=np.float64)),
-                    ]
-                ),
-                cats,
-            ),
-            ("num", "passthrough" if reads_missing_natively(spec) else
-             SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-             nums),
-        ],
-        verbose_feature_names_out=False,
+    prepare = FeatureMatrix(
+        categorical=cats,
+        numeric=nums,
+        categorical_encoder=SkPipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                ("codes", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                         max_categories=MAX_CATEGORIES, dtype=np.float64)),
+            ]
+        ),
+        numeric_imputer=None if reads_missing_natively(spec) else
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
     )
     steps = [("cast", FrameCaster(categorical=cats, numeric=nums)), ("prepare", prepare)]
     sampler = make_sampler(
@@ -550,6 +629,28 @@ def make_pipeline(
                                n_rows=n_rows)
     steps.append(("model", estimator))
     return Pipeline(steps)
+
+
+def fit_on_rows(pipe, X: pd.DataFrame, rows: np.ndarray, y: np.ndarray):
+    """``pipe.fit(X.iloc[rows], y)``, freeing each step's input once its output exists.
+
+    An imblearn Pipeline is fitted step by step as its own ``fit`` does (each step fitted in
+    place; samplers resample), but the copy of the rows is dropped as soon as the features
+    are encoded instead of living through the estimator's fit: at a million rows that is the
+    size of the fold's table. Anything else is simply fitted.
+    """
+    if not isinstance(pipe, Pipeline) or pipe.memory is not None:
+        return pipe.fit(X.iloc[rows], y)
+    Xt, yt = X.iloc[rows], y
+    for _, step in pipe.steps[:-1]:
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            continue
+        if hasattr(step, "fit_resample"):
+            Xt, yt = step.fit_resample(Xt, yt)
+        else:
+            Xt = step.fit_transform(Xt, yt)
+    pipe.steps[-1][1].fit(Xt, yt)
+    return pipe
 
 
 def pipeline_for(spec: CandidateSpec, schema: InputSchema, y, *, seed: int, n_jobs: int = 1):

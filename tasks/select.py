@@ -43,10 +43,12 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 from schemas.config import StrategyConfig
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
+from tasks.load import trim_heap
 from tasks.models import (
     BLEND,
     CandidateSpec,
     apply_platt,
+    fit_on_rows,
     fit_platt,
     pipeline_for,
     positive_scores,
@@ -185,9 +187,10 @@ def fit_fold(
     """
     started = time.perf_counter()
     y_fit = y[train_pos]
-    pipe = pipeline_for(spec, schema, y_fit, seed=seed, n_jobs=n_jobs)
-    pipe.fit(X.iloc[train_pos], y_fit)
+    pipe = fit_on_rows(pipeline_for(spec, schema, y_fit, seed=seed, n_jobs=n_jobs), X,
+                       train_pos, y_fit)
     scores = positive_scores(pipe, X.iloc[held_pos])
+    trim_heap()  # the fit's temporaries are freed: do not let the next fold start higher
     return scores, pipe, time.perf_counter() - started
 
 
