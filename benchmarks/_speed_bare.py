@@ -23,6 +23,15 @@ fn_cost, fp_cost, folds, test_size, seed = (
     float(test_size),
     int(seed),
 )
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux /proc)."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+
+
+rss_before_data = rss_mb()
 t0 = time.perf_counter()
 df = pd.read_parquet(path)
 y = df[label].to_numpy()
@@ -89,6 +98,7 @@ print(
     json.dumps(
         {
             "seconds": time.perf_counter() - t0,
+            "rss_before_data_mb": rss_before_data,
             "threshold": float(t),
             "normalised_cost": float(nc),
             "pr_auc": float(average_precision_score(yte, scores)),

@@ -27,6 +27,15 @@ cfg = TrainingConfig(
     name="speed",
     strategy=StrategyConfig(model="hgb", sampler="none", class_weight="balanced"),
 )
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux /proc)."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+
+
+rss_before_data = rss_mb()
 t1 = time.perf_counter()
 state = training_flow(cfg, return_state=True)
 seconds = time.perf_counter() - t1
@@ -53,6 +62,7 @@ print(
     json.dumps(
         {
             "seconds": seconds,
+            "rss_before_data_mb": rss_before_data,
             "task_seconds": task_seconds(state.state_details.flow_run_id),
             "server_start_seconds": start,
             "threshold": result["threshold"],

@@ -85,7 +85,12 @@ def run_child_rss(script: str, args: list[str], env: dict) -> dict:
     return result
 
 
-def bench(n_rows: int, work: Path) -> dict:
+def bench(n_rows: int, work: Path, repeats: int = 1) -> dict:
+    """Run the bare script and the flow ``repeats`` times each, alternating which goes first.
+
+    Seconds are medians over the repeats (each flow run gets an empty registry, so none
+    compares with a champion); peak RSS is the largest seen.
+    """
     df = make_data(n_rows)
     frame_mb = df.memory_usage(deep=True).sum() / 2**20
     path = work / f"speed_{n_rows}.parquet"
@@ -99,29 +104,44 @@ def bench(n_rows: int, work: Path) -> dict:
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     }
-    bare = run_child_rss(
-        "_speed_bare.py",
-        [str(path), LABEL, str(FN_COST), str(FP_COST), str(FOLDS), str(TEST_SIZE), str(SEED)],
-        env,
-    )
-    flow = run_child_rss(
-        "_speed_flow.py", [str(path), LABEL, str(work / f"registry_{n_rows}")], env
-    )
+    bare_args = [str(path), LABEL, str(FN_COST), str(FP_COST), str(FOLDS), str(TEST_SIZE),
+                 str(SEED)]
+    bares, flows = [], []
+    for k in range(repeats):
+        runs = [("bare", bare_args), ("flow", [str(path), LABEL,
+                                               str(work / f"registry_{n_rows}_{k}")])]
+        for side, args in runs if k % 2 == 0 else runs[::-1]:
+            result = run_child_rss(f"_speed_{side}.py", args, env)
+            (bares if side == "bare" else flows).append(result)
+            print(f"  {n_rows} rows, repeat {k + 1}: {side} {result['seconds']:.1f} s", flush=True)
+
+    def median(runs, key):
+        return float(np.median([r[key] for r in runs]))
+
+    bare_s, flow_s = median(bares, "seconds"), median(flows, "seconds")
+    bare_rss = max(r["peak_rss_mb"] for r in bares)
+    flow_rss = max(r["peak_rss_mb"] for r in flows)
+    typical = flows[int(np.argsort([r["seconds"] for r in flows])[len(flows) // 2])]
     row = {
         "rows": n_rows,
         "features": N_NUMERIC + N_CATEGORICAL,
         "frame_mb": round(frame_mb, 1),
-        "bare_seconds": round(bare["seconds"], 2),
-        "flow_seconds": round(flow["seconds"], 2),
-        "flow_over_bare": round(flow["seconds"] / bare["seconds"], 3),
-        "server_start_seconds": round(flow["server_start_seconds"], 2),
-        "bare_peak_rss_mb": round(bare["peak_rss_mb"], 1),
-        "flow_peak_rss_mb": round(flow["peak_rss_mb"], 1),
-        "bare_rss_over_frame": round(bare["peak_rss_mb"] / frame_mb, 2),
-        "flow_rss_over_frame": round(flow["peak_rss_mb"] / frame_mb, 2),
-        "bare_normalised_cost": round(bare["normalised_cost"], 4),
-        "flow_normalised_cost": round(flow["normalised_cost"], 4),
-        "flow_task_seconds": flow.get("task_seconds"),
+        "repeats": repeats,
+        "bare_seconds": round(bare_s, 2),
+        "flow_seconds": round(flow_s, 2),
+        "flow_over_bare": round(flow_s / bare_s, 3),
+        "flow_over_bare_each": " ".join(f"{f['seconds'] / b['seconds']:.3f}"
+                                        for b, f in zip(bares, flows, strict=True)),
+        "server_start_seconds": round(median(flows, "server_start_seconds"), 2),
+        "bare_peak_rss_mb": round(bare_rss, 1),
+        "flow_peak_rss_mb": round(flow_rss, 1),
+        "bare_rss_over_frame": round(bare_rss / frame_mb, 2),
+        "flow_rss_over_frame": round(flow_rss / frame_mb, 2),
+        "bare_rss_before_data_mb": round(median(bares, "rss_before_data_mb"), 1),
+        "flow_rss_before_data_mb": round(median(flows, "rss_before_data_mb"), 1),
+        "bare_normalised_cost": round(bares[0]["normalised_cost"], 4),
+        "flow_normalised_cost": round(flows[0]["normalised_cost"], 4),
+        "flow_task_seconds": typical.get("task_seconds"),
     }
     print(json.dumps(row), flush=True)
     return row
@@ -134,7 +154,8 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_results(rows: list[dict], out: str, sizes: list[int]) -> pd.DataFrame:
+def write_results(rows: list[dict], out: str, sizes: list[int],
+                  repeats: int = 1) -> pd.DataFrame:
     """Write the JSON and the markdown report for the sizes measured so far."""
     table = pd.DataFrame(rows).drop(columns=["flow_task_seconds"])
     for side in ("bare", "flow"):
@@ -146,13 +167,16 @@ def write_results(rows: list[dict], out: str, sizes: list[int]) -> pd.DataFrame:
         tasks = ", ".join(f"{k} {v}" for k, v in sorted((row["flow_task_seconds"] or {}).items(),
                                                           key=lambda kv: -kv[1]))
         steps.append(f"- {row['rows']:,} rows: {tasks}")
-    cmd = " ".join(map(str, sizes))
+    cmd = " ".join(map(str, sizes)) + (f" --repeats {repeats}" if repeats > 1 else "")
     Path(out + ".md").write_text(
         "# Speed: training flow vs bare script\n\n"
         f"Run {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} cores. Command: "
-        f"`python -m uv run python benchmarks/speed.py --rows {cmd}`. Seconds exclude the "
-        "Prefect server start (its own column); RSS is each child's peak (os.wait4); "
-        "frame_mb is the DataFrame's deep in-memory size.\n\n"
+        f"`python -m uv run python benchmarks/speed.py --rows {cmd}`. Seconds are medians over "
+        "the repeats (bare and flow alternate) and exclude the Prefect server start (its own "
+        "column); `flow_over_bare_each` is each repeat's ratio. RSS is each child's peak "
+        "(os.wait4), the largest over the repeats; `rss_before_data` is the process after its "
+        "imports (and, for the flow, the server start), before reading the data. frame_mb is "
+        "the DataFrame's deep in-memory size.\n\n"
         + markdown_table(table)
         + "\n" + "\n".join(steps) + "\n"
     )
@@ -163,13 +187,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="*", default=[100_000, 1_000_000, 4_000_000])
     parser.add_argument("--out", default=str(RESULTS / "speed"))
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each side per size (medians are reported)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="rareflow-speed-") as tmp:
         for n in args.rows:  # results are written after every size
-            rows.append(bench(n, Path(tmp)))
-            table = write_results(rows, args.out, args.rows)
+            rows.append(bench(n, Path(tmp), args.repeats))
+            table = write_results(rows, args.out, args.rows, args.repeats)
     print(table.to_string(index=False))
 
 
