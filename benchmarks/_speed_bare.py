@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from _rss import rss_mb  # benchmarks/ is this script's folder
 from imblearn.pipeline import Pipeline
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -23,12 +24,6 @@ fn_cost, fp_cost, folds, test_size, seed = (
     float(test_size),
     int(seed),
 )
-
-
-def rss_mb() -> float:
-    """This process's resident memory now (Linux /proc)."""
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
 
 
 rss_before_data = rss_mb()

@@ -4,6 +4,7 @@ import json
 import sys
 import time
 
+from _rss import rss_mb  # benchmarks/ is this script's folder
 from prefect import flow
 
 
@@ -27,12 +28,6 @@ cfg = TrainingConfig(
     name="speed",
     strategy=StrategyConfig(model="hgb", sampler="none", class_weight="balanced"),
 )
-
-
-def rss_mb() -> float:
-    """This process's resident memory now (Linux /proc)."""
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
 
 
 rss_before_data = rss_mb()
