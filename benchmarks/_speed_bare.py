@@ -3,6 +3,7 @@
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline as SkPipeline
 from sklearn.preprocessing import OrdinalEncoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from tasks.hyperparams import HGB_PARAMS, MAX_CATEGORIES, MISSING_CATEGORY  # noqa: E402
 
 path, label, fn_cost, fp_cost, folds, test_size, seed = sys.argv[1:8]
 fn_cost, fp_cost, folds, test_size, seed = (
@@ -42,10 +46,10 @@ def pipe():
                 "cat",
                 SkPipeline(
                     [
-                        ("i", SimpleImputer(strategy="constant", fill_value="__missing__")),
-                        # as in rareflow: rare categories grouped beyond 64
+                        ("i", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                        # as in rareflow: rare categories grouped beyond MAX_CATEGORIES
                         ("o", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                             max_categories=64, dtype=np.float64)),
+                                             max_categories=MAX_CATEGORIES, dtype=np.float64)),
                     ]
                 ),
                 cats,
@@ -54,14 +58,7 @@ def pipe():
         ]
     )
     model = HistGradientBoostingClassifier(
-        learning_rate=0.05,
-        max_iter=400,
-        max_leaf_nodes=15,
-        min_samples_leaf=40,
-        l2_regularization=1.0,
-        early_stopping=True,
-        validation_fraction=0.15,
-        n_iter_no_change=30,
+        **HGB_PARAMS,  # rareflow's own settings (tasks/hyperparams.py)
         class_weight="balanced",
         categorical_features=list(range(len(cats))),
         random_state=seed,

@@ -79,12 +79,13 @@ def timed(fn, *args, **kwargs):
 
 def step_times(config, *, registry_root: str) -> dict:
     """Each plain monitoring step on its own (evidently already imported)."""
-    from flows.monitoring import scored_batch
     from schemas.inference import InputSchema
     from schemas.scored import DECISION, SCORE
-    from tasks import drift
+    from tasks import labels, recall_test, reports
+    from tasks.drift import classification_figures
     from tasks.load import load_table
     from tasks.registry import Registry
+    from tasks.score import scored_batch
 
     registry = Registry(registry_root, config.name)
     (model, meta), t_model = timed(registry.load, config.version)
@@ -92,28 +93,28 @@ def step_times(config, *, registry_root: str) -> dict:
     reference, t_ref = timed(registry.reference, meta["version"])
     df, t_load = timed(load_table, config.data)
     batch, t_score = timed(scored_batch, model, df)
-    (y, usable), t_labels = timed(drift.usable_labels, batch, schema=schema)
-    y_ref = drift.binary_labels(reference[schema.label], positive=schema.positive,
-                                negative=schema.negative).astype(int)
+    (y, usable), t_labels = timed(labels.usable_labels, batch, schema=schema)
+    y_ref = labels.binary_labels(reference[schema.label], positive=schema.positive,
+                                 negative=schema.negative).astype(int)
     d_ref = (reference[SCORE].to_numpy() >= model.threshold).astype(int)
     start = time.perf_counter()
-    fb = drift.classification_figures(y[usable], batch.loc[usable, DECISION])
-    fr = drift.classification_figures(y_ref, d_ref)
-    decision = drift.decide_recall_drift(
+    fb = classification_figures(y[usable], batch.loc[usable, DECISION])
+    fr = classification_figures(y_ref, d_ref)
+    decision = recall_test.decide_recall_drift(
         batch_detected=fb["detected"], batch_positives=fb["positives"],
         reference_detected=fr["detected"], reference_positives=fr["positives"])
     t_decide = time.perf_counter() - start
     quality, t_quality = timed(
-        drift.quality_report,
-        drift.classification_frame(y.astype(int), batch[SCORE], batch[DECISION], schema=schema),
-        drift.classification_frame(y_ref, reference[SCORE], d_ref, schema=schema),
+        reports.quality_report,
+        reports.classification_frame(y.astype(int), batch[SCORE], batch[DECISION], schema=schema),
+        reports.classification_frame(y_ref, reference[SCORE], d_ref, schema=schema),
         schema=schema, threshold=model.threshold)
-    drift_snap, t_drift = timed(drift.data_drift_report, batch, reference, schema=schema,
+    drift_snap, t_drift = timed(reports.data_drift_report, batch, reference, schema=schema,
                                 sample=config.drift_sample_rows)
     start = time.perf_counter()
-    folder = drift.report_folder(Path(tempfile.mkdtemp()))
-    drift.save_snapshot(quality, folder, "quality")
-    drift.save_snapshot(drift_snap, folder, "data_drift")
+    folder = reports.report_folder(Path(tempfile.mkdtemp()))
+    reports.save_snapshot(quality, folder, "quality")
+    reports.save_snapshot(drift_snap, folder, "data_drift")
     t_save = time.perf_counter() - start
     return {"load_model": t_model, "load_reference": t_ref, "load_batch": t_load,
             "score_and_validate": t_score, "labels_and_maturity": t_labels,

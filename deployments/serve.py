@@ -37,14 +37,14 @@ def load_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
     Returns:
         One dict per deployment, as written in the file (YAML anchors expanded).
     """
-    from prefect.utilities.templating import apply_values
+    from tasks.lean import fill_env_templates
 
     doc = yaml.safe_load(Path(path).read_text())
     specs = (doc or {}).get("deployments") or []
     if not specs:
         raise ValueError(f"{path} must list deployments under `deployments:`; found none.")
     # The same environment-variable pass `prefect deploy` makes; event templates stay as they are.
-    return apply_values(specs, dict(os.environ), remove_notset=False)
+    return fill_env_templates(specs, os.environ)
 
 
 def schedule_from_spec(spec: dict[str, Any]):

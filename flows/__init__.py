@@ -1,0 +1,1 @@
+"""rareflow's pipelines (Prefect flows) and its command line."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,6 +25,23 @@ NumStattest = Literal[
 ]
 CatStattest = Literal["jensenshannon", "psi", "hellinger", "kl_div", "TVD", "chisquare", "z",
                       "g_test"]
+ClassWeightName = Literal["auto", "none", "balanced"]
+CalibrationMode = Literal["auto", "never", "always"]
+Executor = Literal["local", "dask"]
+
+# The one list of each name: other modules import these, never repeat them.
+MODELS: tuple[str, ...] = tuple(m for m in get_args(ModelName) if m != "auto")
+SAMPLERS: tuple[str, ...] = tuple(s for s in get_args(SamplerName) if s != "auto")
+CALIBRATION_MODES: tuple[str, ...] = get_args(CalibrationMode)
+# Samplers that interpolate new minority rows between neighbours (they need a few positives).
+INTERPOLATING_SAMPLERS = ("smote", "adasyn", "borderline_smote", "smoteenn", "smotetomek")
+# Samplers that interpolate every column as a number: they cannot take categorical columns
+# (SMOTE and its combinations switch to SMOTENC instead).
+NUMERIC_ONLY_SAMPLERS = ("adasyn", "borderline_smote")
+# evidently drift methods: distances that, unlike KS / chi-square p-values, do not flag every
+# column once samples reach tens of thousands of rows; both with threshold 0.1.
+DEFAULT_NUM_STATTEST = "psi"
+DEFAULT_CAT_STATTEST = "jensenshannon"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -71,7 +88,7 @@ class StrategyConfig(_Model):
         description="imbalanced-learn resampler applied to training folds only "
         "(SMOTE becomes SMOTENC when there are categorical columns).",
     )
-    class_weight: Literal["auto", "none", "balanced"] | dict[int, float] = Field(
+    class_weight: ClassWeightName | dict[int, float] = Field(
         "auto",
         description="`none`, `balanced`, a mapping such as {0: 1, 1: 50}, or `auto`.",
     )
@@ -82,11 +99,11 @@ class StrategyConfig(_Model):
         12, ge=1, le=64, description="Most candidate strategies `auto` cross-validates."
     )
     n_jobs: int = Field(1, ge=1, le=64, description="Candidates cross-validated in parallel.")
-    calibrate: Literal["auto", "never", "always"] = Field(
+    calibrate: CalibrationMode = Field(
         "auto",
         description="Calibrate scores (sigmoid, CV on train) when it lowers CV cost or Brier.",
     )
-    executor: Literal["local", "dask"] = Field(
+    executor: Executor = Field(
         "local",
         description="Where the candidate x fold fits run: `local` (this process, `n_jobs` "
         "candidates at a time) or `dask` (one Prefect task per fit on a Dask cluster).",
@@ -244,11 +261,11 @@ class MonitoringConfig(_Model):
         description="Score the batch with this version even if it already has a `score` column.",
     )
     num_stattest: NumStattest = Field(
-        "psi",
+        DEFAULT_NUM_STATTEST,
         description="evidently drift method for numeric inputs (PSI: a distance, threshold 0.1).",
     )
     cat_stattest: CatStattest = Field(
-        "jensenshannon",
+        DEFAULT_CAT_STATTEST,
         description="evidently drift method for categorical inputs (Jensen-Shannon distance, 0.1).",
     )
 

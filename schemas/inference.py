@@ -22,21 +22,23 @@ from schemas.errors import ConfigError
 MAX_STORED_CATEGORIES = 1000
 
 
-class _StablePickle(BaseModel):
-    """Pickle the set of fields given as a sorted list, so equal models pickle to equal bytes.
+def rebuild_model(cls: type[BaseModel], data: dict) -> BaseModel:
+    """Unpickle a model from its ``model_dump()`` (see :class:`_StablePickle`)."""
+    return cls.model_validate(data)
 
-    pydantic pickles ``__pydantic_fields_set__`` as a set, whose order follows the string
-    hash and so changes between processes (PYTHONHASHSEED); model.joblib would then differ
-    from run to run for the same data, configuration and seed.
+
+class _StablePickle(BaseModel):
+    """Pickle as the class and its ``model_dump()``, so equal models pickle to equal bytes.
+
+    pydantic's own pickling includes the set of fields given, whose order follows the
+    string hash and so changes between processes (PYTHONHASHSEED): model.joblib would differ
+    from run to run for the same data, configuration and seed. A plain dict of the fields
+    has one order. (Models pickled by rareflow 0.1 are rebuilt on load by
+    ``tasks.fit.ThresholdedModel``.)
     """
 
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        return {**state, "__pydantic_fields_set__": sorted(state["__pydantic_fields_set__"])}
-
-    def __setstate__(self, state: dict) -> None:
-        fields_set = set(state.get("__pydantic_fields_set__") or ())
-        super().__setstate__({**state, "__pydantic_fields_set__": fields_set})
+    def __reduce__(self):
+        return rebuild_model, (type(self), self.model_dump())
 
 
 class FeatureSpec(_StablePickle):

@@ -75,6 +75,34 @@ def paired_bootstrap(
     }
 
 
+def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decisions,
+                   champion_version: str | None, champion_error: str | None, fn_cost: float,
+                   fp_cost: float, seed: int) -> dict | None:
+    """Add the champion comparison's gates through ``gate``; returns the bootstrap figures."""
+    if champion_version is None:
+        gate("champion_cost", True, None, None, "no champion yet: nothing to compare")
+        gate("champion_recall", True, None, None, "no champion yet: nothing to compare")
+        return None
+    if champion_error is not None:
+        gate("champion_cost", False, None, None,
+             f"champion {champion_version} cannot score these test rows ({champion_error}); "
+             "compare by hand and promote with --force if intended")
+        return None
+    comparison = paired_bootstrap(
+        y_test, cand_decisions, champ_decisions, fn_cost=fn_cost, fp_cost=fp_cost,
+        samples=gates.bootstrap_samples, confidence=gates.confidence, seed=seed)
+    comparison["champion"] = champion_version
+    gate("champion_cost", comparison["cost_diff_upper"] <= gates.cost_margin,
+         comparison["cost_diff_upper"], gates.cost_margin,
+         f"upper {gates.confidence:.0%} bound of (candidate - champion) normalised cost; "
+         f"point estimate {comparison['cost_diff']:+.4f}")
+    gate("champion_recall", comparison["recall_drop_upper"] <= gates.recall_margin,
+         comparison["recall_drop_upper"], gates.recall_margin,
+         f"upper {gates.confidence:.0%} bound of (champion - candidate) recall; "
+         f"point estimate {comparison['recall_drop']:+.4f}")
+    return comparison
+
+
 def evaluate_gates(
     metrics: dict,
     gates: Gates,
@@ -117,27 +145,11 @@ def evaluate_gates(
     gate("max_normalised_cost", at["normalised_cost"] <= gates.max_normalised_cost,
          at["normalised_cost"], gates.max_normalised_cost,
          "test cost / cost of never flagging")
-    comparison = None
-    if champion_version is None:
-        gate("champion_cost", True, None, None, "no champion yet: nothing to compare")
-        gate("champion_recall", True, None, None, "no champion yet: nothing to compare")
-    elif champion_error is not None:
-        gate("champion_cost", False, None, None,
-             f"champion {champion_version} cannot score these test rows ({champion_error}); "
-             "compare by hand and promote with --force if intended")
-    else:
-        comparison = paired_bootstrap(
-            y_test, cand_decisions, champ_decisions, fn_cost=fn_cost, fp_cost=fp_cost,
-            samples=gates.bootstrap_samples, confidence=gates.confidence, seed=seed)
-        comparison["champion"] = champion_version
-        gate("champion_cost", comparison["cost_diff_upper"] <= gates.cost_margin,
-             comparison["cost_diff_upper"], gates.cost_margin,
-             f"upper {gates.confidence:.0%} bound of (candidate - champion) normalised cost; "
-             f"point estimate {comparison['cost_diff']:+.4f}")
-        gate("champion_recall", comparison["recall_drop_upper"] <= gates.recall_margin,
-             comparison["recall_drop_upper"], gates.recall_margin,
-             f"upper {gates.confidence:.0%} bound of (champion - candidate) recall; "
-             f"point estimate {comparison['recall_drop']:+.4f}")
+    comparison = champion_gates(gate, gates, y_test=y_test, cand_decisions=cand_decisions,
+                                champ_decisions=champ_decisions,
+                                champion_version=champion_version,
+                                champion_error=champion_error, fn_cost=fn_cost,
+                                fp_cost=fp_cost, seed=seed)
     status = "passed" if all(r["passed"] for r in rows) else "rejected"
     return {"status": status, "gates": rows, "comparison": comparison}
 
@@ -150,9 +162,12 @@ def verdict_table(verdict: dict) -> pd.DataFrame:
 
 
 @task(name="gate", cache_policy=NO_CACHE)
-def gate_task(metrics, gates, **kwargs) -> dict:
-    """Judge the candidate and publish the verdict as a table artifact."""
-    verdict = evaluate_gates(metrics, gates, **kwargs)
+def gate_task(metrics: dict, gates: Gates, *, champion, **kwargs) -> dict:
+    """Judge the candidate against the gates and ``champion`` (a ``tasks.score.Champion``);
+    publish the verdict as a table artifact."""
+    verdict = evaluate_gates(metrics, gates, champ_decisions=champion.decisions,
+                             champion_version=champion.version,
+                             champion_error=champion.error, **kwargs)
     create_table_artifact(
         key="gate-verdict",
         table=verdict_table(verdict).to_dict(orient="records"),

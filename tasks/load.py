@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import ctypes
 import gc
 import gzip
 import io
@@ -19,6 +17,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import DataError, RareflowError
+from tasks.lean import trim_heap
 
 logger = logging.getLogger(__name__)
 
@@ -88,18 +87,6 @@ def release_arrow_pool() -> None:
         import pyarrow
 
         pyarrow.default_memory_pool().release_unused()
-
-
-def trim_heap() -> None:
-    """Return glibc's free heap to the operating system (a few milliseconds).
-
-    Arrays below glibc's mmap threshold (which grows up to 32 MB as big arrays are freed)
-    come from the heap, and a freed heap is kept, so without this the fitting of each fold
-    starts higher than the one before.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):  # not glibc (e.g. musl)
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

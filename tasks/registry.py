@@ -15,26 +15,24 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import tempfile
-import types
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import joblib
-import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import NAME_PATTERN, check_name
 from schemas.errors import IntegrityError, RegistryError
+from tasks.champion import ChampionLog, now_iso
+from tasks.files import fsync_dir, fsync_file, sha256_file, write_json
+from tasks.lean import reproducible_pickling
 from tasks.load import IO_RETRIES
 
 logger = logging.getLogger(__name__)
@@ -47,64 +45,6 @@ CARD_FILE = "model_card.md"
 REFERENCE_FILE = "reference.parquet"
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a partial one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _write_json(path: Path, data: dict) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=_json_default)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _pid_alive(text: str) -> bool:
     try:
         os.kill(int(text), 0)
@@ -115,46 +55,12 @@ def _pid_alive(text: str) -> bool:
     return True
 
 
-_OPAQUE = (str, bytes, int, float, bool, type(None), type, types.ModuleType, types.FunctionType,
-           types.BuiltinFunctionType, types.MethodType)
+class StaleChampion(RegistryError):
+    """Another run changed the champion after the candidate was compared with it."""
 
-
-def zero_tree_padding(model) -> None:
-    """Zero the padding bytes of every scikit-learn tree in ``model``, in place.
-
-    A tree's node array has 7 padding bytes per node. scikit-learn zeroes them when it grows a
-    tree, but a NumPy copy of the array (``deepcopy``, as imbalanced-learn's
-    BalancedRandomForest does for its ``pipelines_``) leaves them uninitialised, so the same
-    model pickled twice gives different bytes and a different sha256. Predictions are not
-    affected; only the bytes become reproducible.
-    """
-    try:
-        from sklearn.tree._tree import Tree
-    except ImportError:  # pragma: no cover - no scikit-learn, no trees
-        return
-    seen: set[int] = set()
-    stack = [model]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, _OPAQUE) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, Tree):
-            state = item.__getstate__()
-            nodes = state["nodes"]
-            clean = np.zeros(nodes.shape, dtype=nodes.dtype)
-            for field in nodes.dtype.names:
-                clean[field] = nodes[field]
-            item.__setstate__({**state, "nodes": clean})
-        elif isinstance(item, np.ndarray):
-            if item.dtype == object:
-                stack.extend(item.ravel().tolist())
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)
-        elif hasattr(item, "__dict__"):
-            stack.extend(vars(item).values())
+    def __init__(self, current: str | None, message: str):
+        super().__init__(message)
+        self.current = current
 
 
 def check_version_id(version: str) -> str:
@@ -180,8 +86,9 @@ class Registry:
         self.name = name
         self.dir = self.root / name
         self.versions_dir = self.dir / "versions"
-        self.champion_path = self.dir / "champion.json"
-        self.history_path = self.dir / "history.jsonl"
+        self.log = ChampionLog(self.dir)
+        self.champion_path = self.log.champion_path
+        self.history_path = self.log.history_path
 
     # -- locking ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -197,17 +104,12 @@ class Registry:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _repair(self) -> None:
-        """Finish what a crash interrupted: record a promotion missing from history."""
-        champion = self.champion()
-        if champion and champion.get("event_id"):
-            ids = {h.get("event_id") for h in self.history()}
-            if champion["event_id"] not in ids:
-                self._append_history(champion["history_entry"])
+        """Finish what a crash interrupted: a champion move missing from history, a half
+        assembled version whose writer died."""
+        self.log.repair()
         for leftover in self.versions_dir.glob(".tmp-*"):
             if not _pid_alive(leftover.name.split("-")[1]):  # its writer died mid-way
                 shutil.rmtree(leftover, ignore_errors=True)
-        for leftover in self.dir.glob(f".{self.champion_path.name}.*.tmp"):
-            leftover.unlink(missing_ok=True)  # only written under this lock: its writer died
 
     # -- versions --------------------------------------------------------------------------
     def version_dir(self, version: str) -> Path:
@@ -232,8 +134,8 @@ class Registry:
         staging.mkdir()
         try:
             model_path = staging / MODEL_FILE
-            zero_tree_padding(model)  # the same model always gives the same bytes
-            with open(model_path, "wb") as fh:
+            # the same model always gives the same bytes; the model itself is not touched
+            with open(model_path, "wb") as fh, reproducible_pickling():
                 joblib.dump(model, fh, compress=3)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -250,13 +152,13 @@ class Registry:
                 if card is not None:
                     text = card.replace("{version}", version)
                     (staging / CARD_FILE).write_text(text, encoding="utf-8")
-                _write_json(staging / METADATA_FILE, meta)
+                write_json(staging / METADATA_FILE, meta)
                 for path in staging.iterdir():
                     if path.is_file():
-                        _fsync_file(path)
-                _fsync_dir(staging)
+                        fsync_file(path)
+                fsync_dir(staging)
                 os.rename(staging, self.versions_dir / version)
-                _fsync_dir(self.versions_dir)
+                fsync_dir(self.versions_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -284,14 +186,6 @@ class Registry:
             return json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise IntegrityError(f"metadata of {self.name} {version} is corrupt: {exc}") from exc
-
-    def update_metadata(self, version: str, **fields) -> None:
-        """Add fields to a version's metadata (only its verdict, after registering)."""
-        with self.lock():
-            meta = self.metadata(version)
-            meta.update(fields)
-            data = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
-            write_bytes_atomic(self.version_dir(version) / METADATA_FILE, data.encode())
 
     def resolve(self, version: str) -> str:
         """Turn 'champion', 'latest' or an id into an existing version id."""
@@ -345,54 +239,16 @@ class Registry:
 
     # -- champion and history --------------------------------------------------------------
     def champion(self) -> dict | None:
-        if not self.champion_path.is_file():
-            return None
-        try:
-            data = json.loads(self.champion_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise IntegrityError(f"{self.champion_path} is corrupt: {exc}") from exc
-        return data
+        """The champion pointer (``version``, ``since``, ...), or None before the first."""
+        return self.log.champion()
 
     def history(self) -> list[dict]:
-        """Promotion and rollback records, oldest first (a torn last line is skipped)."""
-        if not self.history_path.is_file():
-            return []
-        out = []
-        for line in self.history_path.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                if line.strip():
-                    out.append(json.loads(line))
-        return out
+        """Promotion and rollback records, oldest first."""
+        return self.log.history()
 
-    def _append_history(self, entry: dict) -> None:
-        with open(self.history_path, "ab") as fh:
-            if fh.tell():  # a torn final line from a crash: start on a new line
-                with open(self.history_path, "rb") as rd:
-                    rd.seek(-1, os.SEEK_END)
-                    if rd.read(1) != b"\n":
-                        fh.write(b"\n")
-            fh.write((json.dumps(entry, sort_keys=True, default=_json_default) + "\n").encode())
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def _set_champion(self, version: str, *, action: str, reason: str, forced: bool) -> dict:
-        previous = self.champion()
-        entry = {
-            "event_id": uuid.uuid4().hex,
-            "action": action,
-            "version": version,
-            "previous": previous["version"] if previous else None,
-            "at": now_iso(),
-            "reason": reason,
-            "forced": forced,
-        }
-        pointer = {"version": version, "since": entry["at"], "event_id": entry["event_id"],
-                   "history_entry": entry}
-        data = json.dumps(pointer, indent=2, sort_keys=True).encode()
-        write_bytes_atomic(self.champion_path, data)
-        self._append_history(entry)
-        logger.info("%s %s: champion is now %s", action, self.name, version)
-        return entry
+    def champion_stack(self) -> list[str]:
+        """Champions in order of service: promotions push, rollbacks pop."""
+        return self.log.stack()
 
     def promote(self, version: str, *, reason: str, forced: bool = False,
                 require_passed: bool = True, expected_champion: str | None = ANY) -> dict:
@@ -404,9 +260,13 @@ class Registry:
                 champion since, so a candidate never replaces one it was not compared with.
         """
         with self.lock():
-            current = (self.champion() or {}).get("version")
+            pointer = self.champion() or {}
+            current = pointer.get("version")
             if expected_champion is not ANY and current != expected_champion:
-                raise RegistryError(
+                moved = pointer.get("history_entry") or {}
+                if current == version and moved.get("previous") == expected_champion:
+                    return moved  # a retry of this very promotion: it already happened
+                raise StaleChampion(current,
                     f"{self.name}: the champion changed from {expected_champion} to {current} "
                     f"after {version} was compared with it; train again to compare with "
                     f"{current}"
@@ -419,20 +279,8 @@ class Registry:
                     f"{self.name} {version} did not pass its gates (status {status!r}); "
                     "pass --force to promote it anyway (recorded in history)"
                 )
-            return self._set_champion(version, action="promote", reason=reason, forced=forced)
-
-    def champion_stack(self) -> list[str]:
-        """Champions in order of service: promotions push, rollbacks pop."""
-        stack: list[str] = []
-        for entry in self.history():
-            if entry.get("action") == "rollback":
-                if stack:
-                    stack.pop()
-                if not stack or stack[-1] != entry["version"]:
-                    stack.append(entry["version"])
-            else:
-                stack.append(entry["version"])
-        return stack
+            return self.log.move(version, action="promote", reason=reason, forced=forced,
+                                 name=self.name)
 
     def rollback(self, *, reason: str = "rollback") -> dict:
         """Make the champion before the current one serve again."""
@@ -440,10 +288,11 @@ class Registry:
             current = self.champion()
             if not current:
                 raise RegistryError(f"model {self.name!r} has no champion to roll back")
-            stack = self.champion_stack()
+            stack = self.log.stack()
             if len(stack) < 2:
                 raise RegistryError(f"model {self.name!r} has no earlier champion to roll back to")
-            return self._set_champion(stack[-2], action="rollback", reason=reason, forced=False)
+            return self.log.move(stack[-2], action="rollback", reason=reason, forced=False,
+                                 name=self.name)
 
     def summaries(self) -> pd.DataFrame:
         """One row per version: verdict and key metrics."""
@@ -483,3 +332,21 @@ def promote_task(registry: Registry, version: str, reason: str,
                  expected_champion: str | None = ANY) -> dict:
     """Make a version that passed its gates the champion (I/O: retried)."""
     return registry.promote(version, reason=reason, expected_champion=expected_champion)
+
+
+def promote_if_passed(registry: Registry, version: str, *, status: str,
+                      compared_with: str | None) -> tuple[str, str | None]:
+    """Promote a version whose gates passed, unless the champion moved since the comparison.
+
+    Returns:
+        (final status: passed, rejected, refused or stale; the champion now)
+    """
+    if status != "passed":
+        return status, compared_with
+    try:  # refused if a concurrent run changed the champion it was compared with
+        promote_task(registry, version, reason="passed every gate",
+                     expected_champion=compared_with)
+    except StaleChampion as exc:
+        logger.warning("Not promoted: %s", exc)
+        return "stale", exc.current
+    return "passed", version

@@ -8,21 +8,11 @@ from imblearn.combine import SMOTEENN, SMOTETomek
 from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, BorderlineSMOTE, RandomOverSampler
 from imblearn.under_sampling import RandomUnderSampler
 
+from schemas.config import NUMERIC_ONLY_SAMPLERS, SAMPLERS
 from schemas.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SAMPLERS = (
-    "none",
-    "random_over",
-    "random_under",
-    "smote",
-    "adasyn",
-    "borderline_smote",
-    "smoteenn",
-    "smotetomek",
-)
-INTERPOLATING = ("smote", "adasyn", "borderline_smote", "smoteenn", "smotetomek")
 TARGET_RATIO = 0.5  # minority/majority after resampling: enough signal without doubling data
 
 
@@ -65,7 +55,7 @@ def make_sampler(
             f"sampler {name!r} needs at least 2 minority rows in each training fold; "
             f"there are {min_class_rows}: use 'random_over' or 'none'"
         )
-    if categorical_idx and name in ("adasyn", "borderline_smote"):
+    if categorical_idx and name in NUMERIC_ONLY_SAMPLERS:
         raise ConfigError(
             f"sampler {name!r} interpolates numbers and cannot handle the categorical columns "
             "of this data; use 'smote' (SMOTENC is used automatically), 'smoteenn', "

@@ -6,7 +6,8 @@ started for the run (``strategy.dask_workers`` processes, one thread each), or o
 cluster at ``strategy.dask_address``. The training part is scattered to the workers once
 (by reference, never hashed); each task fits one fold and returns the held-out scores and
 the fitted fold model. Everything after that (thresholds, blends, the choice, calibration)
-is the same code as the local path, so both give the same strategy for the same seed.
+is the same code as the local path (``tasks.select.search``), so both give the same
+strategy for the same seed.
 
 The workers of a local cluster report their task runs to the same Prefect API as the
 flow (the ephemeral server's address is passed to them). Workers of an existing cluster
@@ -27,15 +28,15 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import StrategyConfig
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
-from tasks.models import CandidateSpec
-from tasks.select import (
-    FAILED,
-    SKIPPED,
+from tasks.candidates import CandidateSpec
+from tasks.cv import (
     CVResult,
-    _failed,
     assemble,
-    finish_selection,
+    budget_spent,
+    fit_failed,
     fit_fold,
+    log_result,
+    require_candidates,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,52 @@ def dask_task_runner(strategy: StrategyConfig):
     })
 
 
+def connect(runner, strategy: StrategyConfig):
+    """The runner's Dask client (starting a local cluster or connecting to one)."""
+    try:
+        return runner.client
+    except (OSError, TimeoutError) as exc:
+        where = strategy.dask_address or "a local cluster"
+        raise ConfigError(f"cannot reach the Dask scheduler at {where} "
+                          f"(strategy.dask_address): {exc}") from exc
+
+
+def wait_within_budget(client, futures: list[list], deadline: float) -> set:
+    """Wait for the first candidate's fits, then for the rest until ``deadline``.
+
+    Returns:
+        The wrapped Dask futures that had not finished; they are cancelled.
+    """
+    import distributed
+
+    wrapped = [f.wrapped_future for per_spec in futures for f in per_spec]
+    with distributed.Client.as_current(client):
+        distributed.wait([f.wrapped_future for f in futures[0]])  # the first always runs
+        with contextlib.suppress(TimeoutError, distributed.TimeoutError):
+            distributed.wait(wrapped, timeout=max(0.001, deadline - time.time()))
+    not_done = {f for f in wrapped if not f.done()}
+    if not_done:
+        client.cancel(list(not_done))
+    return not_done
+
+
+def collect(specs, futures, not_done: set, y, folds, *, budget_s: float, fn_cost: float,
+            fp_cost: float) -> list[CVResult]:
+    """One CV result per candidate from its fold tasks (skipped if any did not finish)."""
+    results = []
+    for spec, per_spec in zip(specs, futures, strict=True):
+        if any(f.wrapped_future in not_done for f in per_spec):
+            results.append(budget_spent(spec, len(y), budget_s))
+            continue
+        try:
+            outputs = [f.result() for f in per_spec]
+            results.append(log_result(assemble(spec, y, folds, outputs, fn_cost=fn_cost,
+                                               fp_cost=fp_cost), what=" of fits"))
+        except Exception as exc:
+            results.append(fit_failed(spec, len(y), exc))
+    return results
+
+
 def cross_validate_on_dask(
     specs: list[CandidateSpec],
     X: pd.DataFrame,
@@ -102,24 +149,14 @@ def cross_validate_on_dask(
     Returns:
         (results in ``specs`` order, timings: cluster start, scatter and fit wall seconds)
     """
-    if not specs:
-        raise ConfigError("no candidate strategy fits this data and configuration; "
-                          "set strategy.model, sampler and class_weight to 'auto'")
-    import distributed
-
+    require_candidates(specs)
     deadline = time.time() + strategy.time_budget_s
-    timings = {}
     started = time.perf_counter()
     with dask_task_runner(strategy) as runner:
-        try:
-            client = runner.client  # starts (or connects to) the cluster
-        except (OSError, TimeoutError) as exc:
-            where = strategy.dask_address or "a local cluster"
-            raise ConfigError(f"cannot reach the Dask scheduler at {where} "
-                              f"(strategy.dask_address): {exc}") from exc
-        n_workers = len(client.scheduler_info().get("workers", {}))
-        timings["cluster_start_seconds"] = time.perf_counter() - started
-        logger.info("Dask cluster with %d workers ready in %.1f s", n_workers,
+        client = connect(runner, strategy)
+        timings = {"workers": len(client.scheduler_info().get("workers", {})),
+                   "cluster_start_seconds": time.perf_counter() - started}
+        logger.info("Dask cluster with %d workers ready in %.1f s", timings["workers"],
                     timings["cluster_start_seconds"])
         t = time.perf_counter()
         X_ref, y_ref = client.scatter([X, y], broadcast=True, hash=False)
@@ -132,41 +169,8 @@ def cross_validate_on_dask(
              for k, (tr, held) in enumerate(folds)]
             for spec in specs
         ]
-        wrapped = [f.wrapped_future for per_spec in futures for f in per_spec]
-        with distributed.Client.as_current(client):
-            distributed.wait([f.wrapped_future for f in futures[0]])  # the first always runs
-            with contextlib.suppress(TimeoutError, distributed.TimeoutError):
-                distributed.wait(wrapped, timeout=max(0.001, deadline - time.time()))
-        not_done = {f for f in wrapped if not f.done()}
-        if not_done:
-            client.cancel(list(not_done))
-        results = []
-        for spec, per_spec in zip(specs, futures, strict=True):
-            if any(f.wrapped_future in not_done for f in per_spec):
-                results.append(_failed(spec, len(y), SKIPPED, "time budget of "
-                                       f"{strategy.time_budget_s:g} s spent"))
-                continue
-            try:
-                outputs = [f.result() for f in per_spec]
-                r = assemble(spec, y, folds, outputs, fn_cost=fn_cost, fp_cost=fp_cost)
-            except Exception as exc:  # a candidate that cannot fit is reported, not fatal
-                logger.warning("Candidate %s failed: %s", spec.name, exc)
-                r = _failed(spec, len(y), FAILED, f"{type(exc).__name__}: {exc}")
-            else:
-                logger.info("Candidate %-28s CV cost %.4f ± %.4f  PR AUC %.3f  (%.1f s of fits)",
-                            r.spec.name, r.cv_cost, r.cv_cost_std, r.pr_auc, r.fit_seconds)
-            results.append(r)
+        not_done = wait_within_budget(client, futures, deadline)
+        results = collect(specs, futures, not_done, y, folds, budget_s=strategy.time_budget_s,
+                          fn_cost=fn_cost, fp_cost=fp_cost)
         timings["fit_wall_seconds"] = time.perf_counter() - t
-        timings["workers"] = n_workers
     return results, timings
-
-
-def select_on_dask(X, y, schema, folds, specs, *, strategy: StrategyConfig, fn_cost: float,
-                   fp_cost: float, seed: int):
-    """The auto strategy with its fits on Dask; the same choice as ``select_strategy``."""
-    results, timings = cross_validate_on_dask(specs, X, y, schema, folds, strategy=strategy,
-                                              fn_cost=fn_cost, fp_cost=fp_cost, seed=seed)
-    best, results = finish_selection(results, y, folds, fn_cost=fn_cost, fp_cost=fp_cost,
-                                     time_budget_s=strategy.time_budget_s,
-                                     calibrate=strategy.calibrate)
-    return best, results, timings

@@ -2,14 +2,12 @@
 
 How ``auto`` chooses (each step measured on out-of-fold scores, never on the test part):
 
-1. :func:`candidate_specs` builds the candidates from the imbalance: unweighted and
-   class-weighted logistic regression and boosted trees, a random forest and a
-   BalancedRandomForest for every table ("core"), SMOTE(-NC) from moderate imbalance on,
-   random undersampling for big tables, and an IsolationForest for severe imbalance.
-2. :func:`cross_validate` fits each candidate on every training fold (resampling inside the
-   fold) and scores the held-out fold. Each candidate gets its own cost-optimal threshold on
-   its out-of-fold scores; its CV cost is honest: each fold is judged at a threshold chosen
-   on the *other* folds.
+1. :func:`tasks.candidates.candidate_specs` builds the candidates from the imbalance.
+2. :func:`tasks.cv.cross_validate` fits each candidate on every training fold (resampling
+   inside the fold) and scores the held-out fold, here in this process or (``executor:
+   dask``) as Prefect tasks on Dask (:mod:`tasks.scaleout`). Each candidate gets its own
+   cost-optimal threshold on its out-of-fold scores; its CV cost is honest: each fold is
+   judged at a threshold chosen on the *other* folds.
 3. :func:`blend_result` adds two ensembles of core candidates without refitting anything:
    the average of the two best, and the average of all of them.
 4. :func:`choose_best` takes the lowest CV cost among core candidates and blends. A
@@ -21,7 +19,7 @@ How ``auto`` chooses (each step measured on out-of-fold scores, never on the tes
    map is monotone, so decisions and cost are unchanged; ``score`` becomes a probability.
 
 Every result keeps its fitted fold models (``CVResult.fold_models``): the final model is
-their average (``tasks.models.fit_final`` with ``fold_models``), the very models whose
+their average (``tasks.fit.fit_final`` with ``fold_models``), the very models whose
 out-of-fold scores chose the strategy and the threshold.
 """
 
@@ -30,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -38,196 +36,36 @@ from joblib import Parallel, delayed
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from sklearn.metrics import average_precision_score, brier_score_loss
+from sklearn.metrics import brier_score_loss
 
-from schemas.config import StrategyConfig
+from schemas.config import CALIBRATION_MODES, TrainingConfig
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
-from tasks.load import trim_heap
-from tasks.models import (
-    BLEND,
-    CandidateSpec,
-    apply_platt,
-    fit_on_rows,
-    fit_platt,
-    pipeline_for,
-    positive_scores,
-    spec_from_config,
+from tasks.calibration import apply_platt, fit_platt
+from tasks.candidates import BLEND, EXOTIC_FAMILIES, CandidateSpec, candidate_specs
+from tasks.cv import (
+    SKIPPED,
+    CVResult,
+    budget_spent,
+    cross_validate,
+    fit_failed,
+    log_result,
+    require_candidates,
+    score_oof,
 )
-from tasks.plots import calibration_markdown, calibration_summary
-from tasks.resample import INTERPOLATING
-from tasks.threshold import choose_thresholds_without, expected_cost
+from tasks.plots import calibration_markdown, calibration_summary, cost_curve_markdown
+from tasks.split import cv_folds
 
 logger = logging.getLogger(__name__)
 
-MILD_RATE = 0.10  # positive rate above this: mild imbalance
-SEVERE_RATE = 0.01  # at or below this: severe imbalance
-MIN_INTERPOLATION_POSITIVES = 12  # fewer positives: no SMOTE-like samplers
-BIG_TABLE_ROWS = 20_000  # from here on, random undersampling is a (fast) candidate
-EXOTIC_FAMILIES = ("resampled", "anomaly")
-CALIBRATION_MODES = ("auto", "never", "always")
-
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
-
 
 @dataclass
-class CVResult:
-    """A candidate's cross-validated performance and its out-of-fold scores."""
+class Selection:
+    """What the strategy search chose, its leaderboard, and where its fits ran."""
 
-    spec: CandidateSpec
-    oof_scores: np.ndarray
-    threshold: float
-    cv_cost: float  # mean normalised cost per fold, each fold at a threshold from the others
-    cv_cost_std: float
-    oof_cost: float  # normalised cost of all OOF scores at the chosen threshold
-    pr_auc: float
-    fit_seconds: float
-    error: str | None = None
-    fold_costs: list = field(default_factory=list)
-    status: str = OK  # ok | failed | skipped
-    brier: float | None = None  # Brier score of the out-of-fold scores
-    calibrated_brier: float | None = None  # cross-fitted Brier after calibration, if tried
-    fold_models: list = field(default_factory=list, repr=False)  # fitted, one per fold
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    def row(self) -> dict:
-        """One leaderboard row (JSON-safe: missing numbers are None)."""
-
-        def num(value, digits=4):
-            return round(float(value), digits) if value is not None and np.isfinite(value) \
-                else None
-
-        return {
-            "candidate": self.spec.name,
-            "family": self.spec.family,
-            "cv_cost": num(self.cv_cost),
-            "cv_cost_std": num(self.cv_cost_std),
-            "pr_auc": num(self.pr_auc),
-            "threshold": num(self.threshold, 6),
-            "fit_seconds": num(self.fit_seconds, 2),
-            "status": self.status,
-            "error": self.error or "",
-        }
-
-
-def _failed(spec: CandidateSpec, n: int, status: str, error: str) -> CVResult:
-    return CVResult(spec, np.full(n, np.nan), float("nan"), float("inf"), float("nan"),
-                    float("inf"), float("nan"), 0.0, error=error, status=status)
-
-
-def fold_thresholds(y, oof, folds, *, fn_cost: float, fp_cost: float) -> list[float]:
-    """For each fold, the cost-optimal threshold on the out-of-fold scores of the others."""
-    held = [held_pos for _, held_pos in folds]
-    return [c.threshold for c in choose_thresholds_without(y, oof, held, fn_cost=fn_cost,
-                                                           fp_cost=fp_cost)]
-
-
-def _fold_costs(y, oof, folds, thresholds, *, fn_cost: float, fp_cost: float) -> list[float]:
-    costs = []
-    for (_, held_pos), t in zip(folds, thresholds, strict=True):
-        yh = y[held_pos]
-        cost = expected_cost(yh, oof[held_pos] >= t, fn_cost=fn_cost, fp_cost=fp_cost)
-        costs.append(float(cost / (fn_cost * yh.sum())))
-    return costs
-
-
-def honest_fold_costs(y, oof, folds, *, fn_cost: float, fp_cost: float) -> list[float]:
-    """Normalised cost of each held-out fold at the threshold chosen on the other folds.
-
-    The threshold never sees the labels of the rows it is judged on.
-    """
-    y = np.asarray(y)
-    thresholds = fold_thresholds(y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost)
-    return _fold_costs(y, oof, folds, thresholds, fn_cost=fn_cost, fp_cost=fp_cost)
-
-
-def score_oof(spec: CandidateSpec, y, oof, folds, *, fn_cost: float, fp_cost: float,
-              fit_seconds: float) -> CVResult:
-    """Threshold, honest CV cost, PR AUC and Brier score of out-of-fold scores."""
-    y = np.asarray(y)
-    # one sort for all: the threshold on every row, and each fold's from the other folds
-    nothing = np.array([], dtype=np.intp)
-    choice, *per_fold = choose_thresholds_without(
-        y, oof, [nothing, *(held_pos for _, held_pos in folds)], fn_cost=fn_cost,
-        fp_cost=fp_cost)
-    fold_costs = _fold_costs(y, oof, folds, [c.threshold for c in per_fold], fn_cost=fn_cost,
-                             fp_cost=fp_cost)
-    return CVResult(
-        spec=spec,
-        oof_scores=oof,
-        threshold=choice.threshold,
-        cv_cost=float(np.mean(fold_costs)),
-        cv_cost_std=float(np.std(fold_costs)),
-        oof_cost=choice.normalised_cost,
-        pr_auc=float(average_precision_score(y, oof)),
-        fit_seconds=fit_seconds,
-        fold_costs=fold_costs,
-        brier=float(brier_score_loss(y, np.clip(oof, 0, 1))),
-    )
-
-
-def fit_fold(
-    spec: CandidateSpec,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    schema: InputSchema,
-    train_pos: np.ndarray,
-    held_pos: np.ndarray,
-    *,
-    seed: int,
-    n_jobs: int = 1,
-):
-    """Fit ``spec`` on one training fold (resampling inside it); score its held-out rows.
-
-    Returns:
-        (scores of the held-out rows, the fitted pipeline, seconds taken)
-    """
-    started = time.perf_counter()
-    y_fit = y[train_pos]
-    pipe = fit_on_rows(pipeline_for(spec, schema, y_fit, seed=seed, n_jobs=n_jobs), X,
-                       train_pos, y_fit)
-    scores = positive_scores(pipe, X.iloc[held_pos])
-    trim_heap()  # the fit's temporaries are freed: do not let the next fold start higher
-    return scores, pipe, time.perf_counter() - started
-
-
-def assemble(spec: CandidateSpec, y, folds, fold_outputs, *, fn_cost: float,
-             fp_cost: float) -> CVResult:
-    """A candidate's CV result from its per-fold ``fit_fold`` outputs (in fold order)."""
-    oof = np.full(len(y), np.nan)
-    for (_, held_pos), (scores, _, _) in zip(folds, fold_outputs, strict=True):
-        oof[held_pos] = scores
-    if not np.isfinite(oof).all():
-        raise ValueError("the folds do not cover every training row exactly once")
-    result = score_oof(spec, y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost,
-                       fit_seconds=float(sum(seconds for _, _, seconds in fold_outputs)))
-    result.fold_models = [model for _, model, _ in fold_outputs]
-    return result
-
-
-def cross_validate(
-    spec: CandidateSpec,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    schema: InputSchema,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    *,
-    fn_cost: float,
-    fp_cost: float,
-    seed: int,
-    n_jobs: int = 1,
-) -> CVResult:
-    """Fit ``spec`` on each training fold (resampling inside it), score the held-out fold.
-
-    The threshold is chosen on the out-of-fold scores of all folds. The reported ``cv_cost``
-    is honest: each fold is judged at a threshold chosen on the *other* folds' scores.
-    """
-    outputs = [fit_fold(spec, X, y, schema, train_pos, held_pos, seed=seed, n_jobs=n_jobs)
-               for train_pos, held_pos in folds]
-    return assemble(spec, y, folds, outputs, fn_cost=fn_cost, fp_cost=fp_cost)
+    best: CVResult
+    board: pd.DataFrame
+    executor: dict
 
 
 def blend_result(members: list[CVResult], y, folds, *, fn_cost: float,
@@ -259,63 +97,6 @@ def blend_candidates(results: list[CVResult], y, folds, *, fn_cost: float,
     if len(core) >= 3:
         groups.append(core)
     return [blend_result(g, y, folds, fn_cost=fn_cost, fp_cost=fp_cost) for g in groups]
-
-
-def candidate_specs(
-    strategy: StrategyConfig, *, positive_rate: float, positives: int, rows: int,
-    has_categorical: bool,
-) -> list[CandidateSpec]:
-    """Candidate strategies for this data, cheapest and most promising first.
-
-    With every choice fixed in the config there is exactly one candidate. With ``auto``
-    the set follows the seed guidance (see DESIGN.md) and is then measured, not assumed:
-
-    - every table: logistic regression and gradient boosting, unweighted and ``balanced``,
-      a random forest and a BalancedRandomForest (undersampling ensemble) — the cost
-      threshold does most of the work, and which family wins depends on the data;
-    - moderate imbalance (positive rate <= 10 %): SMOTE (SMOTENC with categories) with
-      logistic regression, when there are enough positives to interpolate;
-    - big tables (>= 20,000 rows) with moderate imbalance: random undersampling with
-      gradient boosting (fast, and often as good);
-    - severe imbalance (<= 1 %): an IsolationForest learnt on the negatives, its anomaly
-      score used as the classifier score.
-
-    Calibration is not a candidate: :func:`select_strategy` decides it for the winner.
-    """
-    if not strategy.is_auto:
-        return [spec_from_config(strategy.model, strategy.sampler, strategy.class_weight)]
-    severe = positive_rate <= SEVERE_RATE
-    moderate = positive_rate <= MILD_RATE
-    specs = [
-        CandidateSpec("logreg", "none", "none"),
-        CandidateSpec("logreg", "none", "balanced"),
-        CandidateSpec("hgb", "none", "none"),
-        CandidateSpec("brf", "none", "none"),
-        CandidateSpec("hgb", "none", "balanced"),
-        CandidateSpec("rf", "none", "none"),
-    ]
-    if moderate:
-        specs.append(CandidateSpec("logreg", "smote", "none"))
-    if moderate and rows >= BIG_TABLE_ROWS:
-        specs.append(CandidateSpec("hgb", "random_under", "none"))
-    if severe:
-        specs.append(CandidateSpec("iforest", "none", "none"))
-    # honour whatever the user fixed, and drop what the data cannot support
-    out = []
-    for s in specs:
-        s = CandidateSpec(
-            model=s.model if strategy.model == "auto" else strategy.model,
-            sampler=s.sampler if strategy.sampler == "auto" else strategy.sampler,
-            class_weight=s.class_weight if strategy.class_weight == "auto"
-            else spec_from_config("x", "none", strategy.class_weight).class_weight,
-        )
-        if s.sampler in INTERPOLATING and positives < MIN_INTERPOLATION_POSITIVES:
-            continue
-        if has_categorical and s.sampler in ("adasyn", "borderline_smote"):
-            continue
-        if s not in out:
-            out.append(s)
-    return out[: strategy.max_candidates]
 
 
 def _paired_se(a: CVResult, b: CVResult) -> float:
@@ -407,57 +188,50 @@ def calibrate_result(best: CVResult, y, folds, *, mode: str, fn_cost: float,
                 best.spec.name, raw_brier, cal_brier, best.threshold, out.threshold)
     return replace(out, brier=raw_brier, calibrated_brier=cal_brier)
 
-
-def select_strategy(
-    X: pd.DataFrame,
-    y: np.ndarray,
-    schema: InputSchema,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    specs: list[CandidateSpec],
-    *,
-    fn_cost: float,
-    fp_cost: float,
-    seed: int,
-    time_budget_s: float,
-    n_jobs: int = 1,
-    calibrate: str = "auto",
-    blend: bool = True,
-) -> tuple[CVResult, list[CVResult]]:
-    """Cross-validate candidates within the time budget; the lowest CV cost wins.
+def cross_validate_local(
+    specs: list[CandidateSpec], X: pd.DataFrame, y: np.ndarray, schema: InputSchema,
+    folds: list[tuple[np.ndarray, np.ndarray]], *, fn_cost: float, fp_cost: float, seed: int,
+    time_budget_s: float, n_jobs: int = 1,
+) -> list[CVResult]:
+    """Cross-validate candidates in this process within the time budget.
 
     Candidates start in order while the budget lasts (the first one always runs); the
     others are reported as skipped. With ``n_jobs > 1`` independent candidates run in
-    parallel processes. Blends of the core candidates are then scored from their
-    out-of-fold predictions, :func:`choose_best` picks the winner and
-    :func:`calibrate_result` calibrates it (``calibrate``: auto, never or always).
-
-    Returns:
-        (best, all results) where results that are not ``ok`` failed or were skipped.
+    parallel processes.
     """
-    if not specs:
-        raise ConfigError("no candidate strategy fits this data and configuration; "
-                          "set strategy.model, sampler and class_weight to 'auto'")
+    require_candidates(specs)
     deadline = time.time() + time_budget_s
     inner_jobs = max(1, (os.cpu_count() or 1) // max(1, n_jobs))
 
     def run(i, spec):
         if i > 0 and time.time() > deadline:
-            return _failed(spec, len(y), SKIPPED, f"time budget of {time_budget_s:g} s spent")
+            return budget_spent(spec, len(y), time_budget_s)
         try:
-            r = cross_validate(spec, X, y, schema, folds, fn_cost=fn_cost, fp_cost=fp_cost,
-                               seed=seed, n_jobs=inner_jobs)
-        except Exception as exc:  # a candidate that cannot fit is reported, not fatal
-            logger.warning("Candidate %s failed: %s", spec.name, exc)
-            return _failed(spec, len(y), FAILED, f"{type(exc).__name__}: {exc}")
-        logger.info("Candidate %-28s CV cost %.4f ± %.4f  PR AUC %.3f  (%.1f s)",
-                    r.spec.name, r.cv_cost, r.cv_cost_std, r.pr_auc, r.fit_seconds)
-        return r
+            return log_result(cross_validate(spec, X, y, schema, folds, fn_cost=fn_cost,
+                                             fp_cost=fp_cost, seed=seed, n_jobs=inner_jobs))
+        except Exception as exc:
+            return fit_failed(spec, len(y), exc)
 
     if n_jobs > 1 and len(specs) > 1:
-        results = Parallel(n_jobs=n_jobs, pre_dispatch="n_jobs")(
+        return Parallel(n_jobs=n_jobs, pre_dispatch="n_jobs")(
             delayed(run)(i, s) for i, s in enumerate(specs))
-    else:
-        results = [run(i, s) for i, s in enumerate(specs)]
+    return [run(i, s) for i, s in enumerate(specs)]
+
+
+def select_strategy(
+    X: pd.DataFrame, y: np.ndarray, schema: InputSchema,
+    folds: list[tuple[np.ndarray, np.ndarray]], specs: list[CandidateSpec], *, fn_cost: float,
+    fp_cost: float, seed: int, time_budget_s: float, n_jobs: int = 1, calibrate: str = "auto",
+    blend: bool = True,
+) -> tuple[CVResult, list[CVResult]]:
+    """Cross-validate candidates here, add blends, choose the winner and calibrate it.
+
+    Returns:
+        (best, all results) where results that are not ``ok`` failed or were skipped.
+    """
+    results = cross_validate_local(specs, X, y, schema, folds, fn_cost=fn_cost,
+                                   fp_cost=fp_cost, seed=seed, time_budget_s=time_budget_s,
+                                   n_jobs=n_jobs)
     return finish_selection(results, y, folds, fn_cost=fn_cost, fp_cost=fp_cost,
                             time_budget_s=time_budget_s, calibrate=calibrate, blend=blend)
 
@@ -473,7 +247,6 @@ def finish_selection(results: list[CVResult], y, folds, *, fn_cost: float, fp_co
         results = results + blend_candidates(results, y, folds, fn_cost=fn_cost,
                                              fp_cost=fp_cost)
     best = choose_best(results)
-    logger.info("Chose %s: CV cost %.4f ± %.4f", best.spec.name, best.cv_cost, best.cv_cost_std)
     best = calibrate_result(best, y, folds, mode=calibrate, fn_cost=fn_cost, fp_cost=fp_cost)
     return best, results
 
@@ -483,8 +256,7 @@ def leaderboard(results: list[CVResult], best: CVResult | None = None) -> pd.Dat
     rows = []
     for r in results:
         row = r.row()
-        if best is not None and r.spec == replace(best.spec, calibrate=False,
-                                                  calibration=None):
+        if best is not None and r.spec == best.spec.uncalibrated():
             row["status"] = "chosen" + (" (calibrated)" if best.spec.calibrate else "")
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -509,22 +281,60 @@ def calibration_report(best: CVResult, y) -> str:
                                       title="Reliability of out-of-fold scores"))
     return "\n".join(lines)
 
+def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *,
+           config: TrainingConfig) -> tuple[CVResult, list[CVResult], dict]:
+    """The strategy search of a training run: folds, candidates, fits here or on Dask.
 
-def publish_selection(best: CVResult, results: list[CVResult], y) -> pd.DataFrame:
-    """Publish the leaderboard and the calibration report as Prefect artifacts."""
+    Returns:
+        (best, all results, where the fits ran: executor and, for Dask, its timings)
+    """
+    strategy, costs, seed = config.strategy, config.costs, config.seed
+    folds = cv_folds(y, n_folds=config.split.n_folds, seed=seed)
+    specs = candidate_specs(strategy, positive_rate=float(y.mean()), positives=int(y.sum()),
+                            rows=len(y), has_categorical=bool(schema.categorical))
+    common = {"fn_cost": costs.fn_cost, "fp_cost": costs.fp_cost, "seed": seed}
+    if strategy.executor == "dask":  # each candidate x fold fit: a Prefect task on Dask
+        from tasks.scaleout import cross_validate_on_dask
+
+        results, timings = cross_validate_on_dask(specs, X, y, schema, folds,
+                                                  strategy=strategy, **common)
+        logger.info("Dask: %d workers, cluster ready in %.1f s, fits took %.1f s wall",
+                    timings["workers"], timings["cluster_start_seconds"],
+                    timings["fit_wall_seconds"])
+    else:
+        timings = None
+        results = cross_validate_local(specs, X, y, schema, folds, **common,
+                                       time_budget_s=strategy.time_budget_s,
+                                       n_jobs=strategy.n_jobs)
+    best, results = finish_selection(results, y, folds, fn_cost=costs.fn_cost,
+                                     fp_cost=costs.fp_cost,
+                                     time_budget_s=strategy.time_budget_s,
+                                     calibrate=strategy.calibrate)
+    return best, results, {"executor": strategy.executor, "dask": timings}
+
+
+def publish_selection(best: CVResult, results: list[CVResult], y, *, fn_cost: float,
+                      fp_cost: float) -> pd.DataFrame:
+    """Publish the leaderboard, the calibration report and the cost curve as artifacts."""
     table = leaderboard(results, best)
     create_table_artifact(key="strategy-leaderboard", table=table.to_dict(orient="records"),
                           description=f"Candidates by CV normalised cost; chosen: {best.spec.name}")
     create_markdown_artifact(key="calibration", markdown=calibration_report(best, y),
                              description="Calibration of the chosen strategy (out-of-fold)")
+    create_markdown_artifact(
+        key="cost-vs-threshold",
+        markdown="# Cost vs threshold (out-of-fold, training part)\n\n" + cost_curve_markdown(
+            y, best.oof_scores, threshold=best.threshold, fn_cost=fn_cost, fp_cost=fp_cost))
     return table
 
 
 @task(name="select", cache_policy=NO_CACHE)
-def select_task(X, y, schema, folds, specs, *, fn_cost, fp_cost, seed, time_budget_s, n_jobs,
-                calibrate="auto"):
-    """Run the selection; publish the leaderboard and the calibration report as artifacts."""
-    best, results = select_strategy(X, y, schema, folds, specs, fn_cost=fn_cost,
-                                    fp_cost=fp_cost, seed=seed, time_budget_s=time_budget_s,
-                                    n_jobs=n_jobs, calibrate=calibrate)
-    return best, publish_selection(best, results, y)
+def select_task(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *,
+                config: TrainingConfig) -> Selection:
+    """Search the strategy; publish the leaderboard, calibration and cost curve."""
+    best, results, executor = search(X, y, schema, config=config)
+    logger.info("Chose %s: CV normalised cost %.4f ± %.4f, threshold %.4f (from out-of-fold "
+                "scores)", best.spec.name, best.cv_cost, best.cv_cost_std, best.threshold)
+    board = publish_selection(best, results, y, fn_cost=config.costs.fn_cost,
+                              fp_cost=config.costs.fp_cost)
+    return Selection(best=best, board=board, executor=executor)

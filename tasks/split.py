@@ -12,6 +12,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from schemas.inference import InputSchema
+from tasks.validate import LabelledData
+
 logger = logging.getLogger(__name__)
 
 
@@ -86,4 +89,28 @@ def cv_folds(y: np.ndarray, *, n_folds: int, seed: int) -> list[tuple[np.ndarray
     return list(skf.split(np.zeros(len(y)), y))
 
 
-split_task = task(stratified_split, name="split", cache_policy=NO_CACHE)
+@dataclass
+class Parts:
+    """The training and test parts (copies of their rows), with the split's fingerprints."""
+
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    X_test: pd.DataFrame
+    y_test: np.ndarray
+    schema: InputSchema
+    fingerprints: dict
+
+
+def split_parts(data: LabelledData, *, test_size: float, seed: int) -> Parts:
+    """Stratified train and test parts of validated data (see :func:`stratified_split`)."""
+    split = stratified_split(data.X, data.y, test_size=test_size, seed=seed)
+    parts = Parts(data.X.iloc[split.train_idx], data.y[split.train_idx],
+                  data.X.iloc[split.test_idx], data.y[split.test_idx], data.schema,
+                  split.fingerprints)
+    logger.info("Split: %d train rows (%d positives), %d test rows (%d positives)",
+                len(parts.y_train), int(parts.y_train.sum()), len(parts.y_test),
+                int(parts.y_test.sum()))
+    return parts
+
+
+split_task = task(split_parts, name="split", cache_policy=NO_CACHE)

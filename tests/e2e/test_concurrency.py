@@ -29,7 +29,8 @@ WRITERS = textwrap.dedent('''
     import json, os, sys, time
     from pathlib import Path
     from tasks.demo import make_demo_data
-    from tasks.models import fit_final, spec_from_config
+    from tasks.candidates import spec_from_config
+    from tasks.fit import fit_final
     from tasks.registry import Registry
     from tasks.validate import validate_training_data
 

@@ -33,6 +33,7 @@ WORKER = textwrap.dedent(r'''
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
     import tasks.registry as registry_module
+    from tasks.champion import ChampionLog
     from tasks.registry import Registry
 
     root, name = sys.argv[1], sys.argv[2]
@@ -58,7 +59,7 @@ WORKER = textwrap.dedent(r'''
         """Patch the file operations the registry calls so the writer dies at ``point``."""
         real_rename, real_replace = os.rename, os.replace
         real_dump = registry_module.joblib.dump
-        real_append = Registry._append_history
+        real_append = ChampionLog.append_history
         champion = lambda dst: str(dst).endswith("champion.json")
         if point == "register:before-model-write":
             registry_module.joblib.dump = lambda *a, **k: die()
@@ -83,9 +84,9 @@ WORKER = textwrap.dedent(r'''
                 with open(self.history_path, "ab") as fh:
                     fh.write(line[: len(line) // 2]); fh.flush()
                 die()
-            Registry._append_history = torn
+            ChampionLog.append_history = torn
         elif point == "promote:after-history-append":
-            Registry._append_history = lambda self, e: (real_append(self, e), die())
+            ChampionLog.append_history = lambda self, e: (real_append(self, e), die())
         else:
             raise SystemExit(f"unknown point {point}")
 

@@ -113,7 +113,7 @@ def test_dask_time_budget_skips_unfinished_candidates(prefect_harness, demo_smal
     """Check that when the budget runs out the first candidate still completes and the
     candidates whose fits had not finished are reported as skipped, not fitted."""
     from schemas.demo import LABEL as label
-    from tasks.models import CandidateSpec
+    from tasks.candidates import CandidateSpec
     from tasks.scaleout import cross_validate_on_dask
     from tasks.split import cv_folds
     from tasks.validate import validate_training_data

@@ -77,11 +77,11 @@ def test_drifted_batch_raises_recall_drift(trained):
 def test_undrifted_scored_batch_is_no_drift(trained):
     """Check that an undrifted batch of the same size, scored beforehand, is judged no drift."""
     from flows.monitoring import monitoring_flow
-    from flows.scoring import score_frame
     from schemas.config import MonitoringConfig
     from tasks.demo import make_demo_data
     from tasks.load import write_table
     from tasks.registry import Registry
+    from tasks.score import score_frame
 
     model, _ = Registry(trained / "registry", "demo").load("champion")
     scored = score_frame(model, make_demo_data(20_000, seed=6))

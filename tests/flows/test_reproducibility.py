@@ -82,7 +82,8 @@ def test_same_data_config_seed_give_same_model(prefect_harness, repro_data, tmp_
 WORKER = textwrap.dedent('''
     import json, sys
     from tasks.demo import make_demo_data
-    from tasks.models import fit_final, spec_from_config
+    from tasks.candidates import spec_from_config
+    from tasks.fit import fit_final
     from tasks.registry import Registry
     from tasks.validate import validate_training_data
 

@@ -1,4 +1,5 @@
-"""Unit tests of the monitoring steps in tasks/drift.py, on constructed numbers and tiny frames."""
+"""Unit tests of the monitoring steps (tasks/labels.py, recall_test.py, reports.py, drift.py),
+on constructed numbers and tiny frames."""
 
 from __future__ import annotations
 
@@ -11,25 +12,20 @@ from scipy.stats import binom, norm
 
 from schemas.errors import DataError
 from schemas.inference import FeatureSpec, InputSchema
-from tasks.drift import (
+from tasks.drift import classification_figures, cost_figures, verdict_line
+from tasks.labels import binary_labels, matured_mask, usable_labels
+from tasks.lean import drift_summary
+from tasks.recall_test import (
     CANNOT_JUDGE,
     DRIFT,
     NO_DRIFT,
     _restricted_mle,
-    binary_labels,
-    classification_figures,
-    cost_figures,
-    data_drift_summary,
     decide_recall_drift,
     difference_upper_bound,
-    matured_mask,
     recall_drop_pvalue,
-    report_folder,
-    save_snapshot,
     score_statistic,
-    usable_labels,
-    verdict_line,
 )
+from tasks.reports import report_folder, save_snapshot
 
 SCHEMA = InputSchema(label="is_fraud", positive="1", negative="0",
                      features=[FeatureSpec(name="amount", kind="numeric", dtype="float64")])
@@ -303,7 +299,7 @@ def test_data_drift_summary_reads_tests():
         "tests": [{"metric_config": {"metric_id": "b"}, "status": "FAIL"},
                   {"metric_config": {"metric_id": "c"}, "status": "SUCCESS"}],
     }
-    summary = data_drift_summary(snap)
+    summary = drift_summary(snap)
     assert summary["drifted_columns"] == ["x"]
     assert summary["drift_share"] == 0.5
     assert [c["drifted"] for c in summary["columns"]] == [True, False]

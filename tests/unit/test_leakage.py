@@ -5,9 +5,10 @@ import pytest
 from imblearn.over_sampling import SMOTENC
 
 from schemas.demo import LABEL
+from tasks.candidates import CandidateSpec
+from tasks.cv import cross_validate
 from tasks.demo import make_demo_data
-from tasks.models import CandidateSpec, make_pipeline
-from tasks.select import cross_validate
+from tasks.pipeline import make_pipeline
 from tasks.split import cv_folds, stratified_split
 from tasks.validate import validate_training_data
 

@@ -21,14 +21,10 @@ from sklearn.pipeline import Pipeline as SkPipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from schemas.inference import infer_input_schema
-from tasks.models import (
-    CandidateSpec,
-    CodedHistGradientBoostingClassifier,
-    FeatureMatrix,
-    fit_on_rows,
-    pipeline_for,
-    positive_scores,
-)
+from tasks.candidates import CandidateSpec
+from tasks.estimators import FeatureMatrix, positive_scores
+from tasks.lean import CodedHistGradientBoostingClassifier, fit_on_rows
+from tasks.pipeline import pipeline_for
 
 HGB_PARAMS = dict(learning_rate=0.1, max_iter=60, max_leaf_nodes=15, min_samples_leaf=20,
                   early_stopping=True, validation_fraction=0.15, n_iter_no_change=10,

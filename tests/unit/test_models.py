@@ -1,4 +1,5 @@
-"""Unit tests for tasks/models.py: pipelines, blends, calibration, the anomaly candidate."""
+"""Unit tests for the model modules (tasks/pipeline.py, estimators.py, calibration.py, fit.py):
+pipelines, blends, calibration, the anomaly candidate."""
 
 from __future__ import annotations
 
@@ -12,22 +13,18 @@ from sklearn.linear_model import LogisticRegression
 
 from schemas.errors import ConfigError
 from schemas.inference import infer_input_schema
-from tasks.models import (
-    BLEND,
-    RF_MAX_TREE_ROWS,
+from tasks.calibration import apply_platt, fit_platt, to_logit
+from tasks.candidates import BLEND, CandidateSpec
+from tasks.estimators import (
     BlendClassifier,
-    CandidateSpec,
     CrossValBag,
     IsolationForestClassifier,
     PlattCalibrated,
-    apply_platt,
-    fit_final,
-    fit_platt,
-    make_estimator,
-    make_pipeline,
     positive_scores,
-    to_logit,
 )
+from tasks.fit import fit_final
+from tasks.hyperparams import RF_MAX_TREE_ROWS
+from tasks.pipeline import make_estimator, make_pipeline
 
 
 @pytest.fixture(scope="module")

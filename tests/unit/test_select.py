@@ -1,4 +1,5 @@
-"""Unit tests for tasks/select.py: candidates, CV, blends, the stability rule, calibration."""
+"""Unit tests for the strategy search (tasks/candidates.py, cv.py, select.py): candidates, CV,
+blends, the stability rule, calibration."""
 
 from __future__ import annotations
 
@@ -12,17 +13,13 @@ from sklearn.datasets import make_classification
 from schemas.config import StrategyConfig
 from schemas.errors import ConfigError
 from schemas.inference import infer_input_schema
-from tasks.models import CandidateSpec
+from tasks.candidates import CandidateSpec, candidate_specs
+from tasks.cv import CVResult, cross_validate, fold_thresholds, honest_fold_costs
 from tasks.select import (
-    CVResult,
     blend_candidates,
     calibrate_result,
     calibration_report,
-    candidate_specs,
     choose_best,
-    cross_validate,
-    fold_thresholds,
-    honest_fold_costs,
     leaderboard,
     select_strategy,
 )

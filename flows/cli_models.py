@@ -1,0 +1,100 @@
+"""`rareflow models ...` (list, show, promote, roll back) and `rareflow schema infer`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from flows.cli_support import DEFAULT_NAME, DEFAULT_REGISTRY, ModelName, RegistryDir, reported
+from schemas.errors import EXIT_OK, ConfigError
+
+models_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote and roll back.")
+schema_app = typer.Typer(no_args_is_help=True, help="Schemas for your data.")
+
+
+def open_registry(registry: str | None, name: str | None):
+    from tasks.registry import Registry
+
+    return Registry(registry or DEFAULT_REGISTRY, name or DEFAULT_NAME)
+
+
+@models_app.command("list")
+@reported
+def models_list(registry: RegistryDir = None, name: ModelName = None) -> int:
+    """Versions with their verdicts and key metrics (* marks the champion)."""
+    reg = open_registry(registry, name)
+    table = reg.summaries()
+    if table.empty:
+        typer.echo(f"no versions of {reg.name!r} in {str(reg.root)!r}")
+    else:
+        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return EXIT_OK
+
+
+@models_app.command("show")
+@reported
+def models_show(version: str = typer.Argument("champion"), registry: RegistryDir = None,
+                name: ModelName = None,
+                as_json: bool = typer.Option(False, "--json", help="Print all metadata.")) -> int:
+    """Show one version: its model card (or all metadata with --json)."""
+    from tasks.registry import CARD_FILE
+
+    reg = open_registry(registry, name)
+    vid = reg.resolve(version)
+    card = reg.version_dir(vid) / CARD_FILE
+    if as_json or not card.is_file():
+        typer.echo(json.dumps(reg.metadata(vid), indent=2))
+    else:
+        typer.echo(card.read_text(encoding="utf-8"))
+    return EXIT_OK
+
+
+@models_app.command("promote")
+@reported
+def models_promote(version: str = typer.Argument(...), registry: RegistryDir = None,
+                   name: ModelName = None,
+                   force: bool = typer.Option(False, "--force",
+                                              help="Promote although gates failed (recorded)."),
+                   reason: str = typer.Option("manual promotion", "--reason")) -> int:
+    """Promote a version by hand."""
+    reg = open_registry(registry, name)
+    entry = reg.promote(version, reason=reason, forced=force)
+    typer.echo(f"{reg.name}: champion is now {entry['version']} (was {entry['previous']})"
+               + (" [forced]" if force else ""))
+    return EXIT_OK
+
+
+@models_app.command("rollback")
+@reported
+def models_rollback(registry: RegistryDir = None, name: ModelName = None,
+                    reason: str = typer.Option("manual rollback", "--reason")) -> int:
+    """Make the previous champion serve again."""
+    reg = open_registry(registry, name)
+    entry = reg.rollback(reason=reason)
+    typer.echo(f"{reg.name}: rolled back to {entry['version']} (was {entry['previous']})")
+    return EXIT_OK
+
+
+@schema_app.command("infer")
+@reported
+def schema_infer(path: str = typer.Argument(..., help="A CSV or Parquet file."),
+                 label: str = typer.Option(..., "--label"),
+                 positive: str = typer.Option(None, "--positive"),
+                 class_name: str = typer.Option("TrainingData", "--class-name")) -> int:
+    """Print a pandera DataFrameModel module for this data (commit it and edit the checks)."""
+    from schemas.inference import infer_input_schema
+    from tasks.load import load_table
+    from tasks.validate import resolve_label
+
+    df = load_table(path)
+    if label not in df.columns:
+        raise ConfigError(f"label column {label!r} is missing; columns are "
+                          f"{list(map(str, df.columns))[:20]}")
+    _, pos, neg, failures = resolve_label(df[label], label=label, positive=positive, needed=1)
+    if failures:
+        raise ConfigError(failures[0]["problem"])
+    schema = infer_input_schema(df, label=label, positive=pos, negative=neg)
+    typer.echo(schema.to_module_source(class_name=class_name, origin=Path(path).name))
+    return EXIT_OK

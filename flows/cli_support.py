@@ -1,0 +1,241 @@
+"""What every `rareflow` command shares: options drawn from the config schema, config files
+merged with flags, and errors reported as one line with their documented exit status."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from schemas.config import ScoringConfig, TrainingConfig
+from schemas.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    ConfigError,
+    RareflowError,
+    ValidationFailed,
+)
+
+PREFECT_ENV = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks,flows,schemas",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
+
+@dataclass
+class CliState:
+    """One invocation's settings: ``--debug``, and errors kept to print last (``main``)."""
+
+    debug: bool = False
+    defer_errors: bool = False
+    deferred: list[str] = field(default_factory=list)
+
+    def say_error(self, text: str) -> None:
+        if self.defer_errors:
+            self.deferred.append(text)
+        else:
+            typer.secho(text, fg=typer.colors.RED, err=True)
+
+    def flush(self) -> None:
+        for text in self.deferred:
+            typer.secho(text, fg=typer.colors.RED, err=True)
+        self.deferred.clear()
+
+
+class _QuietExpectedErrors(logging.Filter):
+    """Drop the traceback Prefect logs for errors rareflow reports itself in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RareflowError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def setup(state: CliState) -> None:
+    """Prefect's environment for a command-line run, and quiet logs for expected errors."""
+    for key, value in PREFECT_ENV.items():
+        os.environ.setdefault(key, value)
+    if not state.debug:
+        for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine",
+                     "prefect.flow_engine"):
+            logging.getLogger(name).addFilter(_QuietExpectedErrors())
+
+
+# -- errors --------------------------------------------------------------------------------------
+def pydantic_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def _fail(state: CliState, exc: Exception, code: int) -> int:
+    if state.debug:
+        raise exc
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    state.say_error(f"error: {text}")
+    return code
+
+
+def run_reported(state: CliState, fn, *args, **kwargs) -> int:
+    """Run a command; expected errors become one line and their exit status."""
+    try:
+        return fn(*args, **kwargs)
+    except ValidationFailed as exc:
+        typer.echo(exc.failures.to_string(index=False), err=True)
+        return _fail(state, exc, exc.exit_code)
+    except RareflowError as exc:
+        return _fail(state, exc, exc.exit_code)
+    except ValidationError as exc:
+        return _fail(state, ConfigError(pydantic_message(exc)), EXIT_BAD_INPUT)
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as exc:  # an unexpected failure: say so, keep the traceback for --debug
+        if state.debug:
+            raise
+        text = " ".join(str(exc).split())
+        state.say_error(f"internal error: {type(exc).__name__}: {text} (rerun with --debug "
+                        "for the traceback)")
+        return EXIT_INTERNAL
+
+
+def reported(fn):
+    """Make ``fn`` (returning an exit status) a command that exits with it.
+
+    The command receives typer's context (added to its signature if ``fn`` does not ask for
+    it) to find this invocation's :class:`CliState`.
+    """
+    signature = inspect.signature(fn, eval_str=True)
+    wants_ctx = "ctx" in signature.parameters
+    params = list(signature.parameters.values())
+    if not wants_ctx:
+        params.insert(0, inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                           annotation=typer.Context))
+
+    @functools.wraps(fn)
+    def command(*args, ctx: typer.Context, **kwargs):
+        obj = ctx.find_root().obj
+        state = obj if isinstance(obj, CliState) else CliState()
+        if wants_ctx:
+            kwargs["ctx"] = ctx
+        raise typer.Exit(run_reported(state, fn, *args, **kwargs))
+
+    command.__signature__ = signature.replace(parameters=params)
+    return command
+
+
+# -- options from the config schema ------------------------------------------------------------
+def field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    """Every leaf field of a config model by name, with its dotted path (names are unique)."""
+    out: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            nested = field_paths(sub, f"{prefix}{name}.")
+            clash = set(nested) & set(out)
+            if clash:
+                raise ValueError(f"config field names must be unique; {sorted(clash)} repeat")
+            out.update(nested)
+        else:
+            out[name] = f"{prefix}{name}"
+    return out
+
+
+def field_info(model: type[BaseModel], name: str):
+    path = field_paths(model)[name].split(".")
+    for part in path[:-1]:
+        model = model.model_fields[part].annotation
+    return model.model_fields[path[-1]]
+
+
+def option_help(model: type[BaseModel], name: str) -> str:
+    """Config field ``name``'s description, with its default (or that it is required)."""
+    info = field_info(model, name)
+    value = None if info.is_required() else info.get_default(call_default_factory=True)
+    default = ("(required: here or in --config)" if info.is_required()
+               else "" if value is None else f"(default: {value})")
+    return " ".join(p for p in (info.description or "", default) if p)
+
+
+def option(model: type[BaseModel], name: str, *flags: str) -> Any:
+    """A typer option (default None: not given) for config field ``name``."""
+    return typer.Option(None, *flags, help=option_help(model, name), show_default=False)
+
+
+def shared_option(model: type[BaseModel], name: str, *flags: str) -> Any:
+    """The same, for ``Annotated`` option types several commands share."""
+    return typer.Option(*flags, help=option_help(model, name), show_default=False)
+
+
+ConfigFile = Annotated[Path | None, typer.Option(
+    "--config", help="YAML file of settings (flags override it).", show_default=False)]
+RegistryDir = Annotated[str | None, shared_option(ScoringConfig, "registry", "--registry")]
+ModelName = Annotated[str | None, shared_option(ScoringConfig, "name", "--name")]
+Version = Annotated[str | None, shared_option(ScoringConfig, "version", "--version")]
+DEFAULT_REGISTRY = TrainingConfig.model_fields["registry"].default
+DEFAULT_NAME = TrainingConfig.model_fields["name"].default
+
+
+def load_config_file(path: Path | None) -> dict:
+    """Read a YAML (or JSON) file of settings."""
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where} ({problem}); "
+                          "fix its syntax") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings")
+    return data
+
+
+def build_config(model: type[BaseModel], config_file: Path | None, flags: dict):
+    """Merge a config file with command-line flags (flags win; None means not given)."""
+    data = load_config_file(config_file)
+    paths = field_paths(model)
+    for name, value in flags.items():
+        if value is None:
+            continue
+        target, keys = data, paths[name].split(".")
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value
+    return model.model_validate(data)
+
+
+def parse_class_weight(text: str | None):
+    """``--class-weight``: none, balanced, auto, or a mapping like '{0: 1, 1: 50}'."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text in ("auto", "none", "balanced"):
+        return text
+    problem = ConfigError(f"--class-weight must be none, balanced, auto or a mapping like "
+                          f"'{{0: 1, 1: 50}}'; got {text!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise problem from exc
+    if not isinstance(value, dict):
+        raise problem
+    return value

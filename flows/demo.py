@@ -1,0 +1,55 @@
+"""`rareflow demo`: demo data → train → promote → retrain → gate → score → monitor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from schemas.config import MonitoringConfig, ScoringConfig, StrategyConfig, TrainingConfig
+from schemas.demo import LABEL, POSITIVE
+from schemas.errors import EXIT_OK, EXIT_REJECTED
+
+DEMO_NAME = "demo"
+
+
+def make_files(base: Path, rows: int) -> dict[str, Path]:
+    """The demo's training, retraining and drifted tables, as Parquet under ``base``."""
+    from tasks.demo import make_demo_data
+    from tasks.load import write_table
+
+    return {key: write_table(make_demo_data(rows, seed=seed, drift=drift),
+                             base / f"{key}.parquet")
+            for key, seed, drift in (("train", 0, False), ("retrain", 1, False),
+                                     ("drifted", 2, True))}
+
+
+def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: float,
+             train: Callable[[TrainingConfig], int], say: Callable[[str], None]) -> int:
+    """Run every step of the demo, saying what each one is; returns the exit status."""
+    from flows.monitoring import monitoring_flow
+    from flows.scoring import scoring_flow
+
+    reg = registry or str(base / "registry")
+    paths = make_files(base, rows)
+    say(f"Demo data: {', '.join(str(p) for p in paths.values())}")
+    strategy = StrategyConfig(time_budget_s=time_budget_s)
+    outcome = EXIT_OK
+    for step, key in (("1/4 first model", "train"), ("2/4 retrain and gate", "retrain")):
+        say(f"\n=== {step}: rareflow train --data {paths[key]} ===")
+        outcome = train(TrainingConfig(data=str(paths[key]), label=LABEL, positive=POSITIVE,
+                                       registry=reg, name=DEMO_NAME, strategy=strategy))
+    scored_path = base / "drifted_scored.parquet"
+    say(f"\n=== 3/4 score a later, drifted batch: rareflow score --data {paths['drifted']} "
+        f"--out {scored_path} ===")
+    scored = scoring_flow(ScoringConfig(data=str(paths["drifted"]), out=str(scored_path),
+                                        registry=reg, name=DEMO_NAME))
+    say(f"Scored {scored['rows']} rows with demo {scored['version']}: {scored['flagged']} "
+        f"flagged -> {scored['out']}")
+    say(f"\n=== 4/4 its labels arrive: rareflow monitor --data {scored_path} ===")
+    monitored = monitoring_flow(MonitoringConfig(data=str(scored_path), registry=reg,
+                                                 name=DEMO_NAME))
+    say(f"Reports: {monitored['reports']['folder']}")
+    say(monitored["verdict"])
+    say(f"\nRegistry: {reg}/{DEMO_NAME} (rareflow models list --registry {reg} --name "
+        f"{DEMO_NAME})")
+    return EXIT_OK if outcome in (EXIT_OK, EXIT_REJECTED) else outcome

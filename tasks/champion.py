@@ -1,0 +1,109 @@
+"""Which version serves: the champion pointer and the append-only history of its moves.
+
+``champion.json`` is replaced atomically (temp file + ``os.replace``) and carries the history
+entry of the move that wrote it, so a crash between the two writes is repaired from it: the
+next holder of the registry's lock appends the entry ``history.jsonl`` is missing.
+Callers hold the registry's lock around every write here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from schemas.errors import IntegrityError
+from tasks.files import dumps, write_bytes_atomic
+
+logger = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ChampionLog:
+    """The champion pointer and history of one model's registry folder."""
+
+    def __init__(self, folder: Path):
+        self.champion_path = Path(folder) / "champion.json"
+        self.history_path = Path(folder) / "history.jsonl"
+
+    def champion(self) -> dict | None:
+        """The pointer: ``version``, ``since``, ``event_id``, ``history_entry``; None if none."""
+        if not self.champion_path.is_file():
+            return None
+        try:
+            return json.loads(self.champion_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise IntegrityError(f"{self.champion_path} is corrupt: {exc}") from exc
+
+    def history(self) -> list[dict]:
+        """Promotion and rollback records, oldest first (a torn last line is skipped)."""
+        if not self.history_path.is_file():
+            return []
+        out = []
+        for line in self.history_path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                if line.strip():
+                    out.append(json.loads(line))
+        return out
+
+    def append_history(self, entry: dict) -> None:
+        with open(self.history_path, "ab") as fh:
+            if fh.tell():  # a torn final line from a crash: start on a new line
+                with open(self.history_path, "rb") as rd:
+                    rd.seek(-1, os.SEEK_END)
+                    if rd.read(1) != b"\n":
+                        fh.write(b"\n")
+            fh.write((dumps(entry, indent=None) + "\n").encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def repair(self) -> None:
+        """Finish what a crash interrupted: record a move missing from history."""
+        champion = self.champion()
+        if champion and champion.get("event_id"):
+            ids = {h.get("event_id") for h in self.history()}
+            if champion["event_id"] not in ids:
+                self.append_history(champion["history_entry"])
+        for leftover in self.champion_path.parent.glob(f".{self.champion_path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)  # only written under the lock: its writer died
+
+    def move(self, version: str, *, action: str, reason: str, forced: bool,
+             name: str) -> dict:
+        """Point the champion at ``version`` and record the move; returns the history entry."""
+        previous = self.champion()
+        entry = {
+            "event_id": uuid.uuid4().hex,
+            "action": action,
+            "version": version,
+            "previous": previous["version"] if previous else None,
+            "at": now_iso(),
+            "reason": reason,
+            "forced": forced,
+        }
+        pointer = {"version": version, "since": entry["at"], "event_id": entry["event_id"],
+                   "history_entry": entry}
+        write_bytes_atomic(self.champion_path, json.dumps(pointer, indent=2,
+                                                          sort_keys=True).encode())
+        self.append_history(entry)
+        logger.info("%s %s: champion is now %s", action, name, version)
+        return entry
+
+    def stack(self) -> list[str]:
+        """Champions in order of service: promotions push, rollbacks pop."""
+        stack: list[str] = []
+        for entry in self.history():
+            if entry.get("action") == "rollback":
+                if stack:
+                    stack.pop()
+                if not stack or stack[-1] != entry["version"]:
+                    stack.append(entry["version"])
+            else:
+                stack.append(entry["version"])
+        return stack

@@ -1,0 +1,73 @@
+"""Durable file writes and JSON: what the registry, reports and partitions are written with."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old or the new content, never a partial one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def json_default(value):
+    """JSON for NumPy scalars and arrays and paths (``json.dumps(default=...)``)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(data, *, indent: int | None = 2, sort_keys: bool = True) -> str:
+    """``json.dumps`` that also takes NumPy values and paths."""
+    return json.dumps(data, indent=indent, sort_keys=sort_keys, default=json_default)
+
+
+def write_json(path: Path, data, *, sort_keys: bool = True) -> None:
+    """Write ``data`` as indented JSON and fsync it (the file is new: no one reads it yet)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(dumps(data, sort_keys=sort_keys))
+        fh.flush()
+        os.fsync(fh.fileno())

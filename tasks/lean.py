@@ -1,0 +1,240 @@
+"""Every shortcut rareflow takes through a library's private internals, and why.
+
+This is the only module allowed to touch private attributes or methods of scikit-learn,
+imbalanced-learn, Prefect, evidently or the C library (``tests/unit/test_house_rules.py``
+enforces it). Each shortcut below was measured to be worth it; each names the versions it was
+checked against (``CHECKED_AGAINST``), and ``tests/unit/test_lean.py`` holds an upgrade test
+per shortcut that fails loudly when the library stops doing what it relies on. After a
+dependency upgrade: run those tests, re-measure if one fails, and update ``CHECKED_AGAINST``.
+
+The shortcuts:
+
+* :class:`CodedHistGradientBoostingClassifier`: reads the pipeline's category codes in place
+  instead of scikit-learn re-encoding (and copying) the whole matrix.
+* :func:`fit_on_rows`: imbalanced-learn's ``Pipeline.fit`` loop, freeing the fold's rows
+  before the estimator is fitted.
+* :func:`reproducible_pickling`: pickles scikit-learn trees with their padding bytes zeroed,
+  so the same model always gives the same bytes (and sha256).
+* :func:`trim_heap`: glibc's ``malloc_trim``, so each fold does not start with the last one's
+  freed heap.
+* :func:`drift_summary`: reads evidently's snapshot dictionary, whose layout is not documented.
+* :func:`fill_env_templates`: Prefect's templating pass over prefect.yaml, as ``prefect
+  deploy`` does it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copyreg
+import ctypes
+import logging
+import sys
+import threading
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.utils.validation import validate_data
+
+logger = logging.getLogger(__name__)
+
+CHECKED_AGAINST = {
+    "scikit-learn": "1.9",
+    "imbalanced-learn": "0.14",
+    "evidently": "0.7",
+    "prefect": "3.9",
+}
+
+
+# -- scikit-learn: HistGradientBoosting's category re-encoding ---------------------------------
+class CodedHistGradientBoostingClassifier(HistGradientBoostingClassifier):
+    """HistGradientBoosting for a matrix whose categorical columns hold codes 0..k-1.
+
+    Why: scikit-learn re-encodes categorical columns with its own OrdinalEncoder in a
+    ColumnTransformer, which copies the whole matrix (at 1M rows x 30 columns, 240 MB of the
+    fold's peak). When each categorical column's values are already exactly 0..k-1 (the
+    pipeline's OrdinalEncoder made them, on these rows), that encoding is the identity, so
+    the matrix is read as it is: same bins, same trees, same predictions (the predictor
+    itself sends unknown and negative codes where missing values go, as the re-encoding
+    would). Any other input takes scikit-learn's own path.
+
+    Relies on: the private ``_preprocess_X(X, *, reset)`` returning ``(X, known_categories)``
+    and setting ``is_categorical_``, ``_preprocessor`` and ``_is_categorical_remapped``
+    (scikit-learn 1.9).
+    """
+
+    def _preprocess_X(self, X, *, reset):
+        positions = np.asarray(self.categorical_features if self.categorical_features
+                               is not None else [])
+        if (not reset or not isinstance(X, np.ndarray) or X.ndim != 2
+                or X.dtype != np.float64 or positions.dtype.kind not in "iu"
+                or not len(positions)):
+            return super()._preprocess_X(X, reset=reset)
+        is_categorical = np.zeros(X.shape[1], dtype=bool)
+        is_categorical[positions] = True
+        known = [None] * X.shape[1]
+        for j in np.flatnonzero(is_categorical):
+            column = X[:, j]
+            values = np.unique(column[~np.isnan(column)])
+            if len(values) > self.max_bins or not np.array_equal(values,
+                                                                 np.arange(len(values))):
+                return super()._preprocess_X(X, reset=reset)
+            known[j] = values.astype(np.float64)
+        X = validate_data(self, X, dtype=[np.float64], ensure_all_finite=False, reset=True)
+        self.is_categorical_ = is_categorical
+        self._preprocessor = None
+        self._is_categorical_remapped = is_categorical
+        return X, known
+
+
+# -- imbalanced-learn: Pipeline.fit, step by step -------------------------------------------
+def fit_on_rows(pipe, X, rows: np.ndarray, y: np.ndarray):
+    """``pipe.fit(X.iloc[rows], y)``, freeing each step's input once its output exists.
+
+    Why: imbalanced-learn's ``Pipeline.fit`` keeps the fold's copy of the rows alive through
+    the estimator's fit; at a million rows that is the size of the fold's table (the fold fit
+    went from +662 MB to +376 MB over its baseline with this and FeatureMatrix). This is the
+    same loop (each step fitted in place, samplers resample) with the input dropped as soon
+    as the features are encoded.
+
+    Relies on: ``Pipeline.fit`` meaning "fit_resample or fit_transform each step in order,
+    then fit the last" (imbalanced-learn 0.14, no memory, no routed fit parameters).
+    Anything else is simply fitted with ``pipe.fit``.
+    """
+    from imblearn.pipeline import Pipeline
+
+    if not isinstance(pipe, Pipeline) or pipe.memory is not None:
+        return pipe.fit(X.iloc[rows], y)
+    Xt, yt = X.iloc[rows], y
+    for _, step in pipe.steps[:-1]:
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            continue
+        if hasattr(step, "fit_resample"):
+            Xt, yt = step.fit_resample(Xt, yt)
+        else:
+            Xt = step.fit_transform(Xt, yt)
+    pipe.steps[-1][1].fit(Xt, yt)
+    return pipe
+
+
+# -- scikit-learn: reproducible tree bytes ----------------------------------------------------
+_PICKLING = threading.Lock()
+
+
+def tree_class():
+    """scikit-learn's private ``Tree`` (the node arrays of every tree model)."""
+    from sklearn.tree._tree import Tree
+
+    return Tree
+
+
+def _zeroed_nodes(nodes: np.ndarray) -> np.ndarray:
+    clean = np.zeros(nodes.shape, dtype=nodes.dtype)
+    for name in nodes.dtype.names:
+        clean[name] = nodes[name]
+    return clean
+
+
+def _reduce_tree(tree):
+    cls, args, state = tree.__reduce__()
+    nodes = state.get("nodes") if isinstance(state, dict) else None
+    if nodes is None or nodes.dtype.names is None:  # layout changed: bytes may vary again
+        logger.warning("scikit-learn's Tree state has no structured 'nodes' array; model "
+                       "bytes may not be reproducible (see tasks/lean.py)")
+        return cls, args, state
+    return cls, args, {**state, "nodes": _zeroed_nodes(nodes)}
+
+
+@contextlib.contextmanager
+def reproducible_pickling():
+    """While inside, scikit-learn trees pickle with their node padding bytes zeroed.
+
+    Why: a tree's node array has 7 padding bytes per node. scikit-learn zeroes them when it
+    grows a tree, but a NumPy copy of the array (``deepcopy``, as imbalanced-learn's
+    BalancedRandomForest does for its ``pipelines_``) leaves them uninitialised, so the same
+    model pickled twice gave different bytes and a different sha256. The pickled copy is
+    cleaned; the model itself is never modified. Predictions are not affected.
+
+    Relies on: ``Tree.__reduce__`` returning ``(Tree, args, state)`` with the nodes as the
+    structured array ``state["nodes"]`` (scikit-learn 1.9). It registers a reducer in
+    ``copyreg.dispatch_table`` for the duration, which every pickler consults first.
+    """
+    tree = tree_class()
+    with _PICKLING:
+        previous = copyreg.dispatch_table.get(tree)
+        copyreg.dispatch_table[tree] = _reduce_tree
+        try:
+            yield
+        finally:
+            if previous is None:
+                copyreg.dispatch_table.pop(tree, None)
+            else:
+                copyreg.dispatch_table[tree] = previous
+
+
+# -- glibc: give the freed heap back ----------------------------------------------------------
+def trim_heap() -> None:
+    """Return glibc's free heap to the operating system (a few milliseconds).
+
+    Why: arrays below glibc's mmap threshold (which grows up to 32 MB as big arrays are
+    freed) come from the heap, and a freed heap is kept, so without this the fitting of each
+    fold started 70-100 MB higher than the one before (measured at 1M rows).
+
+    Relies on: ``malloc_trim`` in ``libc.so.6`` (glibc on Linux); elsewhere it does nothing.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # not glibc (e.g. musl)
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+# -- evidently: the snapshot's dictionary ----------------------------------------------------
+def drift_summary(snapshot_dict: dict) -> dict:
+    """Drifted columns and their scores from a data-drift snapshot's ``dict()``.
+
+    Why: evidently 0.7 offers the per-column drift scores and test outcomes only inside the
+    snapshot's dictionary, whose layout is not a documented interface.
+
+    Relies on: ``metrics[*].config.type`` ending in ``DriftedColumnsCount`` (value ``share``)
+    or ``ValueDrift`` (config ``column``, ``method``, ``threshold``; value = the score), and
+    ``tests[*].metric_config.metric_id`` / ``status`` (evidently 0.7).
+
+    Raises:
+        RuntimeError: the snapshot holds no metric of the layout above (evidently changed).
+    """
+    columns, drifted, share = {}, [], None
+    for metric in snapshot_dict.get("metrics", []):
+        config = metric.get("config", {})
+        kind = config.get("type", "")
+        if kind.endswith("DriftedColumnsCount"):
+            share = metric["value"]["share"]
+        elif kind.endswith("ValueDrift"):
+            columns[metric["id"]] = {"column": config["column"], "method": config.get("method"),
+                                     "threshold": config.get("threshold"),
+                                     "score": metric["value"], "drifted": False}
+    if share is None and not columns:
+        raise RuntimeError("the evidently snapshot has no DriftedColumnsCount or ValueDrift "
+                           "metric in the layout tasks/lean.py expects; evidently's snapshot "
+                           "format changed: update lean.drift_summary")
+    for test in snapshot_dict.get("tests", []):
+        metric_id = test.get("metric_config", {}).get("metric_id")
+        if metric_id in columns:
+            columns[metric_id]["drifted"] = test.get("status") == "FAIL"
+            if columns[metric_id]["drifted"]:
+                drifted.append(columns[metric_id]["column"])
+    return {"drifted_columns": drifted, "drift_share": share,
+            "columns": sorted(columns.values(), key=lambda c: c["column"])}
+
+
+# -- Prefect: prefect.yaml's environment templates --------------------------------------------
+def fill_env_templates(specs, env: dict):
+    """``{{ $NAME }}`` values in deployment specs filled from ``env``, as ``prefect deploy`` does.
+
+    Why: ``deployments/serve.py`` must read prefect.yaml exactly as ``prefect deploy`` does,
+    and Prefect has no public function for that pass. Event templates (``{{ event.… }}``)
+    are left as they are, for the trigger to fill.
+
+    Relies on: ``prefect.utilities.templating.apply_values(template, values,
+    remove_notset=False)`` (Prefect 3.9).
+    """
+    from prefect.utilities.templating import apply_values
+
+    return apply_values(specs, dict(env), remove_notset=False)
