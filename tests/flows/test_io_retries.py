@@ -87,3 +87,39 @@ def test_transient_error_on_register_is_retried(prefect_harness, monkeypatch, tm
     assert not list(reg.versions_dir.glob(".tmp-*"))
     assert "simulated disk hiccup" in caplog.text and "Retry 1/2" in caplog.text
     assert METADATA_FILE in {p.name for p in reg.version_dir("v0001").iterdir()}
+
+
+def test_retried_promotion_after_a_failed_history_append_is_not_stale(prefect_harness,
+                                                                       monkeypatch, tmp_path):
+    """Check that when the history append fails once after champion.json was replaced, the
+    retried promotion recognises its own move: the run is promoted (not 'stale'), and the
+    history holds the move exactly once."""
+    from prefect import flow
+
+    from tasks.champion import ChampionLog
+    from tasks.registry import promote_if_passed
+
+    reg = Registry(tmp_path / "registry", "idem")
+    v1 = reg.register({"a": 1}, {"verdict": {"status": "passed"}})
+    v2 = reg.register({"a": 2}, {"verdict": {"status": "passed"}})
+    reg.promote(v1, reason="first")
+    real = ChampionLog.append_history
+    failures = []
+
+    def fails_once(self, entry):
+        if not failures:
+            failures.append(entry)
+            raise OSError("simulated full disk while appending history")
+        return real(self, entry)
+
+    monkeypatch.setattr(ChampionLog, "append_history", fails_once)
+
+    @flow
+    def promote_once():
+        return promote_if_passed(reg, v2, status="passed", compared_with=v1)
+
+    assert promote_once() == ("passed", v2)
+    assert failures, "the simulated failure did not happen"
+    assert reg.champion()["version"] == v2
+    moves = [(h["version"], h["previous"]) for h in reg.history()]
+    assert moves == [(v1, None), (v2, v1)]

@@ -1,0 +1,153 @@
+"""The house rules of docs/architecture.md, measured on the code so that they keep holding.
+
+- no product module over 450 lines, no function over 60, no flow function over 50;
+- imports run one way: flows -> tasks -> schemas (deployments and benchmarks on top);
+- only tasks/lean.py touches a library's private names;
+- names have one source: the config schema's lists are the ones the other modules use.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("flows", "tasks", "schemas")
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 60
+MAX_FLOW_LINES = 50
+LEAN = ROOT / "tasks" / "lean.py"
+OWN = {"flows", "tasks", "schemas", "deployments", "benchmarks", "tests"}
+LAYER = {"schemas": 0, "tasks": 1, "flows": 2}
+
+
+def product_files() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).glob("*.py"))
+
+
+def parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def functions(tree: ast.Module):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield node
+
+
+def is_flow(node: ast.FunctionDef) -> bool:
+    for deco in node.decorator_list:
+        target = deco.func if isinstance(deco, ast.Call) else deco
+        if isinstance(target, ast.Name) and target.id == "flow":
+            return True
+    return False
+
+
+def test_modules_stay_small():
+    """Check that no module of flows/, tasks/ or schemas/ is over 450 lines."""
+    long = {str(p.relative_to(ROOT)): n for p in product_files()
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_functions_stay_short():
+    """Check that no function is over 60 lines and no flow function over 50 (decorators and
+    docstrings included)."""
+    long = []
+    for path in product_files():
+        for node in functions(parsed(path)):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            lines = node.end_lineno - first + 1
+            limit = MAX_FLOW_LINES if is_flow(node) else MAX_FUNCTION_LINES
+            if lines > limit:
+                long.append(f"{path.relative_to(ROOT)}:{node.name} {lines} > {limit}")
+    assert not long, long
+
+
+def imported_modules(tree: ast.Module):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node, alias.name, [alias.name]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node, node.module, [a.name for a in node.names]
+
+
+def test_imports_run_one_way():
+    """Check that schemas import neither tasks nor flows, and tasks never import flows."""
+    wrong = []
+    for path in product_files():
+        here = LAYER[path.parent.name]
+        for node, module, _ in imported_modules(parsed(path)):
+            top = module.split(".")[0]
+            if top in LAYER and LAYER[top] > here:
+                wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {module}")
+    assert not wrong, wrong
+
+
+def private_uses(path: Path) -> list[str]:
+    """Private names of other libraries a module reaches for: imports and attributes."""
+    found = []
+    tree = parsed(path)
+    for node, module, names in imported_modules(tree):
+        if module.split(".")[0] in OWN:
+            continue
+        hidden = [part for part in module.split(".")
+                  if part.startswith("_") and not part.startswith("__")]
+        hidden += [n for n in names if n.startswith("_") and not n.startswith("__")]
+        if hidden or module.split(".")[0] == "ctypes":
+            found.append(f"{node.lineno}: import {module} {names}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            name, owner = node.attr, node.value
+            own_object = isinstance(owner, ast.Name) and owner.id in ("self", "cls")
+            private = name.startswith("_") and not name.startswith("__")
+            if (private and not own_object) or name.startswith("__pydantic"):
+                found.append(f"{node.lineno}: .{name}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and node.value.startswith("__pydantic"):
+            found.append(f"{node.lineno}: {node.value!r}")
+    return found
+
+
+def test_only_lean_touches_library_internals():
+    """Check that private modules, names and attributes of libraries appear only in
+    tasks/lean.py (where each has its reason and an upgrade test)."""
+    offenders = {str(p.relative_to(ROOT)): uses for p in product_files()
+                 if p != LEAN and (uses := private_uses(p))}
+    assert not offenders, offenders
+    assert private_uses(LEAN), "tasks/lean.py no longer holds any shortcut: update this test"
+
+
+@pytest.mark.parametrize("source, text", [
+    ("import sklearn.tree._tree as t", "sklearn.tree._tree"),
+    ("from pydantic import _internal", "_internal"),
+    ("x = model._preprocess_X", "._preprocess_X"),
+    ("s = {'__pydantic_fields_set__': 1}", "__pydantic_fields_set__"),
+    ("import ctypes", "ctypes"),
+])
+def test_the_internals_check_catches_shortcuts(tmp_path, source, text):
+    """Check that the check above would see each kind of shortcut."""
+    path = tmp_path / "probe.py"
+    path.write_text(source + "\n")
+    assert any(text in use for use in private_uses(path))
+
+
+def test_names_have_one_source():
+    """Check that the sampler and model lists are the config schema's own objects."""
+    from schemas import config
+    from tasks import pipeline, resample
+
+    assert resample.SAMPLERS is config.SAMPLERS
+    assert pipeline.MODELS is config.MODELS
+    assert "auto" not in config.MODELS and "auto" not in config.SAMPLERS
+
+
+def test_no_comment_cites_a_missing_design_file():
+    """Check that the code points to docs in the repository, not to a DESIGN.md outside it."""
+    cited = [str(p.relative_to(ROOT)) for p in product_files()
+             if "DESIGN.md" in p.read_text(encoding="utf-8")]
+    assert not cited, cited
+    assert (ROOT / "docs" / "architecture.md").is_file()

@@ -1,0 +1,173 @@
+"""Upgrade tests for tasks/lean.py: each shortcut through a library's internals checks here
+that the library still does what the shortcut relies on, and fails loudly when it does not.
+
+After a dependency upgrade makes one fail: re-measure whether the shortcut is still needed,
+fix or drop it, and update ``lean.CHECKED_AGAINST``. (The equivalence of the lean fitting path
+with scikit-learn's is tested in detail in test_lean_fit.py.)
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+import subprocess
+import sys
+from importlib.metadata import version
+
+import joblib
+import numpy as np
+import pytest
+from imblearn.ensemble import BalancedRandomForestClassifier
+from sklearn.datasets import make_classification
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.tree import DecisionTreeClassifier
+
+from tasks import lean
+
+DISTRIBUTIONS = {"scikit-learn": "scikit-learn", "imbalanced-learn": "imbalanced-learn",
+                 "evidently": "evidently", "prefect": "prefect"}
+
+
+@pytest.mark.parametrize("library", sorted(lean.CHECKED_AGAINST))
+def test_checked_versions_are_the_installed_ones(library):
+    """Check that each library is the major.minor release the shortcuts were checked against
+    (an upgrade must rerun this file and update CHECKED_AGAINST, not pass silently)."""
+    installed = ".".join(version(DISTRIBUTIONS[library]).split(".")[:2])
+    assert installed == lean.CHECKED_AGAINST[library], (
+        f"{library} {installed} is installed; tasks/lean.py was checked against "
+        f"{lean.CHECKED_AGAINST[library]}: rerun tests/unit/test_lean.py and update it")
+
+
+def test_hgb_preprocess_hook_still_exists():
+    """Check that HistGradientBoosting still routes its input through ``_preprocess_X``
+    with the signature and fitted attributes the coded subclass sets."""
+    import inspect
+
+    hook = HistGradientBoostingClassifier._preprocess_X
+    assert list(inspect.signature(hook).parameters) == ["self", "X", "reset"]
+    X, y = make_classification(n_samples=400, n_features=4, random_state=0)
+    X[:, 0] = np.digitize(X[:, 0], [-1, 0, 1])  # codes 0..3
+    stock = HistGradientBoostingClassifier(categorical_features=[0], max_iter=20,
+                                           random_state=0).fit(X, y)
+    for name in ("is_categorical_", "_preprocessor", "_is_categorical_remapped"):
+        assert hasattr(stock, name), f"HistGradientBoosting no longer sets {name}"
+    coded = lean.CodedHistGradientBoostingClassifier(categorical_features=[0], max_iter=20,
+                                                     random_state=0).fit(X, y)
+    assert coded._preprocessor is None  # the shortcut was taken, not the fallback
+    np.testing.assert_array_equal(coded.predict_proba(X), stock.predict_proba(X))
+
+
+def test_imblearn_pipeline_fit_is_still_the_plain_loop():
+    """Check that imbalanced-learn's Pipeline.fit gives what the step-by-step loop gives."""
+    from imblearn.pipeline import Pipeline
+    from imblearn.under_sampling import RandomUnderSampler
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_classification(n_samples=600, weights=[0.9], random_state=1)
+    import pandas as pd
+
+    frame = pd.DataFrame(X)
+    rows = np.arange(0, 600, 2)
+
+    def pipe():
+        return Pipeline([("scale", StandardScaler()), ("sample", RandomUnderSampler(
+            random_state=0)), ("model", DecisionTreeClassifier(random_state=0))])
+
+    stock = pipe().fit(frame.iloc[rows], y[rows])
+    lean_fit = lean.fit_on_rows(pipe(), frame, rows, y[rows])
+    np.testing.assert_array_equal(stock.predict_proba(frame), lean_fit.predict_proba(frame))
+
+
+def _bytes(model) -> bytes:
+    buffer = io.BytesIO()
+    with lean.reproducible_pickling():
+        joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def test_tree_state_still_has_padded_nodes():
+    """Check that a tree's pickled state still holds its nodes as a structured array with
+    padding bytes (the reason for the shortcut: without padding it is not needed)."""
+    X, y = make_classification(n_samples=200, random_state=0)
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y).tree_
+    cls, args, state = tree.__reduce__()
+    assert cls is lean.tree_class()
+    nodes = state["nodes"]
+    assert nodes.dtype.names, "Tree state 'nodes' is no longer a structured array"
+    fields = sum(nodes.dtype.fields[n][0].itemsize for n in nodes.dtype.names)
+    assert nodes.dtype.itemsize > fields, "tree nodes have no padding any more: drop the shortcut"
+
+
+def test_reproducible_pickling_cleans_copies_without_touching_the_model():
+    """Check that a deep-copied forest pickles to the same bytes as the original, and that
+    the model's own node arrays are left as they were."""
+    X, y = make_classification(n_samples=300, weights=[0.9], random_state=0)
+    forest = BalancedRandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    twin = copy.deepcopy(forest)
+    before = [e.tree_.__reduce__()[2]["nodes"].tobytes() for e in twin.estimators_]
+    assert _bytes(forest) == _bytes(twin)
+    after = [e.tree_.__reduce__()[2]["nodes"].tobytes() for e in twin.estimators_]
+    assert before == after  # not mutated
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(forest)).predict_proba(X),
+                                  joblib.load(io.BytesIO(_bytes(twin))).predict_proba(X))
+
+
+def test_reproducible_pickling_leaves_the_registry_of_reducers_as_it_was():
+    """Check that the reducer is registered only inside the context."""
+    import copyreg
+
+    before = dict(copyreg.dispatch_table)
+    with lean.reproducible_pickling():
+        assert lean.tree_class() in copyreg.dispatch_table
+    assert dict(copyreg.dispatch_table) == before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_malloc_trim_is_in_the_c_library():
+    """Check that glibc's malloc_trim can be called (trim_heap would do nothing otherwise)."""
+    import ctypes
+
+    out = subprocess.run(["ldd", "--version"], capture_output=True, text=True)
+    if "GLIBC" not in (out.stdout + out.stderr).upper():
+        pytest.skip("not glibc")
+    assert ctypes.CDLL("libc.so.6").malloc_trim(0) in (0, 1)
+    lean.trim_heap()
+
+
+def test_evidently_snapshot_layout_is_still_read():
+    """Check that a real evidently data-drift report gives the summary lean expects."""
+    import pandas as pd
+
+    from schemas.inference import FeatureSpec, InputSchema
+    from tasks.reports import data_drift_report, data_drift_summary
+
+    rng = np.random.default_rng(0)
+    schema = InputSchema(label="y", positive="1", negative="0", features=[
+        FeatureSpec(name="x", kind="numeric", dtype="float64"),
+        FeatureSpec(name="c", kind="categorical", dtype="object")])
+    ref = pd.DataFrame({"x": rng.normal(size=500), "c": rng.choice(["a", "b"], 500)})
+    cur = pd.DataFrame({"x": rng.normal(3, 1, size=500), "c": rng.choice(["a", "b"], 500)})
+    summary = data_drift_summary(data_drift_report(cur, ref, schema=schema, sample=1000))
+    assert summary["drifted_columns"] == ["x"]
+    assert summary["drift_share"] == pytest.approx(0.5)
+    assert {c["column"] for c in summary["columns"]} == {"x", "c"}
+    assert all(isinstance(c["score"], float) for c in summary["columns"])
+
+
+def test_evidently_layout_change_fails_loudly():
+    """Check that a snapshot without the expected metrics is an error, not an empty summary."""
+    with pytest.raises(RuntimeError, match="evidently"):
+        lean.drift_summary({"metrics": [{"id": "x", "config": {"type": "Other"},
+                                         "value": 1}]})
+
+
+def test_prefect_templating_fills_env_and_keeps_event_templates(monkeypatch):
+    """Check that Prefect's templating pass fills {{ $VAR }} and leaves event templates."""
+    import os
+
+    monkeypatch.setenv("RAREFLOW_TEST_DATA", "x.parquet")
+    specs = [{"name": "a", "parameters": {"data": "{{ $RAREFLOW_TEST_DATA }}",
+                                          "name": "{{ event.resource.id }}"}}]
+    out = lean.fill_env_templates(specs, os.environ)
+    assert out[0]["parameters"] == {"data": "x.parquet", "name": "{{ event.resource.id }}"}
