@@ -28,7 +28,8 @@ def training_flow(config: TrainingConfig) -> dict:
                          test_size=config.split.test_size, n_folds=config.split.n_folds,
                          schema_model=config.schema_model)
     parts = split_task(data, test_size=config.split.test_size, seed=seed)
-    del df, data  # the parts are copies: free the full table before fitting
+    data.release()  # the parts are copies: free the full table before fitting
+    del df, data
     release_memory()
     selection = select_task(parts.X_train, parts.y_train, parts.schema, config=config)
     best = selection.best

@@ -35,9 +35,19 @@ class LabelledData:
     ``X`` is not copied to drop the label: pipelines select ``schema.feature_names``.
     """
 
-    X: pd.DataFrame
+    X: pd.DataFrame | None
     y: np.ndarray
     schema: InputSchema
+
+    def release(self) -> None:
+        """Let go of the table once the split's parts (copies) exist.
+
+        Prefect keeps a finished task's context, parameters included, for a moment after the
+        task (until its events are sent), so the split task would keep the whole table alive
+        past the point where its memory is handed back; through this emptied object it does
+        not. The labels and the schema stay.
+        """
+        self.X = None
 
 
 def _failure(column, check, problem, count=1, examples=()) -> dict:

@@ -159,3 +159,25 @@ def test_champion_json_is_valid_json_after_runs(trained):
     reg = Registry(root / "registry", "fraud")
     pointer = json.loads(reg.champion_path.read_text())
     assert pointer["version"] in reg.version_ids()
+
+
+def test_full_table_is_freed_before_fitting(prefect_harness, tmp_path, demo_small, monkeypatch):
+    """Check that when the flow hands memory back before fitting, no task's kept context still
+    holds the full table (only the train and test parts, which are copies, are alive)."""
+    import gc
+
+    import flows.training as training_module
+
+    alive = []
+
+    def check_then_release():
+        gc.collect()
+        alive.extend(o.shape for o in gc.get_objects()
+                     if isinstance(o, pd.DataFrame) and len(o) == len(demo_small)
+                     and o is not demo_small)
+
+    monkeypatch.setattr(training_module, "release_memory", check_then_release)
+    data = tmp_path / "train.csv"
+    demo_small.to_csv(data, index=False)
+    training_flow(config(data, tmp_path / "registry"))
+    assert alive == [], f"the full table is still referenced: {alive}"
