@@ -29,12 +29,16 @@ class FrameCaster(BaseEstimator, TransformerMixin):
     """Select the schema's columns in order: categories first (as text), then numbers (float).
 
     It makes the fitted pipeline accept raw DataFrames with extra columns and mixed dtypes
-    (e.g. integer categories, booleans), the same at fit and at predict time.
+    (e.g. integer categories, booleans), the same at fit and at predict time. A missing
+    category is NaN whether the table had NaN (CSV), None (Parquet) or pd.NA, so a model
+    scores the same rows the same from either format (``missing_as_nan``; models pickled
+    before it existed keep their behaviour).
     """
 
-    def __init__(self, categorical=(), numeric=()):
+    def __init__(self, categorical=(), numeric=(), missing_as_nan=True):
         self.categorical = categorical
         self.numeric = numeric
+        self.missing_as_nan = missing_as_nan
 
     def fit(self, X, y=None):
         self._check(X)
@@ -48,6 +52,9 @@ class FrameCaster(BaseEstimator, TransformerMixin):
         for name in self.categorical:
             s = X[name]
             if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+                if getattr(self, "missing_as_nan", False) and (
+                        s.dtype != object or s.isna().any()):
+                    s = s.astype(object).where(s.notna(), np.nan)
                 out[name] = s
             else:  # numbers, booleans or mixed values used as categories: compare as text
                 out[name] = s.astype(str).where(s.notna(), np.nan).astype(object)

@@ -244,3 +244,26 @@ def test_boosted_trees_read_missing_numbers_natively(tiny, spec, native):
     assert features.shape[1] == (3 if native else 3 + with_missing)
     scores = positive_scores(pipe, df)
     assert np.isfinite(scores).all() and len(scores) == len(df)
+
+
+@pytest.mark.parametrize("model", ["logreg", "hgb"])
+def test_missing_category_scores_the_same_from_csv_and_parquet(tmp_path, model):
+    """Check that a row whose category is missing scores the same whether the table came from
+    CSV (NaN), Parquet (None) or a pandas string column (pd.NA)."""
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({"x": rng.normal(size=n),
+                       "shop": rng.choice(["a", "b", "c"], n).astype(object)})
+    df.loc[::7, "shop"] = np.nan
+    y = (df["x"] + (df["shop"] == "a") + rng.normal(size=n) > 1).astype(int).to_numpy()
+    schema = infer_input_schema(df.assign(y=y), label="y", positive="1", negative="0")
+    pipe = make_pipeline(CandidateSpec(model), schema, min_class_rows=int(y.sum()),
+                         minority_share=float(y.mean()), seed=0).fit(df, y)
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    from_parquet = pd.read_parquet(tmp_path / "t.parquet")
+    assert from_parquet["shop"].isna().sum() and from_parquet["shop"].map(type).eq(
+        type(None)).any()  # Parquet gives None, not NaN
+    expected = positive_scores(pipe, df)
+    np.testing.assert_array_equal(positive_scores(pipe, from_parquet), expected)
+    np.testing.assert_array_equal(positive_scores(pipe, df.astype({"shop": "string"})),
+                                  expected)
