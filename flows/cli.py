@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli_models import models_app, schema_app
+from flows.cli_models import keygen, models_app, schema_app
 from flows.cli_support import (
     CliState,
     ConfigFile,
@@ -35,6 +35,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rareflow: training, gating and scoring for rare-event classifiers.")
 app.add_typer(models_app, name="models")
 app.add_typer(schema_app, name="schema")
+app.command("keygen")(keygen)
 
 
 @app.callback()
@@ -55,12 +56,15 @@ def print_training_summary(result: dict) -> None:
     typer.echo(f"Strategy: {result['strategy']}   threshold: {result['threshold']:.4f}")
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     typer.echo("")
-    typer.echo("Gates:")
+    typer.echo("Gates:                        point    bound")
     for g in result["verdict"]["gates"]:
-        value = "" if g["value"] is None else f"{g['value']:.4f}"
+        point, judged = g.get("point", g["value"]), g["value"]
+        value = "" if point is None else f"{point:.4f}"
+        bound = "" if judged is None or judged == point else f"{judged:.4f}"
         limit = "" if g["limit"] is None else f"{g['limit']:.4f}"
         mark = "pass" if g["passed"] else "FAIL"
-        typer.echo(f"  {mark}  {g['gate']:<20} {value:>8} (limit {limit:>7})  {g['detail']}")
+        typer.echo(f"  {mark}  {g['gate']:<20} {value:>8} {bound:>8} (limit {limit:>7})  "
+                   f"{g['detail']}")
     verb = "promoted" if result["promoted"] else f"NOT promoted ({result['status']})"
     typer.echo(f"\n{result['name']} {result['version']}: {verb}; champion is "
                f"{result['champion']}  [{result['registry']}]")

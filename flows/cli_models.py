@@ -1,4 +1,5 @@
-"""`rareflow models ...` (list, show, promote, roll back) and `rareflow schema infer`."""
+"""`rareflow models ...` (list, show, promote, roll back, history, sign), `rareflow keygen`
+and `rareflow schema infer`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 import typer
 
 from flows.cli_support import DEFAULT_NAME, DEFAULT_REGISTRY, ModelName, RegistryDir, reported
-from schemas.errors import EXIT_OK, ConfigError
+from schemas.errors import EXIT_OK, ConfigError, RegistryError
 
-models_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote and roll back.")
+models_app = typer.Typer(no_args_is_help=True,
+                         help="List, inspect, promote, roll back, audit and sign versions.")
 schema_app = typer.Typer(no_args_is_help=True, help="Schemas for your data.")
 
 
@@ -38,14 +40,16 @@ def models_list(registry: RegistryDir = None, name: ModelName = None) -> int:
 def models_show(version: str = typer.Argument("champion"), registry: RegistryDir = None,
                 name: ModelName = None,
                 as_json: bool = typer.Option(False, "--json", help="Print all metadata.")) -> int:
-    """Show one version: its model card (or all metadata with --json)."""
+    """Show one version after verifying its signature: its model card (or all metadata with
+    --json)."""
     from tasks.registry import CARD_FILE
 
     reg = open_registry(registry, name)
     vid = reg.resolve(version)
+    meta = reg.verify(vid)  # a forged or altered version is refused (exit 6)
     card = reg.version_dir(vid) / CARD_FILE
     if as_json or not card.is_file():
-        typer.echo(json.dumps(reg.metadata(vid), indent=2))
+        typer.echo(json.dumps(meta, indent=2))
     else:
         typer.echo(card.read_text(encoding="utf-8"))
     return EXIT_OK
@@ -55,12 +59,17 @@ def models_show(version: str = typer.Argument("champion"), registry: RegistryDir
 @reported
 def models_promote(version: str = typer.Argument(...), registry: RegistryDir = None,
                    name: ModelName = None,
-                   force: bool = typer.Option(False, "--force",
-                                              help="Promote although gates failed (recorded)."),
-                   reason: str = typer.Option("manual promotion", "--reason")) -> int:
-    """Promote a version by hand."""
+                   force: bool = typer.Option(
+                       False, "--force", help="Promote although its status is not 'passed' "
+                       "(rejected, refused, stale); recorded in history."),
+                   reason: str = typer.Option("manual promotion", "--reason",
+                                              help="Why (recorded in history).")) -> int:
+    """Promote a verified version by hand (recorded with actor and reason; event emitted)."""
+    from tasks.champion import announce_move
+
     reg = open_registry(registry, name)
     entry = reg.promote(version, reason=reason, forced=force)
+    announce_move(reg.name, entry)
     typer.echo(f"{reg.name}: champion is now {entry['version']} (was {entry['previous']})"
                + (" [forced]" if force else ""))
     return EXIT_OK
@@ -69,11 +78,77 @@ def models_promote(version: str = typer.Argument(...), registry: RegistryDir = N
 @models_app.command("rollback")
 @reported
 def models_rollback(registry: RegistryDir = None, name: ModelName = None,
-                    reason: str = typer.Option("manual rollback", "--reason")) -> int:
-    """Make the previous champion serve again."""
+                    reason: str = typer.Option("manual rollback", "--reason",
+                                               help="Why (recorded in history).")) -> int:
+    """Make the previous champion serve again (recorded with actor and reason; event
+    emitted)."""
+    from tasks.champion import announce_move
+
     reg = open_registry(registry, name)
     entry = reg.rollback(reason=reason)
+    announce_move(reg.name, entry)
     typer.echo(f"{reg.name}: rolled back to {entry['version']} (was {entry['previous']})")
+    return EXIT_OK
+
+
+@models_app.command("history")
+@reported
+def models_history(registry: RegistryDir = None, name: ModelName = None,
+                   at: str = typer.Option(None, "--at", help="Which version served at this "
+                                          "time (ISO 8601, e.g. 2024-03-03T09:00; no zone = "
+                                          "UTC; or 'now').")) -> int:
+    """Every champion move (time, action, version, previous, actor, reason), or with --at
+    the version that served at a given time."""
+    import pandas as pd
+
+    from tasks.champion import parse_time
+
+    reg = open_registry(registry, name)
+    if at is None:
+        table = pd.DataFrame(reg.history(), columns=["at", "action", "version", "previous",
+                                                     "status", "forced", "actor", "reason"])
+        typer.echo(f"no champion moves for {reg.name!r} in {str(reg.root)!r}" if table.empty
+                   else table.fillna("").to_string(index=False))
+        return EXIT_OK
+    try:
+        when = parse_time(at)
+    except ValueError as exc:
+        raise ConfigError(f"--at must be a time like 2024-03-03T09:00 (UTC) or "
+                          f"2024-03-03T09:00+01:00; got {at!r}") from exc
+    entry = reg.served_at(when)
+    if entry is None:
+        first = (reg.history() or [{}])[0].get("at", "never")
+        raise RegistryError(f"no version of {reg.name!r} served at {when.isoformat()}; the "
+                            f"first promotion was at {first}")
+    typer.echo(f"{reg.name} at {when.isoformat()}: {entry['version']} (since {entry['at']}, "
+               f"{entry['action']} by {entry.get('actor', '?')}: {entry.get('reason', '')})")
+    return EXIT_OK
+
+
+@models_app.command("sign")
+@reported
+def models_sign(registry: RegistryDir = None, name: ModelName = None) -> int:
+    """Sign the unsigned versions (e.g. written by rareflow 0.1) with the configured key,
+    after checking the sha256s their metadata records. Sign only a registry you trust."""
+    reg = open_registry(registry, name)
+    for version, outcome in reg.sign_unsigned():
+        typer.echo(f"{reg.name} {version}: {outcome}")
+    return EXIT_OK
+
+
+@reported
+def keygen(out: Path = typer.Option(None, "--out", help="Write the key to this new file "
+                                    "(mode 0600) instead of printing it.")) -> int:
+    """Make a new random signing key (256 bits, hex) for RAREFLOW_SIGNING_KEY."""
+    from tasks.signing import KEY_ENV, KEY_FILE_ENV, generate_key, write_key_file
+
+    key = generate_key()
+    if out is None:
+        typer.echo(key)
+        return EXIT_OK
+    write_key_file(out, key)
+    typer.echo(f"wrote a new signing key to {out}; use it with {KEY_FILE_ENV}={out} (or "
+               f"{KEY_ENV}=<its content>)")
     return EXIT_OK
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,29 @@ def make_files(base: Path, rows: int) -> dict[str, Path]:
                                      ("drifted", 2, True))}
 
 
+def demo_signing_key(base: Path, say: Callable[[str], None]) -> None:
+    """With no signing key configured, use (or make) one in the demo's folder, for this
+    process only: the demo's registry is signed like any other."""
+    from tasks.signing import (
+        KEY_FILE_ENV,
+        allow_unsigned,
+        generate_key,
+        signing_key,
+        write_key_file,
+    )
+
+    if signing_key() is not None or allow_unsigned():
+        return
+    path = base / "signing.key"
+    if not path.is_file():
+        base.mkdir(parents=True, exist_ok=True)
+        write_key_file(path, generate_key())
+        say(f"No signing key configured: made {path} to sign the demo's models")
+    else:
+        say(f"No signing key configured: signing the demo's models with {path}")
+    os.environ[KEY_FILE_ENV] = str(path)
+
+
 def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: float,
              train: Callable[[TrainingConfig], int], say: Callable[[str], None]) -> int:
     """Run every step of the demo, saying what each one is; returns the exit status."""
@@ -30,6 +54,7 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
     from flows.scoring import scoring_flow
 
     reg = registry or str(base / "registry")
+    demo_signing_key(base, say)
     paths = make_files(base, rows)
     say(f"Demo data: {', '.join(str(p) for p in paths.values())}")
     strategy = StrategyConfig(time_budget_s=time_budget_s)
@@ -52,4 +77,9 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
     say(monitored["verdict"])
     say(f"\nRegistry: {reg}/{DEMO_NAME} (rareflow models list --registry {reg} --name "
         f"{DEMO_NAME})")
+    from tasks.signing import KEY_FILE_ENV
+
+    if os.environ.get(KEY_FILE_ENV) == str(base / "signing.key"):
+        say(f"Its versions are signed with {base / 'signing.key'}: export "
+            f"{KEY_FILE_ENV}={base / 'signing.key'} to score or promote them yourself")
     return EXIT_OK if outcome in (EXIT_OK, EXIT_REJECTED) else outcome

@@ -1,17 +1,20 @@
-"""The training flow: load → validate → split → select → fit → evaluate → gate → register →
-promote. Each step is a task of :mod:`tasks`; docs/architecture.md maps where each lives."""
+"""The training flow: preflight → load → validate → split → select → fit → evaluate → gate →
+(approval) → register and promote. Each step is a task of :mod:`tasks`; docs/architecture.md
+maps where each lives."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from schemas.config import TrainingConfig
+from tasks.approval import request_approval
 from tasks.evaluate import evaluate_task
 from tasks.fit import fit_task
 from tasks.gate import gate_task
 from tasks.load import load_task, release_memory
+from tasks.preflight import preflight_task
 from tasks.record import announce, record_task, training_summary
-from tasks.registry import Registry, promote_if_passed, register_task
+from tasks.registry import register_task
 from tasks.score import champion_task
 from tasks.select import select_task
 from tasks.split import split_task
@@ -22,7 +25,7 @@ from tasks.validate import validate_task
 def training_flow(config: TrainingConfig) -> dict:
     """Train, judge and (if every gate passes) promote a model for a rare-event label."""
     costs, seed = config.costs, config.seed
-    registry = Registry(config.registry, config.name)
+    registry = preflight_task(config)
     df = load_task(config.data)
     data = validate_task(df, label=config.label, positive=config.positive,
                          test_size=config.split.test_size, n_folds=config.split.n_folds,
@@ -39,16 +42,19 @@ def training_flow(config: TrainingConfig) -> dict:
                                          fn_cost=costs.fn_cost, fp_cost=costs.fp_cost)
     champion = champion_task(registry, parts.X_test)
     verdict = gate_task(metrics, config.gates, champion=champion, y_test=parts.y_test,
+                        cand_scores=test_scores, test_rows=parts.test_rows,
+                        train_rows=parts.train_rows,
                         cand_decisions=fitted.model.decide(parts.X_test, test_scores),
                         fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed)
+    verdict = request_approval(verdict, config.gates, name=config.name, metrics=metrics)
     record = record_task(config, parts, selection, fitted, metrics=metrics,
                          test_scores=test_scores, verdict=verdict, champion=champion)
-    version = register_task(registry, fitted.model, record.metadata, record.reference,
-                            record.card)
-    status, champion_now = promote_if_passed(registry, version, status=verdict["status"],
-                                             compared_with=champion.version)
-    announce(config.name, version, status, metrics=metrics, verdict=verdict,
-             threshold=fitted.model.threshold, champion=champion)
-    return training_summary(config, version, status, champion_now=champion_now, fitted=fitted,
+    published = register_task(registry, fitted.model, record.metadata, record.reference,
+                              record.card, train_rows=parts.train_rows,
+                              compared_with=champion.version)
+    announce(config.name, published.version, published.status, metrics=metrics,
+             verdict=verdict, threshold=fitted.model.threshold, champion=champion)
+    return training_summary(config, published.version, published.status,
+                            champion_now=published.champion, fitted=fitted,
                             selection=selection, metrics=metrics, verdict=verdict,
                             registry_dir=registry.dir)

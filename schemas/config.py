@@ -28,6 +28,8 @@ CatStattest = Literal["jensenshannon", "psi", "hellinger", "kl_div", "TVD", "chi
 ClassWeightName = Literal["auto", "none", "balanced"]
 CalibrationMode = Literal["auto", "never", "always"]
 Executor = Literal["local", "dask"]
+Approval = Literal["none", "manual"]
+GateJudgement = Literal["bound", "point"]
 
 # The one list of each name: other modules import these, never repeat them.
 MODELS: tuple[str, ...] = tuple(m for m in get_args(ModelName) if m != "auto")
@@ -168,10 +170,25 @@ class Gates(_Model):
         0.05, ge=0, le=1, description="Allowed recall drop versus the champion (upper bound)."
     )
     confidence: float = Field(
-        0.95, gt=0.5, lt=1, description="Confidence of the paired bootstrap bounds."
+        0.95, gt=0.5, lt=1, description="Confidence of the bootstrap bounds (one-sided)."
     )
     bootstrap_samples: int = Field(
-        2000, ge=100, le=100_000, description="Paired bootstrap resamples of the test rows."
+        2000, ge=100, le=100_000,
+        description="Bootstrap resamples of the test rows (absolute gates and champion).",
+    )
+    absolute_gates: GateJudgement = Field(
+        "bound",
+        description="Judge min_recall, min_pr_auc and max_normalised_cost on one-sided "
+        "bootstrap bounds at `confidence` (`bound`), or on point estimates (`point`).",
+    )
+    approval: Approval = Field(
+        "none",
+        description="`manual`: when every gate passes, pause the run until a person approves "
+        "or rejects it in the Prefect UI (needs a Prefect server).",
+    )
+    approval_timeout_s: int = Field(
+        86_400, ge=1, le=30 * 86_400,
+        description="Seconds to wait for a manual approval; no answer rejects the candidate.",
     )
 
 

@@ -4,17 +4,25 @@
 entry of the move that wrote it, so a crash between the two writes is repaired from it: the
 next holder of the registry's lock appends the entry ``history.jsonl`` is missing.
 Callers hold the registry's lock around every write here.
+
+Every move records when, who (the Prefect flow run inside one, else the OS user and host),
+why, the version's gate status and the champion before it, so ``served_at`` can answer which
+version served at a given time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import logging
 import os
+import socket
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pandas as pd
 
 from schemas.errors import IntegrityError
 from tasks.files import dumps, write_bytes_atomic
@@ -24,6 +32,34 @@ logger = logging.getLogger(__name__)
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def current_actor() -> str:
+    """Who moves the champion: the Prefect flow run inside one, else the OS user and host."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        run = context.flow_run
+        flow_name = context.flow.name if context.flow is not None else "flow"
+        return f"prefect flow run {flow_name}/{run.name} ({run.id})"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown user"
+    return f"{user}@{socket.gethostname()}"
+
+
+def parse_time(text: str) -> pd.Timestamp:
+    """An ISO 8601 time (a time without a zone is UTC), or 'now'.
+
+    Raises:
+        ValueError: the text is not a time.
+    """
+    stamp = pd.Timestamp.now(tz="UTC") if text.strip().lower() == "now" else pd.Timestamp(text)
+    if pd.isna(stamp):
+        raise ValueError(f"not a time: {text!r}")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 class ChampionLog:
@@ -75,7 +111,7 @@ class ChampionLog:
             leftover.unlink(missing_ok=True)  # only written under the lock: its writer died
 
     def move(self, version: str, *, action: str, reason: str, forced: bool,
-             name: str) -> dict:
+             name: str, status: str | None = None) -> dict:
         """Point the champion at ``version`` and record the move; returns the history entry."""
         previous = self.champion()
         entry = {
@@ -84,8 +120,10 @@ class ChampionLog:
             "version": version,
             "previous": previous["version"] if previous else None,
             "at": now_iso(),
+            "actor": current_actor(),
             "reason": reason,
             "forced": forced,
+            "status": status,
         }
         pointer = {"version": version, "since": entry["at"], "event_id": entry["event_id"],
                    "history_entry": entry}
@@ -107,3 +145,36 @@ class ChampionLog:
             else:
                 stack.append(entry["version"])
         return stack
+
+    def served_at(self, when) -> dict | None:
+        """The move in force at ``when`` (a time; one without a zone is UTC): the last entry
+        at or before it. None when no version served yet."""
+        when = parse_time(when) if isinstance(when, str) else pd.Timestamp(when)
+        when = when.tz_localize("UTC") if when.tzinfo is None else when
+        found = None
+        for entry in self.history():
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                if parse_time(entry["at"]) <= when:
+                    found = entry
+        return found
+
+
+def announce_move(name: str, entry: dict) -> str | None:
+    """Emit the event of a champion move made by hand (``rareflow.model.promoted`` or
+    ``rareflow.model.rolled-back``), as the training flow does for its promotions.
+
+    Only with a Prefect server configured (``PREFECT_API_URL``): without one, Prefect would
+    start a temporary server just to drop the event. The move is in history.jsonl either way.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    from tasks import events
+
+    if not PREFECT_API_URL.value():
+        logger.info("No Prefect server configured (PREFECT_API_URL): %s of %s %s recorded in "
+                    "history.jsonl only", entry["action"], name, entry["version"])
+        return None
+    event = events.ROLLED_BACK if entry["action"] == "rollback" else events.PROMOTED
+    payload = {key: entry.get(key) for key in ("version", "previous", "action", "actor",
+                                               "reason", "forced", "status", "event_id", "at")}
+    return events.emit(event, name=name, payload={**payload, "manual": True})

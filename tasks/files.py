@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 
@@ -35,7 +35,10 @@ def fsync_file(path: Path) -> None:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write a file so that readers see the old or the new content, never a partial one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # not mkstemp: its 0600 would ignore the umask, and a reader account could not read the
+    # file (os.open's mode is filtered by the umask, as every other file rareflow writes)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

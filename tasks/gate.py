@@ -1,4 +1,16 @@
-"""Metric gates and the champion comparison (paired bootstrap on the same test rows)."""
+"""Metric gates and the champion comparison (paired bootstrap on the same test rows).
+
+The absolute gates (minimum recall, PR AUC above prevalence, maximum normalised cost) judge a
+one-sided bootstrap confidence bound of the candidate's test figure, not its point estimate:
+on a few dozen test positives a model that ranks no better than chance can show a PR AUC
+above prevalence by luck, and a bound refuses to promote it. The bootstrap resamples rows
+within each class, as the champion comparison does; both are computed from counts, so they
+stay fast at hundreds of thousands of test rows.
+
+The champion comparison uses only test rows neither model trained on: the champion's
+training-row fingerprints (content hashes, :mod:`tasks.split`) are matched against the
+candidate's test rows, and the overlap is reported in the verdict.
+"""
 
 from __future__ import annotations
 
@@ -75,10 +87,104 @@ def paired_bootstrap(
     }
 
 
+def ap_levels(y, scores) -> tuple[np.ndarray, np.ndarray]:
+    """The counts average precision depends on, one sort of the scores.
+
+    Returns:
+        (positives at each distinct score holding any, from the highest score down;
+        negatives scored at or above each of those levels but not above the previous one,
+        followed by the negatives below the last one)
+    """
+    y = np.asarray(y).astype(bool)
+    scores = np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="mergesort")
+    ranked, yy = scores[order], y[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ranked)) + 1]
+    pos = np.add.reduceat(yy.astype(np.int64), starts)
+    neg = np.add.reduceat((~yy).astype(np.int64), starts)
+    keep = pos > 0
+    neg_upto = np.cumsum(neg)[keep]
+    neg_bins = np.diff(np.r_[0, neg_upto])
+    return pos[keep], np.r_[neg_bins, int((~y).sum()) - (neg_upto[-1] if len(neg_upto) else 0)]
+
+
+def weighted_ap(pos_counts: np.ndarray, neg_bins: np.ndarray) -> np.ndarray:
+    """Average precision from level counts (rows: resamples); as scikit-learn computes it."""
+    tp = np.cumsum(pos_counts, axis=-1)
+    fp = np.cumsum(neg_bins[..., : pos_counts.shape[-1]], axis=-1)
+    n_pos = tp[..., -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        return np.sum(pos_counts * precision, axis=-1) / np.maximum(n_pos[..., 0], 1)
+
+
+def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float, samples: int,
+                        confidence: float, seed: int = 0, chunk: int = 4_000_000) -> dict:
+    """One-sided bootstrap bounds of the candidate's recall, PR AUC and normalised cost.
+
+    Rows are resampled with replacement within each class, so every resample keeps the
+    test part's positive and negative counts. Recall and cost depend only on how many of the
+    resampled positives are caught and negatives flagged (two binomials); PR AUC on how many
+    resampled positives fall at each distinct score and how many negatives between them (two
+    multinomials over the counts of :func:`ap_levels`): exact for the row bootstrap, and the
+    cost grows with the positives, not the rows.
+
+    Returns:
+        Point estimates with ``recall_lower``, ``pr_auc_lower`` (at ``1 - confidence``) and
+        ``cost_upper`` (at ``confidence``).
+    """
+    y = np.asarray(y).astype(bool)
+    d = np.asarray(decisions).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    rng = np.random.default_rng(seed)
+    tp = rng.binomial(n_pos, (y & d).sum() / max(n_pos, 1), size=samples)
+    fp = rng.binomial(n_neg, (~y & d).sum() / max(n_neg, 1), size=samples)
+    never = fn_cost * max(n_pos, 1)
+    cost = (fn_cost * (n_pos - tp) + fp_cost * fp) / never
+    pos, neg = ap_levels(y, scores)
+    step = max(1, chunk // max(len(neg), 1))
+    ap = np.concatenate([
+        weighted_ap(rng.multinomial(n_pos, pos / max(n_pos, 1), size=size),
+                    rng.multinomial(n_neg, neg / max(n_neg, 1), size=size))
+        for size in [min(step, samples - i) for i in range(0, samples, step)]])
+    return {
+        "samples": samples,
+        "confidence": confidence,
+        "recall": float((y & d).sum() / max(n_pos, 1)),
+        "recall_lower": float(np.quantile(tp / max(n_pos, 1), 1 - confidence)),
+        "pr_auc": float(weighted_ap(pos, neg)),
+        "pr_auc_lower": float(np.quantile(ap, 1 - confidence)),
+        "normalised_cost": float((fn_cost * (n_pos - (y & d).sum()) + fp_cost * (~y & d).sum())
+                                 / never),
+        "cost_upper": float(np.quantile(cost, confidence)),
+    }
+
+
+def fair_rows(test_rows, *, champion_train, candidate_train) -> tuple[np.ndarray, dict]:
+    """Which candidate test rows neither model trained on, by content hash.
+
+    Returns:
+        (boolean mask over the test rows, overlap counts for the verdict)
+    """
+    test_rows = np.asarray(test_rows, dtype=np.uint64)
+    champ = np.isin(test_rows, champion_train) if champion_train is not None else None
+    own = (np.isin(test_rows, candidate_train) if candidate_train is not None
+           else np.zeros(len(test_rows), dtype=bool))
+    mask = ~own if champ is None else ~(own | champ)
+    overlap = {"test_rows": int(len(test_rows)), "fair_rows": int(mask.sum()),
+               "champion_trained_on": None if champ is None else int(champ.sum()),
+               "candidate_trained_on": int(own.sum()),
+               "champion_fingerprints": champion_train is not None}
+    return mask, overlap
+
+
 def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decisions,
                    champion_version: str | None, champion_error: str | None, fn_cost: float,
-                   fp_cost: float, seed: int) -> dict | None:
-    """Add the champion comparison's gates through ``gate``; returns the bootstrap figures."""
+                   fp_cost: float, seed: int, fair: tuple | None = None) -> dict | None:
+    """Add the champion comparison's gates through ``gate``; returns the bootstrap figures.
+
+    ``fair`` is :func:`fair_rows`' (mask, overlap): the comparison uses only those rows.
+    """
     if champion_version is None:
         gate("champion_cost", True, None, None, "no champion yet: nothing to compare")
         gate("champion_recall", True, None, None, "no champion yet: nothing to compare")
@@ -88,19 +194,75 @@ def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decision
              f"champion {champion_version} cannot score these test rows ({champion_error}); "
              "compare by hand and promote with --force if intended")
         return None
+    y, cand, champ = (np.asarray(a) for a in (y_test, cand_decisions, champ_decisions))
+    overlap = None
+    if fair is not None:
+        mask, overlap = fair
+        y, cand, champ = y[mask], cand[mask], champ[mask]
+        positives = int(np.asarray(y).astype(bool).sum())
+        overlap["fair_positives"] = positives
+        left_out = (f"{overlap['champion_trained_on']} the champion trained on"
+                    if overlap["champion_fingerprints"] else
+                    "the champion keeps no training-row fingerprints: overlap unknown")
+        enough = positives >= gates.min_test_positives
+        gate("champion_fair_rows", enough, positives, gates.min_test_positives,
+             f"compared on {overlap['fair_rows']} of {overlap['test_rows']} test rows "
+             f"({positives} positives) that neither model trained on; left out: {left_out}, "
+             f"{overlap['candidate_trained_on']} duplicates of candidate training rows"
+             + ("" if enough else "; too few positives left to compare fairly"))
+        if not enough:
+            return {"champion": champion_version, "overlap": overlap}
     comparison = paired_bootstrap(
-        y_test, cand_decisions, champ_decisions, fn_cost=fn_cost, fp_cost=fp_cost,
+        y, cand, champ, fn_cost=fn_cost, fp_cost=fp_cost,
         samples=gates.bootstrap_samples, confidence=gates.confidence, seed=seed)
-    comparison["champion"] = champion_version
+    comparison.update(champion=champion_version, overlap=overlap)
     gate("champion_cost", comparison["cost_diff_upper"] <= gates.cost_margin,
          comparison["cost_diff_upper"], gates.cost_margin,
          f"upper {gates.confidence:.0%} bound of (candidate - champion) normalised cost; "
-         f"point estimate {comparison['cost_diff']:+.4f}")
+         f"point estimate {comparison['cost_diff']:+.4f}", point=comparison["cost_diff"])
     gate("champion_recall", comparison["recall_drop_upper"] <= gates.recall_margin,
          comparison["recall_drop_upper"], gates.recall_margin,
          f"upper {gates.confidence:.0%} bound of (champion - candidate) recall; "
-         f"point estimate {comparison['recall_drop']:+.4f}")
+         f"point estimate {comparison['recall_drop']:+.4f}", point=comparison["recall_drop"])
     return comparison
+
+
+def candidate_bounds(gates: Gates, y_test, cand_scores, cand_decisions, *, fn_cost: float,
+                     fp_cost: float, seed: int) -> dict | None:
+    """The bootstrap bounds the absolute gates judge (None when they judge point estimates)."""
+    if gates.absolute_gates != "bound":
+        return None
+    if y_test is None or cand_scores is None or cand_decisions is None:
+        raise ValueError("gates.absolute_gates='bound' needs y_test, cand_scores and "
+                         "cand_decisions")
+    return candidate_bootstrap(y_test, cand_scores, cand_decisions, fn_cost=fn_cost,
+                               fp_cost=fp_cost, samples=gates.bootstrap_samples,
+                               confidence=gates.confidence, seed=seed)
+
+
+def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None) -> None:
+    """Minimum recall, PR AUC above prevalence, maximum normalised cost: on the one-sided
+    bootstrap bounds when ``bounds`` is given, else on the point estimates."""
+    at = metrics["at_threshold"]
+    pr_floor = max(gates.min_pr_auc, metrics["prevalence"])
+    figures = (("min_recall", "recall", at["recall"], "recall_lower", "lower"),
+               ("min_pr_auc", "pr_auc", metrics["pr_auc"], "pr_auc_lower", "lower"),
+               ("max_normalised_cost", "normalised_cost", at["normalised_cost"], "cost_upper",
+                "upper"))
+    limits = {"min_recall": gates.min_recall, "min_pr_auc": pr_floor,
+              "max_normalised_cost": gates.max_normalised_cost}
+    what = {"min_recall": "minority-class recall at the chosen threshold",
+            "min_pr_auc": "PR AUC above the configured minimum and above prevalence "
+                          "(a random ranking)",
+            "max_normalised_cost": "test cost / cost of never flagging"}
+    for name, _, point, bound_key, side in figures:
+        judged = point if bounds is None else bounds[bound_key]
+        limit = limits[name]
+        passed = (judged <= limit if name == "max_normalised_cost" else
+                  judged > limit if name == "min_pr_auc" else judged >= limit)
+        how = ("point estimate" if bounds is None else
+               f"{side} {gates.confidence:.0%} bound judged; point estimate {point:.4f}")
+        gate(name, passed, judged, limit, f"{what[name]}; {how}", point=point)
 
 
 def evaluate_gates(
@@ -108,26 +270,35 @@ def evaluate_gates(
     gates: Gates,
     *,
     y_test=None,
+    cand_scores=None,
     cand_decisions=None,
     champ_decisions=None,
     champion_version: str | None = None,
     champion_error: str | None = None,
+    test_rows=None,
+    train_rows=None,
+    champion_train_rows=None,
     fn_cost: float,
     fp_cost: float,
     seed: int = 0,
 ) -> dict:
-    """Judge a candidate: fixed minimums, then the champion comparison on the same rows.
+    """Judge a candidate: fixed minimums, then the champion comparison on fair rows.
+
+    Args:
+        test_rows, train_rows: Content hashes of the candidate's test rows (one per row) and
+            training rows; with ``champion_train_rows`` (None when the champion has none) the
+            comparison leaves out rows either model trained on.
 
     Returns:
-        ``{"status": "passed" | "rejected" | "refused", "gates": [...], "comparison": ...}``;
-        "refused" means too few test positives to judge at all.
+        ``{"status": "passed" | "rejected" | "refused", "gates": [...], "comparison": ...,
+        "bounds": ...}``; "refused" means too few (fair) test positives to judge at all.
     """
-    at = metrics["at_threshold"]
     positives = metrics["positives"]
     rows = []
 
-    def gate(name, passed, value, limit, detail):
-        rows.append({"gate": name, "passed": bool(passed), "value": value, "limit": limit,
+    def gate(name, passed, value, limit, detail, point=None):
+        rows.append({"gate": name, "passed": bool(passed), "value": value,
+                     "point": value if point is None else point, "limit": limit,
                      "detail": detail})
 
     enough = positives >= gates.min_test_positives
@@ -136,28 +307,34 @@ def evaluate_gates(
          f"only {positives} test positives; need {gates.min_test_positives} to judge: "
          "add data or lower gates.min_test_positives")
     if not enough:
-        return {"status": "refused", "gates": rows, "comparison": None}
-    gate("min_recall", at["recall"] >= gates.min_recall, at["recall"], gates.min_recall,
-         "minority-class recall at the chosen threshold")
-    pr_floor = max(gates.min_pr_auc, metrics["prevalence"])
-    gate("min_pr_auc", metrics["pr_auc"] > pr_floor, metrics["pr_auc"], pr_floor,
-         "PR AUC above the configured minimum and above prevalence (a random ranking)")
-    gate("max_normalised_cost", at["normalised_cost"] <= gates.max_normalised_cost,
-         at["normalised_cost"], gates.max_normalised_cost,
-         "test cost / cost of never flagging")
+        return {"status": "refused", "gates": rows, "comparison": None, "bounds": None}
+    bounds = candidate_bounds(gates, y_test, cand_scores, cand_decisions, fn_cost=fn_cost,
+                              fp_cost=fp_cost, seed=seed)
+    absolute_gates(gate, metrics, gates, bounds=bounds)
+    fair = None
+    if test_rows is not None and champion_version is not None and champion_error is None:
+        fair = fair_rows(test_rows, champion_train=champion_train_rows,
+                         candidate_train=train_rows)
     comparison = champion_gates(gate, gates, y_test=y_test, cand_decisions=cand_decisions,
                                 champ_decisions=champ_decisions,
                                 champion_version=champion_version,
                                 champion_error=champion_error, fn_cost=fn_cost,
-                                fp_cost=fp_cost, seed=seed)
-    status = "passed" if all(r["passed"] for r in rows) else "rejected"
-    return {"status": status, "gates": rows, "comparison": comparison}
+                                fp_cost=fp_cost, seed=seed, fair=fair)
+    failed = {r["gate"] for r in rows if not r["passed"]}
+    status = ("refused" if "champion_fair_rows" in failed else
+              "rejected" if failed else "passed")
+    return {"status": status, "gates": rows, "comparison": comparison, "bounds": bounds}
 
 
 def verdict_table(verdict: dict) -> pd.DataFrame:
+    """The gate rows as text: gate, passed, point estimate, judged value (bound), limit."""
     table = pd.DataFrame(verdict["gates"])
-    table["value"] = table["value"].map(lambda v: "" if v is None else f"{v:.4g}")
-    table["limit"] = table["limit"].map(lambda v: "" if v is None else f"{v:.4g}")
+    if "point" not in table:  # verdicts recorded before bounds were judged
+        table["point"] = table["value"]
+    table = table[["gate", "passed", "point", "value", "limit", "detail"]].rename(
+        columns={"value": "judged"})
+    for column in ("point", "judged", "limit"):
+        table[column] = table[column].map(lambda v: "" if v is None else f"{v:.4g}")
     return table
 
 
@@ -167,7 +344,9 @@ def gate_task(metrics: dict, gates: Gates, *, champion, **kwargs) -> dict:
     publish the verdict as a table artifact."""
     verdict = evaluate_gates(metrics, gates, champ_decisions=champion.decisions,
                              champion_version=champion.version,
-                             champion_error=champion.error, **kwargs)
+                             champion_error=champion.error,
+                             champion_train_rows=getattr(champion, "train_rows", None),
+                             **kwargs)
     create_table_artifact(
         key="gate-verdict",
         table=verdict_table(verdict).to_dict(orient="records"),

@@ -1,58 +1,64 @@
-"""A versioned model registry in a local folder: immutable versions, an atomic champion pointer.
+"""A versioned model registry in a local folder: signed immutable versions, an atomic champion
+pointer.
 
 Layout::
 
     <root>/<name>/versions/<version>/  model.joblib, metadata.json, model_card.md,
-                                       reference.parquet, reports/
+                                       reference.parquet, train_rows.npy, signature.json,
+                                       reports/
     <root>/<name>/champion.json        which version serves (temp file + os.replace, under a lock)
-    <root>/<name>/history.jsonl        append-only promotions and rollbacks
+    <root>/<name>/history.jsonl        append-only champion moves: time, actor, reason, previous
 
-A version directory is assembled under a hidden temporary name and renamed into place, so a
-listed version is always complete; a crash leaves at most a hidden leftover, removed later.
+A version is assembled under a hidden name and renamed into place, under the registry's lock
+(``filelock``: fcntl on POSIX, msvcrt on Windows): a listed version is always complete, and a
+hidden leftover the next lock holder finds is a dead writer's, removed (no process ids: they
+mean nothing on a shared drive). Versions are signed (:mod:`tasks.signing`) and checked
+before anything is unpickled.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
+import io
 import logging
 import os
 import re
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
+from filelock import FileLock
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import NAME_PATTERN, check_name
-from schemas.errors import IntegrityError, RegistryError
+from schemas.errors import RegistryError
+from tasks import signing
 from tasks.champion import ChampionLog, now_iso
-from tasks.files import fsync_dir, fsync_file, sha256_file, write_json
-from tasks.lean import reproducible_pickling
+from tasks.files import fsync_dir
 from tasks.load import IO_RETRIES
+from tasks.versions import (  # the file names are re-exported for callers
+    CARD_FILE,  # noqa: F401
+    METADATA_FILE,
+    MODEL_FILE,
+    REFERENCE_FILE,
+    TRAIN_ROWS_FILE,
+    VersionFiles,
+    registration_id,
+    write_files,
+)
 
 logger = logging.getLogger(__name__)
 
 VERSION_PATTERN = re.compile(r"^v\d{4,9}$")
 ANY = "<any>"  # promote(expected_champion=ANY): do not check which version is champion
-MODEL_FILE = "model.joblib"
-METADATA_FILE = "metadata.json"
-CARD_FILE = "model_card.md"
-REFERENCE_FILE = "reference.parquet"
-
-
-def _pid_alive(text: str) -> bool:
-    try:
-        os.kill(int(text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+LOCK_FILE = ".lock"
+STAGING_PREFIX = ".tmp-"
+_AUTO = object()
 
 
 class StaleChampion(RegistryError):
@@ -61,6 +67,15 @@ class StaleChampion(RegistryError):
     def __init__(self, current: str | None, message: str):
         super().__init__(message)
         self.current = current
+
+
+@dataclass(frozen=True)
+class Published:
+    """What registering a candidate did: its id, its final status, the champion after it."""
+
+    version: str
+    status: str
+    champion: str | None
 
 
 def check_version_id(version: str) -> str:
@@ -72,9 +87,14 @@ def check_version_id(version: str) -> str:
 
 
 class Registry:
-    """One model name's versions, champion pointer and history under a root folder."""
+    """One model name's versions, champion pointer and history under a root folder.
 
-    def __init__(self, root: str | Path, name: str):
+    Args:
+        key: The signing key; by default the one configured in the environment
+            (:func:`tasks.signing.signing_key`), read when first needed.
+    """
+
+    def __init__(self, root: str | Path, name: str, *, key=_AUTO):
         try:
             check_name(name)
         except ValueError as exc:
@@ -89,27 +109,34 @@ class Registry:
         self.log = ChampionLog(self.dir)
         self.champion_path = self.log.champion_path
         self.history_path = self.log.history_path
+        self._key = key
+
+    @property
+    def key(self) -> signing.SigningKey | None:
+        if self._key is _AUTO:
+            self._key = signing.signing_key()
+        return self._key
 
     # -- locking ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self):
-        """An exclusive inter-process lock on this model's registry entry."""
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                self._repair()
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        """An exclusive inter-process lock on this model's registry entry (not re-entrant)."""
+        try:
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise RegistryError(f"registry {str(self.root)!r} is not a directory: {exc}") from exc
+        except PermissionError as exc:
+            raise RegistryError(f"registry {str(self.root)!r} is not writable: {exc}") from exc
+        with FileLock(self.dir / LOCK_FILE):
+            self._repair()
+            yield
 
     def _repair(self) -> None:
         """Finish what a crash interrupted: a champion move missing from history, a half
-        assembled version whose writer died."""
+        assembled version (staging happens under this lock: its writer is gone)."""
         self.log.repair()
-        for leftover in self.versions_dir.glob(".tmp-*"):
-            if not _pid_alive(leftover.name.split("-")[1]):  # its writer died mid-way
-                shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in self.versions_dir.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     # -- versions --------------------------------------------------------------------------
     def version_dir(self, version: str) -> Path:
@@ -127,43 +154,100 @@ class Registry:
         return sorted(ids, key=lambda v: int(v[1:]))
 
     def register(self, model, metadata: dict, *, reference: pd.DataFrame | None = None,
-                 card: str | None = None) -> str:
-        """Store a trained candidate as a new immutable version and return its id."""
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        staging = self.versions_dir / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+                 card: str | None = None, train_rows: np.ndarray | None = None) -> str:
+        """Store a trained candidate as a new immutable, signed version and return its id."""
+        return self.publish(model, metadata, reference=reference, card=card,
+                            train_rows=train_rows).version
+
+    def publish(self, model, metadata: dict, *, reference: pd.DataFrame | None = None,
+                card: str | None = None, train_rows: np.ndarray | None = None,
+                compared_with: str | None = ANY, promote_reason: str | None = None,
+                run_id: str | None = None) -> Published:
+        """Register a candidate and, if its verdict passed, promote it, under one lock.
+
+        A candidate whose verdict passed but whose champion changed since the comparison
+        (``compared_with``) is registered with status ``stale``: its metadata, which never
+        changes afterwards, says so. A retry of the same registration (same metadata and
+        ``run_id``) returns what the first attempt did instead of adding a version.
+        """
+        self.check_can_sign()
+        reg_id = registration_id(metadata, run_id) if run_id else None
+        with self.lock():
+            done = self._find_registration(reg_id) if reg_id else None
+            if done is not None:
+                return self._finish_retry(done, compared_with, promote_reason)
+            current = (self.champion() or {}).get("version")
+            version = self._next_version_id()
+            meta = {**metadata, "name": self.name, "version": version,
+                    "registered_at": now_iso()}
+            if reg_id:
+                meta["registration_id"] = reg_id
+            verdict = dict(meta.get("verdict") or {})
+            if verdict.get("status") == "passed" and compared_with is not ANY \
+                    and current != compared_with:
+                verdict.update(status="stale", stale={
+                    "compared_with": compared_with, "champion_at_registration": current,
+                    "detail": "another run changed the champion while this one trained"})
+                meta["verdict"] = verdict
+                logger.warning("Not promoted: the champion changed from %s to %s after %s was "
+                               "compared with it; train again to compare with %s",
+                               compared_with, current, version, current)
+            self._assemble(version, model, meta, reference, card, train_rows)
+            logger.info("Registered %s %s", self.name, version)
+            status = verdict.get("status", "?")
+            if promote_reason and status == "passed":
+                self.log.move(version, action="promote", reason=promote_reason, forced=False,
+                              name=self.name, status=status)
+                current = version
+            return Published(version, status, current)
+
+    def _assemble(self, version: str, model, meta: dict, reference, card, train_rows) -> None:
+        """Write a version's files under a hidden name, sign them, rename into place."""
+        staging = self.versions_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         staging.mkdir()
         try:
-            model_path = staging / MODEL_FILE
-            # the same model always gives the same bytes; the model itself is not touched
-            with open(model_path, "wb") as fh, reproducible_pickling():
-                joblib.dump(model, fh, compress=3)
-                fh.flush()
-                os.fsync(fh.fileno())
-            files = {MODEL_FILE: sha256_file(model_path)}
-            if reference is not None:
-                ref_path = staging / REFERENCE_FILE
-                reference.to_parquet(ref_path, index=False)
-                files[REFERENCE_FILE] = sha256_file(ref_path)
-            (staging / "reports").mkdir()
-            with self.lock():
-                version = self._next_version_id()
-                meta = {**metadata, "name": self.name, "version": version,
-                        "registered_at": now_iso(), "sha256": files[MODEL_FILE], "files": files}
-                if card is not None:
-                    text = card.replace("{version}", version)
-                    (staging / CARD_FILE).write_text(text, encoding="utf-8")
-                write_json(staging / METADATA_FILE, meta)
-                for path in staging.iterdir():
-                    if path.is_file():
-                        fsync_file(path)
-                fsync_dir(staging)
-                os.rename(staging, self.versions_dir / version)
-                fsync_dir(self.versions_dir)
+            write_files(staging, model=model, meta=meta, reference=reference, card=card,
+                        train_rows=train_rows)
+            self.files(version, folder=staging).sign()
+            fsync_dir(staging)
+            os.rename(staging, self.versions_dir / version)
+            fsync_dir(self.versions_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        logger.info("Registered %s %s", self.name, version)
-        return version
+
+    def files(self, version: str, *, folder: Path | None = None) -> VersionFiles:
+        """A version's files, read verified."""
+        return VersionFiles(folder or self.version_dir(version), name=self.name,
+                            version=version, key=self.key)
+
+    def check_can_sign(self) -> None:
+        """Refuse to write a version that could not be signed (before any work is done)."""
+        if self.key is None and not signing.allow_unsigned():
+            raise RegistryError(f"no signing key is configured, so {self.name} versions cannot "
+                                f"be signed: {signing.NO_KEY_HELP} (or set "
+                                f"{signing.ALLOW_UNSIGNED_ENV}=1 to write unsigned versions)")
+
+    def _find_registration(self, reg_id: str) -> dict | None:
+        for version in self.version_ids()[-3:]:
+            with contextlib.suppress(RegistryError):
+                meta = self.metadata(version)
+                if meta.get("registration_id") == reg_id:
+                    return meta
+        return None
+
+    def _finish_retry(self, meta: dict, compared_with, promote_reason) -> Published:
+        """A retried registration: report (and finish) what the first attempt did."""
+        version, status = meta["version"], meta.get("verdict", {}).get("status", "?")
+        current = (self.champion() or {}).get("version")
+        if promote_reason and status == "passed" and current != version:
+            if compared_with is ANY or current == compared_with:
+                self.log.move(version, action="promote", reason=promote_reason, forced=False,
+                              name=self.name, status=status)
+                current = version
+            else:
+                status = "stale"
+        return Published(version, status, current)
 
     def _next_version_id(self) -> str:
         """One past the highest version-like name in versions/, complete or not.
@@ -176,16 +260,14 @@ class Registry:
         return f"v{max(taken, default=0) + 1:04d}"
 
     def metadata(self, version: str) -> dict:
+        """A version's metadata as stored (not verified: see :meth:`verify`)."""
         path = self.version_dir(version) / METADATA_FILE
         if not path.is_file():
             raise RegistryError(
                 f"model {self.name!r} has no version {version!r} in {str(self.dir)!r}; "
                 f"versions: {self.version_ids() or 'none'}"
             )
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise IntegrityError(f"metadata of {self.name} {version} is corrupt: {exc}") from exc
+        return self.files(version).parse_metadata(path.read_bytes())
 
     def resolve(self, version: str) -> str:
         """Turn 'champion', 'latest' or an id into an existing version id."""
@@ -210,32 +292,51 @@ class Registry:
             )
         return version
 
-    def load(self, version: str = "champion"):
-        """Load a version's model after checking its sha256; returns (model, metadata)."""
+    # -- verified reads ----------------------------------------------------------------------
+    def verify(self, version: str) -> dict:
+        """Check a version's signature and every file it covers; return its metadata."""
         version = self.resolve(version)
-        meta = self.metadata(version)
-        path = self.version_dir(version) / MODEL_FILE
-        if not path.is_file():
-            raise IntegrityError(f"{self.name} {version}: {MODEL_FILE} is missing")
-        actual = sha256_file(path)
-        if actual != meta.get("sha256"):
-            raise IntegrityError(
-                f"{self.name} {version}: {MODEL_FILE} does not match its recorded sha256 "
-                f"(expected {str(meta.get('sha256'))[:12]}…, found {actual[:12]}…); the file "
-                "was changed or truncated: refusing to load it"
-            )
-        return joblib.load(path), meta
+        return self.files(version).verify()
+
+    def load(self, version: str = "champion"):
+        """Load a version's model after checking its signature and sha256s; returns
+        (model, metadata). Nothing is unpickled before the checks pass."""
+        version = self.resolve(version)
+        files = self.files(version)
+        blobs = files.read((MODEL_FILE,))
+        meta = files.parse_metadata(blobs[METADATA_FILE])
+        return joblib.load(io.BytesIO(blobs[MODEL_FILE])), meta
 
     def reference(self, version: str) -> pd.DataFrame:
-        """The version's reference predictions on its test rows (checksum verified)."""
-        meta = self.metadata(version)
-        path = self.version_dir(version) / REFERENCE_FILE
-        expected = meta.get("files", {}).get(REFERENCE_FILE)
-        if not path.is_file() or expected is None:
+        """The version's reference predictions on its test rows (verified)."""
+        version = self.resolve(version)
+        if not (self.version_dir(version) / REFERENCE_FILE).is_file():
             raise RegistryError(f"{self.name} {version} has no reference data for monitoring")
-        if sha256_file(path) != expected:
-            raise IntegrityError(f"{self.name} {version}: {REFERENCE_FILE} fails its sha256")
-        return pd.read_parquet(path)
+        blobs = self.files(version).read((REFERENCE_FILE,))
+        return pd.read_parquet(io.BytesIO(blobs[REFERENCE_FILE]))
+
+    def train_rows(self, version: str) -> np.ndarray | None:
+        """The content hashes of the rows a version trained on (verified); None if it has
+        none (versions written before row fingerprints were kept)."""
+        version = self.resolve(version)
+        if not (self.version_dir(version) / TRAIN_ROWS_FILE).is_file():
+            return None
+        blobs = self.files(version).read((TRAIN_ROWS_FILE,))
+        return np.load(io.BytesIO(blobs[TRAIN_ROWS_FILE]), allow_pickle=False)
+
+    def sign_unsigned(self) -> list[tuple[str, str]]:
+        """Sign every unsigned version after checking the sha256s its metadata records.
+
+        Those sha256s only show the files are as registered if the metadata was not changed
+        too: sign a registry only when you trust where it came from.
+
+        Returns:
+            (version, what happened) for every version.
+        """
+        if self.key is None:
+            raise RegistryError(f"no signing key is configured: {signing.NO_KEY_HELP}")
+        with self.lock():
+            return [(v, self.files(v).sign_checked()) for v in self.version_ids()]
 
     # -- champion and history --------------------------------------------------------------
     def champion(self) -> dict | None:
@@ -243,16 +344,23 @@ class Registry:
         return self.log.champion()
 
     def history(self) -> list[dict]:
-        """Promotion and rollback records, oldest first."""
+        """Champion moves, oldest first."""
         return self.log.history()
 
     def champion_stack(self) -> list[str]:
         """Champions in order of service: promotions push, rollbacks pop."""
         return self.log.stack()
 
+    def served_at(self, when) -> dict | None:
+        """The history entry of the champion move in force at ``when`` (None: none yet)."""
+        return self.log.served_at(when)
+
     def promote(self, version: str, *, reason: str, forced: bool = False,
                 require_passed: bool = True, expected_champion: str | None = ANY) -> dict:
-        """Make ``version`` the champion; refuses a version whose gates failed unless forced.
+        """Make ``version`` the champion after verifying its signature and files.
+
+        A version whose status is not ``passed`` (rejected, refused, stale) is refused unless
+        ``forced``; the move is recorded with its status, the actor and the reason.
 
         Args:
             expected_champion: The champion the candidate was compared with (None: there was
@@ -272,18 +380,19 @@ class Registry:
                     f"{current}"
                 )
             version = self.resolve(version)
-            meta = self.metadata(version)
+            meta = self.verify(version)
             status = meta.get("verdict", {}).get("status")
             if require_passed and status != "passed" and not forced:
                 raise RegistryError(
-                    f"{self.name} {version} did not pass its gates (status {status!r}); "
-                    "pass --force to promote it anyway (recorded in history)"
+                    f"{self.name} {version} did not pass its gates (status {status!r}"
+                    + (": the champion changed while it trained" if status == "stale" else "")
+                    + "); pass --force to promote it anyway (recorded in history)"
                 )
             return self.log.move(version, action="promote", reason=reason, forced=forced,
-                                 name=self.name)
+                                 name=self.name, status=status)
 
     def rollback(self, *, reason: str = "rollback") -> dict:
-        """Make the champion before the current one serve again."""
+        """Make the champion before the current one serve again (after verifying it)."""
         with self.lock():
             current = self.champion()
             if not current:
@@ -291,11 +400,12 @@ class Registry:
             stack = self.log.stack()
             if len(stack) < 2:
                 raise RegistryError(f"model {self.name!r} has no earlier champion to roll back to")
+            meta = self.verify(stack[-2])
             return self.log.move(stack[-2], action="rollback", reason=reason, forced=False,
-                                 name=self.name)
+                                 name=self.name, status=meta.get("verdict", {}).get("status"))
 
     def summaries(self) -> pd.DataFrame:
-        """One row per version: verdict and key metrics."""
+        """One row per version: verdict, signature and key metrics."""
         champion = (self.champion() or {}).get("version")
         rows = []
         for version in self.version_ids():
@@ -310,6 +420,7 @@ class Registry:
                 "version": version,
                 "champion": "*" if version == champion else "",
                 "status": meta.get("verdict", {}).get("status", "?"),
+                "signature": self.files(version).state(),
                 "strategy": meta.get("strategy", {}).get("name", "?"),
                 "threshold": at.get("threshold"),
                 "recall": at.get("recall"),
@@ -321,32 +432,14 @@ class Registry:
 
 
 @task(name="register", cache_policy=NO_CACHE, **IO_RETRIES)
-def register_task(registry: Registry, model, metadata: dict, reference: pd.DataFrame,
-                  card: str) -> str:
-    """Store the candidate (I/O: retried on transient errors)."""
-    return registry.register(model, metadata, reference=reference, card=card)
+def register_task(registry: Registry, model, metadata: dict, reference: pd.DataFrame | None,
+                  card: str | None, *, train_rows: np.ndarray | None = None,
+                  compared_with: str | None = ANY) -> Published:
+    """Store the candidate, signed, and promote it if every gate passed and the champion is
+    still the one it was compared with (I/O: retried; a retry never adds a second version)."""
+    from prefect.runtime import flow_run
 
+    return registry.publish(model, metadata, reference=reference, card=card,
+                            train_rows=train_rows, compared_with=compared_with,
+                            promote_reason="passed every gate", run_id=flow_run.get_id())
 
-@task(name="promote", cache_policy=NO_CACHE, **IO_RETRIES)
-def promote_task(registry: Registry, version: str, reason: str,
-                 expected_champion: str | None = ANY) -> dict:
-    """Make a version that passed its gates the champion (I/O: retried)."""
-    return registry.promote(version, reason=reason, expected_champion=expected_champion)
-
-
-def promote_if_passed(registry: Registry, version: str, *, status: str,
-                      compared_with: str | None) -> tuple[str, str | None]:
-    """Promote a version whose gates passed, unless the champion moved since the comparison.
-
-    Returns:
-        (final status: passed, rejected, refused or stale; the champion now)
-    """
-    if status != "passed":
-        return status, compared_with
-    try:  # refused if a concurrent run changed the champion it was compared with
-        promote_task(registry, version, reason="passed every gate",
-                     expected_champion=compared_with)
-    except StaleChampion as exc:
-        logger.warning("Not promoted: %s", exc)
-        return "stale", exc.current
-    return "passed", version

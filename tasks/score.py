@@ -11,7 +11,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import DataError
+from schemas.errors import DataError, RegistryError
 from schemas.scored import DECISION, SCORE
 from tasks.load import IO_RETRIES, write_table
 from tasks.registry import Registry
@@ -80,23 +80,32 @@ def scored_batch(model, df: pd.DataFrame, *, rescore: bool = False) -> pd.DataFr
 class Champion:
     """The serving version a candidate is compared with, and its decisions on the test rows.
 
-    ``version`` is None when there is no champion yet; ``error`` says why it could not score.
+    ``version`` is None when there is no champion yet; ``error`` says why it could not score;
+    ``train_rows`` holds the content hashes of its training rows (None if it kept none).
     """
 
     version: str | None = None
     decisions: np.ndarray | None = None
     error: str | None = None
+    train_rows: np.ndarray | None = None
 
 
 @task(name="score-champion", cache_policy=NO_CACHE)
 def champion_task(registry: Registry, X: pd.DataFrame) -> Champion:
-    """Read the champion pointer once and score the candidate's test rows with that version."""
+    """Read the champion pointer once and score the candidate's test rows with that version.
+
+    A champion that fails its signature or checksums stops the run (exit 6): it is never
+    unpickled, and nothing is compared with it.
+    """
     pointer = registry.champion()
     if not pointer:
         return Champion()
     try:
         model, _ = registry.load(pointer["version"])
-        return Champion(pointer["version"], model.decide(X))
+        train_rows = registry.train_rows(pointer["version"])
+        return Champion(pointer["version"], model.decide(X), train_rows=train_rows)
+    except RegistryError:  # tampered, unsigned or unverifiable: stop, do not compare
+        raise
     except Exception as exc:  # the comparison gate reports it; it does not crash training
         return Champion(pointer["version"], error=f"{type(exc).__name__}: {exc}")
 

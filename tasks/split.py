@@ -1,4 +1,12 @@
-"""Stratified train/test split with row fingerprints that prove the parts are disjoint."""
+"""Stratified train/test split with row fingerprints that prove the parts are disjoint.
+
+Two kinds of fingerprint: the split's own (content and position: the parts of this table are
+disjoint), and position-independent content hashes of each training and test row (features
+and label, after a canonical cast, so the same row hashes the same from CSV or Parquet, in
+any column order). A version keeps its training rows' hashes (``train_rows.npy``), so a
+later candidate can leave out of the champion comparison any test row the champion trained
+on, even from another table.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +38,32 @@ class Split:
 def row_hashes(df: pd.DataFrame) -> np.ndarray:
     """One 64-bit hash per row of content (index ignored)."""
     return pd.util.hash_pandas_object(df, index=False).to_numpy()
+
+
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+def _name_salt(name) -> np.uint64:
+    return np.uint64(int.from_bytes(hashlib.sha256(str(name).encode()).digest()[:8], "little"))
+
+
+def content_hashes(X: pd.DataFrame, y: np.ndarray, columns) -> np.ndarray:
+    """One 64-bit hash per row of its content: ``columns`` (in name order) and the 0/1 label.
+
+    Numbers (and booleans) are hashed as float64 and everything else as text, so the same
+    row hashes the same whatever dtype its table gave it; one column at a time, so the only
+    extra memory is a column's worth.
+    """
+    h = np.full(len(X), 0xCBF29CE484222325, dtype=np.uint64)
+    for name in sorted(columns, key=str):
+        column = X[name]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            values = column.astype(object).where(column.notna(), None).to_numpy()
+        h = (h ^ pd.util.hash_array(values) ^ _name_salt(name)) * _FNV_PRIME
+    label = pd.util.hash_array(np.asarray(y, dtype=np.int64))
+    return (h ^ label ^ _name_salt("<label>")) * _FNV_PRIME
 
 
 def fingerprint(hashes: np.ndarray, positions: np.ndarray) -> str:
@@ -99,14 +133,18 @@ class Parts:
     y_test: np.ndarray
     schema: InputSchema
     fingerprints: dict
+    train_rows: np.ndarray | None = None  # distinct content hashes of the training rows
+    test_rows: np.ndarray | None = None  # the content hash of each test row, in order
 
 
 def split_parts(data: LabelledData, *, test_size: float, seed: int) -> Parts:
     """Stratified train and test parts of validated data (see :func:`stratified_split`)."""
     split = stratified_split(data.X, data.y, test_size=test_size, seed=seed)
+    rows = content_hashes(data.X, data.y, data.schema.feature_names)
     parts = Parts(data.X.iloc[split.train_idx], data.y[split.train_idx],
                   data.X.iloc[split.test_idx], data.y[split.test_idx], data.schema,
-                  split.fingerprints)
+                  split.fingerprints, train_rows=np.unique(rows[split.train_idx]),
+                  test_rows=rows[split.test_idx])
     logger.info("Split: %d train rows (%d positives), %d test rows (%d positives)",
                 len(parts.y_train), int(parts.y_train.sum()), len(parts.y_test),
                 int(parts.y_test.sum()))

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 FAILURE_COLUMNS = ["column", "check", "problem", "count", "examples"]
 NUMERIC_TEXT_SHARE = 0.9
+BOOLEAN_TEXT = frozenset({"true", "false"})
 
 
 @dataclass
@@ -184,16 +185,59 @@ def schema_failures(df: pd.DataFrame, schema: pa.DataFrameSchema) -> list[dict]:
 
 
 def summarise_failure_cases(cases: pd.DataFrame) -> list[dict]:
-    """Group pandera's failure_cases table to one row per column and check."""
+    """Group pandera's failure_cases table to one row per column and check.
+
+    A column whose values cannot be read as numbers gets one row (the coercion failure):
+    pandera's plain dtype row repeats it, and its finite check, run on text, would report
+    "infinite values" that are not there.
+    """
     rows = []
     missing = cases["check"].astype(str).str.startswith("column_in_dataframe")
     column = cases["column"].astype(str).where(~missing, cases["failure_case"].astype(str))
     cases = cases.assign(column=column.replace("None", "<table>"))
-    for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
+    checks = cases["check"].astype(str)
+    wrong_type = set(cases.loc[checks.str.startswith("coerce_dtype"), "column"])
+    echo = (checks.str.startswith("dtype") | (checks == "finite")) & cases["column"].isin(
+        wrong_type)
+    for (column, check), group in cases[~echo].groupby(["column", "check"], sort=False,
+                                                       dropna=False):
         examples = group["failure_case"].dropna().unique()
         problem = _describe_check(str(column), str(check))
         rows.append(_failure(column, str(check), problem, len(group), examples))
     return rows
+
+
+def _is_boolean(value) -> bool:
+    return isinstance(value, bool | np.bool_) or (
+        isinstance(value, str) and value.strip().lower() in BOOLEAN_TEXT)
+
+
+def boolean_failures(df: pd.DataFrame, schema: InputSchema) -> list[dict]:
+    """Columns trained as numeric that hold booleans or 'True'/'False' text.
+
+    Coercion would read them as 1.0 and 0.0 and score them without a word: a batch whose
+    flags replaced the numbers the model learned from.
+    """
+    failures = []
+    for name in schema.numeric:
+        if name not in df.columns:
+            continue
+        s = df[name]
+        if pd.api.types.is_bool_dtype(s):
+            values = s.dropna().to_numpy(dtype=object)
+        elif pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
+            values = s.dropna().to_numpy(dtype=object)
+            values = values[np.fromiter(map(_is_boolean, values), bool, len(values))]
+        else:
+            continue
+        if len(values):
+            shown = list(dict.fromkeys(map(repr, values[:1000])))[:3]
+            failures.append(_failure(
+                name, "numeric_not_boolean",
+                f"column {name!r} was numeric in training but holds {len(values)} true/false "
+                "values; send the numbers it was trained on (1/0 if that is what they mean)",
+                len(values), [s.strip("'") for s in shown]))
+    return failures
 
 
 def _describe_check(column: str, check: str) -> str:
@@ -294,8 +338,9 @@ def validate_task(df: pd.DataFrame, *, label: str, positive: str | None, test_si
 def validate_batch(df: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
     """Check a batch to score against a version's frozen input schema.
 
-    Missing columns and values of the wrong type are errors naming the column; categories
-    never seen in training are allowed (scored as 'unknown') and reported in the log.
+    Missing columns, values of the wrong type and true/false values in a numeric column are
+    errors naming the column; categories never seen in training are allowed (scored as
+    'unknown') and reported in the log.
 
     Raises:
         ValidationFailed: with every failure as a table.
@@ -303,8 +348,10 @@ def validate_batch(df: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
     if len(df) == 0:
         raise ValidationFailed("the batch has no rows", failures_table(
             [_failure("<table>", "not_empty", "the batch has no rows")]))
-    failures = schema_failures(df, schema.to_pandera(training=False,
-                                                     float_columns=float64_columns(df)))
+    failures = boolean_failures(df, schema)
+    flagged = {f["column"] for f in failures}
+    failures += [f for f in schema_failures(df, schema.to_pandera(
+        training=False, float_columns=float64_columns(df))) if f["column"] not in flagged]
     if failures:
         table = failures_table(failures)
         raise ValidationFailed(_headline(table), table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,13 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # One OpenMP thread per process: the suite runs servers, workers and flows side by side on two
 # cores, where HistGradientBoosting's spinning threads slow each other down about tenfold.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Every registry the suite writes is signed with this session's key; subprocesses, servers
+# and workers inherit it through the environment. Unsigned versions are not accepted unless a
+# test opts in itself.
+os.environ["RAREFLOW_SIGNING_KEY"] = "test-session-" + secrets.token_hex(24)
+for _name in ("RAREFLOW_SIGNING_KEY_FILE", "RAREFLOW_SIGNING_KEY_BLOCK",
+              "RAREFLOW_ALLOW_UNSIGNED"):
+    os.environ.pop(_name, None)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

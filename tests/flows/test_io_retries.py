@@ -62,10 +62,11 @@ def test_transient_error_on_register_is_retried(prefect_harness, monkeypatch, tm
     """Check that a transient OSError while registering is retried and stores one version."""
     from prefect import flow
 
-    import tasks.registry as registry_module
+    import tasks.versions as versions_module
+    from tasks.registry import register_task
 
     reg = Registry(tmp_path / "registry", "retried")
-    real = registry_module.sha256_file
+    real = versions_module.sha256_file
     calls = []
 
     def flaky(path):
@@ -74,15 +75,17 @@ def test_transient_error_on_register_is_retried(prefect_harness, monkeypatch, tm
             raise OSError("simulated disk hiccup")
         return real(path)
 
-    monkeypatch.setattr(registry_module, "sha256_file", flaky)
+    monkeypatch.setattr(versions_module, "sha256_file", flaky)
 
     @flow
     def register_once():
-        return registry_module.register_task(reg, {"a": 1}, {"verdict": {"status": "passed"}},
-                                             None, "card {version}")
+        return register_task(reg, {"a": 1}, {"verdict": {"status": "passed"}}, None,
+                             "card {version}")
 
     caplog.set_level(logging.INFO, logger="prefect.task_runs")
-    assert register_once() == "v0001"
+    published = register_once()
+    assert (published.version, published.status, published.champion) == ("v0001", "passed",
+                                                                          "v0001")
     assert reg.version_ids() == ["v0001"]
     assert not list(reg.versions_dir.glob(".tmp-*"))
     assert "simulated disk hiccup" in caplog.text and "Retry 1/2" in caplog.text
@@ -92,16 +95,15 @@ def test_transient_error_on_register_is_retried(prefect_harness, monkeypatch, tm
 def test_retried_promotion_after_a_failed_history_append_is_not_stale(prefect_harness,
                                                                        monkeypatch, tmp_path):
     """Check that when the history append fails once after champion.json was replaced, the
-    retried promotion recognises its own move: the run is promoted (not 'stale'), and the
-    history holds the move exactly once."""
+    retried register task recognises its own registration and move: one new version, the
+    run is promoted (not 'stale'), and the history holds the move exactly once."""
     from prefect import flow
 
     from tasks.champion import ChampionLog
-    from tasks.registry import promote_if_passed
+    from tasks.registry import register_task
 
     reg = Registry(tmp_path / "registry", "idem")
     v1 = reg.register({"a": 1}, {"verdict": {"status": "passed"}})
-    v2 = reg.register({"a": 2}, {"verdict": {"status": "passed"}})
     reg.promote(v1, reason="first")
     real = ChampionLog.append_history
     failures = []
@@ -115,11 +117,14 @@ def test_retried_promotion_after_a_failed_history_append_is_not_stale(prefect_ha
     monkeypatch.setattr(ChampionLog, "append_history", fails_once)
 
     @flow
-    def promote_once():
-        return promote_if_passed(reg, v2, status="passed", compared_with=v1)
+    def publish_once():
+        return register_task(reg, {"a": 2}, {"verdict": {"status": "passed"}}, None, None,
+                             compared_with=v1)
 
-    assert promote_once() == ("passed", v2)
+    published = publish_once()
+    assert (published.status, published.champion) == ("passed", published.version)
     assert failures, "the simulated failure did not happen"
-    assert reg.champion()["version"] == v2
+    assert reg.version_ids() == [v1, published.version]
+    assert reg.champion()["version"] == published.version
     moves = [(h["version"], h["previous"]) for h in reg.history()]
-    assert moves == [(v1, None), (v2, v1)]
+    assert moves == [(v1, None), (published.version, v1)]

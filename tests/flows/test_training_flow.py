@@ -67,9 +67,13 @@ def test_metrics_at_threshold_and_at_half(trained):
 
 def test_rejected_candidate_leaves_champion_byte_identical(trained):
     """Check that a candidate failing a gate is kept but the champion file does not change."""
-    root, data, _ = trained
+    from tasks.demo import make_demo_data
+
+    root, _, _ = trained
     reg = Registry(root / "registry", "fraud")
     before = reg.champion_path.read_bytes()
+    data = root / "later.csv"  # new rows: the champion trained on none of its test rows
+    make_demo_data(6000, positive_rate=0.03, seed=4).to_csv(data, index=False)
     result = training_flow(config(data, root / "registry", gates=Gates(min_recall=1.0), seed=1))
     assert result["status"] == "rejected" and not result["promoted"]
     assert reg.champion_path.read_bytes() == before

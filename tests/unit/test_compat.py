@@ -4,6 +4,9 @@ tests/data/registry-0.1 was written at commit 9c70932 by its make_fixture.py: an
 a calibration map, gradient boosting with class weights as sample weights, an IsolationForest,
 SMOTE + logistic regression and a calibrated blend; expected_<version>.npy holds the scores
 that code gave for batch.parquet.
+
+Those versions are unsigned: they load after `rareflow models sign` (``sign_unsigned``) or,
+without signing, only with the documented opt-in ``RAREFLOW_ALLOW_UNSIGNED=1``.
 """
 
 from __future__ import annotations
@@ -15,15 +18,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from schemas.errors import IntegrityError
 from schemas.inference import InputSchema
 from tasks.registry import Registry
+from tasks.signing import ALLOW_UNSIGNED_ENV
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "registry-0.1"
 
 
 @pytest.fixture(scope="module")
 def old_registry(tmp_path_factory):
+    """A copy of the 0.1 registry, signed with `rareflow models sign` (sign_unsigned)."""
     root = tmp_path_factory.mktemp("old") / "registry"
+    shutil.copytree(FIXTURE, root)
+    reg = Registry(root, "old")
+    assert reg.sign_unsigned() == [(v, "signed") for v in reg.version_ids()]
+    return reg
+
+
+@pytest.fixture
+def unsigned_registry(tmp_path):
+    root = tmp_path / "registry"
     shutil.copytree(FIXTURE, root)
     return Registry(root, "old")
 
@@ -46,3 +61,27 @@ def test_old_schema_is_a_whole_pydantic_model(old_registry):
     assert isinstance(model.schema, InputSchema)
     assert model.schema.model_dump(exclude_unset=True)["label"] == "is_fraud"
     assert model.schema == InputSchema.model_validate(meta["schema"])
+
+
+def test_unsigned_old_versions_need_the_opt_in(unsigned_registry, monkeypatch, caplog):
+    """Check that an unsigned 0.1 version is refused by default, and loads (with a warning
+    and its sha256 checked) under RAREFLOW_ALLOW_UNSIGNED=1."""
+    with pytest.raises(IntegrityError, match="no signature.json.*RAREFLOW_ALLOW_UNSIGNED"):
+        unsigned_registry.load("v0002")
+    monkeypatch.setenv(ALLOW_UNSIGNED_ENV, "1")
+    batch = pd.read_parquet(FIXTURE / "batch.parquet")
+    model, _ = unsigned_registry.load("v0002")
+    np.testing.assert_array_equal(model.score(batch), np.load(FIXTURE / "expected_v0002.npy"))
+    assert "v0002 is unsigned" in caplog.text
+    path = unsigned_registry.version_dir("v0002") / "model.joblib"
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError, match="model.joblib does not match"):
+        unsigned_registry.load("v0002")
+
+
+def test_signing_refuses_a_changed_old_version(unsigned_registry):
+    """Check that `models sign` does not sign a version whose files fail their sha256."""
+    path = unsigned_registry.version_dir("v0003") / "model.joblib"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(IntegrityError, match="v0003: model.joblib does not match"):
+        unsigned_registry.sign_unsigned()

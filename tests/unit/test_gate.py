@@ -1,10 +1,22 @@
-"""Tests of the metric gates and the paired-bootstrap champion comparison."""
+"""Tests of the metric gates, their bootstrap bounds, and the paired-bootstrap champion
+comparison on fair rows."""
 
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score
 
 from schemas.config import Gates
-from tasks.gate import evaluate_gates, paired_bootstrap
+from tasks.evaluate import evaluate_scores
+from tasks.gate import (
+    ap_levels,
+    candidate_bootstrap,
+    evaluate_gates,
+    fair_rows,
+    paired_bootstrap,
+    weighted_ap,
+)
+
+POINT = Gates(absolute_gates="point")
 
 
 def metrics(recall=0.7, pr_auc=0.5, cost=0.4, positives=100, prevalence=0.02):
@@ -27,7 +39,7 @@ def decisions(seed=0, n=5000, pos=200, cand_hit=0.7, champ_hit=0.7, cand_fp=0.05
 
 
 def verdict_for(y, cand, champ, gates=None):
-    return evaluate_gates(metrics(), gates or Gates(), y_test=y, cand_decisions=cand,
+    return evaluate_gates(metrics(), gates or POINT, y_test=y, cand_decisions=cand,
                           champ_decisions=champ, champion_version="v0001",
                           fn_cost=10, fp_cost=1)
 
@@ -61,7 +73,8 @@ def test_indistinguishable_candidate_is_judged_within_margin():
 def test_noisy_equal_candidate_fails_with_zero_margin():
     """Check that equal-quality but different decisions cannot pass a zero cost margin."""
     y, cand, champ = decisions(seed=4)
-    v = verdict_for(y, cand, champ, Gates(cost_margin=0.0, recall_margin=0.0))
+    v = verdict_for(y, cand, champ, Gates(cost_margin=0.0, recall_margin=0.0,
+                                          absolute_gates="point"))
     assert v["status"] == "rejected"
 
 
@@ -83,14 +96,14 @@ def test_too_few_test_positives_refuses_to_judge():
 )
 def test_fixed_gates_reject(m, gate):
     """Check that each fixed minimum rejects a candidate below it."""
-    v = evaluate_gates(m, Gates(), fn_cost=10, fp_cost=1)
+    v = evaluate_gates(m, POINT, fn_cost=10, fp_cost=1)
     assert v["status"] == "rejected"
     assert [g["gate"] for g in v["gates"] if not g["passed"]] == [gate]
 
 
 def test_champion_that_cannot_score_blocks_promotion():
     """Check that a champion unable to score the rows fails the comparison gate."""
-    v = evaluate_gates(metrics(), Gates(), champion_version="v0001",
+    v = evaluate_gates(metrics(), POINT, champion_version="v0001",
                        champion_error="missing column 'x'", fn_cost=10, fp_cost=1)
     assert v["status"] == "rejected"
 
@@ -110,3 +123,143 @@ def test_bootstrap_matches_row_resampling():
         cb = (10 * np.sum(yy & ~b) + np.sum(~yy.astype(bool) & b)) / (10 * yy.sum())
         diffs.append(ca - cb)
     assert fast["cost_diff_upper"] == pytest.approx(np.quantile(diffs, 0.9), abs=0.02)
+
+
+# -- bootstrap bounds of the absolute gates ---------------------------------------------------
+@pytest.mark.parametrize("decimals", [None, 1, 2])
+def test_level_counts_give_scikit_learns_average_precision(decimals):
+    """Check that PR AUC from level counts equals scikit-learn's, with ties and with integer
+    row weights (a bootstrap resample)."""
+    rng = np.random.default_rng(3)
+    y = (rng.random(3000) < 0.05).astype(int)
+    scores = rng.random(3000) + 0.4 * y
+    if decimals is not None:
+        scores = np.round(scores, decimals)
+    pos, neg = ap_levels(y, scores)
+    assert weighted_ap(pos, neg) == pytest.approx(average_precision_score(y, scores), abs=1e-12)
+    weights = rng.multinomial(len(y), np.full(len(y), 1 / len(y)))
+    keep = weights > 0
+    pos_w, neg_w = ap_levels(np.repeat(y[keep], weights[keep]),
+                             np.repeat(scores[keep], weights[keep]))
+    expected = average_precision_score(y, scores, sample_weight=weights)
+    assert weighted_ap(pos_w, neg_w) == pytest.approx(expected, abs=1e-12)
+
+
+def test_candidate_bounds_match_a_row_bootstrap():
+    """Check that the count-based bounds agree with a naive class-stratified row bootstrap."""
+    rng = np.random.default_rng(1)
+    y = (rng.random(2500) < 0.06).astype(int)
+    scores = rng.random(2500) + 0.5 * y
+    decisions = scores >= 0.8
+    fast = candidate_bootstrap(y, scores, decisions, fn_cost=10, fp_cost=1, samples=4000,
+                               confidence=0.9, seed=2)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    recall, ap, cost = [], [], []
+    for _ in range(1000):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        yy, ss, dd = y[idx], scores[idx], decisions[idx]
+        recall.append((yy & dd).sum() / yy.sum())
+        ap.append(average_precision_score(yy, ss))
+        cost.append((10 * (yy & ~dd).sum() + ((1 - yy) & dd).sum()) / (10 * yy.sum()))
+    assert fast["recall_lower"] == pytest.approx(np.quantile(recall, 0.1), abs=0.02)
+    assert fast["pr_auc_lower"] == pytest.approx(np.quantile(ap, 0.1), abs=0.02)
+    assert fast["cost_upper"] == pytest.approx(np.quantile(cost, 0.9), abs=0.03)
+    assert fast["pr_auc"] == pytest.approx(average_precision_score(y, scores))
+
+
+def noise_case():
+    """400 test rows, 39 positives, a score with almost no signal: its point PR AUC (0.149)
+    beats the prevalence (0.0975) by luck, and so does every point estimate."""
+    rng = np.random.default_rng(22)
+    y = np.zeros(400, int)
+    y[:39] = 1
+    scores = rng.random(400) + 0.08 * y
+    threshold = float(np.quantile(scores, 0.6))
+    m = evaluate_scores(y, scores, threshold=threshold, fn_cost=10, fp_cost=1)
+    return y, scores, scores >= threshold, m
+
+
+def test_noise_passes_on_points_but_not_on_bounds():
+    """Check that a near-random model passing every absolute gate on point estimates is
+    rejected when the gates judge bootstrap bounds, and the table shows point and bound."""
+    y, scores, decisions, m = noise_case()
+    assert m["pr_auc"] > m["prevalence"]
+    kwargs = dict(y_test=y, cand_scores=scores, cand_decisions=decisions, fn_cost=10,
+                  fp_cost=1)
+    assert evaluate_gates(m, POINT, **kwargs)["status"] == "passed"
+    v = evaluate_gates(m, Gates(), **kwargs)
+    assert v["status"] == "rejected"
+    rows = {g["gate"]: g for g in v["gates"]}
+    assert not rows["max_normalised_cost"]["passed"]
+    assert rows["max_normalised_cost"]["point"] == pytest.approx(
+        m["at_threshold"]["normalised_cost"])
+    assert rows["max_normalised_cost"]["value"] > rows["max_normalised_cost"]["point"]
+    assert rows["min_recall"]["value"] < rows["min_recall"]["point"]
+    assert "upper 95% bound judged" in rows["max_normalised_cost"]["detail"]
+    assert v["bounds"]["pr_auc_lower"] < v["bounds"]["pr_auc"]
+
+
+def test_a_clear_model_passes_on_bounds():
+    """Check that a model with real signal and enough positives passes the bound gates."""
+    rng = np.random.default_rng(5)
+    y = (rng.random(5000) < 0.03).astype(int)
+    scores = np.clip(rng.normal(0.2 + 0.5 * y, 0.15), 0, 1)
+    m = evaluate_scores(y, scores, threshold=0.45, fn_cost=10, fp_cost=1)
+    v = evaluate_gates(m, Gates(), y_test=y, cand_scores=scores, cand_decisions=scores >= 0.45,
+                       fn_cost=10, fp_cost=1)
+    assert v["status"] == "passed", v["gates"]
+
+
+def test_bound_gates_need_the_test_scores():
+    """Check that judging bounds without the test rows' scores is an error, not a silent
+    fallback to point estimates."""
+    with pytest.raises(ValueError, match="needs y_test, cand_scores"):
+        evaluate_gates(metrics(), Gates(), fn_cost=10, fp_cost=1)
+
+
+# -- champion comparison on fair rows ---------------------------------------------------------
+def test_fair_rows_leave_out_what_either_model_trained_on():
+    """Check that test rows whose content the champion or the candidate trained on are left
+    out, and the counts say so."""
+    test = np.array([1, 2, 3, 4, 5, 6], dtype=np.uint64)
+    mask, overlap = fair_rows(test, champion_train=np.array([2, 3, 9], dtype=np.uint64),
+                              candidate_train=np.array([6], dtype=np.uint64))
+    assert mask.tolist() == [True, False, False, True, True, False]
+    assert overlap["champion_trained_on"] == 2 and overlap["candidate_trained_on"] == 1
+    assert overlap["fair_rows"] == 3
+    mask, overlap = fair_rows(test, champion_train=None, candidate_train=None)
+    assert mask.all() and overlap["champion_trained_on"] is None
+
+
+def test_champion_is_compared_only_on_rows_it_did_not_train_on():
+    """Check that a champion that memorised half the candidate's test rows is judged on the
+    other half only: on all rows it would look better and reject an equal candidate."""
+    y, cand, champ = decisions(seed=7, n=4000, pos=400, cand_hit=0.7, champ_hit=0.7)
+    rows = np.arange(4000, dtype=np.uint64)
+    seen = rows[::2]
+    champ = np.where(np.isin(rows, seen), y == 1, champ)  # perfect on rows it trained on
+    gates = Gates(absolute_gates="point")
+    kwargs = dict(y_test=y, cand_decisions=cand, champ_decisions=champ,
+                  champion_version="v0001", fn_cost=10, fp_cost=1)
+    unfair = evaluate_gates(metrics(), gates, **kwargs)
+    assert unfair["status"] == "rejected"
+    fair = evaluate_gates(metrics(), gates, test_rows=rows, champion_train_rows=seen,
+                          train_rows=np.array([], dtype=np.uint64), **kwargs)
+    assert fair["status"] == "passed", fair["gates"]
+    overlap = fair["comparison"]["overlap"]
+    assert overlap["champion_trained_on"] == 2000 and overlap["fair_rows"] == 2000
+    row = next(g for g in fair["gates"] if g["gate"] == "champion_fair_rows")
+    assert row["passed"] and "2000 the champion trained on" in row["detail"]
+
+
+def test_too_few_fair_rows_refuse_the_comparison():
+    """Check that when the champion trained on nearly every test row the verdict is
+    'refused' (not judged), naming the overlap."""
+    y, cand, champ = decisions(seed=8, n=1000, pos=50)
+    rows = np.arange(1000, dtype=np.uint64)
+    v = evaluate_gates(metrics(), POINT, y_test=y, cand_decisions=cand, champ_decisions=champ,
+                       champion_version="v0001", test_rows=rows, champion_train_rows=rows[:990],
+                       train_rows=None, fn_cost=10, fp_cost=1)
+    assert v["status"] == "refused"
+    row = next(g for g in v["gates"] if g["gate"] == "champion_fair_rows")
+    assert not row["passed"] and "too few positives left" in row["detail"]

@@ -171,20 +171,39 @@ def test_unexpected_files_in_the_registry_are_tolerated(reg):
     assert reg.champion()["version"] == "v0001"
 
 
-def test_leftovers_of_dead_writers_are_cleaned_and_live_ones_kept(reg):
-    """Check that the next locked write removes a dead writer's temporaries only."""
+def test_leftovers_of_dead_writers_are_cleaned_by_the_next_lock_holder(reg):
+    """Check that the next locked write removes hidden leftovers, whatever process id their
+    name holds: staging only happens under the lock, so a leftover's writer is gone."""
     add(reg)
-    dead = reg.versions_dir / ".tmp-999999999-abc"
-    dead.mkdir()
-    (dead / MODEL_FILE).write_bytes(b"half")
-    alive = reg.versions_dir / f".tmp-{os.getpid()}-def"
-    alive.mkdir()
+    for name in (".tmp-999999999-abc", f".tmp-{os.getpid()}-def", ".tmp-otherhost-1"):
+        (reg.versions_dir / name).mkdir()
+        (reg.versions_dir / name / MODEL_FILE).write_bytes(b"half")
     pointer_tmp = reg.dir / ".champion.json.x1y2.tmp"
     pointer_tmp.write_text("{")
     assert reg.version_ids() == ["v0001"]
     reg.promote("v0001", reason="first")
-    assert not dead.exists() and not pointer_tmp.exists()
-    assert alive.is_dir()
+    assert not list(reg.versions_dir.glob(".tmp-*")) and not pointer_tmp.exists()
+
+
+def test_versions_are_staged_under_the_lock(reg, monkeypatch):
+    """Check that a version's files are written while the registry's lock is held, so no
+    other process can mistake them for a dead writer's leftovers."""
+    import filelock
+
+    import tasks.registry as registry_module
+
+    real = registry_module.write_files
+    held = []
+
+    def probe(folder, **kwargs):
+        try:
+            filelock.FileLock(reg.dir / ".lock").acquire(timeout=0)
+        except filelock.Timeout:
+            held.append(True)
+        return real(folder, **kwargs)
+
+    monkeypatch.setattr(registry_module, "write_files", probe)
+    assert add(reg) == "v0001" and held == [True]
 
 
 def test_failed_register_leaves_nothing(reg):

@@ -167,3 +167,38 @@ def test_batch_validation_names_missing_and_mistyped_columns():
     with pytest.raises(ValidationFailed, match="'x' has values of the wrong type"):
         validate_batch(df.assign(x="text"), schema)
     validate_batch(df.assign(colour="never-seen"), schema)  # unseen category: allowed
+
+
+@pytest.mark.parametrize("values", [
+    [True, False] * 100,  # a bool column
+    pd.array([True, None] * 100, dtype="boolean"),  # pandas' nullable booleans
+    ["True", "False"] * 100,  # text, as a CSV of mixed flags gives
+    [1.5, " true"] + [2.0] * 198,  # one flag among numbers
+    [1.0, True] + [2.0] * 198,  # a Python bool among numbers (True == 1.0 when hashed)
+])
+def test_booleans_in_a_numeric_column_fail_batch_validation(values):
+    """Check that true/false values in a column trained as numeric are a validation failure
+    naming the column, not silently scored as 1.0/0.0."""
+    df = frame()
+    schema = check(df).schema
+    batch = df.drop(columns="label").assign(x=values)
+    with pytest.raises(ValidationFailed, match="column 'x' was numeric in training but holds "
+                                               r"\d+ true/false values") as info:
+        validate_batch(batch, schema)
+    assert info.value.failures["column"].tolist() == ["x"]
+
+
+def test_text_in_a_numeric_column_is_one_failure_without_infinite_values():
+    """Check that text in a numeric column is reported once, as a type problem, with no
+    misleading 'infinite values' row."""
+    df = frame()
+    schema = check(df).schema
+    batch = df.drop(columns="label").assign(x=["oops"] + [1.0] * 199)
+    with pytest.raises(ValidationFailed) as info:
+        validate_batch(batch, schema)
+    table = info.value.failures
+    assert table["column"].tolist() == ["x"]
+    assert "wrong type" in table["problem"].iloc[0]
+    assert not table["problem"].str.contains("infinite").any()
+    with pytest.raises(ValidationFailed, match="infinite values"):  # real infinities still are
+        validate_batch(df.drop(columns="label").assign(x=np.inf), schema)

@@ -1,0 +1,109 @@
+"""Checks a training run makes before it loads any data, so that a registry it could not
+write, a missing signing key or a tampered champion is reported in seconds, not after an
+hour of training."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.config import TrainingConfig
+from schemas.errors import ConfigError, RegistryError
+from tasks.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+MIN_FREE_BYTES = 64 * 2**20  # free space wanted for a first version (no earlier one to size)
+SIZE_FACTOR = 2  # a new version may be this many times the newest one
+
+
+def version_bytes(folder: Path) -> int:
+    """Bytes of a version's own files (monitoring reports aside)."""
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def expected_bytes(registry: Registry) -> int:
+    """Free space a new version needs: twice the newest version, at least ``MIN_FREE_BYTES``."""
+    ids = registry.version_ids()
+    newest = version_bytes(registry.version_dir(ids[-1])) if ids else 0
+    return max(MIN_FREE_BYTES, SIZE_FACTOR * newest)
+
+
+def check_writable_dir(registry: Registry) -> None:
+    """The registry's folder for this model exists (or is made) and takes a new file.
+
+    Raises:
+        RegistryError: it is a file, read-only, or cannot be made.
+    """
+    where = str(registry.root)
+    for folder in (registry.dir, registry.root, *registry.root.parents):
+        if folder.exists() and not folder.is_dir():
+            raise RegistryError(f"registry {where!r} cannot be used: {str(folder)!r} is a file, "
+                                "not a directory; pass --registry with a folder")
+        if folder.exists():
+            break
+    probe = registry.versions_dir / f".preflight-{uuid.uuid4().hex}"
+    try:
+        registry.versions_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"rareflow preflight\n")
+    except OSError as exc:
+        raise RegistryError(f"registry {where!r} is not writable ({exc.strerror or exc}); "
+                            "pass --registry with a folder this user can write") from exc
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def check_free_space(registry: Registry) -> int:
+    """Enough free space for a version of the expected size; returns the bytes needed.
+
+    Raises:
+        RegistryError: less free space than that.
+    """
+    needed = expected_bytes(registry)
+    free = shutil.disk_usage(registry.versions_dir).free
+    if free < needed:
+        raise RegistryError(f"registry {str(registry.root)!r} has {free / 2**20:.0f} MiB free; "
+                            f"a new version needs about {needed / 2**20:.0f} MiB: free space or "
+                            "pass --registry elsewhere")
+    return needed
+
+
+def check_approval_possible(config: TrainingConfig) -> None:
+    """Manual approval needs a Prefect server a person can open (PREFECT_API_URL)."""
+    from prefect.settings import PREFECT_API_URL
+
+    if config.gates.approval == "manual" and not (PREFECT_API_URL.value()
+                                                  or os.environ.get("PREFECT_API_URL")):
+        raise ConfigError("gates.approval is 'manual' but no Prefect server is configured: "
+                          "start one and set PREFECT_API_URL, so that someone can approve the "
+                          "run in its UI (or set gates.approval to 'none')")
+
+
+def preflight(config: TrainingConfig) -> Registry:
+    """Everything a training run can check before it reads data; returns the registry.
+
+    Raises:
+        RegistryError: the registry cannot be written, lacks space, no signing key is
+            configured, or the champion fails its signature.
+        ConfigError: manual approval without a Prefect server.
+    """
+    registry = Registry(config.registry, config.name)
+    check_approval_possible(config)
+    check_writable_dir(registry)
+    needed = check_free_space(registry)
+    registry.check_can_sign()
+    champion = registry.champion()
+    if champion:
+        registry.verify(champion["version"])
+    logger.info("Preflight: registry %s writable, %.0f MiB needed, champion %s", registry.dir,
+                needed / 2**20, champion["version"] if champion else "none")
+    return registry
+
+
+preflight_task = task(preflight, name="preflight", cache_policy=NO_CACHE)

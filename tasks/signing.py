@@ -1,0 +1,203 @@
+"""Signed registry versions: an HMAC-SHA256 over a manifest of every file of a version.
+
+A sha256 beside a file catches accidents (a truncated copy, a flipped bit), not someone who
+can write the registry: they can replace ``model.joblib`` and its recorded sha256 together.
+The signature closes that gap for anyone without the key. ``signature.json`` in the version
+folder lists every file of the version (``model.joblib``, ``metadata.json``, the reference
+table, the model card, the training-row fingerprints) with its sha256, and an HMAC-SHA256 of
+that manifest (with the model name and version id, so a signed version cannot be passed off
+as another) under a secret key. Loading checks the HMAC and each file's sha256 *before*
+anything is unpickled.
+
+The key comes from, in this order: ``RAREFLOW_SIGNING_KEY`` (the key itself),
+``RAREFLOW_SIGNING_KEY_FILE`` (a file holding it) or ``RAREFLOW_SIGNING_KEY_BLOCK`` (the name
+of a Prefect Secret block). ``rareflow keygen`` makes one. Unsigned versions (written by
+rareflow 0.1, or with no key) load only when ``RAREFLOW_ALLOW_UNSIGNED=1``, with a warning
+each time; ``rareflow models sign`` signs them after checking their recorded sha256s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schemas.errors import IntegrityError, RegistryError
+
+logger = logging.getLogger(__name__)
+
+KEY_ENV = "RAREFLOW_SIGNING_KEY"
+KEY_FILE_ENV = "RAREFLOW_SIGNING_KEY_FILE"
+KEY_BLOCK_ENV = "RAREFLOW_SIGNING_KEY_BLOCK"
+ALLOW_UNSIGNED_ENV = "RAREFLOW_ALLOW_UNSIGNED"
+SIGNATURE_FILE = "signature.json"
+ALGORITHM = "HMAC-SHA256"
+FORMAT = 1
+MIN_KEY_CHARS = 32
+NO_KEY_HELP = (f"set {KEY_ENV} (or {KEY_FILE_ENV}, or {KEY_BLOCK_ENV} naming a Prefect Secret "
+               "block); `rareflow keygen` makes a key")
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A secret key and where it came from (never the key itself in messages)."""
+
+    secret: bytes = field(repr=False)
+    source: str
+
+    @property
+    def key_id(self) -> str:
+        """A short public name of the key: tells keys apart without revealing them."""
+        return hashlib.sha256(b"rareflow-key-id:" + self.secret).hexdigest()[:16]
+
+
+def generate_key() -> str:
+    """A new random key: 64 hex characters (256 bits)."""
+    return secrets.token_hex(32)
+
+
+def write_key_file(path: Path, key: str) -> Path:
+    """Write a key to a new file only its owner can read (refuses to overwrite one)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise RegistryError(f"{str(path)!r} already exists: not overwriting a key") from exc
+    except OSError as exc:
+        raise RegistryError(f"cannot write the key file {str(path)!r}: {exc}") from exc
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(key + "\n")
+    return path
+
+
+def _checked(text: str, source: str) -> SigningKey:
+    text = text.strip()
+    if len(text) < MIN_KEY_CHARS:
+        raise RegistryError(f"the signing key from {source} has {len(text)} characters; use at "
+                            f"least {MIN_KEY_CHARS} (`rareflow keygen` makes one)")
+    return SigningKey(text.encode("utf-8"), source)
+
+
+def _key_from_block(name: str) -> SigningKey:
+    from prefect.blocks.system import Secret
+
+    try:
+        value = Secret.load(name).get()
+    except Exception as exc:
+        raise RegistryError(f"cannot read the Prefect Secret block {name!r} named by "
+                            f"{KEY_BLOCK_ENV}: {type(exc).__name__}: {exc}") from exc
+    return _checked(str(value), f"Prefect Secret block {name!r}")
+
+
+def signing_key(env: Mapping[str, str] | None = None) -> SigningKey | None:
+    """The configured key, or None when none is configured.
+
+    Raises:
+        RegistryError: a key is configured but cannot be read or is too short.
+    """
+    env = os.environ if env is None else env
+    if env.get(KEY_ENV):
+        return _checked(env[KEY_ENV], KEY_ENV)
+    if env.get(KEY_FILE_ENV):
+        path = Path(env[KEY_FILE_ENV]).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RegistryError(f"cannot read the signing key file {str(path)!r} named by "
+                                f"{KEY_FILE_ENV}: {exc.strerror or exc}") from exc
+        return _checked(text, f"file {str(path)!r}")
+    if env.get(KEY_BLOCK_ENV):
+        return _key_from_block(env[KEY_BLOCK_ENV])
+    return None
+
+
+def allow_unsigned(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the operator opted in to unsigned versions (``RAREFLOW_ALLOW_UNSIGNED=1``)."""
+    env = os.environ if env is None else env
+    return env.get(ALLOW_UNSIGNED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _message(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def sign(key: SigningKey, *, name: str, version: str, files: Mapping[str, str]) -> dict:
+    """The signature document of a version whose files have these sha256s."""
+    body = {"format": FORMAT, "algorithm": ALGORITHM, "key_id": key.key_id, "name": name,
+            "version": version, "files": dict(sorted(files.items()))}
+    mac = hmac.new(key.secret, _message(body), hashlib.sha256).hexdigest()
+    return {**body, "signature": mac}
+
+
+def check_signature(document, key: SigningKey, *, name: str, version: str,
+                    where: str) -> dict[str, str]:
+    """Check a signature document's HMAC; return its manifest (file name -> sha256).
+
+    Raises:
+        IntegrityError: the document is malformed, made with another key, or forged.
+    """
+    fields = ("format", "algorithm", "key_id", "name", "version", "files", "signature")
+    if not isinstance(document, dict) or any(f not in document for f in fields) \
+            or not isinstance(document["files"], dict):
+        raise IntegrityError(f"{where}: {SIGNATURE_FILE} is not a rareflow signature: "
+                             "refusing to load the version")
+    if document["algorithm"] != ALGORITHM or document["format"] != FORMAT:
+        raise IntegrityError(f"{where}: {SIGNATURE_FILE} uses {document['algorithm']!r} "
+                             f"format {document['format']!r}; expected {ALGORITHM} format "
+                             f"{FORMAT}")
+    body = {k: document[k] for k in fields if k != "signature"}
+    body["name"], body["version"] = name, version  # a signature is only valid where it was made
+    expected = hmac.new(key.secret, _message(body), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, str(document["signature"])):
+        other = document["key_id"] != key.key_id
+        why = (f"it was signed with another key (id {document['key_id']}; the configured key "
+               f"from {key.source} has id {key.key_id})" if other else
+               "its signature does not match its content: the version was altered after it "
+               "was signed, or copied from another name or version")
+        raise IntegrityError(f"{where}: {SIGNATURE_FILE} is invalid: {why}; refusing to load "
+                             "the version")
+    return dict(document["files"])
+
+
+def read_signature(folder: Path, *, where: str):
+    """The parsed ``signature.json`` of a version folder, or None when it has none."""
+    path = folder / SIGNATURE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{where}: {SIGNATURE_FILE} is unreadable ({exc}): refusing to "
+                             "load the version") from exc
+
+
+def check_file(name: str, data: bytes, expected: str | None, *, where: str) -> None:
+    """Compare bytes read from a version's file with the sha256 its manifest records."""
+    if expected is None:
+        raise IntegrityError(f"{where}: {name} is not covered by the version's signature: "
+                             "refusing to load it")
+    actual = hashlib.sha256(data).hexdigest()
+    if not hmac.compare_digest(actual, str(expected)):
+        raise IntegrityError(
+            f"{where}: {name} does not match its signed sha256 (expected "
+            f"{str(expected)[:12]}…, found {actual[:12]}…); the file was changed or truncated: "
+            "refusing to load it")
+
+
+def unsigned_warning(where: str) -> None:
+    logger.warning("%s is unsigned: accepted only because %s=1 (its sha256s catch accidents, "
+                   "not tampering); sign it with `rareflow models sign`", where,
+                   ALLOW_UNSIGNED_ENV)
+
+
+def refuse_unsigned(where: str) -> IntegrityError:
+    return IntegrityError(
+        f"{where} has no {SIGNATURE_FILE}: refusing to load an unsigned version; sign it with "
+        f"`rareflow models sign` after checking where it came from, or set "
+        f"{ALLOW_UNSIGNED_ENV}=1 to accept unsigned versions")
