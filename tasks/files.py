@@ -20,7 +20,10 @@ def sha256_file(path: Path) -> str:
 
 
 def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (a rename, a new file) durable."""
+    """Make a directory's entries (a rename, a new file) durable (a no-op on Windows, which
+    cannot open a directory and journals NTFS entries itself)."""
+    if os.name == "nt":
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -179,15 +179,33 @@ def read_signature(folder: Path, *, where: str):
 
 def check_file(name: str, data: bytes, expected: str | None, *, where: str) -> None:
     """Compare bytes read from a version's file with the sha256 its manifest records."""
-    if expected is None:
-        raise IntegrityError(f"{where}: {name} is not covered by the version's signature: "
-                             "refusing to load it")
-    actual = hashlib.sha256(data).hexdigest()
-    if not hmac.compare_digest(actual, str(expected)):
+    check_files({name: (data, expected)}, where=where)
+
+
+def check_files(files: Mapping[str, tuple[bytes, str | None]], *, where: str,
+                what: str = "signed") -> None:
+    """Compare each file's bytes with its recorded sha256; one error naming every mismatch.
+
+    Raises:
+        IntegrityError: a file is not covered by the manifest, or differs from it.
+    """
+    uncovered = [name for name, (_, expected) in files.items() if expected is None]
+    if uncovered:
+        raise IntegrityError(f"{where}: {', '.join(uncovered)} not covered by the version's "
+                             "signature: refusing to load it")
+    changed = {}
+    for name, (data, expected) in files.items():
+        actual = hashlib.sha256(data).hexdigest()
+        if not hmac.compare_digest(actual, str(expected)):
+            changed[name] = (str(expected), actual)
+    if changed:
+        names = " and ".join(changed)
+        first = next(iter(changed.values()))
         raise IntegrityError(
-            f"{where}: {name} does not match its signed sha256 (expected "
-            f"{str(expected)[:12]}…, found {actual[:12]}…); the file was changed or truncated: "
-            "refusing to load it")
+            f"{where}: {names} {'does' if len(changed) == 1 else 'do'} not match "
+            f"{'its' if len(changed) == 1 else 'their'} {what} sha256 (expected "
+            f"{first[0][:12]}…, found {first[1][:12]}…); changed or truncated since: refusing "
+            "to load the version")
 
 
 def unsigned_warning(where: str) -> None:

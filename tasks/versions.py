@@ -128,8 +128,8 @@ class VersionFiles:
                         METADATA_FILE: hashlib.sha256(blobs[METADATA_FILE]).hexdigest()}
         else:
             recorded = manifest
-        for name, data in blobs.items():
-            signing.check_file(name, data, recorded.get(name), where=self.where)
+        signing.check_files({name: (data, recorded.get(name)) for name, data in blobs.items()},
+                            where=self.where, what="recorded" if manifest is None else "signed")
         return blobs
 
     def verify(self) -> dict:

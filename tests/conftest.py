@@ -62,3 +62,60 @@ def shared_datasets():
     if not (folder / "manifest.json").is_file():
         pytest.skip("../shared/datasets is not present")
     return folder
+
+
+class Canary:
+    """A pickle that, when unpickled, writes ``path``: what an attacker would put in place of
+    a model (here it only proves whether it ran)."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return exec, (f"open({self.path!r}, 'w').write('the payload ran')",)
+
+
+def forge_version(folder: Path, canary_path: Path, *, how: str = "metadata") -> None:
+    """Replace a version's model.joblib with a canary pickle, as an attacker who can write
+    the registry but does not hold the signing key would.
+
+    how: ``metadata``: put the payload's sha256 into metadata.json (what the issue did);
+    ``manifest``: also into signature.json's file list; ``unsigned``: and delete
+    signature.json.
+    """
+    import hashlib
+    import io
+    import json
+
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump(Canary(canary_path), buf)
+    payload = buf.getvalue()
+    digest = hashlib.sha256(payload).hexdigest()
+    (folder / "model.joblib").write_bytes(payload)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["sha256"] = digest
+    meta.setdefault("files", {})["model.joblib"] = digest
+    (folder / "metadata.json").write_text(json.dumps(meta, indent=2))
+    signature = folder / "signature.json"
+    if how in ("manifest", "unsigned") and signature.is_file():
+        doc = json.loads(signature.read_text())
+        doc["files"]["model.joblib"] = digest
+        doc["files"]["metadata.json"] = hashlib.sha256(
+            (folder / "metadata.json").read_bytes()).hexdigest()
+        signature.write_text(json.dumps(doc))
+    if how == "unsigned":
+        signature.unlink()
+
+
+@pytest.fixture
+def canary(tmp_path):
+    """Where a forged model's payload would write; the test asserts it never appears."""
+    return tmp_path / "CANARY-payload-ran"
+
+
+@pytest.fixture
+def forge():
+    """:func:`forge_version`, for tests in any folder."""
+    return forge_version
