@@ -1,0 +1,172 @@
+"""Registry security and governance through the command line and the flows (one Prefect test
+harness): a forged version never runs, the preflight fails in seconds, approvals time out into
+a rejection, the champion comparison is fair across tables, moves record their actor, and the
+key can come from a Prefect Secret block."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.training import training_flow
+from schemas.config import Gates, StrategyConfig, TrainingConfig
+from schemas.demo import LABEL
+from schemas.errors import EXIT_REGISTRY
+from tasks.demo import make_demo_data
+from tasks.registry import Registry
+
+pytestmark = pytest.mark.slow
+
+FAST = StrategyConfig(model="hgb", sampler="none", class_weight="none", calibrate="never")
+NAME = "fraud"
+
+
+def config(data, registry, **kw) -> TrainingConfig:
+    return TrainingConfig(data=str(data), label=LABEL, positive="1", registry=str(registry),
+                          name=NAME, strategy=FAST, split={"n_folds": 3}, **kw)
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output + result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(prefect_harness, tmp_path_factory):
+    """A registry with a champion (v0001) trained on 5,000 demo rows, and a labelled batch."""
+    root = tmp_path_factory.mktemp("security")
+    data = root / "train.csv"
+    make_demo_data(5000, positive_rate=0.05, seed=0).to_csv(data, index=False)
+    batch = root / "batch.csv"
+    make_demo_data(1500, positive_rate=0.05, seed=9).to_csv(batch, index=False)
+    result = training_flow(config(data, root / "registry"))
+    assert result["promoted"], result["verdict"]
+    return {"root": root, "data": data, "batch": batch}
+
+
+@pytest.fixture
+def forged(trained, tmp_path, forge, canary):
+    """A copy of the trained registry whose champion's model.joblib is a canary payload with
+    its sha256 written into metadata.json (the issue's attack)."""
+    import shutil
+
+    registry = tmp_path / "registry"
+    shutil.copytree(trained["root"] / "registry", registry)
+    forge(Registry(registry, NAME).version_dir("v0001"), canary)
+    return registry
+
+
+@pytest.mark.parametrize("command", ["score", "monitor", "train", "show", "promote"])
+def test_forged_version_never_runs_through_the_cli(trained, forged, canary, tmp_path, command):
+    """Check that `score`, `monitor`, `train` (champion comparison), `models show` and
+    `models promote` refuse a forged version with exit 6 naming the file, and its payload
+    never runs."""
+    common = ["--registry", str(forged), "--name", NAME]
+    args = {
+        "score": ["score", "--data", str(trained["batch"]), "--out", str(tmp_path / "o.csv")],
+        "monitor": ["monitor", "--data", str(trained["batch"])],
+        "train": ["train", "--data", str(trained["data"]), "--label", LABEL, "--positive", "1",
+                  "--model", "hgb", "--sampler", "none", "--class-weight", "none"],
+        "show": ["models", "show", "v0001"],
+        "promote": ["models", "promote", "v0001", "--force"],
+    }[command]
+    code, out = invoke(*args, *common)
+    assert code == EXIT_REGISTRY, out
+    assert "v0001: metadata.json and model.joblib do not match their signed sha256" in out
+    assert not canary.exists()
+    assert Registry(forged, NAME).version_ids() == ["v0001"]  # train stopped before training
+
+
+def test_preflight_fails_in_seconds_before_reading_data(prefect_harness, tmp_path):
+    """Check that `train` with a registry path that is a file exits 6 with one line before it
+    reads any data (the data path does not even exist, which would be exit 2)."""
+    registry = tmp_path / "registry"
+    registry.write_text("I am a file")
+    started = time.monotonic()
+    code, out = invoke("train", "--data", str(tmp_path / "missing.csv"), "--label", LABEL,
+                       "--registry", str(registry))
+    assert code == EXIT_REGISTRY, out
+    assert "is a file, not a directory" in out and "Traceback" not in out
+    assert time.monotonic() - started < 60
+
+
+def test_approval_without_an_answer_rejects(trained, tmp_path):
+    """Check that a manual approval nobody answers rejects the candidate when the timeout
+    passes: registered as rejected with the reason, the champion unchanged, the run
+    completed (not failed)."""
+    registry = tmp_path / "registry"
+    gates = Gates(approval="manual", approval_timeout_s=2, bootstrap_samples=500)
+    state = training_flow(config(trained["data"], registry, gates=gates), return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["status"] == "rejected" and not result["promoted"]
+    gate = Registry(registry, NAME).metadata("v0001")["verdict"]["gates"][-1]
+    assert gate["gate"] == "manual_approval" and not gate["passed"]
+    assert gate["detail"] == "rejected by timeout: no decision within 2 s"
+    assert Registry(registry, NAME).champion() is None
+
+
+def test_champion_comparison_leaves_out_rows_it_trained_on(trained, tmp_path):
+    """Check that a candidate trained on a superset table (Parquet, columns reordered) finds
+    the champion's training rows among its test rows by content, leaves them out of the
+    comparison and records the overlap."""
+    import shutil
+
+    import pandas as pd
+
+    registry = tmp_path / "registry"
+    shutil.copytree(trained["root"] / "registry", registry)
+    old = pd.read_csv(trained["data"])
+    new = make_demo_data(5000, positive_rate=0.05, seed=21)
+    superset = pd.concat([old, new], ignore_index=True)
+    superset = superset[list(reversed(superset.columns))]
+    path = tmp_path / "superset.parquet"
+    superset.to_parquet(path, index=False)
+    result = training_flow(config(path, registry, seed=5))
+    overlap = result["verdict"]["comparison"]["overlap"]
+    champion_rows = Registry(registry, NAME).train_rows("v0001")
+    assert len(champion_rows) == 4000
+    # about 2000 test rows, about 40 % of them from the old table's training part
+    assert 600 < overlap["champion_trained_on"] < 1000
+    assert overlap["fair_rows"] == overlap["test_rows"] - overlap["champion_trained_on"] \
+        - overlap["candidate_trained_on"]
+    row = next(g for g in result["verdict"]["gates"] if g["gate"] == "champion_fair_rows")
+    assert f"{overlap['champion_trained_on']} the champion trained on" in row["detail"]
+    meta = Registry(registry, NAME).metadata(result["version"])
+    assert meta["verdict"]["comparison"]["overlap"] == overlap
+
+
+def test_flow_promotion_records_the_flow_run_as_actor(trained):
+    """Check that a promotion made by the training flow names its flow run as the actor."""
+    entry = Registry(trained["root"] / "registry", NAME).history()[0]
+    assert entry["actor"].startswith("prefect flow run rareflow-train/")
+    assert entry["reason"] == "passed every gate" and entry["previous"] is None
+
+
+def test_signing_key_from_a_prefect_secret_block(prefect_harness, tmp_path, monkeypatch):
+    """Check that RAREFLOW_SIGNING_KEY_BLOCK reads the key from a Prefect Secret block, and
+    that versions it signs load with it and not with another key."""
+    from prefect.blocks.system import Secret
+
+    from schemas.errors import IntegrityError
+    from tasks.signing import KEY_BLOCK_ENV, KEY_ENV, signing_key
+
+    Secret(value="b" * 48).save("rareflow-test-signing-key", overwrite=True)
+    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.setenv(KEY_BLOCK_ENV, "rareflow-test-signing-key")
+    key = signing_key()
+    assert key.secret == b"b" * 48 and "Prefect Secret block" in key.source
+    reg = Registry(tmp_path / "registry", NAME)
+    version = reg.register({"a": 1}, {"verdict": {"status": "passed"}})
+    assert Registry(tmp_path / "registry", NAME).load(version)[0] == {"a": 1}
+    monkeypatch.setenv(KEY_ENV, "c" * 48)
+    with pytest.raises(IntegrityError, match="signed with another key"):
+        Registry(tmp_path / "registry", NAME).load(version)
+    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.setenv(KEY_BLOCK_ENV, "no-such-block")
+    code, out = invoke("models", "show", version, "--registry", str(tmp_path / "registry"),
+                       "--name", NAME)
+    assert code == EXIT_REGISTRY and "cannot read the Prefect Secret block" in out
