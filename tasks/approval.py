@@ -4,13 +4,17 @@ The run pauses with Prefect's ``pause_flow_run(wait_for_input=ApprovalInput)``: 
 UI shows the run as Paused, with a Resume button whose form carries the gate table and asks
 for approve (yes/no) and a reason. ``resume_flow_run(run_id, run_input={"approve": True,
 "reason": "..."})`` does the same through the API. No answer within
-``gates.approval_timeout_s`` rejects the candidate. The decision becomes the verdict's
+``gates.approval_timeout_s`` rejects the candidate: rareflow itself then resumes the run
+with a rejection (before Prefect's own pause deadline, which would fail the whole run), so
+the candidate is still registered, as rejected. The decision becomes the verdict's
 ``manual_approval`` gate, so the version's metadata records it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 
 from prefect.input import RunInput
 from pydantic import Field
@@ -21,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 APPROVAL_GATE = "manual_approval"
 POLL_SECONDS = 5
+GRACE_SECONDS = 120  # Prefect's pause deadline is this much after rareflow's own
 
 
 class ApprovalInput(RunInput):
@@ -63,6 +68,25 @@ def apply_decision(verdict: dict, *, approved: bool, reason: str, how: str) -> d
             "approval": {"approved": bool(approved), "reason": reason, "how": how}}
 
 
+def reject_at_deadline(run_id, seconds: float) -> tuple[threading.Timer, threading.Event]:
+    """Resume the paused run with a rejection after ``seconds`` unless cancelled first."""
+    from prefect.flow_runs import resume_flow_run
+
+    fired = threading.Event()
+
+    def fire():
+        fired.set()
+        try:
+            resume_flow_run(run_id, run_input={"approve": False, "reason": ""})
+        except Exception as exc:  # someone answered at the same moment: theirs stands
+            logger.info("Approval deadline reached but the run could not be resumed: %s", exc)
+
+    timer = threading.Timer(seconds, contextvars.copy_context().run, args=(fire,))
+    timer.daemon = True
+    timer.start()
+    return timer, fired
+
+
 def request_approval(verdict: dict, gates: Gates, *, name: str, metrics: dict) -> dict:
     """Pause the flow run for a person's decision when approval is manual and every gate
     passed; return the verdict with the decision (unchanged otherwise).
@@ -70,25 +94,31 @@ def request_approval(verdict: dict, gates: Gates, *, name: str, metrics: dict) -
     Call it from a flow: it pauses the flow run it is in.
     """
     from prefect.artifacts import create_markdown_artifact
+    from prefect.context import FlowRunContext
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
 
     if gates.approval != "manual" or verdict["status"] != "passed":
         return verdict
+    seconds = gates.approval_timeout_s
     markdown = approval_markdown(verdict, name=name, metrics=metrics)
     create_markdown_artifact(key="approval-request", markdown=markdown,
                              description=f"{name}: waiting for approval")
     logger.info("Every gate passed: waiting up to %d s for a manual approval (resume the run "
-                "in the Prefect UI)", gates.approval_timeout_s)
+                "in the Prefect UI)", seconds)
     form = ApprovalInput.with_initial_data(description=markdown, approve=False, reason="")
+    timer, fired = reject_at_deadline(FlowRunContext.get().flow_run.id, seconds)
     try:
-        answer = pause_flow_run(wait_for_input=form, timeout=gates.approval_timeout_s,
-                                poll_interval=min(POLL_SECONDS, gates.approval_timeout_s))
-    except FlowPauseTimeout:
-        logger.warning("No approval within %d s: the candidate is rejected",
-                       gates.approval_timeout_s)
+        answer = pause_flow_run(wait_for_input=form, timeout=seconds + GRACE_SECONDS,
+                                poll_interval=min(POLL_SECONDS, seconds))
+    except FlowPauseTimeout:  # not even rareflow's own rejection got through
+        answer = None
+    finally:
+        timer.cancel()
+    if answer is None or (fired.is_set() and not answer.approve and not answer.reason):
+        logger.warning("No approval within %d s: the candidate is rejected", seconds)
         return apply_decision(verdict, approved=False, how="by timeout",
-                              reason=f"no decision within {gates.approval_timeout_s} s")
+                              reason=f"no decision within {seconds} s")
     decided = apply_decision(verdict, approved=answer.approve, reason=answer.reason,
                              how="in the Prefect UI/API")
     logger.info("Manual approval: %s", decided["gates"][-1]["detail"])
