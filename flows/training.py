@@ -34,7 +34,8 @@ def training_flow(config: TrainingConfig) -> dict:
     selection = select_task(parts.X_train, parts.y_train, parts.schema, config=config)
     best = selection.best
     fitted = fit_task(best.spec, parts.X_train, parts.y_train, parts.schema,
-                      threshold=best.threshold, seed=seed, fold_models=best.fold_models)
+                      threshold=best.threshold, seed=seed, fold_models=best.fold_models,
+                      costs=costs)
     metrics, test_scores = evaluate_task(fitted.model, parts.X_test, parts.y_test,
                                          fn_cost=costs.fn_cost, fp_cost=costs.fp_cost)
     champion = champion_task(registry, parts.X_test)

@@ -23,6 +23,7 @@ from tasks.fit import FitResult
 from tasks.plots import calibration_summary
 from tasks.score import Champion
 from tasks.select import Selection
+from tasks.served import MODEL_FORMAT, native
 from tasks.split import Parts
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,20 @@ class Record:
     metadata: dict
     reference: pd.DataFrame
     card: str
+
+
+def rareflow_version() -> str:
+    """The installed rareflow's version (what wrote a version; ``rareflow --version``)."""
+    try:
+        return pkg_version("rareflow")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout never installed
+        return "unknown"
+
+
+def class_pair(model) -> list:
+    """[negative, positive] label values of a served classifier, as JSON keeps them."""
+    negative = next(c for c in model.classes_ if c != model.pos_label)
+    return [native(negative), native(model.pos_label)]
 
 
 def library_versions() -> dict:
@@ -70,6 +85,9 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
         "metrics": metrics,
         "calibration": calibration_summary(parts.y_test, test_scores),
         "calibrated": model.calibrated,
+        "classes": class_pair(model),
+        "model_format": MODEL_FORMAT,
+        "rareflow_version": rareflow_version(),
         "verdict": verdict,
         "compared_with": champion.version,
         "fingerprints": parts.fingerprints,

@@ -34,6 +34,7 @@ from tasks.champion import ChampionLog, now_iso
 from tasks.files import fsync_dir, fsync_file, sha256_file, write_json
 from tasks.lean import reproducible_pickling
 from tasks.load import IO_RETRIES
+from tasks.served import load_stored
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,15 @@ class StaleChampion(RegistryError):
     def __init__(self, current: str | None, message: str):
         super().__init__(message)
         self.current = current
+
+
+def check_file_name(name: str) -> str:
+    """A version's extra file name: one plain name, not one of the registry's own files."""
+    if (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or ".." in name
+            or name in (MODEL_FILE, METADATA_FILE, CARD_FILE, REFERENCE_FILE)):
+        raise RegistryError(f"a version's extra file needs a plain name of letters, digits, "
+                            f"'_', '-' or '.' that is not a registry file; got {name!r}")
+    return name
 
 
 def check_version_id(version: str) -> str:
@@ -127,8 +137,14 @@ class Registry:
         return sorted(ids, key=lambda v: int(v[1:]))
 
     def register(self, model, metadata: dict, *, reference: pd.DataFrame | None = None,
-                 card: str | None = None) -> str:
-        """Store a trained candidate as a new immutable version and return its id."""
+                 card: str | None = None, files: dict[str, bytes] | None = None) -> str:
+        """Store a trained candidate as a new immutable version and return its id.
+
+        Args:
+            files: More files of the version (e.g. plots), by plain file name; written
+                before the version is published, their sha256 recorded in ``files``.
+        """
+        extra = dict(files or {})
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         staging = self.versions_dir / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
         staging.mkdir()
@@ -144,6 +160,10 @@ class Registry:
                 ref_path = staging / REFERENCE_FILE
                 reference.to_parquet(ref_path, index=False)
                 files[REFERENCE_FILE] = sha256_file(ref_path)
+            for file_name, content in extra.items():
+                check_file_name(file_name)
+                (staging / file_name).write_bytes(content)
+                files[file_name] = sha256_file(staging / file_name)
             (staging / "reports").mkdir()
             with self.lock():
                 version = self._next_version_id()
@@ -224,7 +244,7 @@ class Registry:
                 f"(expected {str(meta.get('sha256'))[:12]}…, found {actual[:12]}…); the file "
                 "was changed or truncated: refusing to load it"
             )
-        return joblib.load(path), meta
+        return load_stored(path, meta), meta  # older formats become the served classifier
 
     def reference(self, version: str) -> pd.DataFrame:
         """The version's reference predictions on its test rows (checksum verified)."""
@@ -322,9 +342,9 @@ class Registry:
 
 @task(name="register", cache_policy=NO_CACHE, **IO_RETRIES)
 def register_task(registry: Registry, model, metadata: dict, reference: pd.DataFrame,
-                  card: str) -> str:
+                  card: str, files: dict[str, bytes] | None = None) -> str:
     """Store the candidate (I/O: retried on transient errors)."""
-    return registry.register(model, metadata, reference=reference, card=card)
+    return registry.register(model, metadata, reference=reference, card=card, files=files)
 
 
 @task(name="promote", cache_policy=NO_CACHE, **IO_RETRIES)
