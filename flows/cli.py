@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from flows.cli_models import models_app, schema_app
+from flows.cli_reports import reports_app
 from flows.cli_support import (
     CliState,
     ConfigFile,
@@ -35,12 +36,27 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rareflow: training, gating and scoring for rare-event classifiers.")
 app.add_typer(models_app, name="models")
 app.add_typer(schema_app, name="schema")
+app.add_typer(reports_app, name="reports")
+
+
+def show_version(value: bool) -> None:
+    """``--version``: the installed rareflow's version, then exit."""
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"rareflow {version('rareflow')}")
+        except PackageNotFoundError:  # pragma: no cover - a checkout that was never installed
+            typer.echo("rareflow (not installed: run `uv sync`)")
+        raise typer.Exit()
 
 
 @app.callback()
 def main_options(
     ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                 help="Print rareflow's version and exit."),
 ) -> None:
     state = ctx.ensure_object(CliState)
     state.debug = debug

@@ -15,7 +15,13 @@ import typer
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from schemas.config import ScoringConfig, TrainingConfig
+from schemas.config import (
+    NAME_ENV,
+    PROJECT_FILE,
+    REGISTRY_ENV,
+    ScoringConfig,
+    TrainingConfig,
+)
 from schemas.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
@@ -162,12 +168,18 @@ def field_info(model: type[BaseModel], name: str):
     return model.model_fields[path[-1]]
 
 
+PROJECT_KEYS = {"registry": REGISTRY_ENV, "name": NAME_ENV}
+
+
 def option_help(model: type[BaseModel], name: str) -> str:
     """Config field ``name``'s description, with its default (or that it is required)."""
     info = field_info(model, name)
     value = None if info.is_required() else info.get_default(call_default_factory=True)
     default = ("(required: here or in --config)" if info.is_required()
                else "" if value is None else f"(default: {value})")
+    if name in PROJECT_KEYS:
+        default = (f"(default: ${PROJECT_KEYS[name]}, else `{name}` in ./{PROJECT_FILE}, "
+                   f"else {value})")
     return " ".join(p for p in (info.description or "", default) if p)
 
 
@@ -209,9 +221,59 @@ def load_config_file(path: Path | None) -> dict:
     return data
 
 
+def project_defaults(*, cwd: Path | None = None, env: dict | None = None) -> dict:
+    """``registry`` and ``name`` from ``./rareflow.yaml``, overridden by ``RAREFLOW_REGISTRY``
+    and ``RAREFLOW_NAME``: the defaults every command starts from.
+
+    Raises:
+        ConfigError: the project file holds anything else.
+    """
+    out: dict = {}
+    path = Path(cwd or Path.cwd()) / PROJECT_FILE
+    if path.is_file():
+        out = load_config_file(path)
+        unknown = sorted(set(out) - set(PROJECT_KEYS))
+        if unknown:
+            raise ConfigError(f"{PROJECT_FILE} holds the project's defaults "
+                              f"{sorted(PROJECT_KEYS)} only; got {unknown}: move them to a "
+                              "--config file")
+    env = os.environ if env is None else env
+    out.update({key: env[var] for key, var in PROJECT_KEYS.items() if env.get(var)})
+    return out
+
+
+def remember_project(registry: str, name: str, *, cwd: Path | None = None) -> str:
+    """Write ``./rareflow.yaml`` with this registry and name unless one exists; say which.
+
+    Commands run in this folder then default to that model (``rareflow models show v0001``).
+    """
+    path = Path(cwd or Path.cwd()) / PROJECT_FILE
+    if path.exists():
+        return (f"{PROJECT_FILE} exists: left as it is (set {REGISTRY_ENV}={registry} "
+                f"{NAME_ENV}={name} to use this model by default)")
+    path.write_text(yaml.safe_dump({"registry": str(registry), "name": name},
+                                   sort_keys=False), encoding="utf-8")
+    return (f"Wrote {PROJECT_FILE} (registry {registry}, name {name}): rareflow commands run "
+            "here now use this model unless --registry/--name say otherwise")
+
+
+def resolve_schema_model(spec: str | None, config_file: Path | None) -> str | None:
+    """A ``module:Class`` schema_model found beside the config file, as ``/path/module.py:Class``
+    (the command line does not put the config file's folder, or the working directory, on the
+    import path); other specs are returned as they are."""
+    if not spec or config_file is None or ":" not in spec:
+        return spec
+    module, _, cls = spec.partition(":")
+    candidate = Path(config_file).resolve().parent / (module.replace(".", "/") + ".py")
+    return f"{candidate}:{cls}" if not module.endswith(".py") and candidate.is_file() else spec
+
+
 def build_config(model: type[BaseModel], config_file: Path | None, flags: dict):
-    """Merge a config file with command-line flags (flags win; None means not given)."""
-    data = load_config_file(config_file)
+    """Merge the project defaults, a config file and command-line flags (flags win, then the
+    config file, then ``RAREFLOW_*`` variables, then ``rareflow.yaml``; None: not given)."""
+    data = {**project_defaults(), **load_config_file(config_file)}
+    if "schema_model" in data:
+        data["schema_model"] = resolve_schema_model(data["schema_model"], config_file)
     paths = field_paths(model)
     for name, value in flags.items():
         if value is None:

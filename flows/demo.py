@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from flows.cli_support import remember_project
 from schemas.config import MonitoringConfig, ScoringConfig, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL, POSITIVE
 from schemas.errors import EXIT_OK, EXIT_REJECTED
@@ -52,4 +53,5 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
     say(monitored["verdict"])
     say(f"\nRegistry: {reg}/{DEMO_NAME} (rareflow models list --registry {reg} --name "
         f"{DEMO_NAME})")
+    say(remember_project(reg, DEMO_NAME))  # so the README's `rareflow models show v0001` works
     return EXIT_OK if outcome in (EXIT_OK, EXIT_REJECTED) else outcome

@@ -10,7 +10,7 @@ from tasks.evaluate import evaluate_task
 from tasks.fit import fit_task
 from tasks.gate import gate_task
 from tasks.load import load_task, release_memory
-from tasks.record import announce, record_task, training_summary
+from tasks.record import announce, record_task, run_outcome, training_summary
 from tasks.registry import Registry, promote_if_passed, register_task
 from tasks.score import champion_task
 from tasks.select import select_task
@@ -45,11 +45,11 @@ def training_flow(config: TrainingConfig) -> dict:
     record = record_task(config, parts, selection, fitted, metrics=metrics,
                          test_scores=test_scores, verdict=verdict, champion=champion)
     version = register_task(registry, fitted.model, record.metadata, record.reference,
-                            record.card)
+                            record.card, record.files)
     status, champion_now = promote_if_passed(registry, version, status=verdict["status"],
                                              compared_with=champion.version)
     announce(config.name, version, status, metrics=metrics, verdict=verdict,
              threshold=fitted.model.threshold, champion=champion)
-    return training_summary(config, version, status, champion_now=champion_now, fitted=fitted,
-                            selection=selection, metrics=metrics, verdict=verdict,
-                            registry_dir=registry.dir)
+    return run_outcome(training_summary(
+        config, version, status, champion_now=champion_now, fitted=fitted,
+        selection=selection, metrics=metrics, verdict=verdict, registry_dir=registry.dir))

@@ -43,6 +43,13 @@ NUMERIC_ONLY_SAMPLERS = ("adasyn", "borderline_smote")
 DEFAULT_NUM_STATTEST = "psi"
 DEFAULT_CAT_STATTEST = "jensenshannon"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Environment variables and the project file that give the command line its defaults
+# (flags and --config win over them), and the base URL report links use.
+REGISTRY_ENV = "RAREFLOW_REGISTRY"
+NAME_ENV = "RAREFLOW_NAME"
+REPORTS_URL_ENV = "RAREFLOW_REPORTS_URL"
+PROJECT_FILE = "rareflow.yaml"
+REPORTS_PORT = 8765
 
 
 def check_name(value: str, what: str = "model name") -> str:

@@ -156,6 +156,7 @@ def evaluate_gates(
 
 def verdict_table(verdict: dict) -> pd.DataFrame:
     table = pd.DataFrame(verdict["gates"])
+    table.insert(0, "result", table["passed"].map({True: "✅ pass", False: "❌ FAIL"}))
     table["value"] = table["value"].map(lambda v: "" if v is None else f"{v:.4g}")
     table["limit"] = table["limit"].map(lambda v: "" if v is None else f"{v:.4g}")
     return table
