@@ -75,6 +75,18 @@ def test_plots_artifact_embeds_the_images(trained):
     assert found[-1].data.count("](data:image/png;base64,") == 4
 
 
+def test_search_progress_artifact_reaches_100(trained):
+    """Check that the strategy search published a progress artifact, updated to 100 %."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["strategy-search-progress"])))
+    assert found and found[-1].type == "progress"
+    assert float(found[-1].data) == 100.0
+
+
 def test_same_decisions_through_predict_score_command_and_decide(trained, tmp_path,
                                                                   demo_small):
     """Check that the same rows get the same decisions from model.predict, `rareflow score`

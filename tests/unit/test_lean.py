@@ -171,3 +171,28 @@ def test_prefect_templating_fills_env_and_keeps_event_templates(monkeypatch):
                                           "name": "{{ event.resource.id }}"}}]
     out = lean.fill_env_templates(specs, os.environ)
     assert out[0]["parameters"] == {"data": "x.parquet", "name": "{{ event.resource.id }}"}
+
+
+def test_prefect_console_handler_prints_through_its_console_attribute():
+    """Check that Prefect's console handler prints every record through its ``console``
+    attribute (a rich Console), which shared_prefect_console swaps and restores."""
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+    from rich.console import Console
+
+    handler = PrefectConsoleHandler(stream=io.StringIO())
+    assert isinstance(handler.console, Console)
+    own = handler.console
+    record_logger = logging.getLogger("rareflow.lean.console-test")
+    record_logger.addHandler(handler)
+    record_logger.propagate = False
+    try:
+        with lean.shared_prefect_console() as shared:
+            assert handler.console is shared
+            with shared.capture() as captured:
+                record_logger.warning("through the shared console")
+            assert "through the shared console" in captured.get()
+        assert handler.console is own
+    finally:
+        record_logger.removeHandler(handler)
