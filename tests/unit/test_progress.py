@@ -43,10 +43,9 @@ def test_plain_lines_with_elapsed_and_remaining_time(caplog):
 def test_skipped_fits_are_reported_at_finish(caplog):
     """Check that finishing early (time budget) says how many fits did not run."""
     progress = SearchProgress(terminal=False, artifact=False, clock=Clock())
-    with caplog.at_level(logging.INFO, logger="tasks.progress"):
-        with progress:
-            progress.start(6)
-            progress.advance("a", 0)
+    with caplog.at_level(logging.INFO, logger="tasks.progress"), progress:
+        progress.start(6)
+        progress.advance("a", 0)
     assert caplog.records[-1].getMessage().endswith("(5 not run)")
 
 
