@@ -8,7 +8,9 @@ override it. Errors are one line with the exit status documented in the README.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -18,6 +20,7 @@ from flows.cli_reports import reports_app
 from flows.cli_support import (
     CliState,
     ConfigFile,
+    FlowServer,
     ModelName,
     RegistryDir,
     Version,
@@ -82,10 +85,12 @@ def print_training_summary(result: dict) -> None:
                f"{result['champion']}  [{result['registry']}]")
 
 
-def run_training(config: T) -> int:
+def run_training(config: T, server: FlowServer | None = None) -> int:
     """Run the training flow, print its summary; exit 0 promoted, 3 not promoted."""
     from flows.training import training_flow
 
+    if server is not None:
+        server.activate()
     result = training_flow(config)
     print_training_summary(result)
     return EXIT_OK if result["promoted"] else EXIT_REJECTED
@@ -116,11 +121,12 @@ def train(
     dask_workers: int = option(T, "dask_workers", "--dask-workers"),
 ) -> int:
     """Train, gate and (if it passes) promote a model. Exit 0 promoted, 3 rejected."""
+    server = FlowServer()  # boots while the training modules import
     flags = {k: v for k, v in ctx.params.items() if k != "config"}
     flags["class_weight"] = parse_class_weight(class_weight)
     if dask_address and not executor:
         flags["executor"] = "dask"
-    return run_training(build_config(T, config, flags))
+    return run_training(build_config(T, config, flags), server)
 
 
 @app.command()
@@ -135,13 +141,33 @@ def score(
     version: Version = None,
 ) -> int:
     """Append `score` and `decision` to every row of a batch, in input order."""
+    server = FlowServer()  # boots while the scoring modules import
     from flows.scoring import scoring_flow
 
     cfg = build_config(S, config, {k: v for k, v in ctx.params.items() if k != "config"})
+    server.activate()
     result = scoring_flow(cfg)
     typer.echo(f"Scored {result['rows']} rows with {cfg.name} {result['version']} (threshold "
                f"{result['threshold']:.4f}): {result['flagged']} flagged -> {result['out']}")
     return EXIT_OK
+
+
+def preload_reporting() -> threading.Thread:
+    """Import evidently and matplotlib in a background thread: while Prefect's server boots
+    and the flow loads and scores the batch (mostly native code, which lets the thread run),
+    not when the flow reaches its reports (together several seconds on the monitoring path).
+    The flow's own imports then wait for this one (Python's import lock), as they would for
+    any import in progress."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the flow imports them again and reports errors
+            import evidently.metrics  # noqa: F401
+            import evidently.presets  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+
+    thread = threading.Thread(target=load, name="rareflow-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 @app.command()
@@ -164,9 +190,12 @@ def monitor(
     rescore: bool = option(M, "rescore", "--rescore/--no-rescore"),
 ) -> int:
     """Judge minority-class recall on a labelled batch. Exit 0 no drift, 4 drift, 5 cannot judge."""
+    server = FlowServer()  # boots while the monitoring modules and evidently import
     from flows.monitoring import monitoring_flow
 
     cfg = build_config(M, config, {k: v for k, v in ctx.params.items() if k != "config"})
+    preload_reporting()
+    server.activate()
     result = monitoring_flow(cfg)
     typer.echo(f"Reports: {result['reports']['folder']}")
     typer.echo(result["verdict"])
@@ -182,8 +211,10 @@ def demo(
     time_budget: float = typer.Option(300, "--time-budget", help="Candidate search budget, s."),
 ) -> int:
     """Make demo data, train and promote, retrain and gate, score a drifted batch, monitor it."""
+    server = FlowServer()
     from flows.demo import run_demo
 
+    server.activate()
     return run_demo(Path(out_dir), rows=rows, registry=registry, time_budget_s=time_budget,
                     train=run_training, say=typer.echo)
 

@@ -22,6 +22,10 @@ The shortcuts:
   deploy`` does it.
 * :func:`shared_prefect_console`: Prefect's console log handlers print through one rich
   console while a progress bar is drawn on it.
+
+One shortcut lives in its own module because this one imports scikit-learn, which is what it
+saves time on: :mod:`tasks.server_start` starts Prefect's temporary API server at the
+beginning of a command (its upgrade test is in ``tests/unit/test_lean.py`` too).
 """
 
 from __future__ import annotations

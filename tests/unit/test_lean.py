@@ -196,3 +196,47 @@ def test_prefect_console_handler_prints_through_its_console_attribute():
         assert handler.console is own
     finally:
         record_logger.removeHandler(handler)
+
+
+def test_temporary_server_command_is_prefects(monkeypatch):
+    """Check that tasks.server_start runs the command and environment Prefect runs for its
+    temporary server (SubprocessASGIServer), so starting it early changes nothing else."""
+    import prefect.server.api.server as server_module
+
+    from tasks import server_start
+
+    captured = {}
+
+    def fake_popen(args, env=None, **kwargs):
+        captured.update(args=list(args), env=dict(env or {}))
+        return None
+
+    monkeypatch.setattr(server_module.subprocess, "Popen", fake_popen)
+    server = server_module.SubprocessASGIServer(port=8999)
+    try:
+        server._run_uvicorn_command()
+    finally:
+        server_module.SubprocessASGIServer._instances.pop(8999, None)
+    assert captured["args"] == server_start.uvicorn_command(8999)
+    for key, value in server_start.EPHEMERAL_SERVER_ENV.items():
+        assert captured["env"][key] == value
+
+
+@pytest.mark.slow
+def test_temporary_server_starts_answers_and_stops(tmp_path):
+    """Check that the early temporary server comes up on its port, answers /health and
+    stops; with PREFECT_API_URL set none is started."""
+    import os
+
+    from tasks.server_start import start_temporary_server
+
+    assert start_temporary_server({"PREFECT_API_URL": "http://x/api"}) is None
+    assert start_temporary_server({"PREFECT_SERVER_EPHEMERAL_ENABLED": "false"}) is None
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path)}
+    env.pop("PREFECT_API_URL", None)
+    server = start_temporary_server(env)
+    try:
+        assert server.ready(180), "the temporary server did not answer /health"
+    finally:
+        server.stop()
+    assert server.process.poll() is not None
