@@ -23,7 +23,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +213,18 @@ def monitoring_history(model_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda r: r["at"])
 
 
+def time_axis(ax, times: list[datetime]) -> None:
+    """Readable dates; a short history gets an hour either side instead of years."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    if times and max(times) - min(times) < timedelta(hours=2):
+        ax.set_xlim(min(times) - timedelta(hours=1), max(times) + timedelta(hours=1))
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.tick_params(axis="x", labelsize=8)
+
+
 def recall_over_time_png(history: list[dict]) -> bytes:
     fig, ax = new_figure()
     runs = [r for r in history if r["batch_recall"] is not None]
@@ -221,15 +233,17 @@ def recall_over_time_png(history: list[dict]) -> bytes:
         times = [r["at"] for r in mine]
         ax.plot(times, [r["batch_recall"] for r in mine], "o-", label=f"{version} batches")
         ref = mine[-1]["reference_recall"]
+        pad = timedelta(minutes=30) if times[0] == times[-1] else timedelta(0)
         if ref is not None:
-            ax.hlines(ref, times[0], times[-1], colors=HALF, linestyles=":", lw=1)
+            ax.hlines(ref, times[0] - pad, times[-1] + pad, colors=HALF, linestyles=":",
+                      lw=1.5)
     drift = [r for r in runs if r["status"] == "drift"]
     if drift:
         ax.plot([r["at"] for r in drift], [r["batch_recall"] for r in drift], "x",
                 color=CHOSEN, ms=10, mew=2, label="recall drift")
     ax.set(ylabel="minority recall", ylim=(0, 1.02),
            title="Minority recall per monitoring run (dotted: reference)")
-    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    time_axis(ax, [r["at"] for r in runs])
     ax.legend(loc="lower left", fontsize=8)
     return png_bytes(fig)
 
