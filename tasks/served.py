@@ -132,11 +132,6 @@ class RareflowClassifier(FixedThresholdClassifier):
     def model_format(self) -> int:
         return MODEL_FORMAT
 
-    @property
-    def inner_estimator(self):
-        """rareflow's fitted model on 0/1 labels (its own ``predict`` decides at 0.5)."""
-        return self.estimator.estimator.estimator_
-
     def positive_proba(self, X) -> np.ndarray:
         """The probability of the positive (rare) class, one value per row."""
         proba = self.predict_proba(X)

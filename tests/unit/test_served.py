@@ -161,7 +161,7 @@ def test_pickles_and_registry_round_trip(tmp_path):
 def test_old_thresholded_model_is_converted():
     """Check that what rareflow 0.2 stored becomes the served classifier deciding the same."""
     model, df, _ = fitted((0, 1))
-    old = ThresholdedModel(model.inner_estimator, 0.12, model.schema, model.spec)
+    old = ThresholdedModel(model.estimator.estimator.estimator_, 0.12, model.schema, model.spec)
     served = from_stored(old, {"costs": {"fn_cost": 20.0, "fp_cost": 1.0}})
     assert isinstance(served, RareflowClassifier) and list(served.classes_) == [0, 1]
     np.testing.assert_array_equal(served.predict(df), model.predict(df))
