@@ -17,13 +17,18 @@ def _fmt4(value) -> str:
     return "" if value is None else f"{value:.4g}"
 
 
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return _fmt4(value)
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
 def _table(header: list[str], rows: list[list]) -> list[str]:
-    align = ["---" if i == 0 else "---:" if isinstance(rows[0][i] if rows else "", float)
-             else "---" for i in range(len(header))]
+    """A markdown table; numbers right-aligned, '|' inside a cell escaped."""
+    align = ["---:" if rows and isinstance(rows[0][i], int | float) and i else "---"
+             for i in range(len(header))]
     out = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    for row in rows:
-        out.append("| " + " | ".join(_fmt4(v) if isinstance(v, float) else
-                                     ("" if v is None else str(v)) for v in row) + " |")
+    out += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return out
 
 
@@ -81,7 +86,7 @@ def card_data(meta: dict) -> list[str]:
 
 def card_how(meta: dict) -> list[str]:
     costs, cal, strategy = meta["config"]["costs"], meta.get("calibration", {}), meta["strategy"]
-    calibrated_text = ("a calibrated probability (sigmoid calibration)" if meta.get("calibrated")
+    calibrated_text = ("a calibrated probability (sigmoid map)" if meta.get("calibrated")
                        else "a model score in [0, 1], not calibrated")
     return [
         "## How it decides",
@@ -92,9 +97,9 @@ def card_how(meta: dict) -> list[str]:
         f"- Decision threshold **{meta['threshold']:.4f}**, chosen to minimise "
         f"{costs['fn_cost']:g}·FN + {costs['fp_cost']:g}·FP on out-of-fold training scores; "
         "test rows never influenced it.",
-        f"- The score is {calibrated_text}"
-        f" (test Brier {cal.get('brier', float('nan')):.4f}, Brier of always predicting the "
-        f"prevalence {cal.get('brier_of_prevalence', float('nan')):.4f}).",
+        f"- The score is {calibrated_text}: test Brier {cal.get('brier', float('nan')):.4f}, "
+        f"against {cal.get('brier_of_prevalence', float('nan')):.4f} for always predicting "
+        "the prevalence.",
     ]
 
 

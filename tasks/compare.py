@@ -63,4 +63,4 @@ def compare_versions(metas: list[dict], *, champion: str | None = None) -> pd.Da
     columns = {meta["version"]: version_column(meta, champion=champion) for meta in metas}
     labels = list(dict.fromkeys(label for col in columns.values() for label in col))
     return pd.DataFrame({v: [col.get(label, "") for label in labels]
-                         for v, col in columns.items()}, index=pd.Index(labels, name=""))
+                         for v, col in columns.items()}, index=pd.Index(labels))

@@ -84,8 +84,9 @@ def test_models_compare(tmp_path):
     done = run("models", "compare", "v0001", "v0003", "--registry", str(tmp_path),
                "--name", "old")
     assert done.exit_code == 0, done.output
-    header = done.output.splitlines()[0]
+    header, first_row = done.output.splitlines()[:2]
     assert "v0001" in header and "v0003" in header
+    assert first_row.split()[0] == "champion", "no blank index-name line under the header"
     for row in ("strategy", "threshold", "test recall", "test normalised_cost", "status"):
         assert row in done.output
     single = run("models", "compare", "v0001", "--registry", str(tmp_path), "--name", "old")
