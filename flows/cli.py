@@ -30,6 +30,7 @@ from flows.cli_support import (
     reported,
     setup,
 )
+from schemas.config import DEMO_FULL, DEMO_QUICK
 from schemas.config import MonitoringConfig as M
 from schemas.config import ScoringConfig as S
 from schemas.config import TrainingConfig as T
@@ -206,7 +207,11 @@ def monitor(
 @reported
 def demo(
     out_dir: str = typer.Option("rareflow-demo", "--dir", help="Where demo files go."),
-    rows: int = typer.Option(100_000, "--rows", help="Rows of demo training data."),
+    full: bool = typer.Option(False, "--full", help=f"The {DEMO_FULL.rows:,}-row demo: "
+                              f"{DEMO_FULL.n_folds} folds, up to {DEMO_FULL.max_candidates} "
+                              "candidates (minutes instead of about 90 s)."),
+    rows: int = typer.Option(None, "--rows", min=2_000, help=f"Rows of each demo table "
+                             f"(default {DEMO_QUICK.rows:,}; {DEMO_FULL.rows:,} with --full)."),
     registry: str = typer.Option(None, "--registry", help="Default: <dir>/registry."),
     time_budget: float = typer.Option(300, "--time-budget", help="Candidate search budget, s."),
 ) -> int:
@@ -214,8 +219,11 @@ def demo(
     server = FlowServer()
     from flows.demo import run_demo
 
+    size = DEMO_FULL if full else DEMO_QUICK
+    if rows is not None:
+        size = size.model_copy(update={"rows": rows})
     server.activate()
-    return run_demo(Path(out_dir), rows=rows, registry=registry, time_budget_s=time_budget,
+    return run_demo(Path(out_dir), size=size, registry=registry, time_budget_s=time_budget,
                     train=run_training, say=typer.echo)
 
 

@@ -182,6 +182,18 @@ class Gates(_Model):
     )
 
 
+class DemoSize(_Model):
+    """How much `rareflow demo` does: rows of each demo table, folds and candidates."""
+
+    rows: int = Field(20_000, ge=2_000, description="Rows of each demo table.")
+    n_folds: int = Field(3, ge=2, le=20, description="Stratified folds of each training.")
+    max_candidates: int = Field(4, ge=1, le=64, description="Candidates `auto` compares.")
+
+
+DEMO_QUICK = DemoSize()  # every step in about a minute and a half on 2 cores
+DEMO_FULL = DemoSize(rows=100_000, n_folds=5, max_candidates=12)  # `rareflow demo --full`
+
+
 class TrainingConfig(_Model):
     """Everything one training run needs."""
 
