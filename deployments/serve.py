@@ -9,6 +9,13 @@ so ``prefect deploy`` and this script always offer the same set. From the reposi
 
 Runs execute as subprocesses of this process, in the repository root. Stopping it (Ctrl-C)
 pauses the schedules; the event triggers stay registered on the server.
+
+Deployments of the same names made by ``prefect deploy`` (for a work pool) would be taken
+over half-way: their runs would fail here (they carry the pool's pull steps, not this
+process's code) while their automations kept firing. So the script refuses to start beside
+them and names them; ``--replace`` deletes them, and their automations, first::
+
+    python -m deployments.serve --replace
 """
 
 from __future__ import annotations
@@ -116,6 +123,52 @@ def build_deployments(
     return deployments
 
 
+def pool_deployments(client, deployments: list) -> list:
+    """Deployments on the server with the same names as ``deployments`` that run on a work
+    pool (made by ``prefect deploy``)."""
+    from prefect.exceptions import ObjectNotFound
+
+    found = []
+    for dep in deployments:
+        try:
+            existing = client.read_deployment_by_name(f"{dep.flow_name}/{dep.name}")
+        except ObjectNotFound:
+            continue
+        if existing.work_pool_name:
+            found.append(existing)
+    return found
+
+
+def remove_deployments(client, deployments: list) -> None:
+    """Delete deployments and the automations their triggers made (none left dangling)."""
+    for dep in deployments:
+        client.delete_resource_owned_automations(f"prefect.deployment.{dep.id}")
+        client.delete_deployment(dep.id)
+        logger.info("Deleted deployment %s (work pool %s) and its automations", dep.name,
+                    dep.work_pool_name)
+
+
+def check_clashes(deployments: list, *, replace: bool) -> None:
+    """Refuse to serve beside ``prefect deploy``'s deployments of the same names, or (with
+    ``replace``) delete them first.
+
+    Raises:
+        SystemExit: there are such deployments and ``replace`` is off.
+    """
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        clashes = pool_deployments(client, deployments)
+        if clashes and not replace:
+            names = ", ".join(f"{d.name} (work pool {d.work_pool_name})" for d in clashes)
+            raise SystemExit(
+                f"deployments {names} already exist on this server, made by `prefect deploy` "
+                "for a work pool; serving the same names here would break their runs and "
+                "leave their automations behind. Rerun with --replace to delete them (and "
+                "their automations) first, or stop using the work pool's deployments.")
+        remove_deployments(client, clashes)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve the deployments until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -125,6 +178,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="Serve only this deployment (repeatable; default: all).")
     parser.add_argument("--limit", type=int, default=None,
                         help="Most flow runs executing at once (default: no limit).")
+    parser.add_argument("--replace", action="store_true",
+                        help="Delete deployments of the same names made by `prefect deploy` "
+                             "(and their automations) before serving.")
     args = parser.parse_args(argv)
 
     from prefect import serve
@@ -133,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     # plain-code log records reach the UI as with the work pool's job variables.
     os.chdir(ROOT)
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks,flows,schemas")
-    serve(*build_deployments(args.prefect_file, names=args.names), limit=args.limit)
+    deployments = build_deployments(args.prefect_file, names=args.names)
+    check_clashes(deployments, replace=args.replace)
+    serve(*deployments, limit=args.limit)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,19 @@ override it. Errors are one line with the exit status documented in the README.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import sys
+import threading
 from pathlib import Path
 
 import typer
 
 from flows.cli_models import keygen, models_app, schema_app
+from flows.cli_reports import reports_app
 from flows.cli_support import (
     CliState,
     ConfigFile,
+    FlowServer,
     ModelName,
     RegistryDir,
     Version,
@@ -26,6 +30,7 @@ from flows.cli_support import (
     reported,
     setup,
 )
+from schemas.config import DEMO_FULL, DEMO_QUICK
 from schemas.config import MonitoringConfig as M
 from schemas.config import ScoringConfig as S
 from schemas.config import TrainingConfig as T
@@ -36,12 +41,27 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 app.add_typer(models_app, name="models")
 app.add_typer(schema_app, name="schema")
 app.command("keygen")(keygen)
+app.add_typer(reports_app, name="reports")
+
+
+def show_version(value: bool) -> None:
+    """``--version``: the installed rareflow's version, then exit."""
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"rareflow {version('rareflow')}")
+        except PackageNotFoundError:  # pragma: no cover - a checkout that was never installed
+            typer.echo("rareflow (not installed: run `uv sync`)")
+        raise typer.Exit()
 
 
 @app.callback()
 def main_options(
     ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                 help="Print rareflow's version and exit."),
 ) -> None:
     state = ctx.ensure_object(CliState)
     state.debug = debug
@@ -70,10 +90,12 @@ def print_training_summary(result: dict) -> None:
                f"{result['champion']}  [{result['registry']}]")
 
 
-def run_training(config: T) -> int:
+def run_training(config: T, server: FlowServer | None = None) -> int:
     """Run the training flow, print its summary; exit 0 promoted, 3 not promoted."""
     from flows.training import training_flow
 
+    if server is not None:
+        server.activate()
     result = training_flow(config)
     print_training_summary(result)
     return EXIT_OK if result["promoted"] else EXIT_REJECTED
@@ -104,11 +126,12 @@ def train(
     dask_workers: int = option(T, "dask_workers", "--dask-workers"),
 ) -> int:
     """Train, gate and (if it passes) promote a model. Exit 0 promoted, 3 rejected."""
+    server = FlowServer()  # boots while the training modules import
     flags = {k: v for k, v in ctx.params.items() if k != "config"}
     flags["class_weight"] = parse_class_weight(class_weight)
     if dask_address and not executor:
         flags["executor"] = "dask"
-    return run_training(build_config(T, config, flags))
+    return run_training(build_config(T, config, flags), server)
 
 
 @app.command()
@@ -123,13 +146,33 @@ def score(
     version: Version = None,
 ) -> int:
     """Append `score` and `decision` to every row of a batch, in input order."""
+    server = FlowServer()  # boots while the scoring modules import
     from flows.scoring import scoring_flow
 
     cfg = build_config(S, config, {k: v for k, v in ctx.params.items() if k != "config"})
+    server.activate()
     result = scoring_flow(cfg)
     typer.echo(f"Scored {result['rows']} rows with {cfg.name} {result['version']} (threshold "
                f"{result['threshold']:.4f}): {result['flagged']} flagged -> {result['out']}")
     return EXIT_OK
+
+
+def preload_reporting() -> threading.Thread:
+    """Import evidently and matplotlib in a background thread: while Prefect's server boots
+    and the flow loads and scores the batch (mostly native code, which lets the thread run),
+    not when the flow reaches its reports (together several seconds on the monitoring path).
+    The flow's own imports then wait for this one (Python's import lock), as they would for
+    any import in progress."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the flow imports them again and reports errors
+            import evidently.metrics  # noqa: F401
+            import evidently.presets  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+
+    thread = threading.Thread(target=load, name="rareflow-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 @app.command()
@@ -152,9 +195,12 @@ def monitor(
     rescore: bool = option(M, "rescore", "--rescore/--no-rescore"),
 ) -> int:
     """Judge minority-class recall on a labelled batch. Exit 0 no drift, 4 drift, 5 cannot judge."""
+    server = FlowServer()  # boots while the monitoring modules and evidently import
     from flows.monitoring import monitoring_flow
 
     cfg = build_config(M, config, {k: v for k, v in ctx.params.items() if k != "config"})
+    preload_reporting()
+    server.activate()
     result = monitoring_flow(cfg)
     typer.echo(f"Reports: {result['reports']['folder']}")
     typer.echo(result["verdict"])
@@ -165,14 +211,23 @@ def monitor(
 @reported
 def demo(
     out_dir: str = typer.Option("rareflow-demo", "--dir", help="Where demo files go."),
-    rows: int = typer.Option(100_000, "--rows", help="Rows of demo training data."),
+    full: bool = typer.Option(False, "--full", help=f"The {DEMO_FULL.rows:,}-row demo: "
+                              f"{DEMO_FULL.n_folds} folds, up to {DEMO_FULL.max_candidates} "
+                              "candidates (minutes instead of about 90 s)."),
+    rows: int = typer.Option(None, "--rows", min=2_000, help=f"Rows of each demo table "
+                             f"(default {DEMO_QUICK.rows:,}; {DEMO_FULL.rows:,} with --full)."),
     registry: str = typer.Option(None, "--registry", help="Default: <dir>/registry."),
     time_budget: float = typer.Option(300, "--time-budget", help="Candidate search budget, s."),
 ) -> int:
     """Make demo data, train and promote, retrain and gate, score a drifted batch, monitor it."""
+    server = FlowServer()
     from flows.demo import run_demo
 
-    return run_demo(Path(out_dir), rows=rows, registry=registry, time_budget_s=time_budget,
+    size = DEMO_FULL if full else DEMO_QUICK
+    if rows is not None:
+        size = size.model_copy(update={"rows": rows})
+    server.activate()
+    return run_demo(Path(out_dir), size=size, registry=registry, time_budget_s=time_budget,
                     train=run_training, say=typer.echo)
 
 

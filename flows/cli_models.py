@@ -8,7 +8,14 @@ from pathlib import Path
 
 import typer
 
-from flows.cli_support import DEFAULT_NAME, DEFAULT_REGISTRY, ModelName, RegistryDir, reported
+from flows.cli_support import (
+    DEFAULT_NAME,
+    DEFAULT_REGISTRY,
+    ModelName,
+    RegistryDir,
+    project_defaults,
+    reported,
+)
 from schemas.errors import EXIT_OK, ConfigError, RegistryError
 
 models_app = typer.Typer(no_args_is_help=True,
@@ -17,9 +24,13 @@ schema_app = typer.Typer(no_args_is_help=True, help="Schemas for your data.")
 
 
 def open_registry(registry: str | None, name: str | None):
+    """The registry of the flags, else of the project defaults (``RAREFLOW_*``,
+    ``rareflow.yaml``), else of the config schema's defaults."""
     from tasks.registry import Registry
 
-    return Registry(registry or DEFAULT_REGISTRY, name or DEFAULT_NAME)
+    defaults = project_defaults()
+    return Registry(registry or defaults.get("registry", DEFAULT_REGISTRY),
+                    name or defaults.get("name", DEFAULT_NAME))
 
 
 @models_app.command("list")
@@ -52,6 +63,25 @@ def models_show(version: str = typer.Argument("champion"), registry: RegistryDir
         typer.echo(json.dumps(meta, indent=2))
     else:
         typer.echo(card.read_text(encoding="utf-8"))
+    return EXIT_OK
+
+
+@models_app.command("compare")
+@reported
+def models_compare(versions: list[str] = typer.Argument(..., help="Two or more versions "
+                                                        "(ids, champion or latest)."),
+                   registry: RegistryDir = None, name: ModelName = None,
+                   as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> int:
+    """Versions side by side: data, strategy, threshold, test metrics and gates."""
+    from tasks.compare import compare_versions
+
+    reg = open_registry(registry, name)
+    if len(versions) < 2:
+        raise ConfigError("models compare needs two or more versions, e.g. "
+                          "`rareflow models compare v0001 v0002`")
+    metas = [reg.metadata(reg.resolve(v)) for v in versions]
+    table = compare_versions(metas, champion=(reg.champion() or {}).get("version"))
+    typer.echo(table.to_json(indent=2) if as_json else table.to_string())
     return EXIT_OK
 
 

@@ -3,6 +3,7 @@ merged with flags, and errors reported as one line with their documented exit st
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import logging
@@ -15,7 +16,13 @@ import typer
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from schemas.config import ScoringConfig, TrainingConfig
+from schemas.config import (
+    NAME_ENV,
+    PROJECT_FILE,
+    REGISTRY_ENV,
+    ScoringConfig,
+    TrainingConfig,
+)
 from schemas.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
@@ -72,6 +79,50 @@ def setup(state: CliState) -> None:
         for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine",
                      "prefect.flow_engine"):
             logging.getLogger(name).addFilter(_QuietExpectedErrors())
+
+
+class FlowServer:
+    """The Prefect server a command's flows use: Prefect's temporary one, started when the
+    command starts (so it boots while the command imports), unless PREFECT_API_URL is set.
+
+    Call :meth:`activate` right before the first flow: it waits until the server answers and
+    points Prefect at it for the rest of the process; the server stops at exit, after
+    Prefect has sent its last logs and events. If it does not come up, Prefect starts its
+    own as usual.
+    """
+
+    def __init__(self):
+        from tasks.server_start import start_temporary_server
+
+        self.server = start_temporary_server()
+        self.active, self.settings = False, None
+        if self.server is not None:
+            atexit.register(self.server.stop)
+
+    def activate(self) -> None:
+        if self.server is None or self.active:
+            return
+        from prefect.settings import get_current_settings
+
+        settings = get_current_settings()
+        if settings.api.url or not settings.server.ephemeral.enabled:  # e.g. from a profile
+            self.server.stop()
+            self.server = None
+            return
+        timeout = settings.server.ephemeral.startup_timeout_seconds
+        if not self.server.ready(timeout):
+            logging.getLogger(__name__).warning(
+                "Prefect's temporary server did not start on port %d; Prefect starts its own",
+                self.server.port)
+            self.server.stop()
+            self.server = None
+            return
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        # kept (a dropped generator context would exit): in force for the rest of the process
+        self.settings = temporary_settings(updates={PREFECT_API_URL: self.server.api_url})
+        self.settings.__enter__()
+        self.active = True
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -162,12 +213,18 @@ def field_info(model: type[BaseModel], name: str):
     return model.model_fields[path[-1]]
 
 
+PROJECT_KEYS = {"registry": REGISTRY_ENV, "name": NAME_ENV}
+
+
 def option_help(model: type[BaseModel], name: str) -> str:
     """Config field ``name``'s description, with its default (or that it is required)."""
     info = field_info(model, name)
     value = None if info.is_required() else info.get_default(call_default_factory=True)
     default = ("(required: here or in --config)" if info.is_required()
                else "" if value is None else f"(default: {value})")
+    if name in PROJECT_KEYS:
+        default = (f"(default: ${PROJECT_KEYS[name]}, else `{name}` in ./{PROJECT_FILE}, "
+                   f"else {value})")
     return " ".join(p for p in (info.description or "", default) if p)
 
 
@@ -209,9 +266,59 @@ def load_config_file(path: Path | None) -> dict:
     return data
 
 
+def project_defaults(*, cwd: Path | None = None, env: dict | None = None) -> dict:
+    """``registry`` and ``name`` from ``./rareflow.yaml``, overridden by ``RAREFLOW_REGISTRY``
+    and ``RAREFLOW_NAME``: the defaults every command starts from.
+
+    Raises:
+        ConfigError: the project file holds anything else.
+    """
+    out: dict = {}
+    path = Path(cwd or Path.cwd()) / PROJECT_FILE
+    if path.is_file():
+        out = load_config_file(path)
+        unknown = sorted(set(out) - set(PROJECT_KEYS))
+        if unknown:
+            raise ConfigError(f"{PROJECT_FILE} holds the project's defaults "
+                              f"{sorted(PROJECT_KEYS)} only; got {unknown}: move them to a "
+                              "--config file")
+    env = os.environ if env is None else env
+    out.update({key: env[var] for key, var in PROJECT_KEYS.items() if env.get(var)})
+    return out
+
+
+def remember_project(registry: str, name: str, *, cwd: Path | None = None) -> str:
+    """Write ``./rareflow.yaml`` with this registry and name unless one exists; say which.
+
+    Commands run in this folder then default to that model (``rareflow models show v0001``).
+    """
+    path = Path(cwd or Path.cwd()) / PROJECT_FILE
+    if path.exists():
+        return (f"{PROJECT_FILE} exists: left as it is (set {REGISTRY_ENV}={registry} "
+                f"{NAME_ENV}={name} to use this model by default)")
+    path.write_text(yaml.safe_dump({"registry": str(registry), "name": name},
+                                   sort_keys=False), encoding="utf-8")
+    return (f"Wrote {PROJECT_FILE} (registry {registry}, name {name}): rareflow commands run "
+            "here now use this model unless --registry/--name say otherwise")
+
+
+def resolve_schema_model(spec: str | None, config_file: Path | None) -> str | None:
+    """A ``module:Class`` schema_model found beside the config file, as ``/path/module.py:Class``
+    (the command line does not put the config file's folder, or the working directory, on the
+    import path); other specs are returned as they are."""
+    if not spec or config_file is None or ":" not in spec:
+        return spec
+    module, _, cls = spec.partition(":")
+    candidate = Path(config_file).resolve().parent / (module.replace(".", "/") + ".py")
+    return f"{candidate}:{cls}" if not module.endswith(".py") and candidate.is_file() else spec
+
+
 def build_config(model: type[BaseModel], config_file: Path | None, flags: dict):
-    """Merge a config file with command-line flags (flags win; None means not given)."""
-    data = load_config_file(config_file)
+    """Merge the project defaults, a config file and command-line flags (flags win, then the
+    config file, then ``RAREFLOW_*`` variables, then ``rareflow.yaml``; None: not given)."""
+    data = {**project_defaults(), **load_config_file(config_file)}
+    if "schema_model" in data:
+        data["schema_model"] = resolve_schema_model(data["schema_model"], config_file)
     paths = field_paths(model)
     for name, value in flags.items():
         if value is None:

@@ -6,7 +6,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from schemas.config import MonitoringConfig, ScoringConfig, StrategyConfig, TrainingConfig
+from flows.cli_support import remember_project
+from schemas.config import (
+    DemoSize,
+    MonitoringConfig,
+    ScoringConfig,
+    SplitConfig,
+    StrategyConfig,
+    TrainingConfig,
+)
 from schemas.demo import LABEL, POSITIVE
 from schemas.errors import EXIT_OK, EXIT_REJECTED
 
@@ -47,7 +55,17 @@ def demo_signing_key(base: Path, say: Callable[[str], None]) -> None:
     os.environ[KEY_FILE_ENV] = str(path)
 
 
-def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: float,
+def training_config(data: Path, *, size: DemoSize, registry: str,
+                    time_budget_s: float) -> TrainingConfig:
+    """The demo's training config: the demo label, ``size``'s folds and candidates."""
+    return TrainingConfig(
+        data=str(data), label=LABEL, positive=POSITIVE, registry=registry, name=DEMO_NAME,
+        split=SplitConfig(n_folds=size.n_folds),
+        strategy=StrategyConfig(time_budget_s=time_budget_s,
+                                max_candidates=size.max_candidates))
+
+
+def run_demo(base: Path, *, size: DemoSize, registry: str | None, time_budget_s: float,
              train: Callable[[TrainingConfig], int], say: Callable[[str], None]) -> int:
     """Run every step of the demo, saying what each one is; returns the exit status."""
     from flows.monitoring import monitoring_flow
@@ -55,14 +73,14 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
 
     reg = registry or str(base / "registry")
     demo_signing_key(base, say)
-    paths = make_files(base, rows)
-    say(f"Demo data: {', '.join(str(p) for p in paths.values())}")
-    strategy = StrategyConfig(time_budget_s=time_budget_s)
+    paths = make_files(base, size.rows)
+    say(f"Demo data ({size.rows} rows each; {size.n_folds} folds, up to "
+        f"{size.max_candidates} candidates): {', '.join(str(p) for p in paths.values())}")
     outcome = EXIT_OK
     for step, key in (("1/4 first model", "train"), ("2/4 retrain and gate", "retrain")):
         say(f"\n=== {step}: rareflow train --data {paths[key]} ===")
-        outcome = train(TrainingConfig(data=str(paths[key]), label=LABEL, positive=POSITIVE,
-                                       registry=reg, name=DEMO_NAME, strategy=strategy))
+        outcome = train(training_config(paths[key], size=size, registry=reg,
+                                        time_budget_s=time_budget_s))
     scored_path = base / "drifted_scored.parquet"
     say(f"\n=== 3/4 score a later, drifted batch: rareflow score --data {paths['drifted']} "
         f"--out {scored_path} ===")
@@ -82,4 +100,5 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
     if os.environ.get(KEY_FILE_ENV) == str(base / "signing.key"):
         say(f"Its versions are signed with {base / 'signing.key'}: export "
             f"{KEY_FILE_ENV}={base / 'signing.key'} to score or promote them yourself")
+    say(remember_project(reg, DEMO_NAME))  # so the README's `rareflow models show v0001` works
     return EXIT_OK if outcome in (EXIT_OK, EXIT_REJECTED) else outcome

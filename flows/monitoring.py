@@ -21,6 +21,7 @@ from tasks.drift import (
     write_summary_task,
 )
 from tasks.load import load_task
+from tasks.plots import monitoring_plots_task
 from tasks.registry import Registry
 from tasks.reports import data_drift_report_task, data_drift_summary, save_reports_task
 from tasks.score import load_model_task, reference_task, scored_batch_task
@@ -51,5 +52,6 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
                                drift=data_drift_summary(drift), folder=folder, paths=paths)
     result["event_id"] = emit_if_drift(result, enabled=config.emit_events)
     write_summary_task(result, folder)
+    monitoring_plots_task(registry.dir, result, batch, reference)
     publish(result)
     return result

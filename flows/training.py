@@ -13,7 +13,7 @@ from tasks.fit import fit_task
 from tasks.gate import gate_task
 from tasks.load import load_task, release_memory
 from tasks.preflight import preflight_task
-from tasks.record import announce, record_task, training_summary
+from tasks.record import announce, record_task, run_outcome, training_summary
 from tasks.registry import register_task
 from tasks.score import champion_task
 from tasks.select import select_task
@@ -37,7 +37,8 @@ def training_flow(config: TrainingConfig) -> dict:
     selection = select_task(parts.X_train, parts.y_train, parts.schema, config=config)
     best = selection.best
     fitted = fit_task(best.spec, parts.X_train, parts.y_train, parts.schema,
-                      threshold=best.threshold, seed=seed, fold_models=best.fold_models)
+                      threshold=best.threshold, seed=seed, fold_models=best.fold_models,
+                      costs=costs)
     metrics, test_scores = evaluate_task(fitted.model, parts.X_test, parts.y_test,
                                          fn_cost=costs.fn_cost, fp_cost=costs.fp_cost)
     champion = champion_task(registry, parts.X_test)
@@ -50,11 +51,11 @@ def training_flow(config: TrainingConfig) -> dict:
     record = record_task(config, parts, selection, fitted, metrics=metrics,
                          test_scores=test_scores, verdict=verdict, champion=champion)
     published = register_task(registry, fitted.model, record.metadata, record.reference,
-                              record.card, train_rows=parts.train_rows,
+                              record.card, record.files, train_rows=parts.train_rows,
                               compared_with=champion.version)
     announce(config.name, published.version, published.status, metrics=metrics,
              verdict=verdict, threshold=fitted.model.threshold, champion=champion)
-    return training_summary(config, published.version, published.status,
-                            champion_now=published.champion, fitted=fitted,
-                            selection=selection, metrics=metrics, verdict=verdict,
-                            registry_dir=registry.dir)
+    return run_outcome(training_summary(
+        config, published.version, published.status, champion_now=published.champion,
+        fitted=fitted, selection=selection, metrics=metrics, verdict=verdict,
+        registry_dir=registry.dir))

@@ -45,6 +45,13 @@ NUMERIC_ONLY_SAMPLERS = ("adasyn", "borderline_smote")
 DEFAULT_NUM_STATTEST = "psi"
 DEFAULT_CAT_STATTEST = "jensenshannon"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Environment variables and the project file that give the command line its defaults
+# (flags and --config win over them), and the base URL report links use.
+REGISTRY_ENV = "RAREFLOW_REGISTRY"
+NAME_ENV = "RAREFLOW_NAME"
+REPORTS_URL_ENV = "RAREFLOW_REPORTS_URL"
+PROJECT_FILE = "rareflow.yaml"
+REPORTS_PORT = 8765
 
 
 def check_name(value: str, what: str = "model name") -> str:
@@ -190,6 +197,18 @@ class Gates(_Model):
         86_400, ge=1, le=30 * 86_400,
         description="Seconds to wait for a manual approval; no answer rejects the candidate.",
     )
+
+
+class DemoSize(_Model):
+    """How much `rareflow demo` does: rows of each demo table, folds and candidates."""
+
+    rows: int = Field(20_000, ge=2_000, description="Rows of each demo table.")
+    n_folds: int = Field(3, ge=2, le=20, description="Stratified folds of each training.")
+    max_candidates: int = Field(4, ge=1, le=64, description="Candidates `auto` compares.")
+
+
+DEMO_QUICK = DemoSize()  # every step in about a minute and a half on 2 cores
+DEMO_FULL = DemoSize(rows=100_000, n_folds=5, max_candidates=12)  # `rareflow demo --full`
 
 
 class TrainingConfig(_Model):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the command line starts faster without importing pandas for a hint
+    import pandas as pd
 
 # Exit statuses (documented in the README).
 EXIT_OK = 0

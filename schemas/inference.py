@@ -8,8 +8,10 @@ from here, never from strings repeated elsewhere.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import keyword
 import re
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -222,13 +224,32 @@ def schema_from_model(
     )
 
 
+def import_schema_module(module_name: str):
+    """A module by import name; or from a file: 'path/to/file.py', or 'module' as
+    ./module.py when the working directory is not on the import path (console scripts)."""
+    local = Path(module_name.replace(".", "/") + ".py")
+    if not module_name.endswith(".py"):
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            if not local.is_file():
+                raise
+    path = Path(module_name) if module_name.endswith(".py") else local
+    if not path.is_file():
+        raise ModuleNotFoundError(f"no file {str(path)!r}")
+    spec = importlib.util.spec_from_file_location(f"rareflow_schema_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_schema_model(spec: str) -> type[pa.DataFrameModel]:
-    """Import a DataFrameModel named as 'package.module:ClassName'."""
-    module_name, _, class_name = spec.partition(":")
+    """Import a DataFrameModel named 'package.module:ClassName' or 'path/file.py:ClassName'."""
+    module_name, _, class_name = spec.rpartition(":")
     if not module_name or not class_name:
         raise ConfigError(f"schema_model must look like 'module:ClassName'; got {spec!r}")
     try:
-        module = importlib.import_module(module_name)
+        module = import_schema_module(module_name)
         model = getattr(module, class_name)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot import schema_model {spec!r}: {exc}") from exc

@@ -174,14 +174,22 @@ def cross_validate(
     fp_cost: float,
     seed: int,
     n_jobs: int = 1,
+    on_fold=None,
 ) -> CVResult:
     """Fit ``spec`` on each training fold (resampling inside it), score the held-out fold.
 
     The threshold is chosen on the out-of-fold scores of all folds. The reported ``cv_cost``
     is honest: each fold is judged at a threshold chosen on the *other* folds' scores.
+
+    Args:
+        on_fold: Called as ``on_fold(spec.name, fold)`` after each fold's fit (progress).
     """
-    outputs = [fit_fold(spec, X, y, schema, train_pos, held_pos, seed=seed, n_jobs=n_jobs)
-               for train_pos, held_pos in folds]
+    outputs = []
+    for k, (train_pos, held_pos) in enumerate(folds):
+        outputs.append(fit_fold(spec, X, y, schema, train_pos, held_pos, seed=seed,
+                                n_jobs=n_jobs))
+        if on_fold is not None:
+            on_fold(spec.name, k)
     return assemble(spec, y, folds, outputs, fn_cost=fn_cost, fp_cost=fp_cost)
 
 

@@ -26,6 +26,7 @@ from tasks.files import dumps
 from tasks.labels import binary_labels, usable_labels
 from tasks.load import IO_RETRIES
 from tasks.recall_test import CANNOT_JUDGE, DRIFT, RecallDrift, decide_recall_drift
+from tasks.report_links import report_link_markdown, report_url, reports_base_url
 from tasks.reports import classification_frame, quality_report
 from tasks.threshold import expected_cost
 
@@ -202,13 +203,15 @@ def _fmt(value, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def headline_markdown(result: dict) -> str:
-    """The figures a person reads first: the verdict, recall both sides, cost, data drift."""
+def headline_markdown(result: dict, *, base: str | None = None) -> str:
+    """The figures a person reads first: the verdict, recall both sides, cost, data drift.
+
+    ``base``: the reports server's URL (``RAREFLOW_REPORTS_URL``) the report links use.
+    """
     d, b, r = result["decision"], result["batch"], result["reference"]
     cb, cr = result["cost"]["batch"], result["cost"]["reference"]
     dd = result["data_drift"]
-    links = " | ".join(f"[{name}]({Path(p).resolve().as_uri()})"
-                       for name, p in result["reports"].items() if p.endswith(".html"))
+    links = report_link_markdown(result["reports"], base=base)
     return "\n".join([
         f"# Monitoring {result['name']} {result['version']}: **{d['status']}**", "",
         d["reason"], "",
@@ -238,15 +241,23 @@ def headline_markdown(result: dict) -> str:
 def publish(result: dict) -> None:
     """The verdict's headline and a link to the main evidently report, as Prefect artifacts."""
     name, version = result["name"], result["version"]
+    base = reports_base_url()
     create_markdown_artifact(key=artifact_key("monitor", name),
-                             markdown=headline_markdown(result),
+                             markdown=headline_markdown(result, base=base),
                              description=f"Monitoring verdict for {name} {version}")
     paths = result["reports"]
     main_report = paths.get("quality_html") or paths["data_drift_html"]
-    create_link_artifact(link=Path(main_report).resolve().as_uri(),
-                         link_text=f"evidently report ({name} {version})",
-                         key=artifact_key("monitor-report", name),
-                         description="Classification metrics on matured rows vs the reference")
+    link = report_url(main_report, base=base)
+    if link is None:  # a file:// link would not open from the UI: say how to reach it
+        create_markdown_artifact(key=artifact_key("monitor-report", name),
+                                 markdown=report_link_markdown({"report": main_report},
+                                                               base=None),
+                                 description="Where the evidently report is")
+    else:
+        create_link_artifact(link=link, link_text=f"evidently report ({name} {version})",
+                             key=artifact_key("monitor-report", name),
+                             description="Classification metrics on matured rows vs the "
+                                         "reference")
     logger.info(result["verdict"])
 
 

@@ -104,7 +104,7 @@ def metrics_markdown(metrics: dict, *, title: str = "Test-set metrics") -> str:
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(model, X_test: pd.DataFrame, y_test, *, fn_cost: float, fp_cost: float):
     """Score the test part with the final model, evaluate, publish the metrics artifact."""
-    scores = model.score(X_test)
+    scores = model.positive_proba(X_test)
     metrics = evaluate_scores(y_test, scores, threshold=model.threshold, fn_cost=fn_cost,
                               fp_cost=fp_cost)
     create_markdown_artifact(key="test-metrics", markdown=metrics_markdown(metrics),

@@ -1,5 +1,5 @@
-"""The final model of the chosen strategy, and what the registry stores: a pipeline with its
-cost-based threshold."""
+"""The final model of the chosen strategy, and what the registry stores: a scikit-learn
+classifier deciding at its cost-based threshold (:class:`tasks.served.RareflowClassifier`)."""
 
 from __future__ import annotations
 
@@ -15,45 +15,19 @@ from prefect.cache_policies import NO_CACHE
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
 from tasks.candidates import CandidateSpec
-from tasks.estimators import CrossValBag, PlattCalibrated, positive_scores
+from tasks.estimators import CrossValBag, PlattCalibrated
 from tasks.pipeline import pipeline_for
+from tasks.served import RareflowClassifier, ThresholdedModel, class_values, served_classifier
+
+# ThresholdedModel stays importable from here: versions written by rareflow 0.2 name it
+__all__ = ["FitResult", "ThresholdedModel", "fit_final", "fit_task"]
 
 logger = logging.getLogger(__name__)
 
 
-class ThresholdedModel:
-    """A fitted pipeline with its cost-based decision threshold: what the registry stores.
-
-    ``score(X)`` is the positive-class probability, ``decide(X)`` is ``score >= threshold``.
-    ``calibrated`` says whether ``score`` went through a calibration map fitted on
-    out-of-fold scores (so it can be read as a probability).
-    """
-
-    def __init__(self, pipeline, threshold: float, schema: InputSchema, spec: CandidateSpec,
-                 calibrated: bool = False):
-        self.pipeline = pipeline
-        self.threshold = float(threshold)
-        self.schema = schema
-        self.spec = spec
-        self.calibrated = calibrated
-
-    def __setstate__(self, state: dict) -> None:
-        schema = state.get("schema")
-        if isinstance(schema, InputSchema):  # rebuilt: rareflow 0.1 pickled it another way
-            state = {**state, "schema": InputSchema.model_validate(schema.model_dump())}
-        self.__dict__.update(state)
-
-    def score(self, X: pd.DataFrame) -> np.ndarray:
-        return positive_scores(self.pipeline, X)
-
-    def decide(self, X: pd.DataFrame, scores: np.ndarray | None = None) -> np.ndarray:
-        scores = self.score(X) if scores is None else scores
-        return (scores >= self.threshold).astype(np.int8)
-
-
 @dataclass
 class FitResult:
-    model: ThresholdedModel
+    model: RareflowClassifier
     fit_seconds: float
     info: dict = field(default_factory=dict)
 
@@ -68,6 +42,7 @@ def fit_final(
     seed: int,
     n_jobs: int = 1,
     fold_models: list | None = None,
+    costs=None,
 ) -> FitResult:
     """The final model of the chosen strategy; it keeps the CV threshold.
 
@@ -78,6 +53,10 @@ def fit_final(
 
     A calibrated spec carries its calibration map (fitted on out-of-fold scores), and
     ``threshold`` is then on the calibrated scale.
+
+    The result's model is the served classifier: ``classes_`` are the label values of
+    ``X[schema.label]`` (when ``X`` holds the label column) and ``costs`` (a ``Costs``)
+    give its ``score``.
     """
     started = time.perf_counter()
     if fold_models:
@@ -92,17 +71,20 @@ def fit_final(
         seconds = time.perf_counter() - started
         logger.info("Final model: %s as the average of %d fold models", spec.name,
                     len(fold_models))
-        return FitResult(
-            ThresholdedModel(model, threshold, schema, spec, calibrated=spec.calibrate),
-            seconds,
-            {"final_model": f"average of the {len(fold_models)} cross-validation fold models "
-                            "that chose the threshold (no refit)"},
-        )
-    pipe = pipeline_for(spec, schema, y, seed=seed, n_jobs=n_jobs).fit(X, y)
-    seconds = time.perf_counter() - started
-    logger.info("Fitted %s on %d rows in %.1f s", spec.name, len(y), seconds)
-    return FitResult(ThresholdedModel(pipe, threshold, schema, spec, calibrated=spec.calibrate),
-                     seconds, {"final_model": f"refitted on all {len(y)} training rows"})
+        info = {"final_model": f"average of the {len(fold_models)} cross-validation fold "
+                               "models that chose the threshold (no refit)"}
+    else:
+        model = pipeline_for(spec, schema, y, seed=seed, n_jobs=n_jobs).fit(X, y)
+        seconds = time.perf_counter() - started
+        logger.info("Fitted %s on %d rows in %.1f s", spec.name, len(y), seconds)
+        info = {"final_model": f"refitted on all {len(y)} training rows"}
+    labels = X[schema.label] if schema.label in X.columns else None
+    negative, positive = class_values(labels, y, schema)
+    served = served_classifier(model, threshold=threshold, schema=schema, spec=spec,
+                               negative=negative, positive=positive,
+                               fn_cost=getattr(costs, "fn_cost", None),
+                               fp_cost=getattr(costs, "fp_cost", None))
+    return FitResult(served, seconds, info)
 
 
 fit_task = task(fit_final, name="fit", cache_policy=NO_CACHE)

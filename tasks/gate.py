@@ -335,6 +335,7 @@ def verdict_table(verdict: dict) -> pd.DataFrame:
         columns={"value": "judged"})
     for column in ("point", "judged", "limit"):
         table[column] = table[column].map(lambda v: "" if v is None else f"{v:.4g}")
+    table.insert(0, "result", table["passed"].map({True: "✅ pass", False: "❌ FAIL"}))
     return table
 
 

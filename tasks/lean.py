@@ -20,6 +20,12 @@ The shortcuts:
 * :func:`drift_summary`: reads evidently's snapshot dictionary, whose layout is not documented.
 * :func:`fill_env_templates`: Prefect's templating pass over prefect.yaml, as ``prefect
   deploy`` does it.
+* :func:`shared_prefect_console`: Prefect's console log handlers print through one rich
+  console while a progress bar is drawn on it.
+
+One shortcut lives in its own module because this one imports scikit-learn, which is what it
+saves time on: :mod:`tasks.server_start` starts Prefect's temporary API server at the
+beginning of a command (its upgrade test is in ``tests/unit/test_lean.py`` too).
 """
 
 from __future__ import annotations
@@ -238,3 +244,47 @@ def fill_env_templates(specs, env: dict):
     from prefect.utilities.templating import apply_values
 
     return apply_values(specs, dict(env), remove_notset=False)
+
+
+# -- Prefect: its console log handlers, under a progress bar -----------------------------------
+def _all_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger()] + [obj for obj in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(obj, logging.Logger)]
+    seen, out = set(), []
+    for lg in loggers:
+        for handler in lg.handlers:
+            if id(handler) not in seen:
+                seen.add(id(handler))
+                out.append(handler)
+    return out
+
+
+@contextlib.contextmanager
+def shared_prefect_console():
+    """Yield the rich Console every Prefect console log handler prints through while inside.
+
+    Why: a rich progress bar redraws itself in place; a log line printed by another Console
+    onto the same terminal is overwritten or tears the bar. Prefect's console handlers each
+    own a Console, so while the bar is drawn they all print through the bar's (the first
+    handler's, which keeps Prefect's colours): rich then prints each line above the bar.
+    The handlers get their own consoles back on leaving (also on errors).
+
+    Relies on: ``prefect.logging.handlers.PrefectConsoleHandler`` printing every record with
+    ``self.console.print(...)``, ``console`` being a ``rich.console.Console`` attribute set
+    in ``__init__`` (Prefect 3.9), and ``logging.Logger.manager.loggerDict`` listing the
+    loggers (the standard library).
+    """
+    from prefect.logging.handlers import PrefectConsoleHandler
+    from rich.console import Console
+
+    handlers = [h for h in _all_handlers() if isinstance(h, PrefectConsoleHandler)
+                and isinstance(getattr(h, "console", None), Console)]
+    shared = handlers[0].console if handlers else Console(stderr=True)
+    saved = [(h, h.console) for h in handlers]
+    for handler in handlers:
+        handler.console = shared
+    try:
+        yield shared
+    finally:
+        for handler, console in saved:
+            handler.console = console

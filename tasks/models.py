@@ -2,7 +2,7 @@
 
 A pickle names each class by module and name, and versions registered before the 0.2 layout
 name ``tasks.models.<Class>``. New code imports these from their own modules
-(:mod:`tasks.candidates`, :mod:`tasks.estimators`, :mod:`tasks.lean`, :mod:`tasks.fit`);
+(:mod:`tasks.candidates`, :mod:`tasks.estimators`, :mod:`tasks.lean`, :mod:`tasks.served`);
 nothing else belongs here. ``tests/unit/test_compat.py`` loads such versions.
 """
 
@@ -16,8 +16,8 @@ from tasks.estimators import (
     IsolationForestClassifier,
     PlattCalibrated,
 )
-from tasks.fit import ThresholdedModel
 from tasks.lean import CodedHistGradientBoostingClassifier
+from tasks.served import ThresholdedModel
 
 __all__ = [
     "BlendClassifier",

@@ -1,5 +1,6 @@
 """What a training run records: the version's metadata, its reference table for monitoring,
-its model card, the event it announces and the summary it returns."""
+its plots and model card (:mod:`tasks.card`), the event it announces and the summary it
+returns."""
 
 from __future__ import annotations
 
@@ -13,31 +14,50 @@ from importlib.metadata import version as pkg_version
 import numpy as np
 import pandas as pd
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
 
 from schemas.config import TrainingConfig
 from schemas.scored import DECISION, SCORE
 from tasks import events
+from tasks.card import model_card
 from tasks.evaluate import metric_table
 from tasks.fit import FitResult
-from tasks.plots import calibration_summary
+from tasks.plots import calibration_summary, image_markdown, version_plots
 from tasks.score import Champion
 from tasks.select import Selection
+from tasks.served import MODEL_FORMAT, native
 from tasks.split import Parts
 
 logger = logging.getLogger(__name__)
 
 LIBRARIES = ("prefect", "scikit-learn", "imbalanced-learn", "pandas", "pandera", "numpy",
-             "joblib", "evidently")
+             "joblib", "evidently", "pyarrow", "matplotlib")
 
 
 @dataclass
 class Record:
-    """A version's metadata, reference table and model card, ready to register."""
+    """A version's metadata, reference table, model card and plots, ready to register."""
 
     metadata: dict
     reference: pd.DataFrame
     card: str
+    files: dict[str, bytes]
+
+
+def rareflow_version() -> str:
+    """The installed rareflow's version (what wrote a version; ``rareflow --version``)."""
+    try:
+        return pkg_version("rareflow")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout never installed
+        return "unknown"
+
+
+def class_pair(model) -> list:
+    """[negative, positive] label values of a served classifier, as JSON keeps them."""
+    negative = next(c for c in model.classes_ if c != model.pos_label)
+    return [native(negative), native(model.pos_label)]
 
 
 def library_versions() -> dict:
@@ -65,11 +85,15 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
         "strategy": {"name": best.spec.name, **best.spec.as_dict(), "cv_cost": best.cv_cost,
                      "cv_cost_std": best.cv_cost_std, "oof_cost": best.oof_cost,
                      "fit_seconds": fitted.fit_seconds, **fitted.info,
+                     "oof_brier": best.brier, "oof_brier_calibrated": best.calibrated_brier,
                      **selection.executor},
         "leaderboard": selection.board.to_dict(orient="records"),
         "metrics": metrics,
         "calibration": calibration_summary(parts.y_test, test_scores),
         "calibrated": model.calibrated,
+        "classes": class_pair(model),
+        "model_format": MODEL_FORMAT,
+        "rareflow_version": rareflow_version(),
         "verdict": verdict,
         "compared_with": champion.version,
         "fingerprints": parts.fingerprints,
@@ -86,14 +110,30 @@ def reference_table(parts: Parts, model, test_scores: np.ndarray) -> pd.DataFram
            SCORE: test_scores, DECISION: model.decide(parts.X_test, test_scores)})
 
 
+def training_plots(config: TrainingConfig, parts: Parts, selection: Selection,
+                   fitted: FitResult, test_scores: np.ndarray) -> dict[str, bytes]:
+    """The version's plots (test part, and the out-of-fold scores that chose the threshold)."""
+    best = selection.best
+    oof = (parts.y_train, best.oof_scores) if len(best.oof_scores) == len(parts.y_train) \
+        else None
+    return version_plots(parts.y_test, test_scores, threshold=fitted.model.threshold,
+                         fn_cost=config.costs.fn_cost, fp_cost=config.costs.fp_cost, oof=oof)
+
+
 @task(name="record", cache_policy=NO_CACHE)
 def record_task(config: TrainingConfig, parts: Parts, selection: Selection, fitted: FitResult,
                 *, metrics: dict, test_scores: np.ndarray, verdict: dict,
                 champion: Champion) -> Record:
-    """The version's metadata, reference table and model card."""
+    """The version's metadata, reference table, plots (also an artifact) and model card."""
     meta = training_metadata(config, parts, selection, fitted, metrics=metrics,
                              test_scores=test_scores, verdict=verdict, champion=champion)
-    return Record(meta, reference_table(parts, fitted.model, test_scores), model_card(meta))
+    plots = training_plots(config, parts, selection, fitted, test_scores)
+    meta["plots"] = list(plots)
+    create_markdown_artifact(key="model-plots", markdown=image_markdown(
+        plots, title=f"{config.name}: plots of the candidate"),
+        description="PR curve, cost vs threshold, reliability, score histograms (PNG)")
+    return Record(meta, reference_table(parts, fitted.model, test_scores), model_card(meta),
+                  plots)
 
 
 def announce(name: str, version: str, status: str, *, metrics: dict, verdict: dict,
@@ -112,6 +152,23 @@ def announce(name: str, version: str, status: str, *, metrics: dict, verdict: di
         logger.warning("Not promoted (%s): failed %s", status, failed)
 
 
+OUTCOME_STATES = {"rejected": "Rejected", "refused": "Refused", "stale": "Stale"}
+
+
+def run_outcome(summary: dict):
+    """What the training flow returns: its summary, in a state named after the outcome when
+    the candidate was not promoted (``Completed`` named Rejected, Refused or Stale), so the UI
+    tells a rejected run from a promoted one. Calling the flow still returns the summary."""
+    status = summary["status"]
+    if status not in OUTCOME_STATES:
+        return summary
+    failed = [g["gate"] for g in summary["verdict"]["gates"] if not g["passed"]]
+    detail = f"failed {', '.join(failed)}" if failed else "the champion moved meanwhile"
+    return Completed(name=OUTCOME_STATES[status], data=summary,
+                     message=f"{summary['name']} {summary['version']} not promoted ({status}: "
+                             f"{detail}); champion is {summary['champion']}")
+
+
 def training_summary(config: TrainingConfig, version: str, status: str, *, champion_now,
                      fitted: FitResult, selection: Selection, metrics: dict, verdict: dict,
                      registry_dir) -> dict:
@@ -124,67 +181,3 @@ def training_summary(config: TrainingConfig, version: str, status: str, *, champ
         "metrics": metrics, "metric_table": metric_table(metrics).to_dict(orient="records"),
         "verdict": verdict, "leaderboard": board, "registry": str(registry_dir),
     }
-
-
-# -- the model card ------------------------------------------------------------------------------
-def _fmt4(value) -> str:
-    return "" if value is None else f"{value:.4g}"
-
-
-def _card_how(meta: dict) -> list[str]:
-    costs, cal, strategy = meta["config"]["costs"], meta.get("calibration", {}), meta["strategy"]
-    calibrated_text = ("a calibrated probability (sigmoid calibration)" if meta.get("calibrated")
-                       else "a model score in [0, 1], not calibrated")
-    return [
-        "## How it decides",
-        f"- Strategy: `{strategy['name']}` chosen by {meta['config']['split']['n_folds']}-fold "
-        f"stratified CV on the training part (CV normalised cost {strategy['cv_cost']:.4f} "
-        f"± {strategy['cv_cost_std']:.4f}).",
-        f"- Final model: {strategy.get('final_model', 'refitted on the training part')}.",
-        f"- Decision threshold **{meta['threshold']:.4f}**, chosen to minimise "
-        f"{costs['fn_cost']:g}·FN + {costs['fp_cost']:g}·FP on out-of-fold training scores; "
-        "test rows never influenced it.",
-        f"- `score` is {calibrated_text}"
-        f" (test Brier {cal.get('brier', float('nan')):.4f}, Brier of always predicting the "
-        f"prevalence {cal.get('brier_of_prevalence', float('nan')):.4f}).",
-    ]
-
-
-def _card_performance(meta: dict) -> list[str]:
-    m = meta["metrics"]
-    lines = ["## Test-set performance", "", "| metric | chosen threshold | threshold 0.5 |",
-             "|---|---:|---:|"]
-    for row in metric_table(m).itertuples():
-        lines.append(f"| {row.metric} | {row.chosen:.4g} | {row.at_0_5:.4g} |")
-    lines += ["", f"Confusion at the chosen threshold: {m['at_threshold']['confusion_matrix']}."]
-    return lines
-
-
-def _card_gates(verdict: dict) -> list[str]:
-    lines = [f"## Gates: {verdict.get('status', '?')}", "",
-             "| gate | passed | value | limit | detail |", "|---|---|---:|---:|---|"]
-    for g in verdict.get("gates", []):
-        lines.append(f"| {g['gate']} | {'yes' if g['passed'] else 'NO'} | {_fmt4(g['value'])} "
-                     f"| {_fmt4(g['limit'])} | {g['detail']} |")
-    return lines
-
-
-def model_card(meta: dict) -> str:
-    """A model card a person can read: what, how it decides, how good, what it passed."""
-    intro = [
-        f"# Model card: {meta['config']['name']} {{version}}",
-        "",
-        f"Trained {meta['trained_at']} on `{meta['config']['data']}` "
-        f"({meta['fingerprints']['rows']} rows; label `{meta['schema']['label']}`, "
-        f"positive `{meta['schema']['positive']}`).",
-    ]
-    limits = [
-        "## Use and limits",
-        "- Judge it by minority recall, PR AUC and expected cost, not accuracy.",
-        "- Inputs are checked against the frozen schema in `metadata.json`; unseen categories "
-        "are scored as 'unknown'.",
-        "- If the positive rate or the costs change, retrain: the threshold depends on both.",
-    ]
-    sections = [intro, _card_how(meta), _card_performance(meta),
-                _card_gates(meta.get("verdict", {})), limits]
-    return "\n\n".join("\n".join(s) for s in sections) + "\n"

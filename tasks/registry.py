@@ -3,9 +3,8 @@ pointer.
 
 Layout::
 
-    <root>/<name>/versions/<version>/  model.joblib, metadata.json, model_card.md,
-                                       reference.parquet, train_rows.npy, signature.json,
-                                       reports/
+    <root>/<name>/versions/<version>/  model.joblib, metadata.json, model_card.md, plots,
+                                       reference.parquet, train_rows.npy, signature.json, reports/
     <root>/<name>/champion.json        which version serves (temp file + os.replace, under a lock)
     <root>/<name>/history.jsonl        append-only champion moves: time, actor, reason, previous
 
@@ -28,7 +27,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 from filelock import FileLock
@@ -41,6 +39,7 @@ from tasks import signing
 from tasks.champion import ChampionLog, now_iso
 from tasks.files import fsync_dir
 from tasks.load import IO_RETRIES
+from tasks.served import load_stored
 from tasks.versions import (  # the file names are re-exported for callers
     CARD_FILE,  # noqa: F401
     METADATA_FILE,
@@ -154,21 +153,24 @@ class Registry:
         return sorted(ids, key=lambda v: int(v[1:]))
 
     def register(self, model, metadata: dict, *, reference: pd.DataFrame | None = None,
-                 card: str | None = None, train_rows: np.ndarray | None = None) -> str:
+                 card: str | None = None, train_rows: np.ndarray | None = None,
+                 files: dict[str, bytes] | None = None) -> str:
         """Store a trained candidate as a new immutable, signed version and return its id."""
         return self.publish(model, metadata, reference=reference, card=card,
-                            train_rows=train_rows).version
+                            train_rows=train_rows, files=files).version
 
     def publish(self, model, metadata: dict, *, reference: pd.DataFrame | None = None,
                 card: str | None = None, train_rows: np.ndarray | None = None,
-                compared_with: str | None = ANY, promote_reason: str | None = None,
-                run_id: str | None = None) -> Published:
+                files: dict[str, bytes] | None = None, compared_with: str | None = ANY,
+                promote_reason: str | None = None, run_id: str | None = None) -> Published:
         """Register a candidate and, if its verdict passed, promote it, under one lock.
 
         A candidate whose verdict passed but whose champion changed since the comparison
         (``compared_with``) is registered with status ``stale``: its metadata, which never
         changes afterwards, says so. A retry of the same registration (same metadata and
         ``run_id``) returns what the first attempt did instead of adding a version.
+        ``files`` are more files of the version (e.g. plots) by plain file name, signed with
+        the rest.
         """
         self.check_can_sign()
         reg_id = registration_id(metadata, run_id) if run_id else None
@@ -192,7 +194,7 @@ class Registry:
                 logger.warning("Not promoted: the champion changed from %s to %s after %s was "
                                "compared with it; train again to compare with %s",
                                compared_with, current, version, current)
-            self._assemble(version, model, meta, reference, card, train_rows)
+            self._assemble(version, model, meta, reference, card, train_rows, files)
             logger.info("Registered %s %s", self.name, version)
             status = verdict.get("status", "?")
             if promote_reason and status == "passed":
@@ -201,13 +203,14 @@ class Registry:
                 current = version
             return Published(version, status, current)
 
-    def _assemble(self, version: str, model, meta: dict, reference, card, train_rows) -> None:
+    def _assemble(self, version: str, model, meta: dict, reference, card, train_rows,
+                  files=None) -> None:
         """Write a version's files under a hidden name, sign them, rename into place."""
         staging = self.versions_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         staging.mkdir()
         try:
             write_files(staging, model=model, meta=meta, reference=reference, card=card,
-                        train_rows=train_rows)
+                        train_rows=train_rows, extra=files)
             self.files(version, folder=staging).sign()
             fsync_dir(staging)
             os.rename(staging, self.versions_dir / version)
@@ -305,7 +308,8 @@ class Registry:
         files = self.files(version)
         blobs = files.read((MODEL_FILE,))
         meta = files.parse_metadata(blobs[METADATA_FILE])
-        return joblib.load(io.BytesIO(blobs[MODEL_FILE])), meta
+        # older formats become the served classifier
+        return load_stored(io.BytesIO(blobs[MODEL_FILE]), meta), meta
 
     def reference(self, version: str) -> pd.DataFrame:
         """The version's reference predictions on its test rows (verified)."""
@@ -433,13 +437,14 @@ class Registry:
 
 @task(name="register", cache_policy=NO_CACHE, **IO_RETRIES)
 def register_task(registry: Registry, model, metadata: dict, reference: pd.DataFrame | None,
-                  card: str | None, *, train_rows: np.ndarray | None = None,
+                  card: str | None, files: dict[str, bytes] | None = None, *,
+                  train_rows: np.ndarray | None = None,
                   compared_with: str | None = ANY) -> Published:
     """Store the candidate, signed, and promote it if every gate passed and the champion is
     still the one it was compared with (I/O: retried; a retry never adds a second version)."""
     from prefect.runtime import flow_run
 
-    return registry.publish(model, metadata, reference=reference, card=card,
+    return registry.publish(model, metadata, reference=reference, card=card, files=files,
                             train_rows=train_rows, compared_with=compared_with,
                             promote_reason="passed every gate", run_id=flow_run.get_id())
 

@@ -27,7 +27,7 @@ def score_frame(model, df: pd.DataFrame) -> pd.DataFrame:
         ValidationFailed: the batch does not match the version's input schema.
     """
     validate_batch(df, model.schema)
-    scores = model.score(df)
+    scores = model.positive_proba(df)
     base = df.drop(columns=[c for c in (SCORE, DECISION) if c in df.columns])
     return base.assign(**{SCORE: scores, DECISION: model.decide(df, scores)})
 

@@ -191,30 +191,42 @@ def calibrate_result(best: CVResult, y, folds, *, mode: str, fn_cost: float,
 def cross_validate_local(
     specs: list[CandidateSpec], X: pd.DataFrame, y: np.ndarray, schema: InputSchema,
     folds: list[tuple[np.ndarray, np.ndarray]], *, fn_cost: float, fp_cost: float, seed: int,
-    time_budget_s: float, n_jobs: int = 1,
+    time_budget_s: float, n_jobs: int = 1, progress=None,
 ) -> list[CVResult]:
     """Cross-validate candidates in this process within the time budget.
 
     Candidates start in order while the budget lasts (the first one always runs); the
     others are reported as skipped. With ``n_jobs > 1`` independent candidates run in
     parallel processes.
+
+    Args:
+        progress: A :class:`tasks.progress.SearchProgress` told of every fold fit (in
+            parallel runs, of a candidate's folds when it returns).
     """
     require_candidates(specs)
     deadline = time.time() + time_budget_s
     inner_jobs = max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+    parallel = n_jobs > 1 and len(specs) > 1
+    on_fold = None if progress is None or parallel else progress.advance
 
     def run(i, spec):
         if i > 0 and time.time() > deadline:
             return budget_spent(spec, len(y), time_budget_s)
         try:
             return log_result(cross_validate(spec, X, y, schema, folds, fn_cost=fn_cost,
-                                             fp_cost=fp_cost, seed=seed, n_jobs=inner_jobs))
+                                             fp_cost=fp_cost, seed=seed, n_jobs=inner_jobs,
+                                             on_fold=on_fold))
         except Exception as exc:
             return fit_failed(spec, len(y), exc)
 
-    if n_jobs > 1 and len(specs) > 1:
-        return Parallel(n_jobs=n_jobs, pre_dispatch="n_jobs")(
-            delayed(run)(i, s) for i, s in enumerate(specs))
+    if parallel:
+        results = []
+        for r in Parallel(n_jobs=n_jobs, pre_dispatch="n_jobs", return_as="generator")(
+                delayed(run)(i, s) for i, s in enumerate(specs)):
+            results.append(r)
+            for k in range(len(folds) if progress is not None and r.ok else 0):
+                progress.advance(r.spec.name, k)
+        return results
     return [run(i, s) for i, s in enumerate(specs)]
 
 
@@ -282,8 +294,12 @@ def calibration_report(best: CVResult, y) -> str:
     return "\n".join(lines)
 
 def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *,
-           config: TrainingConfig) -> tuple[CVResult, list[CVResult], dict]:
+           config: TrainingConfig, progress=None) -> tuple[CVResult, list[CVResult], dict]:
     """The strategy search of a training run: folds, candidates, fits here or on Dask.
+
+    Args:
+        progress: A :class:`tasks.progress.SearchProgress` (started here with candidates x
+            folds; on Dask it moves when the fits are collected).
 
     Returns:
         (best, all results, where the fits ran: executor and, for Dask, its timings)
@@ -293,11 +309,16 @@ def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *,
     specs = candidate_specs(strategy, positive_rate=float(y.mean()), positives=int(y.sum()),
                             rows=len(y), has_categorical=bool(schema.categorical))
     common = {"fn_cost": costs.fn_cost, "fp_cost": costs.fp_cost, "seed": seed}
+    if progress is not None:
+        progress.start(len(specs) * len(folds))
     if strategy.executor == "dask":  # each candidate x fold fit: a Prefect task on Dask
         from tasks.scaleout import cross_validate_on_dask
 
         results, timings = cross_validate_on_dask(specs, X, y, schema, folds,
                                                   strategy=strategy, **common)
+        for r in (r for r in results if r.ok and progress is not None):
+            for k in range(len(folds)):
+                progress.advance(r.spec.name, k)
         logger.info("Dask: %d workers, cluster ready in %.1f s, fits took %.1f s wall",
                     timings["workers"], timings["cluster_start_seconds"],
                     timings["fit_wall_seconds"])
@@ -305,7 +326,9 @@ def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *,
         timings = None
         results = cross_validate_local(specs, X, y, schema, folds, **common,
                                        time_budget_s=strategy.time_budget_s,
-                                       n_jobs=strategy.n_jobs)
+                                       n_jobs=strategy.n_jobs, progress=progress)
+    if progress is not None:
+        progress.finish()
     best, results = finish_selection(results, y, folds, fn_cost=costs.fn_cost,
                                      fp_cost=costs.fp_cost,
                                      time_budget_s=strategy.time_budget_s,
@@ -331,8 +354,12 @@ def publish_selection(best: CVResult, results: list[CVResult], y, *, fn_cost: fl
 @task(name="select", cache_policy=NO_CACHE)
 def select_task(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *,
                 config: TrainingConfig) -> Selection:
-    """Search the strategy; publish the leaderboard, calibration and cost curve."""
-    best, results, executor = search(X, y, schema, config=config)
+    """Search the strategy (with progress); publish the leaderboard, calibration and cost
+    curve."""
+    from tasks.progress import SearchProgress
+
+    with SearchProgress() as progress:
+        best, results, executor = search(X, y, schema, config=config, progress=progress)
     logger.info("Chose %s: CV normalised cost %.4f ± %.4f, threshold %.4f (from out-of-fold "
                 "scores)", best.spec.name, best.cv_cost, best.cv_cost_std, best.threshold)
     board = publish_selection(best, results, y, fn_cost=config.costs.fn_cost,

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import joblib
@@ -38,9 +39,21 @@ def registration_id(metadata: dict, run_id: str) -> str:
     return hashlib.sha256((dumps(metadata, indent=None) + str(run_id)).encode()).hexdigest()
 
 
+def check_file_name(name: str) -> str:
+    """A version's extra file name: one plain name, not one of the registry's own files."""
+    own = (MODEL_FILE, METADATA_FILE, CARD_FILE, REFERENCE_FILE, TRAIN_ROWS_FILE,
+           signing.SIGNATURE_FILE)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or ".." in name or name in own:
+        raise RegistryError(f"a version's extra file needs a plain name of letters, digits, "
+                            f"'_', '-' or '.' that is not a registry file; got {name!r}")
+    return name
+
+
 def write_files(folder: Path, *, model, meta: dict, reference: pd.DataFrame | None,
-                card: str | None, train_rows: np.ndarray | None) -> None:
-    """Write a version's files into an empty ``folder`` (``meta`` gets their sha256s)."""
+                card: str | None, train_rows: np.ndarray | None,
+                extra: dict[str, bytes] | None = None) -> None:
+    """Write a version's files into an empty ``folder`` (``meta`` gets their sha256s);
+    ``extra``: more files (e.g. plots) by plain file name."""
     model_path = folder / MODEL_FILE
     # the same model always gives the same bytes; the model itself is not touched
     with open(model_path, "wb") as fh, reproducible_pickling():
@@ -55,6 +68,9 @@ def write_files(folder: Path, *, model, meta: dict, reference: pd.DataFrame | No
         np.save(folder / TRAIN_ROWS_FILE, np.asarray(train_rows, dtype=np.uint64),
                 allow_pickle=False)
         files[TRAIN_ROWS_FILE] = sha256_file(folder / TRAIN_ROWS_FILE)
+    for file_name, content in (extra or {}).items():
+        (folder / check_file_name(file_name)).write_bytes(content)
+        files[file_name] = sha256_file(folder / file_name)
     (folder / REPORTS_DIR).mkdir()
     if card is not None:
         (folder / CARD_FILE).write_text(card.replace("{version}", meta["version"]),

@@ -17,6 +17,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks,flows,schemas")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+# A developer's own defaults must not reach the tests' commands.
+for _var in ("RAREFLOW_REGISTRY", "RAREFLOW_NAME", "RAREFLOW_REPORTS_URL"):
+    os.environ.pop(_var, None)
 # One OpenMP thread per process: the suite runs servers, workers and flows side by side on two
 # cores, where HistGradientBoosting's spinning threads slow each other down about tenfold.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

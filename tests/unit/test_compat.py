@@ -21,6 +21,7 @@ import pytest
 from schemas.errors import IntegrityError
 from schemas.inference import InputSchema
 from tasks.registry import Registry
+from tasks.served import RareflowClassifier
 from tasks.signing import ALLOW_UNSIGNED_ENV
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "registry-0.1"
@@ -49,9 +50,23 @@ def test_old_versions_score_as_they_did(old_registry, version):
     batch = pd.read_parquet(FIXTURE / "batch.parquet")
     model, meta = old_registry.load(version)
     expected = np.load(FIXTURE / f"expected_{version}.npy")
-    np.testing.assert_array_equal(model.score(batch), expected)
+    np.testing.assert_array_equal(model.positive_proba(batch), expected)
     np.testing.assert_array_equal(model.decide(batch),
                                   (expected >= meta["threshold"]).astype(np.int8))
+
+
+@pytest.mark.parametrize("version", ["v0001", "v0002", "v0003", "v0004", "v0005"])
+def test_old_versions_load_as_the_served_classifier(old_registry, version):
+    """Check that each 0.1 version loads as the scikit-learn classifier whose predict decides
+    at the version's threshold, with the labels read back as integers."""
+    batch = pd.read_parquet(FIXTURE / "batch.parquet")
+    model, meta = old_registry.load(version)
+    expected = np.load(FIXTURE / f"expected_{version}.npy")
+    assert isinstance(model, RareflowClassifier)
+    assert list(model.classes_) == [0, 1] and model.threshold == meta["threshold"]
+    np.testing.assert_array_equal(model.predict(batch),
+                                  (expected >= meta["threshold"]).astype(int))
+    np.testing.assert_allclose(model.predict_proba(batch)[:, 1], expected)
 
 
 def test_old_schema_is_a_whole_pydantic_model(old_registry):

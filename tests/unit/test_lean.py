@@ -171,3 +171,72 @@ def test_prefect_templating_fills_env_and_keeps_event_templates(monkeypatch):
                                           "name": "{{ event.resource.id }}"}}]
     out = lean.fill_env_templates(specs, os.environ)
     assert out[0]["parameters"] == {"data": "x.parquet", "name": "{{ event.resource.id }}"}
+
+
+def test_prefect_console_handler_prints_through_its_console_attribute():
+    """Check that Prefect's console handler prints every record through its ``console``
+    attribute (a rich Console), which shared_prefect_console swaps and restores."""
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+    from rich.console import Console
+
+    handler = PrefectConsoleHandler(stream=io.StringIO())
+    assert isinstance(handler.console, Console)
+    own = handler.console
+    record_logger = logging.getLogger("rareflow.lean.console-test")
+    record_logger.addHandler(handler)
+    record_logger.propagate = False
+    try:
+        with lean.shared_prefect_console() as shared:
+            assert handler.console is shared
+            with shared.capture() as captured:
+                record_logger.warning("through the shared console")
+            assert "through the shared console" in captured.get()
+        assert handler.console is own
+    finally:
+        record_logger.removeHandler(handler)
+
+
+def test_temporary_server_command_is_prefects(monkeypatch):
+    """Check that tasks.server_start runs the command and environment Prefect runs for its
+    temporary server (SubprocessASGIServer), so starting it early changes nothing else."""
+    import prefect.server.api.server as server_module
+
+    from tasks import server_start
+
+    captured = {}
+
+    def fake_popen(args, env=None, **kwargs):
+        captured.update(args=list(args), env=dict(env or {}))
+        return None
+
+    monkeypatch.setattr(server_module.subprocess, "Popen", fake_popen)
+    server = server_module.SubprocessASGIServer(port=8999)
+    try:
+        server._run_uvicorn_command()
+    finally:
+        server_module.SubprocessASGIServer._instances.pop(8999, None)
+    assert captured["args"] == server_start.uvicorn_command(8999)
+    for key, value in server_start.EPHEMERAL_SERVER_ENV.items():
+        assert captured["env"][key] == value
+
+
+@pytest.mark.slow
+def test_temporary_server_starts_answers_and_stops(tmp_path):
+    """Check that the early temporary server comes up on its port, answers /health and
+    stops; with PREFECT_API_URL set none is started."""
+    import os
+
+    from tasks.server_start import start_temporary_server
+
+    assert start_temporary_server({"PREFECT_API_URL": "http://x/api"}) is None
+    assert start_temporary_server({"PREFECT_SERVER_EPHEMERAL_ENABLED": "false"}) is None
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path)}
+    env.pop("PREFECT_API_URL", None)
+    server = start_temporary_server(env)
+    try:
+        assert server.ready(180), "the temporary server did not answer /health"
+    finally:
+        server.stop()
+    assert server.process.poll() is not None

@@ -125,11 +125,11 @@ def test_calibrated_spec_fits_platt_wrapper_and_pickles(tiny):
     spec = CandidateSpec("logreg", calibrate=True, calibration=(0.8, -0.5))
     fitted = fit_final(spec, df, y, schema, threshold=0.2, seed=0)
     assert fitted.model.calibrated
-    assert isinstance(fitted.model.pipeline, PlattCalibrated)
-    raw = positive_scores(fitted.model.pipeline.estimator_, df)
-    np.testing.assert_allclose(fitted.model.score(df), apply_platt(raw, 0.8, -0.5))
+    assert isinstance(fitted.model.estimator.estimator.estimator_, PlattCalibrated)
+    raw = positive_scores(fitted.model.estimator.estimator.estimator_.estimator_, df)
+    np.testing.assert_allclose(fitted.model.positive_proba(df), apply_platt(raw, 0.8, -0.5))
     again = pickle.loads(pickle.dumps(fitted.model))
-    np.testing.assert_allclose(again.score(df), fitted.model.score(df))
+    np.testing.assert_allclose(again.positive_proba(df), fitted.model.positive_proba(df))
 
 
 def test_spec_names_and_dicts_describe_blends_and_calibration():
@@ -217,9 +217,9 @@ def test_fit_final_assembles_fold_models_without_refitting(tiny):
     spec = CandidateSpec("logreg", calibrate=True, calibration=(1.2, -0.3))
     fitted = fit_final(spec, df, y, schema, threshold=0.3, seed=0, fold_models=models)
     raw = np.mean([positive_scores(m, df) for m in models], axis=0)
-    np.testing.assert_allclose(fitted.model.score(df), apply_platt(raw, 1.2, -0.3))
+    np.testing.assert_allclose(fitted.model.positive_proba(df), apply_platt(raw, 1.2, -0.3))
     assert fitted.model.calibrated and "fold models" in fitted.info["final_model"]
-    assert fitted.model.pipeline.estimator_.estimators_[0] is models[0]
+    assert fitted.model.estimator.estimator.estimator_.estimator_.estimators_[0] is models[0]
     again = pickle.loads(pickle.dumps(fitted.model))
     np.testing.assert_array_equal(again.decide(df), fitted.model.decide(df))
 

@@ -80,3 +80,49 @@ def test_demo_data_of_a_seed_never_changes():
     assert int(pd.util.hash_pandas_object(df, index=True).sum()) == 688620990551479803
     drifted = make_demo_data(3000, seed=5, drift=True)
     assert int(pd.util.hash_pandas_object(drifted, index=True).sum()) == 1701173345406129265
+
+
+@pytest.mark.parametrize("args, rows, folds, candidates", [
+    ([], 20_000, 3, 4),
+    (["--full"], 100_000, 5, 12),
+    (["--rows", "5000"], 5_000, 3, 4),
+    (["--full", "--rows", "50000"], 50_000, 5, 12),
+])
+def test_demo_is_quick_by_default_and_full_on_request(monkeypatch, tmp_path, args, rows, folds,
+                                                      candidates):
+    """Check that `rareflow demo` trains with the quick size by default, the 100,000-row
+    size with --full, and --rows overrides either; every training gets those folds and
+    candidates."""
+    from typer.testing import CliRunner
+
+    import flows.demo
+    from flows import cli
+
+    seen = {}
+
+    def fake_run_demo(base, *, size, registry, time_budget_s, train, say):
+        seen["size"] = size
+        seen["config"] = flows.demo.training_config(base / "t.parquet", size=size,
+                                                    registry="r", time_budget_s=time_budget_s)
+        return 0
+
+    monkeypatch.setattr(flows.demo, "run_demo", fake_run_demo)
+    monkeypatch.setattr(cli.FlowServer, "activate", lambda self: None)
+    done = CliRunner().invoke(cli.app, ["demo", "--dir", str(tmp_path), *args],
+                              obj=cli.CliState())
+    assert done.exit_code == 0, done.output
+    assert seen["size"].rows == rows
+    config = seen["config"]
+    assert (config.split.n_folds, config.strategy.max_candidates) == (folds, candidates)
+    assert config.label == LABEL and config.name == "demo"
+
+
+def test_demo_refuses_too_few_rows(tmp_path):
+    """Check that `rareflow demo --rows 100` stops with a usage error naming the minimum."""
+    from typer.testing import CliRunner
+
+    from flows import cli
+
+    done = CliRunner().invoke(cli.app, ["demo", "--dir", str(tmp_path), "--rows", "100"],
+                              obj=cli.CliState())
+    assert done.exit_code == 2 and "2000" in done.output
