@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow
 
 from schemas.config import TrainingConfig
-from tasks.evaluate import evaluate_task
+from tasks.evidence import evidence_kind, evidence_task
 from tasks.fit import fit_task
 from tasks.gate import gate_task
 from tasks.load import load_task, release_memory
@@ -26,8 +26,10 @@ def training_flow(config: TrainingConfig) -> dict:
     df = load_task(config.data)
     data = validate_task(df, label=config.label, positive=config.positive,
                          test_size=config.split.test_size, n_folds=config.split.n_folds,
-                         schema_model=config.schema_model)
-    parts = split_task(data, test_size=config.split.test_size, seed=seed)
+                         schema_model=config.schema_model,
+                         cost_column=config.costs.fn_cost_column)
+    parts = split_task(data, test_size=config.split.test_size, seed=seed,
+                       evidence=evidence_kind(config, int(data.y.sum())))
     data.release()  # the parts are copies: free the full table before fitting
     del df, data
     release_memory()
@@ -35,20 +37,19 @@ def training_flow(config: TrainingConfig) -> dict:
     best = selection.best
     fitted = fit_task(best.spec, parts.X_train, parts.y_train, parts.schema,
                       threshold=best.threshold, seed=seed, fold_models=best.fold_models)
-    metrics, test_scores = evaluate_task(fitted.model, parts.X_test, parts.y_test,
-                                         fn_cost=costs.fn_cost, fp_cost=costs.fp_cost)
-    champion = champion_task(registry, parts.X_test)
-    verdict = gate_task(metrics, config.gates, champion=champion, y_test=parts.y_test,
-                        cand_decisions=fitted.model.decide(parts.X_test, test_scores),
-                        fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed)
-    record = record_task(config, parts, selection, fitted, metrics=metrics,
-                         test_scores=test_scores, verdict=verdict, champion=champion)
+    evidence = evidence_task(fitted.model, parts, config=config, kind=parts.evidence)
+    champion = champion_task(registry, evidence.X)
+    verdict = gate_task(evidence.metrics, config.gates, champion=champion, y_test=evidence.y,
+                        cand_decisions=evidence.decisions, fn_cost=costs.fn_cost,
+                        fp_cost=costs.fp_cost, seed=seed)
+    record = record_task(config, parts, selection, fitted, evidence=evidence,
+                         verdict=verdict, champion=champion)
     version = register_task(registry, fitted.model, record.metadata, record.reference,
                             record.card)
     status, champion_now = promote_if_passed(registry, version, status=verdict["status"],
                                              compared_with=champion.version)
-    announce(config.name, version, status, metrics=metrics, verdict=verdict,
+    announce(config.name, version, status, metrics=evidence.metrics, verdict=verdict,
              threshold=fitted.model.threshold, champion=champion)
     return training_summary(config, version, status, champion_now=champion_now, fitted=fitted,
-                            selection=selection, metrics=metrics, verdict=verdict,
+                            selection=selection, metrics=evidence.metrics, verdict=verdict,
                             registry_dir=registry.dir)

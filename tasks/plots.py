@@ -9,10 +9,9 @@ from sklearn.metrics import brier_score_loss
 from tasks.threshold import cost_curve
 
 
-def cost_curve_markdown(y, scores, *, threshold: float, fn_cost: float, fp_cost: float,
-                        points: int = 21) -> str:
+def cost_curve_markdown(y, scores, *, threshold: float, costs, points: int = 21) -> str:
     """Normalised cost at evenly spaced thresholds, with a bar per row and the chosen one."""
-    grid, cost = cost_curve(y, scores, fn_cost=fn_cost, fp_cost=fp_cost, points=points)
+    grid, cost = cost_curve(y, scores, costs=costs, points=points)
     lines = ["| threshold | normalised cost | |", "|---:|---:|---|"]
     for t, c in zip(grid, cost, strict=True):
         bar = "█" * int(round(min(c, 2.0) * 20))

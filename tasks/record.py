@@ -19,6 +19,7 @@ from schemas.config import TrainingConfig
 from schemas.scored import DECISION, SCORE
 from tasks import events
 from tasks.evaluate import metric_table
+from tasks.evidence import Evidence
 from tasks.fit import FitResult
 from tasks.plots import calibration_summary
 from tasks.score import Champion
@@ -51,8 +52,8 @@ def library_versions() -> dict:
 
 
 def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection,
-                      fitted: FitResult, *, metrics: dict, test_scores: np.ndarray,
-                      verdict: dict, champion: Champion) -> dict:
+                      fitted: FitResult, *, evidence: Evidence, verdict: dict,
+                      champion: Champion) -> dict:
     """Everything a version records about how it was made and judged (``metadata.json``)."""
     best, model = selection.best, fitted.model
     return {
@@ -67,8 +68,10 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
                      "fit_seconds": fitted.fit_seconds, **fitted.info,
                      **selection.executor},
         "leaderboard": selection.board.to_dict(orient="records"),
-        "metrics": metrics,
-        "calibration": calibration_summary(parts.y_test, test_scores),
+        "evidence": {"kind": evidence.kind, "description": evidence.describe(),
+                     **evidence.detail},
+        "metrics": evidence.metrics,
+        "calibration": calibration_summary(evidence.y, evidence.scores),
         "calibrated": model.calibrated,
         "verdict": verdict,
         "compared_with": champion.version,
@@ -78,22 +81,21 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
     }
 
 
-def reference_table(parts: Parts, model, test_scores: np.ndarray) -> pd.DataFrame:
-    """The test rows' features, label, score and decision: monitoring compares batches to it."""
-    schema = parts.schema
-    return parts.X_test[schema.feature_names].reset_index(drop=True).assign(
-        **{schema.label: np.where(parts.y_test == 1, schema.positive, schema.negative),
-           SCORE: test_scores, DECISION: model.decide(parts.X_test, test_scores)})
+def reference_table(evidence: Evidence, schema) -> pd.DataFrame:
+    """The judged rows' features, label, score and decision (the test part's, or every row's
+    out-of-fold ones): monitoring compares batches to it."""
+    return evidence.X[schema.feature_names].reset_index(drop=True).assign(
+        **{schema.label: np.where(evidence.y == 1, schema.positive, schema.negative),
+           SCORE: evidence.scores, DECISION: evidence.decisions})
 
 
 @task(name="record", cache_policy=NO_CACHE)
 def record_task(config: TrainingConfig, parts: Parts, selection: Selection, fitted: FitResult,
-                *, metrics: dict, test_scores: np.ndarray, verdict: dict,
-                champion: Champion) -> Record:
+                *, evidence: Evidence, verdict: dict, champion: Champion) -> Record:
     """The version's metadata, reference table and model card."""
-    meta = training_metadata(config, parts, selection, fitted, metrics=metrics,
-                             test_scores=test_scores, verdict=verdict, champion=champion)
-    return Record(meta, reference_table(parts, fitted.model, test_scores), model_card(meta))
+    meta = training_metadata(config, parts, selection, fitted, evidence=evidence,
+                             verdict=verdict, champion=champion)
+    return Record(meta, reference_table(evidence, parts.schema), model_card(meta))
 
 
 def announce(name: str, version: str, status: str, *, metrics: dict, verdict: dict,
@@ -141,6 +143,8 @@ def _card_how(meta: dict) -> list[str]:
         f"stratified CV on the training part (CV normalised cost {strategy['cv_cost']:.4f} "
         f"± {strategy['cv_cost_std']:.4f}).",
         f"- Final model: {strategy.get('final_model', 'refitted on the training part')}.",
+        f"- Judged on {meta.get('evidence', {}).get('description', 'the test part')}.",
+        *_card_search(strategy.get("search")),
         f"- Decision threshold **{meta['threshold']:.4f}**, chosen to minimise "
         f"{costs['fn_cost']:g}·FN + {costs['fp_cost']:g}·FP on out-of-fold training scores; "
         "test rows never influenced it.",
@@ -150,9 +154,25 @@ def _card_how(meta: dict) -> list[str]:
     ]
 
 
+def _card_search(search: dict | None) -> list[str]:
+    if not search:
+        return []
+    lines = [f"- Search: {search['fits']} fold fits, planned before any fit (every candidate "
+             f"on {search['plan']['screen_folds']} folds, then at most "
+             f"{search['plan']['finalists']} on all {search['plan']['folds']}); "
+             f"{len(search['dropped'])} candidates dropped after screening."]
+    if search.get("stopped_early"):
+        lines.append(f"- **The search was cut short by {search['stopped_early']}**: some "
+                     "candidates were not finished, so another run may choose differently.")
+    return lines
+
+
 def _card_performance(meta: dict) -> list[str]:
     m = meta["metrics"]
-    lines = ["## Test-set performance", "", "| metric | chosen threshold | threshold 0.5 |",
+    nested = meta.get("evidence", {}).get("kind") == "nested_cv"
+    title = "Out-of-fold performance (nested cross-validation)" if nested else \
+        "Test-set performance"
+    lines = [f"## {title}", "", "| metric | chosen threshold | threshold 0.5 |",
              "|---|---:|---:|"]
     for row in metric_table(m).itertuples():
         lines.append(f"| {row.metric} | {row.chosen:.4g} | {row.at_0_5:.4g} |")
