@@ -268,6 +268,7 @@ def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *, config: Train
     Returns:
         (best, all results, what the search did: executor, plan, fits, drops, Dask timings)
     """
+    started = time.perf_counter()
     strategy, seed = config.strategy, config.seed
     costs = decision_costs(config.costs, X)
     folds = cv_folds(y, n_folds=config.split.n_folds, seed=seed)
@@ -296,7 +297,8 @@ def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *, config: Train
     best, results = finish_selection(results, y, folds, costs=costs,
                                      calibrate=strategy.calibrate)
     return best, results, {"executor": strategy.executor, "dask": timings,
-                           "search": log.as_dict()}
+                           "search": {**log.as_dict(),
+                                      "seconds": round(time.perf_counter() - started, 3)}}
 
 
 def publish_selection(best: CVResult, results: list[CVResult], y, *,
