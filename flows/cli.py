@@ -111,6 +111,9 @@ def train(
     positive: str = option(T, "positive", "--positive"),
     fn_cost: float = option(T, "fn_cost", "--fn-cost"),
     fp_cost: float = option(T, "fp_cost", "--fp-cost"),
+    fn_cost_column: str = option(T, "fn_cost_column", "--fn-cost-column"),
+    max_alert_rate: float = option(T, "max_alert_rate", "--max-alert-rate"),
+    threshold_min_recall: float = option(T, "costs.min_recall", "--min-recall"),
     registry: RegistryDir = None,
     name: ModelName = None,
     model: str = option(T, "model", "--model"),
@@ -129,6 +132,7 @@ def train(
     server = FlowServer()  # boots while the training modules import
     flags = {k: v for k, v in ctx.params.items() if k != "config"}
     flags["class_weight"] = parse_class_weight(class_weight)
+    flags["costs.min_recall"] = flags.pop("threshold_min_recall")  # gates.min_recall differs
     if dask_address and not executor:
         flags["executor"] = "dask"
     return run_training(build_config(T, config, flags), server)

@@ -190,24 +190,35 @@ def reported(fn):
 
 
 # -- options from the config schema ------------------------------------------------------------
-def field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
-    """Every leaf field of a config model by name, with its dotted path (names are unique)."""
-    out: dict[str, str] = {}
+def leaf_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """The dotted path of every leaf field of a config model."""
+    out = []
     for name, info in model.model_fields.items():
         sub = info.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
-            nested = field_paths(sub, f"{prefix}{name}.")
-            clash = set(nested) & set(out)
-            if clash:
-                raise ValueError(f"config field names must be unique; {sorted(clash)} repeat")
-            out.update(nested)
+            out += leaf_paths(sub, f"{prefix}{name}.")
         else:
-            out[name] = f"{prefix}{name}"
+            out.append(f"{prefix}{name}")
     return out
 
 
+def field_paths(model: type[BaseModel]) -> dict[str, str]:
+    """Every leaf field by its name (when no other leaf has it) and by its dotted path."""
+    paths = leaf_paths(model)
+    short: dict[str, list[str]] = {}
+    for path in paths:
+        short.setdefault(path.rsplit(".", 1)[-1], []).append(path)
+    return {**{name: found[0] for name, found in short.items() if len(found) == 1},
+            **{path: path for path in paths}}
+
+
 def field_info(model: type[BaseModel], name: str):
-    path = field_paths(model)[name].split(".")
+    """A field's info by its (unique) name or its dotted path."""
+    try:
+        path = field_paths(model)[name].split(".")
+    except KeyError:
+        raise KeyError(f"{model.__name__} has no field {name!r} (or it is not unique: give "
+                       "its dotted path)") from None
     for part in path[:-1]:
         model = model.model_fields[part].annotation
     return model.model_fields[path[-1]]

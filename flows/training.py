@@ -8,7 +8,7 @@ from prefect import flow
 
 from schemas.config import TrainingConfig
 from tasks.approval import request_approval
-from tasks.evaluate import evaluate_task
+from tasks.evidence import evidence_kind, evidence_task
 from tasks.fit import fit_task
 from tasks.gate import gate_task
 from tasks.load import load_task, release_memory
@@ -29,8 +29,10 @@ def training_flow(config: TrainingConfig) -> dict:
     df = load_task(config.data)
     data = validate_task(df, label=config.label, positive=config.positive,
                          test_size=config.split.test_size, n_folds=config.split.n_folds,
-                         schema_model=config.schema_model)
-    parts = split_task(data, test_size=config.split.test_size, seed=seed)
+                         schema_model=config.schema_model,
+                         cost_column=config.costs.fn_cost_column)
+    parts = split_task(data, test_size=config.split.test_size, seed=seed,
+                       evidence=evidence_kind(config, int(data.y.sum())))
     data.release()  # the parts are copies: free the full table before fitting
     del df, data
     release_memory()
@@ -39,23 +41,22 @@ def training_flow(config: TrainingConfig) -> dict:
     fitted = fit_task(best.spec, parts.X_train, parts.y_train, parts.schema,
                       threshold=best.threshold, seed=seed, fold_models=best.fold_models,
                       costs=costs)
-    metrics, test_scores = evaluate_task(fitted.model, parts.X_test, parts.y_test,
-                                         fn_cost=costs.fn_cost, fp_cost=costs.fp_cost)
-    champion = champion_task(registry, parts.X_test)
-    verdict = gate_task(metrics, config.gates, champion=champion, y_test=parts.y_test,
-                        cand_scores=test_scores, test_rows=parts.test_rows,
-                        train_rows=parts.train_rows,
-                        cand_decisions=fitted.model.decide(parts.X_test, test_scores),
+    evidence = evidence_task(fitted.model, parts, config=config, kind=parts.evidence)
+    champion = champion_task(registry, evidence.X)
+    verdict = gate_task(evidence.metrics, config.gates, champion=champion, y_test=evidence.y,
+                        cand_scores=evidence.scores, test_rows=parts.test_rows,
+                        train_rows=parts.train_rows, cand_decisions=evidence.decisions,
                         fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed)
-    verdict = request_approval(verdict, config.gates, name=config.name, metrics=metrics)
-    record = record_task(config, parts, selection, fitted, metrics=metrics,
-                         test_scores=test_scores, verdict=verdict, champion=champion)
+    verdict = request_approval(verdict, config.gates, name=config.name,
+                               metrics=evidence.metrics)
+    record = record_task(config, parts, selection, fitted, evidence=evidence,
+                         verdict=verdict, champion=champion)
     published = register_task(registry, fitted.model, record.metadata, record.reference,
                               record.card, record.files, train_rows=parts.train_rows,
                               compared_with=champion.version)
-    announce(config.name, published.version, published.status, metrics=metrics,
+    announce(config.name, published.version, published.status, metrics=evidence.metrics,
              verdict=verdict, threshold=fitted.model.threshold, champion=champion)
     return run_outcome(training_summary(
         config, published.version, published.status, champion_now=published.champion,
-        fitted=fitted, selection=selection, metrics=metrics, verdict=verdict,
+        fitted=fitted, selection=selection, metrics=evidence.metrics, verdict=verdict,
         registry_dir=registry.dir))

@@ -69,10 +69,23 @@ class _Model(BaseModel):
 
 
 class Costs(_Model):
-    """What a wrong decision costs; the threshold minimises fn_cost·FN + fp_cost·FP."""
+    """What a wrong decision costs; the threshold minimises fn_cost·FN + fp_cost·FP, within
+    the review capacity and the recall floor, if given."""
 
     fn_cost: float = Field(10.0, gt=0, description="Cost of a missed positive (false negative).")
     fp_cost: float = Field(1.0, gt=0, description="Cost of a false alarm (false positive).")
+    fn_cost_column: str | None = Field(
+        None,
+        description="Column holding what missing each row costs (e.g. the transaction "
+        "amount); replaces fn_cost, so costs and metrics are in money.",
+    )
+    max_alert_rate: float | None = Field(
+        None, gt=0, le=1,
+        description="Most rows flagged, as a share of all rows (the review team's capacity; "
+        "0.005 = 5 alerts per 1,000 rows).",
+    )
+    min_recall: float | None = Field(
+        None, gt=0, le=1, description="Least share of positives the threshold must flag.")
 
 
 class SplitConfig(_Model):
@@ -83,6 +96,18 @@ class SplitConfig(_Model):
     )
     n_folds: int = Field(
         5, ge=2, le=20, description="Stratified folds inside the training part (CV, threshold)."
+    )
+    evidence: Literal["auto", "test_part", "nested_cv"] = Field(
+        "auto",
+        description="What a candidate is judged on: the held-out test part, or out-of-fold "
+        "decisions of a nested cross-validation over every row (each outer fold decided by a "
+        "search run without it); `auto`: nested when the table has fewer positives than "
+        "nested_cv_below_positives.",
+    )
+    nested_cv_below_positives: int = Field(
+        100, ge=0,
+        description="With `evidence: auto`, judge on nested cross-validation below this many "
+        "positives in the table (a 20 % test part would hold too few to judge).",
     )
 
 
@@ -102,8 +127,18 @@ class StrategyConfig(_Model):
         description="`none`, `balanced`, a mapping such as {0: 1, 1: 50}, or `auto`.",
     )
     time_budget_s: float = Field(
-        900.0, gt=0, description="Wall-time budget for the candidate search, in seconds."
+        3600.0, gt=0,
+        description="Safety stop for the candidate search, in seconds: fits not started by "
+        "then are skipped and the run says so (the search's work is otherwise fixed in "
+        "advance by screen_folds and finalists, never by the clock).",
     )
+    screen_folds: int = Field(
+        2, ge=1, le=20,
+        description="Folds every candidate is fitted on before the clearly worse ones are "
+        "dropped (racing).",
+    )
+    finalists: int = Field(
+        4, ge=1, le=64, description="Most candidates fitted on every fold after screening.")
     max_candidates: int = Field(
         12, ge=1, le=64, description="Most candidate strategies `auto` cross-validates."
     )

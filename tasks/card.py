@@ -49,9 +49,9 @@ def card_use(meta: dict) -> list[str]:
     return [
         "## Intended use and limits",
         f"- Intended use: flag rows of the same kind as the training table for review, at "
-        f"the decision threshold that minimises {costs['fn_cost']:g}·(missed positive) + "
-        f"{costs['fp_cost']:g}·(false alarm). Judge it by minority recall, PR AUC and expected "
-        "cost, never plain accuracy.",
+        f"the decision threshold that minimises {cost_text(costs)} (FN: a missed positive, "
+        "FP: a false alarm). Judge it by minority recall, PR AUC and expected cost, never "
+        "plain accuracy.",
         "- Not for: other populations or sources than the training table's; a different "
         "positive rate or different costs (the threshold depends on both: retrain); "
         "decisions about people without human review.",
@@ -94,13 +94,39 @@ def card_how(meta: dict) -> list[str]:
         f"stratified CV on the training part (CV normalised cost {strategy['cv_cost']:.4f} "
         f"± {strategy['cv_cost_std']:.4f}).",
         f"- Final model: {strategy.get('final_model', 'refitted on the training part')}.",
+        f"- Judged on {meta.get('evidence', {}).get('description', 'the test part')}.",
+        *card_search(strategy.get("search")),
         f"- Decision threshold **{meta['threshold']:.4f}**, chosen to minimise "
-        f"{costs['fn_cost']:g}·FN + {costs['fp_cost']:g}·FP on out-of-fold training scores; "
-        "test rows never influenced it.",
+        f"{cost_text(costs)} on out-of-fold training scores; test rows never influenced it.",
         f"- The score is {calibrated_text}: test Brier {cal.get('brier', float('nan')):.4f}, "
         f"against {cal.get('brier_of_prevalence', float('nan')):.4f} for always predicting "
         "the prevalence.",
     ]
+
+
+def cost_text(costs: dict) -> str:
+    """The costs a config's ``costs`` section describes, in words."""
+    fn = (f"the row's `{costs['fn_cost_column']}`" if costs.get("fn_cost_column")
+          else f"{costs['fn_cost']:g}")
+    text = f"{fn}·FN + {costs['fp_cost']:g}·FP"
+    if costs.get("max_alert_rate") is not None:
+        text += f" with at most {costs['max_alert_rate'] * 1000:g} alerts per 1,000 rows"
+    if costs.get("min_recall") is not None:
+        text += f" and recall at least {costs['min_recall']:g}"
+    return text
+
+
+def card_search(search: dict | None) -> list[str]:
+    if not search:
+        return []
+    lines = [f"- Search: {search['fits']} fold fits, planned before any fit (every candidate "
+             f"on {search['plan']['screen_folds']} folds, then at most "
+             f"{search['plan']['finalists']} on all {search['plan']['folds']}); "
+             f"{len(search['dropped'])} candidates dropped after screening."]
+    if search.get("stopped_early"):
+        lines.append(f"- **The search was cut short by {search['stopped_early']}**: some "
+                     "candidates were not finished, so another run may choose differently.")
+    return lines
 
 
 def card_leaderboard(meta: dict) -> list[str]:
@@ -120,7 +146,10 @@ def card_leaderboard(meta: dict) -> list[str]:
 
 def card_performance(meta: dict) -> list[str]:
     m = meta["metrics"]
-    lines = ["## Test-set performance", "", "| metric | chosen threshold | threshold 0.5 |",
+    nested = meta.get("evidence", {}).get("kind") == "nested_cv"
+    title = "Out-of-fold performance (nested cross-validation)" if nested else \
+        "Test-set performance"
+    lines = [f"## {title}", "", "| metric | chosen threshold | threshold 0.5 |",
              "|---|---:|---:|"]
     for row in metric_table(m).itertuples():
         lines.append(f"| {row.metric} | {row.chosen:.4g} | {row.at_0_5:.4g} |")

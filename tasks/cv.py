@@ -17,11 +17,16 @@ from tasks.candidates import CandidateSpec
 from tasks.estimators import positive_scores
 from tasks.lean import fit_on_rows, trim_heap
 from tasks.pipeline import pipeline_for
-from tasks.threshold import choose_thresholds_without, expected_cost
+from tasks.threshold import (
+    DecisionCosts,
+    choose_thresholds_without,
+    expected_cost,
+    never_flag_cost,
+)
 
 logger = logging.getLogger(__name__)
 
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+OK, FAILED, SKIPPED, DROPPED = "ok", "failed", "skipped", "dropped"
 
 
 @dataclass
@@ -73,43 +78,63 @@ def failed_result(spec: CandidateSpec, n: int, status: str, error: str) -> CVRes
                     float("inf"), float("nan"), 0.0, error=error, status=status)
 
 
-def fold_thresholds(y, oof, folds, *, fn_cost: float, fp_cost: float) -> list[float]:
+def _costs(costs, fn_cost, fp_cost) -> DecisionCosts:
+    return costs if costs is not None else DecisionCosts(fn_cost=fn_cost, fp_cost=fp_cost)
+
+
+def fold_thresholds(y, oof, folds, *, fn_cost: float | None = None, fp_cost: float | None = None,
+                    costs: DecisionCosts | None = None) -> list[float]:
     """For each fold, the cost-optimal threshold on the out-of-fold scores of the others."""
     held = [held_pos for _, held_pos in folds]
-    return [c.threshold for c in choose_thresholds_without(y, oof, held, fn_cost=fn_cost,
-                                                           fp_cost=fp_cost)]
+    return [c.threshold for c in choose_thresholds_without(
+        y, oof, held, costs=_costs(costs, fn_cost, fp_cost))]
 
 
-def _fold_costs(y, oof, folds, thresholds, *, fn_cost: float, fp_cost: float) -> list[float]:
-    costs = []
+def _fold_costs(y, oof, folds, thresholds, *, costs: DecisionCosts) -> list[float]:
+    out = []
     for (_, held_pos), t in zip(folds, thresholds, strict=True):
-        yh = y[held_pos]
-        cost = expected_cost(yh, oof[held_pos] >= t, fn_cost=fn_cost, fp_cost=fp_cost)
-        costs.append(float(cost / (fn_cost * yh.sum())))
-    return costs
+        yh, ch = y[held_pos], costs.rows(held_pos)
+        cost = expected_cost(yh, oof[held_pos] >= t, costs=ch)
+        out.append(float(cost / never_flag_cost(yh, ch)))
+    return out
 
 
-def honest_fold_costs(y, oof, folds, *, fn_cost: float, fp_cost: float) -> list[float]:
+def honest_row_costs(y, oof, folds, *, costs: DecisionCosts) -> tuple[np.ndarray, float]:
+    """Each row's cost when its fold is decided at the threshold chosen on the other folds,
+    and the cost of flagging nothing on these rows (to normalise their sum)."""
+    y = np.asarray(y)
+    thresholds = fold_thresholds(y, oof, folds, costs=costs)
+    miss = costs.miss_costs(y)
+    out = np.zeros(len(y))
+    for (_, held_pos), t in zip(folds, thresholds, strict=True):
+        flagged = oof[held_pos] >= t
+        out[held_pos] = np.where(flagged, np.where(y[held_pos] == 1, 0.0, costs.fp_cost),
+                                 miss[held_pos])
+    return out, float(miss.sum())
+
+
+def honest_fold_costs(y, oof, folds, *, fn_cost: float | None = None,
+                      fp_cost: float | None = None,
+                      costs: DecisionCosts | None = None) -> list[float]:
     """Normalised cost of each held-out fold at the threshold chosen on the other folds.
 
     The threshold never sees the labels of the rows it is judged on.
     """
-    y = np.asarray(y)
-    thresholds = fold_thresholds(y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost)
-    return _fold_costs(y, oof, folds, thresholds, fn_cost=fn_cost, fp_cost=fp_cost)
+    y, costs = np.asarray(y), _costs(costs, fn_cost, fp_cost)
+    thresholds = fold_thresholds(y, oof, folds, costs=costs)
+    return _fold_costs(y, oof, folds, thresholds, costs=costs)
 
 
-def score_oof(spec: CandidateSpec, y, oof, folds, *, fn_cost: float, fp_cost: float,
+def score_oof(spec: CandidateSpec, y, oof, folds, *, fn_cost: float | None = None,
+              fp_cost: float | None = None, costs: DecisionCosts | None = None,
               fit_seconds: float) -> CVResult:
     """Threshold, honest CV cost, PR AUC and Brier score of out-of-fold scores."""
-    y = np.asarray(y)
+    y, costs = np.asarray(y), _costs(costs, fn_cost, fp_cost)
     # one sort for all: the threshold on every row, and each fold's from the other folds
     nothing = np.array([], dtype=np.intp)
     choice, *per_fold = choose_thresholds_without(
-        y, oof, [nothing, *(held_pos for _, held_pos in folds)], fn_cost=fn_cost,
-        fp_cost=fp_cost)
-    fold_costs = _fold_costs(y, oof, folds, [c.threshold for c in per_fold], fn_cost=fn_cost,
-                             fp_cost=fp_cost)
+        y, oof, [nothing, *(held_pos for _, held_pos in folds)], costs=costs)
+    fold_costs = _fold_costs(y, oof, folds, [c.threshold for c in per_fold], costs=costs)
     return CVResult(
         spec=spec,
         oof_scores=oof,
@@ -149,15 +174,15 @@ def fit_fold(
     return scores, pipe, time.perf_counter() - started
 
 
-def assemble(spec: CandidateSpec, y, folds, fold_outputs, *, fn_cost: float,
-             fp_cost: float) -> CVResult:
+def assemble(spec: CandidateSpec, y, folds, fold_outputs, *, fn_cost: float | None = None,
+             fp_cost: float | None = None, costs: DecisionCosts | None = None) -> CVResult:
     """A candidate's CV result from its per-fold ``fit_fold`` outputs (in fold order)."""
     oof = np.full(len(y), np.nan)
     for (_, held_pos), (scores, _, _) in zip(folds, fold_outputs, strict=True):
         oof[held_pos] = scores
     if not np.isfinite(oof).all():
         raise ValueError("the folds do not cover every training row exactly once")
-    result = score_oof(spec, y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost,
+    result = score_oof(spec, y, oof, folds, costs=_costs(costs, fn_cost, fp_cost),
                        fit_seconds=float(sum(seconds for _, _, seconds in fold_outputs)))
     result.fold_models = [model for _, model, _ in fold_outputs]
     return result
@@ -170,8 +195,7 @@ def cross_validate(
     schema: InputSchema,
     folds: list[tuple[np.ndarray, np.ndarray]],
     *,
-    fn_cost: float,
-    fp_cost: float,
+    costs: DecisionCosts,
     seed: int,
     n_jobs: int = 1,
     on_fold=None,
@@ -190,7 +214,7 @@ def cross_validate(
                                 n_jobs=n_jobs))
         if on_fold is not None:
             on_fold(spec.name, k)
-    return assemble(spec, y, folds, outputs, fn_cost=fn_cost, fp_cost=fp_cost)
+    return assemble(spec, y, folds, outputs, costs=costs)
 
 
 def require_candidates(specs: list[CandidateSpec]) -> None:
@@ -198,21 +222,3 @@ def require_candidates(specs: list[CandidateSpec]) -> None:
     if not specs:
         raise ConfigError("no candidate strategy fits this data and configuration; "
                           "set strategy.model, sampler and class_weight to 'auto'")
-
-
-def budget_spent(spec: CandidateSpec, n: int, budget_s: float) -> CVResult:
-    """The result of a candidate the time budget did not reach."""
-    return failed_result(spec, n, SKIPPED, f"time budget of {budget_s:g} s spent")
-
-
-def log_result(r: CVResult, *, what: str = "") -> CVResult:
-    """One log line per finished candidate."""
-    logger.info("Candidate %-28s CV cost %.4f ± %.4f  PR AUC %.3f  (%.1f s%s)",
-                r.spec.name, r.cv_cost, r.cv_cost_std, r.pr_auc, r.fit_seconds, what)
-    return r
-
-
-def fit_failed(spec: CandidateSpec, n: int, exc: Exception) -> CVResult:
-    """A candidate that cannot fit is reported, not fatal."""
-    logger.warning("Candidate %s failed: %s", spec.name, exc)
-    return failed_result(spec, n, FAILED, f"{type(exc).__name__}: {exc}")

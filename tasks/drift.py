@@ -94,7 +94,10 @@ def judge(batch: pd.DataFrame, y: np.ndarray, usable: np.ndarray, reference: pd.
     y_batch = y[usable].astype(int)
     y_ref = binary_labels(reference[schema.label], positive=schema.positive,
                           negative=schema.negative).astype(int)
-    d_ref = (reference[SCORE].to_numpy() >= threshold).astype(np.int8)
+    # the reference's own decisions: with nested-CV evidence each row was decided by the
+    # model of its outer fold, at that model's threshold
+    d_ref = (reference[DECISION].to_numpy().astype(np.int8) if DECISION in reference
+             else (reference[SCORE].to_numpy() >= threshold).astype(np.int8))
     figures = {"batch": classification_figures(y_batch, matured[DECISION]),
                "reference": classification_figures(y_ref, d_ref)}
     cost = {side: cost_figures(yy, dd, fn_cost=costs["fn_cost"], fp_cost=costs["fp_cost"])

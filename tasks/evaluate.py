@@ -6,9 +6,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from sklearn.metrics import (
     average_precision_score,
     balanced_accuracy_score,
@@ -20,23 +17,35 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from tasks.threshold import expected_cost
+from tasks.threshold import DecisionCosts, expected_cost, never_flag_cost
 
 HEADLINE = ["recall", "precision", "f1", "pr_auc", "roc_auc", "balanced_accuracy", "g_mean",
             "expected_cost", "normalised_cost"]
 
 
-def metrics_at(y, scores, threshold: float, *, fn_cost: float, fp_cost: float) -> dict:
-    """Threshold-dependent metrics of ``score >= threshold``."""
-    y = np.asarray(y).astype(int)
+def _costs(costs, fn_cost, fp_cost) -> DecisionCosts:
+    return costs if costs is not None else DecisionCosts(fn_cost=fn_cost, fp_cost=fp_cost)
+
+
+def metrics_at(y, scores, threshold: float, *, fn_cost: float | None = None,
+               fp_cost: float | None = None, costs: DecisionCosts | None = None) -> dict:
+    """Threshold-dependent metrics of ``score >= threshold``; costs in the cost's unit (money
+    when rows carry their own miss cost), normalised by the cost of flagging nothing."""
     d = (np.asarray(scores) >= threshold).astype(int)
+    return {"threshold": float(threshold),
+            **decision_metrics(y, d, costs=_costs(costs, fn_cost, fp_cost))}
+
+
+def decision_metrics(y, decisions, *, costs: DecisionCosts) -> dict:
+    """Metrics of 0/1 decisions: recall first, never plain accuracy alone."""
+    y = np.asarray(y).astype(int)
+    d = np.asarray(decisions).astype(int)
     tn, fp, fn, tp = confusion_matrix(y, d, labels=[0, 1]).ravel()
     recall = recall_score(y, d, zero_division=0)
     specificity = tn / (tn + fp) if tn + fp else 0.0
-    cost = expected_cost(y, d, fn_cost=fn_cost, fp_cost=fp_cost)
-    never = fn_cost * y.sum()
+    cost = expected_cost(y, d, costs=costs)
+    never = never_flag_cost(y, costs)
     return {
-        "threshold": float(threshold),
         "recall": float(recall),
         "precision": float(precision_score(y, d, zero_division=0)),
         "f1": float(f1_score(y, d, zero_division=0)),
@@ -46,6 +55,7 @@ def metrics_at(y, scores, threshold: float, *, fn_cost: float, fp_cost: float) -
         "expected_cost": cost,
         "cost_per_row": cost / len(y),
         "normalised_cost": cost / never if never else float("nan"),
+        "alert_rate": float(d.mean()) if len(d) else float("nan"),
         "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
         "classification_report": classification_report(
             y, d, labels=[0, 1], target_names=["negative", "positive"], zero_division=0,
@@ -54,8 +64,10 @@ def metrics_at(y, scores, threshold: float, *, fn_cost: float, fp_cost: float) -
     }
 
 
-def evaluate_scores(y, scores, *, threshold: float, fn_cost: float, fp_cost: float) -> dict:
+def evaluate_scores(y, scores, *, threshold: float, fn_cost: float | None = None,
+                    fp_cost: float | None = None, costs: DecisionCosts | None = None) -> dict:
     """Ranking metrics plus the threshold metrics at the chosen threshold and at 0.5."""
+    costs = _costs(costs, fn_cost, fp_cost)
     y = np.asarray(y).astype(int)
     two_classes = 0 < y.sum() < len(y)
     return {
@@ -64,9 +76,19 @@ def evaluate_scores(y, scores, *, threshold: float, fn_cost: float, fp_cost: flo
         "prevalence": float(y.mean()),
         "roc_auc": float(roc_auc_score(y, scores)) if two_classes else float("nan"),
         "pr_auc": float(average_precision_score(y, scores)) if two_classes else float("nan"),
-        "at_threshold": metrics_at(y, scores, threshold, fn_cost=fn_cost, fp_cost=fp_cost),
-        "at_0_5": metrics_at(y, scores, 0.5, fn_cost=fn_cost, fp_cost=fp_cost),
+        "at_threshold": metrics_at(y, scores, threshold, costs=costs),
+        "at_0_5": metrics_at(y, scores, 0.5, costs=costs),
     }
+
+
+def evaluate_decisions(y, scores, decisions, *, costs: DecisionCosts) -> dict:
+    """:func:`evaluate_scores` for decisions made at thresholds that differ between rows (the
+    outer folds of a nested cross-validation): the chosen threshold shows as NaN."""
+    y = np.asarray(y).astype(int)
+    out = evaluate_scores(y, scores, threshold=0.5, costs=costs)
+    out["at_threshold"] = {"threshold": float("nan"),
+                           **decision_metrics(y, decisions, costs=costs)}
+    return out
 
 
 def metric_table(metrics: dict) -> pd.DataFrame:
@@ -99,14 +121,3 @@ def metrics_markdown(metrics: dict, *, title: str = "Test-set metrics") -> str:
                   f"| actual 0 | {cm['tn']} | {cm['fp']} |",
                   f"| actual 1 | {cm['fn']} | {cm['tp']} |"]
     return "\n".join(lines)
-
-
-@task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(model, X_test: pd.DataFrame, y_test, *, fn_cost: float, fp_cost: float):
-    """Score the test part with the final model, evaluate, publish the metrics artifact."""
-    scores = model.positive_proba(X_test)
-    metrics = evaluate_scores(y_test, scores, threshold=model.threshold, fn_cost=fn_cost,
-                              fp_cost=fp_cost)
-    create_markdown_artifact(key="test-metrics", markdown=metrics_markdown(metrics),
-                             description="Test-set metrics at the chosen threshold and at 0.5")
-    return metrics, scores

@@ -35,6 +35,7 @@ from sklearn.metrics import brier_score_loss, precision_recall_curve
 
 from schemas.scored import SCORE
 from tasks.files import write_bytes_atomic
+from tasks.threshold import DecisionCosts
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +70,19 @@ def png_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
-def cost_at(y, scores, thresholds, *, fn_cost: float, fp_cost: float) -> np.ndarray:
-    """Normalised expected cost of ``score >= t`` for each threshold (one sort, no matrix)."""
+def cost_at(y, scores, thresholds, *, costs: DecisionCosts) -> np.ndarray:
+    """Normalised expected cost of ``score >= t`` for each threshold (one sort, no matrix);
+    per-row miss costs count each missed positive at its own cost."""
     y = np.asarray(y).astype(bool)
     order = np.argsort(scores, kind="stable")
     s, pos = np.asarray(scores, float)[order], y[order]
+    miss = costs.miss_costs(y)[order]
     pos_below = np.concatenate([[0], np.cumsum(pos)])  # positives among the i lowest scores
+    miss_below = np.concatenate([[0.0], np.cumsum(miss)])  # what missing them costs
     below = np.searchsorted(s, np.asarray(thresholds, float), side="left")
-    fn = pos_below[below]
-    fp = (len(s) - below) - (pos.sum() - fn)
-    never = fn_cost * pos.sum()
-    return (fn_cost * fn + fp_cost * fp) / (never if never else 1.0)
+    fp = (len(s) - below) - (pos.sum() - pos_below[below])
+    never = miss.sum()
+    return (miss_below[below] + costs.fp_cost * fp) / (never if never else 1.0)
 
 
 def threshold_grid(*score_sets) -> np.ndarray:
@@ -106,24 +109,24 @@ def pr_curve_png(y, scores, *, threshold: float) -> bytes:
     return png_bytes(fig)
 
 
-def cost_curve_png(y, scores, *, threshold: float, fn_cost: float, fp_cost: float,
+def cost_curve_png(y, scores, *, threshold: float, costs: DecisionCosts,
                    oof: tuple | None = None) -> bytes:
-    """Normalised cost vs threshold on the test part and (``oof``: (y, scores)) on the
-    out-of-fold training scores that chose the threshold."""
+    """Normalised cost vs threshold on the judged rows and (``oof``: (y, scores, costs)) on
+    the out-of-fold training scores that chose the threshold."""
     grid = threshold_grid(scores, *([oof[1]] if oof else []))
     fig, ax = new_figure()
     if oof is not None:
-        ax.plot(grid, cost_at(oof[0], oof[1], grid, fn_cost=fn_cost, fp_cost=fp_cost),
+        ax.plot(grid, cost_at(oof[0], oof[1], grid, costs=oof[2]),
                 color=OOF, lw=1.5, label="out-of-fold training scores (chose the threshold)")
-    test_cost = cost_at(y, scores, grid, fn_cost=fn_cost, fp_cost=fp_cost)
+    test_cost = cost_at(y, scores, grid, costs=costs)
     ax.plot(grid, test_cost, color=TEST, lw=1.5, label="test part")
-    at = float(cost_at(y, scores, [threshold], fn_cost=fn_cost, fp_cost=fp_cost)[0])
-    half = float(cost_at(y, scores, [0.5], fn_cost=fn_cost, fp_cost=fp_cost)[0])
+    at = float(cost_at(y, scores, [threshold], costs=costs)[0])
+    half = float(cost_at(y, scores, [0.5], costs=costs)[0])
     ax.axvline(threshold, color=CHOSEN, lw=1.2, label=f"chosen {threshold:.4g} (test {at:.3f})")
     ax.axvline(0.5, color=HALF, ls="--", lw=1, label=f"0.5 (test {half:.3f})")
     ax.axhline(1.0, color=HALF, ls=":", lw=1)
     ax.set(xlabel="threshold", ylabel="expected cost / cost of never flagging",
-           title=f"Expected cost vs threshold ({fn_cost:g}·FN + {fp_cost:g}·FP)",
+           title=f"Expected cost vs threshold ({costs.describe()})",
            ylim=(0, max(1.2, min(3.0, float(np.nanmax(test_cost)) * 1.05))))
     ax.legend(loc="upper right", fontsize=8)
     return png_bytes(fig)
@@ -179,13 +182,13 @@ def render_all(makers: dict[str, Callable[[], bytes]], *, what: str,
     return out
 
 
-def version_plots(y, scores, *, threshold: float, fn_cost: float, fp_cost: float,
+def version_plots(y, scores, *, threshold: float, costs: DecisionCosts,
                   oof: tuple | None = None) -> dict[str, bytes]:
     """A version's four plots (test part; ``oof`` adds the training curve) as PNG bytes."""
     return render_all({
         PR_CURVE: lambda: pr_curve_png(y, scores, threshold=threshold),
-        COST_CURVE: lambda: cost_curve_png(y, scores, threshold=threshold, fn_cost=fn_cost,
-                                           fp_cost=fp_cost, oof=oof),
+        COST_CURVE: lambda: cost_curve_png(y, scores, threshold=threshold, costs=costs,
+                                           oof=oof),
         RELIABILITY: lambda: reliability_png(y, scores),
         HISTOGRAMS: lambda: histograms_png(y, scores, threshold=threshold),
     }, what="the version's")
@@ -316,14 +319,14 @@ def image_markdown(pngs: dict[str, bytes], *, title: str) -> str:
     return "\n".join(lines)
 
 
-def cost_curve_markdown(y, scores, *, threshold: float, fn_cost: float, fp_cost: float,
+def cost_curve_markdown(y, scores, *, threshold: float, costs: DecisionCosts,
                         points: int = 11) -> str:
     """The cost curve as an image, with the normalised cost at a few thresholds below it."""
     pngs = render_all({COST_CURVE: lambda: cost_curve_png(
-        y, scores, threshold=threshold, fn_cost=fn_cost, fp_cost=fp_cost)},
+        y, scores, threshold=threshold, costs=costs)},
         what="the cost curve's", quiet=True)
     grid = np.unique(np.r_[np.linspace(0, 1, points), threshold])
-    cost = cost_at(y, scores, grid, fn_cost=fn_cost, fp_cost=fp_cost)
+    cost = cost_at(y, scores, grid, costs=costs)
     lines = [f"![{CAPTIONS[COST_CURVE]}]({data_uri(pngs[COST_CURVE])})", ""] if pngs else []
     lines += ["| threshold | normalised cost |", "|---:|---:|"]
     lines += [f"| {'**' if t == threshold else ''}{t:.4g}{'**' if t == threshold else ''} "

@@ -23,6 +23,7 @@ from schemas.scored import DECISION, SCORE
 from tasks import events
 from tasks.card import model_card
 from tasks.evaluate import metric_table
+from tasks.evidence import Evidence
 from tasks.fit import FitResult
 from tasks.plots import calibration_summary, image_markdown, version_plots
 from tasks.score import Champion
@@ -71,8 +72,8 @@ def library_versions() -> dict:
 
 
 def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection,
-                      fitted: FitResult, *, metrics: dict, test_scores: np.ndarray,
-                      verdict: dict, champion: Champion) -> dict:
+                      fitted: FitResult, *, evidence: Evidence, verdict: dict,
+                      champion: Champion) -> dict:
     """Everything a version records about how it was made and judged (``metadata.json``)."""
     best, model = selection.best, fitted.model
     return {
@@ -88,8 +89,10 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
                      "oof_brier": best.brier, "oof_brier_calibrated": best.calibrated_brier,
                      **selection.executor},
         "leaderboard": selection.board.to_dict(orient="records"),
-        "metrics": metrics,
-        "calibration": calibration_summary(parts.y_test, test_scores),
+        "evidence": {"kind": evidence.kind, "description": evidence.describe(),
+                     **evidence.detail},
+        "metrics": evidence.metrics,
+        "calibration": calibration_summary(evidence.y, evidence.scores),
         "calibrated": model.calibrated,
         "classes": class_pair(model),
         "model_format": MODEL_FORMAT,
@@ -102,38 +105,40 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
     }
 
 
-def reference_table(parts: Parts, model, test_scores: np.ndarray) -> pd.DataFrame:
-    """The test rows' features, label, score and decision: monitoring compares batches to it."""
-    schema = parts.schema
-    return parts.X_test[schema.feature_names].reset_index(drop=True).assign(
-        **{schema.label: np.where(parts.y_test == 1, schema.positive, schema.negative),
-           SCORE: test_scores, DECISION: model.decide(parts.X_test, test_scores)})
+def reference_table(evidence: Evidence, schema) -> pd.DataFrame:
+    """The judged rows' features, label, score and decision (the test part's, or every row's
+    out-of-fold ones): monitoring compares batches to it."""
+    return evidence.X[schema.feature_names].reset_index(drop=True).assign(
+        **{schema.label: np.where(evidence.y == 1, schema.positive, schema.negative),
+           SCORE: evidence.scores, DECISION: evidence.decisions})
 
 
 def training_plots(config: TrainingConfig, parts: Parts, selection: Selection,
-                   fitted: FitResult, test_scores: np.ndarray) -> dict[str, bytes]:
-    """The version's plots (test part, and the out-of-fold scores that chose the threshold)."""
+                   fitted: FitResult, evidence: Evidence) -> dict[str, bytes]:
+    """The version's plots (the judged rows, and the out-of-fold scores that chose the
+    threshold)."""
+    from tasks.select import decision_costs
+
     best = selection.best
-    oof = (parts.y_train, best.oof_scores) if len(best.oof_scores) == len(parts.y_train) \
-        else None
-    return version_plots(parts.y_test, test_scores, threshold=fitted.model.threshold,
-                         fn_cost=config.costs.fn_cost, fp_cost=config.costs.fp_cost, oof=oof)
+    oof = None
+    if len(best.oof_scores) == len(parts.y_train):
+        oof = (parts.y_train, best.oof_scores, decision_costs(config.costs, parts.X_train))
+    return version_plots(evidence.y, evidence.scores, threshold=fitted.model.threshold,
+                         costs=evidence.costs, oof=oof)
 
 
 @task(name="record", cache_policy=NO_CACHE)
 def record_task(config: TrainingConfig, parts: Parts, selection: Selection, fitted: FitResult,
-                *, metrics: dict, test_scores: np.ndarray, verdict: dict,
-                champion: Champion) -> Record:
+                *, evidence: Evidence, verdict: dict, champion: Champion) -> Record:
     """The version's metadata, reference table, plots (also an artifact) and model card."""
-    meta = training_metadata(config, parts, selection, fitted, metrics=metrics,
-                             test_scores=test_scores, verdict=verdict, champion=champion)
-    plots = training_plots(config, parts, selection, fitted, test_scores)
+    meta = training_metadata(config, parts, selection, fitted, evidence=evidence,
+                             verdict=verdict, champion=champion)
+    plots = training_plots(config, parts, selection, fitted, evidence)
     meta["plots"] = list(plots)
     create_markdown_artifact(key="model-plots", markdown=image_markdown(
         plots, title=f"{config.name}: plots of the candidate"),
         description="PR curve, cost vs threshold, reliability, score histograms (PNG)")
-    return Record(meta, reference_table(parts, fitted.model, test_scores), model_card(meta),
-                  plots)
+    return Record(meta, reference_table(evidence, parts.schema), model_card(meta), plots)
 
 
 def announce(name: str, version: str, status: str, *, metrics: dict, verdict: dict,

@@ -5,9 +5,10 @@ Prefect task run submitted to a :class:`prefect_dask.DaskTaskRunner`: on a local
 started for the run (``strategy.dask_workers`` processes, one thread each), or on an existing
 cluster at ``strategy.dask_address``. The training part is scattered to the workers once
 (by reference, never hashed); each task fits one fold and returns the held-out scores and
-the fitted fold model. Everything after that (thresholds, blends, the choice, calibration)
-is the same code as the local path (``tasks.select.search``), so both give the same
-strategy for the same seed.
+the fitted fold model. The work plan (which fits, in which order, which candidates go on
+after screening: :mod:`tasks.search`) and everything after it (thresholds, blends, the
+choice, calibration) is the same code as the local path, so both give the same strategy for
+the same seed.
 
 The workers of a local cluster report their task runs to the same Prefect API as the
 flow (the ephemeral server's address is passed to them). Workers of an existing cluster
@@ -29,15 +30,7 @@ from schemas.config import StrategyConfig
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
 from tasks.candidates import CandidateSpec
-from tasks.cv import (
-    CVResult,
-    assemble,
-    budget_spent,
-    fit_failed,
-    fit_fold,
-    log_result,
-    require_candidates,
-)
+from tasks.cv import fit_fold
 
 logger = logging.getLogger(__name__)
 
@@ -92,65 +85,35 @@ def connect(runner, strategy: StrategyConfig):
                           f"(strategy.dask_address): {exc}") from exc
 
 
-def wait_within_budget(client, futures: list[list], deadline: float) -> set:
-    """Wait for the first candidate's fits, then for the rest until ``deadline``.
+def wait_until(client, futures: list, deadline: float | None) -> set:
+    """Wait for the futures until ``deadline``; the ones not finished are cancelled.
 
     Returns:
-        The wrapped Dask futures that had not finished; they are cancelled.
+        The wrapped Dask futures that had not finished.
     """
     import distributed
 
-    wrapped = [f.wrapped_future for per_spec in futures for f in per_spec]
-    with distributed.Client.as_current(client):
-        distributed.wait([f.wrapped_future for f in futures[0]])  # the first always runs
-        with contextlib.suppress(TimeoutError, distributed.TimeoutError):
-            distributed.wait(wrapped, timeout=max(0.001, deadline - time.time()))
+    wrapped = [f.wrapped_future for f in futures]
+    timeout = None if deadline is None else max(0.001, deadline - time.time())
+    with distributed.Client.as_current(client), contextlib.suppress(
+            TimeoutError, distributed.TimeoutError):
+        distributed.wait(wrapped, timeout=timeout)
     not_done = {f for f in wrapped if not f.done()}
     if not_done:
+        logger.warning("Wall-clock safety stop reached: %d fits cancelled", len(not_done))
         client.cancel(list(not_done))
     return not_done
 
 
-def collect(specs, futures, not_done: set, y, folds, *, budget_s: float, fn_cost: float,
-            fp_cost: float) -> list[CVResult]:
-    """One CV result per candidate from its fold tasks (skipped if any did not finish)."""
-    results = []
-    for spec, per_spec in zip(specs, futures, strict=True):
-        if any(f.wrapped_future in not_done for f in per_spec):
-            results.append(budget_spent(spec, len(y), budget_s))
-            continue
-        try:
-            outputs = [f.result() for f in per_spec]
-            results.append(log_result(assemble(spec, y, folds, outputs, fn_cost=fn_cost,
-                                               fp_cost=fp_cost), what=" of fits"))
-        except Exception as exc:
-            results.append(fit_failed(spec, len(y), exc))
-    return results
+@contextlib.contextmanager
+def dask_fit_jobs(specs: list[CandidateSpec], X: pd.DataFrame, y: np.ndarray,
+                  schema: InputSchema, folds: list[tuple[np.ndarray, np.ndarray]], *,
+                  strategy: StrategyConfig, seed: int, deadline: float | None = None):
+    """A ``fit_jobs`` (see :func:`tasks.search.run_search`) that runs every (candidate, fold)
+    fit of a batch as a Prefect task on Dask, all at once; and the timings it records.
 
-
-def cross_validate_on_dask(
-    specs: list[CandidateSpec],
-    X: pd.DataFrame,
-    y: np.ndarray,
-    schema: InputSchema,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    *,
-    strategy: StrategyConfig,
-    fn_cost: float,
-    fp_cost: float,
-    seed: int,
-) -> tuple[list[CVResult], dict]:
-    """Every (candidate, fold) fit as a Prefect task on Dask; one CV result per candidate.
-
-    All fits are submitted at once, candidates in order. When ``strategy.time_budget_s``
-    runs out, fits not yet finished are cancelled and their candidates reported as skipped
-    (the first candidate is always waited for). A fit that raises fails its candidate only.
-
-    Returns:
-        (results in ``specs`` order, timings: cluster start, scatter and fit wall seconds)
+    The training part is scattered to the workers once (by reference, never hashed).
     """
-    require_candidates(specs)
-    deadline = time.time() + strategy.time_budget_s
     started = time.perf_counter()
     with dask_task_runner(strategy) as runner:
         client = connect(runner, strategy)
@@ -161,16 +124,23 @@ def cross_validate_on_dask(
         t = time.perf_counter()
         X_ref, y_ref = client.scatter([X, y], broadcast=True, hash=False)
         timings["scatter_seconds"] = time.perf_counter() - t
+
+        def run(jobs: list[tuple[int, int]]) -> dict:
+            futures = {(i, k): runner.submit(fold_task, parameters={
+                "spec": specs[i], "X": X_ref, "y": y_ref, "schema": schema,
+                "train_pos": folds[k][0], "held_pos": folds[k][1], "fold": k, "seed": seed})
+                for i, k in jobs}
+            not_done = wait_until(client, list(futures.values()), deadline)
+            out = {}
+            for job, future in futures.items():
+                if future.wrapped_future in not_done:
+                    continue
+                try:
+                    out[job] = future.result()
+                except Exception as exc:  # a candidate that cannot fit is reported
+                    out[job] = exc
+            return out
+
         t = time.perf_counter()
-        futures = [
-            [runner.submit(fold_task, parameters={
-                "spec": spec, "X": X_ref, "y": y_ref, "schema": schema, "train_pos": tr,
-                "held_pos": held, "fold": k, "seed": seed})
-             for k, (tr, held) in enumerate(folds)]
-            for spec in specs
-        ]
-        not_done = wait_within_budget(client, futures, deadline)
-        results = collect(specs, futures, not_done, y, folds, budget_s=strategy.time_budget_s,
-                          fn_cost=fn_cost, fp_cost=fp_cost)
+        yield run, timings
         timings["fit_wall_seconds"] = time.perf_counter() - t
-    return results, timings

@@ -32,29 +32,21 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sklearn.metrics import brier_score_loss
 
-from schemas.config import CALIBRATION_MODES, TrainingConfig
+from schemas.config import CALIBRATION_MODES, Costs, TrainingConfig
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
 from tasks.calibration import apply_platt, fit_platt
 from tasks.candidates import BLEND, EXOTIC_FAMILIES, CandidateSpec, candidate_specs
-from tasks.cv import (
-    SKIPPED,
-    CVResult,
-    budget_spent,
-    cross_validate,
-    fit_failed,
-    log_result,
-    require_candidates,
-    score_oof,
-)
+from tasks.cv import SKIPPED, CVResult, fit_fold, require_candidates, score_oof
 from tasks.plots import calibration_markdown, calibration_summary, cost_curve_markdown
+from tasks.search import SearchLog, SearchPlan, local_fit_jobs, run_search
 from tasks.split import cv_folds
+from tasks.threshold import DecisionCosts
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +60,7 @@ class Selection:
     executor: dict
 
 
-def blend_result(members: list[CVResult], y, folds, *, fn_cost: float,
-                 fp_cost: float) -> CVResult:
+def blend_result(members: list[CVResult], y, folds, *, costs: DecisionCosts) -> CVResult:
     """Score the average of the members' out-of-fold probabilities as one more candidate.
 
     The members' fold models are exactly what a blend would fit on each fold, so the blend
@@ -77,7 +68,7 @@ def blend_result(members: list[CVResult], y, folds, *, fn_cost: float,
     """
     spec = CandidateSpec(BLEND, members=tuple(m.spec for m in members))
     oof = np.mean([m.oof_scores for m in members], axis=0)
-    result = score_oof(spec, y, oof, folds, fn_cost=fn_cost, fp_cost=fp_cost,
+    result = score_oof(spec, y, oof, folds, costs=costs,
                        fit_seconds=float(sum(m.fit_seconds for m in members)))
     # every member has one model per fold, so the plain average of all of them is the
     # average over folds of the blend
@@ -86,8 +77,8 @@ def blend_result(members: list[CVResult], y, folds, *, fn_cost: float,
     return result
 
 
-def blend_candidates(results: list[CVResult], y, folds, *, fn_cost: float,
-                     fp_cost: float) -> list[CVResult]:
+def blend_candidates(results: list[CVResult], y, folds, *,
+                     costs: DecisionCosts) -> list[CVResult]:
     """The blends worth scoring: the two best core candidates, and all core candidates."""
     core = sorted((r for r in results if r.ok and r.spec.family == "core"),
                   key=lambda r: (r.cv_cost, r.cv_cost_std))
@@ -96,7 +87,7 @@ def blend_candidates(results: list[CVResult], y, folds, *, fn_cost: float,
         groups.append(core[:2])
     if len(core) >= 3:
         groups.append(core)
-    return [blend_result(g, y, folds, fn_cost=fn_cost, fp_cost=fp_cost) for g in groups]
+    return [blend_result(g, y, folds, costs=costs) for g in groups]
 
 
 def _paired_se(a: CVResult, b: CVResult) -> float:
@@ -132,8 +123,7 @@ def choose_best(results: list[CVResult]) -> CVResult:
     return best
 
 
-def calibrate_result(best: CVResult, y, folds, *, mode: str, fn_cost: float,
-                     fp_cost: float) -> CVResult:
+def calibrate_result(best: CVResult, y, folds, *, mode: str, costs: DecisionCosts) -> CVResult:
     """Decide on, and fit, a sigmoid calibration of the winner from its out-of-fold scores.
 
     ``auto`` calibrates when the cross-fitted calibration (map fitted on the other folds,
@@ -177,8 +167,7 @@ def calibrate_result(best: CVResult, y, folds, *, mode: str, fn_cost: float,
         return replace(best, calibrated_brier=cal_brier)
     spec = replace(best.spec, calibrate=True, calibration=(slope, intercept))
     scores = apply_platt(oof, slope, intercept)
-    out = score_oof(spec, y, scores, folds, fn_cost=fn_cost, fp_cost=fp_cost,
-                    fit_seconds=best.fit_seconds)
+    out = score_oof(spec, y, scores, folds, costs=costs, fit_seconds=best.fit_seconds)
     out.fold_models = best.fold_models
     if not np.array_equal(scores >= out.threshold, oof >= best.threshold):
         # the map saturated (rows that differed now tie at 0 or 1): keep the raw scores
@@ -188,78 +177,47 @@ def calibrate_result(best: CVResult, y, folds, *, mode: str, fn_cost: float,
                 best.spec.name, raw_brier, cal_brier, best.threshold, out.threshold)
     return replace(out, brier=raw_brier, calibrated_brier=cal_brier)
 
-def cross_validate_local(
-    specs: list[CandidateSpec], X: pd.DataFrame, y: np.ndarray, schema: InputSchema,
-    folds: list[tuple[np.ndarray, np.ndarray]], *, fn_cost: float, fp_cost: float, seed: int,
-    time_budget_s: float, n_jobs: int = 1, progress=None,
-) -> list[CVResult]:
-    """Cross-validate candidates in this process within the time budget.
-
-    Candidates start in order while the budget lasts (the first one always runs); the
-    others are reported as skipped. With ``n_jobs > 1`` independent candidates run in
-    parallel processes.
-
-    Args:
-        progress: A :class:`tasks.progress.SearchProgress` told of every fold fit (in
-            parallel runs, of a candidate's folds when it returns).
-    """
-    require_candidates(specs)
-    deadline = time.time() + time_budget_s
-    inner_jobs = max(1, (os.cpu_count() or 1) // max(1, n_jobs))
-    parallel = n_jobs > 1 and len(specs) > 1
-    on_fold = None if progress is None or parallel else progress.advance
-
-    def run(i, spec):
-        if i > 0 and time.time() > deadline:
-            return budget_spent(spec, len(y), time_budget_s)
-        try:
-            return log_result(cross_validate(spec, X, y, schema, folds, fn_cost=fn_cost,
-                                             fp_cost=fp_cost, seed=seed, n_jobs=inner_jobs,
-                                             on_fold=on_fold))
-        except Exception as exc:
-            return fit_failed(spec, len(y), exc)
-
-    if parallel:
-        results = []
-        for r in Parallel(n_jobs=n_jobs, pre_dispatch="n_jobs", return_as="generator")(
-                delayed(run)(i, s) for i, s in enumerate(specs)):
-            results.append(r)
-            for k in range(len(folds) if progress is not None and r.ok else 0):
-                progress.advance(r.spec.name, k)
-        return results
-    return [run(i, s) for i, s in enumerate(specs)]
-
-
 def select_strategy(
     X: pd.DataFrame, y: np.ndarray, schema: InputSchema,
-    folds: list[tuple[np.ndarray, np.ndarray]], specs: list[CandidateSpec], *, fn_cost: float,
-    fp_cost: float, seed: int, time_budget_s: float, n_jobs: int = 1, calibrate: str = "auto",
-    blend: bool = True,
-) -> tuple[CVResult, list[CVResult]]:
-    """Cross-validate candidates here, add blends, choose the winner and calibrate it.
+    folds: list[tuple[np.ndarray, np.ndarray]], specs: list[CandidateSpec], *,
+    costs: DecisionCosts, seed: int, plan: SearchPlan | None = None, n_jobs: int = 1,
+    calibrate: str = "auto", blend: bool = True, time_budget_s: float | None = None,
+    progress=None,
+) -> tuple[CVResult, list[CVResult], SearchLog]:
+    """Race the candidates here, add blends, choose the winner and calibrate it.
 
     Returns:
-        (best, all results) where results that are not ``ok`` failed or were skipped.
+        (best, all results, what the search did); results that are not ``ok`` failed or
+        were dropped or skipped.
     """
-    results = cross_validate_local(specs, X, y, schema, folds, fn_cost=fn_cost,
-                                   fp_cost=fp_cost, seed=seed, time_budget_s=time_budget_s,
-                                   n_jobs=n_jobs)
-    return finish_selection(results, y, folds, fn_cost=fn_cost, fp_cost=fp_cost,
-                            time_budget_s=time_budget_s, calibrate=calibrate, blend=blend)
+    require_candidates(specs)
+    deadline = None if time_budget_s is None else time.time() + time_budget_s
+    inner_jobs = max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+
+    def fit_one(spec: CandidateSpec, k: int):
+        train_pos, held_pos = folds[k]
+        return fit_fold(spec, X, y, schema, train_pos, held_pos, seed=seed, n_jobs=inner_jobs)
+
+    fit_jobs = local_fit_jobs(fit_one, specs, deadline=deadline, progress=progress,
+                              n_jobs=n_jobs)
+    results, log = run_search(specs, y, folds, fit_jobs=fit_jobs, costs=costs,
+                              plan=plan or SearchPlan())
+    best, results = finish_selection(results, y, folds, costs=costs, calibrate=calibrate,
+                                     blend=blend)
+    return best, results, log
 
 
-def finish_selection(results: list[CVResult], y, folds, *, fn_cost: float, fp_cost: float,
-                     time_budget_s: float, calibrate: str = "auto",
+def finish_selection(results: list[CVResult], y, folds, *, costs: DecisionCosts,
+                     calibrate: str = "auto",
                      blend: bool = True) -> tuple[CVResult, list[CVResult]]:
     """From the candidates' CV results: add blends, choose the winner, calibrate it."""
     skipped = [r.spec.name for r in results if r.status == SKIPPED]
     if skipped:
-        logger.warning("Time budget of %.0f s spent: skipped %s", time_budget_s, skipped)
+        logger.warning("Wall-clock safety stop: %s not finished", skipped)
     if blend:
-        results = results + blend_candidates(results, y, folds, fn_cost=fn_cost,
-                                             fp_cost=fp_cost)
+        results = results + blend_candidates(results, y, folds, costs=costs)
     best = choose_best(results)
-    best = calibrate_result(best, y, folds, mode=calibrate, fn_cost=fn_cost, fp_cost=fp_cost)
+    best = calibrate_result(best, y, folds, mode=calibrate, costs=costs)
     return best, results
 
 
@@ -293,51 +251,67 @@ def calibration_report(best: CVResult, y) -> str:
                                       title="Reliability of out-of-fold scores"))
     return "\n".join(lines)
 
-def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *,
-           config: TrainingConfig, progress=None) -> tuple[CVResult, list[CVResult], dict]:
-    """The strategy search of a training run: folds, candidates, fits here or on Dask.
+def decision_costs(costs: Costs, X: pd.DataFrame) -> DecisionCosts:
+    """The decision costs of a config for the rows of ``X`` (per-row costs from its column)."""
+    per_row = None
+    if costs.fn_cost_column is not None:
+        per_row = pd.to_numeric(X[costs.fn_cost_column]).to_numpy(dtype=np.float64)
+    return DecisionCosts(fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, fn_costs=per_row,
+                         max_alert_rate=costs.max_alert_rate, min_recall=costs.min_recall)
+
+
+def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *, config: TrainingConfig,
+           progress=None) -> tuple[CVResult, list[CVResult], dict]:
+    """The strategy search of a training run: folds, candidates, the racing plan, fits here or
+    on Dask, then blends, the choice and calibration.
 
     Args:
         progress: A :class:`tasks.progress.SearchProgress` (started here with candidates x
             folds; on Dask it moves when the fits are collected).
 
     Returns:
-        (best, all results, where the fits ran: executor and, for Dask, its timings)
+        (best, all results, what the search did: executor, plan, fits, drops, Dask timings)
     """
-    strategy, costs, seed = config.strategy, config.costs, config.seed
+    started = time.perf_counter()
+    strategy, seed = config.strategy, config.seed
+    costs = decision_costs(config.costs, X)
     folds = cv_folds(y, n_folds=config.split.n_folds, seed=seed)
     specs = candidate_specs(strategy, positive_rate=float(y.mean()), positives=int(y.sum()),
                             rows=len(y), has_categorical=bool(schema.categorical))
-    common = {"fn_cost": costs.fn_cost, "fp_cost": costs.fp_cost, "seed": seed}
-    if progress is not None:
-        progress.start(len(specs) * len(folds))
+    require_candidates(specs)
+    plan = SearchPlan(screen_folds=strategy.screen_folds, finalists=strategy.finalists)
+    deadline = time.time() + strategy.time_budget_s
+    timings = None
+    if progress is not None:  # at most this many fits: the plan is fixed before any fit
+        progress.start(plan.most_fits(len(specs), len(folds)))
     if strategy.executor == "dask":  # each candidate x fold fit: a Prefect task on Dask
-        from tasks.scaleout import cross_validate_on_dask
+        from tasks.scaleout import dask_fit_jobs
 
-        results, timings = cross_validate_on_dask(specs, X, y, schema, folds,
-                                                  strategy=strategy, **common)
-        for r in (r for r in results if r.ok and progress is not None):
-            for k in range(len(folds)):
-                progress.advance(r.spec.name, k)
-        logger.info("Dask: %d workers, cluster ready in %.1f s, fits took %.1f s wall",
-                    timings["workers"], timings["cluster_start_seconds"],
-                    timings["fit_wall_seconds"])
+        with dask_fit_jobs(specs, X, y, schema, folds, strategy=strategy, seed=seed,
+                           deadline=deadline) as (fit_jobs, timings):
+            results, log = run_search(specs, y, folds, fit_jobs=fit_jobs, costs=costs,
+                                      plan=plan)
     else:
-        timings = None
-        results = cross_validate_local(specs, X, y, schema, folds, **common,
-                                       time_budget_s=strategy.time_budget_s,
-                                       n_jobs=strategy.n_jobs, progress=progress)
+        inner_jobs = max(1, (os.cpu_count() or 1) // max(1, strategy.n_jobs))
+
+        def fit_one(spec: CandidateSpec, k: int):
+            return fit_fold(spec, X, y, schema, *folds[k], seed=seed, n_jobs=inner_jobs)
+
+        tick = None if progress is None else (lambda spec, k: progress.advance(spec.name, k))
+        fit_jobs = local_fit_jobs(fit_one, specs, deadline=deadline, progress=tick,
+                                  n_jobs=strategy.n_jobs)
+        results, log = run_search(specs, y, folds, fit_jobs=fit_jobs, costs=costs, plan=plan)
     if progress is not None:
         progress.finish()
-    best, results = finish_selection(results, y, folds, fn_cost=costs.fn_cost,
-                                     fp_cost=costs.fp_cost,
-                                     time_budget_s=strategy.time_budget_s,
+    best, results = finish_selection(results, y, folds, costs=costs,
                                      calibrate=strategy.calibrate)
-    return best, results, {"executor": strategy.executor, "dask": timings}
+    return best, results, {"executor": strategy.executor, "dask": timings,
+                           "search": {**log.as_dict(),
+                                      "seconds": round(time.perf_counter() - started, 3)}}
 
 
-def publish_selection(best: CVResult, results: list[CVResult], y, *, fn_cost: float,
-                      fp_cost: float) -> pd.DataFrame:
+def publish_selection(best: CVResult, results: list[CVResult], y, *,
+                      costs: DecisionCosts) -> pd.DataFrame:
     """Publish the leaderboard, the calibration report and the cost curve as artifacts."""
     table = leaderboard(results, best)
     create_table_artifact(key="strategy-leaderboard", table=table.to_dict(orient="records"),
@@ -347,7 +321,7 @@ def publish_selection(best: CVResult, results: list[CVResult], y, *, fn_cost: fl
     create_markdown_artifact(
         key="cost-vs-threshold",
         markdown="# Cost vs threshold (out-of-fold, training part)\n\n" + cost_curve_markdown(
-            y, best.oof_scores, threshold=best.threshold, fn_cost=fn_cost, fp_cost=fp_cost))
+            y, best.oof_scores, threshold=best.threshold, costs=costs))
     return table
 
 
@@ -362,6 +336,5 @@ def select_task(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *,
         best, results, executor = search(X, y, schema, config=config, progress=progress)
     logger.info("Chose %s: CV normalised cost %.4f ± %.4f, threshold %.4f (from out-of-fold "
                 "scores)", best.spec.name, best.cv_cost, best.cv_cost_std, best.threshold)
-    board = publish_selection(best, results, y, fn_cost=config.costs.fn_cost,
-                              fp_cost=config.costs.fp_cost)
+    board = publish_selection(best, results, y, costs=decision_costs(config.costs, X))
     return Selection(best=best, board=board, executor=executor)

@@ -134,13 +134,33 @@ class Parts:
     schema: InputSchema
     fingerprints: dict
     train_rows: np.ndarray | None = None  # distinct content hashes of the training rows
-    test_rows: np.ndarray | None = None  # the content hash of each test row, in order
+    test_rows: np.ndarray | None = None  # the content hash of each judged row, in order
+    evidence: str = "test_part"  # or "nested_cv": no test part, every row trains and judges
 
 
-def split_parts(data: LabelledData, *, test_size: float, seed: int) -> Parts:
-    """Stratified train and test parts of validated data (see :func:`stratified_split`)."""
-    split = stratified_split(data.X, data.y, test_size=test_size, seed=seed)
+def split_parts(data: LabelledData, *, test_size: float, seed: int,
+                evidence: str = "test_part") -> Parts:
+    """Stratified train and test parts of validated data (see :func:`stratified_split`).
+
+    With ``evidence="nested_cv"`` there is no test part: the training part is every row,
+    and the candidate is judged by a nested cross-validation over them
+    (:mod:`tasks.evidence`).
+    """
     rows = content_hashes(data.X, data.y, data.schema.feature_names)
+    if evidence == "nested_cv":  # every row trains, and every row is judged (out of fold)
+        hashes = row_hashes(data.X)
+        everything = np.arange(len(data.y))
+        fp = {"rows": int(len(data.y)), "train_rows": int(len(data.y)), "test_rows": 0,
+              "train_positives": int(data.y.sum()), "test_positives": 0,
+              "train": fingerprint(hashes, everything), "test": None,
+              "data": hashlib.sha256(np.sort(hashes).tobytes()).hexdigest(),
+              "duplicate_rows_across_parts": 0}
+        logger.info("No test part: %d rows (%d positives) are judged by nested cross-"
+                    "validation", len(data.y), int(data.y.sum()))
+        return Parts(data.X.iloc[everything], data.y, data.X.iloc[:0], data.y[:0],
+                     data.schema, fp, train_rows=np.unique(rows), test_rows=rows,
+                     evidence=evidence)
+    split = stratified_split(data.X, data.y, test_size=test_size, seed=seed)
     parts = Parts(data.X.iloc[split.train_idx], data.y[split.train_idx],
                   data.X.iloc[split.test_idx], data.y[split.test_idx], data.schema,
                   split.fingerprints, train_rows=np.unique(rows[split.train_idx]),

@@ -1,18 +1,92 @@
-"""Cost-based decision threshold, chosen on out-of-fold scores from the training part only."""
+"""Cost-based decision threshold, chosen on out-of-fold scores from the training part only.
+
+A missed positive costs ``fn_cost`` (or its own amount, per row: a missed fraud costs what it
+took), a false alarm costs ``fp_cost`` (a review). The threshold minimises the total, subject
+to the review team's capacity (``max_alert_rate``: at most that share of rows flagged) and a
+floor on minority recall (``min_recall``). A constraint no threshold can meet is an error that
+says which one and the best value reachable.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+
+from schemas.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 
+class InfeasibleConstraint(ConfigError):
+    """No threshold meets the decision constraints (exit 2: a configuration to change)."""
+
+
+@dataclass(frozen=True, eq=False)
+class DecisionCosts:
+    """What decisions cost, and what the threshold must respect.
+
+    Args:
+        fn_cost: Cost of a missed positive (when rows carry no cost of their own).
+        fp_cost: Cost of a false alarm.
+        fn_costs: Per-row cost of missing that row, aligned with the labels it is used with
+            (only the positives' values matter); None: ``fn_cost`` for every row.
+        max_alert_rate: Most rows flagged, as a share of all rows (e.g. 0.005 = 5 per 1,000).
+        min_recall: Least share of positives flagged.
+    """
+
+    fn_cost: float = 10.0
+    fp_cost: float = 1.0
+    fn_costs: np.ndarray | None = None
+    max_alert_rate: float | None = None
+    min_recall: float | None = None
+
+    def __post_init__(self):
+        if self.fn_cost <= 0 or self.fp_cost <= 0:
+            raise ValueError(f"costs must be > 0; got fn_cost={self.fn_cost}, "
+                             f"fp_cost={self.fp_cost}")
+        if self.fn_costs is not None:
+            w = np.asarray(self.fn_costs, dtype=np.float64)
+            if w.ndim != 1 or not np.isfinite(w).all() or (w < 0).any():
+                raise ValueError("per-row costs must be finite numbers >= 0")
+            object.__setattr__(self, "fn_costs", w)
+
+    @property
+    def per_row(self) -> bool:
+        return self.fn_costs is not None
+
+    @property
+    def constrained(self) -> bool:
+        return self.max_alert_rate is not None or self.min_recall is not None
+
+    def rows(self, idx) -> DecisionCosts:
+        """The same costs for a subset of rows (positions or a boolean mask)."""
+        return self if self.fn_costs is None else replace(self, fn_costs=self.fn_costs[idx])
+
+    def miss_costs(self, y) -> np.ndarray:
+        """What missing each row costs (zero for negatives)."""
+        y = np.asarray(y).astype(bool)
+        if self.fn_costs is None:
+            return np.where(y, self.fn_cost, 0.0)
+        if len(self.fn_costs) != len(y):
+            raise ValueError(f"per-row costs cover {len(self.fn_costs)} rows; the labels "
+                             f"{len(y)}")
+        return np.where(y, self.fn_costs, 0.0)
+
+    def describe(self) -> str:
+        fn = "each row's own cost" if self.per_row else f"{self.fn_cost:g}"
+        text = f"{fn}·FN + {self.fp_cost:g}·FP"
+        if self.max_alert_rate is not None:
+            text += f", at most {self.max_alert_rate * 1000:g} alerts per 1,000 rows"
+        if self.min_recall is not None:
+            text += f", recall at least {self.min_recall:g}"
+        return text
+
+
 @dataclass(frozen=True)
 class ThresholdChoice:
-    """The threshold that minimises fn_cost·FN + fp_cost·FP, and what it costs there."""
+    """The threshold that minimises the cost (within the constraints), and what it costs."""
 
     threshold: float
     cost: float
@@ -23,6 +97,14 @@ class ThresholdChoice:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _costs(costs: DecisionCosts | None, fn_cost, fp_cost) -> DecisionCosts:
+    if costs is not None:
+        return costs
+    if fn_cost is None or fp_cost is None:
+        raise TypeError("give costs=DecisionCosts(...) or fn_cost and fp_cost")
+    return DecisionCosts(fn_cost=fn_cost, fp_cost=fp_cost)
 
 
 def _check_scores(y, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -40,8 +122,9 @@ def _descending(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-scores, kind="mergesort")
 
 
-def _cut_counts(s: np.ndarray, t: np.ndarray):
-    """For scores ``s`` sorted descending with labels ``t``: FN/FP when flagging the top k.
+def _cut_counts(s: np.ndarray, t: np.ndarray, m: np.ndarray | None = None):
+    """For scores ``s`` sorted descending with labels ``t`` (and miss costs ``m`` of the
+    positives, if per row): FN, FP and the missed cost when flagging the top k.
 
     Only cuts between distinct scores are possible, so k runs over those and the ends.
     """
@@ -50,34 +133,51 @@ def _cut_counts(s: np.ndarray, t: np.ndarray):
     tp = np.concatenate(([0], np.cumsum(t)))[ks]
     fp = ks - tp
     fn = t.sum() - tp
-    return s, ks, fn, fp
+    missed = None if m is None else m.sum() - np.concatenate(([0.0], np.cumsum(m)))[ks]
+    return s, ks, fn, fp, missed
 
 
-def _flag_counts(y: np.ndarray, scores: np.ndarray):
-    """Per distinct score cut: scores sorted descending, and FN/FP when flagging the top k."""
-    order = _descending(scores)
-    return _cut_counts(scores[order], y[order])
+def _threshold_at(s: np.ndarray, k: int) -> float:
+    if k == 0:
+        return float(np.nextafter(s[0], np.inf)) if s[0] >= 1 else float((s[0] + 1.0) / 2)
+    if k == len(s):
+        return float(s[-1])
+    return float((s[k - 1] + s[k]) / 2)
 
 
-def _check_costs(fn_cost: float, fp_cost: float) -> None:
-    if fn_cost <= 0 or fp_cost <= 0:
-        raise ValueError(f"costs must be > 0; got fn_cost={fn_cost}, fp_cost={fp_cost}")
+def _feasible(ks, fn, n: int, costs: DecisionCosts) -> np.ndarray:
+    """Which cuts meet the constraints; raises with the best reachable value if none does."""
+    ok = np.ones(len(ks), dtype=bool)
+    positives = int(fn[0])
+    recall = (positives - fn) / positives if positives else np.ones(len(ks))
+    if costs.max_alert_rate is not None:
+        ok &= ks <= costs.max_alert_rate * n + 1e-9
+    if costs.min_recall is not None:
+        ok &= recall >= costs.min_recall - 1e-12
+    if ok.any():
+        return ok
+    if costs.min_recall is not None and costs.max_alert_rate is not None:
+        capped = ks <= costs.max_alert_rate * n + 1e-9
+        raise InfeasibleConstraint(
+            f"min_recall {costs.min_recall:g} cannot be met with max_alert_rate "
+            f"{costs.max_alert_rate:g}: within that many alerts the best reachable recall is "
+            f"{recall[capped].max():.3f}; lower min_recall or raise max_alert_rate")
+    # an alert budget alone always allows flagging nothing, and flagging every row reaches
+    # recall 1: only a data set without positives gets here
+    raise InfeasibleConstraint(f"min_recall {costs.min_recall:g} cannot be met: there are no "
+                               "positives to recall")
 
 
-def _best_cut(s, ks, fn, fp, *, fn_cost: float, fp_cost: float) -> ThresholdChoice:
-    cost = fn_cost * fn + fp_cost * fp
+def _best_cut(s, ks, fn, fp, missed, *, costs: DecisionCosts) -> ThresholdChoice:
+    miss = costs.fn_cost * fn if missed is None else missed
+    cost = miss + costs.fp_cost * fp
+    if costs.constrained:
+        cost = np.where(_feasible(ks, fn, len(s), costs), cost, np.inf)
     best = int(np.argmin(cost))  # first minimum: fewest flags
     k = int(ks[best])
-    if k == 0:
-        threshold = float(np.nextafter(s[0], np.inf)) if s[0] >= 1 else float((s[0] + 1.0) / 2)
-    elif k == len(s):
-        threshold = float(s[-1])
-    else:
-        threshold = float((s[k - 1] + s[k]) / 2)
-    positives = int(fn[0])
-    never_flag = fn_cost * positives
+    never_flag = float(miss[0])
     return ThresholdChoice(
-        threshold=threshold,
+        threshold=_threshold_at(s, k),
         cost=float(cost[best]),
         normalised_cost=float(cost[best] / never_flag) if never_flag else float("nan"),
         false_negatives=int(fn[best]),
@@ -86,58 +186,82 @@ def _best_cut(s, ks, fn, fp, *, fn_cost: float, fp_cost: float) -> ThresholdChoi
     )
 
 
-def choose_threshold(y, scores, *, fn_cost: float, fp_cost: float) -> ThresholdChoice:
+def _sorted(y, scores, costs: DecisionCosts):
+    order = _descending(scores)
+    m = costs.miss_costs(y)[order] if costs.per_row else None
+    return scores[order], y[order], m
+
+
+def choose_threshold(y, scores, *, fn_cost: float | None = None, fp_cost: float | None = None,
+                     costs: DecisionCosts | None = None) -> ThresholdChoice:
     """Choose the threshold minimising ``fn_cost·FN + fp_cost·FP`` on the given scores.
 
     A row is flagged when ``score >= threshold``. The threshold sits midway between the two
     distinct scores around the optimal cut, so it does not hug one training score. Ties in
-    cost prefer flagging fewer rows.
+    cost prefer flagging fewer rows. With ``costs`` carrying per-row miss costs, a missed
+    positive costs its own amount; its constraints limit the cuts allowed.
+
+    Raises:
+        InfeasibleConstraint: no threshold meets the constraints.
 
     Example:
         >>> choose_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], fn_cost=10, fp_cost=1).threshold
         0.225
     """
-    _check_costs(fn_cost, fp_cost)
+    costs = _costs(costs, fn_cost, fp_cost)
     y, scores = _check_scores(y, scores)
-    return _best_cut(*_flag_counts(y, scores), fn_cost=fn_cost, fp_cost=fp_cost)
+    s, t, m = _sorted(y, scores, costs)
+    return _best_cut(*_cut_counts(s, t, m), costs=costs)
 
 
-def choose_thresholds_without(y, scores, groups, *, fn_cost: float,
-                              fp_cost: float) -> list[ThresholdChoice]:
+def choose_thresholds_without(y, scores, groups, *, fn_cost: float | None = None,
+                              fp_cost: float | None = None,
+                              costs: DecisionCosts | None = None) -> list[ThresholdChoice]:
     """For each group of row positions, :func:`choose_threshold` on all the *other* rows.
 
     The rows are sorted once: dropping a group from the sorted order leaves the other rows
     sorted (ties still in row order), so each choice is exactly what ``choose_threshold``
     gives on the other rows, without a sort per group.
     """
-    _check_costs(fn_cost, fp_cost)
+    costs = _costs(costs, fn_cost, fp_cost)
     y, scores = _check_scores(y, scores)
     order = _descending(scores)
-    s, t = scores[order], y[order]
+    s, t, m = _sorted(y, scores, costs)
     out = []
     for held in groups:
         keep = np.ones(len(y), dtype=bool)
         keep[held] = False
         kept = keep[order]
-        out.append(_best_cut(*_cut_counts(s[kept], t[kept]), fn_cost=fn_cost,
-                             fp_cost=fp_cost))
+        out.append(_best_cut(*_cut_counts(s[kept], t[kept], None if m is None else m[kept]),
+                             costs=costs))
     return out
 
 
-def expected_cost(y, decisions, *, fn_cost: float, fp_cost: float) -> float:
+def expected_cost(y, decisions, *, fn_cost: float | None = None, fp_cost: float | None = None,
+                  costs: DecisionCosts | None = None) -> float:
     """Total cost of 0/1 decisions."""
+    costs = _costs(costs, fn_cost, fp_cost)
     y = np.asarray(y).astype(bool)
     d = np.asarray(decisions).astype(bool)
-    return float(fn_cost * np.sum(y & ~d) + fp_cost * np.sum(~y & d))
+    if costs.per_row:
+        return float(costs.miss_costs(y)[y & ~d].sum() + costs.fp_cost * np.sum(~y & d))
+    return float(costs.fn_cost * np.sum(y & ~d) + costs.fp_cost * np.sum(~y & d))
 
 
-def cost_curve(y, scores, *, fn_cost: float, fp_cost: float, points: int = 101):
+def never_flag_cost(y, costs: DecisionCosts) -> float:
+    """What flagging nothing costs: every positive missed (normalised cost's denominator)."""
+    return float(costs.miss_costs(y).sum())
+
+
+def cost_curve(y, scores, *, fn_cost: float | None = None, fp_cost: float | None = None,
+               costs: DecisionCosts | None = None, points: int = 101):
     """Normalised cost at evenly spaced thresholds in [0, 1] (for the cost-vs-threshold plot)."""
+    costs = _costs(costs, fn_cost, fp_cost)
     y = np.asarray(y).astype(bool)
     scores = np.asarray(scores, dtype=float)
     grid = np.linspace(0.0, 1.0, points)
     flagged = scores[None, :] >= grid[:, None]
-    fn = (~flagged & y[None, :]).sum(axis=1)
+    missed = (~flagged & y[None, :]).astype(float) @ costs.miss_costs(y)
     fp = (flagged & ~y[None, :]).sum(axis=1)
-    never = fn_cost * y.sum()
-    return grid, (fn_cost * fn + fp_cost * fp) / (never if never else 1.0)
+    never = never_flag_cost(y, costs)
+    return grid, (missed + costs.fp_cost * fp) / (never if never else 1.0)

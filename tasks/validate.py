@@ -166,6 +166,24 @@ def mixed_type_failures(df: pd.DataFrame, columns: list | None = None) -> list[d
     return failures
 
 
+def cost_column_failures(df: pd.DataFrame, column: str | None) -> list[dict]:
+    """The per-row cost column must exist and hold finite numbers >= 0 on every row."""
+    if column is None:
+        return []
+    if column not in df.columns:
+        return [_failure(column, "cost_column_present",
+                         f"cost column {column!r} (costs.fn_cost_column) is missing; columns "
+                         f"are {list(map(str, df.columns))[:20]}")]
+    values = pd.to_numeric(df[column], errors="coerce")
+    bad = values.isna() | ~np.isfinite(values.fillna(0)) | (values < 0)
+    if bad.any():
+        return [_failure(column, "cost_column_values",
+                         f"cost column {column!r} must hold a finite amount >= 0 on every "
+                         f"row; {int(bad.sum())} rows do not", int(bad.sum()),
+                         df.loc[bad, column].head(3).tolist())]
+    return []
+
+
 def float64_columns(df: pd.DataFrame) -> list:
     """Names of the columns held as float64 (see ``InputSchema.to_pandera``)."""
     return [name for name, dtype in df.dtypes.items() if dtype == np.float64]
@@ -266,6 +284,7 @@ def validate_training_data(
     test_size: float,
     n_folds: int,
     schema_model: str | None = None,
+    cost_column: str | None = None,
 ) -> LabelledData:
     """Check everything a training set must satisfy and infer (or load) its input schema.
 
@@ -289,6 +308,7 @@ def validate_training_data(
     if not features:
         failures.append(_failure("<table>", "has_features", "the table has no feature columns"))
     failures += mixed_type_failures(df, features)
+    failures += cost_column_failures(df, cost_column)
     schema = None
     if schema_model:
         model = load_schema_model(schema_model)
@@ -318,13 +338,15 @@ def _headline(table: pd.DataFrame) -> str:
 
 @task(name="validate", cache_policy=NO_CACHE)
 def validate_task(df: pd.DataFrame, *, label: str, positive: str | None, test_size: float,
-                  n_folds: int, schema_model: str | None) -> LabelledData:
+                  n_folds: int, schema_model: str | None,
+                  cost_column: str | None = None) -> LabelledData:
     """Validate; on failure publish the failure table as an artifact, then fail the run."""
     from prefect import get_run_logger
 
     try:
         return validate_training_data(df, label=label, positive=positive, test_size=test_size,
-                                      n_folds=n_folds, schema_model=schema_model)
+                                      n_folds=n_folds, schema_model=schema_model,
+                                      cost_column=cost_column)
     except ValidationFailed as exc:
         get_run_logger().error("Validation failed:\n%s", exc.failures.to_string(index=False))
         create_table_artifact(

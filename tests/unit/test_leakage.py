@@ -10,7 +10,10 @@ from tasks.cv import cross_validate
 from tasks.demo import make_demo_data
 from tasks.pipeline import make_pipeline
 from tasks.split import cv_folds, stratified_split
+from tasks.threshold import DecisionCosts
 from tasks.validate import validate_training_data
+
+COSTS = DecisionCosts(fn_cost=10, fp_cost=1)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def test_cv_resamples_inside_each_training_fold_only(data, calls):
     X_tr, y_tr = d.X.iloc[split.train_idx], d.y[split.train_idx]
     folds = cv_folds(y_tr, n_folds=4, seed=0)
     result = cross_validate(CandidateSpec("logreg", "smote", "none"), X_tr, y_tr, d.schema,
-                            folds, fn_cost=10, fp_cost=1, seed=0)
+                            folds, costs=COSTS, seed=0)
     assert calls == [len(train) for train, _ in folds]
     assert not np.isnan(result.oof_scores).any() and len(result.oof_scores) == len(y_tr)
 
@@ -68,13 +71,13 @@ def test_threshold_comes_from_training_rows_only(data):
     X_tr, y_tr = d.X.iloc[split.train_idx], d.y[split.train_idx]
     folds = cv_folds(y_tr, n_folds=4, seed=0)
     spec = CandidateSpec("logreg", "none", "balanced")
-    first = cross_validate(spec, X_tr, y_tr, d.schema, folds, fn_cost=10, fp_cost=1, seed=0)
+    first = cross_validate(spec, X_tr, y_tr, d.schema, folds, costs=COSTS, seed=0)
     # the threshold is a function of (train rows, folds, spec) alone; re-running on a copy of
     # the full table with test rows scrambled must give the same train part and threshold
     scrambled = d.X.copy()
     scrambled.iloc[split.test_idx] = scrambled.iloc[split.test_idx[::-1]].to_numpy()
     again = cross_validate(spec, scrambled.iloc[split.train_idx], y_tr, d.schema, folds,
-                           fn_cost=10, fp_cost=1, seed=0)
+                           costs=COSTS, seed=0)
     assert again.threshold == first.threshold
 
 

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from tasks import plots
-from tasks.threshold import expected_cost
+from tasks.threshold import DecisionCosts, expected_cost
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+COSTS = DecisionCosts(fn_cost=10, fp_cost=1)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,8 @@ def test_cost_at_matches_counting(scored):
     """Check that the sorted cost curve equals counting FN and FP at each threshold."""
     y, scores = scored
     grid = [0.0, 0.05, 0.1, float(scores[7]), 0.3, 0.5, 1.0]
-    got = plots.cost_at(y, scores, grid, fn_cost=10, fp_cost=1)
-    want = [expected_cost(y, scores >= t, fn_cost=10, fp_cost=1) / (10 * y.sum())
+    got = plots.cost_at(y, scores, grid, costs=COSTS)
+    want = [expected_cost(y, scores >= t, costs=COSTS) / (10 * y.sum())
             for t in grid]
     np.testing.assert_allclose(got, want)
 
@@ -37,7 +39,7 @@ def test_cost_at_matches_counting(scored):
 def test_version_plots_are_four_pngs(scored):
     """Check that a version gets its four plots as PNG images."""
     y, scores = scored
-    out = plots.version_plots(y, scores, threshold=0.2, fn_cost=10, fp_cost=1,
+    out = plots.version_plots(y, scores, threshold=0.2, costs=COSTS,
                               oof=(y, scores))
     assert list(out) == [plots.PR_CURVE, plots.COST_CURVE, plots.RELIABILITY,
                          plots.HISTOGRAMS]
@@ -54,7 +56,7 @@ def test_failures_are_one_warning(scored, monkeypatch, caplog):
     monkeypatch.setattr(plots, "reliability_png", broken)
     monkeypatch.setattr(plots, "pr_curve_png", broken)
     with caplog.at_level(logging.WARNING, logger="tasks.plots"):
-        out = plots.version_plots(y, scores, threshold=0.2, fn_cost=10, fp_cost=1)
+        out = plots.version_plots(y, scores, threshold=0.2, costs=COSTS)
     assert set(out) == {plots.COST_CURVE, plots.HISTOGRAMS}
     assert len(caplog.records) == 1 and "no display" in caplog.records[0].getMessage()
 
@@ -72,7 +74,7 @@ def test_image_markdown_embeds_data_uris(scored):
 def test_cost_curve_markdown_has_image_and_table(scored):
     """Check that the cost-vs-threshold artifact is an image plus a short table, no text bars."""
     y, scores = scored
-    text = plots.cost_curve_markdown(y, scores, threshold=0.2, fn_cost=10, fp_cost=1)
+    text = plots.cost_curve_markdown(y, scores, threshold=0.2, costs=COSTS)
     assert "](data:image/png;base64," in text and "█" not in text
     assert "| **0.2** |" in text
 
