@@ -23,6 +23,7 @@ from schemas.config import ScoringConfig, TrainingConfig
 from schemas.errors import ConfigError
 from schemas.inference import load_schema_model
 from tasks.report_links import make_server, report_link_markdown, report_url, reports_base_url
+from tasks.signing import ALLOW_UNSIGNED_ENV
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "registry-0.1"
 SCHEMA_MODULE = '''import pandera.pandas as pa
@@ -68,6 +69,7 @@ def test_models_commands_use_the_defaults(tmp_path, monkeypatch):
     come from the environment (and fails naming the registry without them)."""
     shutil.copytree(FIXTURE / "old", tmp_path / "registry" / "old")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ALLOW_UNSIGNED_ENV, "1")  # the 0.1 fixture predates signing
     assert run("models", "show", "v0001").exit_code == 6
     done = run("models", "show", "v0001", "--json",
                env={"RAREFLOW_REGISTRY": "registry", "RAREFLOW_NAME": "old"})

@@ -86,7 +86,8 @@ def test_unsigned_old_versions_need_the_opt_in(unsigned_registry, monkeypatch, c
     monkeypatch.setenv(ALLOW_UNSIGNED_ENV, "1")
     batch = pd.read_parquet(FIXTURE / "batch.parquet")
     model, _ = unsigned_registry.load("v0002")
-    np.testing.assert_array_equal(model.score(batch), np.load(FIXTURE / "expected_v0002.npy"))
+    np.testing.assert_array_equal(model.positive_proba(batch),
+                                  np.load(FIXTURE / "expected_v0002.npy"))
     assert "v0002 is unsigned" in caplog.text
     path = unsigned_registry.version_dir("v0002") / "model.joblib"
     path.write_bytes(path.read_bytes() + b"\0")

@@ -40,7 +40,7 @@ def test_version_plots_are_four_pngs(scored):
     """Check that a version gets its four plots as PNG images."""
     y, scores = scored
     out = plots.version_plots(y, scores, threshold=0.2, costs=COSTS,
-                              oof=(y, scores))
+                              oof=(y, scores, COSTS))
     assert list(out) == [plots.PR_CURVE, plots.COST_CURVE, plots.RELIABILITY,
                          plots.HISTOGRAMS]
     assert all(png.startswith(PNG) and len(png) > 5000 for png in out.values())
