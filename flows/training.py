@@ -1,35 +1,45 @@
-"""The training flow: load → validate → split → select → fit → evaluate → gate → register →
-promote. Each step is a task of :mod:`tasks`; docs/architecture.md maps where each lives."""
+"""The training flow: the run's config (from the triggering event) → load the source's window →
+validate → split → select → fit → evaluate → gate → register → promote. Each step is a task of
+:mod:`tasks`; docs/architecture.md maps where each lives."""
 
 from __future__ import annotations
 
 from prefect import flow
 
-from schemas.config import TrainingConfig
+from schemas.config import TrainingConfig, TriggerEvent
 from tasks.evaluate import evaluate_task
 from tasks.fit import fit_task
 from tasks.gate import gate_task
-from tasks.load import load_task, release_memory
+from tasks.load import release_memory
+from tasks.loop import run_config
 from tasks.record import announce, record_task, training_summary
 from tasks.registry import Registry, promote_if_passed, register_task
 from tasks.score import champion_task
 from tasks.select import select_task
+from tasks.source import load_source_task
 from tasks.split import split_task
-from tasks.validate import validate_task
+from tasks.validate import min_positives_needed, validate_task
 
 
 @flow(name="rareflow-train", validate_parameters=True)
-def training_flow(config: TrainingConfig) -> dict:
-    """Train, judge and (if every gate passes) promote a model for a rare-event label."""
-    costs, seed = config.costs, config.seed
+def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -> dict:
+    """Train, judge and (if every gate passes) promote a model for a rare-event label.
+
+    ``trigger`` is the event that started the run (set by a deployment trigger): its payload's
+    source and as_of replace ``config.data`` and ``config.as_of``.
+    """
+    config = run_config(config, trigger)
+    costs, seed, split = config.costs, config.seed, config.split
     registry = Registry(config.registry, config.name)
-    df = load_task(config.data)
-    data = validate_task(df, label=config.label, positive=config.positive,
-                         test_size=config.split.test_size, n_folds=config.split.n_folds,
+    window = load_source_task(config, needed=min_positives_needed(
+        test_size=split.test_size, n_folds=split.n_folds))
+    data = validate_task(window.frame, label=config.label, positive=config.positive,
+                         test_size=split.test_size, n_folds=split.n_folds,
                          schema_model=config.schema_model)
-    parts = split_task(data, test_size=config.split.test_size, seed=seed)
-    data.release()  # the parts are copies: free the full table before fitting
-    del df, data
+    parts = split_task(data, test_size=split.test_size, seed=seed)
+    window.release()  # the parts are copies: free the full table before fitting
+    data.release()
+    del data
     release_memory()
     selection = select_task(parts.X_train, parts.y_train, parts.schema, config=config)
     best = selection.best
@@ -42,7 +52,8 @@ def training_flow(config: TrainingConfig) -> dict:
                         cand_decisions=fitted.model.decide(parts.X_test, test_scores),
                         fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed)
     record = record_task(config, parts, selection, fitted, metrics=metrics,
-                         test_scores=test_scores, verdict=verdict, champion=champion)
+                         test_scores=test_scores, verdict=verdict, champion=champion,
+                         lineage=window.lineage)
     version = register_task(registry, fitted.model, record.metadata, record.reference,
                             record.card)
     status, champion_now = promote_if_passed(registry, version, status=verdict["status"],

@@ -52,8 +52,9 @@ def library_versions() -> dict:
 
 def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection,
                       fitted: FitResult, *, metrics: dict, test_scores: np.ndarray,
-                      verdict: dict, champion: Champion) -> dict:
-    """Everything a version records about how it was made and judged (``metadata.json``)."""
+                      verdict: dict, champion: Champion, lineage: dict | None = None) -> dict:
+    """Everything a version records about how it was made and judged (``metadata.json``);
+    ``lineage`` is what it was trained on (``tasks.source.lineage``)."""
     best, model = selection.best, fitted.model
     return {
         "config": config.model_dump(mode="json"),
@@ -73,6 +74,7 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
         "verdict": verdict,
         "compared_with": champion.version,
         "fingerprints": parts.fingerprints,
+        "lineage": lineage,
         "schema": parts.schema.model_dump(),
         "libraries": library_versions(),
     }
@@ -89,10 +91,11 @@ def reference_table(parts: Parts, model, test_scores: np.ndarray) -> pd.DataFram
 @task(name="record", cache_policy=NO_CACHE)
 def record_task(config: TrainingConfig, parts: Parts, selection: Selection, fitted: FitResult,
                 *, metrics: dict, test_scores: np.ndarray, verdict: dict,
-                champion: Champion) -> Record:
+                champion: Champion, lineage: dict | None = None) -> Record:
     """The version's metadata, reference table and model card."""
     meta = training_metadata(config, parts, selection, fitted, metrics=metrics,
-                             test_scores=test_scores, verdict=verdict, champion=champion)
+                             test_scores=test_scores, verdict=verdict, champion=champion,
+                             lineage=lineage)
     return Record(meta, reference_table(parts, fitted.model, test_scores), model_card(meta))
 
 
