@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from schemas.errors import DataError, ValidationFailed
 from tasks import events
 from tasks.files import dumps, fsync_dir, sha256_file, write_bytes_atomic
+from tasks.labels import parse_times
 from tasks.partitions import SOURCE_FILE, first_line, resolve_source, signature, source_info
 from tasks.scan import iso
 from tasks.validate import failures_table
@@ -125,8 +126,18 @@ def _cast(df: pd.DataFrame, schema: SourceSchema) -> tuple[pa.Table | None, list
         return None, failures
     arrays = []
     for f in schema.arrow:
+        values = df[f.name]
+        if pa.types.is_timestamp(f.type) and not pd.api.types.is_datetime64_any_dtype(values):
+            times = parse_times(values)
+            bad = times.isna() & values.notna()
+            if bad.any():
+                failures.append(_failure(f.name, "type", f"column {f.name!r} must hold dates or "
+                                         f"times like the source; {int(bad.sum())} values are not",
+                                         int(bad.sum()), values[bad].astype(str).unique()[:3]))
+                continue
+            values = times if f.type.tz else times.dt.tz_localize(None)
         try:
-            arrays.append(pa.array(df[f.name], from_pandas=True).cast(f.type, safe=True))
+            arrays.append(pa.array(values, from_pandas=True).cast(f.type, safe=True))
         except (pa.ArrowException, ValueError, TypeError) as exc:
             count, bad = _bad_values(df[f.name], str(f.type))
             failures.append(_failure(f.name, "type", f"column {f.name!r} must hold {f.type} "
@@ -149,8 +160,8 @@ def _first_schema(df: pd.DataFrame, time_column: str | None) -> tuple[SourceSche
     return SourceSchema(arrow, time_column, "the first batch", new=True), failures
 
 
-def check_batch(df: pd.DataFrame, *, source: str | Path, time_column: str | None,
-                as_of: pd.Timestamp) -> Batch:
+def check_batch(df: pd.DataFrame, *, source: str | Path, as_of: pd.Timestamp,
+                time_column: str | None = None) -> Batch:
     """Check a batch against the source's schema and date every row.
 
     Raises:
@@ -192,8 +203,6 @@ def _days(df: pd.DataFrame, column: str | None, as_of: pd.Timestamp) -> tuple[li
         return [as_of.strftime("%Y-%m-%d")] * len(df), []
     if column not in df.columns:
         return [], [_failure(column, "time_column", f"time column {column!r} is missing")]
-    from tasks.labels import parse_times
-
     times = parse_times(df[column])
     bad = times.isna()
     if bad.any():
