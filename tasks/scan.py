@@ -287,4 +287,5 @@ class SourceReader:
                                  None if maturity is None else maturity.iloc[pick]))
         self.read.append({"path": rel, "sha256": sha256_file(path),
                           "bytes": path.stat().st_size, "rows": int(keep.sum()),
-                          "rows_in_window": int(inside.sum())})
+                          "rows_in_window": int(inside.sum()),
+                          "rows_matured": int((inside & matured).sum())})

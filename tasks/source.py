@@ -41,14 +41,14 @@ class SourceWindow:
     event_time: pd.Series | None = None
     matured: np.ndarray | None = None
     maturity_time: pd.Series | None = None
-    file_of_row: np.ndarray | None = None  # index into lineage["files"]
+    file_of_row: np.ndarray | None = None  # index into ``paths``
+    paths: list[str] | None = None
 
     def files_of(self, rows: np.ndarray) -> list[str]:
         """The partitions (relative paths) that hold the selected rows."""
         if self.file_of_row is None:
             return [f["path"] for f in self.lineage.get("files", [])] if rows.any() else []
-        files = self.lineage["files"]
-        return [files[i]["path"] for i in np.unique(self.file_of_row[rows])]
+        return [self.paths[i] for i in np.unique(self.file_of_row[rows])]
 
     def release(self) -> None:
         """Let go of the table once it has been validated (see ``LabelledData.release``)."""
@@ -112,7 +112,8 @@ def assemble(pieces: list[Piece], sel: Selection) -> SourceWindow:
         times = None if times is None else times.iloc[pick].reset_index(drop=True)
         maturity = None if maturity is None else maturity.iloc[pick].reset_index(drop=True)
         file_of_row = None if file_of_row is None else file_of_row[pick]
-    return SourceWindow(frame, {}, times, matured, maturity, file_of_row)
+    return SourceWindow(frame, {}, times, matured, maturity, file_of_row,
+                        [p.rel for p in pieces])
 
 
 def class_counts(labels: pd.Series) -> dict[str, int]:
@@ -136,17 +137,19 @@ def lineage(files, sel: Selection, reader: SourceReader | None, window: SourceWi
     labels = None
     if sel.label and sel.label in frame.columns:
         labels = frame[sel.label] if used is None else frame.loc[used, sel.label]
-    read = reader.read if reader else []
+    read = [f for f in reader.read if f["rows_in_window"]] if reader else []
+    opened = len(reader.read) if reader else 0
     return {
         "source": files.spec, "kind": files.kind, "root": str(files.root.resolve()),
         "as_of": iso(sel.as_of), "window": sel.window, "window_start": iso(sel.start),
         "time_column": sel.time_column, "label_time_column": sel.label_time_column,
         "label_available_column": sel.label_available_column,
         "label_delay_days": sel.label_delay_days,
-        "files": read, "files_skipped": reader.skipped if reader else 0,
+        "files": read,
+        "files_skipped": (reader.skipped + opened - len(read)) if reader else 0,
         "rows": int(len(frame) if used is None else used.sum()),
         "rows_in_window": int(sum(f["rows_in_window"] for f in read)) if read else len(frame),
-        "unmatured_rows": int(0 if matured is None else (~matured).sum()),
+        "unmatured_rows": int(sum(f["rows_in_window"] - f["rows_matured"] for f in read)),
         "time_range": ([iso(times.min()), iso(times.max())]
                        if times is not None and len(times) else None),
         "class_counts": None if labels is None else class_counts(labels),
@@ -163,8 +166,8 @@ def _empty_window(files, sel: Selection, reader: SourceReader) -> DataError:
         hint = (f"as_of {iso(sel.as_of)} is before its oldest rows ({iso(oldest)}, partition "
                 f"{first!r}): move --as-of later")
     else:
-        hint = (f"its newest rows are from {iso(newest)} (partition {rel!r}): move --as-of "
-                "back or widen --window")
+        hint = (f"its newest rows are from {iso(newest.floor('s'))} (partition {rel!r}): move "
+                "--as-of back or widen --window")
     return DataError(f"{where} has no rows in the window ({sel.describe()}); {hint}")
 
 
@@ -182,7 +185,8 @@ def read_source(data: str, sel: Selection) -> SourceWindow:
         window.lineage = lineage(files, sel, None, window)
         window.lineage["files"] = [{"path": files.rel(path), "sha256": sha256_file(path),
                                     "bytes": path.stat().st_size, "rows": len(window.frame),
-                                    "rows_in_window": len(window.frame)}]
+                                    "rows_in_window": len(window.frame),
+                                    "rows_matured": len(window.frame)}]
         return window
     reader = SourceReader(files, sel)
     pieces = reader.scan()
@@ -192,9 +196,9 @@ def read_source(data: str, sel: Selection) -> SourceWindow:
     if not sum(len(p.matured) for p in pieces):
         raise DataError(
             f"none of the {in_window} rows of source {files.spec!r} in the window "
-            f"({sel.describe()}) has a matured label: labels mature "
-            f"{sel.label_delay_days:g} days after {sel.label_time_column or sel.time_column}; "
-            "move --as-of later, widen --window or wait for labels")
+            f"({sel.describe()}) has a matured label (a label counts once "
+            f"{sel.label_time_column or sel.time_column} + {sel.label_delay_days:g} days <= "
+            "as_of): move --as-of later, widen --window or wait for labels")
     window = assemble(pieces, sel)
     window.lineage = lineage(files, sel, reader, window)
     logger.info("Read %d rows (%s) from %d of %d files of %s", len(window.frame),
