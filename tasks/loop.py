@@ -29,8 +29,9 @@ def source_path(data: str) -> str:
 def config_for_event(config: TrainingConfig, trigger: TriggerEvent | None) -> TrainingConfig:
     """The configuration a run started by ``trigger`` trains with.
 
-    The event's payload names the data source (``source``) and the time to train as of
-    (``as_of``); everything else (label, costs, window, gates, ...) stays as configured.
+    The event's payload names the data source (``source``; ``path`` from older emitters) and
+    the time to train as of (``as_of``); everything else (label, costs, window, gates, ...)
+    stays as configured.
 
     Raises:
         ConfigError: the event is not one a training run follows.
@@ -49,8 +50,9 @@ def config_for_event(config: TrainingConfig, trigger: TriggerEvent | None) -> Tr
         raise ConfigError(f"a training run follows {' or '.join(FOLLOWED)} events; got "
                           f"{trigger.event!r}")
     payload = trigger.payload or {}
-    update = {key: str(payload[field]) for key, field in (("data", "source"), ("as_of", "as_of"))
-              if payload.get(field)}
+    update = {key: str(payload[field]) for key, field in (("data", "path"), ("data", "source"),
+                                                          ("as_of", "as_of"))
+              if payload.get(field)}  # `path`: what emitters of rareflow 0.1 sent
     logger.info("Following %s: %s", trigger.event,
                 ", ".join(f"{k}={v}" for k, v in update.items()) or "nothing to change")
     return TrainingConfig.model_validate({**config.model_dump(), **update})
