@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # What tests/e2e needs beyond the Python environment (uv sync): Debian's chromium, for the
-# Prefect UI test (tests/e2e/test_ui_browser.py drives it headless over the DevTools protocol).
-# The server, worker and deployment tests need nothing else: prefect is in the venv.
+# Prefect UI test (tests/e2e/test_ui_browser.py drives it headless over the DevTools protocol),
+# and Debian's postgresql, for the loop test against a PostgreSQL-backed Prefect server
+# (tests/e2e/test_loop_postgres.py starts and stops its own cluster on loopback; the server's
+# asyncpg driver comes with prefect in the venv).
 set -euo pipefail
-if ! command -v chromium >/dev/null 2>&1; then
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 fi
 chromium --version
+ls /usr/lib/postgresql/*/bin/initdb

@@ -1,4 +1,4 @@
-"""The `rareflow` command line: train, score, monitor, models, schema, demo.
+"""The `rareflow` command line: train, ingest, score, monitor, models, schema, demo.
 
 Every option is a field of the config models in ``schemas/config.py`` (the same ones the
 Prefect UI draws its forms from); ``--config FILE`` gives them from a YAML file and flags
@@ -31,6 +31,7 @@ from flows.cli_support import (
     setup,
 )
 from schemas.config import DEMO_FULL, DEMO_QUICK
+from schemas.config import IngestConfig as I
 from schemas.config import MonitoringConfig as M
 from schemas.config import ScoringConfig as S
 from schemas.config import TrainingConfig as T
@@ -109,6 +110,13 @@ def train(
     data: str = option(T, "data", "--data"),
     label: str = option(T, "label", "--label"),
     positive: str = option(T, "positive", "--positive"),
+    time_column: str = option(T, "time_column", "--time-column"),
+    window: str = option(T, "window", "--window"),
+    as_of: str = option(T, "as_of", "--as-of"),
+    label_time_column: str = option(T, "label_time_column", "--label-time-column"),
+    label_available_column: str = option(T, "label_available_column",
+                                         "--label-available-column"),
+    label_delay_days: float = option(T, "label_delay_days", "--label-delay-days"),
     fn_cost: float = option(T, "fn_cost", "--fn-cost"),
     fp_cost: float = option(T, "fp_cost", "--fp-cost"),
     fn_cost_column: str = option(T, "fn_cost_column", "--fn-cost-column"),
@@ -136,6 +144,31 @@ def train(
     if dask_address and not executor:
         flags["executor"] = "dask"
     return run_training(build_config(T, config, flags), server)
+
+
+@app.command()
+@reported
+def ingest(
+    ctx: typer.Context,
+    config: ConfigFile = None,
+    data: str = option(I, "data", "--data"),
+    source: str = option(I, "source", "--source"),
+    name: str = option(I, "name", "--name"),
+    time_column: str = option(I, "time_column", "--time-column"),
+    as_of: str = option(I, "as_of", "--as-of"),
+) -> int:
+    """Land a batch in a data source as new partitions and emit rareflow.data.arrived."""
+    from flows.ingest import ingest_flow
+
+    cfg = build_config(I, config, {k: v for k, v in ctx.params.items() if k != "config"})
+    result = ingest_flow(cfg)
+    for part in result["partitions"]:
+        state = "written" if part["new"] else "already present"
+        typer.echo(f"  {part['partition']}  {part['rows']} rows  ({state})")
+    event = (f"rareflow.data.arrived emitted for model {result['name']}" if result["event_id"]
+             else "no new rows: nothing announced")
+    typer.echo(f"Ingested {result['new_rows']} new rows into {result['source']}; {event}")
+    return EXIT_OK
 
 
 @app.command()
@@ -188,6 +221,11 @@ def monitor(
     registry: RegistryDir = None,
     name: ModelName = None,
     version: Version = None,
+    time_column: str = option(M, "time_column", "--time-column"),
+    window: str = option(M, "window", "--window"),
+    since_last_check: bool = option(M, "since_last_check",
+                                    "--since-last-check/--all-matured"),
+    estimate_alarm: bool = option(M, "estimate_alarm", "--estimate-alarm/--no-estimate-alarm"),
     recall_tolerance: float = option(M, "recall_tolerance", "--tolerance"),
     confidence: float = option(M, "confidence", "--confidence"),
     min_positives: int = option(M, "min_positives", "--min-positives"),

@@ -1,40 +1,48 @@
-"""The training flow: preflight → load → validate → split → select → fit → evaluate → gate →
-(approval) → register and promote. Each step is a task of :mod:`tasks`; docs/architecture.md
-maps where each lives."""
+"""The training flow: the run's config (from the triggering event) → preflight → load the
+source's window → validate → split → select → fit → evidence → gate → (approval) → register
+and promote. Each step is a task of :mod:`tasks`; docs/architecture.md maps where each lives."""
 
 from __future__ import annotations
 
 from prefect import flow
 
-from schemas.config import TrainingConfig
+from schemas.config import TrainingConfig, TriggerEvent
 from tasks.approval import request_approval
 from tasks.evidence import evidence_kind, evidence_task
 from tasks.fit import fit_task
 from tasks.gate import gate_task
-from tasks.load import load_task, release_memory
+from tasks.load import release_memory
+from tasks.loop import run_config
 from tasks.preflight import preflight_task
 from tasks.record import announce, record_task, run_outcome, training_summary
 from tasks.registry import register_task
 from tasks.score import champion_task
 from tasks.select import select_task
+from tasks.source import load_source_task
 from tasks.split import split_task
-from tasks.validate import validate_task
+from tasks.validate import min_positives_needed, validate_task
 
 
 @flow(name="rareflow-train", validate_parameters=True)
-def training_flow(config: TrainingConfig) -> dict:
-    """Train, judge and (if every gate passes) promote a model for a rare-event label."""
-    costs, seed = config.costs, config.seed
+def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -> dict:
+    """Train, judge and (if every gate passes) promote a model for a rare-event label.
+
+    ``trigger`` is the event that started the run (set by a deployment trigger): its payload's
+    source and as_of replace ``config.data`` and ``config.as_of``.
+    """
+    config = run_config(config, trigger)
+    costs, seed, split = config.costs, config.seed, config.split
     registry = preflight_task(config)
-    df = load_task(config.data)
-    data = validate_task(df, label=config.label, positive=config.positive,
-                         test_size=config.split.test_size, n_folds=config.split.n_folds,
-                         schema_model=config.schema_model,
-                         cost_column=config.costs.fn_cost_column)
-    parts = split_task(data, test_size=config.split.test_size, seed=seed,
+    window = load_source_task(config, needed=min_positives_needed(
+        test_size=split.test_size, n_folds=split.n_folds))
+    data = validate_task(window.frame, label=config.label, positive=config.positive,
+                         test_size=split.test_size, n_folds=split.n_folds,
+                         schema_model=config.schema_model, cost_column=costs.fn_cost_column)
+    parts = split_task(data, test_size=split.test_size, seed=seed,
                        evidence=evidence_kind(config, int(data.y.sum())))
-    data.release()  # the parts are copies: free the full table before fitting
-    del df, data
+    window.release()  # the parts are copies: free the full table before fitting
+    data.release()
+    del data
     release_memory()
     selection = select_task(parts.X_train, parts.y_train, parts.schema, config=config)
     best = selection.best
@@ -49,8 +57,8 @@ def training_flow(config: TrainingConfig) -> dict:
                         fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed)
     verdict = request_approval(verdict, config.gates, name=config.name,
                                metrics=evidence.metrics)
-    record = record_task(config, parts, selection, fitted, evidence=evidence,
-                         verdict=verdict, champion=champion)
+    record = record_task(config, parts, selection, fitted, evidence=evidence, verdict=verdict,
+                         champion=champion, lineage=window.lineage)
     published = register_task(registry, fitted.model, record.metadata, record.reference,
                               record.card, record.files, train_rows=parts.train_rows,
                               compared_with=champion.version)

@@ -64,6 +64,50 @@ def check_name(value: str, what: str = "model name") -> str:
     return value
 
 
+# A window of rows: the last `90d` / `12w` / `36h` of event time before `as_of`, or the last
+# `50000rows` (tasks/source.py reads it).
+WINDOW_PATTERN = re.compile(r"^\s*(\d+)\s*(d|days?|w|weeks?|h|hours?|r|rows?)\s*$", re.IGNORECASE)
+
+
+def check_window(value: str | None) -> str | None:
+    """A window as `<n>d`, `<n>w`, `<n>h` or `<n>rows` (empty means no window)."""
+    if value is None or not str(value).strip():
+        return None
+    match = WINDOW_PATTERN.fullmatch(str(value))
+    if not match or int(match.group(1)) < 1:
+        raise ValueError("window must be a count with a unit: '90d' (days), '12w' (weeks), "
+                         f"'36h' (hours) or '50000rows'; got {value!r}")
+    unit = match.group(2).lower()[0]
+    return f"{int(match.group(1))}{'rows' if unit == 'r' else unit}"
+
+
+def check_as_of(value) -> str | None:
+    """A point in time (ISO 8601; no zone = UTC); empty means now."""
+    if value is None or not str(value).strip():
+        return None
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(str(value).strip())
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"as_of must be a date or time such as 2026-11-28 or "
+                         f"2026-11-28T06:00:00Z; got {value!r}") from exc
+    if pd.isna(stamp):
+        raise ValueError(f"as_of must be a date or time; got {value!r}")
+    return str(value).strip()
+
+
+def _time_column_field():
+    return Field(None, description="Column with each row's event time (ISO text or datetime; "
+                 "no zone = UTC), or a hive partition key such as `date`; with it, `window` and "
+                 "`as_of` select the rows.")
+
+
+def _window_field():
+    return Field(None, description="Rows used: the last `90d`, `12w` or `36h` of event time up "
+                 "to `as_of`, or the last `50000rows` (by event time); default: every row.")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -249,11 +293,28 @@ DEMO_FULL = DemoSize(rows=100_000, n_folds=5, max_candidates=12)  # `rareflow de
 class TrainingConfig(_Model):
     """Everything one training run needs."""
 
-    data: str = Field(..., description="Path of the training table (CSV, CSV.gz or Parquet).")
+    data: str = Field(..., description="The training data: a file (CSV, CSV.gz or Parquet), a "
+                      "folder of partitions (hive-style `date=.../` folders too) or a glob.")
     label: str = Field(..., description="Name of the label column.")
     positive: str | None = Field(
         None,
         description="Label value of the rare (positive) class; default: 1/True, else the minority.",
+    )
+    time_column: str | None = _time_column_field()
+    window: str | None = _window_field()
+    as_of: str | None = Field(
+        None, description="Train on the source as it was known at this time: rows up to it whose "
+        "labels had matured by it (default: now; the version records the time used)."
+    )
+    label_time_column: str | None = Field(
+        None, description="Column with the time each label became known (late labels)."
+    )
+    label_available_column: str | None = Field(
+        None, description="Boolean column saying whether the row's label is known."
+    )
+    label_delay_days: float = Field(
+        0.0, ge=0, description="Labels younger than this many days are not yet matured (from "
+        "`label_time_column`, else from `time_column`)."
     )
     costs: Costs = Field(default_factory=Costs)
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -283,6 +344,39 @@ class TrainingConfig(_Model):
     def _safe_name(cls, value: str) -> str:
         return check_name(value)
 
+    _window = field_validator("window", mode="before")(lambda v: check_window(v))
+    _as_of = field_validator("as_of", mode="before")(lambda v: check_as_of(v))
+
+
+class TriggerEvent(_Model):
+    """The event that started a run (filled in by a deployment trigger): what to train on."""
+
+    event: str = Field(..., description="Event name, e.g. rareflow.data.arrived.")
+    payload: dict = Field(default_factory=dict,
+                          description="The event's payload: `source`, `as_of`, `partitions`, ...")
+
+
+class IngestConfig(_Model):
+    """Land a batch of rows in a data source as a new partition."""
+
+    data: str = Field(..., description="The batch to add (CSV, CSV.gz or Parquet).")
+    source: str = Field(..., description="Folder of the data source (created by the first batch).")
+    name: str = Field("model", description="Model the data is for: the resource of the "
+                      "rareflow.data.arrived event (rareflow.model.<name>).")
+    time_column: str | None = Field(
+        None, description="Column with each row's event time: the batch is written as one "
+        "partition per UTC day of it (`date=YYYY-MM-DD/`). The first batch sets it for the "
+        "source; without one, partitions are dated by the arrival time.")
+    as_of: str | None = Field(None, description="Arrival time recorded in the event (default: "
+                              "now); partitions of a source without a time column are dated by it.")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_name(value)
+
+    _as_of = field_validator("as_of", mode="before")(lambda v: check_as_of(v))
+
 
 class ScoringConfig(_Model):
     """Score a batch with a registered version."""
@@ -302,10 +396,20 @@ class ScoringConfig(_Model):
 class MonitoringConfig(_Model):
     """Compare a labelled batch with a version's reference and decide on recall drift."""
 
-    data: str = Field(..., description="Path of a labelled batch (scored or not).")
+    data: str = Field(..., description="A labelled batch (scored or not), or a data source: a "
+                      "folder of partitions or a glob.")
     registry: str = Field("registry", description="Folder of the model registry.")
     name: str = Field("model", description="Model name in the registry.")
     version: str = Field("champion", description="`champion`, `latest` or a version id.")
+    time_column: str | None = _time_column_field()
+    window: str | None = _window_field()
+    since_last_check: bool = Field(
+        True, description="Judge only labels that matured since this model's last check (and "
+        "after its training data); needs label times (`label_time_column`, or `time_column` "
+        "with `label_delay_days`).")
+    estimate_alarm: bool = Field(
+        False, description="Let the estimated recall of rows whose labels have not matured "
+        "(an estimate from calibrated scores) raise drift on its own.")
     recall_tolerance: float = Field(
         0.05, ge=0, lt=1, description="Recall drop below the reference tolerated as no drift."
     )
@@ -323,6 +427,9 @@ class MonitoringConfig(_Model):
         0.0, ge=0, description="Labels younger than this many days are not yet matured."
     )
     as_of: str | None = Field(None, description="Reference time for maturity (default: now).")
+
+    _window = field_validator("window", mode="before")(lambda v: check_window(v))
+    _as_of = field_validator("as_of", mode="before")(lambda v: check_as_of(v))
     drift_sample_rows: int = Field(
         20_000, ge=1000, description="Rows sampled per side for the evidently data-drift part."
     )

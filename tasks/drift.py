@@ -1,8 +1,9 @@
 """A monitoring run's verdict: the figures on matured rows against the reference, the recall
-drift decision, the result a person and a script read, its event and its artifacts.
+drift decision, the early-warning estimate for rows whose labels have not matured, the result a
+person and a script read, its event and its artifacts.
 
-The statistics live in :mod:`tasks.recall_test`, label maturity in :mod:`tasks.labels`, the
-evidently reports in :mod:`tasks.reports`.
+The statistics live in :mod:`tasks.recall_test`, the estimate in :mod:`tasks.estimate`, label
+maturity in :mod:`tasks.labels`, the evidently reports in :mod:`tasks.reports`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from schemas.config import MonitoringConfig
 from schemas.inference import InputSchema
 from schemas.scored import DECISION, SCORE
 from tasks import events
+from tasks.estimate import ESTIMATED_DROP, Estimate, estimate_recall, reference_calibration
 from tasks.files import dumps
-from tasks.labels import binary_labels, usable_labels
+from tasks.labels import binary_labels, label_roles
 from tasks.load import IO_RETRIES
+from tasks.loop import source_path
 from tasks.recall_test import CANNOT_JUDGE, DRIFT, RecallDrift, decide_recall_drift
 from tasks.report_links import report_link_markdown, report_url, reports_base_url
 from tasks.reports import classification_frame, quality_report
@@ -127,15 +130,47 @@ def quality_snapshot(j: Judgement, reference: pd.DataFrame, *, schema: InputSche
         schema=schema, threshold=threshold)
 
 
+def estimate_pending(batch: pd.DataFrame, pending: np.ndarray, reference: pd.DataFrame, *,
+                     j: Judgement, costs: dict, config: MonitoringConfig) -> Estimate:
+    """The early warning: recall and cost estimated on the rows whose labels have not matured,
+    with the version's scores calibrated on its reference."""
+    rows = batch.loc[pending]
+    return estimate_recall(
+        rows[SCORE].to_numpy(), rows[DECISION].to_numpy(),
+        calibration=reference_calibration(reference[SCORE].to_numpy(), j.y_ref),
+        reference_scores=reference[SCORE].to_numpy(), reference_decisions=j.d_ref,
+        fn_cost=costs["fn_cost"], fp_cost=costs["fp_cost"], tolerance=config.recall_tolerance,
+        confidence=config.confidence, min_positives=config.min_positives / 2)
+
+
+def retrain_source(lineage: dict | None, meta: dict) -> str:
+    """The data a retraining should read: the monitored source, or (when a single batch file
+    was monitored) the version's own training data."""
+    if lineage and lineage.get("kind") != "file":
+        return source_path(lineage["source"])
+    return source_path(meta["config"]["data"])
+
+
+def overall_status(decision_status: str, estimate: Estimate | None, *, alarm: bool) -> str:
+    """Recall drift decides; the estimate only when ``estimate_alarm`` says so."""
+    if alarm and estimate is not None and estimate.status == ESTIMATED_DROP:
+        return DRIFT
+    return decision_status
+
+
 def monitoring_result(j: Judgement, *, meta: dict, config: MonitoringConfig, drift: dict,
-                      folder: str, paths: dict) -> dict:
+                      folder: str, paths: dict, estimate: Estimate | None = None,
+                      lineage: dict | None = None, since=None) -> dict:
     """What a monitoring run returns, writes as summary.json and shows: one dict."""
     reference_rows = int(len(j.y_ref))
     result = {
-        "status": j.decision.status,
+        "status": overall_status(j.decision.status, estimate, alarm=config.estimate_alarm),
         "name": config.name,
         "version": meta["version"],
         "data": config.data,
+        "source": retrain_source(lineage, meta),
+        "as_of": (lineage or {}).get("as_of") or config.as_of,
+        "since": None if since is None else since.isoformat(),
         "threshold": meta["threshold"],
         "rows": j.rows,
         "labelled_rows": j.labelled_rows,
@@ -148,6 +183,8 @@ def monitoring_result(j: Judgement, *, meta: dict, config: MonitoringConfig, dri
                        "reference_rows": min(reference_rows, config.drift_sample_rows),
                        "num_method": config.num_stattest, "cat_method": config.cat_stattest},
         "reports": {"folder": folder, **paths, "summary": str(Path(folder) / "summary.json")},
+        "estimate": None if estimate is None else estimate.as_dict(),
+        "lineage": lineage,
         "config": config.model_dump(mode="json"),
         "event_id": None,
     }
@@ -155,19 +192,28 @@ def monitoring_result(j: Judgement, *, meta: dict, config: MonitoringConfig, dri
     return result
 
 
-def emit_if_drift(result: dict, *, enabled: bool) -> str | None:
-    """Emit ``rareflow.monitor.recall-drift`` for a drifted batch; returns the event id."""
-    if result["status"] != DRIFT or not enabled:
-        return None
+def drift_payload(result: dict) -> dict:
+    """The payload of ``rareflow.monitor.recall-drift``: what drifted, and the source and time
+    a retraining should train on (``tasks.loop.config_for_event`` reads them)."""
     d = result["decision"]
-    return events.emit(events.RECALL_DRIFT, name=result["name"], payload={
+    return {
         "model": result["name"], "version": result["version"], "data": result["data"],
+        "source": result["source"], "as_of": result["as_of"],
+        "raised_by": "matured labels" if d["status"] == DRIFT else "estimate",
         "reference_recall": d["reference_recall"], "batch_recall": d["batch_recall"],
         "p_value": d["p_value"], "diff_upper_bound": d["diff_upper_bound"],
         "tolerance": d["tolerance"], "confidence": d["confidence"],
         "batch_rows": result["batch"]["rows"], "batch_positives": d["batch_positives"],
         "reference_positives": d["reference_positives"], "report": result["reports"]["folder"],
-    })
+        "estimate": result.get("estimate"),
+    }
+
+
+def emit_if_drift(result: dict, *, enabled: bool) -> str | None:
+    """Emit ``rareflow.monitor.recall-drift`` for a drifted batch; returns the event id."""
+    if result["status"] != DRIFT or not enabled:
+        return None
+    return events.emit(events.RECALL_DRIFT, name=result["name"], payload=drift_payload(result))
 
 
 def write_summary(summary: dict, folder: str | Path) -> str:
@@ -185,7 +231,8 @@ def artifact_key(prefix: str, name: str) -> str:
 def verdict_line(result: dict) -> str:
     """One line: the verdict, the recall figures behind it, the cost, data drift, the report."""
     d, b, r = result["decision"], result["batch"], result["reference"]
-    head = f"{d['status'].upper().replace('-', ' ')} {result['name']} {result['version']}"
+    status = result.get("status", d["status"])
+    head = f"{status.upper().replace('-', ' ')} {result['name']} {result['version']}"
     if d["status"] == CANNOT_JUDGE:
         body = d["reason"]
     else:
@@ -198,8 +245,20 @@ def verdict_line(result: dict) -> str:
     dd = result["data_drift"]
     report = result["reports"].get("quality_html") or result["reports"].get("data_drift_html")
     return (f"{head}: {body}; expected cost {_fmt(cost['expected_cost'], '.1f')} on "
-            f"{b['rows']} matured rows; {len(dd['drifted_columns'])}/{len(dd['columns'])} input "
-            f"columns drifted; report {report}")
+            f"{b['rows']} matured rows;{estimate_text(result.get('estimate'))} "
+            f"{len(dd['drifted_columns'])}/{len(dd['columns'])} input columns drifted; "
+            f"report {report}")
+
+
+def estimate_text(e: dict | None) -> str:
+    """The early warning in the verdict line (empty when no row awaits its label)."""
+    if not e or not e["rows"]:
+        return ""
+    if e["estimated_recall"] is None or e["status"] == "cannot-estimate":
+        return f" ESTIMATE: cannot estimate ({e['reason']});"
+    flag = " (DROP)" if e["status"] == ESTIMATED_DROP else ""
+    return (f" ESTIMATED recall {e['estimated_recall']:.3f}{flag} on {e['rows']} rows awaiting "
+            f"labels vs {_fmt(e['reference_recall'])} (an estimate from calibrated scores);")
 
 
 def _fmt(value, spec: str = ".3f") -> str:
@@ -216,7 +275,8 @@ def headline_markdown(result: dict, *, base: str | None = None) -> str:
     dd = result["data_drift"]
     links = report_link_markdown(result["reports"], base=base)
     return "\n".join([
-        f"# Monitoring {result['name']} {result['version']}: **{d['status']}**", "",
+        f"# Monitoring {result['name']} {result['version']}: "
+        f"**{result.get('status', d['status'])}**", "",
         d["reason"], "",
         "| | batch (matured) | reference |", "|---|---:|---:|",
         f"| rows | {b['rows']} | {r['rows']} |",
@@ -228,7 +288,7 @@ def headline_markdown(result: dict, *, base: str | None = None) -> str:
         f"| cost per row | {_fmt(cb['cost_per_row'], '.4f')} | "
         f"{_fmt(cr['cost_per_row'], '.4f')} |",
         f"| normalised cost | {_fmt(cb['normalised_cost'])} | {_fmt(cr['normalised_cost'])} |",
-        "",
+        "", *estimate_markdown(result.get("estimate")),
         f"Batch: {result['rows']} rows, {result['matured_rows']} with matured labels. "
         f"Threshold {result['threshold']:.4f}. One-sided p = {_fmt(d['p_value'], '.3g')}; "
         f"{d['confidence']:.0%} upper bound of the recall difference "
@@ -240,6 +300,23 @@ def headline_markdown(result: dict, *, base: str | None = None) -> str:
         + (f" ({', '.join(dd['drifted_columns'])})" if dd["drifted_columns"] else "") + ".",
         "", f"Reports: {links}",
     ])
+
+def estimate_markdown(e: dict | None) -> list[str]:
+    """The early-warning rows of the headline artifact, marked as an estimate."""
+    if not e or not e["rows"]:
+        return []
+    return [
+        f"**Early warning (ESTIMATE, labels not matured yet): {e['status']}.** {e['reason']}.",
+        "", "| | estimated on rows awaiting labels | reference (estimated) |", "|---|---:|---:|",
+        f"| rows | {e['rows']} | |",
+        f"| expected positives | {e['expected_positives']:.1f} | |",
+        f"| estimated minority recall | {_fmt(e['estimated_recall'])} | "
+        f"{_fmt(e['reference_recall'])} |",
+        f"| estimated expected cost | {_fmt(e['estimated_expected_cost'], '.1f')} | |",
+        f"| estimated normalised cost | {_fmt(e['estimated_normalised_cost'])} | |",
+        "", f"Method: {e['method']}.", "",
+    ]
+
 
 def publish(result: dict) -> None:
     """The verdict's headline and a link to the main evidently report, as Prefect artifacts."""
@@ -264,7 +341,8 @@ def publish(result: dict) -> None:
     logger.info(result["verdict"])
 
 
-usable_labels_task = task(usable_labels, name="matured-labels", cache_policy=NO_CACHE)
+label_roles_task = task(label_roles, name="matured-labels", cache_policy=NO_CACHE)
+estimate_task = task(estimate_pending, name="estimate-recall", cache_policy=NO_CACHE)
 judge_task = task(judge, name="recall-drift", cache_policy=NO_CACHE)
 quality_report_task = task(quality_snapshot, name="quality-report", cache_policy=NO_CACHE)
 write_summary_task = task(write_summary, name="write-summary", cache_policy=NO_CACHE,

@@ -73,8 +73,9 @@ def library_versions() -> dict:
 
 def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection,
                       fitted: FitResult, *, evidence: Evidence, verdict: dict,
-                      champion: Champion) -> dict:
-    """Everything a version records about how it was made and judged (``metadata.json``)."""
+                      champion: Champion, lineage: dict | None = None) -> dict:
+    """Everything a version records about how it was made and judged (``metadata.json``);
+    ``lineage`` is what it was trained on (``tasks.source.lineage``)."""
     best, model = selection.best, fitted.model
     return {
         "config": config.model_dump(mode="json"),
@@ -100,6 +101,7 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
         "verdict": verdict,
         "compared_with": champion.version,
         "fingerprints": parts.fingerprints,
+        "lineage": lineage,
         "schema": parts.schema.model_dump(),
         "libraries": library_versions(),
     }
@@ -129,10 +131,11 @@ def training_plots(config: TrainingConfig, parts: Parts, selection: Selection,
 
 @task(name="record", cache_policy=NO_CACHE)
 def record_task(config: TrainingConfig, parts: Parts, selection: Selection, fitted: FitResult,
-                *, evidence: Evidence, verdict: dict, champion: Champion) -> Record:
+                *, evidence: Evidence, verdict: dict, champion: Champion,
+                lineage: dict | None = None) -> Record:
     """The version's metadata, reference table, plots (also an artifact) and model card."""
     meta = training_metadata(config, parts, selection, fitted, evidence=evidence,
-                             verdict=verdict, champion=champion)
+                             verdict=verdict, champion=champion, lineage=lineage)
     plots = training_plots(config, parts, selection, fitted, evidence)
     meta["plots"] = list(plots)
     create_markdown_artifact(key="model-plots", markdown=image_markdown(

@@ -32,6 +32,8 @@ FAST_STRATEGY = {"model": "hgb", "sampler": "none", "class_weight": "none", "cal
 FAST_TRAINING = {"strategy": FAST_STRATEGY, "split": {"n_folds": 3},
                  "gates": {"bootstrap_samples": 500}}
 MODEL = "e2e"
+SOURCE_OPTIONS = ("time_column", "window", "as_of", "label_time_column", "label_available_column",
+                  "label_delay_days")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,13 +111,15 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and "{{" in value
 
 
-def retarget_prefect_yaml(doc: dict, *, data: str, registry: str,
-                          monitoring_data: str) -> dict:
+def retarget_prefect_yaml(doc: dict, *, data: str, registry: str, monitoring_data: str,
+                          source_options: dict | None = None) -> dict:
     """A copy of the loaded prefect.yaml that trains on test data into a test registry.
 
     Only plain values change: ``registry`` everywhere, ``data`` where it is not an event
-    template, a fast fixed strategy for training, and schedules switched off so that the
-    scheduler starts nothing during the test. Names, templates and triggers stay as shipped.
+    template (with the source's time options dropped unless ``source_options`` says which to
+    set: the test tables are plain files), a fast fixed strategy for training, runs of the
+    data-arrived trigger not delayed, and schedules switched off so that the scheduler starts
+    nothing during the test. Names, templates, debounce windows and triggers stay as shipped.
     """
     doc = copy.deepcopy(doc)
     for dep in doc["deployments"]:
@@ -126,8 +130,13 @@ def retarget_prefect_yaml(doc: dict, *, data: str, registry: str,
             cfg["registry"] = registry
             if not is_template(cfg.get("data")):
                 cfg["data"] = data if training else monitoring_data
+            for key in SOURCE_OPTIONS:
+                cfg.pop(key, None)
+            cfg.update(source_options or {})
             if training:
                 cfg.update(copy.deepcopy(FAST_TRAINING))
+        for trigger in dep.get("triggers") or []:
+            trigger.pop("schedule_after", None)
         for schedule in dep.get("schedules") or []:
             schedule["active"] = False
     return doc

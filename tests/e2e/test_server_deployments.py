@@ -75,15 +75,22 @@ def test_prefect_yaml_is_what_prefect_deploy_reads():
         assert trigger.enabled
         assert trigger.match.model_dump() == {"prefect.resource.id": "rareflow.model.*"}
         config = trigger.parameters["config"]
-        assert "registry" in config and "label" in config
+        assert "registry" in config and "label" in config and config["window"]
         assert config["name"] == "{{ event.resource.id | replace('rareflow.model.', '', 1) }}"
-    assert triggers[ARRIVED].parameters["config"]["data"] == "{{ event.payload.path }}"
-    assert not triggers[DRIFT].parameters["config"]["data"].startswith("{{")
+        # the run follows the event: its payload's source and as_of (tasks/loop.py)
+        assert trigger.parameters["trigger"] == {"event": "{{ event.event }}",
+                                                 "payload": "{{ event.payload }}"}
+        assert not config["data"].startswith("{{")
+    # a burst of arrivals for one model starts one run, 10 minutes after the first
+    arrived = triggers[ARRIVED]
+    assert arrived.for_each == {"prefect.resource.id"} and arrived.threshold == 1
+    assert arrived.within.total_seconds() == 900 and arrived.posture == "Reactive"
+    assert arrived.schedule_after.total_seconds() == 600
 
 
 def test_parameter_defaults_validate_as_configs():
     """Check that every config in prefect.yaml is a valid TrainingConfig/MonitoringConfig."""
-    from schemas.config import MonitoringConfig, TrainingConfig
+    from schemas.config import MonitoringConfig, TrainingConfig, TriggerEvent
 
     doc = yaml.safe_load(PREFECT_YAML.read_text())
     for dep in doc["deployments"]:
@@ -93,6 +100,8 @@ def test_parameter_defaults_validate_as_configs():
             rendered = {k: ("x" if isinstance(v, str) and "{{" in v else v)
                         for k, v in trigger["parameters"]["config"].items()}
             model.model_validate(rendered)
+            TriggerEvent.model_validate({"event": "rareflow.data.arrived",
+                                         "payload": {"source": "x"}})
 
 
 @pytest.mark.slow
@@ -255,11 +264,15 @@ def test_data_arrived_event_triggers_training(prefect_server, deployed, e2e_data
     new = wait_until(lambda: [r for r in triggered_runs(prefect_server, automation)
                               if r.id not in before],
                      timeout=90, what=f"a run started by {automation!r}", log=worker.log)
-    config = new[0].parameters["config"]
-    assert (config["name"], config["data"]) == (name, path)
+    params = new[0].parameters
+    assert params["config"]["name"] == name
+    assert params["trigger"] == {"event": ARRIVED, "payload": {"path": path}}
     run = wait_for_run(prefect_server, new[0].id, log=worker.log)
     assert run.state.is_completed(), run.state
     assert champion(e2e_data["registry"], name)["version"] == "v0001"
+    meta = json.loads((e2e_data["registry"] / name / "versions" / "v0001" /
+                       "metadata.json").read_text())
+    assert meta["config"]["data"] == path  # the payload's table, not the configured one
 
 
 @pytest.mark.e2e

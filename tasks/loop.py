@@ -1,0 +1,69 @@
+"""The loop: what a training run started by an event trains on.
+
+A deployment's triggers pass the event (its name and payload) to the training flow, which turns
+it into the run's configuration with :func:`run_config`; the replay benchmark turns the
+monitoring flow's drift payload into a run the same way. Nothing else decides what a triggered
+run trains on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from schemas.config import TrainingConfig, TriggerEvent
+from schemas.errors import ConfigError
+from tasks import events
+from tasks.scan import iso, resolve_as_of
+
+logger = logging.getLogger(__name__)
+
+FOLLOWED = (events.DATA_ARRIVED, events.RECALL_DRIFT)
+
+
+def source_path(data: str) -> str:
+    """A source as events carry it: an absolute path (a glob stays as given)."""
+    return data if set("*?[") & set(data) else str(Path(data).resolve())
+
+
+def config_for_event(config: TrainingConfig, trigger: TriggerEvent | None) -> TrainingConfig:
+    """The configuration a run started by ``trigger`` trains with.
+
+    The event's payload names the data source (``source``; ``path`` from older emitters) and
+    the time to train as of (``as_of``); everything else (label, costs, window, gates, ...)
+    stays as configured.
+
+    Raises:
+        ConfigError: the event is not one a training run follows.
+
+    Example:
+        >>> base = TrainingConfig(data="fixed.parquet", label="y", window="90d")
+        >>> event = TriggerEvent(event="rareflow.data.arrived",
+        ...                      payload={"source": "/data/tx", "as_of": "2026-01-05"})
+        >>> run = config_for_event(base, event)
+        >>> run.data, run.as_of, run.window
+        ('/data/tx', '2026-01-05', '90d')
+    """
+    if trigger is None:
+        return config
+    if trigger.event not in FOLLOWED:
+        raise ConfigError(f"a training run follows {' or '.join(FOLLOWED)} events; got "
+                          f"{trigger.event!r}")
+    payload = trigger.payload or {}
+    update = {key: str(payload[field]) for key, field in (("data", "path"), ("data", "source"),
+                                                          ("as_of", "as_of"))
+              if payload.get(field)}  # `path`: what emitters of rareflow 0.1 sent
+    logger.info("Following %s: %s", trigger.event,
+                ", ".join(f"{k}={v}" for k, v in update.items()) or "nothing to change")
+    return TrainingConfig.model_validate({**config.model_dump(), **update})
+
+
+def run_config(config: TrainingConfig, trigger: TriggerEvent | None = None) -> TrainingConfig:
+    """The run's configuration: the event's source and time applied, and ``as_of`` fixed (now
+    when not given), so the version's metadata says exactly which window it was trained on.
+
+    Raises:
+        ConfigError: an unknown event, or an ``as_of`` in the future.
+    """
+    config = config_for_event(config, trigger)
+    return config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})

@@ -1,0 +1,147 @@
+"""The loop's plain functions: event → run config, what monitoring judges and estimates, the
+per-model monitor state, the estimated recall of rows awaiting labels, the demo stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from schemas.config import TrainingConfig, TriggerEvent
+from schemas.errors import ConfigError
+from schemas.inference import infer_input_schema
+from tasks.estimate import (
+    CANNOT_ESTIMATE,
+    ESTIMATED_DROP,
+    NO_ESTIMATED_DROP,
+    estimate_recall,
+    reference_calibration,
+)
+from tasks.labels import label_roles
+from tasks.loop import config_for_event, run_config
+from tasks.monitor_state import read_state, record_check, since_last_check
+
+BASE = TrainingConfig(data="fixed.parquet", label="y", window="90d", registry="reg", name="m")
+
+
+@pytest.mark.parametrize("event, payload, data, as_of", [
+    ("rareflow.data.arrived", {"source": "/data/tx", "partition": "date=2025-01-01/p.parquet",
+                               "as_of": "2025-01-02T00:00:00+00:00"},
+     "/data/tx", "2025-01-02T00:00:00+00:00"),
+    ("rareflow.monitor.recall-drift", {"source": "/data/tx", "as_of": "2025-02-01"},
+     "/data/tx", "2025-02-01"),
+    ("rareflow.monitor.recall-drift", {"model": "m"}, "fixed.parquet", None),
+])
+def test_event_decides_source_and_as_of(event, payload, data, as_of):
+    """Check that a trigger's payload sets data and as_of and keeps everything else."""
+    run = config_for_event(BASE, TriggerEvent(event=event, payload=payload))
+    assert (run.data, run.as_of) == (data, as_of)
+    assert run.window == "90d" and run.name == "m" and run.registry == "reg"
+
+
+def test_unknown_event_is_refused_and_as_of_is_fixed():
+    """Check that an unrelated event is refused and a run always records a concrete as_of."""
+    with pytest.raises(ConfigError, match="follows rareflow.data.arrived or"):
+        config_for_event(BASE, TriggerEvent(event="something.else"))
+    assert run_config(BASE).as_of is not None
+    assert run_config(BASE.model_copy(update={"as_of": "2025-01-01"})).as_of == \
+        "2025-01-01T00:00:00+00:00"
+
+
+def _schema():
+    df = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})
+    return infer_input_schema(df, label="y", positive="1", negative="0")
+
+
+def test_label_roles_split_judged_and_pending():
+    """Check that only labels matured after `since` are judged and newer rows are estimated."""
+    t = pd.Timestamp("2025-01-10", tz="UTC")
+    batch = pd.DataFrame({"x": np.arange(5.0), "y": [1, 0, 1, np.nan, 0]})
+    matured = np.array([True, True, True, False, False])
+    maturity = pd.Series([t - pd.Timedelta(days=3), t + pd.Timedelta(days=1),
+                          t + pd.Timedelta(days=2), t + pd.Timedelta(days=9),
+                          t + pd.Timedelta(days=9)])
+    events = pd.Series([t - pd.Timedelta(days=20), t - pd.Timedelta(days=19),
+                        t - pd.Timedelta(days=18), t + pd.Timedelta(days=1),
+                        t - pd.Timedelta(days=1)])
+    roles = label_roles(batch, schema=_schema(), matured=matured, maturity_time=maturity,
+                        event_time=events, since=t)
+    assert roles.judged.tolist() == [False, True, True, False, False]
+    assert roles.pending.tolist() == [False, False, False, True, False]
+    assert roles.checked_before == 1
+    every = label_roles(batch, schema=_schema(), matured=None, maturity_time=None,
+                        event_time=None, since=t)
+    assert every.judged.tolist() == [True, True, True, False, True]
+
+
+def test_monitor_state_remembers_what_was_judged(tmp_path):
+    """Check that a judged check moves checked_until and a cannot-judge check does not."""
+    import contextlib
+
+    meta = {"lineage": {"as_of": "2025-01-01T00:00:00+00:00"}}
+    state = read_state(tmp_path)
+    assert since_last_check(state, meta) == pd.Timestamp("2025-01-01", tz="UTC")
+
+    def result(as_of, status):
+        return {"name": "m", "version": "v0001", "as_of": as_of, "status": status,
+                "since": None, "matured_rows": 10, "batch": {"positives": 3},
+                "decision": {"status": status}, "judged_partitions": ["date=x/p.parquet"]}
+
+    lock = contextlib.nullcontext
+    record_check(tmp_path, result("2025-01-08T00:00:00+00:00", "no-drift"), lock=lock)
+    record_check(tmp_path, result("2025-01-15T00:00:00+00:00", "cannot-judge"), lock=lock)
+    state = read_state(tmp_path)
+    assert state["checked_until"] == "2025-01-08T00:00:00+00:00"
+    assert [c["status"] for c in state["checks"]] == ["no-drift", "cannot-judge"]
+    assert since_last_check(state, meta) == pd.Timestamp("2025-01-08", tz="UTC")
+    newer = {"lineage": {"as_of": "2025-01-20T00:00:00+00:00"}}  # a champion trained later
+    assert since_last_check(state, newer) == pd.Timestamp("2025-01-20", tz="UTC")
+
+
+def _calibrated(n=20_000, seed=0):
+    """Scores that are calibrated probabilities, with labels drawn from them."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.3, 8, n)
+    return p, (rng.random(n) < p).astype(int)
+
+
+def test_estimate_matches_realised_recall_when_scores_are_calibrated():
+    """Check that on calibrated scores the estimated recall is close to the realised recall."""
+    p, y = _calibrated()
+    q, z = _calibrated(seed=1)
+    t = 0.1
+    cal = reference_calibration(p, y)
+    e = estimate_recall(q, q >= t, calibration=cal, reference_scores=p,
+                        reference_decisions=p >= t, fn_cost=10, fp_cost=1, tolerance=0.05,
+                        confidence=0.95, min_positives=20)
+    realised = ((q >= t) & (z == 1)).sum() / z.sum()
+    assert e.status == NO_ESTIMATED_DROP
+    assert abs(e.estimated_recall - realised) < 3 * e.recall_std_error + 0.01
+    assert e.as_dict()["is_estimate"] is True and "CBPE" in e.method
+
+
+def test_estimate_flags_inputs_moving_below_the_threshold():
+    """Check that a batch whose rows move to low scores gives an estimated drop, and a batch
+    without expected positives cannot be estimated."""
+    p, y = _calibrated()
+    cal = reference_calibration(p, y)
+    kw = dict(calibration=cal, reference_scores=p, reference_decisions=p >= 0.1, fn_cost=10,
+              fp_cost=1, tolerance=0.05, confidence=0.95, min_positives=20)
+    shifted = np.clip(p * 0.6, 0, 1)  # covariate shift towards uncertain, unflagged rows
+    assert estimate_recall(shifted, shifted >= 0.1, **kw).status == ESTIMATED_DROP
+    assert estimate_recall(p[:10], p[:10] >= 0.1, **kw).status == CANNOT_ESTIMATE
+
+
+def test_stream_has_late_labels_and_a_drift_week():
+    """Check that the stream's labels arrive 14-28 days late and the pattern changes at the
+    drift week, with ~1.5 % positives on both sides."""
+    from tasks.demo import make_stream
+
+    s = make_stream(4, rows_per_day=500, drift_week=2, seed=3)
+    late = (s["label_time"] - s["event_time"]).dt.total_seconds() / 86_400
+    assert late.between(14, 28).all()
+    week = (s["event_time"] - s["event_time"].min()).dt.days // 7
+    before, after = s[week < 2], s[week >= 2]
+    assert 0.01 < before["is_fraud"].mean() < 0.02 and 0.01 < after["is_fraud"].mean() < 0.02
+    assert (after["channel"] == "phone").mean() > (before["channel"] == "phone").mean()
+    pd.testing.assert_frame_equal(s, make_stream(4, rows_per_day=500, drift_week=2, seed=3))
