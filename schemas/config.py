@@ -8,17 +8,8 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ModelName = Literal["auto", "logreg", "hgb", "rf", "brf", "gboost", "iforest"]
-SamplerName = Literal[
-    "auto",
-    "none",
-    "random_over",
-    "random_under",
-    "smote",
-    "adasyn",
-    "borderline_smote",
-    "smoteenn",
-    "smotetomek",
-]
+SamplerName = Literal["auto", "none", "random_over", "random_under", "smote", "adasyn",
+                      "borderline_smote", "smoteenn", "smotetomek"]
 NumStattest = Literal[
     "psi", "wasserstein", "jensenshannon", "hellinger", "kl_div", "ks", "anderson",
     "cramer_von_mises", "mannw", "ed", "t_test",
