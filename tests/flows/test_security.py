@@ -14,7 +14,7 @@ from flows.cli import app
 from flows.training import training_flow
 from schemas.config import Gates, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
-from schemas.errors import EXIT_REGISTRY
+from schemas.errors import EXIT_BAD_INPUT, EXIT_REGISTRY
 from tasks.demo import make_demo_data
 from tasks.registry import Registry
 
@@ -137,6 +137,24 @@ def test_champion_comparison_leaves_out_rows_it_trained_on(trained, tmp_path):
     assert f"{overlap['champion_trained_on']} the champion trained on" in row["detail"]
     meta = Registry(registry, NAME).metadata(result["version"])
     assert meta["verdict"]["comparison"]["overlap"] == overlap
+
+
+@pytest.mark.parametrize("command", ["score", "monitor"])
+def test_true_false_in_a_numeric_column_is_bad_input(trained, tmp_path, command):
+    """Check that "True"/"False" in a column trained as numeric stops `score` and `monitor`
+    with exit 2 naming the column, instead of being scored as 1.0/0.0."""
+    import pandas as pd
+
+    batch = pd.read_csv(trained["batch"]).astype({"amount": object})
+    batch.loc[:2, "amount"] = ["True", "False", "True"]
+    path = tmp_path / "batch.csv"
+    batch.to_csv(path, index=False)
+    args = (["score", "--data", str(path), "--out", str(tmp_path / "o.csv")]
+            if command == "score" else ["monitor", "--data", str(path)])
+    code, out = invoke(*args, "--registry", str(trained["root"] / "registry"), "--name", NAME)
+    assert code == EXIT_BAD_INPUT, out
+    assert "'amount' was numeric in training but holds 3 true/false values" in out
+    assert not (tmp_path / "o.csv").exists()
 
 
 def test_flow_promotion_records_the_flow_run_as_actor(trained):
