@@ -54,7 +54,8 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
     verdict = gate_task(evidence.metrics, config.gates, champion=champion, y_test=evidence.y,
                         cand_scores=evidence.scores, test_rows=parts.test_rows,
                         train_rows=parts.train_rows, cand_decisions=evidence.decisions,
-                        fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed)
+                        fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed,
+                        miss_costs=evidence.miss_costs)
     verdict = request_approval(verdict, config.gates, name=config.name,
                                metrics=evidence.metrics)
     record = record_task(config, parts, selection, fitted, evidence=evidence, verdict=verdict,

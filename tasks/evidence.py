@@ -43,6 +43,11 @@ class Evidence:
     costs: DecisionCosts
     detail: dict = field(default_factory=dict)
 
+    @property
+    def miss_costs(self) -> np.ndarray | None:
+        """What missing each judged row costs, when rows carry their own cost (else None)."""
+        return self.costs.miss_costs(self.y) if self.costs.per_row else None
+
     def describe(self) -> str:
         if self.kind == NESTED_CV:
             return (f"out-of-fold decisions of a {self.detail['outer_folds']}-fold nested "

@@ -27,6 +27,21 @@ from schemas.config import Gates
 logger = logging.getLogger(__name__)
 
 
+def positive_sums(rng, samples: int, vectors: list[np.ndarray], chunk: int = 256
+                  ) -> list[np.ndarray]:
+    """Row bootstrap over the positives: for each resample (positives drawn with replacement,
+    as many as there are), the sum of each of ``vectors`` (one value per positive) over the
+    drawn rows. Needed when positives differ in what missing them costs (money per row)."""
+    n_pos = len(vectors[0])
+    p = np.full(n_pos, 1.0 / max(n_pos, 1))
+    out: list[list[np.ndarray]] = [[] for _ in vectors]
+    for start in range(0, samples, chunk):
+        draws = rng.multinomial(n_pos, p, size=min(chunk, samples - start)).astype(float)
+        for acc, v in zip(out, vectors, strict=True):
+            acc.append(draws @ v)
+    return [np.concatenate(acc) for acc in out]
+
+
 def paired_bootstrap(
     y,
     cand_decisions,
@@ -37,6 +52,7 @@ def paired_bootstrap(
     samples: int,
     confidence: float,
     seed: int = 0,
+    miss_costs=None,
 ) -> dict:
     """Bootstrap the candidate-minus-champion differences in normalised cost and recall.
 
@@ -44,6 +60,9 @@ def paired_bootstrap(
     part's positive count) and both models are judged on the same resampled rows. Only the
     2x2 agreement counts per class matter, so each resample is a multinomial draw over those
     four cells: exact for the row bootstrap and fast for any number of rows.
+
+    With ``miss_costs`` (what missing each row costs, e.g. its amount) the positives are
+    resampled row by row instead, so each missed positive counts at its own cost.
 
     Returns:
         Point estimates and one-sided bounds: ``cost_diff_upper`` (candidate cost minus
@@ -66,14 +85,20 @@ def paired_bootstrap(
     # hits among positives, flags among negatives
     cand_tp, champ_tp = pos[:, 0] + pos[:, 1], pos[:, 0] + pos[:, 2]
     cand_fp, champ_fp = neg[:, 0] + neg[:, 1], neg[:, 0] + neg[:, 2]
-    never = fn_cost * n_pos
-    cand_cost = (fn_cost * (n_pos - cand_tp) + fp_cost * cand_fp) / never
-    champ_cost = (fn_cost * (n_pos - champ_tp) + fp_cost * champ_fp) / never
-    cost_diff = cand_cost - champ_cost
+    m = (np.full(n_pos, float(fn_cost)) if miss_costs is None
+         else np.asarray(miss_costs, dtype=float)[y])
+    a_pos, b_pos = a[y].astype(float), b[y].astype(float)
+    if miss_costs is None:  # every positive costs the same: the cell counts are enough
+        never = fn_cost * n_pos
+        cand_missed, champ_missed = fn_cost * (n_pos - cand_tp), fn_cost * (n_pos - champ_tp)
+    else:
+        cand_tp, champ_tp, cand_missed, champ_missed, never = positive_sums(
+            rng, samples, [a_pos, b_pos, m * (1 - a_pos), m * (1 - b_pos), m])
+        never = np.where(never > 0, never, 1.0)
+    cost_diff = (cand_missed + fp_cost * cand_fp - champ_missed - fp_cost * champ_fp) / never
     recall_drop = (champ_tp - cand_tp) / n_pos
-    point_cost = ((fn_cost * (n_pos - pos_cells[:2].sum()) + fp_cost * neg_cells[:2].sum())
-                  - (fn_cost * (n_pos - pos_cells[[0, 2]].sum()) + fp_cost
-                     * neg_cells[[0, 2]].sum())) / never
+    point_cost = ((m @ (1 - a_pos) + fp_cost * neg_cells[:2].sum())
+                  - (m @ (1 - b_pos) + fp_cost * neg_cells[[0, 2]].sum())) / max(m.sum(), 1e-300)
     point_recall_drop = (pos_cells[[0, 2]].sum() - pos_cells[:2].sum()) / n_pos
     return {
         "samples": samples,
@@ -119,7 +144,8 @@ def weighted_ap(pos_counts: np.ndarray, neg_bins: np.ndarray) -> np.ndarray:
 
 
 def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float, samples: int,
-                        confidence: float, seed: int = 0, chunk: int = 4_000_000) -> dict:
+                        confidence: float, seed: int = 0, chunk: int = 4_000_000,
+                        miss_costs=None) -> dict:
     """One-sided bootstrap bounds of the candidate's recall, PR AUC and normalised cost.
 
     Rows are resampled with replacement within each class, so every resample keeps the
@@ -128,6 +154,9 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     resampled positives fall at each distinct score and how many negatives between them (two
     multinomials over the counts of :func:`ap_levels`): exact for the row bootstrap, and the
     cost grows with the positives, not the rows.
+
+    With ``miss_costs`` the cost bound resamples the positives row by row (each missed
+    positive at its own cost); recall and PR AUC are unchanged.
 
     Returns:
         Point estimates with ``recall_lower``, ``pr_auc_lower`` (at ``1 - confidence``) and
@@ -139,8 +168,14 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     rng = np.random.default_rng(seed)
     tp = rng.binomial(n_pos, (y & d).sum() / max(n_pos, 1), size=samples)
     fp = rng.binomial(n_neg, (~y & d).sum() / max(n_neg, 1), size=samples)
-    never = fn_cost * max(n_pos, 1)
-    cost = (fn_cost * (n_pos - tp) + fp_cost * fp) / never
+    m = (np.full(n_pos, float(fn_cost)) if miss_costs is None
+         else np.asarray(miss_costs, dtype=float)[y])
+    hit = d[y].astype(float)
+    if miss_costs is None:
+        cost = (fn_cost * (n_pos - tp) + fp_cost * fp) / (fn_cost * max(n_pos, 1))
+    else:
+        missed, never = positive_sums(rng, samples, [m * (1 - hit), m])
+        cost = (missed + fp_cost * fp) / np.where(never > 0, never, 1.0)
     pos, neg = ap_levels(y, scores)
     step = max(1, chunk // max(len(neg), 1))
     ap = np.concatenate([
@@ -154,8 +189,8 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
         "recall_lower": float(np.quantile(tp / max(n_pos, 1), 1 - confidence)),
         "pr_auc": float(weighted_ap(pos, neg)),
         "pr_auc_lower": float(np.quantile(ap, 1 - confidence)),
-        "normalised_cost": float((fn_cost * (n_pos - (y & d).sum()) + fp_cost * (~y & d).sum())
-                                 / never),
+        "normalised_cost": float((m @ (1 - hit) + fp_cost * (~y & d).sum())
+                                 / max(m.sum(), 1e-300)),
         "cost_upper": float(np.quantile(cost, confidence)),
     }
 
@@ -180,7 +215,8 @@ def fair_rows(test_rows, *, champion_train, candidate_train) -> tuple[np.ndarray
 
 def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decisions,
                    champion_version: str | None, champion_error: str | None, fn_cost: float,
-                   fp_cost: float, seed: int, fair: tuple | None = None) -> dict | None:
+                   fp_cost: float, seed: int, fair: tuple | None = None,
+                   miss_costs=None) -> dict | None:
     """Add the champion comparison's gates through ``gate``; returns the bootstrap figures.
 
     ``fair`` is :func:`fair_rows`' (mask, overlap): the comparison uses only those rows.
@@ -199,6 +235,7 @@ def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decision
     if fair is not None:
         mask, overlap = fair
         y, cand, champ = y[mask], cand[mask], champ[mask]
+        miss_costs = None if miss_costs is None else np.asarray(miss_costs)[mask]
         positives = int(np.asarray(y).astype(bool).sum())
         overlap["fair_positives"] = positives
         left_out = (f"{overlap['champion_trained_on']} the champion trained on"
@@ -213,7 +250,7 @@ def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decision
         if not enough:
             return {"champion": champion_version, "overlap": overlap}
     comparison = paired_bootstrap(
-        y, cand, champ, fn_cost=fn_cost, fp_cost=fp_cost,
+        y, cand, champ, fn_cost=fn_cost, fp_cost=fp_cost, miss_costs=miss_costs,
         samples=gates.bootstrap_samples, confidence=gates.confidence, seed=seed)
     comparison.update(champion=champion_version, overlap=overlap)
     gate("champion_cost", comparison["cost_diff_upper"] <= gates.cost_margin,
@@ -228,7 +265,7 @@ def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decision
 
 
 def candidate_bounds(gates: Gates, y_test, cand_scores, cand_decisions, *, fn_cost: float,
-                     fp_cost: float, seed: int) -> dict | None:
+                     fp_cost: float, seed: int, miss_costs=None) -> dict | None:
     """The bootstrap bounds the absolute gates judge (None when they judge point estimates)."""
     if gates.absolute_gates != "bound":
         return None
@@ -237,7 +274,7 @@ def candidate_bounds(gates: Gates, y_test, cand_scores, cand_decisions, *, fn_co
                          "cand_decisions")
     return candidate_bootstrap(y_test, cand_scores, cand_decisions, fn_cost=fn_cost,
                                fp_cost=fp_cost, samples=gates.bootstrap_samples,
-                               confidence=gates.confidence, seed=seed)
+                               confidence=gates.confidence, seed=seed, miss_costs=miss_costs)
 
 
 def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None) -> None:
@@ -281,10 +318,13 @@ def evaluate_gates(
     fn_cost: float,
     fp_cost: float,
     seed: int = 0,
+    miss_costs=None,
 ) -> dict:
     """Judge a candidate: fixed minimums, then the champion comparison on fair rows.
 
     Args:
+        miss_costs: What missing each test row costs (per-row costs, e.g. amounts); None:
+            ``fn_cost`` for every positive.
         test_rows, train_rows: Content hashes of the candidate's test rows (one per row) and
             training rows; with ``champion_train_rows`` (None when the champion has none) the
             comparison leaves out rows either model trained on.
@@ -309,7 +349,7 @@ def evaluate_gates(
     if not enough:
         return {"status": "refused", "gates": rows, "comparison": None, "bounds": None}
     bounds = candidate_bounds(gates, y_test, cand_scores, cand_decisions, fn_cost=fn_cost,
-                              fp_cost=fp_cost, seed=seed)
+                              fp_cost=fp_cost, seed=seed, miss_costs=miss_costs)
     absolute_gates(gate, metrics, gates, bounds=bounds)
     fair = None
     if test_rows is not None and champion_version is not None and champion_error is None:
@@ -319,7 +359,7 @@ def evaluate_gates(
                                 champ_decisions=champ_decisions,
                                 champion_version=champion_version,
                                 champion_error=champion_error, fn_cost=fn_cost,
-                                fp_cost=fp_cost, seed=seed, fair=fair)
+                                fp_cost=fp_cost, seed=seed, fair=fair, miss_costs=miss_costs)
     failed = {r["gate"] for r in rows if not r["passed"]}
     status = ("refused" if "champion_fair_rows" in failed else
               "rejected" if failed else "passed")

@@ -263,3 +263,50 @@ def test_too_few_fair_rows_refuse_the_comparison():
     assert v["status"] == "refused"
     row = next(g for g in v["gates"] if g["gate"] == "champion_fair_rows")
     assert not row["passed"] and "too few positives left" in row["detail"]
+
+
+# ---------------------------------------------------------------- money per row
+
+
+def test_money_bootstrap_with_equal_amounts_matches_the_count_bootstrap():
+    """Check that per-row miss costs that are all equal give the count bootstrap's point
+    estimates and nearly its bounds (the two resample differently, so bounds differ a little)."""
+    rng = np.random.default_rng(3)
+    y = (rng.random(3000) < 0.05).astype(int)
+    cand = np.where(y == 1, rng.random(3000) < 0.8, rng.random(3000) < 0.05)
+    champ = np.where(y == 1, rng.random(3000) < 0.7, rng.random(3000) < 0.06)
+    kw = {"fn_cost": 10.0, "fp_cost": 1.0, "samples": 2000, "confidence": 0.95, "seed": 0}
+    counts = paired_bootstrap(y, cand, champ, **kw)
+    money = paired_bootstrap(y, cand, champ, miss_costs=np.full(len(y), 10.0), **kw)
+    assert money["cost_diff"] == pytest.approx(counts["cost_diff"])
+    assert money["recall_drop"] == pytest.approx(counts["recall_drop"])
+    assert money["cost_diff_upper"] == pytest.approx(counts["cost_diff_upper"], abs=0.02)
+    scores = np.where(cand, 0.9, 0.1) + rng.random(3000) * 0.01
+    one = candidate_bootstrap(y, scores, cand, **kw)
+    other = candidate_bootstrap(y, scores, cand, miss_costs=np.full(len(y), 10.0), **kw)
+    assert other["normalised_cost"] == pytest.approx(one["normalised_cost"])
+    assert other["cost_upper"] == pytest.approx(one["cost_upper"], abs=0.02)
+
+
+def test_money_bootstrap_counts_the_expensive_miss():
+    """Check that with amounts the comparison speaks money: a candidate that catches more
+    small frauds but misses the one large fraud the champion catches is cheaper by counts and
+    dearer in money, and the gate rejects it on money."""
+    y = np.r_[np.ones(40, int), np.zeros(2000, int)]
+    amounts = np.r_[np.full(39, 10.0), 5000.0, np.zeros(2000)]
+    cand = np.r_[np.ones(39, bool), False, np.zeros(2000, bool)]  # misses only the large one
+    champ = np.r_[np.ones(30, bool), np.zeros(9, bool), True, np.zeros(2000, bool)]
+    kw = {"fn_cost": 10.0, "fp_cost": 1.0, "samples": 2000, "confidence": 0.95, "seed": 0}
+    assert paired_bootstrap(y, cand, champ, **kw)["cost_diff"] < 0
+    money = paired_bootstrap(y, cand, champ, miss_costs=amounts, **kw)
+    assert money["cost_diff"] == pytest.approx((5000 - 90) / amounts.sum())
+    assert money["cost_diff_upper"] > 0
+    verdict = evaluate_gates(
+        {"positives": 40, "prevalence": 40 / 2040, "pr_auc": 0.9,
+         "at_threshold": {"recall": 39 / 40, "normalised_cost": 5000 / amounts.sum()}},
+        Gates(absolute_gates="point", max_normalised_cost=1.0, min_recall=0.0,
+              min_test_positives=10),
+        y_test=y, cand_decisions=cand, champ_decisions=champ, champion_version="v0001",
+        fn_cost=10.0, fp_cost=1.0, miss_costs=amounts)
+    assert verdict["status"] == "rejected"
+    assert not next(g for g in verdict["gates"] if g["gate"] == "champion_cost")["passed"]
