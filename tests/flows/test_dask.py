@@ -109,22 +109,32 @@ def test_unreachable_scheduler_is_a_config_error(prefect_harness, tmp_path, demo
 
 
 @pytest.mark.slow
-def test_dask_time_budget_skips_unfinished_candidates(prefect_harness, demo_small):
-    """Check that when the budget runs out the first candidate still completes and the
-    candidates whose fits had not finished are reported as skipped, not fitted."""
+def test_dask_safety_stop_skips_unfinished_candidates(prefect_harness, demo_small):
+    """Check that when the wall-clock safety stop passes on Dask, the fits not finished are
+    cancelled, their candidates reported as skipped (never as fitted), and the search log
+    says it was cut short."""
+    import time
+
     from schemas.demo import LABEL as label
     from tasks.candidates import CandidateSpec
-    from tasks.scaleout import cross_validate_on_dask
+    from tasks.scaleout import dask_fit_jobs
+    from tasks.search import SearchPlan, run_search
     from tasks.split import cv_folds
+    from tasks.threshold import DecisionCosts
     from tasks.validate import validate_training_data
 
     data = validate_training_data(demo_small, label=label, positive="1", test_size=0.2,
                                   n_folds=5)
     folds = cv_folds(data.y, n_folds=5, seed=0)
     specs = [CandidateSpec("logreg"), CandidateSpec("hgb"), CandidateSpec("rf")]
-    results, _ = cross_validate_on_dask(
-        specs, data.X, data.y, data.schema, folds, fn_cost=10, fp_cost=1, seed=0,
-        strategy=StrategyConfig(executor="dask", dask_workers=1, time_budget_s=0.01))
+    strategy = StrategyConfig(executor="dask", dask_workers=1)
+    with dask_fit_jobs(specs, data.X, data.y, data.schema, folds, strategy=strategy, seed=0,
+                       deadline=time.time() + 0.01) as (fit_jobs, _):
+        results, log = run_search(specs, data.y, folds, fit_jobs=fit_jobs,
+                                  costs=DecisionCosts(fn_cost=10, fp_cost=1),
+                                  plan=SearchPlan())
     assert [r.spec for r in results] == specs
-    assert results[0].ok and len(results[0].fold_models) == 5
-    assert results[-1].status == "skipped" and "time budget" in results[-1].error
+    assert log.stopped_early == "the wall-clock safety stop"
+    unfinished = [r for r in results if not r.ok]
+    assert unfinished and all(r.status == "skipped" and "safety stop" in r.error
+                              for r in unfinished)
