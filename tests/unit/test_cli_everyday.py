@@ -45,6 +45,16 @@ def test_version_flag():
     assert done.exit_code == 0 and done.output.strip() == "rareflow 0.3.0"
 
 
+def test_train_help_shows_defaults_and_required_markers():
+    """Check that `train --help` marks the required options and shows the defaults."""
+    done = run("train", "--help", env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    lines = {line.split()[1]: line for line in done.output.splitlines()
+             if line.strip("│ ").startswith("--")}
+    assert "required" in lines["--data"] and "required" in lines["--label"]
+    assert "(default: 10.0)" in lines["--fn-cost"] and "(default: 5)" in lines["--folds"]
+
+
 def test_project_defaults_precedence(tmp_path, monkeypatch):
     """Check that flags beat --config, which beats RAREFLOW_* variables, which beat
     rareflow.yaml, which beats the built-in defaults."""
