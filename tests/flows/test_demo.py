@@ -7,6 +7,7 @@ import pytest
 
 from flows.cli import run_training
 from flows.demo import DEMO_NAME, run_demo
+from schemas.config import DEMO_QUICK
 from schemas.errors import EXIT_OK
 from tasks import signing
 from tasks.registry import Registry
@@ -22,8 +23,9 @@ def test_demo_without_a_key_signs_and_promotes_its_first_model(prefect_harness, 
     for name in (signing.KEY_ENV, signing.KEY_FILE_ENV, signing.KEY_BLOCK_ENV,
                  signing.ALLOW_UNSIGNED_ENV):
         monkeypatch.setenv(name, "")  # restored afterwards, also the key file the demo sets
+    monkeypatch.chdir(tmp_path)  # the demo writes ./rareflow.yaml for the README's commands
     said: list[str] = []
-    code = run_demo(tmp_path, rows=20_000, registry=None, time_budget_s=60,
+    code = run_demo(tmp_path, size=DEMO_QUICK, registry=None, time_budget_s=600,
                     train=run_training, say=said.append)
     assert code == EXIT_OK, "\n".join(said)
     key_file = tmp_path / "signing.key"
@@ -38,4 +40,5 @@ def test_demo_without_a_key_signs_and_promotes_its_first_model(prefect_harness, 
     assert all(g["value"] != g["point"] for g in first["gates"]
                if g["gate"] in ("min_recall", "max_normalised_cost"))  # bounds were judged
     assert reg.history()[0]["version"] == "v0001"
+    assert (tmp_path / "rareflow.yaml").is_file()
     assert (reg.version_dir("v0001") / signing.SIGNATURE_FILE).is_file()
