@@ -67,11 +67,11 @@ def print_training_summary(result: dict) -> None:
                f"{result['champion']}  [{result['registry']}]")
 
 
-def run_training(config: T) -> int:
+def run_training(config: T, trigger=None) -> int:
     """Run the training flow, print its summary; exit 0 promoted, 3 not promoted."""
     from flows.training import training_flow
 
-    result = training_flow(config)
+    result = training_flow(config, trigger=trigger)
     print_training_summary(result)
     return EXIT_OK if result["promoted"] else EXIT_REJECTED
 
@@ -199,11 +199,11 @@ def monitor(
 @reported
 def demo(
     out_dir: str = typer.Option("rareflow-demo", "--dir", help="Where demo files go."),
-    rows: int = typer.Option(100_000, "--rows", help="Rows of demo training data."),
+    rows: int = typer.Option(50_400, "--rows", help="Rows of the demo stream (12 weeks)."),
     registry: str = typer.Option(None, "--registry", help="Default: <dir>/registry."),
     time_budget: float = typer.Option(300, "--time-budget", help="Candidate search budget, s."),
 ) -> int:
-    """Make demo data, train and promote, retrain and gate, score a drifted batch, monitor it."""
+    """The loop on a data source: ingest, train on a window, monitor, drift, retrain, gate."""
     from flows.demo import run_demo
 
     return run_demo(Path(out_dir), rows=rows, registry=registry, time_budget_s=time_budget,
