@@ -30,7 +30,7 @@ from flows.cli_support import (
     reported,
     setup,
 )
-from schemas.config import DEMO_FULL, DEMO_QUICK
+from schemas.config import DEMO_FULL, DEMO_QUICK, LOOP_ROWS, StrategyConfig
 from schemas.config import IngestConfig as I
 from schemas.config import MonitoringConfig as M
 from schemas.config import ScoringConfig as S
@@ -91,13 +91,15 @@ def print_training_summary(result: dict) -> None:
                f"{result['champion']}  [{result['registry']}]")
 
 
-def run_training(config: T, server: FlowServer | None = None) -> int:
-    """Run the training flow, print its summary; exit 0 promoted, 3 not promoted."""
+def run_training(config: T, server: FlowServer | None = None, trigger=None) -> int:
+    """Run the training flow, print its summary; exit 0 promoted, 3 not promoted.
+
+    ``trigger`` is the event a deployment trigger would pass (its source and as_of win)."""
     from flows.training import training_flow
 
     if server is not None:
         server.activate()
-    result = training_flow(config)
+    result = training_flow(config, trigger=trigger)
     print_training_summary(result)
     return EXIT_OK if result["promoted"] else EXIT_REJECTED
 
@@ -256,13 +258,25 @@ def demo(
     full: bool = typer.Option(False, "--full", help=f"The {DEMO_FULL.rows:,}-row demo: "
                               f"{DEMO_FULL.n_folds} folds, up to {DEMO_FULL.max_candidates} "
                               "candidates (minutes instead of about 90 s)."),
+    loop: bool = typer.Option(False, "--loop", help="The loop on a living data source instead: "
+                              "ingest, train on a window, monitor, drift, retrain, gate."),
     rows: int = typer.Option(None, "--rows", min=2_000, help=f"Rows of each demo table "
-                             f"(default {DEMO_QUICK.rows:,}; {DEMO_FULL.rows:,} with --full)."),
+                             f"(default {DEMO_QUICK.rows:,}; {DEMO_FULL.rows:,} with --full; "
+                             f"{LOOP_ROWS:,} in the stream with --loop)."),
     registry: str = typer.Option(None, "--registry", help="Default: <dir>/registry."),
-    time_budget: float = typer.Option(300, "--time-budget", help="Candidate search budget, s."),
+    time_budget: float = typer.Option(
+        StrategyConfig.model_fields["time_budget_s"].default, "--time-budget",
+        help="Wall-clock safety stop of each strategy search, s."),
 ) -> int:
-    """Make demo data, train and promote, retrain and gate, score a drifted batch, monitor it."""
+    """Make demo data, train and promote, retrain and gate, score a drifted batch, monitor it
+    (--loop: the loop on a data source)."""
     server = FlowServer()
+    if loop:
+        from flows.demo_loop import run_demo as run_loop
+
+        server.activate()
+        return run_loop(Path(out_dir), rows=rows or LOOP_ROWS, registry=registry,
+                        time_budget_s=time_budget, train=run_training, say=typer.echo)
     from flows.demo import run_demo
 
     size = DEMO_FULL if full else DEMO_QUICK

@@ -279,6 +279,7 @@ class DemoSize(_Model):
 
 DEMO_QUICK = DemoSize()  # every step in about a minute and a half on 2 cores
 DEMO_FULL = DemoSize(rows=100_000, n_folds=5, max_candidates=12)  # `rareflow demo --full`
+LOOP_ROWS = 50_400  # `rareflow demo --loop`: 12 weeks x 600 rows a day
 
 
 class TrainingConfig(_Model):
