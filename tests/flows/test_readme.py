@@ -34,11 +34,12 @@ def demo_folder(prefect_harness, tmp_path_factory):
     base = tmp_path_factory.mktemp("readme")
     demo = base / "rareflow-demo"
     strategy = StrategyConfig(model="hgb", sampler="none", class_weight="balanced")
-    for key, seed in (("train", 0), ("retrain", 1)):
-        data = write_table(make_demo_data(8000, seed=seed), demo / f"{key}.parquet")
-        training_flow(TrainingConfig(data=str(data), label="is_fraud", positive="1",
-                                     registry=str(demo / "registry"), name="demo",
-                                     split=SplitConfig(n_folds=3), strategy=strategy))
+    for key, seed in (("train", 0), ("retrain", 1)):  # the demo's table size: the bound
+        data = write_table(make_demo_data(20_000, seed=seed), demo / f"{key}.parquet")  # gates
+        result = training_flow(TrainingConfig(data=str(data), label="is_fraud", positive="1",
+                                              registry=str(demo / "registry"), name="demo",
+                                              split=SplitConfig(n_folds=3), strategy=strategy))
+        assert key == "retrain" or result["promoted"], result["verdict"]
     write_table(make_demo_data(4000, seed=2, drift=True), demo / "drifted.parquet")
     remember_project("rareflow-demo/registry", "demo", cwd=base)
     return base
