@@ -32,7 +32,7 @@ WORKER = textwrap.dedent(r'''
     import numpy as np, pandas as pd
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
-    import tasks.registry as registry_module
+    import tasks.versions as registry_module  # writes the version files (joblib.dump)
     from tasks.champion import ChampionLog
     from tasks.registry import Registry
 
