@@ -216,7 +216,8 @@ CASES: list[Case] = [
            r"duplicate column names: \['amount'\]"),
     _train("non-utf8", "latin1.csv", _latin1, r"not UTF-8 text"),
     _train("missing-path", "does_not_exist.csv", _nothing, r"does not exist"),
-    _train("directory", "a_folder.csv", _directory, r"is a directory"),
+    # a folder is a data source of partitions (issue 14): one without the label is named
+    _train("directory", "a_folder.csv", _directory, r"label column 'is_fraud' is missing"),
     # -- labels -----------------------------------------------------------------------------
     _train("missing-label", "no_label.csv", _with(lambda df: df.drop(columns=[LABEL])),
            r"label column 'is_fraud' is missing"),
