@@ -42,6 +42,21 @@ def positive_sums(rng, samples: int, vectors: list[np.ndarray], chunk: int = 256
     return [np.concatenate(acc) for acc in out]
 
 
+def positive_misses(rng, pos, a_pos, b_pos, m, *, fn_cost: float, samples: int,
+                    per_row: bool) -> tuple:
+    """Per resample: each model's hits among the positives, what its misses cost, and what
+    missing every positive costs (``pos``: the resampled 2x2 cells; row by row instead when
+    positives cost differently)."""
+    if not per_row:  # every positive costs the same: the cell counts are enough
+        cand_tp, champ_tp = pos[:, 0] + pos[:, 1], pos[:, 0] + pos[:, 2]
+        n_pos = len(m)
+        return (cand_tp, champ_tp, fn_cost * (n_pos - cand_tp), fn_cost * (n_pos - champ_tp),
+                fn_cost * n_pos)
+    cand_tp, champ_tp, cand_missed, champ_missed, never = positive_sums(
+        rng, samples, [a_pos, b_pos, m * (1 - a_pos), m * (1 - b_pos), m])
+    return cand_tp, champ_tp, cand_missed, champ_missed, np.where(never > 0, never, 1.0)
+
+
 def paired_bootstrap(
     y,
     cand_decisions,
@@ -59,10 +74,8 @@ def paired_bootstrap(
     Rows are resampled with replacement within each class (so every resample has the test
     part's positive count) and both models are judged on the same resampled rows. Only the
     2x2 agreement counts per class matter, so each resample is a multinomial draw over those
-    four cells: exact for the row bootstrap and fast for any number of rows.
-
-    With ``miss_costs`` (what missing each row costs, e.g. its amount) the positives are
-    resampled row by row instead, so each missed positive counts at its own cost.
+    four cells: exact for the row bootstrap and fast for any number of rows. With
+    ``miss_costs`` (each row's cost of a miss, e.g. its amount) positives are drawn row by row.
 
     Returns:
         Point estimates and one-sided bounds: ``cost_diff_upper`` (candidate cost minus
@@ -82,19 +95,13 @@ def paired_bootstrap(
     pos_cells, neg_cells = cells(y), cells(~y)
     pos = rng.multinomial(n_pos, pos_cells / max(n_pos, 1), size=samples)
     neg = rng.multinomial(n_neg, neg_cells / max(n_neg, 1), size=samples)
-    # hits among positives, flags among negatives
-    cand_tp, champ_tp = pos[:, 0] + pos[:, 1], pos[:, 0] + pos[:, 2]
-    cand_fp, champ_fp = neg[:, 0] + neg[:, 1], neg[:, 0] + neg[:, 2]
+    cand_fp, champ_fp = neg[:, 0] + neg[:, 1], neg[:, 0] + neg[:, 2]  # flags among negatives
     m = (np.full(n_pos, float(fn_cost)) if miss_costs is None
          else np.asarray(miss_costs, dtype=float)[y])
     a_pos, b_pos = a[y].astype(float), b[y].astype(float)
-    if miss_costs is None:  # every positive costs the same: the cell counts are enough
-        never = fn_cost * n_pos
-        cand_missed, champ_missed = fn_cost * (n_pos - cand_tp), fn_cost * (n_pos - champ_tp)
-    else:
-        cand_tp, champ_tp, cand_missed, champ_missed, never = positive_sums(
-            rng, samples, [a_pos, b_pos, m * (1 - a_pos), m * (1 - b_pos), m])
-        never = np.where(never > 0, never, 1.0)
+    cand_tp, champ_tp, cand_missed, champ_missed, never = positive_misses(
+        rng, pos, a_pos, b_pos, m, fn_cost=fn_cost, samples=samples,
+        per_row=miss_costs is not None)
     cost_diff = (cand_missed + fp_cost * cand_fp - champ_missed - fp_cost * champ_fp) / never
     recall_drop = (champ_tp - cand_tp) / n_pos
     point_cost = ((m @ (1 - a_pos) + fp_cost * neg_cells[:2].sum())
@@ -318,13 +325,11 @@ def evaluate_gates(
     fn_cost: float,
     fp_cost: float,
     seed: int = 0,
-    miss_costs=None,
+    miss_costs=None,  # each test row's cost of a miss (e.g. amounts); None: fn_cost
 ) -> dict:
     """Judge a candidate: fixed minimums, then the champion comparison on fair rows.
 
     Args:
-        miss_costs: What missing each test row costs (per-row costs, e.g. amounts); None:
-            ``fn_cost`` for every positive.
         test_rows, train_rows: Content hashes of the candidate's test rows (one per row) and
             training rows; with ``champion_train_rows`` (None when the champion has none) the
             comparison leaves out rows either model trained on.
