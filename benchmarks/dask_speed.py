@@ -93,6 +93,9 @@ def run(path: Path, registry: Path, strategy: dict, env: dict) -> dict:
 
 
 def main(argv=None) -> int:
+    from _key import ensure_signing_key
+
+    ensure_signing_key()  # benchmarks write registries of their own
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=30_000)
     p.add_argument("--workers", type=int, default=2)

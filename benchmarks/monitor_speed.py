@@ -186,6 +186,9 @@ def cli_runs(config, *, registry: str, batch_path: Path, home: Path, runs: int) 
 
 
 def main() -> None:
+    from _key import ensure_signing_key
+
+    ensure_signing_key()  # benchmarks write registries of their own
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--train-rows", type=int, default=20_000)

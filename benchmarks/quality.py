@@ -492,6 +492,9 @@ def _stop_on_sigterm(signum, frame):
 
 
 def main(argv=None) -> int:
+    from _key import ensure_signing_key
+
+    ensure_signing_key()  # benchmarks write registries of their own
     args = parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

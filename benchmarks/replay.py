@@ -390,6 +390,9 @@ def render(saved: Path, out: Path) -> None:
 
 
 def main() -> None:
+    from _key import ensure_signing_key
+
+    ensure_signing_key()  # benchmarks write registries of their own
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--weeks", type=int, default=20)
