@@ -370,7 +370,7 @@ def verdicts(summary: dict, timing: dict | None = None) -> dict:
         "not_worse_than_linear_everywhere": bool(ours_costs)
         and all(r.get("not_worse_than_linear", False) for r in rows.values()),
         "time_ratio_max": max(ratios) if ratios else None,
-        "meets_time_target": bool(ratios) and max(ratios) <= TARGET_TIME_RATIO,
+        "meets_time_target": bool(ratios and max(ratios) <= TARGET_TIME_RATIO),
         "complete": complete,
     }
 
@@ -584,7 +584,8 @@ def _run(args, manifest: dict, names: list[str], work: Path) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(
         {"meta": meta, "verdict": verdict, "summary": summary, "per_fold": per_fold},
-        indent=2), encoding="utf-8")
+        indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)),
+        encoding="utf-8")
     (args.out / "quality.md").write_text(markdown(summary, verdict, meta), encoding="utf-8")
     print(markdown(summary, verdict, meta))
     return 0
