@@ -167,13 +167,14 @@ class StrategyConfig(_Model):
         "then are skipped and the run says so (the search's work is otherwise fixed in "
         "advance by screen_folds and finalists, never by the clock).",
     )
-    screen_folds: int = Field(
-        2, ge=1, le=20,
-        description="Folds every candidate is fitted on before the clearly worse ones are "
-        "dropped (racing).",
+    screen_folds: int | None = Field(
+        None, ge=1, le=20,
+        description="Racing, opt-in: folds every candidate is fitted on before the clearly "
+        "worse ones are dropped. None (default): every candidate on every fold (quality "
+        "benchmark mean cost 0.313 that way, 0.326 racing with 2 folds and 4 finalists).",
     )
     finalists: int = Field(
-        4, ge=1, le=64, description="Most candidates fitted on every fold after screening.")
+        4, ge=1, le=64, description="With racing: most candidates fitted on every fold.")
     max_candidates: int = Field(
         12, ge=1, le=64, description="Most candidate strategies `auto` cross-validates."
     )

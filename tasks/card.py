@@ -119,10 +119,12 @@ def cost_text(costs: dict) -> str:
 def card_search(search: dict | None) -> list[str]:
     if not search:
         return []
-    lines = [f"- Search: {search['fits']} fold fits, planned before any fit (every candidate "
-             f"on {search['plan']['screen_folds']} folds, then at most "
-             f"{search['plan']['finalists']} on all {search['plan']['folds']}); "
-             f"{len(search['dropped'])} candidates dropped after screening."]
+    plan = search["plan"]
+    lines = [f"- Search: {search['fits']} fold fits, planned before any fit "
+             + (f"(every candidate on all {plan['folds']} folds)." if not plan["screen_folds"]
+                else f"(racing: every candidate on {plan['screen_folds']} folds, then at most "
+                     f"{plan['finalists']} on all {plan['folds']}); {len(search['dropped'])} "
+                     "candidates dropped after screening.")]
     if search.get("stopped_early"):
         lines.append(f"- **The search was cut short by {search['stopped_early']}**: some "
                      "candidates were not finished, so another run may choose differently.")

@@ -1,5 +1,6 @@
-"""The strategy search's work plan: every candidate on a few folds, then the ones that can
-still win on the rest (racing), decided by the data alone, never by the clock.
+"""The strategy search's work plan, decided by the data alone, never by the clock: by default
+every candidate on every fold; with racing (``screen_folds`` set) every candidate on a few
+folds, then the ones that can still win on the rest.
 
 1. **Screen.** Every candidate is fitted on the first ``screen_folds`` folds, cheapest first.
    Its screening cost is honest: each screened fold is judged at the threshold chosen on the
@@ -48,13 +49,13 @@ FoldOutput = tuple  # (held-out scores, fitted model, seconds), as tasks.cv.fit_
 class SearchPlan:
     """How much work the search does, decided before it starts."""
 
-    screen_folds: int = 2
+    screen_folds: int | None = None  # None: no racing, every candidate on every fold
     finalists: int = 4
     drop_confidence: float = 0.95
 
     def most_fits(self, candidates: int, folds: int) -> int:
         """The fits the search makes at most: every candidate screened, finalists finished."""
-        if candidates <= 1 or folds <= self.screen_folds:
+        if self.screen_folds is None or candidates <= 1 or folds <= self.screen_folds:
             return candidates * folds
         return (candidates * self.screen_folds
                 + min(self.finalists, candidates) * (folds - self.screen_folds))
@@ -135,7 +136,8 @@ def run_search(specs: list[CandidateSpec], y, folds, *,
                           "drop_confidence": plan.drop_confidence, "folds": len(folds),
                           "candidates": len(specs)})
     k_all = list(range(len(folds)))
-    racing = len(specs) > 1 and len(folds) > plan.screen_folds
+    racing = (plan.screen_folds is not None and len(specs) > 1
+              and len(folds) > plan.screen_folds)
     screen = k_all[:plan.screen_folds] if racing else k_all
     outputs = fit_jobs([(i, k) for i in range(len(specs)) for k in screen])
     survivors = list(range(len(specs)))

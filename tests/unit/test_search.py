@@ -92,6 +92,21 @@ def test_one_candidate_is_fitted_on_every_fold_without_racing(data):
     assert log.dropped == {}
 
 
+def test_default_plan_fits_every_candidate_on_every_fold(data):
+    """Check that without screen_folds (the default) there is no racing: every candidate is
+    fitted on every fold and none is dropped, whatever the screening would have said."""
+    _, y, _, folds = data
+    calls = []
+    rng = np.random.default_rng(1)
+    results, log = run_search([CandidateSpec("logreg"), CandidateSpec("rf")], y, folds,
+                              fit_jobs=fake_jobs([y * 0.9, rng.random(len(y))], folds, calls),
+                              costs=COSTS, plan=SearchPlan())
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert sorted(calls) == [(i, k) for i in range(2) for k in range(5)]
+    assert log.dropped == {} and log.fits == 10
+    assert SearchPlan().most_fits(2, 5) == 10 and SearchPlan(screen_folds=2).most_fits(6, 5) == 24
+
+
 def _burn(seconds: float) -> None:
     end = time.time() + seconds
     while time.time() < end:
