@@ -14,7 +14,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
 from tasks.candidates import CandidateSpec
-from tasks.estimators import positive_scores
+from tasks.estimators import positive_scores, sequential_prediction
 from tasks.lean import fit_on_rows, trim_heap
 from tasks.pipeline import pipeline_for
 from tasks.threshold import (
@@ -167,8 +167,8 @@ def fit_fold(
     """
     started = time.perf_counter()
     y_fit = y[train_pos]
-    pipe = fit_on_rows(pipeline_for(spec, schema, y_fit, seed=seed, n_jobs=n_jobs), X,
-                       train_pos, y_fit)
+    pipe = sequential_prediction(fit_on_rows(
+        pipeline_for(spec, schema, y_fit, seed=seed, n_jobs=n_jobs), X, train_pos, y_fit))
     scores = positive_scores(pipe, X.iloc[held_pos])
     trim_heap()  # the fit's temporaries are freed: do not let the next fold start higher
     return scores, pipe, time.perf_counter() - started

@@ -16,6 +16,31 @@ from tasks.calibration import apply_platt
 from tasks.hyperparams import IFOREST_TREES
 
 
+def sequential_prediction(model):
+    """Make every fitted forest inside ``model`` predict with one thread, and return it.
+
+    A forest fitted with ``n_jobs > 1`` also predicts in threads, adding its trees'
+    probabilities in the order the threads finish: the last bits of a score then depend on
+    machine load, and two identical runs wrote different reference tables. Fitting stays
+    parallel (each tree is deterministic); predicting in tree order gives the same bytes.
+    """
+    seen, todo = set(), [model]
+    while todo:
+        est = todo.pop()
+        if id(est) in seen or not hasattr(est, "__dict__"):
+            continue
+        seen.add(id(est))
+        if hasattr(est, "estimators_") and getattr(est, "n_jobs", 1) not in (None, 1):
+            est.n_jobs = 1
+        for value in vars(est).values():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for item in items:
+                item = item[-1] if isinstance(item, tuple) else item  # pipeline steps
+                if isinstance(item, BaseEstimator):
+                    todo.append(item)
+    return model
+
+
 def positive_scores(estimator, X) -> np.ndarray:
     """Probability of class 1 from a fitted binary classifier."""
     proba = estimator.predict_proba(X)

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
 from tasks.candidates import CandidateSpec
-from tasks.estimators import CrossValBag, PlattCalibrated
+from tasks.estimators import CrossValBag, PlattCalibrated, sequential_prediction
 from tasks.pipeline import pipeline_for
 from tasks.served import RareflowClassifier, ThresholdedModel, class_values, served_classifier
 
@@ -74,7 +74,8 @@ def fit_final(
         info = {"final_model": f"average of the {len(fold_models)} cross-validation fold "
                                "models that chose the threshold (no refit)"}
     else:
-        model = pipeline_for(spec, schema, y, seed=seed, n_jobs=n_jobs).fit(X, y)
+        model = sequential_prediction(
+            pipeline_for(spec, schema, y, seed=seed, n_jobs=n_jobs).fit(X, y))
         seconds = time.perf_counter() - started
         logger.info("Fitted %s on %d rows in %.1f s", spec.name, len(y), seconds)
         info = {"final_model": f"refitted on all {len(y)} training rows"}

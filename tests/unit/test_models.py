@@ -267,3 +267,21 @@ def test_missing_category_scores_the_same_from_csv_and_parquet(tmp_path, model):
     np.testing.assert_array_equal(positive_scores(pipe, from_parquet), expected)
     np.testing.assert_array_equal(positive_scores(pipe, df.astype({"shop": "string"})),
                                   expected)
+
+
+def test_forests_predict_in_tree_order_whatever_the_fit_threads(tiny):
+    """Check that after fit_fold a forest fitted with 2 threads predicts with one (its trees'
+    probabilities added in tree order, so scores do not depend on thread timing), and that
+    its scores equal the threaded forest's to rounding."""
+    from tasks.cv import fit_fold
+
+    df, y, schema = tiny
+    rows = np.arange(len(y))
+    scores, pipe, _ = fit_fold(CandidateSpec("rf"), df, y, schema, rows, rows, seed=0, n_jobs=2)
+    forests = [s for s in pipe.named_steps.values() if hasattr(s, "estimators_")]
+    assert forests and all(f.n_jobs == 1 for f in forests)
+    threaded = _pipe(CandidateSpec("rf"), schema, y).fit(df, y)
+    for step in threaded.named_steps.values():
+        if hasattr(step, "estimators_"):
+            step.n_jobs = 2
+    np.testing.assert_allclose(threaded.predict_proba(df)[:, 1], scores, rtol=0, atol=1e-12)
