@@ -163,6 +163,16 @@ def import_time() -> float:
     return time.perf_counter() - start
 
 
+def bytecode_precompiled() -> bool:
+    """Whether evidently's modules have .pyc files (``[tool.uv] compile-bytecode``): without
+    them, and with PYTHONDONTWRITEBYTECODE set, every new process compiles them from source."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("evidently.core.datasets")
+    return bool(spec and spec.origin
+                and Path(importlib.util.cache_from_source(spec.origin)).exists())
+
+
 def cli_runs(config, *, registry: str, batch_path: Path, home: Path, runs: int) -> list:
     """``rareflow monitor`` as a new process, ``runs`` times with one PREFECT_HOME: the first
     creates Prefect's database, the others find it. Wall seconds and exit status of each."""
@@ -245,6 +255,7 @@ def main() -> None:
         "evidently_import_seconds": import_time(),
         "steps_seconds": steps,
         "python_dont_write_bytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
+        "bytecode_precompiled": bytecode_precompiled(),
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
                     "python": platform.python_version()},
     }
@@ -286,7 +297,8 @@ def markdown(r: dict) -> str:
               "(categorical); the classification report uses every matured row.",
               f"Machine: {r['machine']['cpus']} CPUs, 1-minute load average "
               f"{r['machine']['load_avg_1m']:.1f} at the end (shared with other jobs); "
-              f"PYTHONDONTWRITEBYTECODE set: {r['python_dont_write_bytecode']}.", ""]
+              f"PYTHONDONTWRITEBYTECODE set: {r['python_dont_write_bytecode']}; "
+              f"bytecode compiled at install: {r.get('bytecode_precompiled')}.", ""]
     return "\n".join(lines)
 
 
