@@ -99,6 +99,17 @@ def _window_field():
                  "to `as_of`, or the last `50000rows` (by event time); default: every row.")
 
 
+def _maturity_field(name: str):
+    """Label maturity: the same three fields in training and monitoring."""
+    return {"label_time_column": Field(None, description="Column with the time each label "
+                                       "became known (late labels)."),
+            "label_available_column": Field(None, description="Boolean column saying whether "
+                                            "the row's label is known."),
+            "label_delay_days": Field(0.0, ge=0, description="Labels younger than this many "
+                                      "days are not yet matured (from `label_time_column`, "
+                                      "else from `time_column`).")}[name]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -179,6 +190,10 @@ class StrategyConfig(_Model):
         12, ge=1, le=64, description="Most candidate strategies `auto` cross-validates."
     )
     n_jobs: int = Field(1, ge=1, le=64, description="Candidates cross-validated in parallel.")
+    simpler_within_se: float = Field(
+        1.0, ge=0, description="One-standard-error rule: a simpler candidate (linear, then one "
+        "model, then a blend) wins when its CV cost is within this many paired standard errors "
+        "of the lowest; 0: the lowest CV cost wins.")
     calibrate: CalibrationMode = Field(
         "auto",
         description="Calibrate scores (sigmoid, CV on train) when it lowers CV cost or Brier.",
@@ -299,16 +314,9 @@ class TrainingConfig(_Model):
         None, description="Train on the source as it was known at this time: rows up to it whose "
         "labels had matured by it (default: now; the version records the time used)."
     )
-    label_time_column: str | None = Field(
-        None, description="Column with the time each label became known (late labels)."
-    )
-    label_available_column: str | None = Field(
-        None, description="Boolean column saying whether the row's label is known."
-    )
-    label_delay_days: float = Field(
-        0.0, ge=0, description="Labels younger than this many days are not yet matured (from "
-        "`label_time_column`, else from `time_column`)."
-    )
+    label_time_column: str | None = _maturity_field("label_time_column")
+    label_available_column: str | None = _maturity_field("label_available_column")
+    label_delay_days: float = _maturity_field("label_delay_days")
     costs: Costs = Field(default_factory=Costs)
     split: SplitConfig = Field(default_factory=SplitConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
@@ -410,15 +418,9 @@ class MonitoringConfig(_Model):
     min_positives: int = Field(
         20, ge=1, description="Fewer matured positives than this: refuse to judge."
     )
-    label_time_column: str | None = Field(
-        None, description="Column with the time each label became known (late labels)."
-    )
-    label_available_column: str | None = Field(
-        None, description="Boolean column saying whether the row's label is known."
-    )
-    label_delay_days: float = Field(
-        0.0, ge=0, description="Labels younger than this many days are not yet matured."
-    )
+    label_time_column: str | None = _maturity_field("label_time_column")
+    label_available_column: str | None = _maturity_field("label_available_column")
+    label_delay_days: float = _maturity_field("label_delay_days")
     as_of: str | None = Field(None, description="Reference time for maturity (default: now).")
 
     _window = field_validator("window", mode="before")(lambda v: check_window(v))

@@ -11,6 +11,7 @@ MILD_RATE = 0.10  # positive rate above this: mild imbalance
 MIN_INTERPOLATION_POSITIVES = 12  # fewer positives: no SMOTE-like samplers
 BIG_TABLE_ROWS = 20_000  # from here on, random undersampling is a (fast) candidate
 EXOTIC_FAMILIES = ("resampled", "anomaly")
+LINEAR_MODELS = ("logreg",)  # the simplest candidates of the one-standard-error rule
 
 
 @dataclass(frozen=True)

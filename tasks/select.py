@@ -10,7 +10,8 @@ How ``auto`` chooses (each step measured on out-of-fold scores, never on the tes
    judged at a threshold chosen on the *other* folds.
 3. :func:`blend_result` adds two ensembles of core candidates without refitting anything:
    the average of the two best, and the average of all of them.
-4. :func:`choose_best` takes the lowest CV cost among core candidates and blends. A
+4. :func:`choose_best` takes the lowest CV cost among core candidates and blends, or the
+   simplest of them within one paired standard error of it (``simpler_within_se``). A
    resampled or anomaly-detection candidate must win by more than one fold standard
    deviation (and one paired standard error): with few positives a CV cost is noisy and
    the exotic candidates otherwise win by luck.
@@ -37,11 +38,17 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sklearn.metrics import brier_score_loss
 
-from schemas.config import CALIBRATION_MODES, Costs, TrainingConfig
+from schemas.config import CALIBRATION_MODES, Costs, StrategyConfig, TrainingConfig
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
 from tasks.calibration import apply_platt, fit_platt
-from tasks.candidates import BLEND, EXOTIC_FAMILIES, CandidateSpec, candidate_specs
+from tasks.candidates import (
+    BLEND,
+    EXOTIC_FAMILIES,
+    LINEAR_MODELS,
+    CandidateSpec,
+    candidate_specs,
+)
 from tasks.cv import SKIPPED, CVResult, fit_fold, require_candidates, score_oof
 from tasks.plots import calibration_markdown, calibration_summary, cost_curve_markdown
 from tasks.search import SearchLog, SearchPlan, local_fit_jobs, run_search
@@ -49,6 +56,7 @@ from tasks.split import cv_folds
 from tasks.threshold import DecisionCosts
 
 logger = logging.getLogger(__name__)
+SIMPLER_WITHIN_SE = StrategyConfig.model_fields["simpler_within_se"].default
 
 
 @dataclass
@@ -95,13 +103,39 @@ def _paired_se(a: CVResult, b: CVResult) -> float:
     return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
 
 
-def choose_best(results: list[CVResult]) -> CVResult:
-    """The lowest CV cost, with a stability rule for resampled and anomaly candidates.
+def complexity(spec: CandidateSpec) -> int:
+    """How flexible a strategy is: 0 linear, 1 one model, 2 a blend of two, 3 of more."""
+    if spec.model == BLEND:
+        return 2 if len(spec.members) <= 2 else 3
+    return 0 if spec.model in LINEAR_MODELS else 1
 
-    Core candidates and blends compete on CV cost alone (ties: lower spread, then the
-    earlier, simpler candidate). A resampled or anomaly-detection candidate replaces that
-    winner only if its CV cost is lower by more than the winner's fold standard deviation
-    and the paired standard error of the difference.
+
+def simplest_within(best: CVResult, plain: list[CVResult], *, se: float) -> CVResult:
+    """The one-standard-error rule on paired folds: the simplest candidate whose CV cost is
+    within ``se`` paired standard errors of the lowest. On weak-signal data the differences
+    between candidates are mostly fold noise, and the flexible ones do not generalise."""
+    if se <= 0:
+        return best
+    simpler = sorted((r for r in plain if complexity(r.spec) < complexity(best.spec)),
+                     key=lambda r: (complexity(r.spec), r.cv_cost, r.cv_cost_std))
+    for r in simpler:
+        margin = se * _paired_se(best, r)
+        if r.cv_cost <= best.cv_cost + margin:
+            logger.info("%s is within %.4f (%g paired standard errors) of %s's CV cost: the "
+                        "simpler one is chosen", r.spec.name, margin, se, best.spec.name)
+            return r
+    return best
+
+
+def choose_best(results: list[CVResult], *,
+                simpler_within_se: float = SIMPLER_WITHIN_SE) -> CVResult:
+    """The lowest CV cost, made robust by two rules.
+
+    Core candidates and blends compete on CV cost; with ``simpler_within_se`` > 0 the simplest
+    of them within that many paired standard errors of the lowest wins
+    (:func:`simplest_within`; ties: lower spread, then the earlier candidate). A resampled or
+    anomaly-detection candidate replaces that winner only if its CV cost is lower by more than
+    the winner's fold standard deviation and the paired standard error of the difference.
     """
     ok = [r for r in results if r.ok]
     if not ok:
@@ -113,6 +147,7 @@ def choose_best(results: list[CVResult]) -> CVResult:
     if not plain:
         return min(ok, key=lambda r: (r.cv_cost, r.cv_cost_std))
     best = min(plain, key=lambda r: (r.cv_cost, r.cv_cost_std))
+    best = simplest_within(best, plain, se=simpler_within_se)
     for r in sorted((r for r in ok if r.spec.family in EXOTIC_FAMILIES),
                     key=lambda r: (r.cv_cost, r.cv_cost_std)):
         margin = max(best.cv_cost_std, _paired_se(best, r))
@@ -208,15 +243,16 @@ def select_strategy(
 
 
 def finish_selection(results: list[CVResult], y, folds, *, costs: DecisionCosts,
-                     calibrate: str = "auto",
-                     blend: bool = True) -> tuple[CVResult, list[CVResult]]:
+                     calibrate: str = "auto", blend: bool = True,
+                     simpler_within_se: float = SIMPLER_WITHIN_SE,
+                     ) -> tuple[CVResult, list[CVResult]]:
     """From the candidates' CV results: add blends, choose the winner, calibrate it."""
     skipped = [r.spec.name for r in results if r.status == SKIPPED]
     if skipped:
         logger.warning("Wall-clock safety stop: %s not finished", skipped)
     if blend:
         results = results + blend_candidates(results, y, folds, costs=costs)
-    best = choose_best(results)
+    best = choose_best(results, simpler_within_se=simpler_within_se)
     best = calibrate_result(best, y, folds, mode=calibrate, costs=costs)
     return best, results
 
@@ -304,7 +340,8 @@ def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *, config: Train
     if progress is not None:
         progress.finish()
     best, results = finish_selection(results, y, folds, costs=costs,
-                                     calibrate=strategy.calibrate)
+                                     calibrate=strategy.calibrate,
+                                     simpler_within_se=strategy.simpler_within_se)
     return best, results, {"executor": strategy.executor, "dask": timings,
                            "search": {**log.as_dict(),
                                       "seconds": round(time.perf_counter() - started, 3)}}

@@ -226,12 +226,14 @@ def test_exotic_candidate_needs_more_than_one_fold_std():
 
 
 def test_core_candidates_and_blends_compete_on_cost_alone():
-    """Check that among core candidates and blends the lowest CV cost wins."""
+    """Check that without the one-standard-error rule the lowest CV cost wins among core
+    candidates and blends."""
     a = _result("logreg", [0.5, 0.5, 0.5])
     b = _result("hgb", [0.49, 0.5, 0.5])
     blend = _result("x", [0.4, 0.5, 0.5], CandidateSpec("blend", members=(a.spec, b.spec)))
-    assert choose_best([a, b]) is b
-    assert choose_best([a, b, blend]) is blend
+    assert choose_best([a, b], simpler_within_se=0) is b
+    assert choose_best([a, b, blend], simpler_within_se=0) is blend
+    assert choose_best([a, b]) is a  # 0.0033 apart, one paired standard error
 
 
 # ---------------------------------------------------------------- calibration
@@ -326,3 +328,50 @@ def test_parallel_candidates_match_sequential(data):
     assert [r.spec for r in res1] == [r.spec for r in res2]
     np.testing.assert_allclose([r.cv_cost for r in res1], [r.cv_cost for r in res2])
     assert best1.spec == best2.spec
+
+
+# ---------------------------------------------------------------- weak signal
+
+
+def test_one_standard_error_rule_prefers_the_simplest_close_candidate():
+    """Check that a simpler candidate within one paired standard error wins, and that a
+    clearly better flexible one keeps winning."""
+    lin = _result("logreg", [0.99, 0.86, 1.01, 0.92, 0.95])  # +0.012 vs blend, paired SE 0.020
+    noise = _result("hgb", [0.96, 0.92, 0.99, 0.97, 0.96])  # +0.026 vs blend, paired SE 0.002
+    blend = _result("x", [0.93, 0.90, 0.96, 0.95, 0.93],
+                    CandidateSpec("blend", members=(lin.spec, noise.spec)))
+    clear = _result("rf", [0.70, 0.66, 0.72, 0.69, 0.71])
+    assert choose_best([lin, noise, blend], simpler_within_se=0) is blend  # lowest CV cost
+    assert choose_best([lin, noise, blend], simpler_within_se=1.0) is lin
+    assert choose_best([lin, noise, blend, clear], simpler_within_se=1.0) is clear
+    # a simpler candidate outside the margin does not win
+    assert choose_best([lin, blend], simpler_within_se=0.1) is blend
+
+
+def _weak_signal(rows: int, seed: int):
+    """A linear, weak signal (ROC AUC about 0.67), ~5 % positives, six pure-noise columns."""
+    from scipy.special import expit
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, 8))
+    y = (rng.random(rows) < expit(-3.2 + 0.45 * X[:, 0] + 0.3 * X[:, 1])).astype(int)
+    return pd.DataFrame(X, columns=[f"x{i}" for i in range(8)]), y
+
+
+@pytest.mark.slow
+def test_weak_signal_chooses_the_linear_model():
+    """On weak-signal data from a linear model, the auto search chooses logistic regression;
+    picking by CV cost alone chose a blend there."""
+    from schemas.config import SplitConfig, TrainingConfig
+    from tasks.select import search
+
+    X, y = _weak_signal(3000, seed=0)
+    schema = infer_input_schema(X.assign(label=y), label="label", positive="1", negative="0")
+
+    def chosen(**strategy):
+        config = TrainingConfig(data="unused", label="label", split=SplitConfig(n_folds=5),
+                                strategy=StrategyConfig(**strategy))
+        return search(X, y, schema, config=config)[0].spec
+
+    assert chosen().model == "logreg"  # the default: one paired standard error
+    assert chosen(simpler_within_se=0).model == "blend"
