@@ -20,6 +20,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import MonitoringConfig
+from schemas.errors import DataError
 from schemas.inference import InputSchema
 from schemas.scored import DECISION, SCORE
 from tasks import events
@@ -31,7 +32,7 @@ from tasks.loop import source_path
 from tasks.recall_test import CANNOT_JUDGE, DRIFT, RecallDrift, decide_recall_drift
 from tasks.report_links import report_link_markdown, report_url, reports_base_url
 from tasks.reports import classification_frame, quality_report
-from tasks.threshold import expected_cost
+from tasks.threshold import DecisionCosts, expected_cost
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +55,19 @@ def classification_figures(y, decisions) -> dict:
     }
 
 
-def cost_figures(y, decisions, *, fn_cost: float, fp_cost: float) -> dict:
+def cost_figures(y, decisions, *, fn_cost: float, fp_cost: float,
+                 miss_costs=None) -> dict:
     """Expected cost of the decisions at the model's threshold, absolute, per row, normalised.
 
     ``normalised_cost`` divides by the cost of never flagging anything (fn_cost x positives),
-    as the training gates do, so a batch and the reference compare despite their sizes.
+    as the training gates do, so a batch and the reference compare despite their sizes. With
+    ``miss_costs`` (each row's cost of a miss, e.g. its amount) both are in that money.
     """
     y = np.asarray(y).astype(bool)
     d = np.asarray(decisions).astype(bool)
-    cost = expected_cost(y, d, fn_cost=fn_cost, fp_cost=fp_cost)
-    never = fn_cost * float(y.sum())
+    costs = DecisionCosts(fn_cost=fn_cost, fp_cost=fp_cost, fn_costs=miss_costs)
+    cost = expected_cost(y, d, costs=costs)
+    never = float(costs.miss_costs(y).sum())
     return {
         "expected_cost": cost,
         "cost_per_row": cost / len(y) if len(y) else None,
@@ -72,7 +76,20 @@ def cost_figures(y, decisions, *, fn_cost: float, fp_cost: float) -> dict:
         "fp": int((~y & d).sum()),
         "fn_cost": float(fn_cost),
         "fp_cost": float(fp_cost),
+        "per_row_fn_cost": miss_costs is not None,
     }
+
+
+def row_miss_costs(rows: pd.DataFrame, costs: dict):
+    """Each row's cost of a miss when the version was trained on per-row costs, else None."""
+    column = costs.get("fn_cost_column")
+    if not column:
+        return None
+    if column not in rows.columns:
+        raise DataError(f"column {column!r} (each row's cost of a miss, costs.fn_cost_column "
+                        "of this version) is missing: monitoring speaks in that money")
+    return pd.to_numeric(rows[column], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+
 
 @dataclass
 class Judgement:
@@ -103,9 +120,10 @@ def judge(batch: pd.DataFrame, y: np.ndarray, usable: np.ndarray, reference: pd.
              else (reference[SCORE].to_numpy() >= threshold).astype(np.int8))
     figures = {"batch": classification_figures(y_batch, matured[DECISION]),
                "reference": classification_figures(y_ref, d_ref)}
-    cost = {side: cost_figures(yy, dd, fn_cost=costs["fn_cost"], fp_cost=costs["fp_cost"])
-            for side, yy, dd in (("batch", y_batch, matured[DECISION]),
-                                 ("reference", y_ref, d_ref))}
+    cost = {side: cost_figures(yy, dd, fn_cost=costs["fn_cost"], fp_cost=costs["fp_cost"],
+                               miss_costs=row_miss_costs(rows, costs))
+            for side, yy, dd, rows in (("batch", y_batch, matured[DECISION], matured),
+                                       ("reference", y_ref, d_ref, reference))}
     decision = decide_recall_drift(
         batch_detected=figures["batch"]["detected"],
         batch_positives=figures["batch"]["positives"],
@@ -140,7 +158,9 @@ def estimate_pending(batch: pd.DataFrame, pending: np.ndarray, reference: pd.Dat
         calibration=reference_calibration(reference[SCORE].to_numpy(), j.y_ref),
         reference_scores=reference[SCORE].to_numpy(), reference_decisions=j.d_ref,
         fn_cost=costs["fn_cost"], fp_cost=costs["fp_cost"], tolerance=config.recall_tolerance,
-        confidence=config.confidence, min_positives=config.min_positives / 2)
+        confidence=config.confidence, min_positives=config.min_positives / 2,
+        miss_costs=row_miss_costs(rows, costs),
+        reference_miss_costs=row_miss_costs(reference, costs))
 
 
 def retrain_source(lineage: dict | None, meta: dict) -> str:
@@ -244,7 +264,8 @@ def verdict_line(result: dict) -> str:
     cost = result["cost"]["batch"]
     dd = result["data_drift"]
     report = result["reports"].get("quality_html") or result["reports"].get("data_drift_html")
-    return (f"{head}: {body}; expected cost {_fmt(cost['expected_cost'], '.1f')} on "
+    money = " (each miss at its row's cost)" if cost.get("per_row_fn_cost") else ""
+    return (f"{head}: {body}; expected cost {_fmt(cost['expected_cost'], '.1f')}{money} on "
             f"{b['rows']} matured rows;{estimate_text(result.get('estimate'))} "
             f"{len(dd['drifted_columns'])}/{len(dd['columns'])} input columns drifted; "
             f"report {report}")

@@ -60,9 +60,10 @@ class Estimate:
 
 
 def expected_figures(p: np.ndarray, decisions: np.ndarray, *, fn_cost: float,
-                     fp_cost: float) -> dict:
+                     fp_cost: float, miss_costs=None) -> dict:
     """Expected confusion counts, recall (with its standard error) and cost of decisions when
-    each row is positive with probability ``p``."""
+    each row is positive with probability ``p``; with ``miss_costs`` a miss costs its row's
+    value (money) instead of ``fn_cost``."""
     d = np.asarray(decisions).astype(bool)
     tp, fn, fp = p[d].sum(), p[~d].sum(), (1 - p[d]).sum()
     positives = tp + fn
@@ -71,14 +72,19 @@ def expected_figures(p: np.ndarray, decisions: np.ndarray, *, fn_cost: float,
                 "normalised": None}
     var_tp, var_fn = (p[d] * (1 - p[d])).sum(), (p[~d] * (1 - p[~d])).sum()
     se = float(np.sqrt(fn**2 * var_tp + tp**2 * var_fn) / positives**2)
-    cost = fn_cost * fn + fp_cost * fp
+    if miss_costs is None:
+        cost, never = fn_cost * fn + fp_cost * fp, fn_cost * positives
+    else:
+        w = np.asarray(miss_costs, dtype=float)
+        cost, never = (p[~d] * w[~d]).sum() + fp_cost * fp, (p * w).sum()
     return {"positives": float(positives), "recall": float(tp / positives), "se": se,
-            "cost": float(cost), "normalised": float(cost / (fn_cost * positives))}
+            "cost": float(cost), "normalised": float(cost / never) if never > 0 else None}
 
 
 def estimate_recall(scores, decisions, *, calibration: IsotonicRegression, reference_scores,
                     reference_decisions, fn_cost: float, fp_cost: float, tolerance: float,
-                    confidence: float, min_positives: float) -> Estimate:
+                    confidence: float, min_positives: float, miss_costs=None,
+                    reference_miss_costs=None) -> Estimate:
     """Estimate recall and cost of rows whose labels have not matured, and say whether the
     estimated recall is more than ``tolerance`` below the reference's beyond its uncertainty.
 
@@ -93,8 +99,9 @@ def estimate_recall(scores, decisions, *, calibration: IsotonicRegression, refer
     scores = np.asarray(scores, dtype=float)
     costs = {"fn_cost": fn_cost, "fp_cost": fp_cost}
     ref = expected_figures(calibration.predict(np.asarray(reference_scores, dtype=float)),
-                           reference_decisions, **costs)
-    batch = (expected_figures(calibration.predict(scores), decisions, **costs) if len(scores)
+                           reference_decisions, **costs, miss_costs=reference_miss_costs)
+    batch = (expected_figures(calibration.predict(scores), decisions, **costs,
+                              miss_costs=miss_costs) if len(scores)
              else {"positives": 0.0, "recall": None, "se": None, "cost": None,
                    "normalised": None})
     base = {"rows": int(len(scores)), "expected_positives": round(batch["positives"], 3),

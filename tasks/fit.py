@@ -84,7 +84,8 @@ def fit_final(
     served = served_classifier(model, threshold=threshold, schema=schema, spec=spec,
                                negative=negative, positive=positive,
                                fn_cost=getattr(costs, "fn_cost", None),
-                               fp_cost=getattr(costs, "fp_cost", None))
+                               fp_cost=getattr(costs, "fp_cost", None),
+                               fn_cost_column=getattr(costs, "fn_cost_column", None))
     return FitResult(served, seconds, info)
 
 

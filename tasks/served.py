@@ -112,16 +112,21 @@ class RareflowClassifier(FixedThresholdClassifier):
         schema: The input schema the version enforces on batches.
         spec: The strategy (model family, sampler, weights, calibration) it was trained with.
         fn_cost, fp_cost: The costs the threshold minimised; ``score`` uses them.
+        fn_cost_column: With per-row costs, the column of ``X`` holding each row's cost of a
+            miss (e.g. the amount); ``score`` then speaks in that money.
     """
 
+    fn_cost_column = None  # versions written before per-row costs were served
+
     def __init__(self, estimator, *, threshold, pos_label, response_method="predict_proba",
-                 schema=None, spec=None, fn_cost=None, fp_cost=None):
+                 schema=None, spec=None, fn_cost=None, fp_cost=None, fn_cost_column=None):
         super().__init__(estimator, threshold=threshold, pos_label=pos_label,
                          response_method=response_method)
         self.schema = schema
         self.spec = spec
         self.fn_cost = fn_cost
         self.fp_cost = fp_cost
+        self.fn_cost_column = fn_cost_column
 
     @property
     def calibrated(self) -> bool:
@@ -147,7 +152,9 @@ class RareflowClassifier(FixedThresholdClassifier):
 
         The normalised cost divides ``fn_cost·FN + fp_cost·FP`` by the cost of never
         flagging anything (``fn_cost`` × positives): 1 is perfect, 0 is no better than never
-        flagging, below 0 is worse. NaN when ``y`` has no positive row. This replaces
+        flagging, below 0 is worse. With ``fn_cost_column`` each missed positive costs its own
+        row's value of that column instead of ``fn_cost`` (money, as the threshold was
+        chosen). NaN when ``y`` has no positive row (or they cost nothing). This replaces
         scikit-learn's default accuracy, which rewards never flagging a rare class.
         """
         if y is None:
@@ -159,11 +166,16 @@ class RareflowClassifier(FixedThresholdClassifier):
         pos = np.asarray(y) == self.pos_label
         flag = self.decide(X).astype(bool)
         w = np.ones(len(pos)) if sample_weight is None else np.asarray(sample_weight, float)
-        never = self.fn_cost * float(w[pos].sum())
+        miss = w * self.fn_cost
+        if self.fn_cost_column is not None:
+            if self.fn_cost_column not in getattr(X, "columns", ()):
+                raise ConfigError(f"score needs column {self.fn_cost_column!r}, each row's cost "
+                                  "of a miss (costs.fn_cost_column of this version)")
+            miss = w * pd.to_numeric(X[self.fn_cost_column]).to_numpy(dtype=float)
+        never = float(miss[pos].sum())
         if never == 0:
             return float("nan")
-        cost = self.fn_cost * float(w[pos & ~flag].sum()) + self.fp_cost * float(
-            w[~pos & flag].sum())
+        cost = float(miss[pos & ~flag].sum()) + self.fp_cost * float(w[~pos & flag].sum())
         return 1.0 - cost / never
 
     def __sklearn_tags__(self):
@@ -175,13 +187,14 @@ class RareflowClassifier(FixedThresholdClassifier):
 
 
 def served_classifier(model, *, threshold: float, schema: InputSchema, spec, negative,
-                      positive, fn_cost: float | None = None,
-                      fp_cost: float | None = None) -> RareflowClassifier:
+                      positive, fn_cost: float | None = None, fp_cost: float | None = None,
+                      fn_cost_column: str | None = None) -> RareflowClassifier:
     """The served classifier around a model fitted on 0/1 labels (1 = ``positive``)."""
     inner = FrozenEstimator(OriginalLabels.from_fitted(model, negative=negative,
                                                        positive=positive))
     return RareflowClassifier(inner, threshold=float(threshold), pos_label=positive,
-                              schema=schema, spec=spec, fn_cost=fn_cost, fp_cost=fp_cost)
+                              schema=schema, spec=spec, fn_cost=fn_cost, fp_cost=fp_cost,
+                              fn_cost_column=fn_cost_column)
 
 
 # -- the label values -----------------------------------------------------------------------

@@ -63,6 +63,25 @@ def test_money_costs_and_alert_budget(prefect_harness, tmp_path):
     assert at["expected_cost"] != pytest.approx(10 * cm["fn"] + cm["fp"])
     assert at["alert_rate"] <= 0.04 * 1.5  # within budget on training, near it on test
     json.dumps(meta)
+    # monitoring and the served classifier speak the same money
+    from flows.monitoring import monitoring_flow
+    from schemas.config import MonitoringConfig
+    from tasks.served import load_model
+
+    batch = make_demo_data(4000, positive_rate=0.05, seed=9)
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+    watched = monitoring_flow(MonitoringConfig(data=str(tmp_path / "batch.csv"),
+                                               registry=str(tmp_path / "reg"), name="small",
+                                               emit_events=False, min_positives=5))
+    model = load_model(tmp_path / "reg", "small")
+    miss = (batch[LABEL] == 1).to_numpy() & (model.decide(batch) == 0)
+    fp = (batch[LABEL] == 0).to_numpy() & (model.decide(batch) == 1)
+    money = batch["amount"].to_numpy()[miss].sum() + 5 * fp.sum()
+    cost = watched["cost"]["batch"]
+    assert cost["per_row_fn_cost"] and cost["expected_cost"] == pytest.approx(money)
+    assert "each miss at its row's cost" in watched["verdict"]
+    never = batch["amount"].to_numpy()[(batch[LABEL] == 1).to_numpy()].sum()
+    assert model.score(batch, batch[LABEL]) == pytest.approx(1 - money / never)
 
 
 def test_unreachable_recall_floor_is_a_clear_config_error(prefect_harness, tmp_path):

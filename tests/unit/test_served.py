@@ -16,7 +16,7 @@ from sklearn.metrics import confusion_matrix, recall_score
 from sklearn.model_selection import FixedThresholdClassifier, cross_val_predict
 
 from schemas.config import Costs
-from schemas.errors import RegistryError
+from schemas.errors import ConfigError, RegistryError
 from schemas.inference import infer_input_schema
 from tasks.candidates import CandidateSpec
 from tasks.evaluate import metrics_at
@@ -134,6 +134,24 @@ def test_score_is_one_minus_normalised_cost():
     with pytest.raises(TypeError, match="positive_proba"):
         model.score(df)
     assert np.isnan(model.score(df.iloc[:3][y[:3] == 0], df["label"].iloc[:3][y[:3] == 0]))
+
+
+def test_score_with_per_row_costs_speaks_in_money():
+    """Check that a version trained on per-row miss costs scores in that money: each missed
+    positive costs its row's amount (brute force), and the column must be there."""
+    model, df, y = fitted()
+    df = df.assign(c=df["c"].abs() * 100)  # the amount at stake in each row
+    money = model.set_params(fn_cost_column="c")
+    assert clone(money).get_params()["fn_cost_column"] == "c"
+    flag = money.decide(df).astype(bool)
+    pos, amount = y.astype(bool), df["c"].to_numpy()
+    cost = amount[pos & ~flag].sum() + 1 * (~pos & flag).sum()
+    assert money.score(df, df["label"]) == pytest.approx(1 - cost / amount[pos].sum())
+    with pytest.raises(ConfigError, match="needs column 'label'"):  # not in these rows
+        money.set_params(fn_cost_column="label").score(df.drop(columns="label"), y)
+    money.set_params(fn_cost_column="c")
+    del money.__dict__["fn_cost_column"]  # as unpickled from a version written before
+    assert money.get_params()["fn_cost_column"] is None
 
 
 def test_inner_estimator_does_not_decide_at_half():
