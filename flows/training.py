@@ -19,7 +19,7 @@ from tasks.registry import register_task
 from tasks.score import champion_task
 from tasks.select import select_task
 from tasks.source import load_source_task
-from tasks.split import split_task
+from tasks.split import split_task, split_times
 from tasks.validate import min_positives_needed, validate_task
 
 
@@ -39,7 +39,8 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
                          test_size=split.test_size, n_folds=split.n_folds,
                          schema_model=config.schema_model, cost_column=costs.fn_cost_column)
     parts = split_task(data, test_size=split.test_size, seed=seed,
-                       evidence=evidence_kind(config, int(data.y.sum())))
+                       evidence=evidence_kind(config, int(data.y.sum())),
+                       times=split_times(config, window))
     window.release()  # the parts are copies: free the full table before fitting
     data.release()
     del data

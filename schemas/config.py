@@ -137,12 +137,10 @@ class Costs(_Model):
 class SplitConfig(_Model):
     """How the rows are split: a stratified test part, and stratified folds inside train."""
 
-    test_size: float = Field(
-        0.2, gt=0.05, lt=0.8, description="Share of rows held out as the test part."
-    )
-    n_folds: int = Field(
-        5, ge=2, le=20, description="Stratified folds inside the training part (CV, threshold)."
-    )
+    test_size: float = Field(0.2, gt=0.05, lt=0.8,
+                             description="Share of rows held out as the test part.")
+    n_folds: int = Field(5, ge=2, le=20, description="Stratified folds inside the training "
+                         "part (CV, threshold).")
     evidence: Literal["auto", "test_part", "nested_cv"] = Field(
         "auto",
         description="What a candidate is judged on: the held-out test part, or out-of-fold "
@@ -151,10 +149,12 @@ class SplitConfig(_Model):
         "nested_cv_below_positives.",
     )
     nested_cv_below_positives: int = Field(
-        100, ge=0,
-        description="With `evidence: auto`, judge on nested cross-validation below this many "
-        "positives in the table (a 20 % test part would hold too few to judge).",
-    )
+        100, ge=0, description="With `evidence: auto`, judge on nested cross-validation below "
+        "this many positives in the table (a 20 % test part would hold too few to judge).")
+    test_order: Literal["auto", "random", "time"] = Field(
+        "auto", description="`time`: the test part is the newest rows by `time_column` (judged "
+        "out of time, as the model will be used); `random`: stratified at random; `auto`: "
+        "`time` when the data has a `time_column`.")
 
 
 class StrategyConfig(_Model):

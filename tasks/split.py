@@ -20,6 +20,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from schemas.errors import ConfigError, DataError
 from schemas.inference import InputSchema
 from tasks.validate import LabelledData
 
@@ -84,19 +85,40 @@ def shared_count(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero(np.diff(common)) + 1) if len(common) else 0
 
 
+def out_of_time(times: pd.Series, *, test_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test positions with the newest ``test_size`` share of rows as the test part
+    (ties in time keep row order)."""
+    order = np.argsort(pd.to_datetime(times, utc=True).to_numpy(), kind="stable")
+    n_test = int(np.ceil(test_size * len(order)))
+    return np.sort(order[:-n_test]), np.sort(order[-n_test:])
+
+
 def stratified_split(
-    X: pd.DataFrame, y: np.ndarray, *, test_size: float, seed: int
+    X: pd.DataFrame, y: np.ndarray, *, test_size: float, seed: int,
+    times: pd.Series | None = None,
 ) -> Split:
-    """Split rows into stratified train and test parts and record their fingerprints.
+    """Split rows into stratified train and test parts and record their fingerprints; with
+    ``times``, the test part is the newest rows instead (:func:`out_of_time`).
 
     The fingerprints also count rows whose content appears in both parts (exact duplicate
     rows in the source), a leakage a user should know about.
     """
     positions = np.arange(len(y))
-    train_idx, test_idx = train_test_split(
-        positions, test_size=test_size, stratify=y, random_state=seed
-    )
-    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    if times is not None:
+        if len(times) != len(y):
+            raise ValueError(f"{len(times)} row times for {len(y)} rows")
+        train_idx, test_idx = out_of_time(times, test_size=test_size)
+        for part, idx in (("training", train_idx), ("test", test_idx)):
+            if len(np.unique(y[idx])) < 2:
+                raise DataError(
+                    f"the {part} part of an out-of-time split (test part: the newest "
+                    f"{test_size:.0%} of rows) holds one class only: widen --window, or set "
+                    "split.test_order: random")
+    else:
+        train_idx, test_idx = train_test_split(
+            positions, test_size=test_size, stratify=y, random_state=seed
+        )
+        train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
     hashes = row_hashes(X)
     shared = shared_count(hashes[train_idx], hashes[test_idx])
     fp = {
@@ -109,7 +131,10 @@ def stratified_split(
         "test": fingerprint(hashes, test_idx),
         "data": hashlib.sha256(np.sort(hashes).tobytes()).hexdigest(),
         "duplicate_rows_across_parts": int(shared),
+        "test_order": "random" if times is None else "time",
     }
+    if times is not None:
+        fp["test_from"] = pd.to_datetime(times, utc=True).iloc[test_idx].min().isoformat()
     if shared:
         logger.warning(
             "%d distinct rows appear in both train and test (exact duplicates in the data)", shared
@@ -139,8 +164,9 @@ class Parts:
 
 
 def split_parts(data: LabelledData, *, test_size: float, seed: int,
-                evidence: str = "test_part") -> Parts:
-    """Stratified train and test parts of validated data (see :func:`stratified_split`).
+                evidence: str = "test_part", times: pd.Series | None = None) -> Parts:
+    """Train and test parts of validated data (see :func:`stratified_split`): stratified, or
+    with ``times`` (each row's event time) the newest rows as the test part.
 
     With ``evidence="nested_cv"`` there is no test part: the training part is every row,
     and the candidate is judged by a nested cross-validation over them
@@ -160,15 +186,31 @@ def split_parts(data: LabelledData, *, test_size: float, seed: int,
         return Parts(data.X.iloc[everything], data.y, data.X.iloc[:0], data.y[:0],
                      data.schema, fp, train_rows=np.unique(rows), test_rows=rows,
                      evidence=evidence)
-    split = stratified_split(data.X, data.y, test_size=test_size, seed=seed)
+    split = stratified_split(data.X, data.y, test_size=test_size, seed=seed, times=times)
     parts = Parts(data.X.iloc[split.train_idx], data.y[split.train_idx],
                   data.X.iloc[split.test_idx], data.y[split.test_idx], data.schema,
                   split.fingerprints, train_rows=np.unique(rows[split.train_idx]),
                   test_rows=rows[split.test_idx])
-    logger.info("Split: %d train rows (%d positives), %d test rows (%d positives)",
+    logger.info("Split: %d train rows (%d positives), %d test rows (%d positives)%s",
                 len(parts.y_train), int(parts.y_train.sum()), len(parts.y_test),
-                int(parts.y_test.sum()))
+                int(parts.y_test.sum()), "" if times is None else
+                f"; out of time: the test part is the rows from {split.fingerprints['test_from']}")
     return parts
+
+
+def split_times(config, window) -> pd.Series | None:
+    """The row times of an out-of-time split (``split.test_order``), or None for a random one.
+
+    Raises:
+        ConfigError: ``test_order: time`` without a ``time_column``.
+    """
+    order = config.split.test_order
+    if order == "random" or (order == "auto" and not config.time_column):
+        return None
+    if not config.time_column or window.event_time is None:
+        raise ConfigError("split.test_order 'time' needs time_column: name the column with "
+                          "each row's event time, or set split.test_order: random")
+    return window.event_time
 
 
 split_task = task(split_parts, name="split", cache_policy=NO_CACHE)

@@ -73,6 +73,9 @@ def test_window_training_records_lineage_and_rebuilds_bit_for_bit(prefect_harnes
     first, last = pd.to_datetime(lin["time_range"])
     assert first >= START and last <= START + pd.Timedelta(weeks=5) - pd.Timedelta(days=14)
     assert sum(lin["class_counts"].values()) == lin["rows"] == a["fingerprints"]["rows"]
+    # judged out of time: the test part is the window's newest matured rows
+    assert a["fingerprints"]["test_order"] == "time"
+    assert first < pd.Timestamp(a["fingerprints"]["test_from"]) <= last
     assert lin["unmatured_rows"] > 0  # the last two weeks' labels had not matured
     for entry in lin["files"]:
         path = stream_source / "source" / entry["path"]

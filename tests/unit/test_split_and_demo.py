@@ -25,6 +25,60 @@ def test_split_parts_are_disjoint_stratified_and_fingerprinted():
     assert stratified_split(X, y, test_size=0.25, seed=1).fingerprints["test"] != fp["test"]
 
 
+def test_out_of_time_split_tests_on_the_newest_rows():
+    """Check that with row times the test part is exactly the newest share of rows (shuffled
+    row order, ties kept in order), whatever the seed, and that the fingerprints say so."""
+    df = make_demo_data(2000, positive_rate=0.05, seed=0)
+    y = df[LABEL].to_numpy()
+    rng = np.random.default_rng(0)
+    times = pd.Series(pd.Timestamp("2026-01-01", tz="UTC")
+                      + pd.to_timedelta(rng.permutation(2000) // 2, unit="h"))
+    split = stratified_split(df.drop(columns=LABEL), y, test_size=0.2, seed=0, times=times)
+    assert len(split.test_idx) == 400
+    assert times.iloc[split.test_idx].min() >= times.iloc[split.train_idx].max()
+    again = stratified_split(df.drop(columns=LABEL), y, test_size=0.2, seed=7, times=times)
+    np.testing.assert_array_equal(again.test_idx, split.test_idx)
+    fp = split.fingerprints
+    assert fp["test_order"] == "time"
+    assert fp["test_from"] == times.iloc[split.test_idx].min().isoformat()
+    assert stratified_split(df.drop(columns=LABEL), y, test_size=0.2,
+                            seed=0).fingerprints["test_order"] == "random"
+
+
+def test_out_of_time_split_with_one_class_in_a_part_is_refused():
+    """Check that newest rows without a positive are a clear error, not a silent gate."""
+    from schemas.errors import DataError
+
+    y = np.r_[np.ones(20), np.zeros(80)].astype(int)  # every positive is old
+    times = pd.Series(pd.date_range("2026-01-01", periods=100, freq="D", tz="UTC"))
+    X = pd.DataFrame({"a": np.arange(100.0)})
+    with pytest.raises(DataError, match="test part of an out-of-time split.*test_order"):
+        stratified_split(X, y, test_size=0.2, seed=0, times=times)
+
+
+def test_split_times_follow_the_config():
+    """Check ``split.test_order``: auto is time with a time_column and random without; time
+    without a time_column is a config error."""
+    from types import SimpleNamespace
+
+    from schemas.config import SplitConfig, TrainingConfig
+    from schemas.errors import ConfigError
+    from tasks.split import split_times
+
+    times = pd.Series(pd.date_range("2026-01-01", periods=3, tz="UTC"))
+    window = SimpleNamespace(event_time=times)
+
+    def config(order, time_column):
+        return TrainingConfig(data="x", label="y", time_column=time_column,
+                              split=SplitConfig(test_order=order))
+
+    assert split_times(config("auto", "event_time"), window) is times
+    assert split_times(config("auto", None), SimpleNamespace(event_time=None)) is None
+    assert split_times(config("random", "event_time"), window) is None
+    with pytest.raises(ConfigError, match="test_order 'time' needs time_column"):
+        split_times(config("time", None), SimpleNamespace(event_time=None))
+
+
 def test_duplicate_rows_across_parts_are_counted():
     """Check that exact duplicate rows straddling the split are reported."""
     df = make_demo_data(400, positive_rate=0.1, seed=0)
