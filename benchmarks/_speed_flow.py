@@ -20,6 +20,7 @@ from flows.training import training_flow  # noqa: E402  (after the server start)
 from schemas.config import StrategyConfig, TrainingConfig  # noqa: E402
 
 path, label, registry = sys.argv[1:4]
+extra = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}  # e.g. a source's time_column
 cfg = TrainingConfig(
     data=path,
     label=label,
@@ -27,6 +28,7 @@ cfg = TrainingConfig(
     registry=registry,
     name="speed",
     strategy=StrategyConfig(model="hgb", sampler="none", class_weight="balanced"),
+    **extra,
 )
 
 

@@ -11,11 +11,18 @@ once to Parquet, then two child processes run one after the other:
   does on top (validation, fingerprints, artifacts, gates, registry). The Prefect ephemeral
   server start is measured separately (a trivial flow first) and not counted in the flow time.
 
+* ``source`` (with ``--partitions N``): the same flow on the same rows landed as a data source
+  of N daily hive partitions (``date=YYYY-MM-DD/part-0.parquet``, ``time_column: date``,
+  a random test part so the split matches the other two): what reading a living source costs
+  against one file.
+
 Each child reports its wall time; the parent reads the child's peak RSS from ``os.wait4``.
 Results: ``benchmarks/results/speed.json`` and ``speed.md``.
 
     python -m uv run python benchmarks/speed.py                 # 100k, 1M, 4M
     python -m uv run python benchmarks/speed.py --rows 100000   # one size
+    python -m uv run python benchmarks/speed.py --rows 1000000 --partitions 365 \
+        --out benchmarks/results/speed_partitions                # a year of daily partitions
 """
 
 from __future__ import annotations
@@ -85,7 +92,17 @@ def run_child_rss(script: str, args: list[str], env: dict) -> dict:
     return result
 
 
-def bench(n_rows: int, work: Path, repeats: int = 1) -> dict:
+def write_partitions(path: Path, source: Path, partitions: int) -> None:
+    """The rows of ``path``, in order, as ``partitions`` daily hive partitions."""
+    df = pd.read_parquet(path)
+    days = pd.date_range("2025-01-01", periods=partitions, freq="D")
+    for day, part in zip(days, np.array_split(np.arange(len(df)), partitions), strict=True):
+        folder = source / f"date={day.date().isoformat()}"
+        folder.mkdir(parents=True)
+        df.iloc[part].to_parquet(folder / "part-0.parquet", index=False)
+
+
+def bench(n_rows: int, work: Path, repeats: int = 1, partitions: int | None = None) -> dict:
     """Run the bare script and the flow ``repeats`` times each, alternating which goes first.
 
     Seconds are medians over the repeats (each flow run gets an empty registry, so none
@@ -106,13 +123,20 @@ def bench(n_rows: int, work: Path, repeats: int = 1) -> dict:
     }
     bare_args = [str(path), LABEL, str(FN_COST), str(FP_COST), str(FOLDS), str(TEST_SIZE),
                  str(SEED)]
-    bares, flows = [], []
+    source = work / f"source_{n_rows}"
+    if partitions:
+        write_partitions(path, source, partitions)
+    bares, flows, sources = [], [], []
     for k in range(repeats):
-        runs = [("bare", bare_args), ("flow", [str(path), LABEL,
-                                               str(work / f"registry_{n_rows}_{k}")])]
-        for side, args in runs if k % 2 == 0 else runs[::-1]:
-            result = run_child_rss(f"_speed_{side}.py", args, env)
-            (bares if side == "bare" else flows).append(result)
+        runs = [("bare", "bare", bare_args),
+                ("flow", "flow", [str(path), LABEL, str(work / f"registry_{n_rows}_{k}")])]
+        if partitions:
+            runs.append(("source", "flow", [str(source), LABEL, str(work / f"reg_src_{n_rows}_{k}"),
+                                            '{"time_column": "date", '
+                                            '"split": {"test_order": "random"}}']))
+        for side, script, args in runs if k % 2 == 0 else runs[::-1]:
+            result = run_child_rss(f"_speed_{script}.py", args, env)
+            {"bare": bares, "flow": flows, "source": sources}[side].append(result)
             print(f"  {n_rows} rows, repeat {k + 1}: {side} {result['seconds']:.1f} s", flush=True)
 
     def median(runs, key):
@@ -143,6 +167,13 @@ def bench(n_rows: int, work: Path, repeats: int = 1) -> dict:
         "flow_normalised_cost": round(flows[0]["normalised_cost"], 4),
         "flow_task_seconds": typical.get("task_seconds"),
     }
+    if sources:
+        src_s = median(sources, "seconds")
+        row.update({
+            "partitions": partitions, "source_seconds": round(src_s, 2),
+            "source_over_file": round(src_s / flow_s, 3),
+            "source_peak_rss_mb": round(max(r["peak_rss_mb"] for r in sources), 1),
+            "source_normalised_cost": round(sources[0]["normalised_cost"], 4)})
     print(json.dumps(row), flush=True)
     return row
 
@@ -168,6 +199,8 @@ def write_results(rows: list[dict], out: str, sizes: list[int],
                                                           key=lambda kv: -kv[1]))
         steps.append(f"- {row['rows']:,} rows: {tasks}")
     cmd = " ".join(map(str, sizes)) + (f" --repeats {repeats}" if repeats > 1 else "")
+    if "partitions" in rows[0]:
+        cmd += f" --partitions {rows[0]['partitions']}"
     Path(out + ".md").write_text(
         "# Speed: training flow vs bare script\n\n"
         f"Run {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} cores. Command: "
@@ -192,12 +225,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "speed"))
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of each side per size (medians are reported)")
+    parser.add_argument("--partitions", type=int, default=None,
+                        help="also train on the rows as this many daily hive partitions")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="rareflow-speed-") as tmp:
         for n in args.rows:  # results are written after every size
-            rows.append(bench(n, Path(tmp), args.repeats))
+            rows.append(bench(n, Path(tmp), args.repeats, args.partitions))
             table = write_results(rows, args.out, args.rows, args.repeats)
     print(table.to_string(index=False))
 

@@ -255,23 +255,24 @@ def monitor(
 @reported
 def demo(
     out_dir: str = typer.Option("rareflow-demo", "--dir", help="Where demo files go."),
-    full: bool = typer.Option(False, "--full", help=f"The {DEMO_FULL.rows:,}-row demo: "
-                              f"{DEMO_FULL.n_folds} folds, up to {DEMO_FULL.max_candidates} "
-                              "candidates (minutes instead of about 90 s)."),
-    loop: bool = typer.Option(False, "--loop", help="The loop on a living data source instead: "
-                              "ingest, train on a window, monitor, drift, retrain, gate."),
-    rows: int = typer.Option(None, "--rows", min=2_000, help=f"Rows of each demo table "
-                             f"(default {DEMO_QUICK.rows:,}; {DEMO_FULL.rows:,} with --full; "
-                             f"{LOOP_ROWS:,} in the stream with --loop)."),
+    tables: bool = typer.Option(False, "--tables", help="The table demo instead: train on a "
+                                "table, retrain and gate on a newer one, score and monitor a "
+                                "drifted batch."),
+    full: bool = typer.Option(False, "--full", help=f"The table demo at {DEMO_FULL.rows:,} "
+                              f"rows: {DEMO_FULL.n_folds} folds, up to "
+                              f"{DEMO_FULL.max_candidates} candidates (minutes)."),
+    rows: int = typer.Option(None, "--rows", min=2_000, help=f"Rows of the stream (default "
+                             f"{LOOP_ROWS:,}), or of each table with --tables "
+                             f"({DEMO_QUICK.rows:,}) or --full ({DEMO_FULL.rows:,})."),
     registry: str = typer.Option(None, "--registry", help="Default: <dir>/registry."),
     time_budget: float = typer.Option(
         StrategyConfig.model_fields["time_budget_s"].default, "--time-budget",
         help="Wall-clock safety stop of each strategy search, s."),
 ) -> int:
-    """Make demo data, train and promote, retrain and gate, score a drifted batch, monitor it
-    (--loop: the loop on a data source)."""
+    """The loop on a living data source: ingest, train on a window and promote, score new
+    rows, monitor, recall drift, retrain on fresh data, gate (--tables / --full: on tables)."""
     server = FlowServer()
-    if loop:
+    if not (tables or full):
         from flows.demo_loop import run_demo as run_loop
 
         server.activate()

@@ -1,4 +1,5 @@
-"""`rareflow demo`: demo data → train → promote → retrain → gate → score → monitor."""
+"""`rareflow demo --tables` (and `--full`): demo tables → train → promote → retrain → gate →
+score → monitor. The default `rareflow demo` is the loop on a data source (flows/demo_loop.py)."""
 
 from __future__ import annotations
 
@@ -95,10 +96,16 @@ def run_demo(base: Path, *, size: DemoSize, registry: str | None, time_budget_s:
     say(monitored["verdict"])
     say(f"\nRegistry: {reg}/{DEMO_NAME} (rareflow models list --registry {reg} --name "
         f"{DEMO_NAME})")
+    closing_lines(base, reg, say)
+    return EXIT_OK if outcome in (EXIT_OK, EXIT_REJECTED) else outcome
+
+
+def closing_lines(base: Path, reg: str, say: Callable[[str], None]) -> None:
+    """How to use the demo's models yourself: its signing key, and ./rareflow.yaml (so the
+    README's `rareflow models show v0001` works)."""
     from tasks.signing import KEY_FILE_ENV
 
     if os.environ.get(KEY_FILE_ENV) == str(base / "signing.key"):
         say(f"Its versions are signed with {base / 'signing.key'}: export "
             f"{KEY_FILE_ENV}={base / 'signing.key'} to score or promote them yourself")
-    say(remember_project(reg, DEMO_NAME))  # so the README's `rareflow models show v0001` works
-    return EXIT_OK if outcome in (EXIT_OK, EXIT_REJECTED) else outcome
+    say(remember_project(reg, DEMO_NAME))

@@ -1,10 +1,10 @@
-"""`rareflow demo --loop`: the closed loop on a living data source.
+"""`rareflow demo`: the closed loop on a living data source.
 
 A stream of card transactions (labels arrive 2-4 weeks late; the fraud pattern changes at week
-7) lands week by week: ingest → train on the source's window → more weeks land → monitor what
-matured since the last check (and estimate recall for rows still awaiting labels) → recall
-drift → the drift event's payload retrains on the fresh window (the path a deployment trigger
-takes) → gate against the champion.
+7) lands week by week: ingest → train on the source's window and promote → new weeks land and
+are scored → monitor what matured since the last check (and estimate recall for rows still
+awaiting labels) → recall drift → the drift event's payload retrains on the fresh window (the
+path a deployment trigger takes) → gate against the champion.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from schemas.config import (
+    DEMO_QUICK,
     IngestConfig,
     MonitoringConfig,
+    ScoringConfig,
     SplitConfig,
     StrategyConfig,
     TrainingConfig,
@@ -30,8 +32,6 @@ WEEKS, DRIFT_WEEK = 12, 7
 # (weeks landed, as of the end of week) before each step
 FIRST, CHECKS = (0, 7), ((7, 9), (9, 11))
 SOURCE_OPTIONS = {"time_column": "event_time", "label_time_column": "label_time"}
-# a fixed, cheap strategy (no candidate search), so the whole loop runs in well under a minute
-FIXED = {"model": "hgb", "sampler": "none", "class_weight": "balanced", "calibrate": "never"}
 # training looks back 5 weeks, so a retraining after the drift learns mostly the new pattern;
 # monitoring looks back 6 weeks: two weeks between checks plus the longest label delay
 TRAIN_WINDOW, MONITOR_WINDOW = "35d", "42d"
@@ -86,10 +86,30 @@ def monitor(source: Path, registry: str, *, as_of: str, say) -> dict:
     return result
 
 
+def score(path: Path, base: Path, registry: str, *, say) -> None:
+    from flows.scoring import scoring_flow
+
+    out = base / "scored" / path.name
+    say(f"rareflow score --data {path} --out {out}")
+    scored = scoring_flow(ScoringConfig(data=str(path), out=str(out), registry=registry,
+                                        name=DEMO_NAME))
+    say(f"  scored {scored['rows']} rows with demo {scored['version']}: {scored['flagged']} "
+        f"flagged for review -> {scored['out']}")
+
+
+def training_config(source: Path, registry: str, *, time_budget_s: float) -> TrainingConfig:
+    """Training on the source's window: the quick demo's folds and candidates."""
+    return TrainingConfig(data=str(source), label=LABEL, positive=POSITIVE, window=TRAIN_WINDOW,
+                          registry=registry, name=DEMO_NAME, **SOURCE_OPTIONS,
+                          split=SplitConfig(n_folds=DEMO_QUICK.n_folds),
+                          strategy=StrategyConfig(max_candidates=DEMO_QUICK.max_candidates,
+                                                  time_budget_s=time_budget_s))
+
+
 def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: float,
              train: Callable[..., int], say: Callable[[str], None]) -> int:
     """Run every step of the loop, saying what each one is; returns the exit status."""
-    from flows.demo import demo_signing_key
+    from flows.demo import closing_lines, demo_signing_key
     from tasks import events
     from tasks.drift import drift_payload
 
@@ -98,30 +118,31 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
     batches = make_batches(base, rows)
     say(f"Demo stream: {WEEKS} weeks of card transactions ({POSITIVE_RATE:.0%} fraud), labels "
         f"14-28 days late, a new fraud pattern from week {DRIFT_WEEK}: {base / 'incoming'}")
-    config = TrainingConfig(data=str(source), label=LABEL, positive=POSITIVE,
-                            window=TRAIN_WINDOW,
-                            registry=reg, name=DEMO_NAME, **SOURCE_OPTIONS,
-                            split=SplitConfig(n_folds=3),
-                            strategy=StrategyConfig(**FIXED, time_budget_s=time_budget_s))
-    say(f"\n=== 1/5 land weeks 0-{FIRST[1] - 1} in the data source ===")
+    config = training_config(source, reg, time_budget_s=time_budget_s)
+    say(f"\n=== 1/6 land weeks 0-{FIRST[1] - 1} in the data source ===")
     land(batches[FIRST], source, as_of=week_end(FIRST[1]), say=say)
-    say(f"\n=== 2/5 train on the source's window as of week {FIRST[1]}: rareflow train --data "
-        f"{source} --time-column event_time --label-time-column label_time --window {TRAIN_WINDOW} "
-        f"--as-of {week_end(FIRST[1])} ===")
+    say(f"\n=== 2/6 train on the source's window as of week {FIRST[1]} and promote: rareflow "
+        f"train --data {source} --time-column event_time --label-time-column label_time "
+        f"--window {TRAIN_WINDOW} --as-of {week_end(FIRST[1])} ===")
     outcome = train(config.model_copy(update={"as_of": week_end(FIRST[1])}))
-    result = None
-    for step, (first, last) in zip(("3/5", "4/5"), CHECKS, strict=True):
-        say(f"\n=== {step} weeks {first}-{last - 1} land; monitor as of week {last} ===")
-        land(batches[(first, last)], source, as_of=week_end(last), say=say)
-        result = monitor(source, reg, as_of=week_end(last), say=say)
+    (first, last), (first2, last2) = CHECKS
+    say(f"\n=== 3/6 weeks {first}-{last - 1} land; score them as they arrive ===")
+    land(batches[CHECKS[0]], source, as_of=week_end(last), say=say)
+    score(batches[CHECKS[0]], base, reg, say=say)
+    say(f"\n=== 4/6 monitor as of week {last}: the labels that matured since the first model "
+        "===")
+    monitor(source, reg, as_of=week_end(last), say=say)
+    say(f"\n=== 5/6 weeks {first2}-{last2 - 1} land; monitor as of week {last2} ===")
+    land(batches[CHECKS[1]], source, as_of=week_end(last2), say=say)
+    result = monitor(source, reg, as_of=week_end(last2), say=say)
     if result["status"] != "drift":
         say("\nNo recall drift found, so nothing to retrain (the event would start it).")
-        return EXIT_OK if outcome in (EXIT_OK, EXIT_REJECTED) else outcome
-    say(f"\n=== 5/5 {events.RECALL_DRIFT} → retrain on the source's window as of the check "
-        "(fresh weeks included) → gate against the champion ===")
-    outcome = train(config, trigger=TriggerEvent(event=events.RECALL_DRIFT,
-                                                 payload=drift_payload(result)))
-    say(f"\nRegistry: {reg}/{DEMO_NAME} (rareflow models list --registry {reg} --name "
-        f"{DEMO_NAME}); each version's metadata.json lists the partitions it was trained on "
-        "(`lineage`).")
+    else:
+        say(f"\n=== 6/6 {events.RECALL_DRIFT} → retrain on the source's window as of the "
+            "check (fresh weeks included) → gate against the champion ===")
+        outcome = train(config, trigger=TriggerEvent(event=events.RECALL_DRIFT,
+                                                     payload=drift_payload(result)))
+    say(f"\nRegistry: {reg}/{DEMO_NAME} (rareflow models list); each version's metadata.json "
+        "lists the partitions it was trained on (`lineage`).")
+    closing_lines(base, reg, say)
     return EXIT_OK if outcome in (EXIT_OK, EXIT_REJECTED) else outcome

@@ -293,9 +293,9 @@ class DemoSize(_Model):
     max_candidates: int = Field(4, ge=1, le=64, description="Candidates `auto` compares.")
 
 
-DEMO_QUICK = DemoSize()  # every step in about a minute and a half on 2 cores
+DEMO_QUICK = DemoSize()  # `rareflow demo --tables`; folds and candidates of `rareflow demo`
 DEMO_FULL = DemoSize(rows=100_000, n_folds=5, max_candidates=12)  # `rareflow demo --full`
-LOOP_ROWS = 50_400  # `rareflow demo --loop`: 12 weeks x 600 rows a day
+LOOP_ROWS = 50_400  # `rareflow demo`: 12 weeks x 600 rows a day
 
 
 class TrainingConfig(_Model):

@@ -1,5 +1,5 @@
-"""`rareflow demo` with no signing key configured: it makes its own key, and its first model
-passes the bound gates and is promoted (the README's quickstart)."""
+"""`rareflow demo --tables` with no signing key configured: it makes its own key, and its first
+model passes the bound gates and is promoted."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def test_demo_without_a_key_signs_and_promotes_its_first_model(prefect_harness, tmp_path,
                                                                monkeypatch):
-    """Check that the demo, run as `rareflow demo` runs it but smaller and with no key set,
+    """Check that the table demo, run as `rareflow demo --tables` runs it, with no key set,
     exits 0, signs its versions with a key it makes in its folder, and promotes v0001 under
     the bound gates."""
     for name in (signing.KEY_ENV, signing.KEY_FILE_ENV, signing.KEY_BLOCK_ENV,

@@ -1,5 +1,5 @@
-"""`rareflow demo --loop` runs the loop: ingest → train on a window → monitor → recall drift →
-retrain on the fresh window from the drift payload → gate."""
+"""`rareflow demo` runs the loop: ingest → train on a window and promote → score new rows →
+monitor → recall drift → retrain on the fresh window from the drift payload → gate."""
 
 from __future__ import annotations
 
@@ -10,16 +10,21 @@ from tasks.registry import Registry
 pytestmark = pytest.mark.slow
 
 
-def test_demo_runs_the_loop_and_retrains_on_fresh_partitions(prefect_harness, tmp_path):
+def test_demo_runs_the_loop_and_retrains_on_fresh_partitions(prefect_harness, tmp_path,
+                                                            monkeypatch):
     from flows.cli import run_training
     from flows.demo_loop import DEMO_NAME, run_demo, week_end
 
+    monkeypatch.chdir(tmp_path)  # the demo writes ./rareflow.yaml for the README's commands
     said: list[str] = []
     status = run_demo(tmp_path, rows=50_400, registry=None, time_budget_s=60,
                       train=run_training, say=said.append)
     text = "\n".join(said)
 
-    assert status == 0
+    assert status == 0, text
+    assert "flagged for review" in text  # the new weeks were scored as they arrived
+    assert len(list((tmp_path / "scored").glob("*.parquet"))) == 1
+    assert (tmp_path / "rareflow.yaml").is_file()
     assert "NO DRIFT demo v0001" in text  # the first check, before the drift's labels matured
     assert "\nDRIFT demo v0001" in text  # the second check sees the drift on matured labels
     registry = Registry(tmp_path / "registry", DEMO_NAME)

@@ -23,8 +23,8 @@ def blocks(language: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def demo_folder(prefect_harness, tmp_path_factory):
-    """What `rareflow demo` leaves: rareflow-demo/ with two versions of `demo`, the drifted
-    batch, and rareflow.yaml (small data and a fast strategy)."""
+    """What `rareflow demo` leaves: rareflow-demo/ with two versions of `demo`, a labelled
+    batch of its last weeks, and rareflow.yaml (small data and a fast strategy)."""
     from flows.cli_support import remember_project
     from flows.training import training_flow
     from schemas.config import SplitConfig, StrategyConfig, TrainingConfig
@@ -40,7 +40,9 @@ def demo_folder(prefect_harness, tmp_path_factory):
                                               registry=str(demo / "registry"), name="demo",
                                               split=SplitConfig(n_folds=3), strategy=strategy))
         assert key == "retrain" or result["promoted"], result["verdict"]
-    write_table(make_demo_data(4000, seed=2, drift=True), demo / "drifted.parquet")
+    # the demo's last landed weeks, after the drift: a labelled batch the README scores
+    write_table(make_demo_data(4000, seed=2, drift=True), demo / "incoming" /
+                "weeks-09-10.parquet")
     remember_project("rareflow-demo/registry", "demo", cwd=base)
     return base
 

@@ -136,21 +136,30 @@ def test_demo_data_of_a_seed_never_changes():
     assert int(pd.util.hash_pandas_object(drifted, index=True).sum()) == 1701173345406129265
 
 
-@pytest.mark.parametrize("args, rows, folds, candidates", [
-    ([], 20_000, 3, 4),
-    (["--full"], 100_000, 5, 12),
-    (["--rows", "5000"], 5_000, 3, 4),
-    (["--full", "--rows", "50000"], 50_000, 5, 12),
-])
-def test_demo_is_quick_by_default_and_full_on_request(monkeypatch, tmp_path, args, rows, folds,
-                                                      candidates):
-    """Check that `rareflow demo` trains with the quick size by default, the 100,000-row
-    size with --full, and --rows overrides either; every training gets those folds and
-    candidates."""
+def _invoke_demo(monkeypatch, module, fake_run, args):
+    """`rareflow demo --dir ARGS...` with ``module.run_demo`` replaced and no server."""
     from typer.testing import CliRunner
 
-    import flows.demo
     from flows import cli
+
+    monkeypatch.setattr(module, "run_demo", fake_run)
+    monkeypatch.setattr(cli.FlowServer, "activate", lambda self: None)
+    done = CliRunner().invoke(cli.app, ["demo", "--dir", *args], obj=cli.CliState())
+    assert done.exit_code == 0, done.output
+
+
+@pytest.mark.parametrize("args, rows, folds, candidates", [
+    (["--tables"], 20_000, 3, 4),
+    (["--full"], 100_000, 5, 12),
+    (["--tables", "--rows", "5000"], 5_000, 3, 4),
+    (["--full", "--rows", "50000"], 50_000, 5, 12),
+])
+def test_table_demo_is_quick_and_full_on_request(monkeypatch, tmp_path, args, rows, folds,
+                                                 candidates):
+    """Check that `rareflow demo --tables` trains with the quick size, --full with the
+    100,000-row size, and --rows overrides either; every training gets those folds and
+    candidates."""
+    import flows.demo
 
     seen = {}
 
@@ -160,15 +169,34 @@ def test_demo_is_quick_by_default_and_full_on_request(monkeypatch, tmp_path, arg
                                                     registry="r", time_budget_s=time_budget_s)
         return 0
 
-    monkeypatch.setattr(flows.demo, "run_demo", fake_run_demo)
-    monkeypatch.setattr(cli.FlowServer, "activate", lambda self: None)
-    done = CliRunner().invoke(cli.app, ["demo", "--dir", str(tmp_path), *args],
-                              obj=cli.CliState())
-    assert done.exit_code == 0, done.output
+    _invoke_demo(monkeypatch, flows.demo, fake_run_demo, [str(tmp_path), *args])
     assert seen["size"].rows == rows
     config = seen["config"]
     assert (config.split.n_folds, config.strategy.max_candidates) == (folds, candidates)
     assert config.label == LABEL and config.name == "demo"
+
+
+@pytest.mark.parametrize("args, rows", [([], 50_400), (["--rows", "30000"], 30_000)])
+def test_demo_runs_the_loop_by_default(monkeypatch, tmp_path, args, rows):
+    """Check that plain `rareflow demo` runs the loop on a data source, with the quick demo's
+    folds and candidates for each training on the source's window."""
+    import flows.demo_loop
+    from schemas.config import DEMO_QUICK, LOOP_ROWS
+
+    seen = {}
+
+    def fake_run_loop(base, *, rows, registry, time_budget_s, train, say):
+        seen["rows"] = rows
+        seen["config"] = flows.demo_loop.training_config(base / "source", "r",
+                                                         time_budget_s=time_budget_s)
+        return 0
+
+    _invoke_demo(monkeypatch, flows.demo_loop, fake_run_loop, [str(tmp_path), *args])
+    assert seen["rows"] == rows and LOOP_ROWS == 50_400
+    config = seen["config"]
+    assert config.window and config.time_column == "event_time" and config.strategy.is_auto
+    assert (config.split.n_folds, config.strategy.max_candidates) == (
+        DEMO_QUICK.n_folds, DEMO_QUICK.max_candidates)
 
 
 def test_demo_refuses_too_few_rows(tmp_path):
