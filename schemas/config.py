@@ -191,9 +191,9 @@ class StrategyConfig(_Model):
     )
     n_jobs: int = Field(1, ge=1, le=64, description="Candidates cross-validated in parallel.")
     simpler_within_se: float = Field(
-        1.0, ge=0, description="One-standard-error rule: a simpler candidate (linear, then one "
-        "model, then a blend) wins when its CV cost is within this many paired standard errors "
-        "of the lowest; 0: the lowest CV cost wins.")
+        0.0, ge=0, description="One-standard-error rule, opt-in: a simpler candidate (linear, "
+        "then one model, then a blend) wins when its CV cost is within this many paired "
+        "standard errors of the lowest (1 is the classic rule); 0: the lowest CV cost wins.")
     calibrate: CalibrationMode = Field(
         "auto",
         description="Calibrate scores (sigmoid, CV on train) when it lowers CV cost or Brier.",

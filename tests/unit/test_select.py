@@ -233,7 +233,8 @@ def test_core_candidates_and_blends_compete_on_cost_alone():
     blend = _result("x", [0.4, 0.5, 0.5], CandidateSpec("blend", members=(a.spec, b.spec)))
     assert choose_best([a, b], simpler_within_se=0) is b
     assert choose_best([a, b, blend], simpler_within_se=0) is blend
-    assert choose_best([a, b]) is a  # 0.0033 apart, one paired standard error
+    assert choose_best([a, b]) is b  # the default: the rule is opt-in
+    assert choose_best([a, b], simpler_within_se=1) is a  # 0.0033 apart, one paired SE
 
 
 # ---------------------------------------------------------------- calibration
@@ -360,8 +361,8 @@ def _weak_signal(rows: int, seed: int):
 
 @pytest.mark.slow
 def test_weak_signal_chooses_the_linear_model():
-    """On weak-signal data from a linear model, the auto search chooses logistic regression;
-    picking by CV cost alone chose a blend there."""
+    """On weak-signal data from a linear model, the auto search with the one-standard-error
+    rule chooses logistic regression; by CV cost alone (the default) it chooses a blend."""
     from schemas.config import SplitConfig, TrainingConfig
     from tasks.select import search
 
@@ -373,5 +374,5 @@ def test_weak_signal_chooses_the_linear_model():
                                 strategy=StrategyConfig(**strategy))
         return search(X, y, schema, config=config)[0].spec
 
-    assert chosen().model == "logreg"  # the default: one paired standard error
-    assert chosen(simpler_within_se=0).model == "blend"
+    assert chosen(simpler_within_se=1).model == "logreg"  # one paired standard error
+    assert chosen().model == "blend"  # the default: the lowest CV cost
