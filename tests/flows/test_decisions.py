@@ -72,8 +72,9 @@ def test_money_costs_and_alert_budget(prefect_harness, tmp_path):
     batch.to_csv(tmp_path / "batch.csv", index=False)
     watched = monitoring_flow(MonitoringConfig(data=str(tmp_path / "batch.csv"),
                                                registry=str(tmp_path / "reg"), name="small",
-                                               emit_events=False, min_positives=5))
-    model = load_model(tmp_path / "reg", "small")
+                                               version="latest", emit_events=False,
+                                               min_positives=5))
+    model = load_model(tmp_path / "reg", "small", version="latest")
     miss = (batch[LABEL] == 1).to_numpy() & (model.decide(batch) == 0)
     fp = (batch[LABEL] == 0).to_numpy() & (model.decide(batch) == 1)
     money = batch["amount"].to_numpy()[miss].sum() + 5 * fp.sum()
