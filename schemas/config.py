@@ -135,7 +135,7 @@ class Costs(_Model):
 
 
 class SplitConfig(_Model):
-    """How the rows are split: a stratified test part, and stratified folds inside train."""
+    """How the rows are split: a test part (stratified, or the newest rows), folds inside train."""
 
     test_size: float = Field(0.2, gt=0.05, lt=0.8,
                              description="Share of rows held out as the test part.")
