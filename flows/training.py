@@ -40,7 +40,7 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
                          schema_model=config.schema_model, cost_column=costs.fn_cost_column)
     parts = split_task(data, test_size=split.test_size, seed=seed,
                        evidence=evidence_kind(config, int(data.y.sum())),
-                       times=split_times(config, window))
+                       times=split_times(config, window), n_folds=split.n_folds)
     window.release()  # the parts are copies: free the full table before fitting
     data.release()
     del data

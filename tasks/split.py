@@ -95,7 +95,7 @@ def out_of_time(times: pd.Series, *, test_size: float) -> tuple[np.ndarray, np.n
 
 def stratified_split(
     X: pd.DataFrame, y: np.ndarray, *, test_size: float, seed: int,
-    times: pd.Series | None = None,
+    times: pd.Series | None = None, n_folds: int = 2,
 ) -> Split:
     """Split rows into stratified train and test parts and record their fingerprints; with
     ``times``, the test part is the newest rows instead (:func:`out_of_time`).
@@ -108,12 +108,13 @@ def stratified_split(
         if len(times) != len(y):
             raise ValueError(f"{len(times)} row times for {len(y)} rows")
         train_idx, test_idx = out_of_time(times, test_size=test_size)
-        for part, idx in (("training", train_idx), ("test", test_idx)):
-            if len(np.unique(y[idx])) < 2:
+        for part, idx, least in (("training", train_idx, n_folds), ("test", test_idx, 1)):
+            fewest = int(min(y[idx].sum(), len(idx) - y[idx].sum()))
+            if fewest < least:
                 raise DataError(
                     f"the {part} part of an out-of-time split (test part: the newest "
-                    f"{test_size:.0%} of rows) holds one class only: widen --window, or set "
-                    "split.test_order: random")
+                    f"{test_size:.0%} of rows) holds {fewest} rows of one class, fewer than "
+                    f"the {least} it needs: widen --window, or set split.test_order: random")
     else:
         train_idx, test_idx = train_test_split(
             positions, test_size=test_size, stratify=y, random_state=seed
@@ -164,7 +165,8 @@ class Parts:
 
 
 def split_parts(data: LabelledData, *, test_size: float, seed: int,
-                evidence: str = "test_part", times: pd.Series | None = None) -> Parts:
+                evidence: str = "test_part", times: pd.Series | None = None,
+                n_folds: int = 2) -> Parts:
     """Train and test parts of validated data (see :func:`stratified_split`): stratified, or
     with ``times`` (each row's event time) the newest rows as the test part.
 
@@ -186,7 +188,8 @@ def split_parts(data: LabelledData, *, test_size: float, seed: int,
         return Parts(data.X.iloc[everything], data.y, data.X.iloc[:0], data.y[:0],
                      data.schema, fp, train_rows=np.unique(rows), test_rows=rows,
                      evidence=evidence)
-    split = stratified_split(data.X, data.y, test_size=test_size, seed=seed, times=times)
+    split = stratified_split(data.X, data.y, test_size=test_size, seed=seed, times=times,
+                             n_folds=n_folds)
     parts = Parts(data.X.iloc[split.train_idx], data.y[split.train_idx],
                   data.X.iloc[split.test_idx], data.y[split.test_idx], data.schema,
                   split.fingerprints, train_rows=np.unique(rows[split.train_idx]),

@@ -46,7 +46,8 @@ def test_out_of_time_split_tests_on_the_newest_rows():
 
 
 def test_out_of_time_split_with_one_class_in_a_part_is_refused():
-    """Check that newest rows without a positive are a clear error, not a silent gate."""
+    """Check that newest rows without a positive, or a training part with too few positives
+    for its folds, are a clear error, not a silent gate or a scikit-learn traceback."""
     from schemas.errors import DataError
 
     y = np.r_[np.ones(20), np.zeros(80)].astype(int)  # every positive is old
@@ -54,6 +55,11 @@ def test_out_of_time_split_with_one_class_in_a_part_is_refused():
     X = pd.DataFrame({"a": np.arange(100.0)})
     with pytest.raises(DataError, match="test part of an out-of-time split.*test_order"):
         stratified_split(X, y, test_size=0.2, seed=0, times=times)
+    # every positive is new: the training part could not be cut into stratified folds
+    with pytest.raises(DataError, match="training part .* holds 3 rows of one class, fewer "
+                                        "than the 5 it needs"):
+        stratified_split(X, np.r_[np.zeros(77), np.ones(23)].astype(int), test_size=0.2,
+                         seed=0, times=times, n_folds=5)
 
 
 def test_split_times_follow_the_config():
