@@ -10,8 +10,8 @@ How ``auto`` chooses (each step measured on out-of-fold scores, never on the tes
    judged at a threshold chosen on the *other* folds.
 3. :func:`blend_result` adds two ensembles of core candidates without refitting anything:
    the average of the two best, and the average of all of them.
-4. :func:`choose_best` takes the lowest CV cost among core candidates and blends, or the
-   simplest of them within one paired standard error of it (``simpler_within_se``). A
+4. :func:`choose_best` takes the lowest CV cost among core candidates and blends (opt-in,
+   ``simpler_within_se``: the simplest of them within that many paired standard errors). A
    resampled or anomaly-detection candidate must win by more than one fold standard
    deviation (and one paired standard error): with few positives a CV cost is noisy and
    the exotic candidates otherwise win by luck.
