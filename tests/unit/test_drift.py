@@ -344,3 +344,27 @@ def test_verdict_line_is_one_line():
     assert line.startswith("DRIFT demo v0001: minority recall 0.400")
     assert "1/2 input columns drifted" in line and "/r/quality.html" in line
     assert not math.isnan(decision["p_value"])
+
+
+def test_monitoring_costs_in_money_match_brute_force():
+    """Check the realised and the estimated cost with per-row miss costs against brute force,
+    and that a batch without the cost column is a clear error."""
+    from tasks.drift import row_miss_costs
+    from tasks.estimate import expected_figures
+
+    y, d = np.array([1, 1, 0, 0, 1]), np.array([1, 0, 1, 0, 0])
+    amount = np.array([100.0, 40.0, 7.0, 3.0, 60.0])
+    rows = pd.DataFrame({"amount": amount})
+    costs = {"fn_cost": 10.0, "fp_cost": 5.0, "fn_cost_column": "amount"}
+    cost = cost_figures(y, d, fn_cost=10, fp_cost=5, miss_costs=row_miss_costs(rows, costs))
+    assert cost["expected_cost"] == pytest.approx(40 + 60 + 5 * 1)
+    assert cost["normalised_cost"] == pytest.approx(105 / 200) and cost["per_row_fn_cost"]
+    assert row_miss_costs(rows, {"fn_cost": 10.0, "fp_cost": 1.0}) is None
+    with pytest.raises(DataError, match="column 'amount'"):
+        row_miss_costs(rows.rename(columns={"amount": "x"}), costs)
+    p = np.array([0.9, 0.5, 0.2, 0.1, 0.4])
+    est = expected_figures(p, d, fn_cost=10, fp_cost=5, miss_costs=amount)
+    missed = (p * amount)[d == 0].sum()
+    false_alarms = (1 - p)[d == 1].sum()
+    assert est["cost"] == pytest.approx(missed + 5 * false_alarms)
+    assert est["normalised"] == pytest.approx(est["cost"] / (p * amount).sum())
