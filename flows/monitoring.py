@@ -61,6 +61,7 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
                                folder=folder, paths=paths, estimate=estimate,
                                lineage=window.lineage, since=since)
     result["judged_partitions"] = window.files_of(roles.judged)
+    result["judged_from"] = window.first_time(roles.judged)  # a retraining's `since`
     result["event_id"] = emit_if_drift(result, enabled=config.emit_events)
     write_summary_task(result, folder)
     record_check(registry.dir, result, lock=registry.lock)

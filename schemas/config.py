@@ -121,15 +121,11 @@ class Costs(_Model):
     fn_cost: float = Field(10.0, gt=0, description="Cost of a missed positive (false negative).")
     fp_cost: float = Field(1.0, gt=0, description="Cost of a false alarm (false positive).")
     fn_cost_column: str | None = Field(
-        None,
-        description="Column holding what missing each row costs (e.g. the transaction "
-        "amount); replaces fn_cost, so costs and metrics are in money.",
-    )
+        None, description="Column holding what missing each row costs (e.g. the transaction "
+        "amount); replaces fn_cost, so costs and metrics are in money.")
     max_alert_rate: float | None = Field(
-        None, gt=0, le=1,
-        description="Most rows flagged, as a share of all rows (the review team's capacity; "
-        "0.005 = 5 alerts per 1,000 rows).",
-    )
+        None, gt=0, le=1, description="Most rows flagged, as a share of all rows (the review "
+        "team's capacity; 0.005 = 5 alerts per 1,000 rows).")
     min_recall: float | None = Field(
         None, gt=0, le=1, description="Least share of positives the threshold must flag.")
 
@@ -304,16 +300,19 @@ class TrainingConfig(_Model):
     data: str = Field(..., description="The training data: a file (CSV, CSV.gz or Parquet), a "
                       "folder of partitions (hive-style `date=.../` folders too) or a glob.")
     label: str = Field(..., description="Name of the label column.")
-    positive: str | None = Field(
-        None,
-        description="Label value of the rare (positive) class; default: 1/True, else the minority.",
-    )
+    positive: str | None = Field(None, description="Label value of the rare (positive) class; "
+                                 "default: 1/True, else the minority.")
     time_column: str | None = _time_column_field()
     window: str | None = _window_field()
     as_of: str | None = Field(
         None, description="Train on the source as it was known at this time: rows up to it whose "
-        "labels had matured by it (default: now; the version records the time used)."
-    )
+        "labels had matured by it (default: now; the version records the time used).")
+    since: str | None = Field(None, description="Only rows from this time on, too (needs "
+                              "`time_column`; a retraining after a recall drift sets it).")
+    after_drift: Literal["since-drift", "window"] = Field(
+        "since-drift", description="What a retraining started by a recall-drift event trains on: "
+        "the window's rows since the drifted batch began (the whole window when they hold too "
+        "few of a class), or the whole window.")
     label_time_column: str | None = _maturity_field("label_time_column")
     label_available_column: str | None = _maturity_field("label_available_column")
     label_delay_days: float = _maturity_field("label_delay_days")
@@ -346,7 +345,7 @@ class TrainingConfig(_Model):
         return check_name(value)
 
     _window = field_validator("window", mode="before")(lambda v: check_window(v))
-    _as_of = field_validator("as_of", mode="before")(lambda v: check_as_of(v))
+    _as_of = field_validator("as_of", "since", mode="before")(lambda v: check_as_of(v))
 
 
 class TriggerEvent(_Model):

@@ -64,6 +64,17 @@ def card_use(meta: dict) -> list[str]:
     ]
 
 
+def card_window(lin: dict) -> list[str]:
+    """Which rows of a data source the version was trained on (nothing for a plain file)."""
+    if not lin.get("as_of") or (lin.get("kind") == "file" and not lin.get("time_column")):
+        return []
+    span = f"the last {lin['window']}" if lin.get("window") else "every row"
+    since = (f", from {lin['since']} on (the rows since a recall drift)"
+             if lin.get("since") else "")
+    return [f"Rows: {span} of `{lin['source']}` up to {lin['as_of']}{since}, labels matured "
+            "by then.", ""]
+
+
 def card_data(meta: dict) -> list[str]:
     fp = meta["fingerprints"]
     train_neg = fp["train_rows"] - fp["train_positives"]
@@ -71,7 +82,7 @@ def card_data(meta: dict) -> list[str]:
     prevalence = fp["train_positives"] / fp["train_rows"] if fp["train_rows"] else float("nan")
     lines = ["## Training data", "",
              f"Training prevalence {prevalence:.4%} (positives / rows of the training part).",
-             ""]
+             "", *card_window(meta.get("lineage") or {})]
     lines += _table(["part", "rows", "positive rows", "negative rows"], [
         ["train", fp["train_rows"], fp["train_positives"], train_neg],
         ["test", fp["test_rows"], fp["test_positives"], test_neg]])

@@ -226,6 +226,8 @@ def drift_payload(result: dict) -> dict:
         "batch_rows": result["batch"]["rows"], "batch_positives": d["batch_positives"],
         "reference_positives": d["reference_positives"], "report": result["reports"]["folder"],
         "estimate": result.get("estimate"),
+        # the drifted rows began here: a retraining learns from them (tasks.loop)
+        "since": result.get("judged_from") if d["status"] == DRIFT else None,
     }
 
 

@@ -31,7 +31,9 @@ def config_for_event(config: TrainingConfig, trigger: TriggerEvent | None) -> Tr
 
     The event's payload names the data source (``source``; ``path`` from older emitters) and
     the time to train as of (``as_of``); everything else (label, costs, window, gates, ...)
-    stays as configured.
+    stays as configured. A recall-drift event also says when the drifted batch began
+    (``since``): with ``after_drift: since-drift`` and a time column the run trains on the
+    rows after it, so the new model learns the changed pattern rather than the old one.
 
     Raises:
         ConfigError: the event is not one a training run follows.
@@ -53,6 +55,9 @@ def config_for_event(config: TrainingConfig, trigger: TriggerEvent | None) -> Tr
     update = {key: str(payload[field]) for key, field in (("data", "path"), ("data", "source"),
                                                           ("as_of", "as_of"))
               if payload.get(field)}  # `path`: what emitters of rareflow 0.1 sent
+    if (trigger.event == events.RECALL_DRIFT and payload.get("since") and config.time_column
+            and config.after_drift == "since-drift"):
+        update["since"] = str(payload["since"])
     logger.info("Following %s: %s", trigger.event,
                 ", ".join(f"{k}={v}" for k, v in update.items()) or "nothing to change")
     return TrainingConfig.model_validate({**config.model_dump(), **update})

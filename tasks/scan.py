@@ -51,6 +51,7 @@ class Selection:
     label_available_column: str | None = None
     label_delay_days: float = 0.0
     keep_unmatured: bool = False  # monitoring keeps them, for the estimated recall
+    since: pd.Timestamp | None = None  # rows must also be at or after this (after a drift)
 
     @property
     def span(self) -> pd.Timedelta | None:
@@ -76,7 +77,7 @@ class Selection:
     @property
     def uses_time(self) -> bool:
         return bool(self.time_column or self.window or self.label_time_column
-                    or self.label_available_column or self.label_delay_days)
+                    or self.label_available_column or self.label_delay_days or self.since)
 
     @property
     def aux_columns(self) -> list[str]:
@@ -86,7 +87,8 @@ class Selection:
 
     def describe(self) -> str:
         span = f"last {self.window}" if self.window else "all rows"
-        return f"{span} up to {iso(self.as_of)}"
+        since = f" from {iso(self.since)}" if self.since is not None else ""
+        return f"{span}{since} up to {iso(self.as_of)}"
 
 
 def iso(stamp) -> str | None:
@@ -168,7 +170,9 @@ class SourceReader:
         """Whether a file whose rows lie in [lo, hi] misses the window (then it is skipped)."""
         self._saw(lo, hi, rel)
         start = self.sel.start
-        outside = lo > self.sel.as_of or (start is not None and hi <= start)
+        since = self.sel.since
+        outside = (lo > self.sel.as_of or (start is not None and hi <= start)
+                   or (since is not None and hi < since))
         self.skipped += int(outside)
         return outside
 
@@ -269,6 +273,8 @@ class SourceReader:
             inside = (times <= sel.as_of).to_numpy()
             if sel.start is not None:
                 inside &= (times > sel.start).to_numpy()
+            if sel.since is not None:
+                inside &= (times >= sel.since).to_numpy()
         matured = matured_mask(aux, label_time_column=sel.label_time_column,
                                label_available_column=sel.label_available_column,
                                delay_days=sel.label_delay_days, as_of=sel.as_of,

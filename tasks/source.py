@@ -18,8 +18,9 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import DataError
+from schemas.errors import ConfigError, DataError
 from tasks.files import sha256_file
+from tasks.labels import utc
 from tasks.load import IO_RETRIES, load_table, release_arrow_pool
 from tasks.partitions import resolve_source
 from tasks.scan import Piece, Selection, SourceReader, iso, resolve_as_of
@@ -50,6 +51,12 @@ class SourceWindow:
             return [f["path"] for f in self.lineage.get("files", [])] if rows.any() else []
         return [self.paths[i] for i in np.unique(self.file_of_row[rows])]
 
+    def first_time(self, rows: np.ndarray) -> str | None:
+        """The earliest event time of the selected rows (None without times or rows)."""
+        if self.event_time is None or not rows.any():
+            return None
+        return iso(self.event_time[rows].min())
+
     def release(self) -> None:
         """Let go of the table once it has been validated (see ``LabelledData.release``)."""
         self.frame = None
@@ -57,14 +64,23 @@ class SourceWindow:
 
 def selection_from(config, *, keep_unmatured: bool = False, label: str | None = None,
                    as_of: pd.Timestamp | None = None) -> Selection:
-    """The selection of a training or monitoring config (fields of the same names)."""
+    """The selection of a training or monitoring config (fields of the same names).
+
+    Raises:
+        ConfigError: ``since`` without a time column to compare it with.
+    """
+    since = getattr(config, "since", None)
+    if since and not config.time_column:
+        raise ConfigError(f"since {since!r} needs a time column to compare rows with: set "
+                          "--time-column (or leave since empty)")
     return Selection(
         as_of=as_of if as_of is not None else resolve_as_of(config.as_of),
         label=label if label is not None else getattr(config, "label", None),
         time_column=config.time_column, window=config.window,
         label_time_column=config.label_time_column,
         label_available_column=config.label_available_column,
-        label_delay_days=config.label_delay_days, keep_unmatured=keep_unmatured)
+        label_delay_days=config.label_delay_days, keep_unmatured=keep_unmatured,
+        since=utc(since) if since else None)
 
 
 def _last_rows(times: pd.Series | None, n_rows: int, keep: int) -> np.ndarray | None:
@@ -142,6 +158,7 @@ def lineage(files, sel: Selection, reader: SourceReader | None, window: SourceWi
     return {
         "source": files.spec, "kind": files.kind, "root": str(files.root.resolve()),
         "as_of": iso(sel.as_of), "window": sel.window, "window_start": iso(sel.start),
+        "since": iso(sel.since),
         "time_column": sel.time_column, "label_time_column": sel.label_time_column,
         "label_available_column": sel.label_available_column,
         "label_delay_days": sel.label_delay_days,
@@ -230,12 +247,23 @@ def check_window_classes(lineage_: dict, *, label: str, positive: str | None,
 
 
 def read_training_window(config, *, needed: int) -> SourceWindow:
-    """The training rows of a TrainingConfig's source, checked for enough of each class."""
+    """The training rows of a TrainingConfig's source, checked for enough of each class.
+
+    With ``since`` (a retraining after a recall drift) the rows since then are used when they
+    hold enough of each class; otherwise the whole window is, and the log says why.
+    """
     sel = selection_from(config)
-    window = read_source(config.data, sel)
-    if sel.uses_time or window.lineage["kind"] != "file":
-        check_window_classes(window.lineage, label=config.label, positive=config.positive,
-                             needed=needed)
+    try:
+        window = read_source(config.data, sel)
+        if sel.uses_time or window.lineage["kind"] != "file":
+            check_window_classes(window.lineage, label=config.label, positive=config.positive,
+                                 needed=needed)
+    except DataError as exc:
+        if sel.since is None:
+            raise
+        logger.warning("Training on the whole window, not only the rows after %s: %s",
+                       iso(sel.since), exc)
+        return read_training_window(config.model_copy(update={"since": None}), needed=needed)
     return window
 
 

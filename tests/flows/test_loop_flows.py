@@ -117,11 +117,14 @@ def test_monitoring_judges_new_labels_and_estimates_the_rest(prefect_harness, st
     payload = drift_payload(result)
     assert payload["source"] == str((base / "source").resolve())
     assert payload["as_of"] == week(9.5) and payload["estimate"] == estimate
+    # the drifted batch began at its first judged row; a label matures at most 28 days late
+    assert payload["since"] == result["judged_from"] > week(5 - 4)
     retrained = train(base, "loop-registry", week(1),  # the event's as_of wins
                       trigger=TriggerEvent(event=events.RECALL_DRIFT, payload=payload),
                       **RANDOM_TEST)
     meta = Registry(base / "loop-registry", "loop").metadata(retrained["version"])
-    assert meta["lineage"]["as_of"] == week(9.5)
+    assert meta["lineage"]["as_of"] == week(9.5) and meta["lineage"]["since"] == payload["since"]
+    assert meta["config"]["since"] == payload["since"]
     first_files = {f["path"] for f in Registry(base / "loop-registry", "loop")
                    .metadata("v0001")["lineage"]["files"]}
     fresh = [f["path"] for f in meta["lineage"]["files"] if f["path"] not in first_files]

@@ -39,6 +39,22 @@ def test_event_decides_source_and_as_of(event, payload, data, as_of):
     assert run.window == "90d" and run.name == "m" and run.registry == "reg"
 
 
+@pytest.mark.parametrize("event, config, since", [
+    ("rareflow.monitor.recall-drift", {"time_column": "ts"}, "2025-01-20T03:00:00+00:00"),
+    ("rareflow.monitor.recall-drift", {"time_column": "ts", "after_drift": "window"}, None),
+    ("rareflow.monitor.recall-drift", {}, None),  # no time column to compare with
+    ("rareflow.data.arrived", {"time_column": "ts"}, None),
+])
+def test_a_drift_retraining_learns_from_the_drifted_rows(event, config, since):
+    """Check that a recall-drift event's `since` (where the drifted batch began) limits the
+    retraining's rows only with `after_drift: since-drift` and a time column."""
+    payload = {"source": "/data/tx", "as_of": "2025-02-01",
+               "since": "2025-01-20T03:00:00+00:00"}
+    run = config_for_event(BASE.model_copy(update=config),
+                           TriggerEvent(event=event, payload=payload))
+    assert run.since == since and run.window == "90d" and run.as_of == "2025-02-01"
+
+
 def test_unknown_event_is_refused_and_as_of_is_fixed():
     """Check that an unrelated event is refused and a run always records a concrete as_of."""
     with pytest.raises(ConfigError, match="follows rareflow.data.arrived or"):

@@ -11,10 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from schemas.config import TrainingConfig
 from schemas.errors import ConfigError, DataError
 from tasks.partitions import hive_keys, resolve_source
 from tasks.scan import Selection, resolve_as_of
-from tasks.source import check_window_classes, class_counts, read_source
+from tasks.source import (
+    check_window_classes,
+    class_counts,
+    read_source,
+    read_training_window,
+)
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 
@@ -240,3 +246,37 @@ def test_mixed_formats_are_refused(tmp_path):
     shutil.rmtree(root / "more" / "date=2025-01-04")
     with pytest.raises(DataError, match="mixes Parquet and CSV"):
         read_source(str(root), sel(T0 + pd.Timedelta(days=9), time_column="ts"))
+
+
+def test_since_keeps_rows_from_it_and_skips_older_partitions(source):
+    """Check that `since` keeps rows at or after it (inclusive), inside the window, and that
+    partitions wholly before it are not opened."""
+    as_of = T0 + pd.Timedelta(days=10)
+    full = read_source(str(source), sel(as_of, time_column="ts", window="8d"))
+    since = pd.to_datetime(full.lineage["time_range"][0]) + pd.Timedelta(days=5)
+    since = full.event_time[full.event_time >= since].min()  # exactly one row's time
+    window = read_source(str(source), sel(as_of, time_column="ts", window="8d", since=since))
+    assert window.event_time.min() == since
+    assert len(window.frame) == int((full.event_time >= since).sum())
+    assert window.lineage["since"] == since.isoformat()
+    assert window.lineage["files_skipped"] > full.lineage["files_skipped"]
+    assert "from " + since.isoformat() in sel(as_of, since=since).describe()
+
+
+def _training_config(source, **kw) -> TrainingConfig:
+    return TrainingConfig(data=str(source), label="y", time_column="ts", window="9d",
+                          as_of=str(T0 + pd.Timedelta(days=10)), **kw)
+
+
+def test_training_after_a_drift_falls_back_to_the_window_when_too_few(source, caplog):
+    """Check that a retraining's `since` is used when its rows hold enough of each class, and
+    that the whole window is used (and the log says why) when they do not."""
+    since = str(T0 + pd.Timedelta(days=7))
+    recent = read_training_window(_training_config(source, since=since), needed=10)
+    assert recent.lineage["rows"] == 3 * 20 and recent.lineage["since"] is not None
+    with caplog.at_level("WARNING"):
+        whole = read_training_window(_training_config(source, since=since), needed=20)
+    assert whole.lineage["rows"] == 9 * 20 and whole.lineage["since"] is None
+    assert "whole window, not only the rows after" in caplog.text
+    with pytest.raises(ConfigError, match="since .* needs a time column"):
+        read_training_window(TrainingConfig(data=str(source), label="y", since=since), needed=1)
