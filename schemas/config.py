@@ -72,8 +72,8 @@ def check_window(value: str | None) -> str | None:
     return f"{int(match.group(1))}{'rows' if unit == 'r' else unit}"
 
 
-def check_as_of(value) -> str | None:
-    """A point in time (ISO 8601; no zone = UTC); empty means now."""
+def check_as_of(value, what: str = "as_of") -> str | None:
+    """A point in time (ISO 8601; no zone = UTC); empty means now (``what``: the field)."""
     if value is None or not str(value).strip():
         return None
     import pandas as pd
@@ -81,10 +81,10 @@ def check_as_of(value) -> str | None:
     try:
         stamp = pd.Timestamp(str(value).strip())
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"as_of must be a date or time such as 2026-11-28 or "
+        raise ValueError(f"{what} must be a date or time such as 2026-11-28 or "
                          f"2026-11-28T06:00:00Z; got {value!r}") from exc
     if pd.isna(stamp):
-        raise ValueError(f"as_of must be a date or time; got {value!r}")
+        raise ValueError(f"{what} must be a date or time; got {value!r}")
     return str(value).strip()
 
 
@@ -345,7 +345,8 @@ class TrainingConfig(_Model):
         return check_name(value)
 
     _window = field_validator("window", mode="before")(lambda v: check_window(v))
-    _as_of = field_validator("as_of", "since", mode="before")(lambda v: check_as_of(v))
+    _as_of = field_validator("as_of", "since", mode="before")(
+        lambda v, info: check_as_of(v, info.field_name))
 
 
 class TriggerEvent(_Model):

@@ -55,6 +55,14 @@ def test_a_drift_retraining_learns_from_the_drifted_rows(event, config, since):
     assert run.since == since and run.window == "90d" and run.as_of == "2025-02-01"
 
 
+def test_since_that_is_not_a_time_names_the_field():
+    """Check that a bad `since` is refused with a message naming `since`, not `as_of`."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="since must be a date or time"):
+        BASE.model_validate({**BASE.model_dump(), "since": "last tuesday"})
+
+
 def test_unknown_event_is_refused_and_as_of_is_fixed():
     """Check that an unrelated event is refused and a run always records a concrete as_of."""
     with pytest.raises(ConfigError, match="follows rareflow.data.arrived or"):
