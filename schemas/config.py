@@ -308,7 +308,8 @@ class TrainingConfig(_Model):
         None, description="Train on the source as it was known at this time: rows up to it whose "
         "labels had matured by it (default: now; the version records the time used).")
     since: str | None = Field(None, description="Only rows from this time on, too (needs "
-                              "`time_column`; a retraining after a recall drift sets it).")
+                              "`time_column`; a retraining after a recall drift sets it). If they "
+                              "hold too few of a class, the whole window is used (logged).")
     after_drift: Literal["since-drift", "window"] = Field(
         "since-drift", description="What a retraining started by a recall-drift event trains on: "
         "the window's rows since the drifted batch began (the whole window when they hold too "

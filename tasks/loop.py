@@ -33,7 +33,7 @@ def config_for_event(config: TrainingConfig, trigger: TriggerEvent | None) -> Tr
     the time to train as of (``as_of``); everything else (label, costs, window, gates, ...)
     stays as configured. A recall-drift event also says when the drifted batch began
     (``since``): with ``after_drift: since-drift`` and a time column the run trains on the
-    rows after it, so the new model learns the changed pattern rather than the old one.
+    rows from then on, so the new model learns the changed pattern rather than the old one.
 
     Raises:
         ConfigError: the event is not one a training run follows.

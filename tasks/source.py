@@ -261,7 +261,7 @@ def read_training_window(config, *, needed: int) -> SourceWindow:
     except DataError as exc:
         if sel.since is None:
             raise
-        logger.warning("Training on the whole window, not only the rows after %s: %s",
+        logger.warning("Training on the whole window, not only the rows from %s on: %s",
                        iso(sel.since), exc)
         return read_training_window(config.model_copy(update={"since": None}), needed=needed)
     return window

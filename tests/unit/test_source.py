@@ -277,6 +277,6 @@ def test_training_after_a_drift_falls_back_to_the_window_when_too_few(source, ca
     with caplog.at_level("WARNING"):
         whole = read_training_window(_training_config(source, since=since), needed=20)
     assert whole.lineage["rows"] == 9 * 20 and whole.lineage["since"] is None
-    assert "whole window, not only the rows after" in caplog.text
+    assert "whole window, not only the rows from" in caplog.text
     with pytest.raises(ConfigError, match="since .* needs a time column"):
         read_training_window(TrainingConfig(data=str(source), label="y", since=since), needed=1)
