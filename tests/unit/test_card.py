@@ -21,3 +21,17 @@ def test_table_escapes_pipes_and_aligns_numbers():
 def test_table_without_rows_is_a_header():
     """Check that a table with no rows is a header and a left-aligned rule."""
     assert _table(["a", "b"], []) == ["| a | b |", "|---|---|"]
+
+
+def test_card_says_which_rows_of_a_source_it_was_trained_on():
+    """Check that the model card names a source's window and the `since` of a drift
+    retraining, and says nothing of the kind for a plain file."""
+    from tasks.card import card_window
+
+    lineage = {"as_of": "2025-04-14T00:00:00+00:00", "kind": "directory", "source": "/d/tx",
+               "window": "56d", "time_column": "event_time", "since": None}
+    assert card_window(lineage)[0].startswith("Rows: the last 56d of `/d/tx` up to 2025-04-14")
+    assert "since a recall drift" not in card_window(lineage)[0]
+    drifted = card_window({**lineage, "since": "2025-03-10T01:13:23+00:00"})[0]
+    assert "from 2025-03-10T01:13:23+00:00 on (the rows since a recall drift)" in drifted
+    assert card_window({**lineage, "kind": "file", "time_column": None}) == []
