@@ -178,7 +178,7 @@ class StrategyConfig(_Model):
         None, ge=1, le=20,
         description="Racing, opt-in: folds every candidate is fitted on before the clearly "
         "worse ones are dropped. None (default): every candidate on every fold (quality "
-        "benchmark mean cost 0.313 that way, 0.326 racing with 2 folds and 4 finalists).",
+        "benchmark mean cost 0.323 that way, 0.325 racing with 2 folds and 4 finalists).",
     )
     finalists: int = Field(
         4, ge=1, le=64, description="With racing: most candidates fitted on every fold.")
