@@ -58,6 +58,49 @@ def test_hgb_preprocess_hook_still_exists():
     np.testing.assert_array_equal(coded.predict_proba(X), stock.predict_proba(X))
 
 
+def test_weighted_bin_thresholds_are_scikit_learns():
+    """Check that the one-call weighted thresholds are exactly scikit-learn's, column by
+    column (continuous, ties, missing values, zero weights, few values, constant)."""
+    from sklearn.ensemble._hist_gradient_boosting.binning import _find_binning_thresholds
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    weights = np.where(rng.random(n) < 0.05, 19.0, 1.0)
+    weights[:40] = 0.0
+    columns = {"continuous": rng.normal(size=n), "ties": np.round(rng.normal(size=n), 1),
+               "few values": rng.integers(0, 7, n).astype(float),
+               "ties, many values": np.round(rng.normal(size=n) * 3, 2),
+               "constant": np.ones(n), "exponential": rng.exponential(size=n)}
+    columns["missing"] = np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n))
+    for name, column in columns.items():
+        stock = _find_binning_thresholds(column, 255, sample_weight=weights)
+        np.testing.assert_array_equal(lean.weighted_thresholds(column, 255, weights), stock,
+                                      err_msg=name)
+
+
+def test_class_weighted_hgb_bins_and_predicts_as_scikit_learn():
+    """Check that a balanced HistGradientBoosting fits through ``_bin_data`` with its weights
+    (the hook the one-sort bin mapper replaces) and gives scikit-learn's bins and scores."""
+    import inspect
+
+    hook = HistGradientBoostingClassifier._bin_data
+    assert list(inspect.signature(hook).parameters) == ["self", "X", "sample_weight",
+                                                        "is_training_data"]
+    X, y = make_classification(n_samples=2000, n_features=6, weights=[0.93], random_state=2)
+    X[::17, 1] = np.nan
+    params = {"class_weight": "balanced", "max_iter": 30, "early_stopping": True,
+              "validation_fraction": 0.2, "n_iter_no_change": 5, "random_state": 0}
+    stock = HistGradientBoostingClassifier(**params).fit(X, y)
+    ours = lean.CodedHistGradientBoostingClassifier(**params).fit(X, y)
+    assert isinstance(ours._bin_mapper, lean.OneSortBinMapper)  # the shortcut was taken
+    for mine, theirs in zip(ours._bin_mapper.bin_thresholds_,
+                            stock._bin_mapper.bin_thresholds_, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(ours._bin_mapper.n_bins_non_missing_,
+                                  stock._bin_mapper.n_bins_non_missing_)
+    np.testing.assert_array_equal(ours.predict_proba(X), stock.predict_proba(X))
+
+
 def test_imblearn_pipeline_fit_is_still_the_plain_loop():
     """Check that imbalanced-learn's Pipeline.fit gives what the step-by-step loop gives."""
     from imblearn.pipeline import Pipeline
