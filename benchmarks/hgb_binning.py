@@ -124,8 +124,9 @@ def main(argv=None) -> int:
     meta = {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_seconds":
             round(time.perf_counter() - started, 1), "machine": f"{platform.machine()}, "
             f"{len(os.sched_getaffinity(0))} cores, Python "
-            f"{platform.python_version()}", "command": "python benchmarks/hgb_binning.py "
-            + " ".join(argv if argv is not None else sys.argv[1:])}
+            f"{platform.python_version()}", "command": " ".join(
+                ["python benchmarks/hgb_binning.py", *(argv if argv is not None
+                                                        else sys.argv[1:])])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(
         {"meta": meta, "fits": fits, "search": found}, indent=2) + "\n", encoding="utf-8")
