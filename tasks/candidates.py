@@ -8,6 +8,7 @@ from schemas.config import INTERPOLATING_SAMPLERS, NUMERIC_ONLY_SAMPLERS, Strate
 
 BLEND = "blend"
 MILD_RATE = 0.10  # positive rate above this: mild imbalance
+SEVERE_RATE = 0.01  # positive rate at or below this: severe imbalance (99/1 or worse)
 MIN_INTERPOLATION_POSITIVES = 12  # fewer positives: no SMOTE-like samplers
 BIG_TABLE_ROWS = 20_000  # from here on, random undersampling is a (fast) candidate
 EXOTIC_FAMILIES = ("resampled", "anomaly")
@@ -107,8 +108,12 @@ def candidate_specs(
     assumed:
 
     - every table: logistic regression and gradient boosting, unweighted and ``balanced``,
-      a random forest and a BalancedRandomForest (undersampling ensemble) — the cost
-      threshold does most of the work, and which family wins depends on the data;
+      and a random forest — the cost threshold does most of the work, and which family wins
+      depends on the data;
+    - severe imbalance (positive rate <= 1 %): a BalancedRandomForest (an undersampling
+      ensemble). On the quality benchmark's other tables it was the dearest candidate and,
+      left out, the choices cost no more (mean 0.319 against 0.323, replayed by
+      benchmarks/ablation.py) for a search 25-35 % shorter (benchmarks/results/ablation.md);
     - moderate imbalance (positive rate <= 10 %): SMOTE (SMOTENC with categories) with
       logistic regression, when there are enough positives to interpolate;
     - big tables (>= 20,000 rows) with moderate imbalance: random undersampling with
@@ -132,6 +137,8 @@ def candidate_specs(
         CandidateSpec("hgb", "none", "balanced"),
         CandidateSpec("rf", "none", "none"),
     ]
+    if positive_rate > SEVERE_RATE:
+        specs.remove(CandidateSpec("brf", "none", "none"))
     if moderate:
         specs.append(CandidateSpec("logreg", "smote", "none"))
     if moderate and rows >= BIG_TABLE_ROWS:

@@ -58,19 +58,21 @@ def _result(name, fold_costs, family_spec=None):
 @pytest.mark.parametrize(
     "rate, positives, rows, present, absent",
     [
-        (0.25, 2000, 8000, {"logreg|none|balanced", "brf|none|none", "rf|none|none"},
-         {"logreg|smote|none", "iforest|none|none", "hgb|random_under|none"}),
+        (0.25, 2000, 8000, {"logreg|none|balanced", "rf|none|none"},
+         {"logreg|smote|none", "iforest|none|none", "hgb|random_under|none", "brf|none|none"}),
         (0.05, 400, 8000, {"logreg|smote|none", "hgb|none|balanced"},
-         {"iforest|none|none", "hgb|random_under|none"}),
+         {"iforest|none|none", "hgb|random_under|none", "brf|none|none"}),
         (0.05, 4000, 80_000, {"logreg|smote|none", "hgb|random_under|none"},
-         {"iforest|none|none"}),
-        (0.008, 40, 5000, {"logreg|smote|none", "brf|none|none"}, {"iforest|none|none"}),
+         {"iforest|none|none", "brf|none|none"}),
+        (0.011, 55, 5000, {"logreg|smote|none"}, {"iforest|none|none", "brf|none|none"}),
+        (0.01, 50, 5000, {"logreg|smote|none", "brf|none|none"}, {"iforest|none|none"}),
         (0.005, 8, 1600, {"brf|none|none"}, {"logreg|smote|none", "iforest|none|none"}),
     ],
 )
 def test_candidate_set_follows_imbalance_severity(rate, positives, rows, present, absent):
-    """Check that imbalance adds resamplers, few positives drop SMOTE, and the IsolationForest
-    (measured worst on every shared dataset) is never an auto candidate."""
+    """Check that imbalance adds resamplers (the BalancedRandomForest only at 1 % positives or
+    fewer), few positives drop SMOTE, and the IsolationForest (measured worst on every shared
+    dataset) is never an auto candidate."""
     names = {s.name for s in _specs(rate, positives, rows)}
     assert present <= names
     assert not absent & names
