@@ -39,31 +39,37 @@ import quality as q  # noqa: E402  (benchmarks/ is this script's folder)
 from schemas.config import TrainingConfig  # noqa: E402
 from tasks.calibration import apply_platt  # noqa: E402
 from tasks.estimators import positive_scores  # noqa: E402
-from tasks.evidence import NESTED_CV, evidence_kind  # noqa: E402
+from tasks.evidence import evidence_kind  # noqa: E402
 from tasks.select import finish_selection, search  # noqa: E402
-from tasks.split import cv_folds, stratified_split  # noqa: E402
+from tasks.split import cv_folds, split_parts  # noqa: E402
 from tasks.threshold import DecisionCosts  # noqa: E402
 from tasks.validate import validate_training_data  # noqa: E402
 
 COSTS = DecisionCosts(fn_cost=q.FN_COST, fp_cost=q.FP_COST)
 
 
+def training_part(df, *, label: str, positive: str):
+    """What ``rareflow train`` with default settings searches on: the validated table's
+    training part (every row when the evidence is a nested cross-validation), and the config.
+    """
+    config = TrainingConfig(data="benchmark", label=label, positive=positive,
+                            costs={"fn_cost": q.FN_COST, "fp_cost": q.FP_COST})
+    split = config.split
+    data = validate_training_data(df, label=label, positive=positive,
+                                  test_size=split.test_size, n_folds=split.n_folds)
+    parts = split_parts(data, test_size=split.test_size, seed=config.seed,
+                        evidence=evidence_kind(config, int(data.y.sum())),
+                        n_folds=split.n_folds)
+    return parts.X_train.reset_index(drop=True), parts.y_train, parts.schema, config
+
+
 def searched(df, y, info: dict, train, test) -> dict:
     """One outer fold: the search's kept results and each candidate's outer-test scores."""
     d, held = df.iloc[train].reset_index(drop=True), df.iloc[test].reset_index(drop=True)
     alternative = q.time_alternative(d.drop(columns=[info["label"]]), y[train])
-    data = validate_training_data(d, label=info["label"], positive=str(info["positive"]),
-                                  test_size=0.2, n_folds=5)
-    config = TrainingConfig(data=info["file"], label=info["label"],
-                            positive=str(info["positive"]),
-                            costs={"fn_cost": q.FN_COST, "fp_cost": q.FP_COST})
-    if evidence_kind(config, int(data.y.sum())) == NESTED_CV:
-        part = np.arange(len(data.y))
-    else:
-        part = stratified_split(data.X, data.y, test_size=config.split.test_size,
-                                seed=config.seed).train_idx
-    X, y_part = data.X.iloc[part].reset_index(drop=True), data.y[part]
-    best, results, _ = search(X, y_part, data.schema, config=config)
+    X, y_part, schema, config = training_part(d, label=info["label"],
+                                              positive=str(info["positive"]))
+    best, results, _ = search(X, y_part, schema, config=config)
     kept = []
     for r in results:
         if r.ok and r.spec.family != "blend":
@@ -76,7 +82,7 @@ def searched(df, y, info: dict, train, test) -> dict:
             "chosen": best.spec.name}
 
 
-def test_scores(spec, scores_by_name: dict) -> np.ndarray:
+def outer_test_scores(spec, scores_by_name: dict) -> np.ndarray:
     """The chosen strategy's outer-test scores, from its candidates' (blend: their mean)."""
     if spec.members:
         scores = np.mean([scores_by_name[m.name] for m in spec.members], axis=0)
@@ -91,7 +97,7 @@ def replay(fold: dict, keep, *, blend: bool = True, se: float = 0.0) -> tuple[fl
     results = [r for r, _ in kept]
     best, _ = finish_selection(results, fold["y"], fold["folds"], costs=COSTS, blend=blend,
                                simpler_within_se=se)
-    decisions = test_scores(best.spec, {r.spec.name: s for r, s in kept}) >= best.threshold
+    decisions = outer_test_scores(best.spec, {r.spec.name: s for r, s in kept}) >= best.threshold
     cost = q.normalised_cost(fold["y_test"], decisions.astype(int))
     return cost, sum(r.fit_seconds for r in results) / fold["alternative"]
 

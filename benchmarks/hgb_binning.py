@@ -33,16 +33,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from quality import time_alternative  # noqa: E402  (benchmarks/ is this script's folder)
+from ablation import training_part  # noqa: E402  (benchmarks/ is this script's folder)
+from quality import time_alternative  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from speed import LABEL, N_NUMERIC, make_data  # noqa: E402
 
-from schemas.config import TrainingConfig  # noqa: E402
 from tasks.hyperparams import HGB_PARAMS  # noqa: E402
 from tasks.lean import CodedHistGradientBoostingClassifier  # noqa: E402
 from tasks.select import search  # noqa: E402
-from tasks.split import stratified_split  # noqa: E402
-from tasks.validate import validate_training_data  # noqa: E402
 
 RESULTS = HERE / "results"
 
@@ -75,14 +73,9 @@ def the_search(rows: int) -> dict:
     df = make_data(rows)
     y = df[LABEL].to_numpy().astype(int)
     alternative = time_alternative(df.drop(columns=[LABEL]), y)
-    data = validate_training_data(df, label=LABEL, positive="1", test_size=0.2, n_folds=5)
-    config = TrainingConfig(data="synthetic", label=LABEL, positive="1",
-                            costs={"fn_cost": 10, "fp_cost": 1})
-    train = stratified_split(data.X, data.y, test_size=config.split.test_size,
-                             seed=config.seed).train_idx
-    X, y_train = data.X.iloc[train].reset_index(drop=True), data.y[train]
+    X, y_train, schema, config = training_part(df, label=LABEL, positive="1")
     started = time.perf_counter()
-    best, results, _ = search(X, y_train, data.schema, config=config)
+    best, results, _ = search(X, y_train, schema, config=config)
     seconds = time.perf_counter() - started
     return {"rows": rows, "search_rows": len(y_train), "alternative_s": round(alternative, 2),
             "search_s": round(seconds, 2), "ratio": round(seconds / alternative, 2),
