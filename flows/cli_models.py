@@ -157,11 +157,18 @@ def models_history(registry: RegistryDir = None, name: ModelName = None,
 
 @models_app.command("sign")
 @reported
-def models_sign(registry: RegistryDir = None, name: ModelName = None) -> int:
-    """Sign the unsigned versions (e.g. written by rareflow 0.1) with the configured key,
-    after checking the sha256s their metadata records. Sign only a registry you trust."""
+def models_sign(registry: RegistryDir = None, name: ModelName = None,
+                force: bool = typer.Option(False, "--force", help="Also sign versions whose "
+                                           "signature was removed (needs --reason)."),
+                reason: str = typer.Option("", "--reason", help="Why, for history.")) -> int:
+    """Sign the versions written by releases that did not sign (rareflow 0.1) with the
+    configured key, after checking the sha256s their metadata records. A version whose
+    signature was removed is refused unless --force --reason. Sign only a registry you trust."""
+    if force and not reason.strip():
+        raise ConfigError("--force needs --reason: say why the versions are trusted (it is "
+                          "recorded in history)")
     reg = open_registry(registry, name)
-    for version, outcome in reg.sign_unsigned():
+    for version, outcome in reg.sign_unsigned(force_reason=reason if force else None):
         typer.echo(f"{reg.name} {version}: {outcome}")
     return EXIT_OK
 

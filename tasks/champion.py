@@ -62,6 +62,9 @@ def parse_time(text: str) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+MOVE_ACTIONS = ("promote", "rollback")  # history's other entries leave the champion where it is
+
+
 class ChampionLog:
     """The champion pointer and history of one model's registry folder."""
 
@@ -133,10 +136,21 @@ class ChampionLog:
         logger.info("%s %s: champion is now %s", action, name, version)
         return entry
 
+    def record(self, version: str, *, action: str, reason: str, forced: bool = False) -> dict:
+        """Append a history entry that does not move the champion (e.g. a forced signing)."""
+        entry = {"event_id": uuid.uuid4().hex, "action": action, "version": version,
+                 "at": now_iso(), "actor": current_actor(), "reason": reason, "forced": forced}
+        self.append_history(entry)
+        return entry
+
+    def moves(self) -> list[dict]:
+        """The history entries that moved the champion (promotions and rollbacks)."""
+        return [e for e in self.history() if e.get("action") in MOVE_ACTIONS]
+
     def stack(self) -> list[str]:
         """Champions in order of service: promotions push, rollbacks pop."""
         stack: list[str] = []
-        for entry in self.history():
+        for entry in self.moves():
             if entry.get("action") == "rollback":
                 if stack:
                     stack.pop()
@@ -152,7 +166,7 @@ class ChampionLog:
         when = parse_time(when) if isinstance(when, str) else pd.Timestamp(when)
         when = when.tz_localize("UTC") if when.tzinfo is None else when
         found = None
-        for entry in self.history():
+        for entry in self.moves():
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 if parse_time(entry["at"]) <= when:
                     found = entry

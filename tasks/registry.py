@@ -47,6 +47,7 @@ from tasks.versions import (  # the file names are re-exported for callers
     REFERENCE_FILE,
     TRAIN_ROWS_FILE,
     VersionFiles,
+    lost_signatures,
     registration_id,
     write_files,
 )
@@ -328,19 +329,18 @@ class Registry:
         blobs = self.files(version).read((TRAIN_ROWS_FILE,))
         return np.load(io.BytesIO(blobs[TRAIN_ROWS_FILE]), allow_pickle=False)
 
-    def sign_unsigned(self) -> list[tuple[str, str]]:
-        """Sign every unsigned version after checking the sha256s its metadata records.
-
-        Those sha256s only show the files are as registered if the metadata was not changed
-        too: sign a registry only when you trust where it came from.
-
-        Returns:
-            (version, what happened) for every version.
-        """
+    def sign_unsigned(self, *, force_reason: str | None = None) -> list[tuple[str, str]]:
+        """Sign the versions that releases which did not sign wrote, after checking their sha256s
+        (only a trusted registry); :func:`lost_signatures` need ``force_reason``."""
         if self.key is None:
             raise RegistryError(f"no signing key is configured: {signing.NO_KEY_HELP}")
         with self.lock():
-            return [(v, self.files(v).sign_checked()) for v in self.version_ids()]
+            files = [self.files(v) for v in self.version_ids()]
+            lost = lost_signatures(files, force_reason=force_reason)
+            out = [(f.version, f.sign_checked()) for f in files]
+            for version in lost:
+                self.log.record(version, action="sign", reason=force_reason, forced=True)
+            return out
 
     # -- champion and history --------------------------------------------------------------
     def champion(self) -> dict | None:
