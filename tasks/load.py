@@ -7,6 +7,7 @@ import gc
 import gzip
 import io
 import logging
+import os
 import sys
 import zlib
 from collections import Counter
@@ -16,7 +17,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import DataError, RareflowError
+from schemas.config import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV
+from schemas.errors import ConfigError, DataError, RareflowError
 from tasks.lean import trim_heap
 
 logger = logging.getLogger(__name__)
@@ -118,14 +120,19 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"data file {str(path)!r} has duplicate column names: {dupes}")
     if "\x00" in "".join(header):
         raise DataError(f"data file {str(path)!r} looks binary, not CSV text")
+    limit = max_input_bytes()
+    if not compressed and path.stat().st_size > limit:
+        raise _too_large(path, limit)
     try:
-        return pd.read_csv(
-            path,
-            compression="gzip" if compressed else None,
-            low_memory=False,
-            encoding="utf-8",
-            encoding_errors="strict",
-        )
+        if not compressed:
+            return pd.read_csv(path, low_memory=False, encoding="utf-8",
+                               encoding_errors="strict")
+        with gzip.open(path, "rb") as raw:
+            capped = io.BufferedReader(CappedReader(raw, limit, path), buffer_size=1 << 20)
+            return pd.read_csv(capped, low_memory=False, encoding="utf-8",
+                               encoding_errors="strict")
+    except InputTooLarge as exc:
+        raise _too_large(path, limit) from exc
     except UnicodeDecodeError as exc:
         raise DataError(
             f"data file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
@@ -140,6 +147,51 @@ def _read_csv(path: Path) -> pd.DataFrame:
             f"data file {str(path)!r} could not be read (truncated or corrupt?): "
             f"{_first_line(exc)}"
         ) from exc
+
+
+def max_input_bytes(env: dict | None = None) -> int:
+    """The most bytes of CSV text one data file may hold once decompressed
+    (``RAREFLOW_MAX_INPUT_BYTES``, default :data:`schemas.config.MAX_INPUT_BYTES`)."""
+    text = (os.environ if env is None else env).get(MAX_INPUT_BYTES_ENV, "").strip()
+    if not text:
+        return MAX_INPUT_BYTES
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{MAX_INPUT_BYTES_ENV} must be a positive number of bytes such as "
+                          f"{MAX_INPUT_BYTES}; got {text[:40]!r}")
+    return value
+
+
+class InputTooLarge(Exception):
+    """Raised inside the CSV reader when a file's text passes the input cap."""
+
+
+class CappedReader(io.RawIOBase):
+    """A binary file that raises :class:`InputTooLarge` once more than ``limit`` bytes were
+    read from it: a gzip bomb is stopped while it inflates, not after."""
+
+    def __init__(self, raw, limit: int, path: Path):
+        self.raw, self.limit, self.path, self.count = raw, limit, path, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(len(buffer))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise InputTooLarge(str(self.path))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _too_large(path: Path, limit: int) -> DataError:
+    return DataError(f"data file {str(path)!r} holds more than {limit:,} bytes of CSV text "
+                     f"(decompressed); convert it to Parquet or split it into partitions, or "
+                     f"raise {MAX_INPUT_BYTES_ENV}")
 
 
 def _is_gzip(path: Path) -> bool:
