@@ -36,6 +36,7 @@ from tasks.labels import parse_times
 from tasks.partitions import SOURCE_FILE, first_line, resolve_source, signature, source_info
 from tasks.scan import iso
 from tasks.validate import failures_table
+from tasks.value_checks import failure as _failure
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +107,6 @@ def _bad_values(values: pd.Series, arrow_type: str) -> tuple[int, list]:
         bad = present[pd.to_numeric(present, errors="coerce").isna()]
         return len(bad), bad.astype(str).unique()[:3].tolist()
     return len(present), present.astype(str).unique()[:3].tolist()
-
-
-def _failure(column, check, problem, count=1, examples=()) -> dict:
-    shown = ", ".join(repr(e) for e in list(examples)[:3])
-    return {"column": str(column), "check": check, "problem": problem, "count": int(count),
-            "examples": shown}
 
 
 def _cast(df: pd.DataFrame, schema: SourceSchema) -> tuple[pa.Table | None, list[dict]]:
