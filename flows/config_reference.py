@@ -16,8 +16,6 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.config import (
-    MAX_INPUT_BYTES,
-    MAX_INPUT_BYTES_ENV,
     NAME_ENV,
     PROJECT_FILE,
     REGISTRY_ENV,
@@ -26,6 +24,7 @@ from schemas.config import (
     ScoringConfig,
     TrainingConfig,
 )
+from tasks.load import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 MODELS = (("train", TrainingConfig), ("score", ScoringConfig), ("monitor", MonitoringConfig))

@@ -41,10 +41,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REGISTRY_ENV = "RAREFLOW_REGISTRY"
 NAME_ENV = "RAREFLOW_NAME"
 REPORTS_URL_ENV = "RAREFLOW_REPORTS_URL"
-MAX_INPUT_BYTES_ENV = "RAREFLOW_MAX_INPUT_BYTES"
-# The most CSV text one data file may hold once decompressed (1 GiB): a larger table belongs in
-# Parquet or a partitioned source; RAREFLOW_MAX_INPUT_BYTES raises it.
-MAX_INPUT_BYTES = 1 << 30
 PROJECT_FILE = "rareflow.yaml"
 REPORTS_PORT = 8765
 

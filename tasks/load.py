@@ -17,7 +17,6 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.config import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV
 from schemas.errors import ConfigError, DataError, RareflowError
 from tasks.lean import trim_heap
 
@@ -25,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".tsv")
+MAX_INPUT_BYTES_ENV = "RAREFLOW_MAX_INPUT_BYTES"
+# The most CSV text one data file may hold once decompressed (1 GiB): a larger table belongs in
+# Parquet or a partitioned source; RAREFLOW_MAX_INPUT_BYTES raises it.
+MAX_INPUT_BYTES = 1 << 30
 
 
 def table_format(path: Path) -> str:
@@ -151,7 +154,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def max_input_bytes(env: dict | None = None) -> int:
     """The most bytes of CSV text one data file may hold once decompressed
-    (``RAREFLOW_MAX_INPUT_BYTES``, default :data:`schemas.config.MAX_INPUT_BYTES`)."""
+    (``RAREFLOW_MAX_INPUT_BYTES``, default :data:`MAX_INPUT_BYTES`)."""
     text = (os.environ if env is None else env).get(MAX_INPUT_BYTES_ENV, "").strip()
     if not text:
         return MAX_INPUT_BYTES

@@ -9,9 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from schemas.config import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV
 from schemas.errors import ConfigError, DataError
-from tasks.load import load_table, max_input_bytes
+from tasks.load import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV, load_table, max_input_bytes
 
 
 @pytest.fixture()
