@@ -118,9 +118,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
         ) from exc
     if header is None:
         raise DataError(f"data file {str(path)!r} has no header line")
-    dupes = [name for name, n in Counter(h.strip() for h in header).items() if n > 1]
+    stripped = Counter(h.strip() for h in header)
+    dupes = list(dict.fromkeys(h for h in header if stripped[h.strip()] > 1))
     if dupes:
-        raise DataError(f"data file {str(path)!r} has duplicate column names: {dupes}")
+        spaces = len(dupes) > len({h.strip() for h in dupes})
+        raise DataError(f"data file {str(path)!r} has duplicate column names: {dupes}"
+                        + ("; some differ only in spaces around them: rename them"
+                           if spaces else ""))
     if "\x00" in "".join(header):
         raise DataError(f"data file {str(path)!r} looks binary, not CSV text")
     limit = max_input_bytes()

@@ -75,3 +75,16 @@ def test_train_refuses_a_gzip_bomb_in_one_line(bomb, tmp_path, monkeypatch):
     assert "holds more than 4,000,000 bytes" in output and "Traceback" not in output
     versions = registry / "m" / "versions"
     assert not versions.exists() or not any(versions.iterdir())
+
+
+@pytest.mark.parametrize("header, message", [
+    ("deny,deny ,y", r"duplicate column names: \['deny', 'deny '\]; some differ only in spaces"),
+    ("a,a,y", r"duplicate column names: \['a'\]$"),
+])
+def test_duplicate_names_are_named_as_written(tmp_path, header, message):
+    """Check that columns differing only in surrounding spaces are named as written, so the
+    user sees which two clash."""
+    path = tmp_path / "t.csv"
+    path.write_text(f"{header}\n1,2,0\n")
+    with pytest.raises(DataError, match=message):
+        load_table(path)
