@@ -275,15 +275,13 @@ class Registry:
 
     def resolve(self, version: str) -> str:
         """Turn 'champion', 'latest' or an id into an existing version id."""
-        if version == "champion":
-            champion = self.champion()
-            if not champion:
-                raise RegistryError(
-                    f"model {self.name!r} in {str(self.root)!r} has no champion yet; train one "
-                    "or pass --version latest"
-                )
-            return champion["version"]
-        if version == "latest":
+        pointed = version == "champion"  # a pointer to a missing version is named as such
+        if pointed:
+            if not (champion := self.champion()):
+                raise RegistryError(f"model {self.name!r} in {str(self.root)!r} has no champion "
+                                    "yet; train one or pass --version latest")
+            version = champion["version"]
+        elif version == "latest":
             ids = self.version_ids()
             if not ids:
                 raise RegistryError(f"model {self.name!r} in {str(self.root)!r} has no versions")
@@ -291,9 +289,9 @@ class Registry:
         check_version_id(version)
         if version not in self.version_ids():
             raise RegistryError(
-                f"model {self.name!r} has no version {version!r}; versions: "
-                f"{self.version_ids() or 'none'}"
-            )
+                f"model {self.name!r} has no version {version!r}"
+                f"{' (the champion pointer names it: roll back or promote)' if pointed else ''}"
+                f"; versions: {self.version_ids() or 'none'}")
         return version
 
     # -- verified reads ----------------------------------------------------------------------

@@ -236,3 +236,14 @@ def test_a_removed_signature_is_not_signed_back(reg, forge, canary, meta):
     assert entry["reason"] == "restored from our own backup"
     assert reg.champion()["version"] == first and reg.champion_stack() == [first]
     assert not canary.exists()
+
+
+def test_a_champion_pointer_to_a_missing_version_says_so(reg):
+    """Check that champion.json naming a version that does not exist is reported as that
+    (not as an unsigned version), for loading and scoring alike."""
+    reg.promote(add(reg), reason="first")
+    pointer = reg.dir / "champion.json"
+    pointer.write_text(pointer.read_text().replace('"v0001"', '"v0009"'))
+    with pytest.raises(RegistryError, match=r"no version 'v0009' \(the champion pointer names "
+                                            r"it: roll back or promote\); versions: \['v0001'\]"):
+        reg.load("champion")
