@@ -82,14 +82,23 @@ class ChampionLog:
             raise IntegrityError(f"{self.champion_path} is corrupt: {exc}") from exc
 
     def history(self) -> list[dict]:
-        """Promotion and rollback records, oldest first (a torn last line is skipped)."""
+        """Promotion and rollback records, oldest first. A damaged line (a torn last line
+        after a crash, bytes that are not UTF-8 JSON) is skipped and named by its number."""
         if not self.history_path.is_file():
             return []
         out = []
-        for line in self.history_path.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                if line.strip():
-                    out.append(json.loads(line))
+        for number, line in enumerate(self.history_path.read_bytes().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                entry = None
+            if isinstance(entry, dict):
+                out.append(entry)
+            else:
+                logger.warning("%s line %d is damaged (not a JSON record): skipped",
+                               self.history_path, number)
         return out
 
     def append_history(self, entry: dict) -> None:

@@ -159,3 +159,21 @@ def test_models_list_shows_signature_and_sign_signs_old_versions(tmp_path):
     assert cli(reg, "sign")[1].count("already signed") == 5
     code, out = cli(reg, "show", "v0001", "--json")
     assert code == EXIT_OK and json.loads(out)["version"] == "v0001"
+
+
+def test_a_damaged_history_line_is_skipped_by_number(reg, caplog):
+    """Check that a history line with a non-UTF-8 byte (or not JSON) is skipped with its line
+    number, and `models history` and `models promote` still work (they crashed)."""
+    v1, v2 = reg.register(Model(1), meta()), reg.register(Model(2), meta())
+    reg.promote(v1, reason="first model")
+    with open(reg.dir / "history.jsonl", "ab") as fh:
+        fh.write(b'{"action": "promote", "version": "v0002\xff"}\n[1, 2]\n')
+    with caplog.at_level("WARNING"):
+        assert [h["version"] for h in reg.history()] == [v1]
+    assert "history.jsonl line 2 is damaged" in caplog.text
+    assert "history.jsonl line 3 is damaged" in caplog.text
+    code, out = cli(reg, "history")
+    assert code == 0 and v1 in out
+    code, out = cli(reg, "promote", v2, "--reason", "second")
+    assert code == 0, out
+    assert reg.champion()["version"] == v2
