@@ -29,6 +29,7 @@ from schemas.errors import (
     ConfigError,
     RareflowError,
     ValidationFailed,
+    storage_error,
 )
 from schemas.yaml_files import load_yaml_file
 
@@ -157,6 +158,8 @@ def run_reported(state: CliState, fn, *args, **kwargs) -> int:
     except (KeyboardInterrupt, typer.Exit):
         raise
     except Exception as exc:  # an unexpected failure: say so, keep the traceback for --debug
+        if (full := storage_error(exc)) is not None:
+            return _fail(state, full, full.exit_code)
         if state.debug:
             raise
         text = " ".join(str(exc).split())

@@ -17,7 +17,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import ConfigError, DataError, RareflowError
+from schemas.errors import ConfigError, DataError, RareflowError, storage_error
 from tasks.lean import trim_heap
 
 logger = logging.getLogger(__name__)
@@ -244,15 +244,18 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
             df.to_csv(tmp, index=False,
                       compression="gzip" if path.name.endswith(".gz") else None)
         tmp.replace(path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if (full := storage_error(exc, path)) is not None:
+            raise full from exc
         raise
     return path
 
 
 def retry_transient(task, task_run, state) -> bool:
-    """Retry I/O tasks on transient errors only: a RareflowError is a verdict, not a glitch."""
-    return not isinstance(state.data, RareflowError)
+    """Retry I/O tasks on transient errors only: a RareflowError is a verdict, and a full or
+    read-only disk stays so, not a glitch."""
+    return not isinstance(state.data, RareflowError) and storage_error(state.data) is None
 
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 3], "retry_condition_fn": retry_transient}

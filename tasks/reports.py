@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import DEFAULT_CAT_STATTEST, DEFAULT_NUM_STATTEST
+from schemas.errors import storage_error
 from schemas.inference import InputSchema
 from schemas.scored import DECISION, SCORE
 from tasks.lean import check_report_html, drift_summary
@@ -161,8 +163,14 @@ def save_reports_task(snapshots: dict, reports_dir: Path) -> tuple[str, dict]:
     """Write every snapshot as HTML + JSON in a new folder (I/O: retried)."""
     folder = report_folder(reports_dir)
     paths = {}
-    for stem, snapshot in snapshots.items():
-        if snapshot is not None:
-            for kind, path in save_snapshot(snapshot, folder, stem).items():
-                paths[f"{stem}_{kind}"] = path
+    try:
+        for stem, snapshot in snapshots.items():
+            if snapshot is not None:
+                for kind, path in save_snapshot(snapshot, folder, stem).items():
+                    paths[f"{stem}_{kind}"] = path
+    except BaseException as exc:  # no half-written report folder is left behind
+        shutil.rmtree(folder, ignore_errors=True)
+        if (full := storage_error(exc, folder)) is not None:
+            raise full from exc
+        raise
     return str(folder), paths
