@@ -75,7 +75,7 @@ def test_pending_candidate_is_kept_not_promoted(reg):
     last = reg.history()[-1]
     assert (last["action"], last["version"], last["status"]) == ("register", "v0002", "pending")
     assert "awaiting a manual approval" in last["reason"]
-    assert dict(zip(reg.summaries()["version"], reg.summaries()["status"])) == {
+    assert reg.summaries().set_index("version")["status"].to_dict() == {
         "v0001": "passed", "v0002": "pending"}
 
 
