@@ -222,3 +222,25 @@ def test_history_records_do_not_change_served_at_or_rollback(reg, monkeypatch):
     assert code == EXIT_OK and "register" in out and "on the command line" in out
     entry = reg.rollback(reason="v4 misbehaves")  # 03-09
     assert (entry["version"], entry["previous"], champion(reg)) == (v1, v4, v1)
+
+
+def test_a_pending_candidate_requests_approval_by_event(monkeypatch, tmp_path):
+    """Check that a pending candidate emits rareflow.model.approval-requested (not promoted
+    or rejected) with version, absolute registry, name and headline metrics: what the
+    `approve` deployment's trigger reads."""
+    from tasks import events
+    from tasks.record import announce
+    from tasks.score import Champion
+
+    sent = []
+    monkeypatch.setattr(events, "emit",
+                        lambda event, *, name, payload: sent.append((event, name, payload)))
+    monkeypatch.chdir(tmp_path)
+    metrics = {"pr_auc": 0.7, "at_threshold": {"recall": 0.6, "normalised_cost": 0.4}}
+    announce("fraud", "v0003", "pending", metrics=metrics, verdict={"gates": GATES},
+             threshold=0.2, champion=Champion(version="v0002"), registry="reg")
+    ((event, name, payload),) = sent
+    assert (event, name) == (events.APPROVAL_REQUESTED, "fraud")
+    assert (payload["version"], payload["registry"], payload["name"]) == (
+        "v0003", str(tmp_path / "reg"), "fraud")
+    assert (payload["recall"], payload["pr_auc"], payload["champion"]) == (0.6, 0.7, "v0002")
