@@ -278,8 +278,7 @@ class Gates(_Model):
     )
     approval_timeout_s: int = Field(
         86_400, ge=1, le=30 * 86_400,
-        description="Seconds the approval flow waits for a manual approval; no answer rejects "
-        "the candidate.",
+        description="Seconds the approval flow waits for a decision; no answer rejects it.",
     )
 
 
