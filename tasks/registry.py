@@ -6,7 +6,7 @@ Layout::
     <root>/<name>/versions/<version>/  model.joblib, metadata.json, model_card.md, plots,
                                        reference.parquet, train_rows.npy, signature.json, reports/
     <root>/<name>/champion.json        which version serves (temp file + os.replace, under a lock)
-    <root>/<name>/history.jsonl        append-only champion moves: time, actor, reason, previous
+    <root>/<name>/history.jsonl        append-only: champion moves, unpromoted candidates, decisions
 
 A version is assembled under a hidden name and renamed into place, under the registry's lock
 (``filelock``: fcntl on POSIX, msvcrt on Windows): a listed version is always complete, and a
@@ -349,7 +349,7 @@ class Registry:
         return self.log.champion()
 
     def history(self) -> list[dict]:
-        """Champion moves, oldest first."""
+        """Champion moves, candidates not promoted and decisions, oldest first."""
         return self.log.history()
 
     def champion_stack(self) -> list[str]:
