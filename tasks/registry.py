@@ -6,7 +6,7 @@ Layout::
     <root>/<name>/versions/<version>/  model.joblib, metadata.json, model_card.md, plots,
                                        reference.parquet, train_rows.npy, signature.json, reports/
     <root>/<name>/champion.json        which version serves (temp file + os.replace, under a lock)
-    <root>/<name>/history.jsonl        append-only champion moves: time, actor, reason, previous
+    <root>/<name>/history.jsonl        append-only: champion moves, unpromoted candidates, decisions
 
 A version is assembled under a hidden name and renamed into place, under the registry's lock
 (``filelock``: fcntl on POSIX, msvcrt on Windows): a listed version is always complete, and a
@@ -36,7 +36,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import NAME_PATTERN, check_name
 from schemas.errors import RegistryError
 from tasks import signing
-from tasks.champion import ChampionLog, now_iso
+from tasks.champion import PENDING, ChampionLog, now_iso, outcome_reason
 from tasks.files import fsync_dir
 from tasks.load import IO_RETRIES
 from tasks.served import load_stored
@@ -80,9 +80,8 @@ class Published:
 
 def check_version_id(version: str) -> str:
     if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
-        raise RegistryError(
-            f"version id must look like 'v0001' (or be 'champion' or 'latest'); got {version!r}"
-        )
+        raise RegistryError(f"version id must look like 'v0001' (or be 'champion' or "
+                            f"'latest'); got {version!r}")
     return version
 
 
@@ -153,12 +152,10 @@ class Registry:
         ]
         return sorted(ids, key=lambda v: int(v[1:]))
 
-    def register(self, model, metadata: dict, *, reference: pd.DataFrame | None = None,
-                 card: str | None = None, train_rows: np.ndarray | None = None,
-                 files: dict[str, bytes] | None = None) -> str:
-        """Store a trained candidate as a new immutable, signed version and return its id."""
-        return self.publish(model, metadata, reference=reference, card=card,
-                            train_rows=train_rows, files=files).version
+    def register(self, model, metadata: dict, **files) -> str:
+        """Store a trained candidate as a new immutable, signed version and return its id
+        (``files``: :meth:`publish`'s reference, card, train_rows and files)."""
+        return self.publish(model, metadata, **files).version
 
     def publish(self, model, metadata: dict, *, reference: pd.DataFrame | None = None,
                 card: str | None = None, train_rows: np.ndarray | None = None,
@@ -166,10 +163,12 @@ class Registry:
                 promote_reason: str | None = None, run_id: str | None = None) -> Published:
         """Register a candidate and, if its verdict passed, promote it, under one lock.
 
-        A candidate whose verdict passed but whose champion changed since the comparison
-        (``compared_with``) is registered with status ``stale``: its metadata, which never
-        changes afterwards, says so. A retry of the same registration (same metadata and
-        ``run_id``) returns what the first attempt did instead of adding a version.
+        A candidate whose verdict passed (or is pending a manual approval) but whose champion
+        changed since the comparison (``compared_with``) is registered with status ``stale``:
+        its metadata, which never changes afterwards, says so. A candidate not promoted gets a
+        ``register`` record in history with its status. A retry of the same registration
+        (same metadata and ``run_id``) returns what the first attempt did instead of adding a
+        version.
         ``files`` are more files of the version (e.g. plots) by plain file name, signed with
         the rest.
         """
@@ -186,7 +185,7 @@ class Registry:
             if reg_id:
                 meta["registration_id"] = reg_id
             verdict = dict(meta.get("verdict") or {})
-            if verdict.get("status") == "passed" and compared_with is not ANY \
+            if verdict.get("status") in ("passed", PENDING) and compared_with is not ANY \
                     and current != compared_with:
                 verdict.update(status="stale", stale={
                     "compared_with": compared_with, "champion_at_registration": current,
@@ -202,6 +201,9 @@ class Registry:
                 self.log.move(version, action="promote", reason=promote_reason, forced=False,
                               name=self.name, status=status)
                 current = version
+            elif status != "passed":  # history keeps every candidate the flow did not promote
+                self.log.note(version, action="register", status=status,
+                              reason=outcome_reason(verdict))
             return Published(version, status, current)
 
     def _assemble(self, version: str, model, meta: dict, reference, card, train_rows,
@@ -337,7 +339,8 @@ class Registry:
             lost = lost_signatures(files, force_reason=force_reason)
             out = [(f.version, f.sign_checked()) for f in files]
             for version in lost:
-                self.log.record(version, action="sign", reason=force_reason, forced=True)
+                self.log.note(version, action="sign", reason=force_reason, status=None,
+                              forced=True)
             return out
 
     # -- champion and history --------------------------------------------------------------
@@ -346,7 +349,7 @@ class Registry:
         return self.log.champion()
 
     def history(self) -> list[dict]:
-        """Champion moves, oldest first."""
+        """Champion moves, candidates not promoted and decisions, oldest first."""
         return self.log.history()
 
     def champion_stack(self) -> list[str]:
@@ -379,17 +382,16 @@ class Registry:
                 raise StaleChampion(current,
                     f"{self.name}: the champion changed from {expected_champion} to {current} "
                     f"after {version} was compared with it; train again to compare with "
-                    f"{current}"
-                )
+                    f"{current}")
             version = self.resolve(version)
             meta = self.verify(version)
-            status = meta.get("verdict", {}).get("status")
+            status = self.log.status(version, meta.get("verdict", {}).get("status"))
             if require_passed and status != "passed" and not forced:
                 raise RegistryError(
                     f"{self.name} {version} did not pass its gates (status {status!r}"
                     + (": the champion changed while it trained" if status == "stale" else "")
-                    + "); pass --force to promote it anyway (recorded in history)"
-                )
+                    + (": approve it with `rareflow models approve`" if status == PENDING else "")
+                    + "); pass --force to promote it anyway (recorded in history)")
             return self.log.move(version, action="promote", reason=reason, forced=forced,
                                  name=self.name, status=status)
 
@@ -421,7 +423,7 @@ class Registry:
             rows.append({
                 "version": version,
                 "champion": "*" if version == champion else "",
-                "status": meta.get("verdict", {}).get("status", "?"),
+                "status": self.log.status(version, meta.get("verdict", {}).get("status")),
                 "signature": self.files(version).state(),
                 "strategy": meta.get("strategy", {}).get("name", "?"),
                 "threshold": at.get("threshold"),

@@ -120,12 +120,17 @@ def retarget_prefect_yaml(doc: dict, *, data: str, registry: str, monitoring_dat
     set: the test tables are plain files), a fast fixed strategy for training, runs of the
     data-arrived trigger not delayed, and schedules switched off so that the scheduler starts
     nothing during the test. Names, templates, debounce windows and triggers stay as shipped.
+    A deployment whose parameters are not a config (``approve``) gets the test registry as its
+    default ``registry``; its trigger takes the registry from the event.
     """
     doc = copy.deepcopy(doc)
     for dep in doc["deployments"]:
         training = dep["entrypoint"].startswith("flows/training.py")
-        configs = [dep["parameters"]["config"]]
-        configs += [t["parameters"]["config"] for t in dep.get("triggers") or []]
+        if "config" not in dep["parameters"]:  # approve: the registry comes from the event
+            dep["parameters"]["registry"] = registry
+        configs = [dep["parameters"]["config"]] if "config" in dep["parameters"] else []
+        configs += [t["parameters"]["config"] for t in dep.get("triggers") or []
+                    if "config" in t["parameters"]]
         for cfg in configs:
             cfg["registry"] = registry
             if not is_template(cfg.get("data")):

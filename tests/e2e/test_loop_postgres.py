@@ -174,6 +174,8 @@ def loop_deployed(pg_server, stream_files):
                                 monitoring_data=str(stream_files["source"]),
                                 source_options=SOURCE_OPTIONS)
     for dep in doc["deployments"]:
+        if "config" not in dep["parameters"]:  # approve
+            continue
         configs = [dep["parameters"]["config"]]
         configs += [t["parameters"]["config"] for t in dep.get("triggers") or []]
         for cfg in configs:

@@ -41,7 +41,7 @@ def cli(reg: Registry, *args: str):
 
 def test_every_move_records_time_actor_reason_status_and_previous(reg):
     """Check that promotions and rollbacks record when, who, why, the version's status and
-    the champion before."""
+    the champion before (and a candidate registered without promotion is recorded too)."""
     v1, v2 = reg.register(Model(1), meta()), reg.register(Model(2), meta("rejected"))
     reg.promote(v1, reason="first model")
     reg.promote(v2, reason="on-call override", forced=True)
@@ -49,6 +49,7 @@ def test_every_move_records_time_actor_reason_status_and_previous(reg):
     history = reg.history()
     assert [(h["action"], h["version"], h["previous"], h["status"], h["reason"])
             for h in history] == [
+        ("register", v2, None, "rejected", "rejected"),
         ("promote", v1, None, "passed", "first model"),
         ("promote", v2, v1, "rejected", "on-call override"),
         ("rollback", v1, v2, "passed", "v2 misbehaves")]
