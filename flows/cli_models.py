@@ -224,14 +224,20 @@ def models_sign(registry: RegistryDir = None, name: ModelName = None,
                                            "signature was removed (needs --reason)."),
                 reason: str = typer.Option("", "--reason", help="Why, for history.")) -> int:
     """Sign the versions written by releases that did not sign (rareflow 0.1) with the
-    configured key, after checking the sha256s their metadata records. A version whose
-    signature was removed is refused unless --force --reason. Sign only a registry you trust."""
+    configured key, after checking the sha256s their metadata records (a version whose
+    signature was removed is refused unless --force --reason), and upgrade a registry written
+    before 0.4 in place: its identity, and every model's signatures, champion pointer, history
+    and monitoring state signed under it. Says what it signed. Sign only a registry you trust."""
     if force and not reason.strip():
         raise ConfigError("--force needs --reason: say why the versions are trusted (it is "
                           "recorded in history)")
+    from tasks.registry_signing import sign_unsigned, upgrade_registry
+
     reg = open_registry(registry, name)
-    for version, outcome in reg.sign_unsigned(force_reason=reason if force else None):
+    for version, outcome in sign_unsigned(reg, force_reason=reason if force else None):
         typer.echo(f"{reg.name} {version}: {outcome}")
+    for line in upgrade_registry(reg.root, reg.key):
+        typer.echo(line)
     return EXIT_OK
 
 

@@ -38,8 +38,8 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
     registry = Registry(config.registry, config.name)
     model, meta = load_model_task(registry, config.version)
     reference = reference_task(registry, meta["version"])
-    since = (since_last_check(read_state(registry.dir), meta) if config.since_last_check
-             else None)
+    state = read_state(registry.dir, trust=registry.trust)
+    since = since_last_check(state, meta) if config.since_last_check else None
     window = monitoring_window_task(config, label=model.schema.label)
     batch = scored_batch_task(model, window.frame, rescore=config.rescore)
     roles = label_roles_task(batch, schema=model.schema, matured=window.matured,
@@ -64,7 +64,7 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
     result["judged_from"] = window.first_time(roles.judged)  # a retraining's `since`
     result["event_id"] = emit_if_drift(result, enabled=config.emit_events)
     write_summary_task(result, folder)
-    record_check(registry.dir, result, lock=registry.lock)
+    record_check(registry.dir, result, lock=registry.lock, trust=registry.trust)
     monitoring_plots_task(registry.dir, result, batch, reference)
     publish(result)
     return result

@@ -30,6 +30,7 @@ import pandas as pd
 
 from schemas.errors import IntegrityError
 from tasks.files import dumps, write_bytes_atomic
+from tasks.signed_records import MAC, Trust, check_pointer, read_chain, seal_entry
 
 logger = logging.getLogger(__name__)
 
@@ -84,25 +85,38 @@ def parse_time(text: str) -> pd.Timestamp:
 class ChampionLog:
     """The champion pointer and history of one model's registry folder."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, trust: Trust | None = None):
         self.champion_path = Path(folder) / "champion.json"
         self.history_path = Path(folder) / "history.jsonl"
+        self.trust = trust
 
-    def champion(self) -> dict | None:
-        """The pointer: ``version``, ``since``, ``event_id``, ``history_entry``; None if none."""
+    def _pointer(self) -> dict | None:
         if not self.champion_path.is_file():
             return None
         try:
-            return json.loads(self.champion_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise IntegrityError(f"{self.champion_path} is corrupt: {exc}") from exc
+            pointer = json.loads(self.champion_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"{self.champion_path} is corrupt ({exc}): delete it and "
+                                 "promote the version that should serve") from exc
+        if not isinstance(pointer, dict):
+            raise IntegrityError(f"{self.champion_path} is not a champion pointer: delete it "
+                                 "and promote the version that should serve")
+        return pointer
+
+    def champion(self) -> dict | None:
+        """The pointer: ``version``, ``since``, ``event_id``, ``history_entry``; None if none.
+        Checked (:func:`tasks.signed_records.check_pointer`) where records are signed."""
+        pointer = self._pointer()
+        if pointer is None or self.trust is None or not self.trust.enforced:
+            return pointer
+        return check_pointer(self.trust, pointer, self.moves(), path=self.champion_path)
 
     def history(self) -> list[dict]:
         """Every record (moves, registrations, decisions), oldest first. A damaged line (a torn
         last line after a crash, bytes that are not UTF-8 JSON) is skipped, named by number."""
         if not self.history_path.is_file():
             return []
-        out = []
+        lines = []
         for number, line in enumerate(self.history_path.read_bytes().splitlines(), start=1):
             if not line.strip():
                 continue
@@ -111,11 +125,13 @@ class ChampionLog:
             except (UnicodeDecodeError, json.JSONDecodeError):
                 entry = None
             if isinstance(entry, dict):
-                out.append(entry)
+                lines.append((number, entry))
             else:
                 logger.warning("%s line %d is damaged (not a JSON record): skipped",
                                self.history_path, number)
-        return out
+        if self.trust is None:
+            return [entry for _, entry in lines]
+        return read_chain(self.trust, lines, where=str(self.history_path))
 
     def moves(self) -> list[dict]:
         """The records that moved the champion (promotions and rollbacks), oldest first."""
@@ -134,7 +150,10 @@ class ChampionLog:
         decided = self.decision(version)
         return decided["status"] if decided else PENDING
 
-    def append_history(self, entry: dict) -> None:
+    def append_history(self, entry: dict) -> dict:
+        """Append ``entry`` (chained and sealed where records are signed); returns it."""
+        if self.trust is not None:
+            entry = seal_entry(self.trust, entry, self.history())
         with open(self.history_path, "ab") as fh:
             if fh.tell():  # a torn final line from a crash: start on a new line
                 with open(self.history_path, "rb") as rd:
@@ -144,6 +163,7 @@ class ChampionLog:
             fh.write((dumps(entry, indent=None) + "\n").encode())
             fh.flush()
             os.fsync(fh.fileno())
+        return entry
 
     def repair(self) -> None:
         """Finish what a crash interrupted: record a move missing from history."""
@@ -159,7 +179,7 @@ class ChampionLog:
               status: str | None = None, actor: str | None = None, **extra) -> dict:
         """A history record: ``previous`` is the champion when it is written; ``actor`` by
         default :func:`current_actor`; ``extra`` e.g. a decision's ``decision`` and ``how``."""
-        previous = self.champion()
+        previous = self._pointer()
         return {
             "event_id": uuid.uuid4().hex,
             "action": action,
@@ -176,9 +196,8 @@ class ChampionLog:
     def note(self, version: str, *, action: str, reason: str, status: str | None,
              actor: str | None = None, **extra) -> dict:
         """Record what happened to ``version`` without moving the champion; returns it."""
-        entry = self.entry(version, action=action, reason=reason, status=status, actor=actor,
-                           **extra)
-        self.append_history(entry)
+        entry = self.append_history(self.entry(version, action=action, reason=reason,
+                                               status=status, actor=actor, **extra))
         logger.info("%s %s: %s (%s); champion unchanged", action, version, status, reason)
         return entry
 
@@ -188,13 +207,25 @@ class ChampionLog:
         """Point the champion at ``version`` and record the move; returns the history entry."""
         entry = self.entry(version, action=action, reason=reason, forced=forced, status=status,
                            actor=actor, **extra)
-        pointer = {"version": version, "since": entry["at"], "event_id": entry["event_id"],
-                   "history_entry": entry}
-        write_bytes_atomic(self.champion_path, json.dumps(pointer, indent=2,
-                                                          sort_keys=True).encode())
+        if self.trust is not None:
+            entry = seal_entry(self.trust, entry, self.history())
+        self.write_pointer(entry)
         self.append_history(entry)
         logger.info("%s %s: champion is now %s", action, name, version)
         return entry
+
+    def write_pointer(self, entry: dict) -> dict:
+        """Point the champion at ``entry``'s version (sealed, numbered and chained to the
+        pointer before it where records are signed)."""
+        previous = self._pointer() or {}
+        pointer = {"version": entry["version"], "since": entry["at"],
+                   "event_id": entry["event_id"], "history_entry": entry,
+                   "seq": int(previous.get("seq") or 0) + 1, "prev": previous.get(MAC)}
+        if self.trust is not None:
+            pointer = self.trust.seal("champion", pointer)
+        write_bytes_atomic(self.champion_path, json.dumps(pointer, indent=2,
+                                                          sort_keys=True).encode())
+        return pointer
 
     def stack(self) -> list[str]:
         """Champions in order of service: promotions push, rollbacks pop."""

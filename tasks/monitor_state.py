@@ -19,6 +19,7 @@ from schemas.errors import DataError
 from tasks.files import dumps, write_bytes_atomic
 from tasks.labels import utc
 from tasks.recall_test import DRIFT, NO_DRIFT
+from tasks.signed_records import MAC, Trust
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +27,33 @@ STATE_FILE = "monitor_state.json"
 KEEP_CHECKS = 200
 
 
-def read_state(model_dir: Path) -> dict:
-    """The model's monitoring state (empty before its first check)."""
+def read_state(model_dir: Path, *, trust: Trust | None = None) -> dict:
+    """The model's monitoring state (empty before its first check), checked against its
+    signature where the registry signs its records (:mod:`tasks.signed_records`).
+
+    Raises:
+        IntegrityError: the state was edited, or written without the key.
+    """
     path = Path(model_dir) / STATE_FILE
     if not path.is_file():
         return {"checked_until": None, "checks": []}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"monitoring state {str(path)!r} is corrupt ({exc}); delete it to "
                         "judge every matured label again") from exc
+    if trust is not None:
+        trust.check("monitor-state", state, where=f"monitoring state {str(path)!r}",
+                    fix="delete it to judge every matured label again")
+    return state
+
+
+def write_state(model_dir: Path, state: dict, *, trust: Trust | None = None) -> None:
+    """Write the monitoring state (sealed where the registry signs its records)."""
+    body = {k: v for k, v in state.items() if k != MAC}
+    if trust is not None:
+        body = trust.seal("monitor-state", body)
+    write_bytes_atomic(Path(model_dir) / STATE_FILE, dumps(body, sort_keys=False).encode())
 
 
 def trained_as_of(meta: dict) -> pd.Timestamp | None:
@@ -51,10 +69,10 @@ def since_last_check(state: dict, meta: dict) -> pd.Timestamp | None:
     return max(utc(t) for t in times) if times else None
 
 
-def record_check(model_dir: Path, result: dict, *, lock) -> dict:
+def record_check(model_dir: Path, result: dict, *, lock, trust: Trust | None = None) -> dict:
     """Add a check to the state; a judged check moves ``checked_until`` to its as_of."""
     with lock():
-        state = read_state(model_dir)
+        state = read_state(model_dir, trust=trust)
         judged = result["decision"]["status"] in (DRIFT, NO_DRIFT)
         state["checks"] = (state.get("checks") or [])[-(KEEP_CHECKS - 1):] + [{
             "as_of": result["as_of"], "version": result["version"], "status": result["status"],
@@ -66,7 +84,7 @@ def record_check(model_dir: Path, result: dict, *, lock) -> dict:
         if judged and result["as_of"]:
             state["checked_until"] = max(filter(None, [state.get("checked_until"),
                                                        result["as_of"]]), key=utc)
-        write_bytes_atomic(Path(model_dir) / STATE_FILE, dumps(state, sort_keys=False).encode())
+        write_state(model_dir, state, trust=trust)
     logger.info("Monitoring state of %s: labels judged up to %s", result["name"],
                 state.get("checked_until"))
     return state

@@ -40,6 +40,7 @@ from tasks.champion import PENDING, ChampionLog, now_iso, outcome_reason
 from tasks.files import fsync_dir
 from tasks.load import IO_RETRIES
 from tasks.served import load_stored
+from tasks.signed_records import Trust
 from tasks.versions import (  # the file names are re-exported for callers
     CARD_FILE,  # noqa: F401
     METADATA_FILE,
@@ -47,7 +48,6 @@ from tasks.versions import (  # the file names are re-exported for callers
     REFERENCE_FILE,
     TRAIN_ROWS_FILE,
     VersionFiles,
-    lost_signatures,
     registration_id,
     write_files,
 )
@@ -105,7 +105,8 @@ class Registry:
         self.name = name
         self.dir = self.root / name
         self.versions_dir = self.dir / "versions"
-        self.log = ChampionLog(self.dir)
+        self.trust = Trust(self.root, name, lambda: self.key)  # signed pointer, history, state
+        self.log = ChampionLog(self.dir, self.trust)
         self.champion_path = self.log.champion_path
         self.history_path = self.log.history_path
         self._key = key
@@ -127,6 +128,7 @@ class Registry:
         except PermissionError as exc:
             raise RegistryError(f"registry {str(self.root)!r} is not writable: {exc}") from exc
         with FileLock(self.dir / LOCK_FILE):
+            self.trust.ensure_identity()
             self._repair()
             yield
 
@@ -225,7 +227,7 @@ class Registry:
     def files(self, version: str, *, folder: Path | None = None) -> VersionFiles:
         """A version's files, read verified."""
         return VersionFiles(folder or self.version_dir(version), name=self.name,
-                            version=version, key=self.key)
+                            version=version, key=self.key, registry_id=self.trust.identity)
 
     def check_can_sign(self) -> None:
         """Refuse to write a version that could not be signed (before any work is done)."""
@@ -328,20 +330,6 @@ class Registry:
             return None
         blobs = self.files(version).read((TRAIN_ROWS_FILE,))
         return np.load(io.BytesIO(blobs[TRAIN_ROWS_FILE]), allow_pickle=False)
-
-    def sign_unsigned(self, *, force_reason: str | None = None) -> list[tuple[str, str]]:
-        """Sign the versions that releases which did not sign wrote, after checking their sha256s
-        (only a trusted registry); :func:`lost_signatures` need ``force_reason``."""
-        if self.key is None:
-            raise RegistryError(f"no signing key is configured: {signing.NO_KEY_HELP}")
-        with self.lock():
-            files = [self.files(v) for v in self.version_ids()]
-            lost = lost_signatures(files, force_reason=force_reason)
-            out = [(f.version, f.sign_checked()) for f in files]
-            for version in lost:
-                self.log.note(version, action="sign", reason=force_reason, status=None,
-                              forced=True)
-            return out
 
     # -- champion and history --------------------------------------------------------------
     def champion(self) -> dict | None:

@@ -39,6 +39,8 @@ ALLOW_UNSIGNED_ENV = "RAREFLOW_ALLOW_UNSIGNED"
 SIGNATURE_FILE = "signature.json"
 ALGORITHM = "HMAC-SHA256"
 FORMAT = 1
+FORMAT_WITH_REGISTRY = 2  # the signature also covers the registry's identity
+FORMATS = (FORMAT, FORMAT_WITH_REGISTRY)
 MIN_KEY_CHARS = 32
 NO_KEY_HELP = (f"set {KEY_ENV} (or {KEY_FILE_ENV}, or {KEY_BLOCK_ENV} naming a Prefect Secret "
                "block); `rareflow keygen` makes a key")
@@ -127,31 +129,51 @@ def _message(body: dict) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def sign(key: SigningKey, *, name: str, version: str, files: Mapping[str, str]) -> dict:
-    """The signature document of a version whose files have these sha256s."""
+def sign(key: SigningKey, *, name: str, version: str, files: Mapping[str, str],
+         registry: str | None = None) -> dict:
+    """The signature document of a version whose files have these sha256s (covering the
+    registry's identity when it has one: :mod:`tasks.signed_records`)."""
     body = {"format": FORMAT, "algorithm": ALGORITHM, "key_id": key.key_id, "name": name,
             "version": version, "files": dict(sorted(files.items()))}
+    if registry is not None:
+        body.update(format=FORMAT_WITH_REGISTRY, registry=registry)
     mac = hmac.new(key.secret, _message(body), hashlib.sha256).hexdigest()
     return {**body, "signature": mac}
 
 
+def check_registry(document: dict, registry: str | None, *, where: str) -> None:
+    """Refuse a signature made for another registry than ``registry`` (None: one without an
+    identity), or made before this registry had one."""
+    signed_for = document.get("registry")
+    if signed_for is None and registry is not None:
+        raise IntegrityError(f"{where}: {SIGNATURE_FILE} does not cover this registry's identity "
+                             "(copied from another registry, or signed before this one had an "
+                             "identity): refusing to load the version")
+    if signed_for is not None and signed_for != registry:
+        raise IntegrityError(f"{where}: {SIGNATURE_FILE} was made for another registry "
+                             f"({signed_for}; this one is {registry or 'without an identity'}): "
+                             "refusing to load the version")
+
+
 def check_signature(document, key: SigningKey, *, name: str, version: str,
-                    where: str) -> dict[str, str]:
+                    where: str, registry: str | None = None) -> dict[str, str]:
     """Check a signature document's HMAC; return its manifest (file name -> sha256).
 
     Raises:
-        IntegrityError: the document is malformed, made with another key, or forged.
+        IntegrityError: the document is malformed, made with another key or for another
+            registry, or forged.
     """
     fields = ("format", "algorithm", "key_id", "name", "version", "files", "signature")
     if not isinstance(document, dict) or any(f not in document for f in fields) \
             or not isinstance(document["files"], dict):
         raise IntegrityError(f"{where}: {SIGNATURE_FILE} is not a rareflow signature: "
                              "refusing to load the version")
-    if document["algorithm"] != ALGORITHM or document["format"] != FORMAT:
+    if document["algorithm"] != ALGORITHM or document["format"] not in FORMATS:
         raise IntegrityError(f"{where}: {SIGNATURE_FILE} uses {document['algorithm']!r} "
                              f"format {document['format']!r}; expected {ALGORITHM} format "
-                             f"{FORMAT}")
-    body = {k: document[k] for k in fields if k != "signature"}
+                             f"{FORMATS}")
+    check_registry(document, registry, where=where)
+    body = {k: document[k] for k in (*fields, "registry") if k != "signature" and k in document}
     body["name"], body["version"] = name, version  # a signature is only valid where it was made
     expected = hmac.new(key.secret, _message(body), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, str(document["signature"])):

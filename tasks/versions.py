@@ -85,8 +85,9 @@ class VersionFiles:
     """The files of one version folder, read only after their signature is checked."""
 
     def __init__(self, folder: Path, *, name: str, version: str,
-                 key: signing.SigningKey | None):
+                 key: signing.SigningKey | None, registry_id: str | None = None):
         self.folder, self.name, self.version, self.key = Path(folder), name, version, key
+        self.registry_id = registry_id  # the registry's identity, which signatures cover
         self.where = f"{name} {version}"
 
     def sign(self) -> None:
@@ -97,7 +98,8 @@ class VersionFiles:
             return
         manifest = {p.name: sha256_file(p) for p in sorted(self.folder.iterdir())
                     if p.is_file() and p.name != signing.SIGNATURE_FILE}
-        document = signing.sign(self.key, name=self.name, version=self.version, files=manifest)
+        document = signing.sign(self.key, name=self.name, version=self.version, files=manifest,
+                                registry=self.registry_id)
         write_bytes_atomic(self.folder / signing.SIGNATURE_FILE, dumps(document).encode())
 
     def signed(self) -> bool:
@@ -115,7 +117,8 @@ class VersionFiles:
             raise RegistryError(f"{self.where} is signed but no signing key is configured to "
                                 f"check it: {signing.NO_KEY_HELP}")
         manifest = signing.check_signature(document, self.key, name=self.name,
-                                           version=self.version, where=self.where)
+                                           version=self.version, where=self.where,
+                                           registry=self.registry_id)
         for required in (MODEL_FILE, METADATA_FILE):
             if required not in manifest:
                 raise IntegrityError(f"{self.where}: {signing.SIGNATURE_FILE} does not cover "
@@ -167,7 +170,8 @@ class VersionFiles:
             if self.key is None:
                 return "no key"
             manifest = signing.check_signature(document, self.key, name=self.name,
-                                               version=self.version, where=self.where)
+                                               version=self.version, where=self.where,
+                                               registry=self.registry_id)
             signing.check_file(METADATA_FILE, (self.folder / METADATA_FILE).read_bytes(),
                                manifest.get(METADATA_FILE), where=self.where)
         except (RegistryError, OSError):

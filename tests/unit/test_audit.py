@@ -154,7 +154,8 @@ def test_models_list_shows_signature_and_sign_signs_old_versions(tmp_path):
     code, out = cli(reg, "show", "v0001")
     assert code == EXIT_REGISTRY and "no signature.json" in out
     code, out = cli(reg, "sign")
-    assert code == EXIT_OK and out.count(": signed") == 5
+    assert code == EXIT_OK and out.count(": signed\n") == 5
+    assert "identity" in out and "v0001, v0002, v0003, v0004, v0005: signed for this " in out
     code, out = cli(reg, "list")
     assert code == EXIT_OK and "unsigned" not in out and out.count(" ok ") == 5
     assert cli(reg, "sign")[1].count("already signed") == 5

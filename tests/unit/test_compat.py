@@ -21,6 +21,7 @@ import pytest
 from schemas.errors import IntegrityError
 from schemas.inference import InputSchema
 from tasks.registry import Registry
+from tasks.registry_signing import sign_unsigned
 from tasks.served import RareflowClassifier
 from tasks.signing import ALLOW_UNSIGNED_ENV
 
@@ -33,7 +34,7 @@ def old_registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("old") / "registry"
     shutil.copytree(FIXTURE, root)
     reg = Registry(root, "old")
-    assert reg.sign_unsigned() == [(v, "signed") for v in reg.version_ids()]
+    assert sign_unsigned(reg) == [(v, "signed") for v in reg.version_ids()]
     return reg
 
 
@@ -100,4 +101,4 @@ def test_signing_refuses_a_changed_old_version(unsigned_registry):
     path = unsigned_registry.version_dir("v0003") / "model.joblib"
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(IntegrityError, match="v0003: model.joblib does not match"):
-        unsigned_registry.sign_unsigned()
+        sign_unsigned(unsigned_registry)

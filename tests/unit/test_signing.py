@@ -103,8 +103,8 @@ def test_another_key_or_another_place_is_refused(reg, tmp_path):
 
     version = add(reg)
     other = Registry(reg.root, "fraud", key=signing.SigningKey(b"x" * 40, "test"))
-    with pytest.raises(IntegrityError, match="signed with another key"):
-        other.load(version)
+    with pytest.raises(IntegrityError, match="identity .* is not signed with the configured key"):
+        other.load(version)  # the registry's identity is checked first
     shutil.copytree(reg.version_dir(version), reg.versions_dir / "v0007")
     with pytest.raises(IntegrityError, match="copied from another name or version"):
         reg.load("v0007")
@@ -239,11 +239,13 @@ def test_a_removed_signature_is_not_signed_back(reg, forge, canary, meta):
 
 
 def test_a_champion_pointer_to_a_missing_version_says_so(reg):
-    """Check that champion.json naming a version that does not exist is reported as that
-    (not as an unsigned version), for loading and scoring alike."""
+    """Check that a (signed) champion pointer naming a version whose folder is gone is
+    reported as that, not as an unsigned version."""
+    import shutil
+
     reg.promote(add(reg), reason="first")
-    pointer = reg.dir / "champion.json"
-    pointer.write_text(pointer.read_text().replace('"v0001"', '"v0009"'))
-    with pytest.raises(RegistryError, match=r"no version 'v0009' \(the champion pointer names "
+    reg.promote(add(reg, value=2), reason="second")
+    shutil.rmtree(reg.version_dir("v0002"))
+    with pytest.raises(RegistryError, match=r"no version 'v0002' \(the champion pointer names "
                                             r"it: roll back or promote\); versions: \['v0001'\]"):
         reg.load("champion")
