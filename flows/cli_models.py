@@ -87,7 +87,7 @@ def models_compare(versions: list[str] = typer.Argument(..., help="Two or more v
     if len(versions) < 2:
         raise ConfigError("models compare needs two or more versions, e.g. "
                           "`rareflow models compare v0001 v0002`")
-    metas = [reg.metadata(reg.resolve(v)) for v in versions]
+    metas = [reg.verify(v) for v in versions]  # edited metadata is refused, never shown
     table = compare_versions(metas, champion=(reg.champion() or {}).get("version"))
     typer.echo(table.to_json(indent=2) if as_json else table.to_string())
     return EXIT_OK

@@ -178,3 +178,13 @@ def _make_legacy(reg: Registry) -> None:
     state = reg.dir / "monitor_state.json"
     state.write_text(json.dumps({k: v for k, v in json.loads(state.read_text()).items()
                                  if k != "mac"}))
+
+
+def test_compare_refuses_edited_metadata(reg):
+    """Check that `models compare` refuses a version whose metadata was edited (threshold
+    0.99) instead of showing it."""
+    v1, v2 = add(reg), add(reg)
+    path = reg.version_dir(v2) / "metadata.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "threshold": 0.99}))
+    code, out = cli(reg, "compare", v1, v2)
+    assert code == 6 and "metadata.json does not match its signed sha256" in out
