@@ -380,8 +380,11 @@ class Registry:
                     + (": the champion changed while it trained" if status == "stale" else "")
                     + (": approve it with `rareflow models approve`" if status == PENDING else "")
                     + "); pass --force to promote it anyway (recorded in history)")
+            decided = {"decision": "approved", "how": "by a forced promotion"} \
+                if status == PENDING else {}  # it passed every gate: forcing approves it
             return self.log.move(version, action="promote", reason=reason, forced=forced,
-                                 name=self.name, status=status)
+                                 name=self.name, status="passed" if decided else status,
+                                 **decided)
 
     def rollback(self, *, reason: str = "rollback") -> dict:
         """Make the champion before the current one serve again (after verifying it)."""

@@ -244,3 +244,14 @@ def test_a_pending_candidate_requests_approval_by_event(monkeypatch, tmp_path):
     assert (payload["version"], payload["registry"], payload["name"]) == (
         "v0003", str(tmp_path / "reg"), "fraud")
     assert (payload["recall"], payload["pr_auc"], payload["champion"]) == (0.6, 0.7, "v0002")
+
+
+def test_a_forced_promotion_decides_a_pending_version(reg):
+    """Check that promoting a pending version with --force records the decision, so it no
+    longer shows as pending and cannot be approved again."""
+    v1 = reg.register(Model(1), meta("pending", None))
+    code, out = cli(reg, "promote", v1, "--force", "--reason", "urgent")
+    assert code == EXIT_OK, out
+    assert reg.log.status(v1, "pending") == "passed"
+    code, out = cli(reg, "approve", v1, "--reason", "again")
+    assert code == EXIT_REGISTRY and "not awaiting approval" in out
