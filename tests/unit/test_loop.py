@@ -72,6 +72,36 @@ def test_unknown_event_is_refused_and_as_of_is_fixed():
         "2025-01-01T00:00:00+00:00"
 
 
+def test_a_data_arrived_run_trains_as_of_the_newest_data_at_its_start(tmp_path):
+    """Check that a run started by the first arrival of a burst trains as of the newest data in
+    the source when it starts (a batch landed during the trigger's 10-minute wait is in), never
+    earlier than the event's as_of, at most now; a drift event's as_of is kept."""
+    t0 = pd.Timestamp("2025-01-06", tz="UTC")
+    source = tmp_path / "src"
+    for day in range(10):  # days 0-2: the first batch; 3-9: landed before the run started
+        folder = source / f"date={(t0 + pd.Timedelta(days=day)).date()}"
+        folder.mkdir(parents=True)
+        pd.DataFrame({"ts": [t0 + pd.Timedelta(days=day, hours=20, seconds=0.5)], "x": [1.0],
+                      "y": [0]}).to_parquet(folder / "part-0.parquet", index=False)
+    base = BASE.model_copy(update={"time_column": "ts"})
+    first = {"source": str(source), "as_of": (t0 + pd.Timedelta(days=3)).isoformat()}
+    now = t0 + pd.Timedelta(days=30)
+    arrived = TriggerEvent(event="rareflow.data.arrived", payload=first)
+    newest = "2025-01-15T20:00:01+00:00"  # day 9's row, to the second
+    assert run_config(base, arrived, now=now).as_of == newest
+    later = {**first, "as_of": (t0 + pd.Timedelta(days=20)).isoformat()}
+    assert run_config(base, TriggerEvent(event="rareflow.data.arrived", payload=later),
+                      now=now).as_of == "2025-01-26T00:00:00+00:00"  # the event's, later
+    no_as_of = TriggerEvent(event="rareflow.data.arrived", payload={"source": str(source)})
+    assert run_config(base, no_as_of, now=now).as_of == newest
+    early = t0 + pd.Timedelta(days=9, hours=1)  # day 9's row lies after now: day 8's counts
+    assert run_config(base, no_as_of, now=early).as_of == "2025-01-14T20:00:01+00:00"
+    untimed = run_config(BASE.model_copy(update={"data": str(source)}), no_as_of, now=now)
+    assert untimed.as_of == now.isoformat()  # rows without times: as of the run's start
+    drift = TriggerEvent(event="rareflow.monitor.recall-drift", payload=first)
+    assert run_config(base, drift, now=now).as_of == first["as_of"]
+
+
 def _schema():
     df = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})
     return infer_input_schema(df, label="y", positive="1", negative="0")
