@@ -199,3 +199,26 @@ def test_stream_has_late_labels_and_a_drift_week():
     assert 0.01 < before["is_fraud"].mean() < 0.02 and 0.01 < after["is_fraud"].mean() < 0.02
     assert (after["channel"] == "phone").mean() > (before["channel"] == "phone").mean()
     pd.testing.assert_frame_equal(s, make_stream(4, rows_per_day=500, drift_week=2, seed=3))
+
+
+@pytest.mark.parametrize("today, monday", [("2026-12-04T15:00Z", "2026-11-30"),
+                                           ("2026-11-30T00:00Z", "2026-11-30"),
+                                           ("2026-12-06T23:59Z", "2026-11-30")])
+def test_demo_stream_ends_at_the_last_whole_week_before_today(today, monday):
+    """Check that the demo's landed weeks end at the Monday that starts today's week (so a
+    deployment training as of now finds them in its window), and that moving the dates by
+    whole weeks leaves every row, and so every figure of the demo, the same."""
+    from flows.demo_loop import CHECKS, demo_start, week_end
+    from tasks.demo import STREAM_START, make_stream
+
+    start = demo_start(today)
+    assert week_end(CHECKS[-1][1], start) == pd.Timestamp(monday, tz="UTC").isoformat()
+    assert start.weekday() == 0 and start <= pd.Timestamp(today)
+    dated = make_stream(2, rows_per_day=50, drift_week=1, start=start)
+    fixed = make_stream(2, rows_per_day=50, drift_week=1, start=STREAM_START)
+    shift = start - pd.Timestamp(STREAM_START, tz="UTC")
+    assert shift % pd.Timedelta(weeks=1) == pd.Timedelta(0)
+    for column in ("event_time", "label_time"):
+        assert (dated[column] - fixed[column] == shift).all()
+    pd.testing.assert_frame_equal(dated.drop(columns=["event_time", "label_time"]),
+                                  fixed.drop(columns=["event_time", "label_time"]))
