@@ -155,3 +155,25 @@ def test_options_no_run_could_use_are_refused(tmp_path, spec, message):
     with pytest.raises(ConfigError, match=message):
         write_deployment_files(spec, tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_production_guides_deploy_init_example_writes_what_it_says(tmp_path, monkeypatch):
+    """Check that docs/production.md's `rareflow deploy init` example, run as written, writes
+    the files and deployments the guide names, ready for its `prefect deploy` line."""
+    import re
+    import shlex
+
+    docs = (ROOT / "docs" / "production.md").read_text()
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", docs, flags=re.DOTALL)
+                if b.startswith("rareflow deploy init")]
+    init, deploy = block.replace("\\\n", " ").strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    result = run(*shlex.split(init)[1:])
+    assert result.exit_code == 0, result.output
+    prefect_file = shlex.split(deploy)[-1]
+    assert deploy.startswith("prefect --no-prompt deploy --all --prefect-file ")
+    deps = deployments((tmp_path / prefect_file).read_text())
+    assert set(deps) == {"retrain-fraud", "monitor-fraud", "approve-fraud"}
+    for name in deps:
+        assert f"`{name}`" in docs
+    assert (tmp_path / prefect_file).with_name("rareflow.yaml").is_file()
