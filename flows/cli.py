@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from flows.cli_deploy import deploy_app
-from flows.cli_models import keygen, models_app, schema_app
+from flows.cli_models import decision_line, keygen, models_app, schema_app
 from flows.cli_reports import reports_app
 from flows.cli_support import (
     CliState,
@@ -96,6 +96,8 @@ def print_training_summary(result: dict) -> None:
 def run_training(config: T, server: FlowServer | None = None, trigger=None) -> int:
     """Run the training flow, print its summary; exit 0 promoted, 3 not promoted.
 
+    With manual approval, a candidate registered as pending is decided by the approval flow
+    run here, in this process (it pauses until someone answers, or the timeout).
     ``trigger`` is the event a deployment trigger would pass (its source and as_of win)."""
     from flows.training import training_flow
 
@@ -103,6 +105,16 @@ def run_training(config: T, server: FlowServer | None = None, trigger=None) -> i
         server.activate()
     result = training_flow(config, trigger=trigger)
     print_training_summary(result)
+    if result["status"] == "pending":
+        from flows.approval import approval_flow
+
+        typer.echo(f"Waiting for a manual approval of {result['version']}: resume the paused "
+                   f"rareflow-approve run in the Prefect UI, or run `rareflow models "
+                   f"approve|reject {result['version']} --reason ...`")
+        decision = approval_flow(registry=config.registry, name=config.name,
+                                 version=result["version"])
+        typer.echo(decision_line(decision))
+        return EXIT_OK if decision.promoted else EXIT_REJECTED
     return EXIT_OK if result["promoted"] else EXIT_REJECTED
 
 

@@ -1,5 +1,5 @@
-"""`rareflow models ...` (list, show, promote, roll back, history, sign), `rareflow keygen`
-and `rareflow schema infer`."""
+"""`rareflow models ...` (list, show, promote, approve, reject, roll back, history, sign),
+`rareflow keygen` and `rareflow schema infer`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from flows.cli_support import (
     project_defaults,
     reported,
 )
-from schemas.errors import EXIT_OK, ConfigError, RegistryError
+from schemas.errors import EXIT_OK, EXIT_REJECTED, ConfigError, RegistryError
 
 models_app = typer.Typer(no_args_is_help=True,
                          help="List, inspect, promote, roll back, audit and sign versions.")
@@ -59,10 +59,18 @@ def models_show(version: str = typer.Argument("champion"), registry: RegistryDir
     vid = reg.resolve(version)
     meta = reg.verify(vid)  # a forged or altered version is refused (exit 6)
     card = reg.version_dir(vid) / CARD_FILE
+    status = reg.log.status(vid, meta.get("verdict", {}).get("status"))
+    decided = reg.log.decision(vid)
     if as_json or not card.is_file():
-        typer.echo(json.dumps(meta, indent=2))
-    else:
-        typer.echo(card.read_text(encoding="utf-8"))
+        typer.echo(json.dumps({**meta, "status_now": status, "decision": decided}, indent=2))
+        return EXIT_OK
+    typer.echo(card.read_text(encoding="utf-8"))
+    if status == "pending":
+        typer.echo(f"Status: pending (awaiting a manual approval): `rareflow models "
+                   f"approve|reject {vid} --reason ...`")
+    elif decided:
+        typer.echo(f"Status: {status} ({decided['decision']} {decided.get('how')} by "
+                   f"{decided['actor']} at {decided['at']}: {decided['reason']})")
     return EXIT_OK
 
 
@@ -105,6 +113,58 @@ def models_promote(version: str = typer.Argument(...), registry: RegistryDir = N
     return EXIT_OK
 
 
+def decision_line(decision) -> str:
+    """One line saying what deciding a pending version did."""
+    entry = decision.entry
+    what = {"passed": "approved and promoted", "rejected": "rejected",
+            "stale": "approved but NOT promoted (stale: the champion changed since it was "
+                     "compared)"}.get(decision.status, decision.status)
+    by = f" {entry.get('how')} by {entry.get('actor')}: {entry.get('reason')}" if entry else ""
+    return f"{decision.name} {decision.version}: {what}{by}; champion is {decision.champion}"
+
+
+def decide(version: str, *, approved: bool, reason: str, actor: str | None, registry,
+           name) -> int:
+    """``models approve|reject``: exit 0 promoted, 3 rejected or stale, 6 not pending."""
+    from tasks.approval import HOW_CLI, decide_pending
+    from tasks.champion import announce_move
+
+    reg = open_registry(registry, name)
+    decision = decide_pending(reg, reg.name, version, approved=approved, reason=reason,
+                              actor=actor, how=HOW_CLI)
+    announce_move(reg.name, decision.entry)
+    typer.echo(decision_line(decision))
+    return EXIT_OK if decision.promoted else EXIT_REJECTED
+
+
+ACTOR_HELP = "Who decides (recorded in history); default: the OS user@host."
+
+
+@models_app.command("approve")
+@reported
+def models_approve(version: str = typer.Argument(..., help="A pending version, e.g. v0003."),
+                   reason: str = typer.Option(..., "--reason", help="Why (recorded in "
+                                              "history)."),
+                   actor: str = typer.Option(None, "--actor", help=ACTOR_HELP),
+                   registry: RegistryDir = None, name: ModelName = None) -> int:
+    """Approve a version pending manual approval: it is promoted unless the champion changed
+    since it was compared (then it is stale). Exit 0 promoted, 3 stale."""
+    return decide(version, approved=True, reason=reason, actor=actor, registry=registry,
+                  name=name)
+
+
+@models_app.command("reject")
+@reported
+def models_reject(version: str = typer.Argument(..., help="A pending version, e.g. v0003."),
+                  reason: str = typer.Option(..., "--reason", help="Why (recorded in "
+                                             "history)."),
+                  actor: str = typer.Option(None, "--actor", help=ACTOR_HELP),
+                  registry: RegistryDir = None, name: ModelName = None) -> int:
+    """Reject a version pending manual approval (the champion stays). Exit 3."""
+    return decide(version, approved=False, reason=reason, actor=actor, registry=registry,
+                  name=name)
+
+
 @models_app.command("rollback")
 @reported
 def models_rollback(registry: RegistryDir = None, name: ModelName = None,
@@ -127,8 +187,9 @@ def models_history(registry: RegistryDir = None, name: ModelName = None,
                    at: str = typer.Option(None, "--at", help="Which version served at this "
                                           "time (ISO 8601, e.g. 2024-03-03T09:00; no zone = "
                                           "UTC; or 'now').")) -> int:
-    """Every champion move (time, action, version, previous, actor, reason), or with --at
-    the version that served at a given time."""
+    """Every champion move, candidate not promoted and approval decision (time, action,
+    version, previous champion, status, how, actor, reason), or with --at the version that
+    served at a given time."""
     import pandas as pd
 
     from tasks.champion import parse_time
@@ -136,8 +197,9 @@ def models_history(registry: RegistryDir = None, name: ModelName = None,
     reg = open_registry(registry, name)
     if at is None:
         table = pd.DataFrame(reg.history(), columns=["at", "action", "version", "previous",
-                                                     "status", "forced", "actor", "reason"])
-        typer.echo(f"no champion moves for {reg.name!r} in {str(reg.root)!r}" if table.empty
+                                                     "status", "forced", "how", "actor",
+                                                     "reason"])
+        typer.echo(f"no history for {reg.name!r} in {str(reg.root)!r}" if table.empty
                    else table.fillna("").to_string(index=False))
         return EXIT_OK
     try:
@@ -147,7 +209,7 @@ def models_history(registry: RegistryDir = None, name: ModelName = None,
                           f"2024-03-03T09:00+01:00; got {at!r}") from exc
     entry = reg.served_at(when)
     if entry is None:
-        first = (reg.history() or [{}])[0].get("at", "never")
+        first = (reg.log.moves() or [{}])[0].get("at", "never")
         raise RegistryError(f"no version of {reg.name!r} served at {when.isoformat()}; the "
                             f"first promotion was at {first}")
     typer.echo(f"{reg.name} at {when.isoformat()}: {entry['version']} (since {entry['at']}, "
@@ -157,11 +219,18 @@ def models_history(registry: RegistryDir = None, name: ModelName = None,
 
 @models_app.command("sign")
 @reported
-def models_sign(registry: RegistryDir = None, name: ModelName = None) -> int:
-    """Sign the unsigned versions (e.g. written by rareflow 0.1) with the configured key,
-    after checking the sha256s their metadata records. Sign only a registry you trust."""
+def models_sign(registry: RegistryDir = None, name: ModelName = None,
+                force: bool = typer.Option(False, "--force", help="Also sign versions whose "
+                                           "signature was removed (needs --reason)."),
+                reason: str = typer.Option("", "--reason", help="Why, for history.")) -> int:
+    """Sign the versions written by releases that did not sign (rareflow 0.1) with the
+    configured key, after checking the sha256s their metadata records. A version whose
+    signature was removed is refused unless --force --reason. Sign only a registry you trust."""
+    if force and not reason.strip():
+        raise ConfigError("--force needs --reason: say why the versions are trusted (it is "
+                          "recorded in history)")
     reg = open_registry(registry, name)
-    for version, outcome in reg.sign_unsigned():
+    for version, outcome in reg.sign_unsigned(force_reason=reason if force else None):
         typer.echo(f"{reg.name} {version}: {outcome}")
     return EXIT_OK
 

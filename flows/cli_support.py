@@ -29,7 +29,9 @@ from schemas.errors import (
     ConfigError,
     RareflowError,
     ValidationFailed,
+    storage_error,
 )
+from schemas.yaml_files import load_yaml_file
 
 PREFECT_ENV = {
     "DO_NOT_TRACK": "1",
@@ -156,6 +158,8 @@ def run_reported(state: CliState, fn, *args, **kwargs) -> int:
     except (KeyboardInterrupt, typer.Exit):
         raise
     except Exception as exc:  # an unexpected failure: say so, keep the traceback for --debug
+        if (full := storage_error(exc)) is not None:
+            return _fail(state, full, full.exit_code)
         if state.debug:
             raise
         text = " ".join(str(exc).split())
@@ -259,19 +263,10 @@ DEFAULT_NAME = TrainingConfig.model_fields["name"].default
 
 
 def load_config_file(path: Path | None) -> dict:
-    """Read a YAML (or JSON) file of settings."""
+    """Read a YAML (or JSON) file of settings (capped: :mod:`schemas.yaml_files`)."""
     if path is None:
         return {}
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where} ({problem}); "
-                          "fix its syntax") from exc
+    data = load_yaml_file(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings")
     return data

@@ -24,6 +24,7 @@ from schemas.config import (
     ScoringConfig,
     TrainingConfig,
 )
+from tasks.load import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 MODELS = (("train", TrainingConfig), ("score", ScoringConfig), ("monitor", MonitoringConfig))
@@ -98,7 +99,10 @@ def configuration_markdown() -> str:
         f"- `./{PROJECT_FILE}`: `registry:` and `name:` only (the project's model); "
         "`rareflow demo` writes one when there is none.",
         f"- `${REPORTS_URL_ENV}`: base URL of `rareflow reports serve`; monitoring runs link "
-        "their evidently reports there so the links open from the Prefect UI.", "",
+        "their evidently reports there so the links open from the Prefect UI.",
+        f"- `${MAX_INPUT_BYTES_ENV}`: the most bytes of CSV text one data file may hold once "
+        f"decompressed (default {MAX_INPUT_BYTES:,}); a larger file (or a gzip that inflates "
+        "past it) is refused: use Parquet or a partitioned source.", "",
     ]
     for command, model in MODELS:
         lines += [f"## `rareflow {command}`: `{model.__name__}`", "",

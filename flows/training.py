@@ -1,13 +1,14 @@
 """The training flow: the run's config (from the triggering event) → preflight → load the
-source's window → validate → split → select → fit → evidence → gate → (approval) → register
-and promote. Each step is a task of :mod:`tasks`; docs/architecture.md maps where each lives."""
+source's window → validate → split → select → fit → evidence → gate → register and promote
+(manual approval: register as pending and announce it; flows/approval.py decides). Each step
+is a task of :mod:`tasks`; docs/architecture.md maps where each lives."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from schemas.config import TrainingConfig, TriggerEvent
-from tasks.approval import request_approval
+from tasks.approval import pending_verdict
 from tasks.evidence import evidence_kind, evidence_task
 from tasks.fit import fit_task
 from tasks.gate import gate_task
@@ -57,15 +58,15 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
                         train_rows=parts.train_rows, cand_decisions=evidence.decisions,
                         fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed,
                         miss_costs=evidence.miss_costs)
-    verdict = request_approval(verdict, config.gates, name=config.name,
-                               metrics=evidence.metrics)
+    verdict = pending_verdict(verdict, config.gates)  # manual approval: decided later
     record = record_task(config, parts, selection, fitted, evidence=evidence, verdict=verdict,
                          champion=champion, lineage=window.lineage)
     published = register_task(registry, fitted.model, record.metadata, record.reference,
                               record.card, record.files, train_rows=parts.train_rows,
                               compared_with=champion.version)
     announce(config.name, published.version, published.status, metrics=evidence.metrics,
-             verdict=verdict, threshold=fitted.model.threshold, champion=champion)
+             verdict=verdict, threshold=fitted.model.threshold, champion=champion,
+             registry=config.registry)
     return run_outcome(training_summary(
         config, published.version, published.status, champion_now=published.champion,
         fitted=fitted, selection=selection, metrics=evidence.metrics, verdict=verdict,

@@ -272,12 +272,13 @@ class Gates(_Model):
     )
     approval: Approval = Field(
         "none",
-        description="`manual`: when every gate passes, pause the run until a person approves "
-        "or rejects it in the Prefect UI (needs a Prefect server).",
+        description="`manual`: a candidate that passes every gate is registered as `pending` "
+        "and promoted only when a person approves it (`rareflow models approve`, or the "
+        "approval flow's Resume form in the Prefect UI; needs a Prefect server).",
     )
     approval_timeout_s: int = Field(
         86_400, ge=1, le=30 * 86_400,
-        description="Seconds to wait for a manual approval; no answer rejects the candidate.",
+        description="Seconds the approval flow waits for a decision; no answer rejects it.",
     )
 
 

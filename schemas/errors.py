@@ -51,3 +51,30 @@ class RegistryError(RareflowError):
 
 class IntegrityError(RegistryError):
     """A stored artifact does not match its recorded checksum."""
+
+
+class StorageError(RegistryError):
+    """The disk (or the storage under the registry or an output) refused a write: full,
+    over quota, or read-only. Not transient: retrying does not help."""
+
+
+STORAGE_ERRNOS = {"ENOSPC": "no space left", "EDQUOT": "disk quota exceeded",
+                  "EROFS": "the file system is read-only", "EFBIG": "the file is too large"}
+
+
+def storage_error(exc: BaseException, path=None) -> StorageError | None:
+    """The one-line StorageError an OSError of a full or read-only disk stands for, naming
+    ``path`` (else the error's file); None for any other error."""
+    import errno
+
+    if isinstance(exc, StorageError):
+        return exc
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    reason = STORAGE_ERRNOS.get(errno.errorcode.get(exc.errno, ""))
+    if reason is None:
+        return None
+    path = path or exc.filename
+    where = f" writing {str(path)!r}" if path else ""
+    return StorageError(f"storage error{where}: {reason}; nothing was kept from this write: "
+                        "free space (or write elsewhere) and run the command again")

@@ -7,6 +7,9 @@ linked by their file names in the version folder.
 
 from __future__ import annotations
 
+import html
+import re
+
 from tasks.evaluate import metric_table
 from tasks.plots import CAPTIONS
 
@@ -18,9 +21,19 @@ def _fmt4(value) -> str:
 
 
 def _cell(value) -> str:
+    """A table cell: names from data are escaped, so they never become HTML or a new cell."""
     if isinstance(value, float):
         return _fmt4(value)
-    return "" if value is None else str(value).replace("|", "\\|")
+    return "" if value is None else html.escape(str(value), quote=False).replace("|", "\\|")
+
+
+def _code(value) -> str:
+    """``value`` as an inline code span, whatever backticks it holds (HTML in a code span is
+    shown as text, never rendered)."""
+    text = " ".join(str(value).splitlines())
+    fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -38,9 +51,9 @@ def card_intro(meta: dict) -> list[str]:
         f"# Model card: {config['name']} {{version}}",
         "",
         f"Trained {meta['trained_at']} by rareflow {meta.get('rareflow_version', '?')} on "
-        f"`{config['data']}` ({meta['fingerprints']['rows']} rows). It predicts whether "
-        f"`{schema['label']}` is `{schema['positive']}` (the rare, positive class) rather than "
-        f"`{schema['negative']}`.",
+        f"{_code(config['data'])} ({meta['fingerprints']['rows']} rows). It predicts whether "
+        f"{_code(schema['label'])} is {_code(schema['positive'])} (the rare, positive class) "
+        f"rather than {_code(schema['negative'])}.",
     ]
 
 
@@ -71,7 +84,7 @@ def card_window(lin: dict) -> list[str]:
     span = f"the last {lin['window']}" if lin.get("window") else "every row"
     since = (f", from {lin['since']} on (the rows since a recall drift)"
              if lin.get("since") else "")
-    return [f"Rows: {span} of `{lin['source']}` up to {lin['as_of']}{since}, labels matured "
+    return [f"Rows: {span} of {_code(lin['source'])} up to {lin['as_of']}{since}, labels matured "
             "by then.", ""]
 
 
@@ -117,7 +130,7 @@ def card_how(meta: dict) -> list[str]:
 
 def cost_text(costs: dict) -> str:
     """The costs a config's ``costs`` section describes, in words."""
-    fn = (f"the row's `{costs['fn_cost_column']}`" if costs.get("fn_cost_column")
+    fn = (f"the row's {_code(costs['fn_cost_column'])}" if costs.get("fn_cost_column")
           else f"{costs['fn_cost']:g}")
     text = f"{fn}·FN + {costs['fp_cost']:g}·FP"
     if costs.get("max_alert_rate") is not None:

@@ -7,7 +7,11 @@ Callers hold the registry's lock around every write here.
 
 Every move records when, who (the Prefect flow run inside one, else the OS user and host),
 why, the version's gate status and the champion before it, so ``served_at`` can answer which
-version served at a given time.
+version served at a given time. ``history.jsonl`` also records what did not move the champion
+(:meth:`ChampionLog.note`): a candidate registered without promotion (rejected, refused,
+stale, or pending a manual approval) and a person's (or a timeout's) decision on a pending
+one. Only the moves (``promote``, ``rollback``) decide which version served when, and where a
+rollback goes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ from tasks.files import dumps, write_bytes_atomic
 logger = logging.getLogger(__name__)
 
 
+MOVES = ("promote", "rollback")  # the history actions that move the champion
+PENDING = "pending"  # a candidate that passed every gate and awaits a manual approval
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -48,6 +56,17 @@ def current_actor() -> str:
     except (KeyError, OSError):  # no name for this uid (containers)
         user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown user"
     return f"{user}@{socket.gethostname()}"
+
+
+def outcome_reason(verdict: dict) -> str:
+    """Why a registered candidate was not promoted, in a few words (for its history record)."""
+    status = verdict.get("status")
+    if status == PENDING:
+        return "passed every gate; awaiting a manual approval"
+    if status == "stale":
+        return (verdict.get("stale") or {}).get("detail", "the champion changed meanwhile")
+    failed = [g["gate"] for g in verdict.get("gates", []) if not g.get("passed")]
+    return f"{status}: failed {', '.join(failed)}" if failed else str(status)
 
 
 def parse_time(text: str) -> pd.Timestamp:
@@ -79,15 +98,41 @@ class ChampionLog:
             raise IntegrityError(f"{self.champion_path} is corrupt: {exc}") from exc
 
     def history(self) -> list[dict]:
-        """Promotion and rollback records, oldest first (a torn last line is skipped)."""
+        """Every record (moves, registrations, decisions), oldest first. A damaged line (a torn
+        last line after a crash, bytes that are not UTF-8 JSON) is skipped, named by number."""
         if not self.history_path.is_file():
             return []
         out = []
-        for line in self.history_path.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                if line.strip():
-                    out.append(json.loads(line))
+        for number, line in enumerate(self.history_path.read_bytes().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                entry = None
+            if isinstance(entry, dict):
+                out.append(entry)
+            else:
+                logger.warning("%s line %d is damaged (not a JSON record): skipped",
+                               self.history_path, number)
         return out
+
+    def moves(self) -> list[dict]:
+        """The records that moved the champion (promotions and rollbacks), oldest first."""
+        return [h for h in self.history() if h.get("action", "promote") in MOVES]
+
+    def decision(self, version: str) -> dict | None:
+        """The last decision recorded on a pending ``version`` (None: none yet)."""
+        found = [h for h in self.history() if h.get("version") == version and "decision" in h]
+        return found[-1] if found else None
+
+    def status(self, version: str, stored: str | None) -> str | None:
+        """A version's status now: its stored verdict's, unless it was pending and someone
+        decided (``passed`` approved and promoted, ``rejected``, ``stale``)."""
+        if stored != PENDING:
+            return stored
+        decided = self.decision(version)
+        return decided["status"] if decided else PENDING
 
     def append_history(self, entry: dict) -> None:
         with open(self.history_path, "ab") as fh:
@@ -110,21 +155,39 @@ class ChampionLog:
         for leftover in self.champion_path.parent.glob(f".{self.champion_path.name}.*.tmp"):
             leftover.unlink(missing_ok=True)  # only written under the lock: its writer died
 
-    def move(self, version: str, *, action: str, reason: str, forced: bool,
-             name: str, status: str | None = None) -> dict:
-        """Point the champion at ``version`` and record the move; returns the history entry."""
+    def entry(self, version: str, *, action: str, reason: str, forced: bool = False,
+              status: str | None = None, actor: str | None = None, **extra) -> dict:
+        """A history record: ``previous`` is the champion when it is written; ``actor`` by
+        default :func:`current_actor`; ``extra`` e.g. a decision's ``decision`` and ``how``."""
         previous = self.champion()
-        entry = {
+        return {
             "event_id": uuid.uuid4().hex,
             "action": action,
             "version": version,
             "previous": previous["version"] if previous else None,
             "at": now_iso(),
-            "actor": current_actor(),
+            "actor": actor or current_actor(),
             "reason": reason,
             "forced": forced,
             "status": status,
+            **extra,
         }
+
+    def note(self, version: str, *, action: str, reason: str, status: str | None,
+             actor: str | None = None, **extra) -> dict:
+        """Record what happened to ``version`` without moving the champion; returns it."""
+        entry = self.entry(version, action=action, reason=reason, status=status, actor=actor,
+                           **extra)
+        self.append_history(entry)
+        logger.info("%s %s: %s (%s); champion unchanged", action, version, status, reason)
+        return entry
+
+    def move(self, version: str, *, action: str, reason: str, forced: bool,
+             name: str, status: str | None = None, actor: str | None = None,
+             **extra) -> dict:
+        """Point the champion at ``version`` and record the move; returns the history entry."""
+        entry = self.entry(version, action=action, reason=reason, forced=forced, status=status,
+                           actor=actor, **extra)
         pointer = {"version": version, "since": entry["at"], "event_id": entry["event_id"],
                    "history_entry": entry}
         write_bytes_atomic(self.champion_path, json.dumps(pointer, indent=2,
@@ -136,7 +199,7 @@ class ChampionLog:
     def stack(self) -> list[str]:
         """Champions in order of service: promotions push, rollbacks pop."""
         stack: list[str] = []
-        for entry in self.history():
+        for entry in self.moves():
             if entry.get("action") == "rollback":
                 if stack:
                     stack.pop()
@@ -152,7 +215,7 @@ class ChampionLog:
         when = parse_time(when) if isinstance(when, str) else pd.Timestamp(when)
         when = when.tz_localize("UTC") if when.tzinfo is None else when
         found = None
-        for entry in self.history():
+        for entry in self.moves():
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 if parse_time(entry["at"]) <= when:
                     found = entry
@@ -161,7 +224,8 @@ class ChampionLog:
 
 def announce_move(name: str, entry: dict) -> str | None:
     """Emit the event of a champion move made by hand (``rareflow.model.promoted`` or
-    ``rareflow.model.rolled-back``), as the training flow does for its promotions.
+    ``rareflow.model.rolled-back``), as the training flow does for its promotions, or of a
+    decision that did not promote a pending version (``rareflow.model.rejected``).
 
     Only with a Prefect server configured (``PREFECT_API_URL``): without one, Prefect would
     start a temporary server just to drop the event. The move is in history.jsonl either way.
@@ -174,7 +238,9 @@ def announce_move(name: str, entry: dict) -> str | None:
         logger.info("No Prefect server configured (PREFECT_API_URL): %s of %s %s recorded in "
                     "history.jsonl only", entry["action"], name, entry["version"])
         return None
-    event = events.ROLLED_BACK if entry["action"] == "rollback" else events.PROMOTED
+    event = {"rollback": events.ROLLED_BACK, "promote": events.PROMOTED}.get(
+        entry["action"], events.REJECTED)  # a decision that did not promote
     payload = {key: entry.get(key) for key in ("version", "previous", "action", "actor",
-                                               "reason", "forced", "status", "event_id", "at")}
+                                               "reason", "forced", "status", "event_id", "at",
+                                               "decision", "how") if key in entry}
     return events.emit(event, name=name, payload={**payload, "manual": True})

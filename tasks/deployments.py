@@ -32,7 +32,6 @@ RETRAIN_CRON, MONITOR_CRON = "0 2 * * *", "0 6 * * *"
 # Debounce of the data-arrived trigger: one run per burst of arrivals (`within`), started
 # `schedule_after` seconds after the first, when the rest of a burst has landed.
 DEBOUNCE_WITHIN_S, DEBOUNCE_AFTER_S = 900, 600
-APPROVAL_REQUESTED = "rareflow.model.approval-requested"
 APPROVAL_ENTRYPOINT = "flows/approval.py:approval_flow"
 
 
@@ -222,21 +221,31 @@ def _monitor(spec: ModelDeployment, names: dict) -> list[str]:
 
 
 def _approve(spec: ModelDeployment, names: dict) -> list[str]:
+    from tasks import events  # imports Prefect: not when the command line starts
+
     return [
         "", f"  - name: {names['approve']}",
         "    description: >-",
-        f"      Ask a person to approve a candidate of {spec.name} that passed every gate",
-        "      (gates.approval: manual); started by its approval request, no schedule.",
+        f"      Ask a person to approve or reject a candidate of {spec.name} that passed every",
+        f"      gate under `gates.approval: manual` (registered as pending by {names['retrain']}):",
+        "      the run pauses with a Resume form (gate table, approve, reason, approver); no",
+        "      answer within the version's approval_timeout_s rejects it. `rareflow models",
+        "      approve|reject` decides too.",
         f"    entrypoint: {APPROVAL_ENTRYPOINT}",
         "    tags: [rareflow, approval]",
         "    enforce_parameter_schema: true",
+        "    # No concurrency limit: a paused run must hold no slot (the retraining's lease would",
+        "    # be released under a paused run and the run crashed; that is why approval is a flow",
+        "    # of its own). No schedule: it runs when a candidate waits for a decision.",
         "    parameters:", f"      registry: {_q(spec.registry)}", f"      name: {_q(spec.name)}",
         "    work_pool: *work_pool",
         "    triggers:",
-        "      # Emitted by a training run waiting for approval; payload: registry, version.",
+        "      # Emitted by the training flow for a pending candidate; payload: version, registry",
+        "      # (an absolute path), name, status, threshold, recall, pr_auc, normalised_cost,",
+        "      # champion.",
         *_trigger(spec.name, "approval requested",
-                  f"Ask for approval of the {spec.name} version named in the request.",
-                  APPROVAL_REQUESTED, [],
+                  f"Ask for a decision on the pending {spec.name} version named in the request.",
+                  events.APPROVAL_REQUESTED, [],
                   ['          registry: "{{ event.payload.registry }}"',
                    f"          name: {_q(spec.name)}",
                    '          version: "{{ event.payload.version }}"']),

@@ -11,6 +11,7 @@ logger = logging.getLogger(__name__)
 PROMOTED = "rareflow.model.promoted"
 REJECTED = "rareflow.model.rejected"
 ROLLED_BACK = "rareflow.model.rolled-back"
+APPROVAL_REQUESTED = "rareflow.model.approval-requested"
 RECALL_DRIFT = "rareflow.monitor.recall-drift"
 DATA_ARRIVED = "rareflow.data.arrived"
 

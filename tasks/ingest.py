@@ -36,6 +36,7 @@ from tasks.labels import parse_times
 from tasks.partitions import SOURCE_FILE, first_line, resolve_source, signature, source_info
 from tasks.scan import iso
 from tasks.validate import failures_table
+from tasks.value_checks import failure as _failure
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +109,6 @@ def _bad_values(values: pd.Series, arrow_type: str) -> tuple[int, list]:
     return len(present), present.astype(str).unique()[:3].tolist()
 
 
-def _failure(column, check, problem, count=1, examples=()) -> dict:
-    shown = ", ".join(repr(e) for e in list(examples)[:3])
-    return {"column": str(column), "check": check, "problem": problem, "count": int(count),
-            "examples": shown}
-
-
 def _cast(df: pd.DataFrame, schema: SourceSchema) -> tuple[pa.Table | None, list[dict]]:
     """The batch as an Arrow table with the source's column types, or the failures."""
     names = schema.arrow.names
@@ -137,7 +132,15 @@ def _cast(df: pd.DataFrame, schema: SourceSchema) -> tuple[pa.Table | None, list
                 continue
             values = times if f.type.tz else times.dt.tz_localize(None)
         try:
-            arrays.append(pa.array(values, from_pandas=True).cast(f.type, safe=True))
+            given = pa.array(values, from_pandas=True)
+            if type_kind(given.type) not in (type_kind(f.type), "null"):
+                count, bad = _bad_values(values, str(f.type))
+                failures.append(_failure(f.name, "type", f"column {f.name!r} must hold {f.type} "
+                                         f"values like the source, not {given.type}: send "
+                                         f"{f.type} values or land it in a new source",
+                                         max(count, 1), bad))
+                continue
+            arrays.append(given.cast(f.type, safe=True))
         except (pa.ArrowException, ValueError, TypeError) as exc:
             count, bad = _bad_values(df[f.name], str(f.type))
             failures.append(_failure(f.name, "type", f"column {f.name!r} must hold {f.type} "
@@ -146,6 +149,20 @@ def _cast(df: pd.DataFrame, schema: SourceSchema) -> tuple[pa.Table | None, list
     if failures:
         return None, failures
     return pa.Table.from_arrays(arrays, schema=schema.arrow), []
+
+
+def type_kind(arrow_type: pa.DataType) -> str:
+    """What a column holds, as far as landing it goes: a number (any width, integer or
+    floating: widening is safe), text, true/false, a time, nothing yet, or another type."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    for kind, test in (("null", pa.types.is_null), ("number", pa.types.is_integer),
+                       ("number", pa.types.is_floating), ("text", pa.types.is_string),
+                       ("text", pa.types.is_large_string), ("boolean", pa.types.is_boolean),
+                       ("time", pa.types.is_timestamp), ("time", pa.types.is_date)):
+        if test(arrow_type):
+            return kind
+    return str(arrow_type)
 
 
 def _first_schema(df: pd.DataFrame, time_column: str | None) -> tuple[SourceSchema, list]:
@@ -169,6 +186,9 @@ def check_batch(df: pd.DataFrame, *, source: str | Path, as_of: pd.Timestamp,
         DataError: the source folder cannot take batches (CSV partitions, unreadable).
     """
     root = Path(source)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"source {str(root)!r} is a file; --source takes the folder the "
+                        "source's partitions live in (a new or existing directory)")
     schema = existing_schema(root)
     failures = []
     if len(df) == 0:
@@ -244,14 +264,38 @@ def write_partition(table: pa.Table, folder: Path) -> tuple[Path, bool]:
         raise
 
 
+def write_schema_once(root: Path, schema: SourceSchema) -> None:
+    """Write the source's schema file unless one exists (an atomic create: two first batches
+    landing at once cannot both write it); a schema written meanwhile must be the same.
+
+    Raises:
+        DataError: another batch wrote a different schema first (nothing of this batch is
+            written: land it again, and it is checked against that schema).
+    """
+    target = root / SOURCE_FILE
+    tmp = root / f".{SOURCE_FILE}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
+    write_bytes_atomic(tmp, dumps(schema_info(schema), sort_keys=False).encode())
+    try:
+        os.link(tmp, target)  # fails if it exists: the first writer wins
+        fsync_dir(root)
+        return
+    except FileExistsError:
+        theirs = existing_schema(root)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if theirs is None or not theirs.arrow.equals(schema.arrow):
+        raise DataError(f"another batch created source {str(root)!r} meanwhile with other "
+                        "column types; nothing of this batch was written: land it again to "
+                        "check it against that schema")
+
+
 def write_batch(batch: Batch, *, source: str | Path) -> list[dict]:
     """Write a checked batch as one partition per day; the source's schema file first."""
     root = Path(source)
     root.mkdir(parents=True, exist_ok=True)
     _stale_temporaries(root)
     if batch.schema.new or not (root / SOURCE_FILE).is_file():
-        write_bytes_atomic(root / SOURCE_FILE,
-                           dumps(schema_info(batch.schema), sort_keys=False).encode())
+        write_schema_once(root, batch.schema)
     days = np.asarray(batch.days)
     written = []
     for day in sorted(set(batch.days)):

@@ -306,6 +306,39 @@ def drift_summary(snapshot_dict: dict) -> dict:
             "columns": sorted(columns.values(), key=lambda c: c["column"])}
 
 
+# -- evidently: the data script of a saved HTML report ------------------------------------------
+REPORT_DATA_MARKER = "\n    var additional_graphs_"
+
+
+def check_report_html(text: str) -> None:
+    """Refuse a saved evidently HTML report whose inline data script could be closed early.
+
+    Why: evidently 0.7 writes the report's data with ``json.dumps`` straight into a
+    ``<script>`` element (``legacy/utils/dashboard.py::file_html_template``), so a column name
+    or category holding ``</script>`` would end the script and run its own. rareflow escapes
+    names and values before evidently sees them (:func:`tasks.reports.html_safe_frame`); this
+    checks the result.
+
+    Relies on: the data block ``<script>\\n    var <id> = {...};\\n    var
+    additional_graphs_<id> = {...};\\n</script>`` appearing once.
+
+    Raises:
+        RuntimeError: the data block is not found (evidently changed its template), or it
+            holds ``</script`` or ``<!--`` (an unescaped value reached it).
+    """
+    marker = text.find(REPORT_DATA_MARKER)
+    start = text.rfind("<script>", 0, marker)
+    end = text.find("\n</script>", marker)
+    if marker < 0 or start < 0 or end < 0:
+        raise RuntimeError("the evidently HTML report has no data script in the layout "
+                           "tasks/lean.py expects; evidently's template changed: update "
+                           "lean.check_report_html")
+    block = text[start + len("<script>"):end].lower()
+    if "</script" in block or "<!--" in block:
+        raise RuntimeError("an evidently HTML report holds an unescaped '</script' or '<!--' "
+                           "in its data script; the report was not kept")
+
+
 # -- Prefect: prefect.yaml's environment templates --------------------------------------------
 def fill_env_templates(specs, env: dict):
     """``{{ $NAME }}`` values in deployment specs filled from ``env``, as ``prefect deploy`` does.

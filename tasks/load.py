@@ -7,6 +7,7 @@ import gc
 import gzip
 import io
 import logging
+import os
 import sys
 import zlib
 from collections import Counter
@@ -16,13 +17,17 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import DataError, RareflowError
+from schemas.errors import ConfigError, DataError, RareflowError, storage_error
 from tasks.lean import trim_heap
 
 logger = logging.getLogger(__name__)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".tsv")
+MAX_INPUT_BYTES_ENV = "RAREFLOW_MAX_INPUT_BYTES"
+# The most CSV text one data file may hold once decompressed (1 GiB): a larger table belongs in
+# Parquet or a partitioned source; RAREFLOW_MAX_INPUT_BYTES raises it.
+MAX_INPUT_BYTES = 1 << 30
 
 
 def table_format(path: Path) -> str:
@@ -113,19 +118,28 @@ def _read_csv(path: Path) -> pd.DataFrame:
         ) from exc
     if header is None:
         raise DataError(f"data file {str(path)!r} has no header line")
-    dupes = [name for name, n in Counter(h.strip() for h in header).items() if n > 1]
+    stripped = Counter(h.strip() for h in header)
+    dupes = list(dict.fromkeys(h for h in header if stripped[h.strip()] > 1))
     if dupes:
-        raise DataError(f"data file {str(path)!r} has duplicate column names: {dupes}")
+        spaces = len(dupes) > len({h.strip() for h in dupes})
+        raise DataError(f"data file {str(path)!r} has duplicate column names: {dupes}"
+                        + ("; some differ only in spaces around them: rename them"
+                           if spaces else ""))
     if "\x00" in "".join(header):
         raise DataError(f"data file {str(path)!r} looks binary, not CSV text")
+    limit = max_input_bytes()
+    if not compressed and path.stat().st_size > limit:
+        raise _too_large(path, limit)
     try:
-        return pd.read_csv(
-            path,
-            compression="gzip" if compressed else None,
-            low_memory=False,
-            encoding="utf-8",
-            encoding_errors="strict",
-        )
+        if not compressed:
+            return pd.read_csv(path, low_memory=False, encoding="utf-8",
+                               encoding_errors="strict")
+        with gzip.open(path, "rb") as raw:
+            capped = io.BufferedReader(CappedReader(raw, limit, path), buffer_size=1 << 20)
+            return pd.read_csv(capped, low_memory=False, encoding="utf-8",
+                               encoding_errors="strict")
+    except InputTooLarge as exc:
+        raise _too_large(path, limit) from exc
     except UnicodeDecodeError as exc:
         raise DataError(
             f"data file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
@@ -140,6 +154,51 @@ def _read_csv(path: Path) -> pd.DataFrame:
             f"data file {str(path)!r} could not be read (truncated or corrupt?): "
             f"{_first_line(exc)}"
         ) from exc
+
+
+def max_input_bytes(env: dict | None = None) -> int:
+    """The most bytes of CSV text one data file may hold once decompressed
+    (``RAREFLOW_MAX_INPUT_BYTES``, default :data:`MAX_INPUT_BYTES`)."""
+    text = (os.environ if env is None else env).get(MAX_INPUT_BYTES_ENV, "").strip()
+    if not text:
+        return MAX_INPUT_BYTES
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{MAX_INPUT_BYTES_ENV} must be a positive number of bytes such as "
+                          f"{MAX_INPUT_BYTES}; got {text[:40]!r}")
+    return value
+
+
+class InputTooLarge(Exception):
+    """Raised inside the CSV reader when a file's text passes the input cap."""
+
+
+class CappedReader(io.RawIOBase):
+    """A binary file that raises :class:`InputTooLarge` once more than ``limit`` bytes were
+    read from it: a gzip bomb is stopped while it inflates, not after."""
+
+    def __init__(self, raw, limit: int, path: Path):
+        self.raw, self.limit, self.path, self.count = raw, limit, path, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(len(buffer))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise InputTooLarge(str(self.path))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _too_large(path: Path, limit: int) -> DataError:
+    return DataError(f"data file {str(path)!r} holds more than {limit:,} bytes of CSV text "
+                     f"(decompressed); convert it to Parquet or split it into partitions, or "
+                     f"raise {MAX_INPUT_BYTES_ENV}")
 
 
 def _is_gzip(path: Path) -> bool:
@@ -185,15 +244,18 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
             df.to_csv(tmp, index=False,
                       compression="gzip" if path.name.endswith(".gz") else None)
         tmp.replace(path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if (full := storage_error(exc, path)) is not None:
+            raise full from exc
         raise
     return path
 
 
 def retry_transient(task, task_run, state) -> bool:
-    """Retry I/O tasks on transient errors only: a RareflowError is a verdict, not a glitch."""
-    return not isinstance(state.data, RareflowError)
+    """Retry I/O tasks on transient errors only: a RareflowError is a verdict, and a full or
+    read-only disk stays so, not a glitch."""
+    return not isinstance(state.data, RareflowError) and storage_error(state.data) is None
 
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 3], "retry_condition_fn": retry_transient}

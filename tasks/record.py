@@ -5,6 +5,7 @@ returns."""
 from __future__ import annotations
 
 import logging
+import os
 import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from schemas.config import TrainingConfig
 from schemas.scored import DECISION, SCORE
 from tasks import events
 from tasks.card import model_card
+from tasks.champion import PENDING
 from tasks.evaluate import metric_table
 from tasks.evidence import Evidence
 from tasks.fit import FitResult
@@ -145,8 +147,10 @@ def record_task(config: TrainingConfig, parts: Parts, selection: Selection, fitt
 
 
 def announce(name: str, version: str, status: str, *, metrics: dict, verdict: dict,
-             threshold: float, champion: Champion) -> None:
-    """Emit ``rareflow.model.promoted`` or ``rareflow.model.rejected`` with the figures."""
+             threshold: float, champion: Champion, registry: str | None = None) -> None:
+    """Emit ``rareflow.model.promoted``, ``rareflow.model.approval-requested`` (a pending
+    candidate; the payload's ``registry`` and ``version`` say which, for the approval flow)
+    or ``rareflow.model.rejected``, with the figures."""
     payload = {"version": version, "status": status, "threshold": threshold,
                "recall": metrics["at_threshold"]["recall"], "pr_auc": metrics["pr_auc"],
                "normalised_cost": metrics["at_threshold"]["normalised_cost"],
@@ -154,22 +158,35 @@ def announce(name: str, version: str, status: str, *, metrics: dict, verdict: di
     if status == "passed":
         events.emit(events.PROMOTED, name=name, payload=payload)
         logger.info("Promoted %s %s", name, version)
+    elif status == PENDING:
+        where = str(registry) if "://" in str(registry) else os.path.abspath(registry)
+        events.emit(events.APPROVAL_REQUESTED, name=name,
+                    payload={**payload, "registry": where, "name": name})
+        logger.info("%s %s awaits a manual approval: `rareflow models approve %s --reason ...` "
+                    "(or the approval flow's Resume form)", name, version, version)
     else:
         events.emit(events.REJECTED, name=name, payload=payload)
         failed = [g["gate"] for g in verdict["gates"] if not g["passed"]]
         logger.warning("Not promoted (%s): failed %s", status, failed)
 
 
-OUTCOME_STATES = {"rejected": "Rejected", "refused": "Refused", "stale": "Stale"}
+OUTCOME_STATES = {"rejected": "Rejected", "refused": "Refused", "stale": "Stale",
+                  PENDING: "AwaitingApproval"}
 
 
 def run_outcome(summary: dict):
     """What the training flow returns: its summary, in a state named after the outcome when
-    the candidate was not promoted (``Completed`` named Rejected, Refused or Stale), so the UI
-    tells a rejected run from a promoted one. Calling the flow still returns the summary."""
+    the candidate was not promoted (``Completed`` named Rejected, Refused, Stale or
+    AwaitingApproval), so the UI tells a rejected run from a promoted one. Calling the flow
+    still returns the summary."""
     status = summary["status"]
     if status not in OUTCOME_STATES:
         return summary
+    if status == PENDING:
+        return Completed(name=OUTCOME_STATES[status], data=summary,
+                         message=f"{summary['name']} {summary['version']} passed every gate "
+                                 f"and awaits a manual approval; champion is "
+                                 f"{summary['champion']}")
     failed = [g["gate"] for g in summary["verdict"]["gates"] if not g["passed"]]
     detail = f"failed {', '.join(failed)}" if failed else "the champion moved meanwhile"
     return Completed(name=OUTCOME_STATES[status], data=summary,

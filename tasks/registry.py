@@ -6,7 +6,7 @@ Layout::
     <root>/<name>/versions/<version>/  model.joblib, metadata.json, model_card.md, plots,
                                        reference.parquet, train_rows.npy, signature.json, reports/
     <root>/<name>/champion.json        which version serves (temp file + os.replace, under a lock)
-    <root>/<name>/history.jsonl        append-only champion moves: time, actor, reason, previous
+    <root>/<name>/history.jsonl        append-only: champion moves, unpromoted candidates, decisions
 
 A version is assembled under a hidden name and renamed into place, under the registry's lock
 (``filelock``: fcntl on POSIX, msvcrt on Windows): a listed version is always complete, and a
@@ -36,7 +36,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import NAME_PATTERN, check_name
 from schemas.errors import RegistryError
 from tasks import signing
-from tasks.champion import ChampionLog, now_iso
+from tasks.champion import PENDING, ChampionLog, now_iso, outcome_reason
 from tasks.files import fsync_dir
 from tasks.load import IO_RETRIES
 from tasks.served import load_stored
@@ -47,6 +47,7 @@ from tasks.versions import (  # the file names are re-exported for callers
     REFERENCE_FILE,
     TRAIN_ROWS_FILE,
     VersionFiles,
+    lost_signatures,
     registration_id,
     write_files,
 )
@@ -79,9 +80,8 @@ class Published:
 
 def check_version_id(version: str) -> str:
     if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
-        raise RegistryError(
-            f"version id must look like 'v0001' (or be 'champion' or 'latest'); got {version!r}"
-        )
+        raise RegistryError(f"version id must look like 'v0001' (or be 'champion' or "
+                            f"'latest'); got {version!r}")
     return version
 
 
@@ -152,12 +152,10 @@ class Registry:
         ]
         return sorted(ids, key=lambda v: int(v[1:]))
 
-    def register(self, model, metadata: dict, *, reference: pd.DataFrame | None = None,
-                 card: str | None = None, train_rows: np.ndarray | None = None,
-                 files: dict[str, bytes] | None = None) -> str:
-        """Store a trained candidate as a new immutable, signed version and return its id."""
-        return self.publish(model, metadata, reference=reference, card=card,
-                            train_rows=train_rows, files=files).version
+    def register(self, model, metadata: dict, **files) -> str:
+        """Store a trained candidate as a new immutable, signed version and return its id
+        (``files``: :meth:`publish`'s reference, card, train_rows and files)."""
+        return self.publish(model, metadata, **files).version
 
     def publish(self, model, metadata: dict, *, reference: pd.DataFrame | None = None,
                 card: str | None = None, train_rows: np.ndarray | None = None,
@@ -165,10 +163,12 @@ class Registry:
                 promote_reason: str | None = None, run_id: str | None = None) -> Published:
         """Register a candidate and, if its verdict passed, promote it, under one lock.
 
-        A candidate whose verdict passed but whose champion changed since the comparison
-        (``compared_with``) is registered with status ``stale``: its metadata, which never
-        changes afterwards, says so. A retry of the same registration (same metadata and
-        ``run_id``) returns what the first attempt did instead of adding a version.
+        A candidate whose verdict passed (or is pending a manual approval) but whose champion
+        changed since the comparison (``compared_with``) is registered with status ``stale``:
+        its metadata, which never changes afterwards, says so. A candidate not promoted gets a
+        ``register`` record in history with its status. A retry of the same registration
+        (same metadata and ``run_id``) returns what the first attempt did instead of adding a
+        version.
         ``files`` are more files of the version (e.g. plots) by plain file name, signed with
         the rest.
         """
@@ -185,7 +185,7 @@ class Registry:
             if reg_id:
                 meta["registration_id"] = reg_id
             verdict = dict(meta.get("verdict") or {})
-            if verdict.get("status") == "passed" and compared_with is not ANY \
+            if verdict.get("status") in ("passed", PENDING) and compared_with is not ANY \
                     and current != compared_with:
                 verdict.update(status="stale", stale={
                     "compared_with": compared_with, "champion_at_registration": current,
@@ -201,6 +201,9 @@ class Registry:
                 self.log.move(version, action="promote", reason=promote_reason, forced=False,
                               name=self.name, status=status)
                 current = version
+            elif status != "passed":  # history keeps every candidate the flow did not promote
+                self.log.note(version, action="register", status=status,
+                              reason=outcome_reason(verdict))
             return Published(version, status, current)
 
     def _assemble(self, version: str, model, meta: dict, reference, card, train_rows,
@@ -274,15 +277,13 @@ class Registry:
 
     def resolve(self, version: str) -> str:
         """Turn 'champion', 'latest' or an id into an existing version id."""
-        if version == "champion":
-            champion = self.champion()
-            if not champion:
-                raise RegistryError(
-                    f"model {self.name!r} in {str(self.root)!r} has no champion yet; train one "
-                    "or pass --version latest"
-                )
-            return champion["version"]
-        if version == "latest":
+        pointed = version == "champion"  # a pointer to a missing version is named as such
+        if pointed:
+            if not (champion := self.champion()):
+                raise RegistryError(f"model {self.name!r} in {str(self.root)!r} has no champion "
+                                    "yet; train one or pass --version latest")
+            version = champion["version"]
+        elif version == "latest":
             ids = self.version_ids()
             if not ids:
                 raise RegistryError(f"model {self.name!r} in {str(self.root)!r} has no versions")
@@ -290,9 +291,9 @@ class Registry:
         check_version_id(version)
         if version not in self.version_ids():
             raise RegistryError(
-                f"model {self.name!r} has no version {version!r}; versions: "
-                f"{self.version_ids() or 'none'}"
-            )
+                f"model {self.name!r} has no version {version!r}"
+                f"{' (the champion pointer names it: roll back or promote)' if pointed else ''}"
+                f"; versions: {self.version_ids() or 'none'}")
         return version
 
     # -- verified reads ----------------------------------------------------------------------
@@ -328,19 +329,19 @@ class Registry:
         blobs = self.files(version).read((TRAIN_ROWS_FILE,))
         return np.load(io.BytesIO(blobs[TRAIN_ROWS_FILE]), allow_pickle=False)
 
-    def sign_unsigned(self) -> list[tuple[str, str]]:
-        """Sign every unsigned version after checking the sha256s its metadata records.
-
-        Those sha256s only show the files are as registered if the metadata was not changed
-        too: sign a registry only when you trust where it came from.
-
-        Returns:
-            (version, what happened) for every version.
-        """
+    def sign_unsigned(self, *, force_reason: str | None = None) -> list[tuple[str, str]]:
+        """Sign the versions that releases which did not sign wrote, after checking their sha256s
+        (only a trusted registry); :func:`lost_signatures` need ``force_reason``."""
         if self.key is None:
             raise RegistryError(f"no signing key is configured: {signing.NO_KEY_HELP}")
         with self.lock():
-            return [(v, self.files(v).sign_checked()) for v in self.version_ids()]
+            files = [self.files(v) for v in self.version_ids()]
+            lost = lost_signatures(files, force_reason=force_reason)
+            out = [(f.version, f.sign_checked()) for f in files]
+            for version in lost:
+                self.log.note(version, action="sign", reason=force_reason, status=None,
+                              forced=True)
+            return out
 
     # -- champion and history --------------------------------------------------------------
     def champion(self) -> dict | None:
@@ -348,7 +349,7 @@ class Registry:
         return self.log.champion()
 
     def history(self) -> list[dict]:
-        """Champion moves, oldest first."""
+        """Champion moves, candidates not promoted and decisions, oldest first."""
         return self.log.history()
 
     def champion_stack(self) -> list[str]:
@@ -381,17 +382,16 @@ class Registry:
                 raise StaleChampion(current,
                     f"{self.name}: the champion changed from {expected_champion} to {current} "
                     f"after {version} was compared with it; train again to compare with "
-                    f"{current}"
-                )
+                    f"{current}")
             version = self.resolve(version)
             meta = self.verify(version)
-            status = meta.get("verdict", {}).get("status")
+            status = self.log.status(version, meta.get("verdict", {}).get("status"))
             if require_passed and status != "passed" and not forced:
                 raise RegistryError(
                     f"{self.name} {version} did not pass its gates (status {status!r}"
                     + (": the champion changed while it trained" if status == "stale" else "")
-                    + "); pass --force to promote it anyway (recorded in history)"
-                )
+                    + (": approve it with `rareflow models approve`" if status == PENDING else "")
+                    + "); pass --force to promote it anyway (recorded in history)")
             return self.log.move(version, action="promote", reason=reason, forced=forced,
                                  name=self.name, status=status)
 
@@ -423,7 +423,7 @@ class Registry:
             rows.append({
                 "version": version,
                 "champion": "*" if version == champion else "",
-                "status": meta.get("verdict", {}).get("status", "?"),
+                "status": self.log.status(version, meta.get("verdict", {}).get("status")),
                 "signature": self.files(version).state(),
                 "strategy": meta.get("strategy", {}).get("name", "?"),
                 "threshold": at.get("threshold"),

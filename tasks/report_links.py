@@ -2,16 +2,14 @@
 
 A browser refuses to open a ``file://`` link from a page served over http (the Prefect UI),
 so report links point at a small static file server over the registry folder
-(``rareflow reports serve``, :func:`make_server`) whose address the runs know from
+(``rareflow reports serve``, :mod:`tasks.reports_server`) whose address the runs know from
 ``RAREFLOW_REPORTS_URL``. Without it, the UI shows the file's path and how to serve it.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
@@ -66,33 +64,3 @@ def report_link_markdown(paths: dict[str, str], *, base: str | None) -> str:
     return (f"{listed} (files on the machine that ran this flow; a browser does not open "
             "file links from the UI: run `rareflow reports serve --registry <registry>` and "
             f"set {REPORTS_URL_ENV} for the runs to link them here)")
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    """Static files, with request logs through logging instead of stderr."""
-
-    def log_message(self, format, *args):  # noqa: A002 - the standard library's name
-        logger.debug("%s %s", self.address_string(), format % args)
-
-    def end_headers(self):
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-
-def make_server(root: str | Path, *, host: str = "127.0.0.1",
-                port: int = REPORTS_PORT) -> ThreadingHTTPServer:
-    """A static file server over the registry folder (read-only; directory listings on).
-
-    Raises:
-        ConfigError: the folder does not exist or the port is taken.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise ConfigError(f"registry folder {str(root)!r} does not exist; pass --registry "
-                          "or set RAREFLOW_REGISTRY")
-    handler = functools.partial(_QuietHandler, directory=str(root.resolve()))
-    try:
-        return ThreadingHTTPServer((host, port), handler)
-    except OSError as exc:
-        raise ConfigError(f"cannot serve reports on {host}:{port} ({exc}); pick another "
-                          "port with --port") from exc

@@ -21,6 +21,8 @@ from schemas.inference import (
     load_schema_model,
     schema_from_model,
 )
+from tasks.value_checks import batch_value_failures, nested_failures, training_value_failures
+from tasks.value_checks import failure as _failure
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +51,6 @@ class LabelledData:
         not. The labels and the schema stay.
         """
         self.X = None
-
-
-def _failure(column, check, problem, count=1, examples=()) -> dict:
-    shown = ", ".join(repr(e) for e in list(examples)[:3])
-    return {"column": str(column), "check": check, "problem": problem, "count": int(count),
-            "examples": shown}
 
 
 def min_positives_needed(*, test_size: float, n_folds: int) -> int:
@@ -307,7 +303,9 @@ def validate_training_data(
     features = [c for c in df.columns if c != label]
     if not features:
         failures.append(_failure("<table>", "has_features", "the table has no feature columns"))
+    refuse_nested(df, features)
     failures += mixed_type_failures(df, features)
+    failures += training_value_failures(df, features)
     failures += cost_column_failures(df, cost_column)
     schema = None
     if schema_model:
@@ -357,6 +355,13 @@ def validate_task(df: pd.DataFrame, *, label: str, positive: str | None, test_si
         raise
 
 
+def refuse_nested(df: pd.DataFrame, columns) -> None:
+    """Raise at once for nested columns (lists, structs): no other check can read them."""
+    if nested := nested_failures(df, columns):
+        table = failures_table(nested)
+        raise ValidationFailed(_headline(table), table)
+
+
 def validate_batch(df: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
     """Check a batch to score against a version's frozen input schema.
 
@@ -370,7 +375,8 @@ def validate_batch(df: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
     if len(df) == 0:
         raise ValidationFailed("the batch has no rows", failures_table(
             [_failure("<table>", "not_empty", "the batch has no rows")]))
-    failures = boolean_failures(df, schema)
+    refuse_nested(df, [name for name in schema.feature_names if name in df.columns])
+    failures = boolean_failures(df, schema) + batch_value_failures(df, schema)
     flagged = {f["column"] for f in failures}
     failures += [f for f in schema_failures(df, schema.to_pandera(
         training=False, float_columns=float64_columns(df))) if f["column"] not in flagged]

@@ -188,3 +188,28 @@ class VersionFiles:
             signing.check_file(name, path.read_bytes(), expected, where=self.where)
         self.sign()
         return "signed"
+
+
+def lost_signatures(versions: list[VersionFiles], *, force_reason: str | None) -> list[str]:
+    """The unsigned versions, of one model's versions oldest first, that a release that signs
+    wrote: their metadata names the rareflow release that wrote them (every such release
+    signs), or they are newer than a signed version. Their signature was removed.
+
+    Raises:
+        IntegrityError: there are such versions and no ``force_reason`` (nothing is signed).
+    """
+    lost, seen_signed = [], False
+    for files in versions:
+        if files.signed():
+            seen_signed = True
+            continue
+        meta = files.parse_metadata((files.folder / METADATA_FILE).read_bytes())
+        if seen_signed or meta.get("rareflow_version"):
+            lost.append(files.version)
+    if lost and not (force_reason and force_reason.strip()):
+        raise IntegrityError(
+            f"{versions[0].name} {', '.join(lost)}: written by a release that signs, but the "
+            "signature was removed, so the files may be forged; nothing was signed (inspect "
+            "them, or sign anyway with `rareflow models sign --force --reason ...`, recorded "
+            "in history)")
+    return lost

@@ -137,6 +137,23 @@ def _bom_batch(df: pd.DataFrame, path: Path) -> None:
     df.drop(columns=[LABEL]).to_csv(path, index=False, encoding="utf-8-sig")
 
 
+def _nested_parquet(df: pd.DataFrame, path: Path) -> None:
+    df.assign(tags=[[i % 3, 1] for i in range(len(df))]).to_parquet(path, index=False)
+
+
+def _dates_as_text(df: pd.DataFrame) -> pd.DataFrame:
+    days = pd.date_range("2024-01-01", periods=len(df), freq="D").strftime("%Y-%m-%d")
+    return df.assign(seen_on=days)
+
+
+def _laughs(df: pd.DataFrame, path: Path) -> None:
+    _csv(df, path)
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]"
+              for i in range(8)]
+    (path.parent / "laughs.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def _set(column: str, value) -> Callable[[pd.DataFrame], pd.DataFrame]:
     return lambda df: df.assign(**{column: value})
 
@@ -253,7 +270,25 @@ CASES: list[Case] = [
            "--model", "xgboost"),
     _train("bad-config-yaml", "demo.csv", _with(lambda df: df), r"not valid YAML",
            "--config", "{dir}/broken.yaml"),
+    _train("billion-laughs-config", "demo.csv", _laughs, r"laughs.yaml' expands to more "
+           r"than 100,000 values", "--config", "{dir}/laughs.yaml"),
+    _train("nested-parquet-column", "nested.parquet", _nested_parquet,
+           r"column 'tags' holds ndarray values \(a nested Parquet column\)"),
+    _train("dates-as-text", "dates_as_text.csv", _with(_dates_as_text),
+           r"column 'seen_on' holds dates as text"),
+    _train("beyond-float32", "beyond_float32.csv", _with(_first_rows("amount", 1e308, 2)),
+           r"column 'amount' has 2 values beyond ±3.4e\+38"),
     # -- scoring ----------------------------------------------------------------------------
+    _score("score-beyond-float32", "batch_huge.csv", _batch(_first_rows("amount", -1e308, 2)),
+           r"column 'amount' has 2 values beyond ±3.4e\+38", tags=("subprocess",)),
+    _score("score-nested-parquet", "batch_nested.parquet",
+           _batch(lambda df: df.assign(amount=[[1.0]] * len(df))),
+           r"column 'amount' holds ndarray values"),
+    _score("score-booleans-for-a-category", "batch_bool_category.parquet",
+           _batch(_set("channel", True)),
+           r"column 'channel' holds true/false values but was trained on the categories"),
+    _score("score-feature-missing-in-every-row", "batch_no_amount.csv",
+           _batch(_set("amount", np.nan)), r"column 'amount' is missing in every row"),
     _score("score-missing-column", "batch_missing.csv",
            _batch(lambda df: df.drop(columns=["amount"])), r"column 'amount' is missing",
            tags=("subprocess",)),

@@ -122,7 +122,9 @@ def retarget_prefect_yaml(doc: dict, *, data: str, registry: str, monitoring_dat
     dropped unless ``source_options`` says which to set: the test tables are plain files), a
     fast fixed strategy for training, runs of the data-arrived trigger not delayed, and
     schedules switched off so that the scheduler starts nothing during the test. Templates,
-    debounce windows and triggers stay as shipped.
+    debounce windows and triggers stay as shipped. A deployment whose parameters are not a
+    config (``approve-<name>``) gets the test registry as its default ``registry``; its
+    trigger takes the registry from the event.
     """
     doc = copy.deepcopy(doc)
     shipped = doc["definitions"]["training_config"]["name"]

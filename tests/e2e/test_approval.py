@@ -1,6 +1,7 @@
 """Manual approval against a real Prefect server: `rareflow train` with `gates.approval:
-manual` pauses after its gates pass; a person approves or rejects it through the API (or the
-UI's Resume form, shown in a real browser), and the decision is recorded in the version.
+manual` registers the candidate as pending and runs the approval flow in-process, which pauses;
+a person approves or rejects it through the API (or the UI's Resume form, shown in a real
+browser), and the decision is recorded in the registry's history.
 
 Set RAREFLOW_UPDATE_SCREENSHOT=1 to refresh docs/ui-approval.png.
 """
@@ -59,19 +60,19 @@ def finish(proc, out, log, timeout: float = 300) -> tuple[int, str]:
 
 
 def paused_run(server, registry: Path, proc, log):
-    """Wait until the training run of this registry is Paused; return it."""
+    """Wait until the approval run of this registry is Paused; return it."""
     def find():
         if proc.poll() is not None:
             pytest.fail(f"rareflow train exited early ({proc.returncode}):\n{tail(log)}")
         with server.client() as client:
             for run in client.read_flow_runs():
-                config = (run.parameters or {}).get("config") or {}
-                if config.get("registry") == str(registry) and run.state \
-                        and run.state.is_paused():
+                params = run.parameters or {}
+                if params.get("registry") == str(registry) and params.get("version") \
+                        and run.state and run.state.is_paused():
                     return run
         return None
 
-    return wait_until(find, timeout=400, interval=2, what="the training run to pause",
+    return wait_until(find, timeout=400, interval=2, what="the approval run to pause",
                       log=log)
 
 
@@ -81,28 +82,39 @@ def paused_run(server, registry: Path, proc, log):
 ])
 def test_approval_through_the_api(prefect_server, e2e_data, tmp_path, approve, reason, code,
                                   status):
-    """Check that a paused training run resumed through the API with approve/reason is
-    promoted (or rejected), and the decision and reason are in the version's verdict."""
+    """Check that the paused approval run `rareflow train` starts, resumed through the API
+    with approve/reason, promotes (or rejects) the pending candidate, with the decision and
+    reason in its verdict and history; the training run itself never paused."""
     from prefect.flow_runs import resume_flow_run
+
+    from tasks.approval import HOW_UI, current_verdict
 
     registry = tmp_path / "registry"
     proc, out, log = start_training(prefect_server, e2e_data, tmp_path, registry)
     try:
         run = paused_run(prefect_server, registry, proc, log)
-        assert not Registry(registry, NAME).version_ids()  # nothing registered while paused
+        reg = Registry(registry, NAME)
+        assert reg.log.status("v0001", "pending") == "pending" and reg.champion() is None
         resume_flow_run(run.id, run_input={"approve": approve, "reason": reason})
     finally:
         exit_code, output = finish(proc, out, log)
     assert exit_code == code, output
-    reg = Registry(registry, NAME)
-    verdict = reg.metadata("v0001")["verdict"]
+    verdict = current_verdict(reg, "v0001")
     gate = verdict["gates"][-1]
     assert (verdict["status"], gate["gate"], gate["passed"]) == (status, "manual_approval",
                                                                  approve)
     assert reason in gate["detail"] and verdict["approval"]["reason"] == reason
     assert (reg.champion() or {}).get("version") == ("v0001" if approve else None)
+    last = reg.history()[-1]
+    assert (last["version"], last["status"], last["how"], last["reason"]) == (
+        "v0001", status, HOW_UI, reason)
     with prefect_server.client() as client:
         assert client.read_flow_run(run.id).state.is_completed()
+        training = [r for r in client.read_flow_runs()
+                    if ((r.parameters or {}).get("config") or {}).get("registry") == str(registry)]
+        assert [r.state.name for r in training] == ["AwaitingApproval"]
+        states = client.read_flow_run_states(training[0].id)
+    assert not any(s.is_paused() for s in states)
 
 
 def test_ui_shows_the_approval_form(prefect_server, e2e_data, tmp_path, browser):  # noqa: F811

@@ -66,9 +66,10 @@ def test_prefect_yaml_is_what_prefect_deploy_reads():
     for dep in model.deployments:
         assert dep.enforce_parameter_schema is True
         assert dep.work_pool.name == "rareflow"
-        if dep.entrypoint != "flows/approval.py:approval_flow":
-            assert [s.cron for s in dep.schedules] and all(s.active for s in dep.schedules)
-            assert set(dep.parameters) == {"config"}
+        if dep.entrypoint == "flows/approval.py:approval_flow":
+            continue  # event-triggered only (tests/e2e/test_approval_deployment.py)
+        assert [s.cron for s in dep.schedules] and all(s.active for s in dep.schedules)
+        assert set(dep.parameters) == {"config"}
     training = by_entry["flows/training.py:training_flow"]
     triggers = {t["expect"][0]: DeploymentEventTrigger.model_validate(t)
                 for t in training.triggers}
@@ -97,8 +98,8 @@ def test_parameter_defaults_validate_as_configs():
 
     doc = yaml.safe_load(PREFECT_YAML.read_text())
     for dep in doc["deployments"]:
-        if "config" not in (dep.get("parameters") or {}):
-            continue  # the approval flow takes registry, name and version
+        if "config" not in dep["parameters"]:  # approve: checked in test_approval_deployment
+            continue
         model = TrainingConfig if "training" in dep["entrypoint"] else MonitoringConfig
         model.model_validate(dep["parameters"]["config"])
         for trigger in dep.get("triggers") or []:

@@ -93,20 +93,49 @@ def test_preflight_fails_in_seconds_before_reading_data(prefect_harness, tmp_pat
     assert time.monotonic() - started < 60
 
 
-def test_approval_without_an_answer_rejects(trained, tmp_path):
-    """Check that a manual approval nobody answers rejects the candidate when the timeout
-    passes: registered as rejected with the reason, the champion unchanged, the run
-    completed (not failed)."""
+def test_manual_approval_registers_pending_without_pausing(trained, tmp_path):
+    """Check that a training run with manual approval whose gates pass registers the
+    candidate as pending and ends (state AwaitingApproval, never Paused), the champion
+    untouched, with the candidate in history."""
+    from prefect.client.orchestration import get_client
+
     registry = tmp_path / "registry"
     gates = Gates(approval="manual", approval_timeout_s=2, bootstrap_samples=500)
     state = training_flow(config(trained["data"], registry, gates=gates), return_state=True)
-    assert state.is_completed(), state.message
+    assert state.is_completed() and state.name == "AwaitingApproval", state.message
     result = state.result()
-    assert result["status"] == "rejected" and not result["promoted"]
-    gate = Registry(registry, NAME).metadata("v0001")["verdict"]["gates"][-1]
+    assert result["status"] == "pending" and not result["promoted"]
+    reg = Registry(registry, NAME)
+    assert reg.metadata("v0001")["verdict"]["status"] == "pending"
+    assert reg.champion() is None
+    assert [(h["action"], h["status"]) for h in reg.history()] == [("register", "pending")]
+    with get_client(sync_client=True) as client:
+        history = client.read_flow_run_states(state.state_details.flow_run_id)
+    assert not any(s.is_paused() for s in history), [s.name for s in history]
+
+
+def test_approval_without_an_answer_rejects(trained, tmp_path):
+    """Check that the approval flow nobody answers rejects the pending candidate when the
+    timeout passes: rejected with the reason in history and its verdict, the champion
+    unchanged, the run completed (not failed)."""
+    from flows.approval import approval_flow
+    from tasks.approval import HOW_TIMEOUT, current_verdict
+
+    registry = tmp_path / "registry"
+    gates = Gates(approval="manual", approval_timeout_s=2, bootstrap_samples=500)
+    assert training_flow(config(trained["data"], registry, gates=gates))["status"] == "pending"
+    state = approval_flow(str(registry), NAME, "v0001", return_state=True)
+    assert state.is_completed() and state.name == "Rejected", state.message
+    decision = state.result()
+    assert decision.status == "rejected" and not decision.promoted
+    reg = Registry(registry, NAME)
+    gate = current_verdict(reg, "v0001")["gates"][-1]
     assert gate["gate"] == "manual_approval" and not gate["passed"]
     assert gate["detail"] == "rejected by timeout: no decision within 2 s"
-    assert Registry(registry, NAME).champion() is None
+    last = reg.history()[-1]
+    assert (last["action"], last["how"], last["reason"]) == (
+        "reject", HOW_TIMEOUT, "no decision within 2 s")
+    assert reg.champion() is None
 
 
 def test_champion_comparison_leaves_out_rows_it_trained_on(trained, tmp_path):

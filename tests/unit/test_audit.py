@@ -41,7 +41,7 @@ def cli(reg: Registry, *args: str):
 
 def test_every_move_records_time_actor_reason_status_and_previous(reg):
     """Check that promotions and rollbacks record when, who, why, the version's status and
-    the champion before."""
+    the champion before (and a candidate registered without promotion is recorded too)."""
     v1, v2 = reg.register(Model(1), meta()), reg.register(Model(2), meta("rejected"))
     reg.promote(v1, reason="first model")
     reg.promote(v2, reason="on-call override", forced=True)
@@ -49,6 +49,7 @@ def test_every_move_records_time_actor_reason_status_and_previous(reg):
     history = reg.history()
     assert [(h["action"], h["version"], h["previous"], h["status"], h["reason"])
             for h in history] == [
+        ("register", v2, None, "rejected", "rejected"),
         ("promote", v1, None, "passed", "first model"),
         ("promote", v2, v1, "rejected", "on-call override"),
         ("rollback", v1, v2, "passed", "v2 misbehaves")]
@@ -159,3 +160,21 @@ def test_models_list_shows_signature_and_sign_signs_old_versions(tmp_path):
     assert cli(reg, "sign")[1].count("already signed") == 5
     code, out = cli(reg, "show", "v0001", "--json")
     assert code == EXIT_OK and json.loads(out)["version"] == "v0001"
+
+
+def test_a_damaged_history_line_is_skipped_by_number(reg, caplog):
+    """Check that a history line with a non-UTF-8 byte (or not JSON) is skipped with its line
+    number, and `models history` and `models promote` still work (they crashed)."""
+    v1, v2 = reg.register(Model(1), meta()), reg.register(Model(2), meta())
+    reg.promote(v1, reason="first model")
+    with open(reg.dir / "history.jsonl", "ab") as fh:
+        fh.write(b'{"action": "promote", "version": "v0002\xff"}\n[1, 2]\n')
+    with caplog.at_level("WARNING"):
+        assert [h["version"] for h in reg.history()] == [v1]
+    assert "history.jsonl line 2 is damaged" in caplog.text
+    assert "history.jsonl line 3 is damaged" in caplog.text
+    code, out = cli(reg, "history")
+    assert code == 0 and v1 in out
+    code, out = cli(reg, "promote", v2, "--reason", "second")
+    assert code == 0, out
+    assert reg.champion()["version"] == v2

@@ -35,3 +35,21 @@ def test_card_says_which_rows_of_a_source_it_was_trained_on():
     drifted = card_window({**lineage, "since": "2025-03-10T01:13:23+00:00"})[0]
     assert "from 2025-03-10T01:13:23+00:00 on (the rows since a recall drift)" in drifted
     assert card_window({**lineage, "kind": "file", "time_column": None}) == []
+
+
+PAYLOAD = "x</script><script>alert(1)</script>"
+
+
+def test_names_from_data_never_become_html_in_the_card():
+    """Check that a column, label or category name holding HTML reaches the card escaped in a
+    table and inside a code span (backticks in it included), never as markup."""
+    from tasks.card import _code, card_intro
+
+    assert "<script>" not in "\n".join(_table(["feature"], [[PAYLOAD]]))
+    meta = {"config": {"name": "m", "data": "a`b.csv"}, "trained_at": "t",
+            "fingerprints": {"rows": 3},
+            "schema": {"label": PAYLOAD, "positive": "1", "negative": "0"}}
+    intro = "\n".join(card_intro(meta))
+    assert f"`{PAYLOAD}`" in intro  # inside a code span, HTML is shown as text
+    assert "``a`b.csv``" in intro
+    assert _code("`x`") == "`` `x` ``"

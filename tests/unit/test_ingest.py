@@ -122,3 +122,38 @@ def test_csv_source_cannot_take_parquet_batches(tmp_path):
     batch().to_csv(root / "date=2025-01-01" / "p.csv", index=False)
     with pytest.raises(DataError, match="holds CSV partitions"):
         check_batch(batch(), source=root, time_column="ts", as_of=AS_OF)
+
+
+def test_a_batch_of_another_type_is_refused_not_cast(tmp_path):
+    """Check that numbers landing in a source whose column holds text are refused (they were
+    silently cast to text), while ints into a double column still widen."""
+    root = tmp_path / "src"
+    land(batch().assign(count=lambda d: d["count"].astype(str)), root, time_column="ts")
+    with pytest.raises(ValidationFailed, match=r"column 'count' must hold string values like "
+                                               r"the source, not int64"):
+        check_batch(batch(seed=3, start="2025-02-20"), source=root, time_column=None,
+                    as_of=AS_OF)
+
+
+def test_two_first_batches_cannot_both_write_the_schema(tmp_path):
+    """Check that when two first batches of different types are checked against an empty
+    source at once, the second to write is refused and writes nothing."""
+    root = tmp_path / "src"
+    first = check_batch(batch(), source=root, time_column="ts", as_of=AS_OF)
+    second = check_batch(batch(seed=2).assign(count=lambda d: d["count"].astype(str)),
+                         source=root, time_column="ts", as_of=AS_OF)
+    write_batch(first, source=root)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    with pytest.raises(DataError, match="another batch created source .* meanwhile with other "
+                                        "column types; nothing of this batch was written"):
+        write_batch(second, source=root)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    assert existing_schema(root).columns["count"] == "int64"
+
+
+def test_a_source_that_is_a_file_is_a_one_line_error(tmp_path):
+    """Check that --source naming a file is refused with what to give instead."""
+    path = tmp_path / "data.parquet"
+    path.write_bytes(b"PAR1")
+    with pytest.raises(DataError, match=r"is a file; --source takes the folder"):
+        check_batch(batch(), source=path, time_column="ts", as_of=AS_OF)

@@ -264,7 +264,7 @@ def test_failed_gates_block_promotion_unless_forced(reg):
     with pytest.raises(RegistryError, match="did not pass its gates"):
         reg.promote(bad, reason="try")
     assert reg.champion_path.read_bytes() == before
-    assert len(reg.history()) == 1
+    assert len(reg.log.moves()) == 1  # the refused promotion moved nothing
     entry = reg.promote(bad, reason="on call decided", forced=True)
     assert entry["forced"] is True and reg.history()[-1]["forced"] is True
     assert reg.champion()["version"] == bad

@@ -199,3 +199,51 @@ def test_package_imports_without_fcntl():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
     source = (ROOT / "tasks" / "registry.py").read_text()
     assert "import fcntl" not in source and "os.kill" not in source
+
+
+def _sign_cli(reg: Registry, *args: str):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["models", "sign", "--registry", str(reg.root),
+                                      "--name", reg.name, *args])
+    return result.exit_code, result.output + result.stderr
+
+
+@pytest.mark.parametrize("meta", [PASSED, {**PASSED, "rareflow_version": "0.3.0"}],
+                         ids=["newer-than-a-signed-version", "written-by-a-signing-release"])
+def test_a_removed_signature_is_not_signed_back(reg, forge, canary, meta):
+    """Check that `rareflow models sign` refuses a version whose signature was deleted and
+    whose model was replaced (exit 6, nothing signed, the payload never runs, the champion
+    unchanged), and signs it only with --force --reason, recorded in history without moving
+    the champion."""
+    first = add(reg, meta=meta)
+    second = add(reg, value=2, meta=meta)
+    reg.promote(first, reason="first")
+    target = first if "rareflow_version" in meta else second
+    forge(reg.version_dir(target), canary, how="unsigned")
+    code, out = _sign_cli(reg)
+    assert code == 6 and "signature was removed" in out and target in out
+    assert not reg.files(target).signed()
+    with pytest.raises(IntegrityError):
+        reg.load(target)
+    assert _sign_cli(reg, "--force")[0] == 2  # --force without a reason
+    code, out = _sign_cli(reg, "--force", "--reason", "restored from our own backup")
+    assert code == 0 and f"{target}: signed" in out
+    entry = reg.history()[-1]
+    assert (entry["action"], entry["version"], entry["forced"]) == ("sign", target, True)
+    assert entry["reason"] == "restored from our own backup"
+    assert reg.champion()["version"] == first and reg.champion_stack() == [first]
+    assert not canary.exists()
+
+
+def test_a_champion_pointer_to_a_missing_version_says_so(reg):
+    """Check that champion.json naming a version that does not exist is reported as that
+    (not as an unsigned version), for loading and scoring alike."""
+    reg.promote(add(reg), reason="first")
+    pointer = reg.dir / "champion.json"
+    pointer.write_text(pointer.read_text().replace('"v0001"', '"v0009"'))
+    with pytest.raises(RegistryError, match=r"no version 'v0009' \(the champion pointer names "
+                                            r"it: roll back or promote\); versions: \['v0001'\]"):
+        reg.load("champion")
