@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from flows.cli_deploy import deploy_app
 from flows.cli_models import decision_line, keygen, models_app, schema_app
 from flows.cli_reports import reports_app
 from flows.cli_support import (
@@ -43,6 +44,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(schema_app, name="schema")
 app.command("keygen")(keygen)
 app.add_typer(reports_app, name="reports")
+app.add_typer(deploy_app, name="deploy")
 
 
 def show_version(value: bool) -> None:

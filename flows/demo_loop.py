@@ -38,20 +38,29 @@ TRAIN_WINDOW, MONITOR_WINDOW = "35d", "42d"
 POSITIVE_RATE = 0.04  # more positives than the replay's 1.5 %, so a small demo can judge recall
 
 
-def week_end(week: int) -> str:
-    from tasks.demo import STREAM_START
+def demo_start(today=None) -> pd.Timestamp:
+    """Week 0 of the demo's stream: the weeks it lands end at the last whole week before today
+    (tasks/demo.py: stream_start), so the source is current and deployments that train as of
+    now find rows in their window."""
+    from tasks.demo import stream_start
 
-    return (pd.Timestamp(STREAM_START, tz="UTC") + pd.Timedelta(weeks=week)).isoformat()
+    return stream_start(CHECKS[-1][1], today=today)
 
 
-def make_batches(base: Path, rows: int) -> dict[tuple, Path]:
+def week_end(week: int, start: pd.Timestamp | None = None) -> str:
+    """The end of week ``week`` (the start of the next) of the stream starting at ``start``
+    (default: :func:`demo_start` today)."""
+    return ((demo_start() if start is None else start) + pd.Timedelta(weeks=week)).isoformat()
+
+
+def make_batches(base: Path, rows: int, start: pd.Timestamp) -> dict[tuple, Path]:
     """The stream cut into the batches the demo lands, as Parquet under ``base/incoming``."""
-    from tasks.demo import EVENT_TIME, STREAM_START, make_stream
+    from tasks.demo import EVENT_TIME, make_stream
     from tasks.load import write_table
 
     stream = make_stream(WEEKS, rows_per_day=max(rows // (WEEKS * 7), 50),
-                         positive_rate=POSITIVE_RATE, drift_week=DRIFT_WEEK)
-    week = (stream[EVENT_TIME] - pd.Timestamp(STREAM_START, tz="UTC")).dt.days // 7
+                         positive_rate=POSITIVE_RATE, drift_week=DRIFT_WEEK, start=start)
+    week = (stream[EVENT_TIME] - start).dt.days // 7
     out = {}
     for first, last in (FIRST, *CHECKS):
         rows_ = stream[(week >= first) & (week < last)]
@@ -115,26 +124,27 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
 
     reg, source = registry or str(base / "registry"), base / "source"
     demo_signing_key(base, say)
-    batches = make_batches(base, rows)
+    start = demo_start()
+    batches = make_batches(base, rows, start)
     say(f"Demo stream: {WEEKS} weeks of card transactions ({POSITIVE_RATE:.0%} fraud), labels "
         f"14-28 days late, a new fraud pattern from week {DRIFT_WEEK}: {base / 'incoming'}")
     config = training_config(source, reg, time_budget_s=time_budget_s)
     say(f"\n=== 1/6 land weeks 0-{FIRST[1] - 1} in the data source ===")
-    land(batches[FIRST], source, as_of=week_end(FIRST[1]), say=say)
+    land(batches[FIRST], source, as_of=week_end(FIRST[1], start), say=say)
     say(f"\n=== 2/6 train on the source's window as of week {FIRST[1]} and promote: rareflow "
         f"train --data {source} --time-column event_time --label-time-column label_time "
-        f"--window {TRAIN_WINDOW} --as-of {week_end(FIRST[1])} ===")
-    outcome = train(config.model_copy(update={"as_of": week_end(FIRST[1])}))
+        f"--window {TRAIN_WINDOW} --as-of {week_end(FIRST[1], start)} ===")
+    outcome = train(config.model_copy(update={"as_of": week_end(FIRST[1], start)}))
     (first, last), (first2, last2) = CHECKS
     say(f"\n=== 3/6 weeks {first}-{last - 1} land; score them as they arrive ===")
-    land(batches[CHECKS[0]], source, as_of=week_end(last), say=say)
+    land(batches[CHECKS[0]], source, as_of=week_end(last, start), say=say)
     score(batches[CHECKS[0]], base, reg, say=say)
     say(f"\n=== 4/6 monitor as of week {last}: the labels that matured since the first model "
         "===")
-    monitor(source, reg, as_of=week_end(last), say=say)
+    monitor(source, reg, as_of=week_end(last, start), say=say)
     say(f"\n=== 5/6 weeks {first2}-{last2 - 1} land; monitor as of week {last2} ===")
-    land(batches[CHECKS[1]], source, as_of=week_end(last2), say=say)
-    result = monitor(source, reg, as_of=week_end(last2), say=say)
+    land(batches[CHECKS[1]], source, as_of=week_end(last2, start), say=say)
+    result = monitor(source, reg, as_of=week_end(last2, start), say=say)
     if result["status"] != "drift":
         say("\nNo recall drift found, so nothing to retrain (the event would start it).")
     else:

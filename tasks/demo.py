@@ -11,6 +11,7 @@ from scipy.special import expit
 
 from schemas.demo import CHANNELS, COUNTRIES, LABEL, MERCHANT_CATEGORIES
 from schemas.demo import DemoTransactions as S
+from tasks.labels import utc
 
 MERCHANTS = np.array(MERCHANT_CATEGORIES)
 MERCHANT_P = np.array([0.2, 0.12, 0.14, 0.06, 0.07, 0.03, 0.1, 0.06, 0.06, 0.08, 0.01, 0.07])
@@ -133,7 +134,7 @@ def _hour_profile() -> np.ndarray:
 # -- a stream over time ---------------------------------------------------------------------------
 EVENT_TIME = "event_time"
 LABEL_TIME = "label_time"
-STREAM_START = "2025-01-06"  # a Monday
+STREAM_START = "2025-01-06"  # a Monday: the replay benchmark's fixed calendar
 RING_CHANNEL_P = [0.43, 0.39, 0.09, 0.09]  # the ring's calls add phone traffic
 RING_MERCHANTS = {"travel": 1.0, "marketplace": 1.0, "pharmacy": 0.8}
 
@@ -153,6 +154,23 @@ def _ring_signal(cols: dict) -> np.ndarray:
             - 0.5 * cols[S.card_present])
 
 
+def stream_start(weeks: int, *, today: pd.Timestamp | str | None = None) -> pd.Timestamp:
+    """The Monday (00:00 UTC) ``weeks`` whole weeks before the one that starts today's week, so
+    a stream of that many weeks ends at the last whole week before today.
+
+    The demo dates its stream this way: its data source is then current whenever it is
+    generated, so deployments that train as of now find its rows. Only the dates move (by
+    whole weeks, so weekdays stay); the rows drawn, and every figure, are the same.
+
+    Example:
+        >>> str(stream_start(2, today="2026-12-04").date())  # a Friday
+        '2026-11-16'
+    """
+    now = utc(pd.Timestamp.now(tz="UTC") if today is None else today)
+    monday = now.normalize() - pd.Timedelta(days=now.weekday())
+    return monday - pd.Timedelta(weeks=weeks)
+
+
 def make_stream(
     weeks: int = 20,
     *,
@@ -160,7 +178,7 @@ def make_stream(
     positive_rate: float = 0.015,
     drift_week: int | None = 10,
     label_delay_days: tuple[float, float] = (14.0, 28.0),
-    start: str = STREAM_START,
+    start: str | pd.Timestamp = STREAM_START,
     seed: int = 0,
 ) -> pd.DataFrame:
     """A time-stamped stream of demo transactions whose labels arrive late and whose fraud
@@ -214,10 +232,10 @@ def _stream_day(day: int, n: int, *, after: bool, seed: int) -> dict:
     return cols
 
 
-def _stream_frame(cols: dict, *, start: str, rng: np.random.Generator,
+def _stream_frame(cols: dict, *, start: str | pd.Timestamp, rng: np.random.Generator,
                   delay: tuple[float, float]) -> pd.DataFrame:
     n = len(cols[LABEL])
-    t0 = pd.Timestamp(start, tz="UTC")
+    t0 = utc(start)
     event = t0 + pd.to_timedelta(cols["second"], unit="s")
     late = pd.to_timedelta(np.round(rng.uniform(delay[0], delay[1], n) * 86_400), unit="s")
     shown = {S.distance_from_home_km: np.round(cols[S.distance_from_home_km], 2),

@@ -9,11 +9,16 @@ run trains on.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
+
 from schemas.config import TrainingConfig, TriggerEvent
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, DataError
 from tasks import events
+from tasks.freshness import newest_arrival
+from tasks.partitions import resolve_source
 from tasks.scan import iso, resolve_as_of
 
 logger = logging.getLogger(__name__)
@@ -63,12 +68,38 @@ def config_for_event(config: TrainingConfig, trigger: TriggerEvent | None) -> Tr
     return TrainingConfig.model_validate({**config.model_dump(), **update})
 
 
-def run_config(config: TrainingConfig, trigger: TriggerEvent | None = None) -> TrainingConfig:
+def arrival_as_of(config: TrainingConfig, *, now: datetime | None = None) -> pd.Timestamp:
+    """What a run started by ``rareflow.data.arrived`` trains as of: the newest data in its
+    source when the run starts (at most now), never earlier than the event's ``as_of``.
+
+    The trigger coalesces a burst of arrivals into one run, started 10 minutes after the first
+    event and given that first event; looking the source up at run start takes in every batch
+    that landed meanwhile, which the first event's ``as_of`` would leave out.
+    """
+    now_utc = resolve_as_of(None, now=now)
+    floor = resolve_as_of(config.as_of, now=now) if config.as_of else None
+    try:
+        files = resolve_source(config.data)
+    except DataError:
+        return floor or now_utc  # reading the source reports the problem
+    newest = newest_arrival(files, time_column=config.time_column, now=now_utc)
+    return newest if floor is None else max(floor, newest)
+
+
+def run_config(config: TrainingConfig, trigger: TriggerEvent | None = None, *,
+               now: datetime | None = None) -> TrainingConfig:
     """The run's configuration: the event's source and time applied, and ``as_of`` fixed (now
-    when not given), so the version's metadata says exactly which window it was trained on.
+    when not given; for a data-arrived run, :func:`arrival_as_of`), so the version's metadata
+    says exactly which window it was trained on.
 
     Raises:
         ConfigError: an unknown event, or an ``as_of`` in the future.
     """
     config = config_for_event(config, trigger)
-    return config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})
+    if trigger is not None and trigger.event == events.DATA_ARRIVED:
+        as_of = arrival_as_of(config, now=now)
+        logger.info("Training as of the newest data in %s at run start: %s", config.data,
+                    iso(as_of))
+    else:
+        as_of = resolve_as_of(config.as_of, now=now)
+    return config.model_copy(update={"as_of": iso(as_of)})

@@ -195,6 +195,22 @@ class SourceReader:
         is_key = column in keys
         return (stamp, stamp) if is_key else (stamp, stamp + pd.Timedelta(days=1, microseconds=-1))
 
+    def known_bounds(self, path: Path, rel: str) -> tuple | None:
+        """The earliest and latest event time a file's name or Parquet footer guarantees
+        (None: only reading its rows tells)."""
+        span = self._known_span(rel, hive_keys(rel))
+        if span is not None or not (path.name.lower().endswith(PARQUET_SUFFIXES)
+                                    or is_parquet(path)):
+            return span
+        try:
+            meta = pq.read_metadata(path)
+        except (pa.ArrowException, OSError):
+            return None  # reading it reports the problem
+        schema, column = meta.schema.to_arrow_schema(), self.sel.time_column
+        if column in schema.names and pa.types.is_timestamp(schema.field(column).type):
+            return parquet_time_bounds(meta, schema.get_field_index(column))
+        return None
+
     def _file(self, path: Path, rel: str) -> None:
         keys = hive_keys(rel)
         span = self._known_span(rel, keys)

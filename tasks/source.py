@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import ConfigError, DataError
 from tasks.files import sha256_file
+from tasks.freshness import stale_source_error
 from tasks.labels import utc
 from tasks.load import IO_RETRIES, load_table, release_arrow_pool
 from tasks.partitions import resolve_source
@@ -193,7 +194,8 @@ def read_source(data: str, sel: Selection) -> SourceWindow:
 
     Raises:
         DataError: no data there, a partition is unreadable or differs from the others, the
-            window is empty, or (training) no row in it has a matured label.
+            window is empty (for training, when the source's newest matured rows are older than
+            the window, saying so), or (training) no row in it has a matured label.
     """
     files = resolve_source(data)
     if files.kind == "file" and not sel.uses_time:
@@ -209,7 +211,7 @@ def read_source(data: str, sel: Selection) -> SourceWindow:
     pieces = reader.scan()
     in_window = sum(f["rows_in_window"] for f in reader.read)
     if not in_window:
-        raise _empty_window(files, sel, reader)
+        raise stale_source_error(files, sel) or _empty_window(files, sel, reader)
     if not sum(len(p.matured) for p in pieces):
         raise DataError(
             f"none of the {in_window} rows of source {files.spec!r} in the window "

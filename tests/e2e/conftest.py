@@ -112,27 +112,34 @@ def is_template(value: Any) -> bool:
 
 
 def retarget_prefect_yaml(doc: dict, *, data: str, registry: str, monitoring_data: str,
-                          source_options: dict | None = None) -> dict:
-    """A copy of the loaded prefect.yaml that trains on test data into a test registry.
+                          source_options: dict | None = None, name: str = MODEL) -> dict:
+    """A copy of the loaded prefect.yaml that trains model ``name`` on test data into a test
+    registry.
 
-    Only plain values change: ``registry`` everywhere, ``data`` where it is not an event
-    template (with the source's time options dropped unless ``source_options`` says which to
-    set: the test tables are plain files), a fast fixed strategy for training, runs of the
-    data-arrived trigger not delayed, and schedules switched off so that the scheduler starts
-    nothing during the test. Names, templates, debounce windows and triggers stay as shipped.
-    A deployment whose parameters are not a config (``approve``) gets the test registry as its
-    default ``registry``; its trigger takes the registry from the event.
+    Only plain values change: the model (its name in every config, the deployments' names and
+    the triggers' resource id, as `rareflow deploy init --name` would write them), ``registry``
+    everywhere, ``data`` where it is not an event template (with the source's time options
+    dropped unless ``source_options`` says which to set: the test tables are plain files), a
+    fast fixed strategy for training, runs of the data-arrived trigger not delayed, and
+    schedules switched off so that the scheduler starts nothing during the test. Templates,
+    debounce windows and triggers stay as shipped. A deployment whose parameters are not a
+    config (``approve-<name>``) gets the test registry as its default ``registry``; its
+    trigger takes the registry from the event.
     """
     doc = copy.deepcopy(doc)
+    shipped = doc["definitions"]["training_config"]["name"]
     for dep in doc["deployments"]:
+        dep["name"] = dep["name"].replace(f"-{shipped}", f"-{name}")
         training = dep["entrypoint"].startswith("flows/training.py")
-        if "config" not in dep["parameters"]:  # approve: the registry comes from the event
-            dep["parameters"]["registry"] = registry
-        configs = [dep["parameters"]["config"]] if "config" in dep["parameters"] else []
-        configs += [t["parameters"]["config"] for t in dep.get("triggers") or []
-                    if "config" in t["parameters"]]
-        for cfg in configs:
-            cfg["registry"] = registry
+        params = [dep.get("parameters") or {}]
+        params += [t["parameters"] for t in dep.get("triggers") or []]
+        for param in params:
+            if param.get("name") == shipped:
+                param["name"] = name
+            if "registry" in param and not is_template(param["registry"]):
+                param["registry"] = registry
+        for cfg in [p["config"] for p in params if "config" in p]:
+            cfg["registry"], cfg["name"] = registry, name
             if not is_template(cfg.get("data")):
                 cfg["data"] = data if training else monitoring_data
             for key in SOURCE_OPTIONS:
@@ -141,10 +148,23 @@ def retarget_prefect_yaml(doc: dict, *, data: str, registry: str, monitoring_dat
             if training:
                 cfg.update(copy.deepcopy(FAST_TRAINING))
         for trigger in dep.get("triggers") or []:
+            trigger["name"] = trigger["name"].replace(f"{shipped}: ", f"{name}: ")
+            trigger["match"] = {"prefect.resource.id": f"rareflow.model.{name}"}
             trigger.pop("schedule_after", None)
         for schedule in dep.get("schedules") or []:
             schedule["active"] = False
     return doc
+
+
+def automation_name(doc: dict, event: str) -> str:
+    """The name of the (first) trigger in ``doc`` that follows ``event``."""
+    return next(t["name"] for d in doc["deployments"] for t in d.get("triggers") or []
+                if t["expect"] == [event])
+
+
+def deployment_of(doc: dict, entrypoint_file: str) -> dict:
+    """The deployment in ``doc`` whose flow lives in ``entrypoint_file``."""
+    return next(d for d in doc["deployments"] if d["entrypoint"].startswith(entrypoint_file))
 
 
 def existing_deployments(doc: dict) -> list[dict]:
@@ -185,12 +205,12 @@ class Server:
         return get_client(sync_client=True)
 
 
-@pytest.fixture(scope="package")
-def prefect_server(tmp_path_factory):
-    """`prefect server start` on a free loopback port, with a temporary PREFECT_HOME."""
+@contextlib.contextmanager
+def running_server(base: Path):
+    """`prefect server start` on a free loopback port, with PREFECT_HOME under ``base``;
+    stopped (its automations deleted first) when the block ends."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    base = tmp_path_factory.mktemp("prefect-e2e")
     home, logs = base / "home", base / "logs"
     home.mkdir()
     logs.mkdir()
@@ -234,6 +254,13 @@ def prefect_server(tmp_path_factory):
                         client.delete_automation(automation.id)
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="package")
+def prefect_server(tmp_path_factory):
+    """`prefect server start` on a free loopback port, with a temporary PREFECT_HOME."""
+    with running_server(tmp_path_factory.mktemp("prefect-e2e")) as server:
+        yield server
 
 
 @pytest.fixture(scope="package")

@@ -20,9 +20,9 @@ from schemas.errors import EXIT_REJECTED
 from tasks.approval import HOW_CLI, HOW_TIMEOUT, HOW_UI
 from tasks.registry import Registry
 
-from .conftest import FAST_TRAINING, PREFECT_YAML, ROOT, wait_for_run, wait_until
+from .conftest import FAST_TRAINING, MODEL, PREFECT_YAML, ROOT, wait_for_run, wait_until
 
-NAME = "gated"
+NAME = MODEL  # the model the deployments were made for (a model's triggers follow it alone)
 REQUESTED = "rareflow.model.approval-requested"
 
 
@@ -31,9 +31,9 @@ def approve_spec(doc: dict) -> dict:
 
 
 def test_approve_deployment_is_triggered_by_the_request():
-    """Check that prefect.yaml's `approve` deployment runs the approval flow without a
-    concurrency limit or schedule, triggered by approval-requested events for any model, with
-    registry and version from the payload and the name from the resource id."""
+    """Check that prefect.yaml's `approve-demo` deployment runs the approval flow without a
+    concurrency limit or schedule, triggered by the demo's approval-requested events only, with
+    registry and version from the payload and the name of the model its trigger matches."""
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
     from deployments.serve import build_deployments
@@ -43,10 +43,10 @@ def test_approve_deployment_is_triggered_by_the_request():
     assert "concurrency_limit" not in spec and not spec.get("schedules")
     (trigger,) = [DeploymentEventTrigger.model_validate(t) for t in spec["triggers"]]
     assert trigger.enabled and trigger.expect == {REQUESTED}
-    assert trigger.match.model_dump() == {"prefect.resource.id": "rareflow.model.*"}
+    assert trigger.match.model_dump() == {"prefect.resource.id": "rareflow.model.demo"}
     assert trigger.parameters == {
         "registry": "{{ event.payload.registry }}", "version": "{{ event.payload.version }}",
-        "name": "{{ event.resource.id | replace('rareflow.model.', '', 1) }}"}
+        "name": "demo"}
     assert set(spec["parameters"]) | set(trigger.parameters) <= set(
         approval_flow.parameters.properties)
     (built,) = build_deployments(names=[spec["name"]])

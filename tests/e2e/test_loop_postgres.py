@@ -39,6 +39,9 @@ from .conftest import (
     VENV_BIN,
     Proc,
     Server,
+    automation_name,
+    deployment_of,
+    existing_deployments,
     free_port,
     kill_flow_run_processes,
     retarget_prefect_yaml,
@@ -165,35 +168,42 @@ def stream_files(tmp_path_factory):
             "registry": base / "registry", "dir": base}
 
 
-@pytest.fixture(scope="module")
-def loop_deployed(pg_server, stream_files):
-    """prefect.yaml's deployments, on the test source and registry, and a worker."""
+def loop_doc(stream_files, name: str) -> dict:
+    """prefect.yaml's deployments for model ``name``, on the test source and registry."""
     doc = retarget_prefect_yaml(yaml.safe_load(PREFECT_YAML.read_text()),
                                 data=str(stream_files["source"]),
                                 registry=str(stream_files["registry"]),
                                 monitoring_data=str(stream_files["source"]),
-                                source_options=SOURCE_OPTIONS)
+                                source_options=SOURCE_OPTIONS, name=name)
+    doc["deployments"] = existing_deployments(doc)
     for dep in doc["deployments"]:
-        if "config" not in dep["parameters"]:  # approve
-            continue
-        configs = [dep["parameters"]["config"]]
-        configs += [t["parameters"]["config"] for t in dep.get("triggers") or []]
-        for cfg in configs:
+        params = [dep.get("parameters") or {}]
+        params += [t["parameters"] for t in dep.get("triggers") or []]
+        for cfg in [p["config"] for p in params if "config" in p]:
             if dep["entrypoint"].startswith("flows/training.py"):
                 cfg["strategy"] = {**FAST_TRAINING["strategy"], "class_weight": "balanced"}
             else:
                 cfg.update({"min_positives": 10, "drift_sample_rows": 1000})
-    path = stream_files["dir"] / "prefect.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return doc
+
+
+@pytest.fixture(scope="module")
+def loop_deployed(pg_server, stream_files):
+    """prefect.yaml's deployments for two models (the loop's and the burst's), on the test
+    source and registry, and a worker."""
     env, prefect = pg_server.env, str(VENV_BIN / "prefect")
     run_cli([prefect, "work-pool", "create", "rareflow", "--type", "process"], env=env,
             timeout=120, what="prefect work-pool create")
-    run_cli([prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(path)], env=env,
-            timeout=300, what="prefect deploy")
+    docs = {name: loop_doc(stream_files, name) for name in (MODEL, BURST)}
+    for name, doc in docs.items():
+        path = stream_files["dir"] / f"prefect-{name}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        run_cli([prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(path)],
+                env=env, timeout=300, what="prefect deploy")
     worker = Proc("worker", [prefect, "worker", "start", "--pool", "rareflow", "--type",
                              "process"], env=env, cwd=ROOT, log=pg_server.logs / "worker.log")
     try:
-        yield {"doc": doc, "worker": worker}
+        yield {"doc": docs[MODEL], "docs": docs, "worker": worker}
     finally:
         runs = []
         with contextlib.suppress(Exception), pg_server.client() as client:
@@ -237,7 +247,8 @@ def test_ingest_monitor_drift_retrain_loop(pg_server, loop_deployed, stream_file
     wait_until(lambda: worker.alive() and "started" in worker.log.read_text(errors="replace"),
                timeout=120, what="the worker to start", log=worker.log)
     ingest(pg_server, files["first"], files["source"], name=MODEL, as_of=week(5))
-    (started,) = wait_until(lambda: runs_by(pg_server, "rareflow train on arrived data", MODEL),
+    doc = loop_deployed["doc"]
+    (started,) = wait_until(lambda: runs_by(pg_server, automation_name(doc, ARRIVED), MODEL),
                             timeout=120, what="the data-arrived run", log=worker.log)
     assert started.parameters["trigger"]["payload"]["source"] == str(files["source"].resolve())
     run = wait_for_run(pg_server, started.id, timeout=LOOP_RUN_S, log=worker.log)
@@ -250,16 +261,16 @@ def test_ingest_monitor_drift_retrain_loop(pg_server, loop_deployed, stream_file
         "version"] == "v0001"
 
     ingest(pg_server, files["fresh"], files["source"], name=MODEL, as_of=week(10))
-    monitor_config = {**loop_deployed["doc"]["deployments"][1]["parameters"]["config"],
-                      "name": MODEL}
+    monitor_spec = deployment_of(doc, "flows/monitoring.py")
+    monitor_config = {**monitor_spec["parameters"]["config"], "name": MODEL}
     for as_of in (week(8), week(10)):  # the second check judges what matured since the first
-        monitor = run_deployment("rareflow-monitor/monitor", timeout=0,
+        monitor = run_deployment(f"rareflow-monitor/{monitor_spec['name']}", timeout=0,
                                  parameters={"config": {**monitor_config, "as_of": as_of}})
         monitored = wait_for_run(pg_server, monitor.id, timeout=LOOP_RUN_S, log=worker.log)
         assert monitored.state.is_completed(), monitored.state
 
     def retrained_as_of_check():
-        return [r for r in runs_by(pg_server, "rareflow retrain on recall drift")
+        return [r for r in runs_by(pg_server, automation_name(doc, DRIFT))
                 if r.parameters["trigger"]["payload"]["as_of"] == week(10)]
 
     (retrain,) = wait_until(retrained_as_of_check, timeout=180,
@@ -291,7 +302,7 @@ def test_burst_of_arrivals_starts_one_training(pg_server, loop_deployed, stream_
     )
     run_cli([str(VENV_BIN / "python"), "-c", snippet], env=pg_server.env, timeout=120,
             what="emit a burst of events")
-    automation = "rareflow train on arrived data"
+    automation = automation_name(loop_deployed["docs"][BURST], ARRIVED)
     wait_until(lambda: runs_by(pg_server, automation, BURST), timeout=120,
                what="a run for the burst", log=loop_deployed["worker"].log)
     time.sleep(20)  # later events of the burst would have started runs by now

@@ -72,6 +72,36 @@ def test_unknown_event_is_refused_and_as_of_is_fixed():
         "2025-01-01T00:00:00+00:00"
 
 
+def test_a_data_arrived_run_trains_as_of_the_newest_data_at_its_start(tmp_path):
+    """Check that a run started by the first arrival of a burst trains as of the newest data in
+    the source when it starts (a batch landed during the trigger's 10-minute wait is in), never
+    earlier than the event's as_of, at most now; a drift event's as_of is kept."""
+    t0 = pd.Timestamp("2025-01-06", tz="UTC")
+    source = tmp_path / "src"
+    for day in range(10):  # days 0-2: the first batch; 3-9: landed before the run started
+        folder = source / f"date={(t0 + pd.Timedelta(days=day)).date()}"
+        folder.mkdir(parents=True)
+        pd.DataFrame({"ts": [t0 + pd.Timedelta(days=day, hours=20, seconds=0.5)], "x": [1.0],
+                      "y": [0]}).to_parquet(folder / "part-0.parquet", index=False)
+    base = BASE.model_copy(update={"time_column": "ts"})
+    first = {"source": str(source), "as_of": (t0 + pd.Timedelta(days=3)).isoformat()}
+    now = t0 + pd.Timedelta(days=30)
+    arrived = TriggerEvent(event="rareflow.data.arrived", payload=first)
+    newest = "2025-01-15T20:00:01+00:00"  # day 9's row, to the second
+    assert run_config(base, arrived, now=now).as_of == newest
+    later = {**first, "as_of": (t0 + pd.Timedelta(days=20)).isoformat()}
+    assert run_config(base, TriggerEvent(event="rareflow.data.arrived", payload=later),
+                      now=now).as_of == "2025-01-26T00:00:00+00:00"  # the event's, later
+    no_as_of = TriggerEvent(event="rareflow.data.arrived", payload={"source": str(source)})
+    assert run_config(base, no_as_of, now=now).as_of == newest
+    early = t0 + pd.Timedelta(days=9, hours=1)  # day 9's row lies after now: day 8's counts
+    assert run_config(base, no_as_of, now=early).as_of == "2025-01-14T20:00:01+00:00"
+    untimed = run_config(BASE.model_copy(update={"data": str(source)}), no_as_of, now=now)
+    assert untimed.as_of == now.isoformat()  # rows without times: as of the run's start
+    drift = TriggerEvent(event="rareflow.monitor.recall-drift", payload=first)
+    assert run_config(base, drift, now=now).as_of == first["as_of"]
+
+
 def _schema():
     df = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})
     return infer_input_schema(df, label="y", positive="1", negative="0")
@@ -169,3 +199,26 @@ def test_stream_has_late_labels_and_a_drift_week():
     assert 0.01 < before["is_fraud"].mean() < 0.02 and 0.01 < after["is_fraud"].mean() < 0.02
     assert (after["channel"] == "phone").mean() > (before["channel"] == "phone").mean()
     pd.testing.assert_frame_equal(s, make_stream(4, rows_per_day=500, drift_week=2, seed=3))
+
+
+@pytest.mark.parametrize("today, monday", [("2026-12-04T15:00Z", "2026-11-30"),
+                                           ("2026-11-30T00:00Z", "2026-11-30"),
+                                           ("2026-12-06T23:59Z", "2026-11-30")])
+def test_demo_stream_ends_at_the_last_whole_week_before_today(today, monday):
+    """Check that the demo's landed weeks end at the Monday that starts today's week (so a
+    deployment training as of now finds them in its window), and that moving the dates by
+    whole weeks leaves every row, and so every figure of the demo, the same."""
+    from flows.demo_loop import CHECKS, demo_start, week_end
+    from tasks.demo import STREAM_START, make_stream
+
+    start = demo_start(today)
+    assert week_end(CHECKS[-1][1], start) == pd.Timestamp(monday, tz="UTC").isoformat()
+    assert start.weekday() == 0 and start <= pd.Timestamp(today)
+    dated = make_stream(2, rows_per_day=50, drift_week=1, start=start)
+    fixed = make_stream(2, rows_per_day=50, drift_week=1, start=STREAM_START)
+    shift = start - pd.Timestamp(STREAM_START, tz="UTC")
+    assert shift % pd.Timedelta(weeks=1) == pd.Timedelta(0)
+    for column in ("event_time", "label_time"):
+        assert (dated[column] - fixed[column] == shift).all()
+    pd.testing.assert_frame_equal(dated.drop(columns=["event_time", "label_time"]),
+                                  fixed.drop(columns=["event_time", "label_time"]))

@@ -183,8 +183,9 @@ def _other_schema(root: Path) -> None:
 
 @pytest.mark.parametrize("break_it, as_of, kw, message", [
     (None, T0 + pd.Timedelta(days=40), {"window": "7d"},
-     r"no rows in the window .*newest rows are from 2025-01-10.*partition "
-     r"'date=2025-01-10/part-0.parquet'.*move --as-of back or widen --window"),
+     r"no rows in the window \(last 7d up to 2025-02-10.*newest row with a matured label is "
+     r"from 2025-01-10.*partition 'date=2025-01-10/part-0.parquet'.*widen the window beyond "
+     r"30d, pass an as_of within its data.*ingest newer data"),
     (None, T0 - pd.Timedelta(days=3), {"window": "7d"},
      r"before its oldest rows .*date=2025-01-01.*move --as-of later"),
     (None, T0 + pd.Timedelta(days=2), {"label_time_column": "label_at"},
@@ -205,6 +206,25 @@ def test_bad_sources_are_one_line_errors(source, break_it, as_of, kw, message):
     with pytest.raises(DataError, match=message) as info:
         read_source(str(source), sel(as_of, time_column="ts", **kw))
     assert "\n" not in str(info.value)
+
+
+def test_stale_source_says_how_old_its_newest_matured_rows_are(source):
+    """Check that a training window left empty because the source's data ends before it names
+    the newest row whose label had matured (not merely the newest row), the window, as_of and
+    the three ways out, as one line with exit status 2."""
+    config = TrainingConfig(data=str(source), label="y", time_column="ts", window="2d",
+                            label_time_column="label_at", label_delay_days=5,
+                            as_of="2025-01-14")
+    with pytest.raises(DataError) as info:
+        read_training_window(config, needed=1)
+    text = str(info.value)
+    assert info.value.exit_code == 2 and "\n" not in text
+    # rows run to 2025-01-10, but labels mature 3 + 5 days after the event: to 2025-01-05 only
+    assert "newest row with a matured label is from 2025-01-05T" in text, text
+    assert "'date=2025-01-05/part-0.parquet'" in text
+    assert "last 2d up to 2025-01-14T00:00:00+00:00" in text and "8 days before as_of" in text
+    assert ("widen the window beyond 8d" in text and "--as-of 2025-01-06" in text
+            and "rareflow ingest" in text)
 
 
 def test_as_of_in_the_future_is_refused():
