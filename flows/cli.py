@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from flows.cli_models import keygen, models_app, schema_app
+from flows.cli_preflight import before_training
 from flows.cli_reports import reports_app
 from flows.cli_support import (
     CliState,
@@ -145,7 +146,9 @@ def train(
     flags["costs.min_recall"] = flags.pop("threshold_min_recall")  # gates.min_recall differs
     if dask_address and not executor:
         flags["executor"] = "dask"
-    return run_training(build_config(T, config, flags), server)
+    cfg = build_config(T, config, flags)
+    before_training(cfg, config_file=config, flags=flags, say=typer.echo)
+    return run_training(cfg, server)
 
 
 @app.command()
