@@ -40,9 +40,8 @@ def run(args: list[str], *, cwd: Path, env: dict, timeout: float = 300):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A folder with a small table (a.csv) and the same table with a column renamed (b.csv)."""
-    from sklearn.datasets import make_classification
-
     import pandas as pd
+    from sklearn.datasets import make_classification
 
     base = tmp_path_factory.mktemp("first-run")
     X, y = make_classification(n_samples=2000, n_features=5, weights=[0.9], random_state=0)
