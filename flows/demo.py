@@ -32,13 +32,13 @@ def make_files(base: Path, rows: int) -> dict[str, Path]:
                                      ("drifted", 2, True))}
 
 
-def demo_signing_key(say: Callable[[str], None]) -> None:
+def demo_signing_key(registry: str, say: Callable[[str], None]) -> None:
     """The demo signs its models like any other run: with the configured key, else the
     user's key file (made now if missing), which every later command and ``load_model`` find
     by themselves; never a key inside the demo's folder."""
     from flows.cli_preflight import ensure_signing_key
 
-    ensure_signing_key(say)
+    ensure_signing_key(say, registry=registry, name=DEMO_NAME)
 
 
 def training_config(data: Path, *, size: DemoSize, registry: str,
@@ -58,7 +58,7 @@ def run_demo(base: Path, *, size: DemoSize, registry: str | None, time_budget_s:
     from flows.scoring import scoring_flow
 
     reg = registry or str(base / "registry")
-    demo_signing_key(say)
+    demo_signing_key(reg, say)
     paths = make_files(base, size.rows)
     say(f"Demo data ({size.rows} rows each; {size.n_folds} folds, up to "
         f"{size.max_candidates} candidates): {', '.join(str(p) for p in paths.values())}")

@@ -114,7 +114,7 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
     from tasks.drift import drift_payload
 
     reg, source = registry or str(base / "registry"), base / "source"
-    demo_signing_key(say)
+    demo_signing_key(reg, say)
     batches = make_batches(base, rows)
     say(f"Demo stream: {WEEKS} weeks of card transactions ({POSITIVE_RATE:.0%} fraud), labels "
         f"14-28 days late, a new fraud pattern from week {DRIFT_WEEK}: {base / 'incoming'}")

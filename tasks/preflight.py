@@ -162,11 +162,11 @@ def preflight(config: TrainingConfig, *, chosen_by: str = "the run's config") ->
     check_approval_possible(config)
     check_writable_dir(registry)
     needed = check_free_space(registry)
-    registry.check_can_sign()
     champion = registry.champion()
-    if champion:
+    if champion:  # first: without a key, its error names the key file that would verify it
         meta = registry.verify(champion["version"])
         check_champion_fits(registry, champion["version"], meta, config, chosen_by=chosen_by)
+    registry.check_can_sign()
     logger.info("Preflight: registry %s writable, %.0f MiB needed, champion %s", registry.dir,
                 needed / 2**20, champion["version"] if champion else "none")
     return registry

@@ -116,6 +116,24 @@ def test_no_key_at_all_points_at_the_nearby_key(demo_layout):
     assert "keygen" not in str(caught.value) and secret not in str(caught.value)
 
 
+def test_no_new_key_for_a_registry_signed_with_another(demo_layout, tmp_path):
+    """Check that train makes no new key for a model that already has versions (they could
+    not be verified with it), and its preflight names the nearby key that signed them."""
+    from flows.cli_preflight import ensure_signing_key
+
+    demo, secret, _ = demo_layout
+    said: list[str] = []
+    ensure_signing_key(said.append, registry=str(demo / "registry"), name="demo")
+    assert said == [] and not (tmp_path / "config").exists()
+    config = TrainingConfig(data="never-read.csv", label="y", registry=str(demo / "registry"),
+                            name="demo")
+    with pytest.raises(RegistryError) as caught:
+        preflight(config)
+    assert f"{signing.KEY_FILE_ENV}={demo / 'signing.key'}" in str(caught.value)
+    ensure_signing_key(said.append, registry=str(tmp_path / "new"), name="demo")
+    assert len(said) == 1 and (tmp_path / "config" / "rareflow" / "signing.key").is_file()
+
+
 def test_ingest_takes_the_project_file_and_environment(tmp_path, monkeypatch):
     """Check that `ingest` accepts ./rareflow.yaml and RAREFLOW_REGISTRY/RAREFLOW_NAME
     (it uses the name, ignores the registry) instead of an invalid-configuration error."""
