@@ -99,7 +99,8 @@ def private_prefect_home() -> dict[str, str]:
     rareflow. Left alone: ``PREFECT_API_URL`` or ``PREFECT_HOME`` in the environment, or an
     API URL or a home from Prefect's other sources (the active profile, ``prefect.toml``,
     ``.env``), as Prefect's own settings resolve them. The user's profiles file stays in
-    force (``PREFECT_PROFILES_PATH``), so their other settings still apply.
+    force (``PREFECT_PROFILES_PATH``), so their other settings still apply, and so does their
+    ``logging.yml`` if they have one.
     """
     if os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_HOME"):
         return {}
@@ -113,8 +114,11 @@ def private_prefect_home() -> dict[str, str]:
     settings = Settings()
     if settings.api.url or "home" in settings.model_fields_set:
         return {}
-    return {"PREFECT_HOME": str(base / "prefect"),
-            "PREFECT_PROFILES_PATH": str(settings.profiles_path)}
+    updates = {"PREFECT_HOME": str(base / "prefect"),
+               "PREFECT_PROFILES_PATH": str(settings.profiles_path)}
+    if Path(settings.logging.config_path).is_file():
+        updates["PREFECT_LOGGING_CONFIG_PATH"] = str(settings.logging.config_path)
+    return updates
 
 
 def use_private_prefect_home() -> dict[str, str]:

@@ -219,10 +219,16 @@ def no_prefect_choice(tmp_path, monkeypatch):
 
 def test_cli_runs_get_a_prefect_home_of_their_own(no_prefect_choice):
     """Check that with no Prefect settings the CLI's Prefect home is in rareflow's cache
-    folder, and the user's profiles file stays in force."""
+    folder, and the user's profiles file (and logging.yml, when they have one) stay in
+    force."""
     updates = private_prefect_home()
     assert updates["PREFECT_HOME"] == str(no_prefect_choice / "cache" / "rareflow" / "prefect")
     assert updates["PREFECT_PROFILES_PATH"] == str(no_prefect_choice / "profiles.toml")
+    assert "PREFECT_LOGGING_CONFIG_PATH" not in updates
+    own = no_prefect_choice / "home" / ".prefect" / "logging.yml"
+    own.parent.mkdir(parents=True)
+    own.write_text("version: 1\n")
+    assert private_prefect_home()["PREFECT_LOGGING_CONFIG_PATH"] == str(own)
 
 
 @pytest.mark.parametrize("how", ["api-url", "home", "profile-url", "profile-home"])
