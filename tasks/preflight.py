@@ -114,37 +114,49 @@ def head_rows(data: str, rows: int = SAMPLE_ROWS):
     return frame.assign(**keys) if keys else frame
 
 
+def incompatible(sample, schema: InputSchema) -> list[str]:
+    """What makes a table unscorable by a version's frozen input schema as a whole: its
+    missing feature columns, and columns whose every value has the wrong type, as the
+    schema enforcement of ``score`` (:func:`tasks.validate.validate_batch`) reports them on
+    a sample. Bad values in some rows are left to the training's own validation."""
+    from tasks.validate import validate_batch
+
+    try:
+        validate_batch(sample, schema)
+    except ValidationFailed as exc:
+        return [row.problem for row in exc.failures.itertuples()
+                if row.check.startswith("column_in_dataframe")
+                or (row.column in sample.columns
+                    and row.count >= sample[row.column].notna().sum() > 0)]
+    return []
+
+
 def check_champion_fits(registry: Registry, champion: str, metadata: dict,
                         config: TrainingConfig, *, chosen_by: str) -> None:
     """Refuse to train a candidate its champion could not be compared with: another label,
-    or a table the champion's frozen input schema cannot score (missing feature columns,
-    incompatible types), checked by the same code ``score`` uses on a sample of the table.
+    or a table the champion's frozen input schema cannot score (:func:`incompatible`).
+    A table without the label column, or with nothing else, is left to the validation.
 
     Raises:
         ConfigError: naming the model, the registry, what chose them and what to do.
     """
-    from tasks.validate import validate_batch
-
     if "schema" not in metadata:  # versions written before the schema was frozen
         return
     schema = InputSchema.model_validate(metadata["schema"])
-    problem = None
+    problems = []
     if schema.label != config.label:
-        problem = f"it was trained for label {schema.label!r}, not {config.label!r}"
+        problems = [f"it was trained for label {schema.label!r}, not {config.label!r}"]
     else:
         sample = head_rows(config.data)
-        try:
-            if sample is not None:
-                validate_batch(sample, schema)
-        except ValidationFailed as exc:
-            problem = "its input schema cannot score it: " + \
-                str(exc).removeprefix("validation failed: ")
-    if problem:
+        if sample is not None and config.label in sample.columns and sample.shape[1] > 1:
+            problems = incompatible(sample, schema)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(
             f"model {registry.name!r} in registry {str(registry.root)!r} (chosen by "
             f"{chosen_by}) has a champion {champion} that cannot judge {config.data!r}: "
-            f"{problem}; to train a new model on this table pass --name NEW (or --registry "
-            "DIR); nothing was registered")
+            f"{problems[0]}{more}; to train a new model on this table pass --name NEW (or "
+            "--registry DIR); nothing was registered")
 
 
 def preflight(config: TrainingConfig, *, chosen_by: str = "the run's config") -> Registry:

@@ -174,8 +174,10 @@ def champion_registry(tmp_path):
 
 
 @pytest.mark.parametrize("table, label, problem", [
-    ({"f0": [1.0, 2.0], "kind": ["a", "b"], "y": [0, 1]}, "y", "column 'amount'"),
-    ({"amount": ["ten", "x"], "kind": ["a", "b"], "y": [0, 1]}, "y", "amount"),
+    ({"f0": [1.0, 2.0], "kind": ["a", "b"], "y": [0, 1]}, "y", "column 'amount' is missing"),
+    ({"amount": ["ten", "x"], "kind": ["a", "b"], "y": [0, 1]}, "y", "'amount' has values of "
+     "the wrong type"),
+    ({"amount": [True, False], "kind": ["a", "b"], "y": [0, 1]}, "y", "true/false"),
     ({"amount": [1.0, 2.0], "kind": ["a", "b"], "bad": [0, 1]}, "bad", "label 'y'"),
 ])
 def test_a_champion_that_cannot_judge_the_table_is_refused(champion_registry, tmp_path,
@@ -195,11 +197,32 @@ def test_a_champion_that_cannot_judge_the_table_is_refused(champion_registry, tm
     assert champion_registry.version_ids() == ["v0001"]
 
 
-def test_a_table_the_champion_can_score_passes(champion_registry, tmp_path):
-    """Check that a table with the champion's columns (and more) passes the preflight."""
-    data = tmp_path / "new.parquet"
-    pd.DataFrame({"amount": [1.0, 2.0], "kind": ["a", "c"], "extra": [1, 2],
-                  "y": [0, 1]}).to_parquet(data)
+def test_a_partitioned_source_is_checked_on_its_newest_partition(champion_registry, tmp_path):
+    """Check that for a folder of Parquet partitions the newest one is sampled, with its
+    hive keys as columns (here `kind`), and a missing feature column is refused."""
+    for day, columns in (("2026-01-01", {"amount": [1.0, 2.0]}),
+                         ("2026-01-02", {"other": [1.0, 2.0]})):
+        folder = tmp_path / "src" / f"kind={day}"
+        folder.mkdir(parents=True)
+        pd.DataFrame({**columns, "y": [0, 1]}).to_parquet(folder / "part.parquet")
+    config = TrainingConfig(data=str(tmp_path / "src"), label="y",
+                            registry=str(champion_registry.root), name="demo")
+    with pytest.raises(ConfigError, match="column 'amount' is missing; to train"):
+        preflight(config)
+
+
+@pytest.mark.parametrize("table", [
+    {"amount": [1.0, 2.0], "kind": ["a", "c"], "extra": [1, 2], "y": [0, 1]},  # fits
+    {"amount": [1.0, "twelve"], "kind": ["a", "b"], "y": [0, 1]},  # a bad value: validation's
+    {"f0": [1.0, 2.0], "kind": ["a", "b"]},  # no label column: validation's
+    {"y": [0, 1]},  # nothing but the label: validation's
+])
+def test_a_table_the_champion_can_score_or_bad_data_passes(champion_registry, tmp_path, table):
+    """Check that a table with the champion's columns (and more) passes the preflight, and
+    so do tables whose problem is the data's (some bad values, no label column, no
+    features), which the validation reports with its own message."""
+    data = tmp_path / "new.csv"
+    pd.DataFrame(table).to_csv(data, index=False)
     config = TrainingConfig(data=str(data), label="y", registry=str(champion_registry.root),
                             name="demo")
     assert preflight(config).name == "demo"
