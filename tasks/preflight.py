@@ -14,7 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import TrainingConfig
-from schemas.errors import ConfigError, RareflowError, RegistryError, ValidationFailed
+from schemas.errors import ConfigError, RegistryError, ValidationFailed
 from schemas.inference import InputSchema
 from tasks.registry import Registry
 
@@ -105,7 +105,10 @@ def head_rows(data: str, rows: int = SAMPLE_ROWS):
             frame = batch.to_pandas() if batch is not None else None
         else:
             frame = pd.read_csv(path, nrows=rows, encoding="utf-8", encoding_errors="strict")
-    except (RareflowError, OSError, ValueError, UnicodeDecodeError, StopIteration) as exc:
+            header = pd.read_csv(path, nrows=1, header=None, encoding="utf-8").iloc[0]
+            if header.duplicated().any() or len(header) != frame.shape[1]:
+                return None  # duplicate names, which pandas renames: loading says so
+    except Exception as exc:  # any unreadable table: loading it reports why, in its words
         logger.debug("Preflight could not read a sample of %s: %s", data, exc)
         return None
     if frame is None or frame.empty:
