@@ -130,7 +130,12 @@ def use_private_prefect_home() -> dict[str, str]:
 
         from tasks.user_dirs import private_dir
 
-        private_dir(Path(updates["PREFECT_HOME"]))
+        try:
+            private_dir(Path(updates["PREFECT_HOME"]))
+        except OSError as exc:  # e.g. a read-only home: Prefect's own default, as before
+            logger.warning("Cannot use %s as rareflow's Prefect home (%s); using Prefect's "
+                           "default home", updates["PREFECT_HOME"], exc.strerror or exc)
+            return {}
         os.environ.update(updates)
         refresh_global_settings_context()
     return updates

@@ -5,6 +5,7 @@ of the preflight, a Prefect home of rareflow's own, and errors printed once."""
 from __future__ import annotations
 
 import logging
+import os
 import stat
 
 import pandas as pd
@@ -21,7 +22,7 @@ from schemas.inference import FeatureSpec, InputSchema
 from tasks import signing
 from tasks.preflight import preflight
 from tasks.registry import Registry
-from tasks.server_start import private_prefect_home
+from tasks.server_start import private_prefect_home, use_private_prefect_home
 
 KEY_VARS = (signing.KEY_ENV, signing.KEY_FILE_ENV, signing.KEY_BLOCK_ENV,
             signing.ALLOW_UNSIGNED_ENV)
@@ -156,6 +157,10 @@ def test_origin_names_the_file_or_variable_that_chose_the_model(tmp_path, monkey
     monkeypatch.setenv("RAREFLOW_NAME", "fraud")
     assert project_origin(None, {"registry": None, "name": None}) == \
         f"registry from {project}, name from $RAREFLOW_NAME"
+    settings = tmp_path / "cfg.yaml"
+    settings.write_text("name: other\n")
+    assert project_origin(settings, {"registry": "r", "name": None}) == \
+        f"registry from --registry, name from --config {settings}"
     project.unlink()
     monkeypatch.delenv("RAREFLOW_NAME")
     assert project_origin(None, {"registry": None, "name": None}) == "the default"
@@ -252,6 +257,16 @@ def test_cli_runs_get_a_prefect_home_of_their_own(no_prefect_choice):
     own.parent.mkdir(parents=True)
     own.write_text("version: 1\n")
     assert private_prefect_home()["PREFECT_LOGGING_CONFIG_PATH"] == str(own)
+
+
+def test_an_unwritable_cache_leaves_prefects_default(no_prefect_choice, monkeypatch):
+    """Check that when rareflow's Prefect home cannot be made (here the cache folder is a
+    file) the command keeps Prefect's default instead of failing."""
+    blocker = no_prefect_choice / "cache-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    assert use_private_prefect_home() == {}
+    assert "PREFECT_HOME" not in os.environ
 
 
 @pytest.mark.parametrize("how", ["api-url", "home", "profile-url", "profile-home"])
