@@ -17,6 +17,7 @@ import typer
 
 from flows.cli_deploy import deploy_app
 from flows.cli_models import decision_line, keygen, models_app, schema_app
+from flows.cli_preflight import before_training
 from flows.cli_reports import reports_app
 from flows.cli_support import (
     CliState,
@@ -159,7 +160,9 @@ def train(
     flags["costs.min_recall"] = flags.pop("threshold_min_recall")  # gates.min_recall differs
     if dask_address and not executor:
         flags["executor"] = "dask"
-    return run_training(build_config(T, config, flags), server)
+    cfg = build_config(T, config, flags)
+    before_training(cfg, config_file=config, flags=flags, say=typer.echo)
+    return run_training(cfg, server)
 
 
 @app.command()

@@ -62,25 +62,75 @@ class CliState:
         self.deferred.clear()
 
 
+RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine",
+               "prefect.flow_engine")
+
+
 class _QuietExpectedErrors(logging.Filter):
-    """Drop the traceback Prefect logs for errors rareflow reports itself in one line."""
+    """Keep errors rareflow reports itself in one line (at the end) off the terminal.
+
+    Prefect logs such an error three or four times (the task run failed, the task's final
+    state, the flow run failed, the flow's final state), each with the whole message: this
+    filter, on the terminal's handlers, drops the records that carry it or repeat its text.
+    The API's handler (a real server's UI) still gets them.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(RUN_LOGGERS):
+            return True
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, RareflowError):
-            record.exc_info = None
-            record.exc_text = None
+            text = str(exc)
+            self.seen.update({text, repr(text)[1:-1]})
+            return False
+        message = record.getMessage()
+        if any(f"exception {name}: " in message or f"exception: {name}: " in message
+               for name in _error_names(RareflowError)):  # a final state's message
+            return False
+        return not any(text in message for text in self.seen)
+
+
+def _error_names(cls: type) -> set[str]:
+    """The names of ``cls`` and its subclasses (as Prefect's state messages print them)."""
+    return {cls.__name__}.union(*(_error_names(sub) for sub in cls.__subclasses__()))
+
+
+class _TerminalFilterInstaller(logging.Filter):
+    """On the run loggers: puts :class:`_QuietExpectedErrors` on the root logger's handlers
+    (the terminal), once Prefect has configured them, before the first record reaches them."""
+
+    def __init__(self, quiet: _QuietExpectedErrors):
+        super().__init__()
+        self.quiet = quiet
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.logging.handlers import PrefectConsoleHandler
+
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.addFilter(self.quiet)  # once: addFilter skips a filter it has
         return True
 
 
+_TERMINAL_FILTER = _TerminalFilterInstaller(_QuietExpectedErrors())
+
+
 def setup(state: CliState) -> None:
-    """Prefect's environment for a command-line run, and quiet logs for expected errors."""
+    """Prefect's environment for a command-line run (its own Prefect home unless the user
+    points at a server: :func:`tasks.server_start.private_prefect_home`), and expected
+    errors printed once."""
+    from tasks.server_start import use_private_prefect_home
+
     for key, value in PREFECT_ENV.items():
         os.environ.setdefault(key, value)
+    use_private_prefect_home()
     if not state.debug:
-        for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine",
-                     "prefect.flow_engine"):
-            logging.getLogger(name).addFilter(_QuietExpectedErrors())
+        for name in RUN_LOGGERS:
+            logging.getLogger(name).addFilter(_TERMINAL_FILTER)
 
 
 class FlowServer:
@@ -119,10 +169,12 @@ class FlowServer:
             self.server.stop()
             self.server = None
             return
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
-        # kept (a dropped generator context would exit): in force for the rest of the process
-        self.settings = temporary_settings(updates={PREFECT_API_URL: self.server.api_url})
+        # kept (a dropped generator context would exit): in force for the rest of the process;
+        # no UI URL: "View at <url>" would name a server that stops with the command
+        self.settings = temporary_settings(updates={PREFECT_API_URL: self.server.api_url,
+                                                    PREFECT_UI_URL: ""})
         self.settings.__enter__()
         self.active = True
 
@@ -272,9 +324,9 @@ def load_config_file(path: Path | None) -> dict:
     return data
 
 
-def project_defaults(*, cwd: Path | None = None, env: dict | None = None) -> dict:
+def project_sources(*, cwd: Path | None = None, env: dict | None = None) -> dict:
     """``registry`` and ``name`` from ``./rareflow.yaml``, overridden by ``RAREFLOW_REGISTRY``
-    and ``RAREFLOW_NAME``: the defaults every command starts from.
+    and ``RAREFLOW_NAME``, each as (value, where it came from).
 
     Raises:
         ConfigError: the project file holds anything else.
@@ -282,15 +334,41 @@ def project_defaults(*, cwd: Path | None = None, env: dict | None = None) -> dic
     out: dict = {}
     path = Path(cwd or Path.cwd()) / PROJECT_FILE
     if path.is_file():
-        out = load_config_file(path)
-        unknown = sorted(set(out) - set(PROJECT_KEYS))
+        found = load_config_file(path)
+        unknown = sorted(set(found) - set(PROJECT_KEYS))
         if unknown:
             raise ConfigError(f"{PROJECT_FILE} holds the project's defaults "
                               f"{sorted(PROJECT_KEYS)} only; got {unknown}: move them to a "
                               "--config file")
+        out = {key: (value, str(path)) for key, value in found.items()}
     env = os.environ if env is None else env
-    out.update({key: env[var] for key, var in PROJECT_KEYS.items() if env.get(var)})
+    out.update({key: (env[var], f"${var}") for key, var in PROJECT_KEYS.items()
+                if env.get(var)})
     return out
+
+
+def project_defaults(*, cwd: Path | None = None, env: dict | None = None) -> dict:
+    """``registry`` and ``name`` from ``./rareflow.yaml``, overridden by ``RAREFLOW_REGISTRY``
+    and ``RAREFLOW_NAME``: the defaults every command starts from (see
+    :func:`project_sources`)."""
+    return {key: value for key, (value, _) in project_sources(cwd=cwd, env=env).items()}
+
+
+def project_origin(config_file: Path | None, flags: dict) -> str | None:
+    """Where a command's ``registry`` and ``name`` came from, when not both from flags: the
+    config file, ``$RAREFLOW_*``, ``./rareflow.yaml`` or the defaults (one phrase)."""
+    if all(flags.get(key) is not None for key in PROJECT_KEYS):
+        return None
+    from_file = load_config_file(config_file)
+    project = project_sources()
+    where = {}
+    for key in PROJECT_KEYS:
+        where[key] = (f"--{key}" if flags.get(key) is not None
+                      else f"--config {config_file}" if key in from_file
+                      else project[key][1] if key in project else "the default")
+    if where["registry"] == where["name"]:
+        return where["name"]
+    return f"registry from {where['registry']}, name from {where['name']}"
 
 
 def remember_project(registry: str, name: str, *, cwd: Path | None = None) -> str:
@@ -321,8 +399,12 @@ def resolve_schema_model(spec: str | None, config_file: Path | None) -> str | No
 
 def build_config(model: type[BaseModel], config_file: Path | None, flags: dict):
     """Merge the project defaults, a config file and command-line flags (flags win, then the
-    config file, then ``RAREFLOW_*`` variables, then ``rareflow.yaml``; None: not given)."""
-    data = {**project_defaults(), **load_config_file(config_file)}
+    config file, then ``RAREFLOW_*`` variables, then ``rareflow.yaml``; None: not given).
+
+    A command whose config has no ``registry`` (``ingest``) takes only the ``name`` of the
+    project defaults."""
+    defaults = {k: v for k, v in project_defaults().items() if k in model.model_fields}
+    data = {**defaults, **load_config_file(config_file)}
     if "schema_model" in data:
         data["schema_model"] = resolve_schema_model(data["schema_model"], config_file)
     paths = field_paths(model)
@@ -352,3 +434,4 @@ def parse_class_weight(text: str | None):
     if not isinstance(value, dict):
         raise problem
     return value
+

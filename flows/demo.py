@@ -3,7 +3,6 @@ score → monitor. The default `rareflow demo` is the loop on a data source (flo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,27 +32,13 @@ def make_files(base: Path, rows: int) -> dict[str, Path]:
                                      ("drifted", 2, True))}
 
 
-def demo_signing_key(base: Path, say: Callable[[str], None]) -> None:
-    """With no signing key configured, use (or make) one in the demo's folder, for this
-    process only: the demo's registry is signed like any other."""
-    from tasks.signing import (
-        KEY_FILE_ENV,
-        allow_unsigned,
-        generate_key,
-        signing_key,
-        write_key_file,
-    )
+def demo_signing_key(registry: str, say: Callable[[str], None]) -> None:
+    """The demo signs its models like any other run: with the configured key, else the
+    user's key file (made now if missing), which every later command and ``load_model`` find
+    by themselves; never a key inside the demo's folder."""
+    from flows.cli_preflight import ensure_signing_key
 
-    if signing_key() is not None or allow_unsigned():
-        return
-    path = base / "signing.key"
-    if not path.is_file():
-        base.mkdir(parents=True, exist_ok=True)
-        write_key_file(path, generate_key())
-        say(f"No signing key configured: made {path} to sign the demo's models")
-    else:
-        say(f"No signing key configured: signing the demo's models with {path}")
-    os.environ[KEY_FILE_ENV] = str(path)
+    ensure_signing_key(say, registry=registry, name=DEMO_NAME)
 
 
 def training_config(data: Path, *, size: DemoSize, registry: str,
@@ -73,7 +58,7 @@ def run_demo(base: Path, *, size: DemoSize, registry: str | None, time_budget_s:
     from flows.scoring import scoring_flow
 
     reg = registry or str(base / "registry")
-    demo_signing_key(base, say)
+    demo_signing_key(reg, say)
     paths = make_files(base, size.rows)
     say(f"Demo data ({size.rows} rows each; {size.n_folds} folds, up to "
         f"{size.max_candidates} candidates): {', '.join(str(p) for p in paths.values())}")
@@ -101,11 +86,11 @@ def run_demo(base: Path, *, size: DemoSize, registry: str | None, time_budget_s:
 
 
 def closing_lines(base: Path, reg: str, say: Callable[[str], None]) -> None:
-    """How to use the demo's models yourself: its signing key, and ./rareflow.yaml (so the
-    README's `rareflow models show v0001` works)."""
-    from tasks.signing import KEY_FILE_ENV
+    """How to use the demo's models yourself: the key they are signed with, and
+    ./rareflow.yaml (so the README's `rareflow models show v0001` works)."""
+    from tasks.signing import signing_key
 
-    if os.environ.get(KEY_FILE_ENV) == str(base / "signing.key"):
-        say(f"Its versions are signed with {base / 'signing.key'}: export "
-            f"{KEY_FILE_ENV}={base / 'signing.key'} to score or promote them yourself")
+    key = signing_key()
+    if key is not None:
+        say(f"Its versions are signed with the key from {key.source} (id {key.key_id})")
     say(remember_project(reg, DEMO_NAME))

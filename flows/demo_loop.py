@@ -123,7 +123,7 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
     from tasks.drift import drift_payload
 
     reg, source = registry or str(base / "registry"), base / "source"
-    demo_signing_key(base, say)
+    demo_signing_key(reg, say)
     start = demo_start()
     batches = make_batches(base, rows, start)
     say(f"Demo stream: {WEEKS} weeks of card transactions ({POSITIVE_RATE:.0%} fraud), labels "

@@ -90,6 +90,57 @@ class TemporaryServer:
                 self.process.wait()
 
 
+def private_prefect_home() -> dict[str, str]:
+    """The environment that gives a command-line run a Prefect home of rareflow's own
+    (``prefect`` in :func:`tasks.user_dirs.cache_dir`), or {} when the user chose otherwise.
+
+    Without it, the temporary server's database would be ``~/.prefect/prefect.db``, the one
+    the user's own ``prefect server start`` uses: its UI would list every throwaway run of
+    rareflow. Left alone: ``PREFECT_API_URL`` or ``PREFECT_HOME`` in the environment, or an
+    API URL or a home from Prefect's other sources (the active profile, ``prefect.toml``,
+    ``.env``), as Prefect's own settings resolve them. The user's profiles file stays in
+    force (``PREFECT_PROFILES_PATH``), so their other settings still apply, and so does their
+    ``logging.yml`` if they have one.
+    """
+    if os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_HOME"):
+        return {}
+    from tasks.user_dirs import cache_dir
+
+    base = cache_dir()
+    if base is None:
+        return {}
+    from prefect.settings import Settings  # imports Prefect: its settings are read below
+
+    settings = Settings()
+    if settings.api.url or "home" in settings.model_fields_set:
+        return {}
+    updates = {"PREFECT_HOME": str(base / "prefect"),
+               "PREFECT_PROFILES_PATH": str(settings.profiles_path)}
+    if Path(settings.logging.config_path).is_file():
+        updates["PREFECT_LOGGING_CONFIG_PATH"] = str(settings.logging.config_path)
+    return updates
+
+
+def use_private_prefect_home() -> dict[str, str]:
+    """Put :func:`private_prefect_home` in force for this process (its settings are read
+    again) and the servers and workers it starts; returns what was set."""
+    updates = private_prefect_home()
+    if updates:
+        from prefect.context import refresh_global_settings_context
+
+        from tasks.user_dirs import private_dir
+
+        try:
+            private_dir(Path(updates["PREFECT_HOME"]))
+        except OSError as exc:  # e.g. a read-only home: Prefect's own default, as before
+            logger.warning("Cannot use %s as rareflow's Prefect home (%s); using Prefect's "
+                           "default home", updates["PREFECT_HOME"], exc.strerror or exc)
+            return {}
+        os.environ.update(updates)
+        refresh_global_settings_context()
+    return updates
+
+
 def start_temporary_server(env: dict | None = None) -> TemporaryServer | None:
     """Start Prefect's temporary server now, unless ``PREFECT_API_URL`` or
     ``PREFECT_SERVER_EPHEMERAL_ENABLED=false`` is in the environment (None then).

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from schemas.errors import IntegrityError
 from tasks.files import dumps, fsync_dir, write_bytes_atomic
+from tasks.signing import key_hint
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +146,13 @@ def read_identity(root: Path, key) -> str | None:
                              "a backup") from exc
     if key is not None and not hmac.compare_digest(
             str(doc.get(MAC, "")), _mac(key.secret, "registry", {"registry": registry_id}, doc)):
-        raise IntegrityError(f"registry identity {str(path)!r} is not signed with the "
-                             f"configured key (from {key.source}): use the registry's key, or "
-                             "restore the file from a backup")
+        wanted = str(doc.get("key_id"))
+        if wanted != key.key_id:  # the registry's key is another: say where it may be
+            raise IntegrityError(f"registry {str(root)!r} is signed with another key (id "
+                                 f"{wanted}) than the one in use (id {key.key_id}, from "
+                                 f"{key.source}): {key_hint(Path(root), wanted)}")
+        raise IntegrityError(f"registry identity {str(path)!r} does not match its signature: "
+                             "restore it from a backup")
     return registry_id
 
 

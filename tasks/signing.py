@@ -10,9 +10,11 @@ as another) under a secret key. Loading checks the HMAC and each file's sha256 *
 anything is unpickled.
 
 The key comes from, in this order: ``RAREFLOW_SIGNING_KEY`` (the key itself),
-``RAREFLOW_SIGNING_KEY_FILE`` (a file holding it) or ``RAREFLOW_SIGNING_KEY_BLOCK`` (the name
-of a Prefect Secret block). ``rareflow keygen`` makes one. Unsigned versions (written by
-rareflow 0.1, or with no key) load only when ``RAREFLOW_ALLOW_UNSIGNED=1``, with a warning
+``RAREFLOW_SIGNING_KEY_FILE`` (a file holding it), ``RAREFLOW_SIGNING_KEY_BLOCK`` (the name
+of a Prefect Secret block), else the user's key file ``signing.key`` in their config folder
+(:func:`tasks.user_dirs.config_dir`), which the first ``rareflow train`` or ``rareflow demo``
+with no key creates (:func:`ensure_key`), never inside a registry. Unsigned versions (written
+by rareflow 0.1, or with no key) load only when ``RAREFLOW_ALLOW_UNSIGNED=1``, with a warning
 each time; ``rareflow models sign`` signs them after checking their recorded sha256s.
 """
 
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.errors import IntegrityError, RegistryError
+from tasks.user_dirs import config_dir, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +45,11 @@ FORMAT = 1
 FORMAT_WITH_REGISTRY = 2  # the signature also covers the registry's identity
 FORMATS = (FORMAT, FORMAT_WITH_REGISTRY)
 MIN_KEY_CHARS = 32
-NO_KEY_HELP = (f"set {KEY_ENV} (or {KEY_FILE_ENV}, or {KEY_BLOCK_ENV} naming a Prefect Secret "
-               "block); `rareflow keygen` makes a key")
+KEY_FILE_NAME = "signing.key"
+MAX_KEY_FILE_BYTES = 4096
+NO_KEY_HELP = (f"set {KEY_FILE_ENV} (or {KEY_ENV}, or {KEY_BLOCK_ENV} naming a Prefect Secret "
+               "block) to the key this registry is signed with; with none set, a first "
+               "`rareflow train` or `rareflow demo` creates one in the user's config folder")
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,12 @@ def write_key_file(path: Path, key: str) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(key + "\n")
     return path
+
+
+def user_key_path(env: Mapping[str, str] | None = None) -> Path | None:
+    """Where the user's own key lives: ``signing.key`` in their rareflow config folder."""
+    folder = config_dir(env)
+    return folder / KEY_FILE_NAME if folder else None
 
 
 def _checked(text: str, source: str) -> SigningKey:
@@ -116,7 +128,51 @@ def signing_key(env: Mapping[str, str] | None = None) -> SigningKey | None:
         return _checked(text, f"file {str(path)!r}")
     if env.get(KEY_BLOCK_ENV):
         return _key_from_block(env[KEY_BLOCK_ENV])
+    path = user_key_path(env)
+    if path is not None and path.is_file():
+        try:
+            return _checked(path.read_text(encoding="utf-8"), f"the user key file {str(path)!r}")
+        except OSError as exc:
+            raise RegistryError(f"cannot read the user key file {str(path)!r}: "
+                                f"{exc.strerror or exc}; fix its permissions or set "
+                                f"{KEY_FILE_ENV}") from exc
     return None
+
+
+def ensure_key(env: Mapping[str, str] | None = None) -> tuple[SigningKey | None, Path | None]:
+    """The configured key, or a new one written to the user's key file when none is
+    configured; returns (key, path of the file just created, or None).
+
+    Nothing is created when ``RAREFLOW_ALLOW_UNSIGNED=1`` asks for unsigned versions (key
+    None then). The file is created atomically (a private temporary file hard-linked into
+    place), so two first runs at once end up with the same key.
+
+    Raises:
+        RegistryError: a configured key is unreadable, or the key file cannot be written.
+    """
+    env = os.environ if env is None else env
+    key = signing_key(env)
+    if key is not None or allow_unsigned(env):
+        return key, None
+    path = user_key_path(env)
+    if path is None:
+        raise RegistryError(f"no signing key is configured and there is no home folder to keep "
+                            f"one in: {NO_KEY_HELP}")
+    try:
+        private_dir(path.parent)
+        temporary = write_key_file(path.parent / f".{KEY_FILE_NAME}.{secrets.token_hex(8)}",
+                                   generate_key())
+        try:
+            os.link(temporary, path)
+            created = path
+        except FileExistsError:  # another first run won: use its key
+            created = None
+        finally:
+            temporary.unlink(missing_ok=True)
+    except OSError as exc:
+        raise RegistryError(f"cannot create the signing key file {str(path)!r} "
+                            f"({exc.strerror or exc}): {NO_KEY_HELP}") from exc
+    return signing_key(env), created
 
 
 def allow_unsigned(env: Mapping[str, str] | None = None) -> bool:
@@ -155,8 +211,53 @@ def check_registry(document: dict, registry: str | None, *, where: str) -> None:
                              "refusing to load the version")
 
 
+def _file_key_id(path: Path) -> str | None:
+    """The public id of the key a file holds (None: unreadable or not a key)."""
+    try:
+        if path.stat().st_size > MAX_KEY_FILE_BYTES:
+            return None
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return SigningKey(text.encode("utf-8"), str(path)).key_id if len(text) >= MIN_KEY_CHARS \
+        else None
+
+
+def key_files_near(folder: Path, *, cwd: Path | None = None,
+                   env: Mapping[str, str] | None = None) -> list[Path]:
+    """Key files someone may have meant for a version folder: ``signing.key`` in it and in
+    up to five folders above it (the registry and the folder holding it, e.g. a
+    ``rareflow-demo/`` of an older demo), in the working folder and its ``rareflow-demo/``,
+    and the user's key file; the ones that exist, each once."""
+    cwd = Path.cwd() if cwd is None else cwd
+    folder = Path(folder).absolute()
+    places = [folder, *list(folder.parents)[:5], cwd, cwd / "rareflow-demo"]
+    found = [p / KEY_FILE_NAME for p in places] + [user_key_path(env)]
+    out: list[Path] = []
+    for path in found:
+        if path is not None and path.is_file() and path.resolve() not in \
+                {p.resolve() for p in out}:
+            out.append(path)
+    return out
+
+
+def key_hint(folder: Path, wanted_id: str | None, *, env: Mapping[str, str] | None = None,
+             cwd: Path | None = None) -> str:
+    """What to do when a version's key is not the one in use: the nearby key file with the
+    id it was signed with, if one exists (never the key itself)."""
+    candidates = key_files_near(folder, cwd=cwd, env=env)
+    for path in candidates:
+        if wanted_id and _file_key_id(path) == wanted_id:
+            return f"the key file {str(path)!r} has that id: set {KEY_FILE_ENV}={path}"
+    looked = (f" (no key file found nearby has it: {', '.join(map(str, candidates))})"
+              if candidates else "")
+    return f"set {KEY_FILE_ENV} (or {KEY_ENV}, or {KEY_BLOCK_ENV}) to the key it was signed " \
+           f"with{looked}"
+
+
 def check_signature(document, key: SigningKey, *, name: str, version: str,
-                    where: str, registry: str | None = None) -> dict[str, str]:
+                    where: str, registry: str | None = None,
+                    folder: Path | None = None) -> dict[str, str]:
     """Check a signature document's HMAC; return its manifest (file name -> sha256).
 
     Raises:
@@ -177,13 +278,16 @@ def check_signature(document, key: SigningKey, *, name: str, version: str,
     body["name"], body["version"] = name, version  # a signature is only valid where it was made
     expected = hmac.new(key.secret, _message(body), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, str(document["signature"])):
-        other = document["key_id"] != key.key_id
-        why = (f"it was signed with another key (id {document['key_id']}; the configured key "
-               f"from {key.source} has id {key.key_id})" if other else
-               "its signature does not match its content: the version was altered after it "
-               "was signed, or copied from another name or version")
-        raise IntegrityError(f"{where}: {SIGNATURE_FILE} is invalid: {why}; refusing to load "
-                             "the version")
+        if document["key_id"] != key.key_id:
+            hint = key_hint(folder, str(document["key_id"])) if folder is not None else \
+                f"set {KEY_FILE_ENV} to the key it was signed with"
+            raise IntegrityError(f"{where}: signed with another key (id {document['key_id']}) "
+                                 f"than the one in use (id {key.key_id}, from {key.source}); "
+                                 f"refusing to load the version: {hint}")
+        raise IntegrityError(f"{where}: {SIGNATURE_FILE} is invalid: its signature does not "
+                             "match its content: the version was altered after it was signed, "
+                             "or copied from another name or version; refusing to load the "
+                             "version")
     return dict(document["files"])
 
 

@@ -114,11 +114,13 @@ class VersionFiles:
             signing.unsigned_warning(self.where)
             return None
         if self.key is None:
-            raise RegistryError(f"{self.where} is signed but no signing key is configured to "
-                                f"check it: {signing.NO_KEY_HELP}")
+            wanted = document.get("key_id") if isinstance(document, dict) else None
+            raise RegistryError(f"{self.where} is signed (key id {wanted}) but no signing key "
+                                "is configured to check it: "
+                                f"{signing.key_hint(self.folder, wanted)}")
         manifest = signing.check_signature(document, self.key, name=self.name,
                                            version=self.version, where=self.where,
-                                           registry=self.registry_id)
+                                           registry=self.registry_id, folder=self.folder)
         for required in (MODEL_FILE, METADATA_FILE):
             if required not in manifest:
                 raise IntegrityError(f"{self.where}: {signing.SIGNATURE_FILE} does not cover "

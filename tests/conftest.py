@@ -12,6 +12,10 @@ import pytest
 # Each session gets its own Prefect home and no telemetry; set before prefect is imported.
 _HOME = tempfile.mkdtemp(prefix="rareflow-prefect-")
 os.environ["PREFECT_HOME"] = _HOME
+# ... and its own user folders: no test reads or creates the developer's own key file
+# (~/.config/rareflow/signing.key) or writes their cache.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="rareflow-config-")
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="rareflow-cache-")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")

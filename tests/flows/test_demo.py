@@ -1,5 +1,6 @@
-"""`rareflow demo --tables` with no signing key configured: it makes its own key, and its first
-model passes the bound gates and is promoted."""
+"""`rareflow demo --tables` with no signing key configured: it makes the user's key (in the
+user's config folder, never in the demo's folder), and its first model passes the bound gates
+and is promoted."""
 
 from __future__ import annotations
 
@@ -18,20 +19,23 @@ pytestmark = pytest.mark.slow
 def test_demo_without_a_key_signs_and_promotes_its_first_model(prefect_harness, tmp_path,
                                                                monkeypatch):
     """Check that the table demo, run as `rareflow demo --tables` runs it, with no key set,
-    exits 0, signs its versions with a key it makes in its folder, and promotes v0001 under
-    the bound gates."""
+    exits 0, signs its versions with the user's key it makes in $XDG_CONFIG_HOME/rareflow
+    (none in the demo's folder, nothing to export), and promotes v0001 under the bound
+    gates."""
     for name in (signing.KEY_ENV, signing.KEY_FILE_ENV, signing.KEY_BLOCK_ENV,
                  signing.ALLOW_UNSIGNED_ENV):
-        monkeypatch.setenv(name, "")  # restored afterwards, also the key file the demo sets
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.chdir(tmp_path)  # the demo writes ./rareflow.yaml for the README's commands
     said: list[str] = []
     code = run_demo(tmp_path, size=DEMO_QUICK, registry=None, time_budget_s=600,
                     train=run_training, say=said.append)
     assert code == EXIT_OK, "\n".join(said)
-    key_file = tmp_path / "signing.key"
+    key_file = tmp_path / "config" / "rareflow" / "signing.key"
     assert key_file.is_file() and (key_file.stat().st_mode & 0o077) == 0
-    assert any(f"made {key_file}" in line for line in said)
-    assert any(f"{signing.KEY_FILE_ENV}={key_file}" in line for line in said)
+    assert list(tmp_path.rglob("*.key")) == [key_file]  # none in the demo's folder
+    assert sum(f"made one in {key_file}" in line for line in said) == 1
+    assert not any("export" in line for line in said)
     reg = Registry(tmp_path / "registry", DEMO_NAME)
     first = reg.metadata("v0001")["verdict"]
     assert first["status"] == "passed", first["gates"]

@@ -3,8 +3,11 @@ commands shown after the demo, in a folder laid out as `rareflow demo` leaves it
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,22 @@ def test_python_blocks_run(demo_folder, monkeypatch, capsys):
         exec(compile(body, str(README), "exec"), {"__name__": "__readme__"})
     out = capsys.readouterr().out
     assert "1 - normalised cost:" in out and "precision" in out
+
+
+def test_python_snippet_runs_as_printed_with_the_users_key(demo_folder, tmp_path):
+    """Check that the README's `load_model` block runs as printed in a new process with no
+    key exported: it finds the key `rareflow demo` keeps in the user's config folder (here
+    the key the fixture's versions were signed with, where a first demo writes it)."""
+    key_file = tmp_path / "config" / "rareflow" / "signing.key"
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text(os.environ["RAREFLOW_SIGNING_KEY"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAREFLOW_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    body = next(b for b in blocks("python") if "load_model" in b)
+    done = subprocess.run([sys.executable, "-c", body], cwd=demo_folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1 - normalised cost:" in done.stdout
 
 
 def test_models_commands_run_as_written(demo_folder, monkeypatch):
