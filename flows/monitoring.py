@@ -23,6 +23,7 @@ from tasks.drift import (
     write_summary_task,
 )
 from tasks.monitor_state import read_state, record_check, since_last_check
+from tasks.outcome import monitoring_outcome
 from tasks.plots import monitoring_plots_task
 from tasks.registry import Registry
 from tasks.reports import data_drift_report_task, data_drift_summary, save_reports_task
@@ -67,4 +68,4 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
     record_check(registry.dir, result, lock=registry.lock)
     monitoring_plots_task(registry.dir, result, batch, reference)
     publish(result)
-    return result
+    return monitoring_outcome(result)

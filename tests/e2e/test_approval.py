@@ -102,7 +102,9 @@ def test_approval_through_the_api(prefect_server, e2e_data, tmp_path, approve, r
     assert reason in gate["detail"] and verdict["approval"]["reason"] == reason
     assert (reg.champion() or {}).get("version") == ("v0001" if approve else None)
     with prefect_server.client() as client:
-        assert client.read_flow_run(run.id).state.is_completed()
+        final = client.read_flow_run(run.id).state  # a rejection is a Failed state, named
+        assert (final.type.value, final.name) == (("COMPLETED", "Completed") if approve
+                                                  else ("FAILED", "Rejected"))
 
 
 def test_ui_shows_the_approval_form(prefect_server, e2e_data, tmp_path, browser):  # noqa: F811

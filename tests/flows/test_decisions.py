@@ -10,6 +10,7 @@ from schemas.config import TrainingConfig
 from schemas.demo import LABEL
 from schemas.errors import ConfigError, ValidationFailed
 from tasks.demo import make_demo_data
+from tasks.outcome import run_summary
 from tasks.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -70,10 +71,9 @@ def test_money_costs_and_alert_budget(prefect_harness, tmp_path):
 
     batch = make_demo_data(4000, positive_rate=0.05, seed=9)
     batch.to_csv(tmp_path / "batch.csv", index=False)
-    watched = monitoring_flow(MonitoringConfig(data=str(tmp_path / "batch.csv"),
-                                               registry=str(tmp_path / "reg"), name="small",
-                                               version="latest", emit_events=False,
-                                               min_positives=5))
+    watched = run_summary(monitoring_flow(MonitoringConfig(
+        data=str(tmp_path / "batch.csv"), registry=str(tmp_path / "reg"), name="small",
+        version="latest", emit_events=False, min_positives=5), return_state=True))
     model = load_model(tmp_path / "reg", "small", version="latest")
     miss = (batch[LABEL] == 1).to_numpy() & (model.decide(batch) == 0)
     fp = (batch[LABEL] == 0).to_numpy() & (model.decide(batch) == 1)

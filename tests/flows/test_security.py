@@ -16,6 +16,7 @@ from schemas.config import Gates, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
 from schemas.errors import EXIT_BAD_INPUT, EXIT_REGISTRY
 from tasks.demo import make_demo_data
+from tasks.outcome import run_summary
 from tasks.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -95,13 +96,13 @@ def test_preflight_fails_in_seconds_before_reading_data(prefect_harness, tmp_pat
 
 def test_approval_without_an_answer_rejects(trained, tmp_path):
     """Check that a manual approval nobody answers rejects the candidate when the timeout
-    passes: registered as rejected with the reason, the champion unchanged, the run
-    completed (not failed)."""
+    passes: registered as rejected with the reason, the champion unchanged, the run in a
+    Failed state named Rejected."""
     registry = tmp_path / "registry"
     gates = Gates(approval="manual", approval_timeout_s=2, bootstrap_samples=500)
     state = training_flow(config(trained["data"], registry, gates=gates), return_state=True)
-    assert state.is_completed(), state.message
-    result = state.result()
+    assert state.is_failed() and state.name == "Rejected", state.message
+    result = run_summary(state)
     assert result["status"] == "rejected" and not result["promoted"]
     gate = Registry(registry, NAME).metadata("v0001")["verdict"]["gates"][-1]
     assert gate["gate"] == "manual_approval" and not gate["passed"]

@@ -159,3 +159,21 @@ def test_models_list_shows_signature_and_sign_signs_old_versions(tmp_path):
     assert cli(reg, "sign")[1].count("already signed") == 5
     code, out = cli(reg, "show", "v0001", "--json")
     assert code == EXIT_OK and json.loads(out)["version"] == "v0001"
+
+
+def test_models_list_checks_the_model_bytes(reg):
+    """Check that `models list` hashes each version's model.joblib against its signed sha256
+    (without unpickling it): a tampered model is listed INVALID with what failed, never as
+    signature ok, while an intact version beside it stays ok."""
+    from tasks.registry import MODEL_FILE
+
+    intact, tampered = reg.register(Model(1), meta()), reg.register(Model(2), meta())
+    path = reg.version_dir(tampered) / MODEL_FILE
+    path.write_bytes(path.read_bytes() + b"\0")
+    code, out = cli(reg, "list")
+    assert code == EXIT_OK
+    rows = {line.split()[0]: line for line in out.splitlines()
+            if line.strip().startswith("v000")}
+    assert " ok " in rows[intact] and " ok " not in rows[tampered]
+    assert "INVALID" in rows[tampered]
+    assert f"INVALID fraud {tampered}: model.joblib does not match its signed sha256" in out
