@@ -17,6 +17,7 @@ import typer
 
 from flows.cli_models import keygen, models_app, schema_app
 from flows.cli_reports import reports_app
+from flows.cli_sections import section_options
 from flows.cli_support import (
     CliState,
     ConfigFile,
@@ -96,16 +97,18 @@ def run_training(config: T, server: FlowServer | None = None, trigger=None) -> i
 
     ``trigger`` is the event a deployment trigger would pass (its source and as_of win)."""
     from flows.training import training_flow
+    from tasks.outcome import run_summary
 
     if server is not None:
         server.activate()
-    result = training_flow(config, trigger=trigger)
+    result = run_summary(training_flow(config, trigger=trigger, return_state=True))
     print_training_summary(result)
     return EXIT_OK if result["promoted"] else EXIT_REJECTED
 
 
 @app.command()
 @reported
+@section_options(T, "gates", suffix="gate")  # --min-recall-gate, --max-normalised-cost-gate, ...
 def train(
     ctx: typer.Context,
     config: ConfigFile = None,
@@ -241,11 +244,12 @@ def monitor(
     """Judge minority-class recall on a labelled batch. Exit 0 no drift, 4 drift, 5 cannot judge."""
     server = FlowServer()  # boots while the monitoring modules and evidently import
     from flows.monitoring import monitoring_flow
+    from tasks.outcome import run_summary
 
     cfg = build_config(M, config, {k: v for k, v in ctx.params.items() if k != "config"})
     preload_reporting()
     server.activate()
-    result = monitoring_flow(cfg)
+    result = run_summary(monitoring_flow(cfg, return_state=True))
     typer.echo(f"Reports: {result['reports']['folder']}")
     typer.echo(result["verdict"])
     return {"drift": EXIT_DRIFT, "cannot-judge": EXIT_CANNOT_JUDGE}.get(result["status"], EXIT_OK)

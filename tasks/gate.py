@@ -23,6 +23,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import Gates
+from tasks.threshold import alert_budget, capped_decisions
 
 logger = logging.getLogger(__name__)
 
@@ -220,13 +221,30 @@ def fair_rows(test_rows, *, champion_train, candidate_train) -> tuple[np.ndarray
     return mask, overlap
 
 
+def alert_capped(cand, champ, *, cand_scores, champ_scores, max_alert_rate) -> tuple:
+    """Both models' decisions within the same review capacity: at most ``max_alert_rate`` of
+    the compared rows flagged, each model's highest scores first; and what the cap changed."""
+    budget = alert_budget(len(cand), max_alert_rate)
+    if budget is None:
+        return cand, champ, None
+    cap = {"max_alert_rate": max_alert_rate, "alerts": budget,
+           "candidate_flagged": int(np.sum(cand)), "champion_flagged": int(np.sum(champ))}
+    if cand_scores is not None:
+        cand = capped_decisions(cand, cand_scores, budget)
+    if champ_scores is not None:
+        champ = capped_decisions(champ, champ_scores, budget)
+    return cand, champ, cap
+
+
 def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decisions,
                    champion_version: str | None, champion_error: str | None, fn_cost: float,
                    fp_cost: float, seed: int, fair: tuple | None = None,
-                   miss_costs=None) -> dict | None:
+                   miss_costs=None, cand_scores=None, champ_scores=None,
+                   max_alert_rate: float | None = None) -> dict | None:
     """Add the champion comparison's gates through ``gate``; returns the bootstrap figures.
 
-    ``fair`` is :func:`fair_rows`' (mask, overlap): the comparison uses only those rows.
+    ``fair`` is :func:`fair_rows`' (mask, overlap): the comparison uses only those rows. With
+    ``max_alert_rate`` both models flag at most that share of them (:func:`alert_capped`).
     """
     if champion_version is None:
         gate("champion_cost", True, None, None, "no champion yet: nothing to compare")
@@ -243,6 +261,8 @@ def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decision
         mask, overlap = fair
         y, cand, champ = y[mask], cand[mask], champ[mask]
         miss_costs = None if miss_costs is None else np.asarray(miss_costs)[mask]
+        cand_scores, champ_scores = (None if s is None else np.asarray(s)[mask]
+                                     for s in (cand_scores, champ_scores))
         positives = int(np.asarray(y).astype(bool).sum())
         overlap["fair_positives"] = positives
         left_out = (f"{overlap['champion_trained_on']} the champion trained on"
@@ -256,14 +276,19 @@ def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decision
              + ("" if enough else "; too few positives left to compare fairly"))
         if not enough:
             return {"champion": champion_version, "overlap": overlap}
+    cand, champ, cap = alert_capped(cand, champ, cand_scores=cand_scores,
+                                    champ_scores=champ_scores, max_alert_rate=max_alert_rate)
     comparison = paired_bootstrap(
         y, cand, champ, fn_cost=fn_cost, fp_cost=fp_cost, miss_costs=miss_costs,
         samples=gates.bootstrap_samples, confidence=gates.confidence, seed=seed)
-    comparison.update(champion=champion_version, overlap=overlap)
+    comparison.update(champion=champion_version, overlap=overlap, alert_cap=cap)
+    capped = ("" if cap is None else f"; both at most {cap['alerts']} alerts (max_alert_rate "
+              f"{max_alert_rate:g}; flagged before the cap: candidate {cap['candidate_flagged']}, "
+              f"champion {cap['champion_flagged']})")
     gate("champion_cost", comparison["cost_diff_upper"] <= gates.cost_margin,
          comparison["cost_diff_upper"], gates.cost_margin,
          f"upper {gates.confidence:.0%} bound of (candidate - champion) normalised cost; "
-         f"point estimate {comparison['cost_diff']:+.4f}", point=comparison["cost_diff"])
+         f"point estimate {comparison['cost_diff']:+.4f}{capped}", point=comparison["cost_diff"])
     gate("champion_recall", comparison["recall_drop_upper"] <= gates.recall_margin,
          comparison["recall_drop_upper"], gates.recall_margin,
          f"upper {gates.confidence:.0%} bound of (champion - candidate) recall; "
@@ -284,18 +309,35 @@ def candidate_bounds(gates: Gates, y_test, cand_scores, cand_decisions, *, fn_co
                                confidence=gates.confidence, seed=seed, miss_costs=miss_costs)
 
 
-def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None) -> None:
+def reachable_recall(metrics: dict, max_alert_rate: float | None) -> float | None:
+    """The highest recall any model can reach on the judged rows when it flags at most
+    ``max_alert_rate`` of them (None: no cap)."""
+    if max_alert_rate is None:
+        return None
+    return min(1.0, alert_budget(metrics["rows"], max_alert_rate) / max(metrics["positives"], 1))
+
+
+def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None,
+                   max_alert_rate: float | None = None) -> None:
     """Minimum recall, PR AUC above prevalence, maximum normalised cost: on the one-sided
-    bootstrap bounds when ``bounds`` is given, else on the point estimates."""
+    bootstrap bounds when ``bounds`` is given, else on the point estimates.
+
+    With a review capacity (``max_alert_rate``) below the prevalence no model can reach a
+    fixed recall: ``min_recall`` is then a share of the best recall the capacity allows.
+    """
     at = metrics["at_threshold"]
+    reach = reachable_recall(metrics, max_alert_rate)
     pr_floor = max(gates.min_pr_auc, metrics["prevalence"])
     figures = (("min_recall", "recall", at["recall"], "recall_lower", "lower"),
                ("min_pr_auc", "pr_auc", metrics["pr_auc"], "pr_auc_lower", "lower"),
                ("max_normalised_cost", "normalised_cost", at["normalised_cost"], "cost_upper",
                 "upper"))
-    limits = {"min_recall": gates.min_recall, "min_pr_auc": pr_floor,
-              "max_normalised_cost": gates.max_normalised_cost}
-    what = {"min_recall": "minority-class recall at the chosen threshold",
+    limits = {"min_recall": gates.min_recall * (1.0 if reach is None else reach),
+              "min_pr_auc": pr_floor, "max_normalised_cost": gates.max_normalised_cost}
+    within = ("" if reach is None or reach >= 1 else
+              f" (min_recall {gates.min_recall:g} x {reach:.4f}, the best recall within "
+              f"max_alert_rate {max_alert_rate:g})")
+    what = {"min_recall": f"minority-class recall at the chosen threshold{within}",
             "min_pr_auc": "PR AUC above the configured minimum and above prevalence "
                           "(a random ranking)",
             "max_normalised_cost": "test cost / cost of never flagging"}
@@ -310,22 +352,12 @@ def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None) ->
 
 
 def evaluate_gates(
-    metrics: dict,
-    gates: Gates,
-    *,
-    y_test=None,
-    cand_scores=None,
-    cand_decisions=None,
-    champ_decisions=None,
-    champion_version: str | None = None,
-    champion_error: str | None = None,
-    test_rows=None,
-    train_rows=None,
-    champion_train_rows=None,
-    fn_cost: float,
-    fp_cost: float,
-    seed: int = 0,
+    metrics: dict, gates: Gates, *, y_test=None, cand_scores=None, cand_decisions=None,
+    champ_decisions=None, champ_scores=None, champion_version: str | None = None,
+    champion_error: str | None = None, test_rows=None, train_rows=None,
+    champion_train_rows=None, fn_cost: float, fp_cost: float, seed: int = 0,
     miss_costs=None,  # each test row's cost of a miss (e.g. amounts); None: fn_cost
+    max_alert_rate: float | None = None,
 ) -> dict:
     """Judge a candidate: fixed minimums, then the champion comparison on fair rows.
 
@@ -333,6 +365,9 @@ def evaluate_gates(
         test_rows, train_rows: Content hashes of the candidate's test rows (one per row) and
             training rows; with ``champion_train_rows`` (None when the champion has none) the
             comparison leaves out rows either model trained on.
+        max_alert_rate: The review capacity (``costs.max_alert_rate``): ``min_recall`` is
+            judged against the best recall it allows, and both models' decisions in the
+            champion comparison are capped to it, each model's highest scores first.
 
     Returns:
         ``{"status": "passed" | "rejected" | "refused", "gates": [...], "comparison": ...,
@@ -355,7 +390,7 @@ def evaluate_gates(
         return {"status": "refused", "gates": rows, "comparison": None, "bounds": None}
     bounds = candidate_bounds(gates, y_test, cand_scores, cand_decisions, fn_cost=fn_cost,
                               fp_cost=fp_cost, seed=seed, miss_costs=miss_costs)
-    absolute_gates(gate, metrics, gates, bounds=bounds)
+    absolute_gates(gate, metrics, gates, bounds=bounds, max_alert_rate=max_alert_rate)
     fair = None
     if test_rows is not None and champion_version is not None and champion_error is None:
         fair = fair_rows(test_rows, champion_train=champion_train_rows,
@@ -364,7 +399,9 @@ def evaluate_gates(
                                 champ_decisions=champ_decisions,
                                 champion_version=champion_version,
                                 champion_error=champion_error, fn_cost=fn_cost,
-                                fp_cost=fp_cost, seed=seed, fair=fair, miss_costs=miss_costs)
+                                fp_cost=fp_cost, seed=seed, fair=fair, miss_costs=miss_costs,
+                                cand_scores=cand_scores, champ_scores=champ_scores,
+                                max_alert_rate=max_alert_rate)
     failed = {r["gate"] for r in rows if not r["passed"]}
     status = ("refused" if "champion_fair_rows" in failed else
               "rejected" if failed else "passed")
@@ -392,7 +429,7 @@ def gate_task(metrics: dict, gates: Gates, *, champion, **kwargs) -> dict:
                              champion_version=champion.version,
                              champion_error=champion.error,
                              champion_train_rows=getattr(champion, "train_rows", None),
-                             **kwargs)
+                             champ_scores=getattr(champion, "scores", None), **kwargs)
     create_table_artifact(
         key="gate-verdict",
         table=verdict_table(verdict).to_dict(orient="records"),
