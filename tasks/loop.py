@@ -15,6 +15,7 @@ from schemas.config import TrainingConfig, TriggerEvent
 from schemas.errors import ConfigError
 from tasks import events
 from tasks.scan import iso, resolve_as_of
+from tasks.source import check_time_options
 
 logger = logging.getLogger(__name__)
 
@@ -70,5 +71,6 @@ def run_config(config: TrainingConfig, trigger: TriggerEvent | None = None) -> T
     Raises:
         ConfigError: an unknown event, or an ``as_of`` in the future.
     """
+    check_time_options(config)  # as given: an event's as_of is the time it happened
     config = config_for_event(config, trigger)
     return config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})
