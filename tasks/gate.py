@@ -23,7 +23,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import Gates
-from tasks.threshold import alert_budget, capped_decisions
+from tasks.capacity import alert_capped, candidate_recall, reachable_recall
 
 logger = logging.getLogger(__name__)
 
@@ -58,25 +58,16 @@ def positive_misses(rng, pos, a_pos, b_pos, m, *, fn_cost: float, samples: int,
     return cand_tp, champ_tp, cand_missed, champ_missed, np.where(never > 0, never, 1.0)
 
 
-def paired_bootstrap(
-    y,
-    cand_decisions,
-    champ_decisions,
-    *,
-    fn_cost: float,
-    fp_cost: float,
-    samples: int,
-    confidence: float,
-    seed: int = 0,
-    miss_costs=None,
-) -> dict:
+def paired_bootstrap(y, cand_decisions, champ_decisions, *, fn_cost: float, fp_cost: float,
+                     samples: int, confidence: float, seed: int = 0, miss_costs=None) -> dict:
     """Bootstrap the candidate-minus-champion differences in normalised cost and recall.
 
     Rows are resampled with replacement within each class (so every resample has the test
     part's positive count) and both models are judged on the same resampled rows. Only the
     2x2 agreement counts per class matter, so each resample is a multinomial draw over those
     four cells: exact for the row bootstrap and fast for any number of rows. With
-    ``miss_costs`` (each row's cost of a miss, e.g. its amount) positives are drawn row by row.
+    ``miss_costs`` (each row's cost of a miss, e.g. its amount) positives are drawn row by row
+    and recall is in money (the share of the positives' cost caught), as the model was chosen.
 
     Returns:
         Point estimates and one-sided bounds: ``cost_diff_upper`` (candidate cost minus
@@ -104,10 +95,12 @@ def paired_bootstrap(
         rng, pos, a_pos, b_pos, m, fn_cost=fn_cost, samples=samples,
         per_row=miss_costs is not None)
     cost_diff = (cand_missed + fp_cost * cand_fp - champ_missed - fp_cost * champ_fp) / never
-    recall_drop = (champ_tp - cand_tp) / n_pos
+    money = miss_costs is not None  # recall in money: each positive weighs what it costs
+    recall_drop = (cand_missed - champ_missed) / never if money else (champ_tp - cand_tp) / n_pos
     point_cost = ((m @ (1 - a_pos) + fp_cost * neg_cells[:2].sum())
                   - (m @ (1 - b_pos) + fp_cost * neg_cells[[0, 2]].sum())) / max(m.sum(), 1e-300)
-    point_recall_drop = (pos_cells[[0, 2]].sum() - pos_cells[:2].sum()) / n_pos
+    point_recall_drop = ((m @ (1 - a_pos) - m @ (1 - b_pos)) / max(m.sum(), 1e-300) if money
+                         else (pos_cells[[0, 2]].sum() - pos_cells[:2].sum()) / n_pos)
     return {
         "samples": samples,
         "confidence": confidence,
@@ -163,8 +156,9 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     multinomials over the counts of :func:`ap_levels`): exact for the row bootstrap, and the
     cost grows with the positives, not the rows.
 
-    With ``miss_costs`` the cost bound resamples the positives row by row (each missed
-    positive at its own cost); recall and PR AUC are unchanged.
+    With ``miss_costs`` the cost and recall bounds resample the positives row by row (each
+    missed positive at its own cost; recall is the share of the positives' cost caught, in
+    the money the model was chosen in); PR AUC is unchanged.
 
     Returns:
         Point estimates with ``recall_lower``, ``pr_auc_lower`` (at ``1 - confidence``) and
@@ -179,11 +173,13 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     m = (np.full(n_pos, float(fn_cost)) if miss_costs is None
          else np.asarray(miss_costs, dtype=float)[y])
     hit = d[y].astype(float)
+    recall = tp / max(n_pos, 1)
     if miss_costs is None:
         cost = (fn_cost * (n_pos - tp) + fp_cost * fp) / (fn_cost * max(n_pos, 1))
-    else:
+    else:  # recall in money too: the share of the positives' cost the flags catch
         missed, never = positive_sums(rng, samples, [m * (1 - hit), m])
         cost = (missed + fp_cost * fp) / np.where(never > 0, never, 1.0)
+        recall = 1 - missed / np.where(never > 0, never, 1.0)
     pos, neg = ap_levels(y, scores)
     step = max(1, chunk // max(len(neg), 1))
     ap = np.concatenate([
@@ -193,8 +189,9 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     return {
         "samples": samples,
         "confidence": confidence,
-        "recall": float((y & d).sum() / max(n_pos, 1)),
-        "recall_lower": float(np.quantile(tp / max(n_pos, 1), 1 - confidence)),
+        "recall": float((y & d).sum() / max(n_pos, 1) if miss_costs is None
+                        else m @ hit / max(m.sum(), 1e-300)),
+        "recall_lower": float(np.quantile(recall, 1 - confidence)),
         "pr_auc": float(weighted_ap(pos, neg)),
         "pr_auc_lower": float(np.quantile(ap, 1 - confidence)),
         "normalised_cost": float((m @ (1 - hit) + fp_cost * (~y & d).sum())
@@ -219,21 +216,6 @@ def fair_rows(test_rows, *, champion_train, candidate_train) -> tuple[np.ndarray
                "candidate_trained_on": int(own.sum()),
                "champion_fingerprints": champion_train is not None}
     return mask, overlap
-
-
-def alert_capped(cand, champ, *, cand_scores, champ_scores, max_alert_rate) -> tuple:
-    """Both models' decisions within the same review capacity: at most ``max_alert_rate`` of
-    the compared rows flagged, each model's highest scores first; and what the cap changed."""
-    budget = alert_budget(len(cand), max_alert_rate)
-    if budget is None:
-        return cand, champ, None
-    cap = {"max_alert_rate": max_alert_rate, "alerts": budget,
-           "candidate_flagged": int(np.sum(cand)), "champion_flagged": int(np.sum(champ))}
-    if cand_scores is not None:
-        cand = capped_decisions(cand, cand_scores, budget)
-    if champ_scores is not None:
-        champ = capped_decisions(champ, champ_scores, budget)
-    return cand, champ, cap
 
 
 def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decisions,
@@ -309,26 +291,21 @@ def candidate_bounds(gates: Gates, y_test, cand_scores, cand_decisions, *, fn_co
                                confidence=gates.confidence, seed=seed, miss_costs=miss_costs)
 
 
-def reachable_recall(metrics: dict, max_alert_rate: float | None) -> float | None:
-    """The highest recall any model can reach on the judged rows when it flags at most
-    ``max_alert_rate`` of them (None: no cap)."""
-    if max_alert_rate is None:
-        return None
-    return min(1.0, alert_budget(metrics["rows"], max_alert_rate) / max(metrics["positives"], 1))
-
-
 def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None,
-                   max_alert_rate: float | None = None) -> None:
+                   max_alert_rate: float | None = None, y=None, decisions=None,
+                   miss_costs=None) -> None:
     """Minimum recall, PR AUC above prevalence, maximum normalised cost: on the one-sided
     bootstrap bounds when ``bounds`` is given, else on the point estimates.
 
-    With a review capacity (``max_alert_rate``) below the prevalence no model can reach a
-    fixed recall: ``min_recall`` is then a share of the best recall the capacity allows.
+    With per-row costs (``miss_costs``) recall is in money, as the model was chosen. With a
+    review capacity (``max_alert_rate``) that cannot reach every positive, ``min_recall`` is a
+    share of the best recall the capacity allows.
     """
     at = metrics["at_threshold"]
-    reach = reachable_recall(metrics, max_alert_rate)
+    reach = reachable_recall(metrics, max_alert_rate, y=y, miss_costs=miss_costs)
+    recall = candidate_recall(metrics, y=y, decisions=decisions, miss_costs=miss_costs)
     pr_floor = max(gates.min_pr_auc, metrics["prevalence"])
-    figures = (("min_recall", "recall", at["recall"], "recall_lower", "lower"),
+    figures = (("min_recall", "recall", recall, "recall_lower", "lower"),
                ("min_pr_auc", "pr_auc", metrics["pr_auc"], "pr_auc_lower", "lower"),
                ("max_normalised_cost", "normalised_cost", at["normalised_cost"], "cost_upper",
                 "upper"))
@@ -337,7 +314,8 @@ def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None,
     within = ("" if reach is None or reach >= 1 else
               f" (min_recall {gates.min_recall:g} x {reach:.4f}, the best recall within "
               f"max_alert_rate {max_alert_rate:g})")
-    what = {"min_recall": f"minority-class recall at the chosen threshold{within}",
+    unit = "" if miss_costs is None or y is None else " in money (each positive weighs its cost)"
+    what = {"min_recall": f"minority-class recall{unit} at the chosen threshold{within}",
             "min_pr_auc": "PR AUC above the configured minimum and above prevalence "
                           "(a random ranking)",
             "max_normalised_cost": "test cost / cost of never flagging"}
@@ -390,7 +368,8 @@ def evaluate_gates(
         return {"status": "refused", "gates": rows, "comparison": None, "bounds": None}
     bounds = candidate_bounds(gates, y_test, cand_scores, cand_decisions, fn_cost=fn_cost,
                               fp_cost=fp_cost, seed=seed, miss_costs=miss_costs)
-    absolute_gates(gate, metrics, gates, bounds=bounds, max_alert_rate=max_alert_rate)
+    absolute_gates(gate, metrics, gates, bounds=bounds, max_alert_rate=max_alert_rate, y=y_test,
+                   decisions=cand_decisions, miss_costs=miss_costs)
     fair = None
     if test_rows is not None and champion_version is not None and champion_error is None:
         fair = fair_rows(test_rows, champion_train=champion_train_rows,

@@ -48,13 +48,18 @@ def test_small_data_is_judged_on_nested_cv_and_promoted(prefect_harness, tmp_pat
 
 def test_money_costs_and_alert_budget(prefect_harness, tmp_path):
     """Check that with the amount as each row's miss cost and an alert budget the threshold
-    keeps the out-of-fold alert rate within budget and the metrics are in money."""
+    keeps the out-of-fold alert rate within budget, the metrics are in money, and the default
+    gates judge recall in money and promote it."""
     df = make_demo_data(8000, positive_rate=0.05, seed=6)
     path = tmp_path / "money.csv"
     df.to_csv(path, index=False)
     costs = {"fn_cost_column": "amount", "fp_cost": 5, "max_alert_rate": 0.04}
-    result = training_flow(_config(path, tmp_path / "reg", strategy=FAST, costs=costs,
-                                   split={"evidence": "test_part"}))
+    result = run_summary(training_flow(_config(path, tmp_path / "reg", strategy=FAST,
+                                               costs=costs, split={"evidence": "test_part"}),
+                                       return_state=True))
+    # the default gates judge it in its money and capacity (it was rejected on count recall)
+    recall_gate = next(g for g in result["verdict"]["gates"] if g["gate"] == "min_recall")
+    assert result["promoted"] and "recall in money" in recall_gate["detail"], recall_gate
     meta = Registry(tmp_path / "reg", "small").metadata(result["version"])
     at = meta["metrics"]["at_threshold"]
     assert meta["config"]["costs"]["fn_cost_column"] == "amount"

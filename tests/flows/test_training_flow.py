@@ -11,7 +11,7 @@ from flows.training import training_flow
 from schemas.config import Gates, ScoringConfig, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
 from schemas.errors import IntegrityError, ValidationFailed
-from tasks.outcome import FailedOutcome
+from tasks.outcome import FailedOutcome, run_summary
 from tasks.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -152,8 +152,8 @@ def test_test_rows_do_not_influence_training(prefect_harness, tmp_path, demo_sma
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     demo_small.to_csv(a, index=False)
     scrambled.to_csv(b, index=False)
-    ra = training_flow(config(a, tmp_path / "ra"))
-    rb = training_flow(config(b, tmp_path / "rb"))
+    ra = run_summary(training_flow(config(a, tmp_path / "ra"), return_state=True))
+    rb = run_summary(training_flow(config(b, tmp_path / "rb"), return_state=True))
     assert ra["threshold"] == rb["threshold"]
     fa = Registry(tmp_path / "ra", "fraud").metadata("v0001")["fingerprints"]
     fb = Registry(tmp_path / "rb", "fraud").metadata("v0001")["fingerprints"]

@@ -118,3 +118,28 @@ def test_every_gate_has_a_train_flag(monkeypatch, tmp_path):
     assert (gates.min_recall, gates.max_normalised_cost, gates.absolute_gates) == (
         0.05, 0.99, "point")
     assert gates.cost_margin == Gates().cost_margin and costs.min_recall == 0.2
+
+
+def test_recall_is_judged_in_money_with_per_row_costs():
+    """Check that with each positive's own cost min_recall judges the share of the money
+    caught (the model was chosen in money): flagging the few dear frauds passes although it
+    catches a fifth of them by count, and the capacity's best reach is in money too."""
+    n, pos = 4000, 100
+    y = np.zeros(n, dtype=int)
+    y[:pos] = 1
+    amount = np.where(np.arange(n) < 20, 1000.0, np.where(y == 1, 10.0, 0.0))  # 20 dear frauds
+    scores = np.where(np.arange(n) < 20, 0.9, 0.1)
+    decisions = scores >= 0.5
+    metrics = money_metrics(0.2, rows=n, positives=pos)
+    kwargs = dict(y_test=y, cand_scores=scores, cand_decisions=decisions, fn_cost=10,
+                  fp_cost=1, miss_costs=amount)
+    gate = next(g for g in evaluate_gates(metrics, POINT, **kwargs)["gates"]
+                if g["gate"] == "min_recall")
+    money = 20_000 / (20_000 + 80 * 10)
+    assert gate["passed"] and gate["point"] == pytest.approx(money)
+    assert "recall in money" in gate["detail"]
+    bound = evaluate_gates(metrics, Gates(bootstrap_samples=500), **kwargs)
+    assert bound["bounds"]["recall"] == pytest.approx(money)
+    capped = evaluate_gates(metrics, POINT, max_alert_rate=0.0025, **kwargs)  # 10 alerts
+    gate = next(g for g in capped["gates"] if g["gate"] == "min_recall")
+    assert gate["limit"] == pytest.approx(0.3 * 10_000 / 20_800)  # the 10 dearest frauds
