@@ -69,7 +69,8 @@ def run_config(config: TrainingConfig, trigger: TriggerEvent | None = None) -> T
     when not given), so the version's metadata says exactly which window it was trained on.
 
     Raises:
-        ConfigError: an unknown event, or an ``as_of`` in the future.
+        ConfigError: an unknown event, an ``as_of`` in the future, or an ``as_of`` or time
+            window given for a source that dates no row (no time column, no dated partitions).
     """
     check_time_options(config)  # as given: an event's as_of is the time it happened
     config = config_for_event(config, trigger)
