@@ -29,12 +29,13 @@ from tasks.registry import Registry
 from tasks.reports import data_drift_report_task, data_drift_summary, save_reports_task
 from tasks.scan import iso, resolve_as_of
 from tasks.score import load_model_task, reference_task, scored_batch_task
-from tasks.source import monitoring_window_task
+from tasks.source import check_time_options, monitoring_window_task
 
 
 @flow(name="rareflow-monitor", validate_parameters=True)
 def monitoring_flow(config: MonitoringConfig) -> dict:
     """Compare a labelled batch with a version's reference: recall drift, cost, data drift."""
+    check_time_options(config)  # an as_of or window the source can honour
     config = config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})
     registry = Registry(config.registry, config.name)
     model, meta = load_model_task(registry, config.version)

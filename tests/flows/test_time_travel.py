@@ -22,7 +22,8 @@ def cli(*args: str):
 def test_train_as_of_reads_only_the_partitions_dated_before_it(prefect_harness, tmp_path):
     """Check that `rareflow train --as-of 2000-01-01` on hive partitions date=1997-07-01/ to
     date=2002-07-01/ without a time column trains on 1997-1999 only (the lineage lists exactly
-    those files), and that --as-of on a plain file without any time is refused in one line."""
+    those files), and that --as-of (train) or --window (monitor) on a plain file without any
+    time is refused in one line."""
     rng = np.random.default_rng(0)
     root = tmp_path / "years"
     for day in YEARS:
@@ -50,3 +51,7 @@ def test_train_as_of_reads_only_the_partitions_dated_before_it(prefect_harness, 
     assert len(error) == 1 and "as_of 2000-01-01 needs each row's time" in error[0]
     assert "--time-column" in error[0]
     assert Registry(registry, "years").version_ids() == ["v0001"]
+    run = cli("monitor", "--data", str(plain), "--window", "30d", "--registry", str(registry),
+              "--name", "years")
+    assert run.exit_code == EXIT_BAD_INPUT, run.output
+    assert "window 30d needs each row's time" in run.output
