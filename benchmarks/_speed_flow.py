@@ -18,6 +18,7 @@ warm_up()  # starts Prefect's ephemeral server
 start = time.perf_counter() - t0
 from flows.training import training_flow  # noqa: E402  (after the server start)
 from schemas.config import StrategyConfig, TrainingConfig  # noqa: E402
+from tasks.outcome import run_summary  # noqa: E402
 
 path, label, registry = sys.argv[1:4]
 extra = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}  # e.g. a source's time_column
@@ -36,7 +37,7 @@ rss_before_data = rss_mb()
 t1 = time.perf_counter()
 state = training_flow(cfg, return_state=True)
 seconds = time.perf_counter() - t1
-result = state.result()
+result = run_summary(state)
 m = result["metrics"]
 
 

@@ -107,8 +107,10 @@ class Replay:
 
     def train(self, policy: str, as_of: str, trigger=None) -> dict:
         from flows.training import training_flow
+        from tasks.outcome import run_summary
 
-        result = training_flow(self.config(policy, as_of), trigger=trigger)
+        result = run_summary(training_flow(self.config(policy, as_of), trigger=trigger,
+                                           return_state=True))
         self.counts[policy]["retrainings"] += 1
         self.counts[policy]["promotions"] += int(result["promoted"])
         return result
@@ -146,10 +148,11 @@ class Replay:
         from schemas.config import MonitoringConfig, TriggerEvent
         from tasks import events
         from tasks.drift import drift_payload
+        from tasks.outcome import run_summary
 
-        result = monitoring_flow(MonitoringConfig(
+        result = run_summary(monitoring_flow(MonitoringConfig(
             data=str(self.source), registry=str(self.registries["rareflow"]), name=NAME,
-            window=WINDOW, as_of=as_of, drift_sample_rows=2000, **MATURITY))
+            window=WINDOW, as_of=as_of, drift_sample_rows=2000, **MATURITY), return_state=True))
         est = result["estimate"] or {}
         check = {"status": result["status"], "p_value": result["decision"]["p_value"],
                  "matured_positives": result["batch"]["positives"],

@@ -19,6 +19,7 @@ from flows.cli_deploy import deploy_app
 from flows.cli_models import decision_line, keygen, models_app, schema_app
 from flows.cli_preflight import before_training
 from flows.cli_reports import reports_app
+from flows.cli_sections import section_options
 from flows.cli_support import (
     CliState,
     ConfigFile,
@@ -101,10 +102,11 @@ def run_training(config: T, server: FlowServer | None = None, trigger=None) -> i
     run here, in this process (it pauses until someone answers, or the timeout).
     ``trigger`` is the event a deployment trigger would pass (its source and as_of win)."""
     from flows.training import training_flow
+    from tasks.outcome import run_summary
 
     if server is not None:
         server.activate()
-    result = training_flow(config, trigger=trigger)
+    result = run_summary(training_flow(config, trigger=trigger, return_state=True))
     print_training_summary(result)
     if result["status"] == "pending":
         from flows.approval import approval_flow
@@ -121,6 +123,7 @@ def run_training(config: T, server: FlowServer | None = None, trigger=None) -> i
 
 @app.command()
 @reported
+@section_options(T, "gates", suffix="gate")  # --min-recall-gate, --max-normalised-cost-gate, ...
 def train(
     ctx: typer.Context,
     config: ConfigFile = None,
@@ -258,11 +261,12 @@ def monitor(
     """Judge minority-class recall on a labelled batch. Exit 0 no drift, 4 drift, 5 cannot judge."""
     server = FlowServer()  # boots while the monitoring modules and evidently import
     from flows.monitoring import monitoring_flow
+    from tasks.outcome import run_summary
 
     cfg = build_config(M, config, {k: v for k, v in ctx.params.items() if k != "config"})
     preload_reporting()
     server.activate()
-    result = monitoring_flow(cfg)
+    result = run_summary(monitoring_flow(cfg, return_state=True))
     typer.echo(f"Reports: {result['reports']['folder']}")
     typer.echo(result["verdict"])
     return {"drift": EXIT_DRIFT, "cannot-judge": EXIT_CANNOT_JUDGE}.get(result["status"], EXIT_OK)

@@ -36,13 +36,17 @@ def open_registry(registry: str | None, name: str | None):
 @models_app.command("list")
 @reported
 def models_list(registry: RegistryDir = None, name: ModelName = None) -> int:
-    """Versions with their verdicts and key metrics (* marks the champion)."""
+    """Versions with their verdicts and key metrics (* marks the champion); "signature ok"
+    once the signature and every file's sha256 (model.joblib's bytes too) verify."""
     reg = open_registry(registry, name)
     table = reg.summaries()
     if table.empty:
         typer.echo(f"no versions of {reg.name!r} in {str(reg.root)!r}")
-    else:
-        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        return EXIT_OK
+    problems = table.pop("problem") if "problem" in table else None
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for problem in [] if problems is None else problems.dropna():
+        typer.echo(f"INVALID {problem}")
     return EXIT_OK
 
 

@@ -79,7 +79,8 @@ def field_rows(model: type[BaseModel], flags: dict[str, str], prefix: str = "") 
             description += (f" Default from `${ENVIRONMENT[name]}`, else `{name}:` in "
                             f"`./{PROJECT_FILE}`.")
         rows.append(f"| `{prefix}{name}` | {type_text(annotation)} | {default_text(info)} "
-                    f"| {flags.get(name, '')} | {description} |")
+                    f"| {flags.get(f'{prefix}{name}'.replace('.', '__'), flags.get(name, ''))} "
+                    f"| {description} |")
     return rows
 
 

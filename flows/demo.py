@@ -56,6 +56,7 @@ def run_demo(base: Path, *, size: DemoSize, registry: str | None, time_budget_s:
     """Run every step of the demo, saying what each one is; returns the exit status."""
     from flows.monitoring import monitoring_flow
     from flows.scoring import scoring_flow
+    from tasks.outcome import run_summary
 
     reg = registry or str(base / "registry")
     demo_signing_key(reg, say)
@@ -75,8 +76,8 @@ def run_demo(base: Path, *, size: DemoSize, registry: str | None, time_budget_s:
     say(f"Scored {scored['rows']} rows with demo {scored['version']}: {scored['flagged']} "
         f"flagged -> {scored['out']}")
     say(f"\n=== 4/4 its labels arrive: rareflow monitor --data {scored_path} ===")
-    monitored = monitoring_flow(MonitoringConfig(data=str(scored_path), registry=reg,
-                                                 name=DEMO_NAME))
+    monitored = run_summary(monitoring_flow(MonitoringConfig(
+        data=str(scored_path), registry=reg, name=DEMO_NAME), return_state=True))
     say(f"Reports: {monitored['reports']['folder']}")
     say(monitored["verdict"])
     say(f"\nRegistry: {reg}/{DEMO_NAME} (rareflow models list --registry {reg} --name "

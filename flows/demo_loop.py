@@ -82,13 +82,14 @@ def land(path: Path, source: Path, *, as_of: str, say) -> None:
 
 def monitor(source: Path, registry: str, *, as_of: str, say) -> dict:
     from flows.monitoring import monitoring_flow
+    from tasks.outcome import run_summary
 
     say(f"rareflow monitor --data {source} --registry {registry} --name {DEMO_NAME} "
         f"--time-column event_time --label-time-column label_time --window {MONITOR_WINDOW} "
         f"--as-of {as_of}")
-    result = monitoring_flow(MonitoringConfig(data=str(source), registry=registry,
-                                              name=DEMO_NAME, window=MONITOR_WINDOW, as_of=as_of,
-                                              **SOURCE_OPTIONS))
+    result = run_summary(monitoring_flow(MonitoringConfig(
+        data=str(source), registry=registry, name=DEMO_NAME, window=MONITOR_WINDOW, as_of=as_of,
+        **SOURCE_OPTIONS), return_state=True))
     say(f"  judged the labels that matured since {result['since']}: "
         f"{result['matured_rows']} rows in {len(result['judged_partitions'])} partitions")
     say(result["verdict"])

@@ -23,17 +23,19 @@ from tasks.drift import (
     write_summary_task,
 )
 from tasks.monitor_state import read_state, record_check, since_last_check
+from tasks.outcome import monitoring_outcome
 from tasks.plots import monitoring_plots_task
 from tasks.registry import Registry
 from tasks.reports import data_drift_report_task, data_drift_summary, save_reports_task
 from tasks.scan import iso, resolve_as_of
 from tasks.score import load_model_task, reference_task, scored_batch_task
-from tasks.source import monitoring_window_task
+from tasks.source import check_time_options, monitoring_window_task
 
 
 @flow(name="rareflow-monitor", validate_parameters=True)
 def monitoring_flow(config: MonitoringConfig) -> dict:
     """Compare a labelled batch with a version's reference: recall drift, cost, data drift."""
+    check_time_options(config)  # an as_of or window the source can honour
     config = config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})
     registry = Registry(config.registry, config.name)
     model, meta = load_model_task(registry, config.version)
@@ -67,4 +69,4 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
     record_check(registry.dir, result, lock=registry.lock, trust=registry.trust)
     monitoring_plots_task(registry.dir, result, batch, reference)
     publish(result)
-    return result
+    return monitoring_outcome(result)

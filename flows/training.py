@@ -14,8 +14,9 @@ from tasks.fit import fit_task
 from tasks.gate import gate_task
 from tasks.load import release_memory
 from tasks.loop import run_config
+from tasks.outcome import training_outcome
 from tasks.preflight import preflight_task
-from tasks.record import announce, record_task, run_outcome, training_summary
+from tasks.record import announce, record_task, training_summary
 from tasks.registry import register_task
 from tasks.score import champion_task
 from tasks.select import select_task
@@ -57,7 +58,7 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
                         cand_scores=evidence.scores, test_rows=parts.test_rows,
                         train_rows=parts.train_rows, cand_decisions=evidence.decisions,
                         fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed,
-                        miss_costs=evidence.miss_costs)
+                        miss_costs=evidence.miss_costs, max_alert_rate=costs.max_alert_rate)
     verdict = pending_verdict(verdict, config.gates)  # manual approval: decided later
     record = record_task(config, parts, selection, fitted, evidence=evidence, verdict=verdict,
                          champion=champion, lineage=window.lineage)
@@ -67,7 +68,7 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
     announce(config.name, published.version, published.status, metrics=evidence.metrics,
              verdict=verdict, threshold=fitted.model.threshold, champion=champion,
              registry=config.registry)
-    return run_outcome(training_summary(
+    return training_outcome(training_summary(
         config, published.version, published.status, champion_now=published.champion,
         fitted=fitted, selection=selection, metrics=evidence.metrics, verdict=verdict,
         registry_dir=registry.dir))

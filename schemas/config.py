@@ -91,7 +91,7 @@ def check_as_of(value, what: str = "as_of") -> str | None:
 def _time_column_field():
     return Field(None, description="Column with each row's event time (ISO text or datetime; "
                  "no zone = UTC), or a hive partition key such as `date`; with it, `window` and "
-                 "`as_of` select the rows.")
+                 "`as_of` select the rows (without it, the date of `date=`/`dt=` partitions).")
 
 
 def _window_field():

@@ -128,10 +128,16 @@ def card_how(meta: dict) -> list[str]:
     ]
 
 
+def miss_cost(costs: dict) -> str:
+    """What a missed positive costs, as a config's ``costs`` section says: the name of the
+    column holding each row's cost (``funded_amnt``), else the fixed ``fn_cost``."""
+    return costs.get("fn_cost_column") or f"{costs['fn_cost']:g}"
+
+
 def cost_text(costs: dict) -> str:
     """The costs a config's ``costs`` section describes, in words."""
-    fn = (f"the row's {_code(costs['fn_cost_column'])}" if costs.get("fn_cost_column")
-          else f"{costs['fn_cost']:g}")
+    fn = (f"the row's {_code(miss_cost(costs))}" if costs.get("fn_cost_column")
+          else miss_cost(costs))
     text = f"{fn}·FN + {costs['fp_cost']:g}·FP"
     if costs.get("max_alert_rate") is not None:
         text += f" with at most {costs['max_alert_rate'] * 1000:g} alerts per 1,000 rows"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from tasks.card import miss_cost
 from tasks.evaluate import HEADLINE
 
 GATE_MARK = {True: "pass", False: "FAIL"}
@@ -40,8 +41,9 @@ def version_column(meta: dict, *, champion: str | None) -> dict[str, str]:
         "rows (train / test)": f"{fp.get('train_rows', '?')} / {fp.get('test_rows', '?')}",
         "positives (train / test)": f"{fp.get('train_positives', '?')} / "
                                     f"{fp.get('test_positives', '?')}",
-        "costs (fn / fp)": f"{_fmt(_get(meta, 'costs', 'fn_cost'))} / "
-                           f"{_fmt(_get(meta, 'costs', 'fp_cost'))}",
+        "costs (fn / fp)": (f"{miss_cost(meta['costs'])} / "
+                            f"{_fmt(_get(meta, 'costs', 'fp_cost'))}" if meta.get("costs")
+                            else ""),
         "strategy": _get(meta, "strategy", "name"),
         "calibrated": meta.get("calibrated"),
         "cv_cost": _get(meta, "strategy", "cv_cost"),

@@ -23,6 +23,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import Gates
+from tasks.capacity import alert_capped, candidate_recall, reachable_recall
 
 logger = logging.getLogger(__name__)
 
@@ -57,25 +58,16 @@ def positive_misses(rng, pos, a_pos, b_pos, m, *, fn_cost: float, samples: int,
     return cand_tp, champ_tp, cand_missed, champ_missed, np.where(never > 0, never, 1.0)
 
 
-def paired_bootstrap(
-    y,
-    cand_decisions,
-    champ_decisions,
-    *,
-    fn_cost: float,
-    fp_cost: float,
-    samples: int,
-    confidence: float,
-    seed: int = 0,
-    miss_costs=None,
-) -> dict:
+def paired_bootstrap(y, cand_decisions, champ_decisions, *, fn_cost: float, fp_cost: float,
+                     samples: int, confidence: float, seed: int = 0, miss_costs=None) -> dict:
     """Bootstrap the candidate-minus-champion differences in normalised cost and recall.
 
     Rows are resampled with replacement within each class (so every resample has the test
     part's positive count) and both models are judged on the same resampled rows. Only the
     2x2 agreement counts per class matter, so each resample is a multinomial draw over those
     four cells: exact for the row bootstrap and fast for any number of rows. With
-    ``miss_costs`` (each row's cost of a miss, e.g. its amount) positives are drawn row by row.
+    ``miss_costs`` (each row's cost of a miss, e.g. its amount) positives are drawn row by row
+    and recall is in money (the share of the positives' cost caught), as the model was chosen.
 
     Returns:
         Point estimates and one-sided bounds: ``cost_diff_upper`` (candidate cost minus
@@ -103,10 +95,12 @@ def paired_bootstrap(
         rng, pos, a_pos, b_pos, m, fn_cost=fn_cost, samples=samples,
         per_row=miss_costs is not None)
     cost_diff = (cand_missed + fp_cost * cand_fp - champ_missed - fp_cost * champ_fp) / never
-    recall_drop = (champ_tp - cand_tp) / n_pos
+    money = miss_costs is not None  # recall in money: each positive weighs what it costs
+    recall_drop = (cand_missed - champ_missed) / never if money else (champ_tp - cand_tp) / n_pos
     point_cost = ((m @ (1 - a_pos) + fp_cost * neg_cells[:2].sum())
                   - (m @ (1 - b_pos) + fp_cost * neg_cells[[0, 2]].sum())) / max(m.sum(), 1e-300)
-    point_recall_drop = (pos_cells[[0, 2]].sum() - pos_cells[:2].sum()) / n_pos
+    point_recall_drop = ((m @ (1 - a_pos) - m @ (1 - b_pos)) / max(m.sum(), 1e-300) if money
+                         else (pos_cells[[0, 2]].sum() - pos_cells[:2].sum()) / n_pos)
     return {
         "samples": samples,
         "confidence": confidence,
@@ -162,8 +156,9 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     multinomials over the counts of :func:`ap_levels`): exact for the row bootstrap, and the
     cost grows with the positives, not the rows.
 
-    With ``miss_costs`` the cost bound resamples the positives row by row (each missed
-    positive at its own cost); recall and PR AUC are unchanged.
+    With ``miss_costs`` the cost and recall bounds resample the positives row by row (each
+    missed positive at its own cost; recall is the share of the positives' cost caught, in
+    the money the model was chosen in); PR AUC is unchanged.
 
     Returns:
         Point estimates with ``recall_lower``, ``pr_auc_lower`` (at ``1 - confidence``) and
@@ -178,11 +173,13 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     m = (np.full(n_pos, float(fn_cost)) if miss_costs is None
          else np.asarray(miss_costs, dtype=float)[y])
     hit = d[y].astype(float)
+    recall = tp / max(n_pos, 1)
     if miss_costs is None:
         cost = (fn_cost * (n_pos - tp) + fp_cost * fp) / (fn_cost * max(n_pos, 1))
-    else:
+    else:  # recall in money too: the share of the positives' cost the flags catch
         missed, never = positive_sums(rng, samples, [m * (1 - hit), m])
         cost = (missed + fp_cost * fp) / np.where(never > 0, never, 1.0)
+        recall = 1 - missed / np.where(never > 0, never, 1.0)
     pos, neg = ap_levels(y, scores)
     step = max(1, chunk // max(len(neg), 1))
     ap = np.concatenate([
@@ -192,8 +189,9 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     return {
         "samples": samples,
         "confidence": confidence,
-        "recall": float((y & d).sum() / max(n_pos, 1)),
-        "recall_lower": float(np.quantile(tp / max(n_pos, 1), 1 - confidence)),
+        "recall": float((y & d).sum() / max(n_pos, 1) if miss_costs is None
+                        else m @ hit / max(m.sum(), 1e-300)),
+        "recall_lower": float(np.quantile(recall, 1 - confidence)),
         "pr_auc": float(weighted_ap(pos, neg)),
         "pr_auc_lower": float(np.quantile(ap, 1 - confidence)),
         "normalised_cost": float((m @ (1 - hit) + fp_cost * (~y & d).sum())
@@ -223,10 +221,12 @@ def fair_rows(test_rows, *, champion_train, candidate_train) -> tuple[np.ndarray
 def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decisions,
                    champion_version: str | None, champion_error: str | None, fn_cost: float,
                    fp_cost: float, seed: int, fair: tuple | None = None,
-                   miss_costs=None) -> dict | None:
+                   miss_costs=None, cand_scores=None, champ_scores=None,
+                   max_alert_rate: float | None = None) -> dict | None:
     """Add the champion comparison's gates through ``gate``; returns the bootstrap figures.
 
-    ``fair`` is :func:`fair_rows`' (mask, overlap): the comparison uses only those rows.
+    ``fair`` is :func:`fair_rows`' (mask, overlap): the comparison uses only those rows. With
+    ``max_alert_rate`` both models flag at most that share of them (:func:`alert_capped`).
     """
     if champion_version is None:
         gate("champion_cost", True, None, None, "no champion yet: nothing to compare")
@@ -243,6 +243,8 @@ def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decision
         mask, overlap = fair
         y, cand, champ = y[mask], cand[mask], champ[mask]
         miss_costs = None if miss_costs is None else np.asarray(miss_costs)[mask]
+        cand_scores, champ_scores = (None if s is None else np.asarray(s)[mask]
+                                     for s in (cand_scores, champ_scores))
         positives = int(np.asarray(y).astype(bool).sum())
         overlap["fair_positives"] = positives
         left_out = (f"{overlap['champion_trained_on']} the champion trained on"
@@ -256,14 +258,19 @@ def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decision
              + ("" if enough else "; too few positives left to compare fairly"))
         if not enough:
             return {"champion": champion_version, "overlap": overlap}
+    cand, champ, cap = alert_capped(cand, champ, cand_scores=cand_scores,
+                                    champ_scores=champ_scores, max_alert_rate=max_alert_rate)
     comparison = paired_bootstrap(
         y, cand, champ, fn_cost=fn_cost, fp_cost=fp_cost, miss_costs=miss_costs,
         samples=gates.bootstrap_samples, confidence=gates.confidence, seed=seed)
-    comparison.update(champion=champion_version, overlap=overlap)
+    comparison.update(champion=champion_version, overlap=overlap, alert_cap=cap)
+    capped = ("" if cap is None else f"; both at most {cap['alerts']} alerts (max_alert_rate "
+              f"{max_alert_rate:g}; flagged before the cap: candidate {cap['candidate_flagged']}, "
+              f"champion {cap['champion_flagged']})")
     gate("champion_cost", comparison["cost_diff_upper"] <= gates.cost_margin,
          comparison["cost_diff_upper"], gates.cost_margin,
          f"upper {gates.confidence:.0%} bound of (candidate - champion) normalised cost; "
-         f"point estimate {comparison['cost_diff']:+.4f}", point=comparison["cost_diff"])
+         f"point estimate {comparison['cost_diff']:+.4f}{capped}", point=comparison["cost_diff"])
     gate("champion_recall", comparison["recall_drop_upper"] <= gates.recall_margin,
          comparison["recall_drop_upper"], gates.recall_margin,
          f"upper {gates.confidence:.0%} bound of (champion - candidate) recall; "
@@ -284,18 +291,31 @@ def candidate_bounds(gates: Gates, y_test, cand_scores, cand_decisions, *, fn_co
                                confidence=gates.confidence, seed=seed, miss_costs=miss_costs)
 
 
-def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None) -> None:
+def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None,
+                   max_alert_rate: float | None = None, y=None, decisions=None,
+                   miss_costs=None) -> None:
     """Minimum recall, PR AUC above prevalence, maximum normalised cost: on the one-sided
-    bootstrap bounds when ``bounds`` is given, else on the point estimates."""
+    bootstrap bounds when ``bounds`` is given, else on the point estimates.
+
+    With per-row costs (``miss_costs``) recall is in money, as the model was chosen. With a
+    review capacity (``max_alert_rate``) that cannot reach every positive, ``min_recall`` is a
+    share of the best recall the capacity allows.
+    """
     at = metrics["at_threshold"]
+    reach = reachable_recall(metrics, max_alert_rate, y=y, miss_costs=miss_costs)
+    recall = candidate_recall(metrics, y=y, decisions=decisions, miss_costs=miss_costs)
     pr_floor = max(gates.min_pr_auc, metrics["prevalence"])
-    figures = (("min_recall", "recall", at["recall"], "recall_lower", "lower"),
+    figures = (("min_recall", "recall", recall, "recall_lower", "lower"),
                ("min_pr_auc", "pr_auc", metrics["pr_auc"], "pr_auc_lower", "lower"),
                ("max_normalised_cost", "normalised_cost", at["normalised_cost"], "cost_upper",
                 "upper"))
-    limits = {"min_recall": gates.min_recall, "min_pr_auc": pr_floor,
-              "max_normalised_cost": gates.max_normalised_cost}
-    what = {"min_recall": "minority-class recall at the chosen threshold",
+    limits = {"min_recall": gates.min_recall * (1.0 if reach is None else reach),
+              "min_pr_auc": pr_floor, "max_normalised_cost": gates.max_normalised_cost}
+    within = ("" if reach is None or reach >= 1 else
+              f" (min_recall {gates.min_recall:g} x {reach:.4f}, the best recall within "
+              f"max_alert_rate {max_alert_rate:g})")
+    unit = "" if miss_costs is None or y is None else " in money (each positive weighs its cost)"
+    what = {"min_recall": f"minority-class recall{unit} at the chosen threshold{within}",
             "min_pr_auc": "PR AUC above the configured minimum and above prevalence "
                           "(a random ranking)",
             "max_normalised_cost": "test cost / cost of never flagging"}
@@ -310,22 +330,12 @@ def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None) ->
 
 
 def evaluate_gates(
-    metrics: dict,
-    gates: Gates,
-    *,
-    y_test=None,
-    cand_scores=None,
-    cand_decisions=None,
-    champ_decisions=None,
-    champion_version: str | None = None,
-    champion_error: str | None = None,
-    test_rows=None,
-    train_rows=None,
-    champion_train_rows=None,
-    fn_cost: float,
-    fp_cost: float,
-    seed: int = 0,
+    metrics: dict, gates: Gates, *, y_test=None, cand_scores=None, cand_decisions=None,
+    champ_decisions=None, champ_scores=None, champion_version: str | None = None,
+    champion_error: str | None = None, test_rows=None, train_rows=None,
+    champion_train_rows=None, fn_cost: float, fp_cost: float, seed: int = 0,
     miss_costs=None,  # each test row's cost of a miss (e.g. amounts); None: fn_cost
+    max_alert_rate: float | None = None,
 ) -> dict:
     """Judge a candidate: fixed minimums, then the champion comparison on fair rows.
 
@@ -333,6 +343,9 @@ def evaluate_gates(
         test_rows, train_rows: Content hashes of the candidate's test rows (one per row) and
             training rows; with ``champion_train_rows`` (None when the champion has none) the
             comparison leaves out rows either model trained on.
+        max_alert_rate: The review capacity (``costs.max_alert_rate``): ``min_recall`` is
+            judged against the best recall it allows, and both models' decisions in the
+            champion comparison are capped to it, each model's highest scores first.
 
     Returns:
         ``{"status": "passed" | "rejected" | "refused", "gates": [...], "comparison": ...,
@@ -355,7 +368,8 @@ def evaluate_gates(
         return {"status": "refused", "gates": rows, "comparison": None, "bounds": None}
     bounds = candidate_bounds(gates, y_test, cand_scores, cand_decisions, fn_cost=fn_cost,
                               fp_cost=fp_cost, seed=seed, miss_costs=miss_costs)
-    absolute_gates(gate, metrics, gates, bounds=bounds)
+    absolute_gates(gate, metrics, gates, bounds=bounds, max_alert_rate=max_alert_rate, y=y_test,
+                   decisions=cand_decisions, miss_costs=miss_costs)
     fair = None
     if test_rows is not None and champion_version is not None and champion_error is None:
         fair = fair_rows(test_rows, champion_train=champion_train_rows,
@@ -364,7 +378,9 @@ def evaluate_gates(
                                 champ_decisions=champ_decisions,
                                 champion_version=champion_version,
                                 champion_error=champion_error, fn_cost=fn_cost,
-                                fp_cost=fp_cost, seed=seed, fair=fair, miss_costs=miss_costs)
+                                fp_cost=fp_cost, seed=seed, fair=fair, miss_costs=miss_costs,
+                                cand_scores=cand_scores, champ_scores=champ_scores,
+                                max_alert_rate=max_alert_rate)
     failed = {r["gate"] for r in rows if not r["passed"]}
     status = ("refused" if "champion_fair_rows" in failed else
               "rejected" if failed else "passed")
@@ -392,7 +408,7 @@ def gate_task(metrics: dict, gates: Gates, *, champion, **kwargs) -> dict:
                              champion_version=champion.version,
                              champion_error=champion.error,
                              champion_train_rows=getattr(champion, "train_rows", None),
-                             **kwargs)
+                             champ_scores=getattr(champion, "scores", None), **kwargs)
     create_table_artifact(
         key="gate-verdict",
         table=verdict_table(verdict).to_dict(orient="records"),

@@ -20,6 +20,7 @@ from tasks import events
 from tasks.freshness import newest_arrival
 from tasks.partitions import resolve_source
 from tasks.scan import iso, resolve_as_of
+from tasks.source import check_time_options
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,10 @@ def run_config(config: TrainingConfig, trigger: TriggerEvent | None = None, *,
     says exactly which window it was trained on.
 
     Raises:
-        ConfigError: an unknown event, or an ``as_of`` in the future.
+        ConfigError: an unknown event, an ``as_of`` in the future, or an ``as_of`` or time
+            window given for a source that dates no row (no time column, no dated partitions).
     """
+    check_time_options(config)  # as given: an event's as_of is the time it happened
     config = config_for_event(config, trigger)
     if trigger is not None and trigger.event == events.DATA_ARRIVED:
         as_of = arrival_as_of(config, now=now)

@@ -20,6 +20,7 @@ from tasks.labels import utc
 from tasks.load import PARQUET_SUFFIXES
 
 SOURCE_FILE = "_rareflow_source.json"  # the source's schema, written by `rareflow ingest`
+DATE_KEYS = ("date", "dt")  # hive keys that date a partition (without a time column)
 DATA_SUFFIXES = (*PARQUET_SUFFIXES, ".csv", ".csv.gz")
 GLOB_CHARS = frozenset("*?[")
 
@@ -97,6 +98,19 @@ def resolve_source(data: str) -> SourceFiles:
 def hive_keys(rel: str) -> dict[str, str]:
     """The ``key=value`` folders of a relative path: ``date=2026-11-28/p.parquet`` → date."""
     return dict(part.split("=", 1) for part in rel.split("/")[:-1] if "=" in part)
+
+
+def partition_date_key(files: SourceFiles, info: dict | None = None) -> str | None:
+    """The hive key that dates a source's partitions (``date=1997-07-01/``): the key
+    ``rareflow ingest`` recorded for the source, else ``date`` or ``dt``; None when no
+    partition is dated (a plain file, or folders without such a key)."""
+    if files.kind == "file":
+        return None
+    keys = set().union(*(hive_keys(files.rel(path)) for path in files.files))
+    for key in ((info or {}).get("partition_key"), *DATE_KEYS):
+        if key and key in keys:
+            return key
+    return None
 
 
 def source_info(root: Path) -> dict | None:

@@ -17,7 +17,6 @@ import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed
 
 from schemas.config import TrainingConfig
 from schemas.scored import DECISION, SCORE
@@ -168,30 +167,6 @@ def announce(name: str, version: str, status: str, *, metrics: dict, verdict: di
         events.emit(events.REJECTED, name=name, payload=payload)
         failed = [g["gate"] for g in verdict["gates"] if not g["passed"]]
         logger.warning("Not promoted (%s): failed %s", status, failed)
-
-
-OUTCOME_STATES = {"rejected": "Rejected", "refused": "Refused", "stale": "Stale",
-                  PENDING: "AwaitingApproval"}
-
-
-def run_outcome(summary: dict):
-    """What the training flow returns: its summary, in a state named after the outcome when
-    the candidate was not promoted (``Completed`` named Rejected, Refused, Stale or
-    AwaitingApproval), so the UI tells a rejected run from a promoted one. Calling the flow
-    still returns the summary."""
-    status = summary["status"]
-    if status not in OUTCOME_STATES:
-        return summary
-    if status == PENDING:
-        return Completed(name=OUTCOME_STATES[status], data=summary,
-                         message=f"{summary['name']} {summary['version']} passed every gate "
-                                 f"and awaits a manual approval; champion is "
-                                 f"{summary['champion']}")
-    failed = [g["gate"] for g in summary["verdict"]["gates"] if not g["passed"]]
-    detail = f"failed {', '.join(failed)}" if failed else "the champion moved meanwhile"
-    return Completed(name=OUTCOME_STATES[status], data=summary,
-                     message=f"{summary['name']} {summary['version']} not promoted ({status}: "
-                             f"{detail}); champion is {summary['champion']}")
 
 
 def training_summary(config: TrainingConfig, version: str, status: str, *, champion_now,

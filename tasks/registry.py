@@ -415,7 +415,7 @@ class Registry:
                 "version": version,
                 "champion": "*" if version == champion else "",
                 "status": self.log.status(version, meta.get("verdict", {}).get("status")),
-                "signature": self.files(version).state(),
+                **dict(zip(("signature", "problem"), self.files(version).check(), strict=True)),
                 "strategy": meta.get("strategy", {}).get("name", "?"),
                 "threshold": at.get("threshold"),
                 "recall": at.get("recall"),

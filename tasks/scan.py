@@ -30,6 +30,7 @@ from tasks.partitions import (
     hive_keys,
     is_parquet,
     parquet_time_bounds,
+    partition_date_key,
     schema_problem,
     signature,
     source_info,
@@ -147,6 +148,8 @@ class SourceReader:
         self.info = source_info(files.root) if files.kind == "directory" else None
         self.reference = dict(self.info["schema"]) if self.info else None
         self.reference_rel = SOURCE_FILE if self.info else None
+        # without a time column, each partition's date stands in for its rows' event time
+        self.date_key = None if sel.time_column else partition_date_key(files, self.info)
         self.pieces: list[Piece] = []
         self.read: list[dict] = []
         self.skipped = 0
@@ -181,7 +184,7 @@ class SourceReader:
         the `date=` folders `rareflow ingest` writes (one UTC day each)."""
         column = self.sel.time_column
         if column is None:
-            return None
+            return self._dated(rel, keys)
         day = keys.get(column)
         if day is None and self.info and self.info.get("time_column") == column:
             day = keys.get(self.info.get("partition_key") or "")
@@ -210,6 +213,22 @@ class SourceReader:
         if column in schema.names and pa.types.is_timestamp(schema.field(column).type):
             return parquet_time_bounds(meta, schema.get_field_index(column))
         return None
+
+    def _dated(self, rel: str, keys: dict) -> tuple | None:
+        """The date of a partition of a source dated by its folders (no time column)."""
+        if self.date_key is None:
+            return None
+        if self.date_key not in keys:
+            raise DataError(f"{self.where(rel)} has no {self.date_key}= folder, unlike the "
+                            "source's other partitions: move it into one, or set --time-column "
+                            "so rows are dated by a column")
+        try:
+            stamp = utc(keys[self.date_key])
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{self.where(rel)}: its folder {keys[self.date_key]!r} is not a "
+                            "date; rename the folder (e.g. date=2026-11-28) or set "
+                            "--time-column") from exc
+        return stamp, stamp
 
     def _file(self, path: Path, rel: str) -> None:
         keys = hive_keys(rel)
@@ -283,6 +302,8 @@ class SourceReader:
                                 "(neither a column nor a key=value folder); fix --time-column")
             if n:
                 self._saw(times.min(), times.max(), rel)
+        elif self.date_key is not None:  # the partition's date, for every row of it
+            times = pd.Series(self._dated(rel, keys)[0], index=pd.RangeIndex(n))
         aux = aux.reset_index(drop=True)
         inside = np.ones(n, dtype=bool)
         if times is not None:

@@ -88,6 +88,7 @@ class Champion:
     decisions: np.ndarray | None = None
     error: str | None = None
     train_rows: np.ndarray | None = None
+    scores: np.ndarray | None = None  # the champion's scores of the test rows
 
 
 @task(name="score-champion", cache_policy=NO_CACHE)
@@ -103,7 +104,9 @@ def champion_task(registry: Registry, X: pd.DataFrame) -> Champion:
     try:
         model, _ = registry.load(pointer["version"])
         train_rows = registry.train_rows(pointer["version"])
-        return Champion(pointer["version"], model.decide(X), train_rows=train_rows)
+        scores = model.positive_proba(X)
+        return Champion(pointer["version"], model.decide(X, scores), train_rows=train_rows,
+                        scores=scores)
     except RegistryError:  # tampered, unsigned or unverifiable: stop, do not compare
         raise
     except Exception as exc:  # the comparison gate reports it; it does not crash training

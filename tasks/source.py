@@ -23,7 +23,7 @@ from tasks.files import sha256_file
 from tasks.freshness import stale_source_error
 from tasks.labels import utc
 from tasks.load import IO_RETRIES, load_table, release_arrow_pool
-from tasks.partitions import resolve_source
+from tasks.partitions import partition_date_key, resolve_source, source_info
 from tasks.scan import Piece, Selection, SourceReader, iso, resolve_as_of
 from tasks.validate import label_text
 
@@ -161,6 +161,7 @@ def lineage(files, sel: Selection, reader: SourceReader | None, window: SourceWi
         "as_of": iso(sel.as_of), "window": sel.window, "window_start": iso(sel.start),
         "since": iso(sel.since),
         "time_column": sel.time_column, "label_time_column": sel.label_time_column,
+        "partition_date_key": reader.date_key if reader else None,  # dates rows without one
         "label_available_column": sel.label_available_column,
         "label_delay_days": sel.label_delay_days,
         "files": read,
@@ -246,6 +247,32 @@ def check_window_classes(lineage_: dict, *, label: str, positive: str | None,
         f"up to {lineage_['as_of']}, matured labels only) holds {what} in label {label!r}; the "
         f"test split and CV folds need at least {needed} of each class: widen --window, move "
         "--as-of later or wait for more labels to mature")
+
+
+def check_time_options(config) -> None:
+    """Refuse an ``as_of`` or a time window the source cannot honour: without a time column
+    (or label times, for ``as_of``) nor dated partitions nothing says which rows came later.
+
+    Raises:
+        ConfigError: naming the setting and what to set instead.
+    """
+    span = Selection(as_of=pd.Timestamp(0, tz="UTC"), window=config.window).span
+    needs = [f"{name} {value}" for name, value in (
+        ("as_of", None if config.label_time_column else config.as_of),
+        ("window", config.window if span is not None else None)) if value]
+    if not needs or config.time_column:
+        return
+    try:
+        files = resolve_source(config.data)
+    except DataError:
+        return  # reading the source reports it, after the preflight
+    info = source_info(files.root) if files.kind == "directory" else None
+    if partition_date_key(files, info) is None:
+        raise ConfigError(
+            f"{' and '.join(needs)} needs each row's time, and source {config.data!r} has no "
+            "time column and no dated partitions: set --time-column to the column with each "
+            "row's event time, lay the source out in date=YYYY-MM-DD/ folders (as `rareflow "
+            "ingest` writes), or leave --as-of and --window empty")
 
 
 def read_training_window(config, *, needed: int) -> SourceWindow:

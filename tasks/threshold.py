@@ -145,19 +145,37 @@ def _threshold_at(s: np.ndarray, k: int) -> float:
     return float((s[k - 1] + s[k]) / 2)
 
 
+def alert_budget(rows: int, max_alert_rate: float | None) -> int | None:
+    """The most of ``rows`` that ``max_alert_rate`` lets a model flag (None: no cap)."""
+    return None if max_alert_rate is None else int(np.floor(max_alert_rate * rows + 1e-9))
+
+
+def capped_decisions(decisions, scores, budget: int | None) -> np.ndarray:
+    """Decisions with at most ``budget`` rows flagged: of the flagged rows, those of highest
+    score (ties in row order), as a review team that works through its queue by score."""
+    d = np.asarray(decisions).astype(bool)
+    if budget is None or d.sum() <= budget:
+        return d
+    flagged = np.flatnonzero(d)
+    keep = flagged[np.argsort(-np.asarray(scores, dtype=float)[flagged], kind="stable")[:budget]]
+    out = np.zeros(len(d), dtype=bool)
+    out[keep] = True
+    return out
+
+
 def _feasible(ks, fn, n: int, costs: DecisionCosts) -> np.ndarray:
     """Which cuts meet the constraints; raises with the best reachable value if none does."""
     ok = np.ones(len(ks), dtype=bool)
     positives = int(fn[0])
     recall = (positives - fn) / positives if positives else np.ones(len(ks))
     if costs.max_alert_rate is not None:
-        ok &= ks <= costs.max_alert_rate * n + 1e-9
+        ok &= ks <= alert_budget(n, costs.max_alert_rate)
     if costs.min_recall is not None:
         ok &= recall >= costs.min_recall - 1e-12
     if ok.any():
         return ok
     if costs.min_recall is not None and costs.max_alert_rate is not None:
-        capped = ks <= costs.max_alert_rate * n + 1e-9
+        capped = ks <= alert_budget(n, costs.max_alert_rate)
         raise InfeasibleConstraint(
             f"min_recall {costs.min_recall:g} cannot be met with max_alert_rate "
             f"{costs.max_alert_rate:g}: within that many alerts the best reachable recall is "

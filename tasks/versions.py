@@ -163,22 +163,23 @@ class VersionFiles:
             names = tuple(manifest)
         return self.parse_metadata(self.read(names)[METADATA_FILE])
 
-    def state(self) -> str:
-        """'ok', 'unsigned', 'no key' or 'INVALID', from the signature and metadata alone."""
+    def check(self) -> tuple[str, str | None]:
+        """'ok', 'unsigned', 'no key' or 'INVALID', and what failed: the signature and the
+        sha256 of every file it covers, model.joblib's bytes included (hashed, never
+        unpickled), as :meth:`verify` checks them."""
         try:
-            document = signing.read_signature(self.folder, where=self.where)
-            if document is None:
-                return "unsigned"
+            if signing.read_signature(self.folder, where=self.where) is None:
+                return "unsigned", None
             if self.key is None:
-                return "no key"
-            manifest = signing.check_signature(document, self.key, name=self.name,
-                                               version=self.version, where=self.where,
-                                               registry=self.registry_id)
-            signing.check_file(METADATA_FILE, (self.folder / METADATA_FILE).read_bytes(),
-                               manifest.get(METADATA_FILE), where=self.where)
-        except (RegistryError, OSError):
-            return "INVALID"
-        return "ok"
+                return "no key", None
+            self.verify()
+        except (RegistryError, OSError) as exc:
+            return "INVALID", str(exc)
+        return "ok", None
+
+    def state(self) -> str:
+        """'ok', 'unsigned', 'no key' or 'INVALID' (see :meth:`check`)."""
+        return self.check()[0]
 
     def sign_checked(self) -> str:
         """Sign an unsigned version after checking the sha256s its metadata records."""

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from schemas.config import StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
+from tasks.outcome import run_summary
 
 SMALL_AUTO = {"max_candidates": 3, "time_budget_s": 600}
 
@@ -49,7 +50,7 @@ def test_dask_selection_matches_local_and_runs_as_prefect_tasks(prefect_harness,
     local = training_flow(_config(data, tmp_path / "local", **SMALL_AUTO))
     state = training_flow(_config(data, tmp_path / "dask", executor="dask", dask_workers=2,
                                   **SMALL_AUTO), return_state=True)
-    dask = state.result()
+    dask = run_summary(state)
     assert dask["strategy"] == local["strategy"]
     assert dask["threshold"] == pytest.approx(local["threshold"])
     costs = {r["candidate"]: r["cv_cost"] for r in local["leaderboard"]}
@@ -82,7 +83,7 @@ def test_existing_cluster_by_address(prefect_harness, tmp_path, demo_small):
                     class_weight="balanced", executor="dask",
                     dask_address=cluster.scheduler_address),
             return_state=True)
-    result = state.result()
+    result = run_summary(state)
     assert result["status"] == "passed"
     assert result["strategy"].startswith("logreg|none|balanced")  # maybe "|calibrated"
     assert len(_fold_task_runs(state.state_details.flow_run_id)) == 5

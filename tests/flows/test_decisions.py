@@ -10,6 +10,7 @@ from schemas.config import TrainingConfig
 from schemas.demo import LABEL
 from schemas.errors import ConfigError, ValidationFailed
 from tasks.demo import make_demo_data
+from tasks.outcome import run_summary
 from tasks.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -47,13 +48,18 @@ def test_small_data_is_judged_on_nested_cv_and_promoted(prefect_harness, tmp_pat
 
 def test_money_costs_and_alert_budget(prefect_harness, tmp_path):
     """Check that with the amount as each row's miss cost and an alert budget the threshold
-    keeps the out-of-fold alert rate within budget and the metrics are in money."""
+    keeps the out-of-fold alert rate within budget, the metrics are in money, and the default
+    gates judge recall in money and promote it."""
     df = make_demo_data(8000, positive_rate=0.05, seed=6)
     path = tmp_path / "money.csv"
     df.to_csv(path, index=False)
     costs = {"fn_cost_column": "amount", "fp_cost": 5, "max_alert_rate": 0.04}
-    result = training_flow(_config(path, tmp_path / "reg", strategy=FAST, costs=costs,
-                                   split={"evidence": "test_part"}))
+    result = run_summary(training_flow(_config(path, tmp_path / "reg", strategy=FAST,
+                                               costs=costs, split={"evidence": "test_part"}),
+                                       return_state=True))
+    # the default gates judge it in its money and capacity (it was rejected on count recall)
+    recall_gate = next(g for g in result["verdict"]["gates"] if g["gate"] == "min_recall")
+    assert result["promoted"] and "recall in money" in recall_gate["detail"], recall_gate
     meta = Registry(tmp_path / "reg", "small").metadata(result["version"])
     at = meta["metrics"]["at_threshold"]
     assert meta["config"]["costs"]["fn_cost_column"] == "amount"
@@ -70,10 +76,9 @@ def test_money_costs_and_alert_budget(prefect_harness, tmp_path):
 
     batch = make_demo_data(4000, positive_rate=0.05, seed=9)
     batch.to_csv(tmp_path / "batch.csv", index=False)
-    watched = monitoring_flow(MonitoringConfig(data=str(tmp_path / "batch.csv"),
-                                               registry=str(tmp_path / "reg"), name="small",
-                                               version="latest", emit_events=False,
-                                               min_positives=5))
+    watched = run_summary(monitoring_flow(MonitoringConfig(
+        data=str(tmp_path / "batch.csv"), registry=str(tmp_path / "reg"), name="small",
+        version="latest", emit_events=False, min_positives=5), return_state=True))
     model = load_model(tmp_path / "reg", "small", version="latest")
     miss = (batch[LABEL] == 1).to_numpy() & (model.decide(batch) == 0)
     fp = (batch[LABEL] == 0).to_numpy() & (model.decide(batch) == 1)

@@ -11,6 +11,7 @@ import pytest
 
 from flows.training import training_flow
 from schemas.config import StrategyConfig, TrainingConfig
+from tasks.outcome import run_summary
 from tasks.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -32,7 +33,7 @@ def test_noise_table_is_not_promoted(prefect_harness, tmp_path):
         name="noise", split={"n_folds": 3},
         strategy=StrategyConfig(model="logreg", sampler="none", class_weight="balanced",
                                 calibrate="never"))
-    result = training_flow(config)
+    result = run_summary(training_flow(config, return_state=True))
     assert result["status"] == "rejected" and not result["promoted"]
     gates = {g["gate"]: g for g in result["verdict"]["gates"]}
     for name in ("min_recall", "min_pr_auc", "max_normalised_cost"):  # points would pass

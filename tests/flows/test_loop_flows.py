@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from schemas.config import MonitoringConfig, TrainingConfig, TriggerEvent
 from tasks import events
+from tasks.outcome import run_summary
 from tasks.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -59,7 +60,7 @@ def train(base: Path, registry: str, as_of: str, trigger=None, **extra):
     config = TrainingConfig(data=str(base / "source"), label="is_fraud", positive="1",
                             registry=str(base / registry), name="loop", as_of=as_of,
                             **{**SOURCE, **FAST, **extra})
-    return training_flow(config, trigger=trigger)
+    return run_summary(training_flow(config, trigger=trigger, return_state=True))
 
 
 def test_window_training_records_lineage_and_rebuilds_bit_for_bit(prefect_harness,
@@ -104,7 +105,10 @@ def test_monitoring_judges_new_labels_and_estimates_the_rest(prefect_harness, st
     config = MonitoringConfig(data=str(base / "source"), registry=str(base / "loop-registry"),
                               name="loop", as_of=week(9.5), min_positives=10,
                               drift_sample_rows=1000, **SOURCE)
-    result = monitoring_flow(config)
+    state = monitoring_flow(config, return_state=True)
+    result = run_summary(state)
+    # recall drift ends the run in a failed-type state a script can read, named Drift
+    assert state.is_failed() and state.name == "Drift" and state.message == result["verdict"]
     assert result["since"] == week(5)
     assert result["status"] == "drift", result["verdict"]
     assert result["judged_partitions"] and all(
@@ -131,8 +135,10 @@ def test_monitoring_judges_new_labels_and_estimates_the_rest(prefect_harness, st
     assert fresh and max(fresh) >= "date=2025-02-17"  # post-drift partitions
     state = json.loads((base / "loop-registry" / "loop" / "monitor_state.json").read_text())
     assert state["checked_until"] == week(9.5)
-    again = monitoring_flow(config.model_copy(update={"version": "v0001"}))
+    state = monitoring_flow(config.model_copy(update={"version": "v0001"}), return_state=True)
+    again = run_summary(state)
     assert again["matured_rows"] == 0 and again["status"] == "cannot-judge"
+    assert state.is_completed() and state.name == "Inconclusive"  # not a failure: no verdict
 
 
 def test_ingest_flow_lands_partitions_and_announces_them(prefect_harness, stream_source,

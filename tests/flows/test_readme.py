@@ -33,15 +33,16 @@ def demo_folder(prefect_harness, tmp_path_factory):
     from schemas.config import SplitConfig, StrategyConfig, TrainingConfig
     from tasks.demo import make_demo_data
     from tasks.load import write_table
+    from tasks.outcome import run_summary
 
     base = tmp_path_factory.mktemp("readme")
     demo = base / "rareflow-demo"
     strategy = StrategyConfig(model="hgb", sampler="none", class_weight="balanced")
     for key, seed in (("train", 0), ("retrain", 1)):  # the demo's table size: the bound
         data = write_table(make_demo_data(20_000, seed=seed), demo / f"{key}.parquet")  # gates
-        result = training_flow(TrainingConfig(data=str(data), label="is_fraud", positive="1",
-                                              registry=str(demo / "registry"), name="demo",
-                                              split=SplitConfig(n_folds=3), strategy=strategy))
+        result = run_summary(training_flow(TrainingConfig(
+            data=str(data), label="is_fraud", positive="1", registry=str(demo / "registry"),
+            name="demo", split=SplitConfig(n_folds=3), strategy=strategy), return_state=True))
         assert key == "retrain" or result["promoted"], result["verdict"]
     # the demo's last landed weeks, after the drift: a labelled batch the README scores
     write_table(make_demo_data(4000, seed=2, drift=True), demo / "incoming" /

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from schemas.config import StrategyConfig, TrainingConfig
+from tasks.outcome import run_summary
 from tasks.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -65,7 +66,7 @@ def test_same_data_config_seed_give_same_model(prefect_harness, repro_data, tmp_
             strategy=StrategyConfig(model=model, sampler=sampler, class_weight=class_weight),
         )
         with threadpool_limits(1):  # OpenMP spinning on a busy 2-core box is 10x slower
-            result = training_flow(config)
+            result = run_summary(training_flow(config, return_state=True))
         metas.append(Registry(tmp_path / run, "repro").metadata(result["version"]))
     a, b = metas
     assert a["threshold"] == b["threshold"]

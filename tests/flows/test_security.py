@@ -16,6 +16,7 @@ from schemas.config import Gates, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
 from schemas.errors import EXIT_BAD_INPUT, EXIT_REGISTRY
 from tasks.demo import make_demo_data
+from tasks.outcome import run_summary
 from tasks.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -154,7 +155,7 @@ def test_champion_comparison_leaves_out_rows_it_trained_on(trained, tmp_path):
     superset = superset[list(reversed(superset.columns))]
     path = tmp_path / "superset.parquet"
     superset.to_parquet(path, index=False)
-    result = training_flow(config(path, registry, seed=5))
+    result = run_summary(training_flow(config(path, registry, seed=5), return_state=True))
     overlap = result["verdict"]["comparison"]["overlap"]
     champion_rows = Registry(registry, NAME).train_rows("v0001")
     assert len(champion_rows) == 4000

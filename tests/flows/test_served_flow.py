@@ -16,6 +16,7 @@ from flows.cli_support import CliState
 from flows.training import training_flow
 from schemas.config import Gates, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
+from tasks.outcome import run_summary
 from tasks.registry import Registry
 from tasks.served import RareflowClassifier, load_model
 
@@ -110,14 +111,15 @@ def test_same_decisions_through_predict_score_command_and_decide(trained, tmp_pa
 
 
 def test_rejected_run_ends_in_a_named_state(trained):
-    """Check that a run whose candidate fails a gate ends Completed but named Rejected, with
-    the failed gate in its message, and still returns its summary."""
+    """Check that a run whose candidate fails a gate ends in a Failed state named Rejected
+    (red in the UI; `prefect deployment run --watch` exits non-zero), with the failed gate in
+    its message, and its summary still readable from the state."""
     root, data, _ = trained
     state = training_flow(config(data, root / "registry", gates=Gates(min_recall=1.0), seed=2),
                           return_state=True)
-    assert state.is_completed() and state.name == "Rejected"
+    assert state.is_failed() and state.name == "Rejected"
     assert "min_recall" in state.message
-    assert state.result()["status"] == "rejected"
+    assert run_summary(state)["status"] == "rejected"
 
 
 def test_a_plot_failure_never_fails_the_run(prefect_harness, tmp_path, demo_small,

@@ -11,6 +11,7 @@ from flows.training import training_flow
 from schemas.config import Gates, ScoringConfig, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
 from schemas.errors import IntegrityError, ValidationFailed
+from tasks.outcome import FailedOutcome, run_summary
 from tasks.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,9 @@ def test_rejected_candidate_leaves_champion_byte_identical(trained):
     before = reg.champion_path.read_bytes()
     data = root / "later.csv"  # new rows: the champion trained on none of its test rows
     make_demo_data(6000, positive_rate=0.03, seed=4).to_csv(data, index=False)
-    result = training_flow(config(data, root / "registry", gates=Gates(min_recall=1.0), seed=1))
+    with pytest.raises(FailedOutcome, match="not promoted") as raised:  # called plainly
+        training_flow(config(data, root / "registry", gates=Gates(min_recall=1.0), seed=1))
+    result = raised.value.summary
     assert result["status"] == "rejected" and not result["promoted"]
     assert reg.champion_path.read_bytes() == before
     rows = reg.summaries().set_index("version")
@@ -149,8 +152,8 @@ def test_test_rows_do_not_influence_training(prefect_harness, tmp_path, demo_sma
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     demo_small.to_csv(a, index=False)
     scrambled.to_csv(b, index=False)
-    ra = training_flow(config(a, tmp_path / "ra"))
-    rb = training_flow(config(b, tmp_path / "rb"))
+    ra = run_summary(training_flow(config(a, tmp_path / "ra"), return_state=True))
+    rb = run_summary(training_flow(config(b, tmp_path / "rb"), return_state=True))
     assert ra["threshold"] == rb["threshold"]
     fa = Registry(tmp_path / "ra", "fraud").metadata("v0001")["fingerprints"]
     fb = Registry(tmp_path / "rb", "fraud").metadata("v0001")["fingerprints"]

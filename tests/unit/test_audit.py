@@ -179,3 +179,21 @@ def test_a_damaged_history_line_is_skipped_by_number(reg, caplog):
     code, out = cli(reg, "promote", v2, "--reason", "second")
     assert code == 0, out
     assert reg.champion()["version"] == v2
+
+
+def test_models_list_checks_the_model_bytes(reg):
+    """Check that `models list` hashes each version's model.joblib against its signed sha256
+    (without unpickling it): a tampered model is listed INVALID with what failed, never as
+    signature ok, while an intact version beside it stays ok."""
+    from tasks.registry import MODEL_FILE
+
+    intact, tampered = reg.register(Model(1), meta()), reg.register(Model(2), meta())
+    path = reg.version_dir(tampered) / MODEL_FILE
+    path.write_bytes(path.read_bytes() + b"\0")
+    code, out = cli(reg, "list")
+    assert code == EXIT_OK
+    rows = {line.split()[0]: line for line in out.splitlines()
+            if line.strip().startswith("v000")}
+    assert " ok " in rows[intact] and " ok " not in rows[tampered]
+    assert "INVALID" in rows[tampered]
+    assert f"INVALID fraud {tampered}: model.joblib does not match its signed sha256" in out

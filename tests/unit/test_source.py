@@ -300,3 +300,65 @@ def test_training_after_a_drift_falls_back_to_the_window_when_too_few(source, ca
     assert "whole window, not only the rows from" in caplog.text
     with pytest.raises(ConfigError, match="since .* needs a time column"):
         read_training_window(TrainingConfig(data=str(source), label="y", since=since), needed=1)
+
+
+YEARS = [f"{year}-07-01" for year in range(1997, 2003)]
+
+
+def write_years(root: Path, *, key: str = "date", n: int = 40) -> Path:
+    """A source laid out by year (``date=1997-07-01/`` ... ``date=2002-07-01/``), no time
+    column: a tiny Parquet file per year whose ``x`` says its year."""
+    for day in YEARS:
+        folder = root / f"{key}={day}"
+        folder.mkdir(parents=True)
+        pd.DataFrame({"x": np.full(n, float(day[:4])), "y": (np.arange(n) % 4 == 0).astype(int)}
+                     ).to_parquet(folder / "part-0.parquet", index=False)
+    return root
+
+
+@pytest.mark.parametrize("key", ["date", "dt"])
+def test_partition_dates_bound_as_of_without_a_time_column(tmp_path, key):
+    """Check that without a time column a partition's date stands in for its rows' time:
+    as_of 2000-01-01 reads exactly the partitions dated before it, and the lineage lists
+    those and says which key dated them."""
+    root = write_years(tmp_path / "years", key=key)
+    window = read_source(str(root), sel("2000-01-01"))
+    assert sorted(window.frame["x"].unique()) == [1997.0, 1998.0, 1999.0]
+    lineage = window.lineage
+    assert [f["path"] for f in lineage["files"]] == [f"{key}={d}/part-0.parquet"
+                                                     for d in YEARS[:3]]
+    assert lineage["files_skipped"] == 3 and lineage["partition_date_key"] == key
+    assert lineage["time_range"] == ["1997-07-01T00:00:00+00:00", "1999-07-01T00:00:00+00:00"]
+    on_the_day = read_source(str(root), sel("1999-07-01"))  # a partition dated at as_of
+    assert sorted(on_the_day.frame["x"].unique()) == [1997.0, 1998.0, 1999.0]
+    window = read_source(str(root), sel("2002-12-31", window="800d"))  # and a time window
+    assert sorted(window.frame["x"].unique()) == [2001.0, 2002.0]
+
+
+def test_as_of_or_window_without_any_time_is_refused(tmp_path):
+    """Check that as_of or a time window on a source with neither a time column nor dated
+    partitions is refused with one line naming what to set; a dated source, a time column,
+    label times (for as_of) or a window of rows are accepted."""
+    from tasks.source import check_time_options
+
+    plain = tmp_path / "plain.parquet"
+    pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}).to_parquet(plain, index=False)
+    folders = tmp_path / "folders" / "region=eu"
+    folders.mkdir(parents=True)
+    shutil.copy(plain, folders / "part-0.parquet")
+    dated = write_years(tmp_path / "years")
+
+    def check(data, **kw):
+        check_time_options(TrainingConfig(data=str(data), label="y", **kw))
+
+    for data in (plain, folders.parent):
+        for kw, named in (({"as_of": "2000-01-01"}, "as_of 2000-01-01"),
+                          ({"window": "90d"}, "window 90d")):
+            with pytest.raises(ConfigError, match=f"^{named} needs each row's time.*no time "
+                               "column and no dated partitions: set --time-column"):
+                check(data, **kw)
+    check(dated, as_of="2000-01-01", window="90d")
+    check(plain, as_of="2000-01-01", window="90d", time_column="ts")
+    check(plain, as_of="2000-01-01", label_time_column="label_at")
+    check(plain, window="100rows")
+    check(plain)
