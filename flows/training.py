@@ -56,7 +56,8 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
     champion = champion_task(registry, evidence.X)
     verdict = gate_task(evidence.metrics, config.gates, champion=champion, y_test=evidence.y,
                         cand_scores=evidence.scores, test_rows=parts.test_rows,
-                        train_rows=parts.train_rows, cand_decisions=evidence.decisions,
+                        train_rows=parts.judged_rows_must_not_repeat,
+                        cand_decisions=evidence.decisions,
                         fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed,
                         miss_costs=evidence.miss_costs, max_alert_rate=costs.max_alert_rate)
     verdict = pending_verdict(verdict, config.gates)  # manual approval: decided later

@@ -163,6 +163,13 @@ class Parts:
     test_rows: np.ndarray | None = None  # the content hash of each judged row, in order
     evidence: str = "test_part"  # or "nested_cv": no test part, every row trains and judges
 
+    @property
+    def judged_rows_must_not_repeat(self) -> np.ndarray | None:
+        """Rows a judged row must not duplicate for a fair comparison: the training rows, or
+        none with nested-CV evidence (each judged row was scored out of fold, by a model that
+        did not train on it, so every row is fair for the candidate)."""
+        return None if self.evidence == "nested_cv" else self.train_rows
+
 
 def split_parts(data: LabelledData, *, test_size: float, seed: int,
                 evidence: str = "test_part", times: pd.Series | None = None,

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tasks.outcome import reached_verdict
+
 from .conftest import (
     ROOT,
     VENV_BIN,
@@ -106,11 +108,9 @@ def shipped(tmp_path_factory):
             deploy = deploy.replace("--all", " ".join(f"--name {d['name']}" for d in present))
         output = run_in(clone, deploy, env=env, timeout=300, what=deploy, shell=True)
         (server.logs / "deploy.log").write_text(output)
-        key = clone / "rareflow-demo" / "signing.key"
+        # the worker finds the key the demo made in the user's config folder, as a user's does
         worker = Proc("worker", [prefect, "worker", "start", "--pool", "rareflow", "--type",
-                                 "process"],
-                      env={**env, "RAREFLOW_SIGNING_KEY_FILE": str(key)}, cwd=clone,
-                      log=server.logs / "worker.log")
+                                 "process"], env=env, cwd=clone, log=server.logs / "worker.log")
         runs = []
         try:
             yield {"server": server, "env": env, "clone": clone, "doc": doc,
@@ -129,15 +129,17 @@ def shipped(tmp_path_factory):
 
 def finished(shipped, run_id):
     run = wait_for_run(shipped["server"], run_id, timeout=RUN_S, log=shipped["worker"].log)
-    assert run.state.type.value == "COMPLETED", (
+    assert reached_verdict(run.state), (
         f"{run.name}: {run.state.type.value} {run.state.name}: {run.state.message}\n"
         f"{tail(shipped['worker'].log, 60)}")
     return run
 
 
-def test_each_shipped_deployment_runs_to_completed(shipped):
+def test_each_shipped_deployment_runs_to_a_verdict(shipped):
     """Check that `prefect deployment run` of every shipped deployment (the nightly retraining
-    as of now, the daily monitoring) ends Completed on the demo's data as shipped."""
+    as of now, the daily monitoring, the approval) ends in a verdict on the demo's data as
+    shipped: Completed, or a not-promoted candidate's (or a drift's) named Failed state, never
+    an error or a crash."""
     clone, started = shipped["clone"], {}
     for dep in shipped["present"]:
         full = f"{flow_name(clone, dep['entrypoint'])}/{dep['name']}"

@@ -214,3 +214,22 @@ def test_demo_refuses_too_few_rows(tmp_path):
     done = CliRunner().invoke(cli.app, ["demo", "--dir", str(tmp_path), "--rows", "100"],
                               obj=cli.CliState())
     assert done.exit_code == 2 and "2000" in done.output
+
+
+def test_nested_cv_rows_are_fair_for_the_champion_comparison():
+    """Check that with nested-CV evidence (no test part) the judged rows are not all left out
+    of the champion comparison as duplicates of the candidate's training rows (each was
+    scored out of fold): before, every such comparison was refused for want of fair rows."""
+    from tasks.gate import fair_rows
+    from tasks.split import split_parts
+    from tasks.validate import validate_training_data
+
+    df = make_demo_data(600, positive_rate=0.1, seed=0)
+    data = validate_training_data(df, label=LABEL, positive="1", test_size=0.2, n_folds=3)
+    nested = split_parts(data, test_size=0.2, seed=0, evidence="nested_cv", n_folds=3)
+    held = split_parts(data, test_size=0.2, seed=0, n_folds=3)
+    assert nested.judged_rows_must_not_repeat is None
+    assert held.judged_rows_must_not_repeat is held.train_rows
+    mask, overlap = fair_rows(nested.test_rows, champion_train=None,
+                              candidate_train=nested.judged_rows_must_not_repeat)
+    assert mask.all() and overlap["candidate_trained_on"] == 0
