@@ -51,7 +51,7 @@ def test_version_holds_its_plots_and_a_full_model_card(trained):
         assert (vdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert name in meta["files"]
     assert meta["classes"] == [0, 1] and meta["model_format"] == 2
-    assert meta["rareflow_version"] == "0.3.0"
+    assert meta["rareflow_version"] == "0.4.0"
     card = (vdir / "model_card.md").read_text()
     for section in ("## Intended use and limits", "## Training data", "Training prevalence",
                     "### Features", "## Leaderboard", "## Calibration", "## Gates",

@@ -43,7 +43,7 @@ def run(*args, env=None):
 def test_version_flag():
     """Check that `rareflow --version` prints the installed version and exits 0."""
     done = run("--version")
-    assert done.exit_code == 0 and done.output.strip() == "rareflow 0.3.0"
+    assert done.exit_code == 0 and done.output.strip() == "rareflow 0.4.0"
 
 
 def test_train_help_shows_defaults_and_required_markers():
