@@ -90,12 +90,12 @@ def test_models_commands_use_the_defaults(tmp_path, monkeypatch):
     assert "exists: left as it is" in remember_project("elsewhere", "x")
 
 
-def test_models_compare(tmp_path, monkeypatch):
+def test_models_compare(tmp_path):
     """Check that `models compare` shows versions side by side: strategy, threshold, metrics
     and gates, and refuses a single version (the 0.1 fixture is unsigned: compare verifies
-    like `models show`, so it needs the opt-in)."""
-    monkeypatch.setenv(ALLOW_UNSIGNED_ENV, "1")
+    like `models show`, so it is signed first)."""
     shutil.copytree(FIXTURE / "old", tmp_path / "old")
+    assert run("models", "sign", "--registry", str(tmp_path), "--name", "old").exit_code == 0
     done = run("models", "compare", "v0001", "v0003", "--registry", str(tmp_path),
                "--name", "old")
     assert done.exit_code == 0, done.output
