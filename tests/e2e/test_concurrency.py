@@ -73,8 +73,9 @@ def _env() -> dict[str, str]:
 
 
 def check_history_chain(reg: Registry) -> list[dict]:
-    """Every promotion once, each one's ``previous`` the one before; the champion the last."""
-    history = reg.history()
+    """Every promotion once, each one's ``previous`` the one before; the champion the last.
+    (History also records candidates not promoted: the chain is over the moves.)"""
+    history = reg.log.moves()
     ids = [h["event_id"] for h in history]
     assert len(ids) == len(set(ids)), "a promotion is recorded twice"
     previous = None
