@@ -195,7 +195,8 @@ def _other_schema(root: Path) -> None:
 
 @pytest.mark.parametrize("case, as_of, window, fix, message", [
     ("empty-window", "2025-06-30", "7d", None,
-     r"no rows in the window .*newest rows .*partition 'date=2025-03-16/.*move --as-of back"),
+     r"no rows in the window .*newest row with a matured label .*partition 'date=2025-03-16/.*"
+     r"pass an as_of within its data"),
     ("too-few-positives", "2025-01-23", "17d", None,
      r"window of source .* holds \d+ rows of class '1'.* need at least 8.*widen --window"),
     ("future-as-of", "2999-01-01", "7d", None, r"as_of 2999-01-01.* is in the future"),
