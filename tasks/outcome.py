@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from prefect.states import Completed, Failed
 
+from tasks.champion import PENDING
 from tasks.recall_test import CANNOT_JUDGE, DRIFT
 
 # status -> (failed?, state name); statuses not listed end in a plain Completed state
 TRAINING_STATES = {"rejected": (True, "Rejected"), "refused": (True, "Refused"),
-                   "stale": (True, "Stale"), "pending": (False, "AwaitingApproval")}
+                   "stale": (True, "Stale"), PENDING: (False, "AwaitingApproval")}
 MONITORING_STATES = {DRIFT: (True, "Drift"), CANNOT_JUDGE: (False, "Inconclusive")}
 
 
@@ -62,8 +63,8 @@ def training_outcome(summary: dict):
     failed = [g["gate"] for g in summary["verdict"]["gates"] if not g["passed"]]
     status = summary["status"]
     detail = (f"failed {', '.join(failed)}" if failed else
-              "awaiting approval" if status == "pending" else "the champion moved meanwhile")
-    verb = "awaits approval" if status == "pending" else f"not promoted ({status}: {detail})"
+              "awaiting approval" if status == PENDING else "the champion moved meanwhile")
+    verb = "awaits approval" if status == PENDING else f"not promoted ({status}: {detail})"
     return outcome_state(summary, TRAINING_STATES,
                          message=f"{summary['name']} {summary['version']} {verb}; champion "
                                  f"is {summary['champion']}")
