@@ -173,6 +173,21 @@ def existing_deployments(doc: dict) -> list[dict]:
             if (ROOT / d["entrypoint"].rpartition(":")[0]).is_file()]
 
 
+def stop_unfinished_runs(server, worker) -> None:
+    """Teardown of a test's own server and worker: cancel every run not yet final, stop the
+    worker, and end the flow-run processes it left."""
+    from prefect.states import Cancelled
+
+    runs = []
+    with contextlib.suppress(Exception), server.client() as client:
+        runs = client.read_flow_runs()
+        for run in runs:
+            if run.state and not run.state.is_final():
+                client.set_flow_run_state(run.id, Cancelled(), force=True)
+    worker.stop()
+    kill_flow_run_processes(runs, server.api_url)
+
+
 def kill_flow_run_processes(runs, api_url: str) -> None:
     """SIGKILL flow-run processes of this test server that outlived their worker."""
     for run in runs:

@@ -15,7 +15,6 @@ concurrent runs ("database is locked").
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -45,9 +44,9 @@ from .conftest import (
     deployment_of,
     existing_deployments,
     free_port,
-    kill_flow_run_processes,
     retarget_prefect_yaml,
     run_cli,
+    stop_unfinished_runs,
     tail,
     wait_for_run,
     wait_until,
@@ -207,16 +206,7 @@ def loop_deployed(pg_server, stream_files):
     try:
         yield {"doc": docs[MODEL], "docs": docs, "worker": worker}
     finally:
-        runs = []
-        with contextlib.suppress(Exception), pg_server.client() as client:
-            runs = client.read_flow_runs()
-            from prefect.states import Cancelled
-
-            for run in runs:
-                if run.state and not run.state.is_final():
-                    client.set_flow_run_state(run.id, Cancelled(), force=True)
-        worker.stop()
-        kill_flow_run_processes(runs, pg_server.api_url)
+        stop_unfinished_runs(pg_server, worker)
 
 
 def runs_by(server, automation: str, model: str | None = None) -> list:

@@ -12,7 +12,6 @@ Python, with the copy first on the import path (as its own `uv sync` would insta
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import subprocess
@@ -28,8 +27,8 @@ from .conftest import (
     ROOT,
     VENV_BIN,
     Proc,
-    kill_flow_run_processes,
     running_server,
+    stop_unfinished_runs,
     tail,
     wait_for_run,
     wait_until,
@@ -111,20 +110,11 @@ def shipped(tmp_path_factory):
         # the worker finds the key the demo made in the user's config folder, as a user's does
         worker = Proc("worker", [prefect, "worker", "start", "--pool", "rareflow", "--type",
                                  "process"], env=env, cwd=clone, log=server.logs / "worker.log")
-        runs = []
         try:
             yield {"server": server, "env": env, "clone": clone, "doc": doc,
                    "present": present, "worker": worker}
         finally:
-            from prefect.states import Cancelled
-
-            with contextlib.suppress(Exception), server.client() as client:
-                runs = client.read_flow_runs()
-                for run in runs:
-                    if run.state and not run.state.is_final():
-                        client.set_flow_run_state(run.id, Cancelled(), force=True)
-            worker.stop()
-            kill_flow_run_processes(runs, server.api_url)
+            stop_unfinished_runs(server, worker)
 
 
 def finished(shipped, run_id):
