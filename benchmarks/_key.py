@@ -15,7 +15,7 @@ def ensure_signing_key() -> None:
     unsigned opt-in) is already configured."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from tasks.signing import KEY_ENV, allow_unsigned, generate_key, signing_key
+    from tasks.registry.signing import KEY_ENV, allow_unsigned, generate_key, signing_key
 
     if signing_key() is None and not allow_unsigned():
         os.environ[KEY_ENV] = generate_key()

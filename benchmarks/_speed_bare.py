@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline as SkPipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
-from tasks.hyperparams import HGB_PARAMS, MAX_CATEGORIES, MISSING_CATEGORY  # noqa: E402
+from tasks.search.hyperparams import HGB_PARAMS, MAX_CATEGORIES, MISSING_CATEGORY  # noqa: E402
 
 path, label, fn_cost, fp_cost, folds, test_size, seed = sys.argv[1:8]
 fn_cost, fp_cost, folds, test_size, seed = (
@@ -58,7 +58,7 @@ def pipe():
         ]
     )
     model = HistGradientBoostingClassifier(
-        **HGB_PARAMS,  # rareflow's own settings (tasks/hyperparams.py)
+        **HGB_PARAMS,  # rareflow's own settings (tasks/search/hyperparams.py)
         class_weight="balanced",
         categorical_features=list(range(len(cats))),
         random_state=seed,

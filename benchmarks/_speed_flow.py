@@ -18,7 +18,7 @@ warm_up()  # starts Prefect's ephemeral server
 start = time.perf_counter() - t0
 from flows.training import training_flow  # noqa: E402  (after the server start)
 from schemas.config import StrategyConfig, TrainingConfig  # noqa: E402
-from tasks.outcome import run_summary  # noqa: E402
+from tasks.runtime.run_outcome import run_summary  # noqa: E402
 
 path, label, registry = sys.argv[1:4]
 extra = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}  # e.g. a source's time_column

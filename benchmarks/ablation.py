@@ -6,7 +6,8 @@ For each data set x outer fold of the quality benchmark (same folds, same traini
 cross-validation) the auto search runs once. Every candidate's honest CV result and out-of-fold
 scores are kept, with the outer-test scores of the average of its fold models (what a served
 model of that candidate scores). Each variant then replays the selection on the kept results
-(``tasks.select.finish_selection``: blends, the choice, calibration) and the chosen strategy is
+(``tasks.search.selection.finish_selection``: blends, the choice, calibration) and the chosen
+strategy is
 scored on the outer-test rows exactly as ``rareflow score`` would.
 
 A variant's time ratio is the fit seconds of the candidates it keeps over the seconds of
@@ -37,13 +38,13 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import quality as q  # noqa: E402  (benchmarks/ is this script's folder)
 
 from schemas.config import TrainingConfig  # noqa: E402
-from tasks.calibration import apply_platt  # noqa: E402
-from tasks.estimators import positive_scores  # noqa: E402
-from tasks.evidence import evidence_kind  # noqa: E402
-from tasks.select import finish_selection, search  # noqa: E402
-from tasks.split import cv_folds, split_parts  # noqa: E402
-from tasks.threshold import DecisionCosts  # noqa: E402
-from tasks.validate import validate_training_data  # noqa: E402
+from tasks.data.split import cv_folds, split_parts  # noqa: E402
+from tasks.data.validation import validate_training_data  # noqa: E402
+from tasks.decision.calibration import apply_platt  # noqa: E402
+from tasks.decision.threshold import DecisionCosts  # noqa: E402
+from tasks.judge.evidence import evidence_kind  # noqa: E402
+from tasks.search.estimators import positive_scores  # noqa: E402
+from tasks.search.selection import finish_selection, search  # noqa: E402
 
 COSTS = DecisionCosts(fn_cost=q.FN_COST, fp_cost=q.FP_COST)
 

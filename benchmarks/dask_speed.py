@@ -58,8 +58,8 @@ if __name__ == "__main__":
     server = time.perf_counter() - t0
     from flows.training import training_flow
     from schemas.config import StrategyConfig, TrainingConfig
-    from tasks.outcome import run_summary
-    from tasks.registry import Registry
+    from tasks.runtime.run_outcome import run_summary
+    from tasks.registry.store import Registry
     path, label, registry, strategy = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     cfg = TrainingConfig(data=path, label=label, positive="1", registry=registry, name="bench",
                          strategy=StrategyConfig(**json.loads(strategy)))

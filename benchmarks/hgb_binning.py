@@ -4,7 +4,7 @@ mapper, and what the auto strategy's search costs on a mid-sized table.
 1. **One fit.** On the speed benchmark's synthetic table (26 numeric columns with missing
    values, ~1 % positives), HistGradientBoosting with rareflow's settings and
    ``class_weight="balanced"`` is fitted twice on the same rows: scikit-learn's own class,
-   and ``tasks.lean.CodedHistGradientBoostingClassifier`` (whose bin mapper finds the
+   and ``tasks.search._fast_hgb.CodedHistGradientBoostingClassifier`` (whose bin mapper finds the
    weighted bin thresholds with one sort per column). Both must give the same scores.
 2. **The search.** rareflow's auto strategy search (every candidate on every fold, as
    ``rareflow train`` runs it) on ``--search-rows`` rows of the same table, against fitting
@@ -38,9 +38,9 @@ from quality import time_alternative  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from speed import LABEL, N_NUMERIC, make_data  # noqa: E402
 
-from tasks.hyperparams import HGB_PARAMS  # noqa: E402
-from tasks.lean import CodedHistGradientBoostingClassifier  # noqa: E402
-from tasks.select import search  # noqa: E402
+from tasks.search._fast_hgb import CodedHistGradientBoostingClassifier  # noqa: E402
+from tasks.search.hyperparams import HGB_PARAMS  # noqa: E402
+from tasks.search.selection import search  # noqa: E402
 
 RESULTS = HERE / "results"
 

@@ -86,11 +86,11 @@ def step_times(config, *, registry_root: str) -> dict:
     """Each plain monitoring step on its own (evidently already imported)."""
     from schemas.inference import InputSchema
     from schemas.scored import DECISION, SCORE
-    from tasks import labels, recall_test, reports
-    from tasks.drift import classification_figures
-    from tasks.load import load_table
-    from tasks.registry import Registry
-    from tasks.score import scored_batch
+    from tasks.data import labels, recall_test, reports
+    from tasks.data.tables import load_table
+    from tasks.monitor.verdict import classification_figures
+    from tasks.registry.store import Registry
+    from tasks.serving.batch_scoring import scored_batch
 
     registry = Registry(registry_root, config.name)
     (model, meta), t_model = timed(registry.load, config.version)
@@ -134,8 +134,8 @@ def preset_time(config, *, registry_root: str) -> dict:
     from evidently.presets import DataDriftPreset
 
     from schemas.inference import InputSchema
-    from tasks.load import load_table
-    from tasks.registry import Registry
+    from tasks.data.tables import load_table
+    from tasks.registry.store import Registry
 
     registry = Registry(registry_root, config.name)
     meta = registry.metadata(registry.resolve(config.version))
@@ -217,7 +217,7 @@ def main() -> None:
     from flows.monitoring import monitoring_flow
     from flows.training import training_flow
     from schemas.config import MonitoringConfig, SplitConfig, StrategyConfig, TrainingConfig
-    from tasks.outcome import run_summary
+    from tasks.runtime.run_outcome import run_summary
 
     def run(flow_fn, cfg):  # a drifted batch ends in a Failed state named Drift
         return run_summary(flow_fn(cfg, return_state=True))

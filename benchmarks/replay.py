@@ -1,7 +1,7 @@
 """Replay: a time-stamped stream through rareflow's real flows, week by week, under four
 retraining policies.
 
-The stream (``tasks.demo.make_stream``): daily partitions over 20 weeks, about 1.5 %
+The stream (``tasks.data.demo_tables.make_stream``): daily partitions over 20 weeks, about 1.5 %
 positives, labels that arrive 14-28 days after the transaction, and a concept drift at week 10
 (an account-takeover ring replaces most of the old fraud pattern). Each week's rows land in a
 data source through the ingest flow; ``as_of`` advances a week at a time (no sleeping); every
@@ -14,7 +14,7 @@ Policies, each with its own registry (the first model, trained as of week 6, is 
 * **scheduled**: retrain every week on the source's window (matured labels);
 * **rareflow**: monitor every week (labels matured since the last check); retrain only on
   recall drift, through the path a ``rareflow.monitor.recall-drift`` trigger takes (the drift
-  payload → ``tasks.loop.config_for_event`` → the training flow);
+  payload → ``tasks.data.arrivals.config_for_event`` → the training flow);
 * **hindsight**: retrain every week on every label, matured or not (an unreachable bound).
 
 A week's cost is that week's rows scored by the champion serving during the week:
@@ -72,7 +72,7 @@ class Replay:
     """One seed's stream replayed through the flows under every policy."""
 
     def __init__(self, seed: int, args, base: Path):
-        from tasks.demo import STREAM_START, make_stream
+        from tasks.data.demo_tables import STREAM_START, make_stream
 
         self.seed, self.args, self.base = seed, args, base
         self.stream = make_stream(args.weeks, rows_per_day=args.rows_per_day,
@@ -107,7 +107,7 @@ class Replay:
 
     def train(self, policy: str, as_of: str, trigger=None) -> dict:
         from flows.training import training_flow
-        from tasks.outcome import run_summary
+        from tasks.runtime.run_outcome import run_summary
 
         result = run_summary(training_flow(self.config(policy, as_of), trigger=trigger,
                                            return_state=True))
@@ -129,7 +129,7 @@ class Replay:
 
     def cost(self, policy: str, rows: pd.DataFrame) -> dict:
         """The week's rows scored by the policy's serving champion."""
-        from tasks.registry import Registry
+        from tasks.registry.store import Registry
 
         model, meta = Registry(self.registries[policy], NAME).load("champion")
         costs = meta["costs"]
@@ -146,9 +146,9 @@ class Replay:
         """Policy rareflow's weekly check; on recall drift, the trigger's retraining."""
         from flows.monitoring import monitoring_flow
         from schemas.config import MonitoringConfig, TriggerEvent
-        from tasks import events
-        from tasks.drift import drift_payload
-        from tasks.outcome import run_summary
+        from tasks.monitor.verdict import drift_payload
+        from tasks.runtime import events
+        from tasks.runtime.run_outcome import run_summary
 
         result = run_summary(monitoring_flow(MonitoringConfig(
             data=str(self.source), registry=str(self.registries["rareflow"]), name=NAME,

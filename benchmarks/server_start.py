@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=str(RESULTS / "server_start"))
     args = p.parse_args(argv)
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rareflow-server-start-") as tmp:

@@ -44,7 +44,7 @@ def load_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
     Returns:
         One dict per deployment, as written in the file (YAML anchors expanded).
     """
-    from tasks.lean import fill_env_templates
+    from tasks.runtime._prefect_templates import fill_env_templates
 
     doc = yaml.safe_load(Path(path).read_text())
     specs = (doc or {}).get("deployments") or []

@@ -74,7 +74,7 @@ def main_options(
 
 
 def print_training_summary(result: dict) -> None:
-    from tasks.evaluate import metric_table
+    from tasks.judge.metrics import metric_table
 
     table = metric_table(result["metrics"])
     typer.echo("")
@@ -102,7 +102,7 @@ def run_training(config: T, server: FlowServer | None = None, trigger=None) -> i
     run here, in this process (it pauses until someone answers, or the timeout).
     ``trigger`` is the event a deployment trigger would pass (its source and as_of win)."""
     from flows.training import training_flow
-    from tasks.outcome import run_summary
+    from tasks.runtime.run_outcome import run_summary
 
     if server is not None:
         server.activate()
@@ -261,7 +261,7 @@ def monitor(
     """Judge minority-class recall on a labelled batch. Exit 0 no drift, 4 drift, 5 cannot judge."""
     server = FlowServer()  # boots while the monitoring modules and evidently import
     from flows.monitoring import monitoring_flow
-    from tasks.outcome import run_summary
+    from tasks.runtime.run_outcome import run_summary
 
     cfg = build_config(M, config, {k: v for k, v in ctx.params.items() if k != "config"})
     preload_reporting()

@@ -26,7 +26,7 @@ schema_app = typer.Typer(no_args_is_help=True, help="Schemas for your data.")
 def open_registry(registry: str | None, name: str | None):
     """The registry of the flags, else of the project defaults (``RAREFLOW_*``,
     ``rareflow.yaml``), else of the config schema's defaults."""
-    from tasks.registry import Registry
+    from tasks.registry.store import Registry
 
     defaults = project_defaults()
     return Registry(registry or defaults.get("registry", DEFAULT_REGISTRY),
@@ -57,7 +57,7 @@ def models_show(version: str = typer.Argument("champion"), registry: RegistryDir
                 as_json: bool = typer.Option(False, "--json", help="Print all metadata.")) -> int:
     """Show one version after verifying its signature: its model card (or all metadata with
     --json)."""
-    from tasks.registry import CARD_FILE
+    from tasks.registry.store import CARD_FILE
 
     reg = open_registry(registry, name)
     vid = reg.resolve(version)
@@ -85,7 +85,7 @@ def models_compare(versions: list[str] = typer.Argument(..., help="Two or more v
                    registry: RegistryDir = None, name: ModelName = None,
                    as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> int:
     """Versions side by side: data, strategy, threshold, test metrics and gates."""
-    from tasks.compare import compare_versions
+    from tasks.registry.compare import compare_versions
 
     reg = open_registry(registry, name)
     if len(versions) < 2:
@@ -107,7 +107,7 @@ def models_promote(version: str = typer.Argument(...), registry: RegistryDir = N
                    reason: str = typer.Option("manual promotion", "--reason",
                                               help="Why (recorded in history).")) -> int:
     """Promote a verified version by hand (recorded with actor and reason; event emitted)."""
-    from tasks.champion import announce_move
+    from tasks.registry.champion import announce_move
 
     reg = open_registry(registry, name)
     entry = reg.promote(version, reason=reason, forced=force)
@@ -130,8 +130,8 @@ def decision_line(decision) -> str:
 def decide(version: str, *, approved: bool, reason: str, actor: str | None, registry,
            name) -> int:
     """``models approve|reject``: exit 0 promoted, 3 rejected or stale, 6 not pending."""
-    from tasks.approval import HOW_CLI, decide_pending
-    from tasks.champion import announce_move
+    from tasks.judge.approval import HOW_CLI, decide_pending
+    from tasks.registry.champion import announce_move
 
     reg = open_registry(registry, name)
     decision = decide_pending(reg, reg.name, version, approved=approved, reason=reason,
@@ -176,7 +176,7 @@ def models_rollback(registry: RegistryDir = None, name: ModelName = None,
                                                help="Why (recorded in history).")) -> int:
     """Make the previous champion serve again (recorded with actor and reason; event
     emitted)."""
-    from tasks.champion import announce_move
+    from tasks.registry.champion import announce_move
 
     reg = open_registry(registry, name)
     entry = reg.rollback(reason=reason)
@@ -196,7 +196,7 @@ def models_history(registry: RegistryDir = None, name: ModelName = None,
     served at a given time."""
     import pandas as pd
 
-    from tasks.champion import parse_time
+    from tasks.registry.champion import parse_time
 
     reg = open_registry(registry, name)
     if at is None:
@@ -235,7 +235,7 @@ def models_sign(registry: RegistryDir = None, name: ModelName = None,
     if force and not reason.strip():
         raise ConfigError("--force needs --reason: say why the versions are trusted (it is "
                           "recorded in history)")
-    from tasks.registry_signing import sign_unsigned, upgrade_registry
+    from tasks.registry.sign_existing import sign_unsigned, upgrade_registry
 
     reg = open_registry(registry, name)
     for version, outcome in sign_unsigned(reg, force_reason=reason if force else None):
@@ -249,7 +249,7 @@ def models_sign(registry: RegistryDir = None, name: ModelName = None,
 def keygen(out: Path = typer.Option(None, "--out", help="Write the key to this new file "
                                     "(mode 0600) instead of printing it.")) -> int:
     """Make a new random signing key (256 bits, hex) for RAREFLOW_SIGNING_KEY."""
-    from tasks.signing import KEY_ENV, KEY_FILE_ENV, generate_key, write_key_file
+    from tasks.registry.signing import KEY_ENV, KEY_FILE_ENV, generate_key, write_key_file
 
     key = generate_key()
     if out is None:
@@ -269,8 +269,8 @@ def schema_infer(path: str = typer.Argument(..., help="A CSV or Parquet file."),
                  class_name: str = typer.Option("TrainingData", "--class-name")) -> int:
     """Print a pandera DataFrameModel module for this data (commit it and edit the checks)."""
     from schemas.inference import infer_input_schema
-    from tasks.load import load_table
-    from tasks.validate import resolve_label
+    from tasks.data.tables import load_table
+    from tasks.data.validation import resolve_label
 
     df = load_table(path)
     if label not in df.columns:

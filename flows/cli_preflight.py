@@ -17,8 +17,8 @@ def ensure_signing_key(say, *, registry: str | None = None, name: str | None = N
     No key is made for a model that already has versions (``registry``, ``name``): they were
     signed with another key, which a new one could not verify; the preflight then says which
     key file nearby has their key id."""
-    from tasks.registry import Registry
-    from tasks.signing import allow_unsigned, ensure_key, signing_key
+    from tasks.registry.signing import allow_unsigned, ensure_key, signing_key
+    from tasks.registry.store import Registry
 
     if registry is not None and signing_key() is None and not allow_unsigned() \
             and Registry(registry, name).version_ids():
@@ -34,13 +34,13 @@ def before_training(config: TrainingConfig, *, config_file: Path | None, flags: 
                     say) -> None:
     """What ``rareflow train`` says and checks before any work: where the model and registry
     came from (unless from flags), the signing key (made on a first run), and the preflight
-    (:func:`tasks.preflight.preflight`), which refuses a champion that could not judge the
+    (:func:`tasks.runtime.preflight.preflight`), which refuses a champion that could not judge the
     new table, naming what chose that model."""
     origin = project_origin(config_file, flags)
     if origin is not None:
         say(f"Model {config.name!r} in registry {config.registry!r} (from {origin}; "
             "--name/--registry choose another)")
     ensure_signing_key(say, registry=config.registry, name=config.name)
-    from tasks.preflight import preflight
+    from tasks.runtime.preflight import preflight
 
     preflight(config, chosen_by=origin or "--registry and --name")

@@ -24,7 +24,7 @@ def reports_serve(
 ) -> int:
     """Serve the registry folder over http until Ctrl-C; runs link reports here when they
     have RAREFLOW_REPORTS_URL set to the printed address."""
-    from tasks.reports_server import make_server
+    from tasks.monitor.reports_server import make_server
 
     root = registry or project_defaults().get("registry", DEFAULT_REGISTRY)
     server = make_server(root, host=host, port=port)

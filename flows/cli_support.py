@@ -121,9 +121,9 @@ _TERMINAL_FILTER = _TerminalFilterInstaller(_QuietExpectedErrors())
 
 def setup(state: CliState) -> None:
     """Prefect's environment for a command-line run (its own Prefect home unless the user
-    points at a server: :func:`tasks.server_start.private_prefect_home`), and expected
+    points at a server: :func:`tasks.runtime._temporary_server.private_prefect_home`), and expected
     errors printed once."""
-    from tasks.server_start import use_private_prefect_home
+    from tasks.runtime._temporary_server import use_private_prefect_home
 
     for key, value in PREFECT_ENV.items():
         os.environ.setdefault(key, value)
@@ -144,7 +144,7 @@ class FlowServer:
     """
 
     def __init__(self):
-        from tasks.server_start import start_temporary_server
+        from tasks.runtime._temporary_server import start_temporary_server
 
         self.server = start_temporary_server()
         self.active, self.settings = False, None

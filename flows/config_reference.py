@@ -24,7 +24,7 @@ from schemas.config import (
     ScoringConfig,
     TrainingConfig,
 )
-from tasks.load import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV
+from tasks.data.tables import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 MODELS = (("train", TrainingConfig), ("score", ScoringConfig), ("monitor", MonitoringConfig))

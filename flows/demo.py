@@ -23,8 +23,8 @@ DEMO_NAME = "demo"
 
 def make_files(base: Path, rows: int) -> dict[str, Path]:
     """The demo's training, retraining and drifted tables, as Parquet under ``base``."""
-    from tasks.demo import make_demo_data
-    from tasks.load import write_table
+    from tasks.data.demo_tables import make_demo_data
+    from tasks.data.tables import write_table
 
     return {key: write_table(make_demo_data(rows, seed=seed, drift=drift),
                              base / f"{key}.parquet")
@@ -56,7 +56,7 @@ def run_demo(base: Path, *, size: DemoSize, registry: str | None, time_budget_s:
     """Run every step of the demo, saying what each one is; returns the exit status."""
     from flows.monitoring import monitoring_flow
     from flows.scoring import scoring_flow
-    from tasks.outcome import run_summary
+    from tasks.runtime.run_outcome import run_summary
 
     reg = registry or str(base / "registry")
     demo_signing_key(reg, say)
@@ -89,7 +89,7 @@ def run_demo(base: Path, *, size: DemoSize, registry: str | None, time_budget_s:
 def closing_lines(base: Path, reg: str, say: Callable[[str], None]) -> None:
     """How to use the demo's models yourself: the key they are signed with, and
     ./rareflow.yaml (so the README's `rareflow models show v0001` works)."""
-    from tasks.signing import signing_key
+    from tasks.registry.signing import signing_key
 
     key = signing_key()
     if key is not None:

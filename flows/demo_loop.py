@@ -40,9 +40,10 @@ POSITIVE_RATE = 0.04  # more positives than the replay's 1.5 %, so a small demo 
 
 def demo_start(today=None) -> pd.Timestamp:
     """Week 0 of the demo's stream: the weeks it lands end at the last whole week before today
-    (tasks/demo.py: stream_start), so the source is current and deployments that train as of
+    (tasks/data/demo_tables.py: stream_start), so the source is current and deployments that train
+    as of
     now find rows in their window."""
-    from tasks.demo import stream_start
+    from tasks.data.demo_tables import stream_start
 
     return stream_start(CHECKS[-1][1], today=today)
 
@@ -55,8 +56,8 @@ def week_end(week: int, start: pd.Timestamp | None = None) -> str:
 
 def make_batches(base: Path, rows: int, start: pd.Timestamp) -> dict[tuple, Path]:
     """The stream cut into the batches the demo lands, as Parquet under ``base/incoming``."""
-    from tasks.demo import EVENT_TIME, make_stream
-    from tasks.load import write_table
+    from tasks.data.demo_tables import EVENT_TIME, make_stream
+    from tasks.data.tables import write_table
 
     stream = make_stream(WEEKS, rows_per_day=max(rows // (WEEKS * 7), 50),
                          positive_rate=POSITIVE_RATE, drift_week=DRIFT_WEEK, start=start)
@@ -82,7 +83,7 @@ def land(path: Path, source: Path, *, as_of: str, say) -> None:
 
 def monitor(source: Path, registry: str, *, as_of: str, say) -> dict:
     from flows.monitoring import monitoring_flow
-    from tasks.outcome import run_summary
+    from tasks.runtime.run_outcome import run_summary
 
     say(f"rareflow monitor --data {source} --registry {registry} --name {DEMO_NAME} "
         f"--time-column event_time --label-time-column label_time --window {MONITOR_WINDOW} "
@@ -120,8 +121,8 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
              train: Callable[..., int], say: Callable[[str], None]) -> int:
     """Run every step of the loop, saying what each one is; returns the exit status."""
     from flows.demo import closing_lines, demo_signing_key
-    from tasks import events
-    from tasks.drift import drift_payload
+    from tasks.monitor.verdict import drift_payload
+    from tasks.runtime import events
 
     reg, source = registry or str(base / "registry"), base / "source"
     demo_signing_key(reg, say)

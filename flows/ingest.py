@@ -11,9 +11,9 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import IngestConfig
 from schemas.errors import ValidationFailed
-from tasks.ingest import announce_arrival, check_batch, write_batch
-from tasks.load import IO_RETRIES, load_task
-from tasks.scan import iso, resolve_as_of
+from tasks.data.ingest import announce_arrival, check_batch, write_batch
+from tasks.data.scan import iso, resolve_as_of
+from tasks.data.tables import IO_RETRIES, load_task
 
 
 @task(name="check-batch", cache_policy=NO_CACHE)

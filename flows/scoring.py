@@ -6,9 +6,9 @@ from prefect import flow, get_run_logger
 
 from schemas.config import ScoringConfig
 from schemas.scored import DECISION
-from tasks.load import load_task
-from tasks.registry import Registry
-from tasks.score import load_model_task, score_task, write_task
+from tasks.data.tables import load_task
+from tasks.registry.store import Registry
+from tasks.serving.batch_scoring import load_model_task, score_task, write_task
 
 
 @flow(name="rareflow-score", validate_parameters=True)

@@ -8,21 +8,21 @@ from __future__ import annotations
 from prefect import flow
 
 from schemas.config import TrainingConfig, TriggerEvent
-from tasks.approval import pending_verdict
-from tasks.evidence import evidence_kind, evidence_task
-from tasks.fit import fit_task
-from tasks.gate import gate_task
-from tasks.load import release_memory
-from tasks.loop import run_config
-from tasks.outcome import training_outcome
-from tasks.preflight import preflight_task
-from tasks.record import announce, record_task, training_summary
-from tasks.registry import register_task
-from tasks.score import champion_task
-from tasks.select import select_task
-from tasks.source import load_source_task
-from tasks.split import split_task, split_times
-from tasks.validate import min_positives_needed, validate_task
+from tasks.data.arrivals import run_config
+from tasks.data.split import split_task, split_times
+from tasks.data.tables import release_memory
+from tasks.data.validation import min_positives_needed, validate_task
+from tasks.data.window import load_source_task
+from tasks.judge.approval import pending_verdict
+from tasks.judge.evidence import evidence_kind, evidence_task
+from tasks.judge.gates import gate_task
+from tasks.registry.store import register_task
+from tasks.registry.training_record import announce, record_task, training_summary
+from tasks.runtime.preflight import preflight_task
+from tasks.runtime.run_outcome import training_outcome
+from tasks.search.final_fit import fit_task
+from tasks.search.selection import select_task
+from tasks.serving.batch_scoring import champion_task
 
 
 @flow(name="rareflow-train", validate_parameters=True)

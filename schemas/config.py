@@ -56,7 +56,7 @@ def check_name(value: str, what: str = "model name") -> str:
 
 
 # A window of rows: the last `90d` / `12w` / `36h` of event time before `as_of`, or the last
-# `50000rows` (tasks/source.py reads it).
+# `50000rows` (tasks/data/window.py reads it).
 WINDOW_PATTERN = re.compile(r"^\s*(\d+)\s*(d|days?|w|weeks?|h|hours?|r|rows?)\s*$", re.IGNORECASE)
 
 

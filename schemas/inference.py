@@ -36,7 +36,7 @@ class _StablePickle(BaseModel):
     string hash and so changes between processes (PYTHONHASHSEED): model.joblib would differ
     from run to run for the same data, configuration and seed. A plain dict of the fields
     has one order. (Models pickled by rareflow 0.1 are rebuilt on load by
-    ``tasks.fit.ThresholdedModel``.)
+    ``tasks.search.final_fit.ThresholdedModel``.)
     """
 
     def __reduce__(self):

@@ -50,7 +50,7 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def demo_small():
     """A 6,000-row demo table (about 90 positives)."""
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     return make_demo_data(6000, positive_rate=0.03, seed=3)
 

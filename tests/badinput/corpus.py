@@ -49,7 +49,7 @@ class Case:
 
 def base_frame(n_rows: int = 400, seed: int = 11) -> pd.DataFrame:
     """A small demo table (about 20 positives) every broken file is derived from."""
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     return make_demo_data(n_rows, positive_rate=0.05, seed=seed)
 

@@ -281,7 +281,7 @@ def prefect_server(tmp_path_factory):
 @pytest.fixture(scope="package")
 def e2e_data(tmp_path_factory):
     """Tiny training data (5,000 rows, 5 % positives) as CSV, and an empty registry folder."""
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     base = tmp_path_factory.mktemp("e2e-data")
     train = base / "train.csv"

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from schemas.errors import EXIT_OK, EXIT_REJECTED
-from tasks.registry import Registry
+from tasks.registry.store import Registry
 
 from .conftest import FAST_TRAINING, ROOT, tail, wait_until
 from .test_ui_browser import browser  # noqa: F401 - the headless chromium fixture
@@ -87,7 +87,7 @@ def test_approval_through_the_api(prefect_server, e2e_data, tmp_path, approve, r
     reason in its verdict and history; the training run itself never paused."""
     from prefect.flow_runs import resume_flow_run
 
-    from tasks.approval import HOW_UI, current_verdict
+    from tasks.judge.approval import HOW_UI, current_verdict
 
     registry = tmp_path / "registry"
     proc, out, log = start_training(prefect_server, e2e_data, tmp_path, registry)

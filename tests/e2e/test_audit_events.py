@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.registry import Registry
+from tasks.registry.store import Registry
 
 from .conftest import ROOT, wait_until
 

@@ -26,8 +26,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from schemas.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY
-from tasks.load import load_table
-from tasks.registry import Registry
+from tasks.data.tables import load_table
+from tasks.registry.store import Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -87,7 +87,7 @@ def _retire_prefect_workers(prefect_server):
 @pytest.fixture(scope="module")
 def champion_registry(prefect_server, tmp_path_factory):
     """A registry whose champion is one good tiny logistic-regression model (v0001)."""
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     root = tmp_path_factory.mktemp("badinput")
     data = root / "good.csv"

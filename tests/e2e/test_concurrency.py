@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.registry import MODEL_FILE, REFERENCE_FILE, Registry
+from tasks.registry.store import MODEL_FILE, REFERENCE_FILE, Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -28,11 +28,11 @@ NAME = "shared"
 WRITERS = textwrap.dedent('''
     import json, os, sys, time
     from pathlib import Path
-    from tasks.demo import make_demo_data
-    from tasks.candidates import spec_from_config
-    from tasks.fit import fit_final
-    from tasks.registry import Registry
-    from tasks.validate import validate_training_data
+    from tasks.data.demo_tables import make_demo_data
+    from tasks.search.candidates import spec_from_config
+    from tasks.search.final_fit import fit_final
+    from tasks.registry.store import Registry
+    from tasks.data.validation import validate_training_data
 
     root, writers, cycles, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     df = make_demo_data(600, positive_rate=0.05, seed=0)
@@ -133,7 +133,7 @@ def test_parallel_writers_register_and_promote(tmp_path):
 
 def test_parallel_cli_training_runs(prefect_server, tmp_path):
     """Check that 3 `rareflow train` runs at once give 3 intact versions and a valid history."""
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     runs = 3
     root = tmp_path / "registry"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.registry import MODEL_FILE, REFERENCE_FILE, Registry
+from tasks.registry.store import MODEL_FILE, REFERENCE_FILE, Registry
 
 NAME = "crashy"
 REPO = Path(__file__).resolve().parents[2]
@@ -32,9 +32,9 @@ WORKER = textwrap.dedent(r'''
     import numpy as np, pandas as pd
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
-    import tasks.versions as registry_module  # writes the version files (joblib.dump)
-    from tasks.champion import ChampionLog
-    from tasks.registry import Registry
+    import tasks.registry.versions as registry_module  # writes the version files (joblib.dump)
+    from tasks.registry.champion import ChampionLog
+    from tasks.registry.store import Registry
 
     root, name = sys.argv[1], sys.argv[2]
     X, y = make_classification(n_samples=300, n_features=6, weights=[0.9], random_state=0)

@@ -54,7 +54,7 @@ def test_a_full_disk_is_a_one_line_storage_error(prefect_server, tiny_disk, tmp_
     """Check that score --out, monitor and train on a full disk each exit 6 with one line
     naming the file and what to do, no traceback, no partial output, no new version or
     report folder, and the champion untouched."""
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     env = {**prefect_server.env, "RAREFLOW_SIGNING_KEY": KEY}
     data = tmp_path / "train.csv"

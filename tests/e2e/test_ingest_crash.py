@@ -29,8 +29,8 @@ WRITER = textwrap.dedent(r'''
     import os, signal, sys
     import pandas as pd
     import pyarrow.parquet as pq
-    import tasks.ingest as ingest
-    from tasks.scan import resolve_as_of
+    import tasks.data.ingest as ingest
+    from tasks.data.scan import resolve_as_of
 
     batch_path, root, point = sys.argv[1], sys.argv[2], sys.argv[3]
     df = pd.read_parquet(batch_path)
@@ -71,7 +71,7 @@ WRITER = textwrap.dedent(r'''
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     """Ten days of a stream (5,000 rows a day) as one batch file, and its rows per day."""
-    from tasks.demo import make_stream
+    from tasks.data.demo_tables import make_stream
 
     base = tmp_path_factory.mktemp("crash-batch")
     df = make_stream(2, rows_per_day=5_000, drift_week=None, seed=5).iloc[: 10 * 5_000]
@@ -96,9 +96,9 @@ def write(batch_path: Path, root: Path, point: str, *, kill_after: float | None 
 
 def assert_only_whole_partitions(root: Path, per_day: pd.DataFrame) -> int:
     """Every visible partition reads and holds exactly its day's rows; returns how many."""
-    from tasks.partitions import resolve_source
-    from tasks.scan import Selection, resolve_as_of
-    from tasks.source import read_source
+    from tasks.data.scan import Selection, resolve_as_of
+    from tasks.data.source_files import resolve_source
+    from tasks.data.window import read_source
 
     if not (root / "_rareflow_source.json").is_file() or not any(root.rglob("part-*.parquet")):
         return 0

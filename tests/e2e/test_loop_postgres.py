@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tasks.outcome import reached_verdict
+from tasks.runtime.run_outcome import reached_verdict
 
 from .conftest import (
     FAST_TRAINING,
@@ -157,7 +157,7 @@ def pg_server(postgres, tmp_path_factory):
 def stream_files(tmp_path_factory):
     """Ten weeks of a stream (1,000 rows a day, 4 % positives so that the first model's test
     part holds enough positives to judge against, drift at week 6) as two batch files."""
-    from tasks.demo import make_stream
+    from tasks.data.demo_tables import make_stream
 
     base = tmp_path_factory.mktemp("loop-stream")
     stream = make_stream(10, rows_per_day=1000, positive_rate=0.04, drift_week=6, seed=4)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.outcome import reached_verdict
-from tasks.registry import Registry
+from tasks.registry.store import Registry
+from tasks.runtime.run_outcome import reached_verdict
 
 from .conftest import (
     FAST_TRAINING,
@@ -84,7 +84,7 @@ def test_prefect_yaml_is_what_prefect_deploy_reads():
         config = trigger.parameters["config"]
         assert "registry" in config and "label" in config and config["window"]
         assert config["name"] == "demo"
-        # the run follows the event: its payload's source and as_of (tasks/loop.py)
+        # the run follows the event: its payload's source and as_of (tasks/data/arrivals.py)
         assert trigger.parameters["trigger"] == {"event": "{{ event.event }}",
                                                  "payload": "{{ event.payload }}"}
         assert not config["data"].startswith("{{")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.outcome import reached_verdict
+from tasks.runtime.run_outcome import reached_verdict
 
 from .conftest import (
     ROOT,

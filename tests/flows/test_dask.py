@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from schemas.config import StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
-from tasks.outcome import run_summary
+from tasks.runtime.run_outcome import run_summary
 
 SMALL_AUTO = {"max_candidates": 3, "time_budget_s": 600}
 
@@ -43,7 +43,7 @@ def test_dask_selection_matches_local_and_runs_as_prefect_tasks(prefect_harness,
     same API by the workers), and the leaderboard must equal the local one.
     """
     from flows.training import training_flow
-    from tasks.registry import Registry
+    from tasks.registry.store import Registry
 
     data = tmp_path / "train.csv"
     demo_small.to_csv(data, index=False)
@@ -69,7 +69,7 @@ def test_existing_cluster_by_address(prefect_harness, tmp_path, demo_small):
     from distributed import LocalCluster
 
     from flows.training import training_flow
-    from tasks.scaleout import current_api_url
+    from tasks.search.dask_fits import current_api_url
 
     data = tmp_path / "train.csv"
     demo_small.to_csv(data, index=False)
@@ -117,12 +117,12 @@ def test_dask_safety_stop_skips_unfinished_candidates(prefect_harness, demo_smal
     import time
 
     from schemas.demo import LABEL as label
-    from tasks.candidates import CandidateSpec
-    from tasks.scaleout import dask_fit_jobs
-    from tasks.search import SearchPlan, run_search
-    from tasks.split import cv_folds
-    from tasks.threshold import DecisionCosts
-    from tasks.validate import validate_training_data
+    from tasks.data.split import cv_folds
+    from tasks.data.validation import validate_training_data
+    from tasks.decision.threshold import DecisionCosts
+    from tasks.search.candidates import CandidateSpec
+    from tasks.search.dask_fits import dask_fit_jobs
+    from tasks.search.work_plan import SearchPlan, run_search
 
     data = validate_training_data(demo_small, label=label, positive="1", test_size=0.2,
                                   n_folds=5)

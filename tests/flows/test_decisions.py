@@ -9,9 +9,9 @@ from flows.training import training_flow
 from schemas.config import TrainingConfig
 from schemas.demo import LABEL
 from schemas.errors import ConfigError, ValidationFailed
-from tasks.demo import make_demo_data
-from tasks.outcome import run_summary
-from tasks.registry import Registry
+from tasks.data.demo_tables import make_demo_data
+from tasks.registry.store import Registry
+from tasks.runtime.run_outcome import run_summary
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,7 @@ def test_money_costs_and_alert_budget(prefect_harness, tmp_path):
     # monitoring and the served classifier speak the same money
     from flows.monitoring import monitoring_flow
     from schemas.config import MonitoringConfig
-    from tasks.served import load_model
+    from tasks.registry.served import load_model
 
     batch = make_demo_data(4000, positive_rate=0.05, seed=9)
     batch.to_csv(tmp_path / "batch.csv", index=False)

@@ -10,8 +10,8 @@ from flows.cli import run_training
 from flows.demo import DEMO_NAME, run_demo
 from schemas.config import DEMO_QUICK
 from schemas.errors import EXIT_OK
-from tasks import signing
-from tasks.registry import Registry
+from tasks.registry import signing
+from tasks.registry.store import Registry
 
 pytestmark = pytest.mark.slow
 

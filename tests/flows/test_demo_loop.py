@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.registry import Registry
+from tasks.registry.store import Registry
 
 pytestmark = pytest.mark.slow
 

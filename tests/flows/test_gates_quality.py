@@ -11,8 +11,8 @@ import pytest
 
 from flows.training import training_flow
 from schemas.config import StrategyConfig, TrainingConfig
-from tasks.outcome import run_summary
-from tasks.registry import Registry
+from tasks.registry.store import Registry
+from tasks.runtime.run_outcome import run_summary
 
 pytestmark = pytest.mark.slow
 

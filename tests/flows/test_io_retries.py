@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tasks.registry import METADATA_FILE, Registry
+from tasks.registry.store import METADATA_FILE, Registry
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +16,7 @@ def test_transient_io_error_is_retried_and_logged(prefect_harness, monkeypatch, 
     """Check that an OSError on the first load attempt is retried, succeeds, and is logged."""
     from prefect import flow
 
-    import tasks.load as load_module
+    import tasks.data.tables as load_module
 
     path = tmp_path / "table.csv"
     path.write_text("a,b\n1,2\n3,4\n", encoding="utf-8")
@@ -46,7 +46,7 @@ def test_rareflow_error_is_not_retried(prefect_harness, tmp_path, caplog):
     from prefect import flow
 
     from schemas.errors import DataError
-    from tasks.load import load_task
+    from tasks.data.tables import load_task
 
     @flow
     def load_once(p: str):
@@ -62,8 +62,8 @@ def test_transient_error_on_register_is_retried(prefect_harness, monkeypatch, tm
     """Check that a transient OSError while registering is retried and stores one version."""
     from prefect import flow
 
-    import tasks.versions as versions_module
-    from tasks.registry import register_task
+    import tasks.registry.versions as versions_module
+    from tasks.registry.store import register_task
 
     reg = Registry(tmp_path / "registry", "retried")
     real = versions_module.sha256_file
@@ -99,8 +99,8 @@ def test_retried_promotion_after_a_failed_history_append_is_not_stale(prefect_ha
     run is promoted (not 'stale'), and the history holds the move exactly once."""
     from prefect import flow
 
-    from tasks.champion import ChampionLog
-    from tasks.registry import register_task
+    from tasks.registry.champion import ChampionLog
+    from tasks.registry.store import register_task
 
     reg = Registry(tmp_path / "registry", "idem")
     v1 = reg.register({"a": 1}, {"verdict": {"status": "passed"}})

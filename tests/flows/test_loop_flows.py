@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from schemas.config import MonitoringConfig, TrainingConfig, TriggerEvent
-from tasks import events
-from tasks.outcome import run_summary
-from tasks.registry import Registry
+from tasks.registry.store import Registry
+from tasks.runtime import events
+from tasks.runtime.run_outcome import run_summary
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +39,9 @@ def week(n: float) -> str:
 @pytest.fixture(scope="module")
 def stream_source(tmp_path_factory):
     """Ten weeks of 1,000 rows a day (drift at week 6) landed week by week with ingest."""
-    from tasks.demo import make_stream
-    from tasks.ingest import check_batch, write_batch
-    from tasks.scan import resolve_as_of
+    from tasks.data.demo_tables import make_stream
+    from tasks.data.ingest import check_batch, write_batch
+    from tasks.data.scan import resolve_as_of
 
     base = tmp_path_factory.mktemp("loop")
     stream = make_stream(10, rows_per_day=1000, drift_week=6, seed=1)
@@ -85,7 +85,7 @@ def test_window_training_records_lineage_and_rebuilds_bit_for_bit(prefect_harnes
     assert lin["unmatured_rows"] > 0  # the last two weeks' labels had not matured
     for entry in lin["files"]:
         path = stream_source / "source" / entry["path"]
-        from tasks.files import sha256_file
+        from tasks.runtime.durable_files import sha256_file
 
         assert sha256_file(path) == entry["sha256"]
     assert all(p["path"] < "date=2025-02-10" for p in lin["files"])  # nothing after as_of
@@ -97,7 +97,7 @@ def test_monitoring_judges_new_labels_and_estimates_the_rest(prefect_harness, st
     estimates rows awaiting labels, remembers the check, and a drift payload retrains the model
     on the fresh window (the path a recall-drift trigger takes)."""
     from flows.monitoring import monitoring_flow
-    from tasks.drift import drift_payload
+    from tasks.monitor.verdict import drift_payload
 
     base = stream_source
     first = train(base, "loop-registry", week(5), **RANDOM_TEST)
@@ -147,7 +147,7 @@ def test_ingest_flow_lands_partitions_and_announces_them(prefect_harness, stream
     the source and partitions, and that landing it again announces nothing."""
     from flows.ingest import ingest_flow
     from schemas.config import IngestConfig
-    from tasks.demo import make_stream
+    from tasks.data.demo_tables import make_stream
 
     batch = make_stream(1, rows_per_day=50, start="2025-03-10", seed=9)
     path = tmp_path / "batch.parquet"

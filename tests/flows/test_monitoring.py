@@ -23,8 +23,8 @@ def trained(prefect_harness, tmp_path_factory):
     """A registry holding one promoted hgb model trained on 20,000 demo rows (trained once)."""
     from flows.training import training_flow
     from schemas.config import SplitConfig, StrategyConfig, TrainingConfig
-    from tasks.demo import make_demo_data
-    from tasks.load import write_table
+    from tasks.data.demo_tables import make_demo_data
+    from tasks.data.tables import write_table
 
     base = tmp_path_factory.mktemp("monitoring")
     data = write_table(make_demo_data(20_000, seed=0), base / "train.parquet")
@@ -52,9 +52,9 @@ def _line(output: str, prefix: str) -> str:
 
 def test_drifted_batch_raises_recall_drift(trained):
     """Check that the demo's drifted batch exits 4, writes every report and emits the event."""
-    from tasks.demo import make_demo_data
-    from tasks.load import write_table
-    from tasks.registry import Registry
+    from tasks.data.demo_tables import make_demo_data
+    from tasks.data.tables import write_table
+    from tasks.registry.store import Registry
 
     data = write_table(make_demo_data(20_000, seed=5, drift=True), trained / "drifted.parquet")
     run = _monitor_cli(trained, data)
@@ -78,10 +78,10 @@ def test_undrifted_scored_batch_is_no_drift(trained):
     """Check that an undrifted batch of the same size, scored beforehand, is judged no drift."""
     from flows.monitoring import monitoring_flow
     from schemas.config import MonitoringConfig
-    from tasks.demo import make_demo_data
-    from tasks.load import write_table
-    from tasks.registry import Registry
-    from tasks.score import score_frame
+    from tasks.data.demo_tables import make_demo_data
+    from tasks.data.tables import write_table
+    from tasks.registry.store import Registry
+    from tasks.serving.batch_scoring import score_frame
 
     model, _ = Registry(trained / "registry", "demo").load("champion")
     scored = score_frame(model, make_demo_data(20_000, seed=6))
@@ -98,8 +98,8 @@ def test_undrifted_scored_batch_is_no_drift(trained):
 
 def test_too_few_matured_positives_cannot_judge(trained):
     """Check that a batch whose labels are mostly not yet known exits 5 instead of guessing."""
-    from tasks.demo import make_demo_data
-    from tasks.load import write_table
+    from tasks.data.demo_tables import make_demo_data
+    from tasks.data.tables import write_table
 
     df = make_demo_data(3000, seed=7, drift=True)
     df = df.assign(label_known=np.arange(len(df)) < 600)  # ~9 matured positives
@@ -112,8 +112,8 @@ def test_too_few_matured_positives_cannot_judge(trained):
 
 def test_missing_label_column_is_bad_input(trained):
     """Check that a batch without labels fails as bad input, not as an internal error."""
-    from tasks.demo import make_demo_data
-    from tasks.load import write_table
+    from tasks.data.demo_tables import make_demo_data
+    from tasks.data.tables import write_table
 
     data = write_table(make_demo_data(500, seed=8).drop(columns=["is_fraud"]),
                        trained / "unlabelled.parquet")
@@ -125,8 +125,8 @@ def test_missing_label_column_is_bad_input(trained):
 
 def test_relative_registry_and_data_paths_work(trained, monkeypatch):
     """Check that monitoring with relative paths (as the demo uses) writes reports and links."""
-    from tasks.demo import make_demo_data
-    from tasks.load import write_table
+    from tasks.data.demo_tables import make_demo_data
+    from tasks.data.tables import write_table
 
     write_table(make_demo_data(5_000, seed=8), trained / "relative.parquet")
     monkeypatch.chdir(trained)

@@ -31,9 +31,9 @@ def demo_folder(prefect_harness, tmp_path_factory):
     from flows.cli_support import remember_project
     from flows.training import training_flow
     from schemas.config import SplitConfig, StrategyConfig, TrainingConfig
-    from tasks.demo import make_demo_data
-    from tasks.load import write_table
-    from tasks.outcome import run_summary
+    from tasks.data.demo_tables import make_demo_data
+    from tasks.data.tables import write_table
+    from tasks.runtime.run_outcome import run_summary
 
     base = tmp_path_factory.mktemp("readme")
     demo = base / "rareflow-demo"

@@ -4,7 +4,7 @@ Two causes of different model.joblib bytes were found and fixed: pydantic pickle
 set of given fields in hash order (PYTHONHASHSEED changes it between processes; fixed in
 schemas/inference.py), and a NumPy copy of a scikit-learn tree's node array leaves its padding
 bytes uninitialised (BalancedRandomForest deep-copies its trees; fixed by
-tasks.registry.zero_tree_padding before the model is written).
+tasks.registry.store.zero_tree_padding before the model is written).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from schemas.config import StrategyConfig, TrainingConfig
-from tasks.outcome import run_summary
-from tasks.registry import Registry
+from tasks.registry.store import Registry
+from tasks.runtime.run_outcome import run_summary
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def _without_timing(value):
 
 @pytest.fixture(scope="module")
 def repro_data(tmp_path_factory):
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     path = tmp_path_factory.mktemp("repro") / "train.csv"
     make_demo_data(2500, positive_rate=0.04, seed=5).to_csv(path, index=False)
@@ -82,11 +82,11 @@ def test_same_data_config_seed_give_same_model(prefect_harness, repro_data, tmp_
 
 WORKER = textwrap.dedent('''
     import json, sys
-    from tasks.demo import make_demo_data
-    from tasks.candidates import spec_from_config
-    from tasks.fit import fit_final
-    from tasks.registry import Registry
-    from tasks.validate import validate_training_data
+    from tasks.data.demo_tables import make_demo_data
+    from tasks.search.candidates import spec_from_config
+    from tasks.search.final_fit import fit_final
+    from tasks.registry.store import Registry
+    from tasks.data.validation import validate_training_data
 
     df = make_demo_data(1500, positive_rate=0.05, seed=2)
     data = validate_training_data(df, label="is_fraud", positive="1", test_size=0.2, n_folds=3)

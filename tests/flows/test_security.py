@@ -15,9 +15,9 @@ from flows.training import training_flow
 from schemas.config import Gates, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
 from schemas.errors import EXIT_BAD_INPUT, EXIT_REGISTRY
-from tasks.demo import make_demo_data
-from tasks.outcome import run_summary
-from tasks.registry import Registry
+from tasks.data.demo_tables import make_demo_data
+from tasks.registry.store import Registry
+from tasks.runtime.run_outcome import run_summary
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +120,7 @@ def test_approval_without_an_answer_rejects(trained, tmp_path):
     timeout passes: rejected with the reason in history and its verdict, the champion
     unchanged, the run completed (not failed)."""
     from flows.approval import approval_flow
-    from tasks.approval import HOW_TIMEOUT, current_verdict
+    from tasks.judge.approval import HOW_TIMEOUT, current_verdict
 
     registry = tmp_path / "registry"
     gates = Gates(approval="manual", approval_timeout_s=2, bootstrap_samples=500)
@@ -200,7 +200,7 @@ def test_signing_key_from_a_prefect_secret_block(prefect_harness, tmp_path, monk
     from prefect.blocks.system import Secret
 
     from schemas.errors import IntegrityError
-    from tasks.signing import KEY_BLOCK_ENV, KEY_ENV, signing_key
+    from tasks.registry.signing import KEY_BLOCK_ENV, KEY_ENV, signing_key
 
     Secret(value="b" * 48).save("rareflow-test-signing-key", overwrite=True)
     monkeypatch.delenv(KEY_ENV)

@@ -16,9 +16,9 @@ from flows.cli_support import CliState
 from flows.training import training_flow
 from schemas.config import Gates, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
-from tasks.outcome import run_summary
-from tasks.registry import Registry
-from tasks.served import RareflowClassifier, load_model
+from tasks.registry.served import RareflowClassifier, load_model
+from tasks.registry.store import Registry
+from tasks.runtime.run_outcome import run_summary
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +126,7 @@ def test_a_plot_failure_never_fails_the_run(prefect_harness, tmp_path, demo_smal
                                             monkeypatch, caplog):
     """Check that when no plot can be drawn (e.g. matplotlib broken), training completes and
     logs one warning, and the card says there are no plots."""
-    import tasks.plots as plots
+    import tasks.judge.plots as plots
 
     def broken(*args, **kwargs):
         raise RuntimeError("cannot open display")
@@ -134,10 +134,10 @@ def test_a_plot_failure_never_fails_the_run(prefect_harness, tmp_path, demo_smal
     monkeypatch.setattr(plots, "new_figure", broken)
     data = tmp_path / "train.csv"
     demo_small.to_csv(data, index=False)
-    with caplog.at_level(logging.WARNING, logger="tasks.plots"):
+    with caplog.at_level(logging.WARNING, logger="tasks.judge.plots"):
         result = training_flow(config(data, tmp_path / "registry"))
     assert result["status"] == "passed"
-    warnings = [r for r in caplog.records if r.name == "tasks.plots"]
+    warnings = [r for r in caplog.records if r.name == "tasks.judge.plots"]
     assert len(warnings) == 1 and "cannot open display" in warnings[0].getMessage()
     meta = json.loads((Registry(tmp_path / "registry", "fraud").version_dir("v0001")
                        / "metadata.json").read_text())

@@ -8,7 +8,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from schemas.errors import EXIT_BAD_INPUT, EXIT_OK
-from tasks.registry import Registry
+from tasks.registry.store import Registry
 
 YEARS = [f"{year}-07-01" for year in range(1997, 2003)]
 

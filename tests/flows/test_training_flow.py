@@ -11,8 +11,8 @@ from flows.training import training_flow
 from schemas.config import Gates, ScoringConfig, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
 from schemas.errors import IntegrityError, ValidationFailed
-from tasks.outcome import FailedOutcome, run_summary
-from tasks.registry import Registry
+from tasks.registry.store import Registry
+from tasks.runtime.run_outcome import FailedOutcome, run_summary
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def test_metrics_at_threshold_and_at_half(trained):
 
 def test_rejected_candidate_leaves_champion_byte_identical(trained):
     """Check that a candidate failing a gate is kept but the champion file does not change."""
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     root, _, _ = trained
     reg = Registry(root / "registry", "fraud")
@@ -140,8 +140,8 @@ def test_scoring_enforces_the_frozen_schema(trained, tmp_path, demo_small):
 
 def test_test_rows_do_not_influence_training(prefect_harness, tmp_path, demo_small):
     """Check that scrambling the test rows' features leaves threshold and train part unchanged."""
-    from tasks.split import stratified_split
-    from tasks.validate import validate_training_data
+    from tasks.data.split import stratified_split
+    from tasks.data.validation import validate_training_data
 
     d = validate_training_data(demo_small, label=LABEL, positive="1", test_size=0.2, n_folds=5)
     split = stratified_split(d.X, d.y, test_size=0.2, seed=0)

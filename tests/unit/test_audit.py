@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from schemas.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY
-from tasks import champion as champion_module
-from tasks.registry import Registry
+from tasks.registry import champion as champion_module
+from tasks.registry.store import Registry
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "registry-0.1"
 
@@ -122,7 +122,7 @@ def test_manual_moves_emit_events(reg, monkeypatch):
     server is configured, and only record history when none is."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks import events
+    from tasks.runtime import events
 
     sent = []
     monkeypatch.setattr(events, "emit",
@@ -185,7 +185,7 @@ def test_models_list_checks_the_model_bytes(reg):
     """Check that `models list` hashes each version's model.joblib against its signed sha256
     (without unpickling it): a tampered model is listed INVALID with what failed, never as
     signature ok, while an intact version beside it stays ok."""
-    from tasks.registry import MODEL_FILE
+    from tasks.registry.store import MODEL_FILE
 
     intact, tampered = reg.register(Model(1), meta()), reg.register(Model(2), meta())
     path = reg.version_dir(tampered) / MODEL_FILE

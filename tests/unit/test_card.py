@@ -1,9 +1,10 @@
-"""Markdown tables of the model card (tasks/card.py): numbers right-aligned, a '|' inside a
+"""Markdown tables of the model card (tasks/registry/model_card.py): numbers right-aligned, a '|'
+inside a
 cell escaped so it cannot split the row."""
 
 from __future__ import annotations
 
-from tasks.card import _table
+from tasks.registry.model_card import _table
 
 
 def test_table_escapes_pipes_and_aligns_numbers():
@@ -26,7 +27,7 @@ def test_table_without_rows_is_a_header():
 def test_card_says_which_rows_of_a_source_it_was_trained_on():
     """Check that the model card names a source's window and the `since` of a drift
     retraining, and says nothing of the kind for a plain file."""
-    from tasks.card import card_window
+    from tasks.registry.model_card import card_window
 
     lineage = {"as_of": "2025-04-14T00:00:00+00:00", "kind": "directory", "source": "/d/tx",
                "window": "56d", "time_column": "event_time", "since": None}
@@ -43,7 +44,7 @@ PAYLOAD = "x</script><script>alert(1)</script>"
 def test_names_from_data_never_become_html_in_the_card():
     """Check that a column, label or category name holding HTML reaches the card escaped in a
     table and inside a code span (backticks in it included), never as markup."""
-    from tasks.card import _code, card_intro
+    from tasks.registry.model_card import _code, card_intro
 
     assert "<script>" not in "\n".join(_table(["feature"], [[PAYLOAD]]))
     meta = {"config": {"name": "m", "data": "a`b.csv"}, "trained_at": "t",

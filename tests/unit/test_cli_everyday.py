@@ -22,9 +22,9 @@ from flows.cli_support import (
 from schemas.config import ScoringConfig, TrainingConfig
 from schemas.errors import ConfigError
 from schemas.inference import load_schema_model
-from tasks.report_links import report_link_markdown, report_url, reports_base_url
-from tasks.reports_server import make_server
-from tasks.signing import ALLOW_UNSIGNED_ENV
+from tasks.monitor.report_links import report_link_markdown, report_url, reports_base_url
+from tasks.monitor.reports_server import make_server
+from tasks.registry.signing import ALLOW_UNSIGNED_ENV
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "registry-0.1"
 SCHEMA_MODULE = '''import pandera.pandas as pa

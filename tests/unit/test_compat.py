@@ -20,10 +20,10 @@ import pytest
 
 from schemas.errors import IntegrityError
 from schemas.inference import InputSchema
-from tasks.registry import Registry
-from tasks.registry_signing import sign_unsigned
-from tasks.served import RareflowClassifier
-from tasks.signing import ALLOW_UNSIGNED_ENV
+from tasks.registry.served import RareflowClassifier
+from tasks.registry.sign_existing import sign_unsigned
+from tasks.registry.signing import ALLOW_UNSIGNED_ENV
+from tasks.registry.store import Registry
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "registry-0.1"
 

@@ -24,7 +24,7 @@ VERSIONS = ["v0001", "v0002", "v0003", "v0004", "v0005", "v0006"]
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """A copy of the 0.4 registry, read with the key it was signed with."""
-    from tasks.registry import Registry
+    from tasks.registry.store import Registry
 
     root = tmp_path_factory.mktemp("compat04")
     shutil.copytree(FIXTURE / "models", root / "models")

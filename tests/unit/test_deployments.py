@@ -1,4 +1,5 @@
-"""A model's generated deployments (tasks/deployments.py, `rareflow deploy init`): the shipped
+"""A model's generated deployments (tasks/runtime/deployments.py, `rareflow deploy init`): the
+shipped
 deployments/prefect.yaml is the demo's output, triggers match only the model's own events, and
 existing files are not overwritten without --force."""
 
@@ -14,7 +15,7 @@ from flows.cli import app
 from flows.cli_support import CliState, project_defaults
 from schemas.config import MonitoringConfig, TrainingConfig
 from schemas.errors import ConfigError
-from tasks.deployments import (
+from tasks.runtime.deployments import (
     DEMO,
     DEMO_OUT_DIR,
     ModelDeployment,
@@ -63,7 +64,7 @@ def test_shipped_prefect_yaml_is_the_generators_output_for_the_demo():
     text = render_prefect_yaml(DEMO, DEMO_OUT_DIR)
     assert SHIPPED.read_text() == text, (
         f"deployments/prefect.yaml differs from the generator's output: run `{DEMO.command()} "
-        f"--out-dir {DEMO_OUT_DIR} --force` (or edit tasks/deployments.py)")
+        f"--out-dir {DEMO_OUT_DIR} --force` (or edit tasks/runtime/deployments.py)")
     assert f"#   {DEMO.command(DEMO_OUT_DIR)}\n" in text
     assert "--prefect-file deployments/prefect.yaml" in text
 

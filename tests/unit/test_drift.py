@@ -1,4 +1,4 @@
-"""Unit tests of the monitoring steps (tasks/labels.py, recall_test.py, reports.py, drift.py),
+"""Unit tests of the monitoring steps (tasks/data/labels.py, recall_test.py, reports.py, drift.py),
 on constructed numbers and tiny frames."""
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from scipy.stats import binom, norm
 
 from schemas.errors import DataError
 from schemas.inference import FeatureSpec, InputSchema
-from tasks.drift import classification_figures, cost_figures, verdict_line
-from tasks.labels import binary_labels, matured_mask, usable_labels
-from tasks.lean import drift_summary
-from tasks.recall_test import (
+from tasks.data.labels import binary_labels, matured_mask, usable_labels
+from tasks.monitor._evidently_snapshot import drift_summary
+from tasks.monitor.recall_drop import (
     CANNOT_JUDGE,
     DRIFT,
     NO_DRIFT,
@@ -25,7 +24,8 @@ from tasks.recall_test import (
     recall_drop_pvalue,
     score_statistic,
 )
-from tasks.reports import report_folder, save_snapshot
+from tasks.monitor.reports import report_folder, save_snapshot
+from tasks.monitor.verdict import classification_figures, cost_figures, verdict_line
 
 SCHEMA = InputSchema(label="is_fraud", positive="1", negative="0",
                      features=[FeatureSpec(name="amount", kind="numeric", dtype="float64")])
@@ -349,8 +349,8 @@ def test_verdict_line_is_one_line():
 def test_monitoring_costs_in_money_match_brute_force():
     """Check the realised and the estimated cost with per-row miss costs against brute force,
     and that a batch without the cost column is a clear error."""
-    from tasks.drift import row_miss_costs
-    from tasks.estimate import expected_figures
+    from tasks.monitor.label_free_estimate import expected_figures
+    from tasks.monitor.verdict import row_miss_costs
 
     y, d = np.array([1, 1, 0, 0, 1]), np.array([1, 0, 1, 0, 0])
     amount = np.array([100.0, 40.0, 7.0, 3.0, 60.0])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tasks.evaluate import evaluate_scores, metric_table, metrics_markdown
+from tasks.judge.metrics import evaluate_scores, metric_table, metrics_markdown
 
 
 def test_metrics_on_hand_computed_case():

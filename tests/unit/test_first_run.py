@@ -19,10 +19,10 @@ from flows.cli_support import (
 from schemas.config import IngestConfig, TrainingConfig
 from schemas.errors import ConfigError, IntegrityError, RegistryError
 from schemas.inference import FeatureSpec, InputSchema
-from tasks import signing
-from tasks.preflight import preflight
-from tasks.registry import Registry
-from tasks.server_start import private_prefect_home, use_private_prefect_home
+from tasks.registry import signing
+from tasks.registry.store import Registry
+from tasks.runtime._temporary_server import private_prefect_home, use_private_prefect_home
+from tasks.runtime.preflight import preflight
 
 KEY_VARS = (signing.KEY_ENV, signing.KEY_FILE_ENV, signing.KEY_BLOCK_ENV,
             signing.ALLOW_UNSIGNED_ENV)
@@ -300,6 +300,6 @@ def test_an_expected_error_reaches_the_terminal_once():
     assert not quiet.filter(record("prefect.flow_runs", "Finished in state Failed('Flow run "
                                    "encountered an exception: IntegrityError: x')"))
     assert quiet.filter(record("prefect.flow_runs", "Beginning flow run 'a' for flow 'b'"))
-    assert quiet.filter(record("tasks.load", "Loaded x.csv", None))
+    assert quiet.filter(record("tasks.data.tables", "Loaded x.csv", None))
     boom = ValueError("unexpected")
     assert quiet.filter(record("prefect.task_runs", "Task run failed", boom))

@@ -6,8 +6,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from schemas.config import Gates
-from tasks.evaluate import evaluate_scores
-from tasks.gate import (
+from tasks.judge.gates import (
     ap_levels,
     candidate_bootstrap,
     evaluate_gates,
@@ -15,6 +14,7 @@ from tasks.gate import (
     paired_bootstrap,
     weighted_ap,
 )
+from tasks.judge.metrics import evaluate_scores
 
 POINT = Gates(absolute_gates="point")
 

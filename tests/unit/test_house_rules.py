@@ -2,7 +2,8 @@
 
 - no product module over 450 lines, no function over 60, no flow function over 50;
 - imports run one way: flows -> tasks -> schemas (deployments and benchmarks on top);
-- only tasks/lean.py touches a library's private names;
+- only the private modules of tasks/ (``tasks/<stage>/_*.py``) touch a library's private names,
+  each with ``CHECKED_AGAINST`` and upgrade tests in test_library_internals.py;
 - names have one source: the config schema's lists are the ones the other modules use.
 """
 
@@ -18,13 +19,17 @@ PACKAGES = ("flows", "tasks", "schemas")
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 MAX_FLOW_LINES = 50
-LEAN = ROOT / "tasks" / "lean.py"
 OWN = {"flows", "tasks", "schemas", "deployments", "benchmarks", "tests"}
 LAYER = {"schemas": 0, "tasks": 1, "flows": 2}
 
 
 def product_files() -> list[Path]:
-    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).glob("*.py"))
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+def shortcut_modules() -> list[Path]:
+    """The private modules of tasks/: the only places a library's internals may be used."""
+    return sorted(p for p in (ROOT / "tasks").glob("*/_*.py") if p.name != "__init__.py")
 
 
 def parsed(path: Path) -> ast.Module:
@@ -79,7 +84,7 @@ def test_imports_run_one_way():
     """Check that schemas import neither tasks nor flows, and tasks never import flows."""
     wrong = []
     for path in product_files():
-        here = LAYER[path.parent.name]
+        here = LAYER[path.relative_to(ROOT).parts[0]]
         for node, module, _ in imported_modules(parsed(path)):
             top = module.split(".")[0]
             if top in LAYER and LAYER[top] > here:
@@ -112,13 +117,19 @@ def private_uses(path: Path) -> list[str]:
     return found
 
 
-def test_only_lean_touches_library_internals():
-    """Check that private modules, names and attributes of libraries appear only in
-    tasks/lean.py (where each has its reason and an upgrade test)."""
+def test_only_private_modules_touch_library_internals():
+    """Check that private modules, names and attributes of libraries appear only in the
+    private modules of tasks/ (where each has its reason and an upgrade test)."""
+    shortcuts = shortcut_modules()
     offenders = {str(p.relative_to(ROOT)): uses for p in product_files()
-                 if p != LEAN and (uses := private_uses(p))}
+                 if p not in shortcuts and (uses := private_uses(p))}
     assert not offenders, offenders
-    assert private_uses(LEAN), "tasks/lean.py no longer holds any shortcut: update this test"
+    upgrade_tests = (ROOT / "tests" / "unit" / "test_library_internals.py").read_text()
+    for path in shortcuts:
+        text = path.read_text()
+        assert "Relies on" in text, f"{path.name} does not say what it relies on"
+        assert "CHECKED_AGAINST" in text, f"{path.name} does not say what it was checked against"
+        assert path.stem in upgrade_tests, f"{path.name} has no upgrade test"
 
 
 @pytest.mark.parametrize("source, text", [
@@ -138,9 +149,9 @@ def test_the_internals_check_catches_shortcuts(tmp_path, source, text):
 def test_names_have_one_source():
     """Check that the sampler and model lists are the config schema's own objects."""
     from schemas import config
-    from tasks import pipeline, resample
+    from tasks.search import pipeline, samplers
 
-    assert resample.SAMPLERS is config.SAMPLERS
+    assert samplers.SAMPLERS is config.SAMPLERS
     assert pipeline.MODELS is config.MODELS
     assert "auto" not in config.MODELS and "auto" not in config.SAMPLERS
 

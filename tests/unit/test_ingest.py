@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from schemas.errors import DataError, ValidationFailed
-from tasks.ingest import check_batch, existing_schema, write_batch
-from tasks.partitions import SOURCE_FILE
-from tasks.scan import Selection, resolve_as_of
-from tasks.source import read_source
+from tasks.data.ingest import check_batch, existing_schema, write_batch
+from tasks.data.scan import Selection, resolve_as_of
+from tasks.data.source_files import SOURCE_FILE
+from tasks.data.window import read_source
 
 AS_OF = resolve_as_of("2025-03-01")
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from schemas.errors import ConfigError, DataError
-from tasks.load import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV, load_table, max_input_bytes
+from tasks.data.tables import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV, load_table, max_input_bytes
 
 
 @pytest.fixture()

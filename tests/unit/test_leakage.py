@@ -5,13 +5,13 @@ import pytest
 from imblearn.over_sampling import SMOTENC
 
 from schemas.demo import LABEL
-from tasks.candidates import CandidateSpec
-from tasks.cv import cross_validate
-from tasks.demo import make_demo_data
-from tasks.pipeline import make_pipeline
-from tasks.split import cv_folds, stratified_split
-from tasks.threshold import DecisionCosts
-from tasks.validate import validate_training_data
+from tasks.data.demo_tables import make_demo_data
+from tasks.data.split import cv_folds, stratified_split
+from tasks.data.validation import validate_training_data
+from tasks.decision.threshold import DecisionCosts
+from tasks.search.candidates import CandidateSpec
+from tasks.search.cross_validation import cross_validate
+from tasks.search.pipeline import make_pipeline
 
 COSTS = DecisionCosts(fn_cost=10, fp_cost=1)
 

@@ -10,16 +10,16 @@ import pytest
 from schemas.config import TrainingConfig, TriggerEvent
 from schemas.errors import ConfigError
 from schemas.inference import infer_input_schema
-from tasks.estimate import (
+from tasks.data.arrivals import config_for_event, run_config
+from tasks.data.labels import label_roles
+from tasks.monitor.label_free_estimate import (
     CANNOT_ESTIMATE,
     ESTIMATED_DROP,
     NO_ESTIMATED_DROP,
     estimate_recall,
     reference_calibration,
 )
-from tasks.labels import label_roles
-from tasks.loop import config_for_event, run_config
-from tasks.monitor_state import read_state, record_check, since_last_check
+from tasks.monitor.state import read_state, record_check, since_last_check
 
 BASE = TrainingConfig(data="fixed.parquet", label="y", window="90d", registry="reg", name="m")
 
@@ -189,7 +189,7 @@ def test_estimate_flags_inputs_moving_below_the_threshold():
 def test_stream_has_late_labels_and_a_drift_week():
     """Check that the stream's labels arrive 14-28 days late and the pattern changes at the
     drift week, with ~1.5 % positives on both sides."""
-    from tasks.demo import make_stream
+    from tasks.data.demo_tables import make_stream
 
     s = make_stream(4, rows_per_day=500, drift_week=2, seed=3)
     late = (s["label_time"] - s["event_time"]).dt.total_seconds() / 86_400
@@ -209,7 +209,7 @@ def test_demo_stream_ends_at_the_last_whole_week_before_today(today, monday):
     deployment training as of now finds them in its window), and that moving the dates by
     whole weeks leaves every row, and so every figure of the demo, the same."""
     from flows.demo_loop import CHECKS, demo_start, week_end
-    from tasks.demo import STREAM_START, make_stream
+    from tasks.data.demo_tables import STREAM_START, make_stream
 
     start = demo_start(today)
     assert week_end(CHECKS[-1][1], start) == pd.Timestamp(monday, tz="UTC").isoformat()

@@ -1,4 +1,5 @@
-"""Unit tests for the model modules (tasks/pipeline.py, estimators.py, calibration.py, fit.py):
+"""Unit tests for the model modules (tasks/search/pipeline.py, estimators.py, calibration.py,
+fit.py):
 pipelines, blends, calibration, the anomaly candidate."""
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ from sklearn.linear_model import LogisticRegression
 
 from schemas.errors import ConfigError
 from schemas.inference import infer_input_schema
-from tasks.calibration import apply_platt, fit_platt, to_logit
-from tasks.candidates import BLEND, CandidateSpec
-from tasks.estimators import (
+from tasks.decision.calibration import apply_platt, fit_platt, to_logit
+from tasks.search.candidates import BLEND, CandidateSpec
+from tasks.search.estimators import (
     BlendClassifier,
     CrossValBag,
     IsolationForestClassifier,
     PlattCalibrated,
     positive_scores,
 )
-from tasks.fit import fit_final
-from tasks.hyperparams import RF_MAX_TREE_ROWS
-from tasks.pipeline import make_estimator, make_pipeline
+from tasks.search.final_fit import fit_final
+from tasks.search.hyperparams import RF_MAX_TREE_ROWS
+from tasks.search.pipeline import make_estimator, make_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +274,7 @@ def test_forests_predict_in_tree_order_whatever_the_fit_threads(tiny):
     """Check that after fit_fold a forest fitted with 2 threads predicts with one (its trees'
     probabilities added in tree order, so scores do not depend on thread timing), and that
     its scores equal the threaded forest's to rounding."""
-    from tasks.cv import fit_fold
+    from tasks.search.cross_validation import fit_fold
 
     df, y, schema = tiny
     rows = np.arange(len(y))

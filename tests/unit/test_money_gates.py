@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from schemas.config import Gates
-from tasks.gate import evaluate_gates
-from tasks.threshold import alert_budget, capped_decisions
+from tasks.decision.threshold import alert_budget, capped_decisions
+from tasks.judge.gates import evaluate_gates
 
 POINT = Gates(absolute_gates="point", bootstrap_samples=500)
 
@@ -83,8 +83,8 @@ def test_champion_comparison_caps_both_models_alike():
 def test_versions_show_the_cost_column_by_name():
     """Check that `models compare` and the model card name the column each missed positive
     costs (funded_amnt / 500), not the unused fixed fn_cost."""
-    from tasks.card import cost_text
-    from tasks.compare import version_column
+    from tasks.registry.compare import version_column
+    from tasks.registry.model_card import cost_text
 
     costs = {"fn_cost": 10.0, "fp_cost": 500.0, "fn_cost_column": "funded_amnt",
              "max_alert_rate": 0.01, "min_recall": None}

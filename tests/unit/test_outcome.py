@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from tasks.outcome import (
+from tasks.runtime.run_outcome import (
     FailedOutcome,
     monitoring_outcome,
     reached_verdict,

@@ -1,4 +1,4 @@
-"""Plots as PNG images (tasks/plots.py): what they are drawn from, that they are real PNGs,
+"""Plots as PNG images (tasks/judge/plots.py): what they are drawn from, that they are real PNGs,
 the markdown the Prefect UI shows, and that a failure is one warning, never an error."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import logging
 import numpy as np
 import pytest
 
-from tasks import plots
-from tasks.threshold import DecisionCosts, expected_cost
+from tasks.decision.threshold import DecisionCosts, expected_cost
+from tasks.judge import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -55,7 +55,7 @@ def test_failures_are_one_warning(scored, monkeypatch, caplog):
 
     monkeypatch.setattr(plots, "reliability_png", broken)
     monkeypatch.setattr(plots, "pr_curve_png", broken)
-    with caplog.at_level(logging.WARNING, logger="tasks.plots"):
+    with caplog.at_level(logging.WARNING, logger="tasks.judge.plots"):
         out = plots.version_plots(y, scores, threshold=0.2, costs=COSTS)
     assert set(out) == {plots.COST_CURVE, plots.HISTOGRAMS}
     assert len(caplog.records) == 1 and "no display" in caplog.records[0].getMessage()

@@ -1,4 +1,4 @@
-"""Progress of the strategy search (tasks/progress.py): plain log lines without a terminal,
+"""Progress of the strategy search (tasks/search/progress.py): plain log lines without a terminal,
 a rich bar in one, and nothing that can stop the search."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import logging
 import pytest
 from rich.console import Console
 
-from tasks.progress import SearchProgress, format_seconds
+from tasks.search.progress import SearchProgress, format_seconds
 
 
 class Clock:
@@ -25,7 +25,7 @@ def test_plain_lines_with_elapsed_and_remaining_time(caplog):
     interval, then the last, with elapsed and remaining time from the rate so far."""
     clock = Clock()
     progress = SearchProgress(terminal=False, artifact=False, log_every_s=10, clock=clock)
-    with caplog.at_level(logging.INFO, logger="tasks.progress"):
+    with caplog.at_level(logging.INFO, logger="tasks.search.progress"):
         progress.start(10)
         for k in range(10):
             clock.now += 3
@@ -43,7 +43,7 @@ def test_plain_lines_with_elapsed_and_remaining_time(caplog):
 def test_skipped_fits_are_reported_at_finish(caplog):
     """Check that finishing early (time budget) says how many fits did not run."""
     progress = SearchProgress(terminal=False, artifact=False, clock=Clock())
-    with caplog.at_level(logging.INFO, logger="tasks.progress"), progress:
+    with caplog.at_level(logging.INFO, logger="tasks.search.progress"), progress:
         progress.start(6)
         progress.advance("a", 0)
     assert caplog.records[-1].getMessage().endswith("(5 not run)")
@@ -52,7 +52,7 @@ def test_skipped_fits_are_reported_at_finish(caplog):
 def test_terminal_bar_draws_and_returns_the_consoles(monkeypatch):
     """Check that in a terminal a rich bar counts the fits and the Prefect console handlers
     get their own consoles back afterwards."""
-    import tasks.lean as lean
+    import tasks.runtime._prefect_console as prefect_console
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
@@ -64,7 +64,7 @@ def test_terminal_bar_draws_and_returns_the_consoles(monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(lean, "shared_prefect_console", Shared)
+    monkeypatch.setattr(prefect_console, "shared_prefect_console", Shared)
     progress = SearchProgress(terminal=True, artifact=False)
     progress.start(4)
     for k in range(4):

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from schemas.errors import IntegrityError, RegistryError
-from tasks.registry import (
+from tasks.registry.signed_records import seal_entry
+from tasks.registry.store import (
     CARD_FILE,
     METADATA_FILE,
     MODEL_FILE,
@@ -18,7 +19,6 @@ from tasks.registry import (
     Registry,
     check_version_id,
 )
-from tasks.signed_records import seal_entry
 
 PASSED = {"verdict": {"status": "passed"}}
 FAILED = {"verdict": {"status": "failed"}}
@@ -191,7 +191,7 @@ def test_versions_are_staged_under_the_lock(reg, monkeypatch):
     other process can mistake them for a dead writer's leftovers."""
     import filelock
 
-    import tasks.registry as registry_module
+    import tasks.registry.store as registry_module
 
     real = registry_module.write_files
     held = []

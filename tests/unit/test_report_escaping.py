@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from schemas.inference import infer_input_schema
-from tasks.lean import check_report_html
-from tasks.reports import (
+from tasks.monitor._evidently_snapshot import check_report_html
+from tasks.monitor.reports import (
     classification_frame,
     data_drift_report,
     data_drift_summary,
@@ -56,7 +56,7 @@ def test_reports_hold_no_markup_from_data(frames, tmp_path):
 def test_evidently_still_embeds_names_raw(frames, tmp_path):
     """Upgrade test: evidently 0.7 writes a raw column name into its data script, which
     check_report_html refuses. If this fails, evidently escapes by itself: the escaping in
-    tasks/reports.py (html_safe_frame) may be dropped after checking."""
+    tasks/monitor/reports.py (html_safe_frame) may be dropped after checking."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.reports_server import make_server, report_parts
+from tasks.monitor.reports_server import make_server, report_parts
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "m/versions/v0001/reports/monitor-1"

@@ -1,4 +1,5 @@
-"""The search's work plan (tasks/search.py): racing over candidates x folds, decided by the
+"""The search's work plan (tasks/search/work_plan.py): racing over candidates x folds, decided by
+the
 data alone; the same choice on a loaded machine; the wall clock only as a recorded safety
 stop."""
 
@@ -13,11 +14,11 @@ import pytest
 from sklearn.datasets import make_classification
 
 from schemas.inference import infer_input_schema
-from tasks.candidates import CandidateSpec
-from tasks.search import SearchPlan, local_fit_jobs, run_search
-from tasks.select import select_strategy
-from tasks.split import cv_folds
-from tasks.threshold import DecisionCosts
+from tasks.data.split import cv_folds
+from tasks.decision.threshold import DecisionCosts
+from tasks.search.candidates import CandidateSpec
+from tasks.search.selection import select_strategy
+from tasks.search.work_plan import SearchPlan, local_fit_jobs, run_search
 
 COSTS = DecisionCosts(fn_cost=10, fp_cost=1)
 

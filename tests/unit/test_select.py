@@ -1,4 +1,5 @@
-"""Unit tests for the strategy search (tasks/candidates.py, cv.py, select.py): candidates, CV,
+"""Unit tests for the strategy search (tasks/search/candidates.py, cv.py, select.py): candidates,
+CV,
 blends, the stability rule, calibration."""
 
 from __future__ import annotations
@@ -13,9 +14,16 @@ from sklearn.datasets import make_classification
 from schemas.config import StrategyConfig
 from schemas.errors import ConfigError
 from schemas.inference import infer_input_schema
-from tasks.candidates import CandidateSpec, candidate_specs
-from tasks.cv import CVResult, cross_validate, fold_thresholds, honest_fold_costs
-from tasks.select import (
+from tasks.data.split import cv_folds
+from tasks.decision.threshold import DecisionCosts
+from tasks.search.candidates import CandidateSpec, candidate_specs
+from tasks.search.cross_validation import (
+    CVResult,
+    cross_validate,
+    fold_thresholds,
+    honest_fold_costs,
+)
+from tasks.search.selection import (
     blend_candidates,
     calibrate_result,
     calibration_report,
@@ -23,8 +31,6 @@ from tasks.select import (
     leaderboard,
     select_strategy,
 )
-from tasks.split import cv_folds
-from tasks.threshold import DecisionCosts
 
 COSTS = {"costs": DecisionCosts(fn_cost=10.0, fp_cost=1.0)}
 
@@ -164,7 +170,7 @@ def test_safety_stop_skips_unstarted_fits_and_says_so(data):
 
 
 def _breaking_hgb(monkeypatch):
-    import tasks.select as select
+    import tasks.search.selection as select
 
     real = select.fit_fold
 
@@ -366,7 +372,7 @@ def test_weak_signal_chooses_the_linear_model():
     """On weak-signal data from a linear model, the auto search with the one-standard-error
     rule chooses logistic regression; by CV cost alone (the default) it chooses a blend."""
     from schemas.config import SplitConfig, TrainingConfig
-    from tasks.select import search
+    from tasks.search.selection import search
 
     X, y = _weak_signal(3000, seed=0)
     schema = infer_input_schema(X.assign(label=y), label="label", positive="1", negative="0")

@@ -1,4 +1,4 @@
-"""The served classifier (tasks/served.py): a scikit-learn classifier deciding at the cost
+"""The served classifier (tasks/registry/served.py): a scikit-learn classifier deciding at the cost
 threshold, with the data's own labels, that composes with sklearn and loads from the registry."""
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from sklearn.model_selection import FixedThresholdClassifier, cross_val_predict
 from schemas.config import Costs
 from schemas.errors import ConfigError, RegistryError
 from schemas.inference import infer_input_schema
-from tasks.candidates import CandidateSpec
-from tasks.evaluate import metrics_at
-from tasks.fit import fit_final
-from tasks.registry import Registry
-from tasks.served import (
+from tasks.judge.metrics import metrics_at
+from tasks.registry.served import (
     RareflowClassifier,
     ThresholdedModel,
     class_values,
@@ -31,6 +28,9 @@ from tasks.served import (
     load_stored,
     parse_label_text,
 )
+from tasks.registry.store import Registry
+from tasks.search.candidates import CandidateSpec
+from tasks.search.final_fit import fit_final
 
 COSTS = Costs(fn_cost=20, fp_cost=1)
 

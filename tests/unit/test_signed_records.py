@@ -1,5 +1,5 @@
 """What decides which model is served is signed: the champion pointer, history, monitoring
-state and the registry's identity (tasks/signed_records.py), and a legacy registry upgrades
+state and the registry's identity (tasks/registry/signed_records.py), and a legacy registry upgrades
 in place with `rareflow models sign`."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from schemas.errors import IntegrityError
-from tasks import signing
-from tasks.monitor_state import read_state, record_check
-from tasks.recall_test import NO_DRIFT
-from tasks.registry import Registry
-from tasks.signed_records import IDENTITY_FILE
+from tasks.monitor.recall_drop import NO_DRIFT
+from tasks.monitor.state import read_state, record_check
+from tasks.registry import signing
+from tasks.registry.signed_records import IDENTITY_FILE
+from tasks.registry.store import Registry
 
 KEY = signing.SigningKey(b"k" * 40, "test")
 

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from schemas.errors import IntegrityError, RegistryError
-from tasks import signing
-from tasks.registry import MODEL_FILE, Registry
+from tasks.registry import signing
+from tasks.registry.store import MODEL_FILE, Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSED = {"verdict": {"status": "passed"}}
@@ -193,12 +193,12 @@ def test_registry_files_honour_the_umask(reg, umask):
 def test_package_imports_without_fcntl():
     """Check that the registry and the command line import where fcntl does not exist
     (Windows): the lock is filelock's."""
-    code = ("import sys; sys.modules['fcntl'] = None; import tasks.registry, flows.cli, "
+    code = ("import sys; sys.modules['fcntl'] = None; import tasks.registry.store, flows.cli, "
             "flows.training; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
-    source = (ROOT / "tasks" / "registry.py").read_text()
+    source = (ROOT / "tasks" / "registry" / "store.py").read_text()
     assert "import fcntl" not in source and "os.kill" not in source
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from schemas.config import TrainingConfig
 from schemas.errors import ConfigError, DataError
-from tasks.partitions import hive_keys, resolve_source
-from tasks.scan import Selection, resolve_as_of
-from tasks.source import (
+from tasks.data.scan import Selection, resolve_as_of
+from tasks.data.source_files import hive_keys, resolve_source
+from tasks.data.window import (
     check_window_classes,
     class_counts,
     read_source,
@@ -339,7 +339,7 @@ def test_as_of_or_window_without_any_time_is_refused(tmp_path):
     """Check that as_of or a time window on a source with neither a time column nor dated
     partitions is refused with one line naming what to set; a dated source, a time column,
     label times (for as_of) or a window of rows are accepted."""
-    from tasks.source import check_time_options
+    from tasks.data.window import check_time_options
 
     plain = tmp_path / "plain.parquet"
     pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}).to_parquet(plain, index=False)

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from schemas.demo import LABEL, DemoTransactions
-from tasks.demo import make_demo_data
-from tasks.split import cv_folds, stratified_split
+from tasks.data.demo_tables import make_demo_data
+from tasks.data.split import cv_folds, stratified_split
 
 
 def test_split_parts_are_disjoint_stratified_and_fingerprinted():
@@ -69,7 +69,7 @@ def test_split_times_follow_the_config():
 
     from schemas.config import SplitConfig, TrainingConfig
     from schemas.errors import ConfigError
-    from tasks.split import split_times
+    from tasks.data.split import split_times
 
     times = pd.Series(pd.date_range("2026-01-01", periods=3, tz="UTC"))
     window = SimpleNamespace(event_time=times)
@@ -121,7 +121,7 @@ def test_drifted_demo_shifts_inputs():
 
 def test_shared_count_equals_the_size_of_the_intersection():
     """Check the sort-based count of values in both arrays against numpy's intersect1d."""
-    from tasks.split import shared_count
+    from tasks.data.split import shared_count
 
     rng = np.random.default_rng(0)
     for _ in range(200):
@@ -134,7 +134,7 @@ def test_shared_count_equals_the_size_of_the_intersection():
 def test_demo_data_of_a_seed_never_changes():
     """Check that the demo generator gives the very rows it gave when the benchmarks and the
     README's figures were made (a refactoring must not move them)."""
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     df = make_demo_data(3000, seed=5)
     assert int(pd.util.hash_pandas_object(df, index=True).sum()) == 688620990551479803
@@ -220,9 +220,9 @@ def test_nested_cv_rows_are_fair_for_the_champion_comparison():
     """Check that with nested-CV evidence (no test part) the judged rows are not all left out
     of the champion comparison as duplicates of the candidate's training rows (each was
     scored out of fold): before, every such comparison was refused for want of fair rows."""
-    from tasks.gate import fair_rows
-    from tasks.split import split_parts
-    from tasks.validate import validate_training_data
+    from tasks.data.split import split_parts
+    from tasks.data.validation import validate_training_data
+    from tasks.judge.gates import fair_rows
 
     df = make_demo_data(600, positive_rate=0.1, seed=0)
     data = validate_training_data(df, label=LABEL, positive="1", test_size=0.2, n_folds=3)

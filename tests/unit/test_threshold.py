@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.threshold import choose_threshold, cost_curve, expected_cost
+from tasks.decision.threshold import choose_threshold, cost_curve, expected_cost
 
 
 def brute_force(y, s, fn_cost, fp_cost):
@@ -73,7 +73,7 @@ def test_cost_curve_is_one_when_nothing_flagged():
 def test_thresholds_without_a_group_match_a_search_on_the_other_rows(seed, decimals):
     """Check that the one-sort search per held-out group gives exactly choose_threshold's
     answer on the remaining rows, ties in the scores included."""
-    from tasks.threshold import choose_thresholds_without
+    from tasks.decision.threshold import choose_thresholds_without
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(12, 300))
@@ -89,7 +89,7 @@ def test_thresholds_without_a_group_match_a_search_on_the_other_rows(seed, decim
 
 
 # -- per-row costs and constraints ----------------------------------------------------------
-from tasks.threshold import (  # noqa: E402
+from tasks.decision.threshold import (  # noqa: E402
     DecisionCosts,
     InfeasibleConstraint,
     choose_thresholds_without,

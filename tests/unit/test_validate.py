@@ -8,7 +8,7 @@ import pytest
 
 from schemas.errors import ValidationFailed
 from schemas.inference import infer_input_schema
-from tasks.validate import min_positives_needed, validate_batch, validate_training_data
+from tasks.data.validation import min_positives_needed, validate_batch, validate_training_data
 
 
 def frame(n=200, pos=20, seed=0):
@@ -130,7 +130,7 @@ def test_min_positives_needed_grows_with_folds():
 
 def test_schema_from_dataframe_model_is_used():
     """Check that a hand-written DataFrameModel validates and supplies the column kinds."""
-    from tasks.demo import make_demo_data
+    from tasks.data.demo_tables import make_demo_data
 
     df = make_demo_data(3000, positive_rate=0.05, seed=1)
     data = validate_training_data(df, label="is_fraud", positive="1", test_size=0.2,

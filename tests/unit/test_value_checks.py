@@ -1,4 +1,4 @@
-"""Value checks that a column's type does not catch (tasks/value_checks.py)."""
+"""Value checks that a column's type does not catch (tasks/data/value_checks.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from schemas.inference import infer_input_schema
-from tasks.value_checks import (
+from tasks.data.value_checks import (
     batch_value_failures,
     date_text_failures,
     float32_range_failures,

@@ -1,0 +1,334 @@
+"""One pass over a source's files: which partitions the window needs, their schema, the rows
+inside the window as of a time, and whether each row's label had matured by then.
+
+Partitions outside the window are not opened when their name says so (a partition key used as
+the time column, or the ``date=`` folders of a source written by ``rareflow ingest``) or their
+Parquet footer's statistics of the time column do; the rows of the others are filtered as
+Arrow tables (:mod:`tasks.data.window` builds one DataFrame from them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.config import WINDOW_PATTERN
+from schemas.errors import ConfigError, DataError
+from tasks.data.labels import matured_mask, maturity_times, parse_times, utc
+from tasks.data.source_files import (
+    SOURCE_FILE,
+    SourceFiles,
+    first_line,
+    hive_keys,
+    is_parquet,
+    parquet_time_bounds,
+    partition_date_key,
+    schema_problem,
+    signature,
+    source_info,
+)
+from tasks.data.tables import PARQUET_SUFFIXES, load_table
+from tasks.runtime.durable_files import sha256_file
+
+FUTURE_SLACK = pd.Timedelta(minutes=5)  # clocks of the writer and this machine may differ
+
+
+# -- what to read -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Selection:
+    """Which rows of a source to use: the window up to ``as_of``, label maturity at it."""
+
+    as_of: pd.Timestamp
+    label: str | None = None
+    time_column: str | None = None
+    window: str | None = None
+    label_time_column: str | None = None
+    label_available_column: str | None = None
+    label_delay_days: float = 0.0
+    keep_unmatured: bool = False  # monitoring keeps them, for the estimated recall
+    since: pd.Timestamp | None = None  # rows must also be at or after this (after a drift)
+
+    @property
+    def span(self) -> pd.Timedelta | None:
+        """The window's length in time (None for no window or a window of rows)."""
+        if not self.window:
+            return None
+        count, unit = WINDOW_PATTERN.fullmatch(self.window).groups()
+        unit = unit.lower()[0]
+        return None if unit == "r" else pd.Timedelta(**{
+            {"d": "days", "w": "weeks", "h": "hours"}[unit]: int(count)})
+
+    @property
+    def last_rows(self) -> int | None:
+        if not self.window or self.span is not None:
+            return None
+        return int(WINDOW_PATTERN.fullmatch(self.window).group(1))
+
+    @property
+    def start(self) -> pd.Timestamp | None:
+        """Rows must be later than this (None: no lower bound)."""
+        return None if self.span is None else self.as_of - self.span
+
+    @property
+    def uses_time(self) -> bool:
+        return bool(self.time_column or self.window or self.label_time_column
+                    or self.label_available_column or self.label_delay_days or self.since)
+
+    @property
+    def aux_columns(self) -> list[str]:
+        """Columns that say when and whether, never features."""
+        return [c for c in (self.time_column, self.label_time_column,
+                            self.label_available_column) if c]
+
+    def describe(self) -> str:
+        span = f"last {self.window}" if self.window else "all rows"
+        since = f" from {iso(self.since)}" if self.since is not None else ""
+        return f"{span}{since} up to {iso(self.as_of)}"
+
+
+def iso(stamp) -> str | None:
+    return None if stamp is None or pd.isna(stamp) else utc(stamp).isoformat()
+
+
+def resolve_as_of(as_of: str | None, *, now: datetime | None = None) -> pd.Timestamp:
+    """``as_of`` as a UTC time (now, to the second, when empty).
+
+    Raises:
+        ConfigError: it lies in the future, where data and labels may still arrive.
+    """
+    now_utc = utc(now or datetime.now(UTC)).floor("s")
+    if as_of is None or not str(as_of).strip():
+        return now_utc
+    stamp = utc(str(as_of).strip())
+    if stamp > now_utc + FUTURE_SLACK:
+        raise ConfigError(
+            f"as_of {stamp.isoformat()} is in the future (now {now_utc.isoformat()}): rows and "
+            "labels up to it may still arrive, so the result could not be rebuilt; give a past "
+            "time or leave as_of empty for now")
+    return stamp
+
+
+# -- reading ----------------------------------------------------------------------------------
+@dataclass
+class Piece:
+    """The kept rows of one file, with their event times and label maturity."""
+
+    rel: str
+    rows: pa.Table | pd.DataFrame
+    times: pd.Series | None
+    matured: np.ndarray
+    maturity: pd.Series | None
+
+
+def event_times(raw: pd.Series, *, column: str, where: str) -> pd.Series:
+    """A time column as UTC timestamps; every row needs one."""
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        raise DataError(f"{where}: time column {column!r} holds numbers ({raw.dtype}), not "
+                        "dates or times: store ISO text or timestamps")
+    times = parse_times(raw)
+    bad = times.isna()
+    if bad.any():
+        examples = raw[bad].astype(str).unique()[:3].tolist()
+        raise DataError(f"{where}: {int(bad.sum())} rows have an empty or unreadable time "
+                        f"column {column!r} ({examples}); fix or drop those rows")
+    return times.reset_index(drop=True)
+
+
+class SourceReader:
+    """One pass over a source's files: pruning, schema checks, the window, label maturity."""
+
+    def __init__(self, files: SourceFiles, sel: Selection):
+        self.files, self.sel = files, sel
+        self.info = source_info(files.root) if files.kind == "directory" else None
+        self.reference = dict(self.info["schema"]) if self.info else None
+        self.reference_rel = SOURCE_FILE if self.info else None
+        # without a time column, each partition's date stands in for its rows' event time
+        self.date_key = None if sel.time_column else partition_date_key(files, self.info)
+        self.pieces: list[Piece] = []
+        self.read: list[dict] = []
+        self.skipped = 0
+        self.bounds: dict[str, tuple] = {}  # "oldest"/"newest": (time, partition)
+
+    def where(self, rel: str) -> str:
+        return f"partition {rel!r} of source {self.files.spec!r}"
+
+    def scan(self) -> list[Piece]:
+        for path in self.files.files:
+            self._file(path, self.files.rel(path))
+        return self.pieces
+
+    def _saw(self, lo, hi, rel: str) -> None:
+        if "oldest" not in self.bounds or lo < self.bounds["oldest"][0]:
+            self.bounds["oldest"] = (lo, rel)
+        if "newest" not in self.bounds or hi > self.bounds["newest"][0]:
+            self.bounds["newest"] = (hi, rel)
+
+    def _outside(self, lo, hi, rel: str) -> bool:
+        """Whether a file whose rows lie in [lo, hi] misses the window (then it is skipped)."""
+        self._saw(lo, hi, rel)
+        start = self.sel.start
+        since = self.sel.since
+        outside = (lo > self.sel.as_of or (start is not None and hi <= start)
+                   or (since is not None and hi < since))
+        self.skipped += int(outside)
+        return outside
+
+    def _known_span(self, rel: str, keys: dict) -> tuple | None:
+        """The time span a file's name guarantees: a partition key used as the time column, or
+        the `date=` folders `rareflow ingest` writes (one UTC day each)."""
+        column = self.sel.time_column
+        if column is None:
+            return self._dated(rel, keys)
+        day = keys.get(column)
+        if day is None and self.info and self.info.get("time_column") == column:
+            day = keys.get(self.info.get("partition_key") or "")
+        if day is None:
+            return None
+        try:
+            stamp = utc(day)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{self.where(rel)}: its folder {day!r} is not a date; rename the "
+                            "folder (e.g. date=2026-11-28) or set another time column") from exc
+        is_key = column in keys
+        return (stamp, stamp) if is_key else (stamp, stamp + pd.Timedelta(days=1, microseconds=-1))
+
+    def known_bounds(self, path: Path, rel: str) -> tuple | None:
+        """The earliest and latest event time a file's name or Parquet footer guarantees
+        (None: only reading its rows tells)."""
+        span = self._known_span(rel, hive_keys(rel))
+        if span is not None or not (path.name.lower().endswith(PARQUET_SUFFIXES)
+                                    or is_parquet(path)):
+            return span
+        try:
+            meta = pq.read_metadata(path)
+        except (pa.ArrowException, OSError):
+            return None  # reading it reports the problem
+        schema, column = meta.schema.to_arrow_schema(), self.sel.time_column
+        if column in schema.names and pa.types.is_timestamp(schema.field(column).type):
+            return parquet_time_bounds(meta, schema.get_field_index(column))
+        return None
+
+    def _dated(self, rel: str, keys: dict) -> tuple | None:
+        """The date of a partition of a source dated by its folders (no time column)."""
+        if self.date_key is None:
+            return None
+        if self.date_key not in keys:
+            raise DataError(f"{self.where(rel)} has no {self.date_key}= folder, unlike the "
+                            "source's other partitions: move it into one, or set --time-column "
+                            "so rows are dated by a column")
+        try:
+            stamp = utc(keys[self.date_key])
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{self.where(rel)}: its folder {keys[self.date_key]!r} is not a "
+                            "date; rename the folder (e.g. date=2026-11-28) or set "
+                            "--time-column") from exc
+        return stamp, stamp
+
+    def _file(self, path: Path, rel: str) -> None:
+        keys = hive_keys(rel)
+        span = self._known_span(rel, keys)
+        if span is not None and self._outside(*span, rel):
+            return
+        if path.name.lower().endswith(PARQUET_SUFFIXES) or is_parquet(path):
+            rows, aux = self._parquet(path, rel, skip_if_outside=span is None)
+            if rows is None:
+                return
+        else:
+            rows = load_table(path)
+            self._check({str(c): "?" for c in rows.columns}, rel, names_only=True)
+            aux = rows[[c for c in self.sel.aux_columns if c in rows.columns]]
+        self._keep(path, rel, rows, aux, keys)
+
+    def _check(self, columns: dict, rel: str, *, names_only: bool = False) -> None:
+        """The file's columns (name: type) against the source's; the options' columns."""
+        missing = [c for c in (self.sel.label_time_column, self.sel.label_available_column)
+                   if c and c not in columns]
+        if missing:
+            raise DataError(f"{self.where(rel)} has no column {missing[0]!r}; its columns are "
+                            f"{list(columns)[:20]}: fix the option or the partition")
+        if self.reference is None:
+            self.reference, self.reference_rel = columns, rel
+            return
+        reference = {n: "?" for n in self.reference} if names_only else self.reference
+        problem = schema_problem(reference, columns)
+        if problem:
+            raise DataError(f"{self.where(rel)} does not match the source's schema (from "
+                            f"{self.reference_rel!r}): {problem}; fix or remove that partition "
+                            "(`rareflow ingest` checks batches against the source's schema)")
+
+    def _parquet(self, path: Path, rel: str, *, skip_if_outside: bool):
+        try:
+            meta = pq.read_metadata(path)
+            schema = meta.schema.to_arrow_schema()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{self.where(rel)} is not a readable Parquet file (half-written or "
+                            f"corrupt: {first_line(exc)}); remove it, or land its rows again "
+                            "with `rareflow ingest`, which writes partitions atomically") from exc
+        self._check(signature(schema), rel)
+        column = self.sel.time_column
+        if skip_if_outside and column in schema.names and pa.types.is_timestamp(
+                schema.field(column).type):
+            bounds = parquet_time_bounds(meta, schema.get_field_index(column))
+            if bounds is not None and self._outside(*bounds, rel):
+                return None, None
+        try:
+            table = pq.ParquetFile(path).read(use_pandas_metadata=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{self.where(rel)} could not be read (half-written or corrupt: "
+                            f"{first_line(exc)}); remove it or land its rows again") from exc
+        table = table.replace_schema_metadata(None)
+        aux = pd.DataFrame({c: table.column(c).to_pandas() for c in self.sel.aux_columns
+                            if c in table.column_names}, index=pd.RangeIndex(table.num_rows))
+        return table, aux
+
+    def _keep(self, path: Path, rel: str, rows, aux: pd.DataFrame, keys: dict) -> None:
+        """Filter one file's rows to the window, judge label maturity, record the file."""
+        sel, n = self.sel, len(rows)
+        times = None
+        if sel.time_column:
+            if sel.time_column in aux.columns:
+                times = event_times(aux[sel.time_column], column=sel.time_column,
+                                    where=self.where(rel))
+            elif sel.time_column in keys:
+                times = pd.Series(utc(keys[sel.time_column]), index=pd.RangeIndex(n))
+            else:
+                raise DataError(f"{self.where(rel)} has no time column {sel.time_column!r} "
+                                "(neither a column nor a key=value folder); fix --time-column")
+            if n:
+                self._saw(times.min(), times.max(), rel)
+        elif self.date_key is not None:  # the partition's date, for every row of it
+            times = pd.Series(self._dated(rel, keys)[0], index=pd.RangeIndex(n))
+        aux = aux.reset_index(drop=True)
+        inside = np.ones(n, dtype=bool)
+        if times is not None:
+            inside = (times <= sel.as_of).to_numpy()
+            if sel.start is not None:
+                inside &= (times > sel.start).to_numpy()
+            if sel.since is not None:
+                inside &= (times >= sel.since).to_numpy()
+        matured = matured_mask(aux, label_time_column=sel.label_time_column,
+                               label_available_column=sel.label_available_column,
+                               delay_days=sel.label_delay_days, as_of=sel.as_of,
+                               event_times=times)
+        keep = inside & (matured | sel.keep_unmatured)
+        maturity = maturity_times(aux, label_time_column=sel.label_time_column,
+                                  delay_days=sel.label_delay_days, event_times=times)
+        drop = [c for c in sel.aux_columns if c in aux.columns]
+        if isinstance(rows, pa.Table):
+            rows = rows.filter(pa.array(keep)).drop_columns(drop)
+        else:
+            rows = rows.loc[keep].drop(columns=drop).reset_index(drop=True)
+        pick = np.flatnonzero(keep)
+        self.pieces.append(Piece(rel, rows, None if times is None else times.iloc[pick],
+                                 matured[pick],
+                                 None if maturity is None else maturity.iloc[pick]))
+        self.read.append({"path": rel, "sha256": sha256_file(path),
+                          "bytes": path.stat().st_size, "rows": int(keep.sum()),
+                          "rows_in_window": int(inside.sum()),
+                          "rows_matured": int((inside & matured).sum())})

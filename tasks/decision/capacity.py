@@ -1,0 +1,49 @@
+"""Judging a candidate within its review capacity and in its own units: with an alert cap
+(``costs.max_alert_rate``) no model can flag more than the cap allows, and with per-row costs
+(``costs.fn_cost_column``) the model was chosen in money, so recall is judged in money too.
+:mod:`tasks.judge.gates` uses these for ``min_recall`` and the champion comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.decision.threshold import alert_budget, capped_decisions
+
+
+def alert_capped(cand, champ, *, cand_scores, champ_scores, max_alert_rate) -> tuple:
+    """Both models' decisions within the same review capacity: at most ``max_alert_rate`` of
+    the compared rows flagged, each model's highest scores first; and what the cap changed."""
+    budget = alert_budget(len(cand), max_alert_rate)
+    if budget is None:
+        return cand, champ, None
+    cap = {"max_alert_rate": max_alert_rate, "alerts": budget,
+           "candidate_flagged": int(np.sum(cand)), "champion_flagged": int(np.sum(champ))}
+    if cand_scores is not None:
+        cand = capped_decisions(cand, cand_scores, budget)
+    if champ_scores is not None:
+        champ = capped_decisions(champ, champ_scores, budget)
+    return cand, champ, cap
+
+
+def reachable_recall(metrics: dict, max_alert_rate: float | None, *, y=None,
+                     miss_costs=None) -> float | None:
+    """The highest recall any model can reach on the judged rows when it flags at most
+    ``max_alert_rate`` of them (None: no cap); in money with ``y`` and ``miss_costs``: the
+    share of the positives' cost its dearest positives hold."""
+    if max_alert_rate is None:
+        return None
+    budget = alert_budget(metrics["rows"], max_alert_rate)
+    if miss_costs is None or y is None:
+        return min(1.0, budget / max(metrics["positives"], 1))
+    m = np.sort(np.asarray(miss_costs, dtype=float)[np.asarray(y).astype(bool)])[::-1]
+    return float(m[:budget].sum() / max(m.sum(), 1e-300))
+
+
+def candidate_recall(metrics: dict, *, y=None, decisions=None, miss_costs=None) -> float:
+    """The candidate's recall at its threshold: in money (each positive weighted by what
+    missing it costs) for per-row costs, the model having been chosen in money, else the
+    share of positives flagged."""
+    if miss_costs is None or y is None or decisions is None:
+        return metrics["at_threshold"]["recall"]
+    m = np.where(np.asarray(y).astype(bool), np.asarray(miss_costs, dtype=float), 0.0)
+    return float(m @ np.asarray(decisions).astype(bool) / max(m.sum(), 1e-300))

@@ -1,0 +1,7 @@
+"""The monitoring stage: is the served model still good on matured labels?
+
+The verdict of a monitoring run (``verdict``), the minority-recall drop test
+(``recall_drop``), the label-free estimate (``label_free_estimate``), evidently reports
+(``reports``, read through ``_evidently_snapshot``), their links and server
+(``report_links``, ``reports_server``) and what monitoring has checked (``state``).
+"""

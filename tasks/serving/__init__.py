@@ -1,0 +1,4 @@
+"""The serving stage: scoring rows with a registered version.
+
+Batch scoring (``batch_scoring``): every input row, in order, with its score and decision.
+"""
