@@ -41,9 +41,9 @@ from schemas.config import TrainingConfig  # noqa: E402
 from tasks.data.split import cv_folds, split_parts  # noqa: E402
 from tasks.data.validation import validate_training_data  # noqa: E402
 from tasks.decision.calibration import apply_platt  # noqa: E402
+from tasks.decision.served_classifier import positive_scores  # noqa: E402
 from tasks.decision.threshold import DecisionCosts  # noqa: E402
-from tasks.judge.evidence import evidence_kind  # noqa: E402
-from tasks.search.estimators import positive_scores  # noqa: E402
+from tasks.search.evidence import evidence_kind  # noqa: E402
 from tasks.search.selection import finish_selection, search  # noqa: E402
 
 COSTS = DecisionCosts(fn_cost=q.FN_COST, fp_cost=q.FP_COST)

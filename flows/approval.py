@@ -1,6 +1,6 @@
 """The approval flow: a person approves or rejects a candidate registered as ``pending``
 (``gates.approval: manual``). The run pauses with a Resume form in the Prefect UI; the decision
-(or the timeout's rejection) goes through :func:`tasks.judge.approval.decide_pending`.
+(or the timeout's rejection) goes through :func:`tasks.registry.approval.decide_pending`.
 
 It runs as the ``approve`` deployment (triggered by ``rareflow.model.approval-requested``, no
 concurrency limit, so a paused run holds no slot) and in-process after ``rareflow train``."""
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.judge.approval import ask_for_decision, decision_state
+from tasks.registry.approval import ask_for_decision, decision_state
 from tasks.registry.champion import announce_move
 
 
@@ -21,8 +21,8 @@ def approval_flow(registry: str, name: str, version: str, timeout_s: int | None 
     which the version is rejected. An approval promotes it unless the champion moved since it
     was compared (``stale``).
 
-    Returns a :class:`tasks.judge.approval.Decision` (its state is named Approved, Rejected, Stale
-    or AlreadyDecided).
+    Returns a :class:`tasks.registry.approval.Decision` (its state is named Approved,
+    Rejected, Stale or AlreadyDecided).
     """
     decision = ask_for_decision(registry, name, version, timeout_s=timeout_s)
     if not decision.elsewhere:

@@ -39,6 +39,7 @@ from schemas.config import MonitoringConfig as M
 from schemas.config import ScoringConfig as S
 from schemas.config import TrainingConfig as T
 from schemas.errors import EXIT_CANNOT_JUDGE, EXIT_DRIFT, EXIT_OK, EXIT_REJECTED
+from schemas.statuses import PENDING
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rareflow: training, gating and scoring for rare-event classifiers.")
@@ -108,7 +109,7 @@ def run_training(config: T, server: FlowServer | None = None, trigger=None) -> i
         server.activate()
     result = run_summary(training_flow(config, trigger=trigger, return_state=True))
     print_training_summary(result)
-    if result["status"] == "pending":
+    if result["status"] == PENDING:
         from flows.approval import approval_flow
 
         typer.echo(f"Waiting for a manual approval of {result['version']}: resume the paused "

@@ -17,6 +17,7 @@ from flows.cli_support import (
     reported,
 )
 from schemas.errors import EXIT_OK, EXIT_REJECTED, ConfigError, RegistryError
+from schemas.statuses import PENDING
 
 models_app = typer.Typer(no_args_is_help=True,
                          help="List, inspect, promote, roll back, audit and sign versions.")
@@ -69,7 +70,7 @@ def models_show(version: str = typer.Argument("champion"), registry: RegistryDir
         typer.echo(json.dumps({**meta, "status_now": status, "decision": decided}, indent=2))
         return EXIT_OK
     typer.echo(card.read_text(encoding="utf-8"))
-    if status == "pending":
+    if status == PENDING:
         typer.echo(f"Status: pending (awaiting a manual approval): `rareflow models "
                    f"approve|reject {vid} --reason ...`")
     elif decided:
@@ -130,7 +131,7 @@ def decision_line(decision) -> str:
 def decide(version: str, *, approved: bool, reason: str, actor: str | None, registry,
            name) -> int:
     """``models approve|reject``: exit 0 promoted, 3 rejected or stale, 6 not pending."""
-    from tasks.judge.approval import HOW_CLI, decide_pending
+    from tasks.registry.approval import HOW_CLI, decide_pending
     from tasks.registry.champion import announce_move
 
     reg = open_registry(registry, name)

@@ -34,13 +34,13 @@ def before_training(config: TrainingConfig, *, config_file: Path | None, flags: 
                     say) -> None:
     """What ``rareflow train`` says and checks before any work: where the model and registry
     came from (unless from flags), the signing key (made on a first run), and the preflight
-    (:func:`tasks.runtime.preflight.preflight`), which refuses a champion that could not judge the
+    (:func:`tasks.registry.preflight.preflight`), which refuses a champion that could not judge the
     new table, naming what chose that model."""
     origin = project_origin(config_file, flags)
     if origin is not None:
         say(f"Model {config.name!r} in registry {config.registry!r} (from {origin}; "
             "--name/--registry choose another)")
     ensure_signing_key(say, registry=config.registry, name=config.name)
-    from tasks.runtime.preflight import preflight
+    from tasks.registry.preflight import preflight
 
     preflight(config, chosen_by=origin or "--registry and --name")

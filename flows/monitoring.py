@@ -16,7 +16,6 @@ from tasks.data.scan import iso, resolve_as_of
 from tasks.data.window import check_time_options, monitoring_window_task
 from tasks.judge.plots import monitoring_plots_task
 from tasks.monitor.reports import data_drift_report_task, data_drift_summary, save_reports_task
-from tasks.monitor.state import read_state, record_check, since_last_check
 from tasks.monitor.verdict import (
     emit_if_drift,
     estimate_task,
@@ -27,6 +26,7 @@ from tasks.monitor.verdict import (
     quality_report_task,
     write_summary_task,
 )
+from tasks.registry.monitor_state import read_state, record_check, since_last_check
 from tasks.registry.store import Registry
 from tasks.runtime.run_outcome import monitoring_outcome
 from tasks.serving.batch_scoring import load_model_task, reference_task, scored_batch_task

@@ -13,16 +13,16 @@ from tasks.data.split import split_task, split_times
 from tasks.data.tables import release_memory
 from tasks.data.validation import min_positives_needed, validate_task
 from tasks.data.window import load_source_task
-from tasks.judge.approval import pending_verdict
-from tasks.judge.evidence import evidence_kind, evidence_task
 from tasks.judge.gates import gate_task
+from tasks.registry.approval import pending_verdict
+from tasks.registry.champion_scores import champion_task
+from tasks.registry.preflight import preflight_task
 from tasks.registry.store import register_task
 from tasks.registry.training_record import announce, record_task, training_summary
-from tasks.runtime.preflight import preflight_task
 from tasks.runtime.run_outcome import training_outcome
+from tasks.search.evidence import evidence_kind, evidence_task
 from tasks.search.final_fit import fit_task
 from tasks.search.selection import select_task
-from tasks.serving.batch_scoring import champion_task
 
 
 @flow(name="rareflow-train", validate_parameters=True)

@@ -179,7 +179,7 @@ def split_parts(data: LabelledData, *, test_size: float, seed: int,
 
     With ``evidence="nested_cv"`` there is no test part: the training part is every row,
     and the candidate is judged by a nested cross-validation over them
-    (:mod:`tasks.judge.evidence`).
+    (:mod:`tasks.search.evidence`).
     """
     rows = content_hashes(data.X, data.y, data.schema.feature_names)
     if evidence == "nested_cv":  # every row trains, and every row is judged (out of fold)

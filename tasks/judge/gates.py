@@ -403,7 +403,7 @@ def verdict_table(verdict: dict) -> pd.DataFrame:
 @task(name="gate", cache_policy=NO_CACHE)
 def gate_task(metrics: dict, gates: Gates, *, champion, **kwargs) -> dict:
     """Judge the candidate against the gates and ``champion`` (a
-    ``tasks.serving.batch_scoring.Champion``);
+    ``tasks.registry.champion_scores.Champion``);
     publish the verdict as a table artifact."""
     verdict = evaluate_gates(metrics, gates, champ_decisions=champion.decisions,
                              champion_version=champion.version,

@@ -286,7 +286,7 @@ def monitoring_plots(result: dict, history: list[dict], *, ref_scores,
 @task(name="monitoring-plots", cache_policy=NO_CACHE)
 def monitoring_plots_task(model_dir: Path, result: dict, batch, reference) -> dict[str, str]:
     """Draw the run's plots into its report folder and show them as an artifact."""
-    from tasks.monitor.verdict import artifact_key
+    from tasks.runtime.events import artifact_key
 
     pngs = monitoring_plots(result, monitoring_history(model_dir),
                             ref_scores=reference[SCORE], batch_scores=batch[SCORE])

@@ -20,9 +20,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import binom, norm
 
-NO_DRIFT = "no-drift"
-DRIFT = "drift"
-CANNOT_JUDGE = "cannot-judge"
+from schemas.statuses import CANNOT_JUDGE, DRIFT, NO_DRIFT
 
 EXACT_MAX_CELLS = 250_000  # outcome grid above which the normal approximation is used
 

@@ -10,7 +10,6 @@ maturity in :mod:`tasks.data.labels`, the evidently reports in :mod:`tasks.monit
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from schemas.config import MonitoringConfig
 from schemas.errors import DataError
 from schemas.inference import InputSchema
 from schemas.scored import DECISION, SCORE
+from schemas.statuses import CANNOT_JUDGE, DRIFT
 from tasks.data.arrivals import source_path
 from tasks.data.labels import binary_labels, label_roles
 from tasks.data.tables import IO_RETRIES
@@ -34,11 +34,12 @@ from tasks.monitor.label_free_estimate import (
     estimate_recall,
     reference_calibration,
 )
-from tasks.monitor.recall_drop import CANNOT_JUDGE, DRIFT, RecallDrift, decide_recall_drift
+from tasks.monitor.recall_drop import RecallDrift, decide_recall_drift
 from tasks.monitor.report_links import report_link_markdown, report_url, reports_base_url
 from tasks.monitor.reports import classification_frame, quality_report
 from tasks.runtime import events
 from tasks.runtime.durable_files import dumps
+from tasks.runtime.events import artifact_key
 
 logger = logging.getLogger(__name__)
 
@@ -249,11 +250,6 @@ def write_summary(summary: dict, folder: str | Path) -> str:
     path = Path(folder) / "summary.json"
     path.write_text(dumps(summary, sort_keys=False), encoding="utf-8")
     return str(path)
-
-
-def artifact_key(prefix: str, name: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits and dashes) for a model name."""
-    return f"{prefix}-{re.sub(r'[^a-z0-9-]+', '-', name.lower()).strip('-')}"
 
 
 def verdict_line(result: dict) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from schemas.statuses import PENDING
 from schemas.errors import IntegrityError
 from tasks.runtime.durable_files import dumps, write_bytes_atomic
 from tasks.registry.signed_records import MAC, Trust, check_pointer, read_chain, seal_entry
@@ -36,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 
 MOVES = ("promote", "rollback")  # the history actions that move the champion
-PENDING = "pending"  # a candidate that passed every gate and awaits a manual approval
 
 
 def now_iso() -> str:

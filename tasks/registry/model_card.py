@@ -234,7 +234,7 @@ def card_reproduce(meta: dict) -> list[str]:
              "", "Library versions:", ""]
     lines += _table(["library", "version"], [[k, v] for k, v in libs.items()])
     lines += ["", "Load it from Python (a scikit-learn classifier deciding at the threshold):",
-              "", "```python", "from tasks.registry.served import load_model",
+              "", "```python", "from tasks.serving.registered_model import load_model",
               f"model = load_model(\"<registry>\", \"{meta['config']['name']}\", "
               "version=\"{version}\")", "model.predict(batch)  # labels, at the cost threshold",
               "```"]

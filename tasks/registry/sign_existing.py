@@ -15,7 +15,7 @@ from schemas.errors import RegistryError
 from tasks.registry import signing
 from tasks.registry.champion import ChampionLog
 from tasks.runtime.durable_files import dumps, write_bytes_atomic
-from tasks.monitor.state import STATE_FILE, read_state, write_state
+from tasks.registry.monitor_state import STATE_FILE, read_state, write_state
 from tasks.registry.store import Registry
 from tasks.registry.signed_records import create_identity, read_identity, rewrite_history
 from tasks.registry.versions import VersionFiles, lost_signatures

@@ -36,13 +36,15 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import NAME_PATTERN, check_name
 from schemas.errors import RegistryError
 from tasks.registry import signing
-from tasks.registry.champion import PENDING, ChampionLog, now_iso, outcome_reason
+from schemas.statuses import PENDING
+from tasks.registry.champion import ChampionLog, now_iso, outcome_reason
 from tasks.runtime.durable_files import fsync_dir
 from tasks.data.tables import IO_RETRIES
-from tasks.registry.served import load_stored
+
 from tasks.registry.signed_records import Trust
 from tasks.registry.versions import (  # the file names are re-exported for callers
     CARD_FILE,  # noqa: F401
+    load_stored,
     METADATA_FILE,
     MODEL_FILE,
     REFERENCE_FILE,

@@ -22,14 +22,14 @@ from schemas.config import TrainingConfig
 from schemas.scored import DECISION, SCORE
 from tasks.runtime import events
 from tasks.registry.model_card import model_card
-from tasks.registry.champion import PENDING
+from schemas.statuses import PENDING
 from tasks.judge.metrics import metric_table
-from tasks.judge.evidence import Evidence
+from tasks.search.evidence import Evidence
 from tasks.search.final_fit import FitResult
 from tasks.judge.plots import calibration_summary, image_markdown, version_plots
-from tasks.serving.batch_scoring import Champion
+from tasks.registry.champion_scores import Champion
 from tasks.search.selection import Selection
-from tasks.registry.served import MODEL_FORMAT, native
+from tasks.decision.served_classifier import MODEL_FORMAT, native
 from tasks.data.split import Parts
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,9 @@ import pandas as pd
 from schemas.errors import IntegrityError, RegistryError
 from tasks.registry import signing
 from tasks.runtime.durable_files import dumps, fsync_file, sha256_file, write_bytes_atomic, write_json
+from tasks.decision.served_classifier import RareflowClassifier, from_stored, retrain_hint, writer
 from tasks.registry._tree_bytes import reproducible_pickling
+from tasks.registry.class_paths import old_class_paths
 
 logger = logging.getLogger(__name__)
 
@@ -220,3 +222,21 @@ def lost_signatures(versions: list[VersionFiles], *, force_reason: str | None) -
             "them, or sign anyway with `rareflow models sign --force --reason ...`, recorded "
             "in history)")
     return lost
+
+
+def load_stored(path: Path, meta: dict) -> RareflowClassifier:
+    """Unpickle a version's model file (checksum already verified) as the served classifier.
+
+    Raises:
+        RegistryError: the file names classes this rareflow no longer has, or holds
+            something it cannot serve; the message names the rareflow that wrote it.
+    """
+    try:
+        with old_class_paths():
+            obj = joblib.load(path)
+    except (AttributeError, ImportError, TypeError) as exc:
+        raise RegistryError(
+            f"{meta.get('name')} {meta.get('version')}: model.joblib cannot be loaded by this "
+            f"rareflow ({type(exc).__name__}: {exc}); it was written by {writer(meta)}: "
+            f"{retrain_hint(meta)}") from exc
+    return from_stored(obj, meta)

@@ -1,8 +1,9 @@
-"""Prefect events rareflow emits; resource id ``rareflow.model.<name>``."""
+"""Prefect events rareflow emits (resource id ``rareflow.model.<name>``) and artifact keys."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from prefect.events import emit_event
 
@@ -28,3 +29,8 @@ def emit(event: str, *, name: str, payload: dict) -> str | None:
         return None
     logger.info("Emitted %s for %s", event, name)
     return str(emitted.id)
+
+
+def artifact_key(prefix: str, name: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits and dashes) for a model name."""
+    return f"{prefix}-{re.sub(r'[^a-z0-9-]+', '-', name.lower()).strip('-')}"

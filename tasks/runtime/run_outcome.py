@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from prefect.states import Completed, Failed
 
-from tasks.monitor.recall_drop import CANNOT_JUDGE, DRIFT
-from tasks.registry.champion import PENDING
+from schemas.statuses import CANNOT_JUDGE, DRIFT, PENDING, REFUSED, REJECTED, STALE
 
 # status -> (failed?, state name); statuses not listed end in a plain Completed state
-TRAINING_STATES = {"rejected": (True, "Rejected"), "refused": (True, "Refused"),
-                   "stale": (True, "Stale"), PENDING: (False, "AwaitingApproval")}
+TRAINING_STATES = {REJECTED: (True, "Rejected"), REFUSED: (True, "Refused"),
+                   STALE: (True, "Stale"), PENDING: (False, "AwaitingApproval")}
 MONITORING_STATES = {DRIFT: (True, "Drift"), CANNOT_JUDGE: (False, "Inconclusive")}
 
 

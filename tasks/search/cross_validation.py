@@ -13,6 +13,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
+from tasks.decision.served_classifier import positive_scores
 from tasks.decision.threshold import (
     DecisionCosts,
     choose_thresholds_without,
@@ -22,7 +23,7 @@ from tasks.decision.threshold import (
 from tasks.runtime._heap import trim_heap
 from tasks.search._fold_memory import fit_on_rows
 from tasks.search.candidates import CandidateSpec
-from tasks.search.estimators import positive_scores, sequential_prediction
+from tasks.search.estimators import sequential_prediction
 from tasks.search.pipeline import pipeline_for
 
 logger = logging.getLogger(__name__)

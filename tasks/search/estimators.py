@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from schemas.errors import ConfigError, DataError
 from tasks.decision.calibration import apply_platt
+from tasks.decision.served_classifier import positive_scores
 from tasks.search.hyperparams import IFOREST_TREES
 
 
@@ -39,13 +40,6 @@ def sequential_prediction(model):
                 if isinstance(item, BaseEstimator):
                     todo.append(item)
     return model
-
-
-def positive_scores(estimator, X) -> np.ndarray:
-    """Probability of class 1 from a fitted binary classifier."""
-    proba = estimator.predict_proba(X)
-    classes = list(getattr(estimator, "classes_", [0, 1]))
-    return proba[:, classes.index(1)]
 
 
 

@@ -1,6 +1,6 @@
 """The final model of the chosen strategy, and what the registry stores: a scikit-learn
 classifier deciding at its cost-based threshold
-(:class:`tasks.registry.served.RareflowClassifier`)."""
+(:class:`tasks.decision.served_classifier.RareflowClassifier`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
-from tasks.registry.served import (
+from tasks.decision.served_classifier import (
     RareflowClassifier,
     ThresholdedModel,
     class_values,

@@ -87,7 +87,7 @@ def test_approval_through_the_api(prefect_server, e2e_data, tmp_path, approve, r
     reason in its verdict and history; the training run itself never paused."""
     from prefect.flow_runs import resume_flow_run
 
-    from tasks.judge.approval import HOW_UI, current_verdict
+    from tasks.registry.approval import HOW_UI, current_verdict
 
     registry = tmp_path / "registry"
     proc, out, log = start_training(prefect_server, e2e_data, tmp_path, registry)

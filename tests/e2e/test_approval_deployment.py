@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from schemas.errors import EXIT_REJECTED
-from tasks.judge.approval import HOW_CLI, HOW_TIMEOUT, HOW_UI
+from tasks.registry.approval import HOW_CLI, HOW_TIMEOUT, HOW_UI
 from tasks.registry.store import Registry
 
 from .conftest import FAST_TRAINING, MODEL, PREFECT_YAML, ROOT, wait_for_run, wait_until

@@ -92,7 +92,8 @@ def test_later_commands_and_python_find_the_key(workspace, first_train):
     assert scored.returncode == 0, scored.stdout + scored.stderr
     listed = run(["models", "list", "--registry", "reg", "--name", "m"], cwd=workspace, env=env)
     assert listed.returncode == 0 and "v0001" in listed.stdout, listed.stderr
-    code = "from tasks.registry.served import load_model; print(load_model('reg', 'm').threshold)"
+    code = ("from tasks.serving.registered_model import load_model; "
+            "print(load_model('reg', 'm').threshold)")
     loaded = subprocess.run([sys.executable, "-c", code], cwd=workspace, env=env,
                             capture_output=True, text=True, timeout=120)
     assert loaded.returncode == 0, loaded.stderr

@@ -72,7 +72,7 @@ def test_money_costs_and_alert_budget(prefect_harness, tmp_path):
     # monitoring and the served classifier speak the same money
     from flows.monitoring import monitoring_flow
     from schemas.config import MonitoringConfig
-    from tasks.registry.served import load_model
+    from tasks.serving.registered_model import load_model
 
     batch = make_demo_data(4000, positive_rate=0.05, seed=9)
     batch.to_csv(tmp_path / "batch.csv", index=False)

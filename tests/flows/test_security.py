@@ -120,7 +120,7 @@ def test_approval_without_an_answer_rejects(trained, tmp_path):
     timeout passes: rejected with the reason in history and its verdict, the champion
     unchanged, the run completed (not failed)."""
     from flows.approval import approval_flow
-    from tasks.judge.approval import HOW_TIMEOUT, current_verdict
+    from tasks.registry.approval import HOW_TIMEOUT, current_verdict
 
     registry = tmp_path / "registry"
     gates = Gates(approval="manual", approval_timeout_s=2, bootstrap_samples=500)

@@ -16,9 +16,10 @@ from flows.cli_support import CliState
 from flows.training import training_flow
 from schemas.config import Gates, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
-from tasks.registry.served import RareflowClassifier, load_model
+from tasks.decision.served_classifier import RareflowClassifier
 from tasks.registry.store import Registry
 from tasks.runtime.run_outcome import run_summary
+from tasks.serving.registered_model import load_model
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from schemas.config import Gates
 from schemas.errors import EXIT_OK, EXIT_REGISTRY, EXIT_REJECTED, RegistryError
-from tasks.judge.approval import (
+from tasks.registry import champion as champion_module
+from tasks.registry.approval import (
     APPROVAL_GATE,
     HOW_CLI,
     HOW_TIMEOUT,
@@ -19,7 +20,6 @@ from tasks.judge.approval import (
     decide_pending,
     pending_verdict,
 )
-from tasks.registry import champion as champion_module
 from tasks.registry.store import Registry
 
 GATES = [{"gate": "min_recall", "passed": True, "value": 0.5, "point": 0.6, "limit": 0.3,
@@ -228,9 +228,9 @@ def test_a_pending_candidate_requests_approval_by_event(monkeypatch, tmp_path):
     """Check that a pending candidate emits rareflow.model.approval-requested (not promoted
     or rejected) with version, absolute registry, name and headline metrics: what the
     `approve` deployment's trigger reads."""
+    from tasks.registry.champion_scores import Champion
     from tasks.registry.training_record import announce
     from tasks.runtime import events
-    from tasks.serving.batch_scoring import Champion
 
     sent = []
     monkeypatch.setattr(events, "emit",

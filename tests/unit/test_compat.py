@@ -20,7 +20,7 @@ import pytest
 
 from schemas.errors import IntegrityError
 from schemas.inference import InputSchema
-from tasks.registry.served import RareflowClassifier
+from tasks.decision.served_classifier import RareflowClassifier
 from tasks.registry.sign_existing import sign_unsigned
 from tasks.registry.signing import ALLOW_UNSIGNED_ENV
 from tasks.registry.store import Registry

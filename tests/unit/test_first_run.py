@@ -20,9 +20,9 @@ from schemas.config import IngestConfig, TrainingConfig
 from schemas.errors import ConfigError, IntegrityError, RegistryError
 from schemas.inference import FeatureSpec, InputSchema
 from tasks.registry import signing
+from tasks.registry.preflight import preflight
 from tasks.registry.store import Registry
 from tasks.runtime._temporary_server import private_prefect_home, use_private_prefect_home
-from tasks.runtime.preflight import preflight
 
 KEY_VARS = (signing.KEY_ENV, signing.KEY_FILE_ENV, signing.KEY_BLOCK_ENV,
             signing.ALLOW_UNSIGNED_ENV)

@@ -21,10 +21,11 @@ from sklearn.pipeline import Pipeline as SkPipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from schemas.inference import infer_input_schema
+from tasks.decision.served_classifier import positive_scores
 from tasks.search._fast_hgb import CodedHistGradientBoostingClassifier
 from tasks.search._fold_memory import fit_on_rows
 from tasks.search.candidates import CandidateSpec
-from tasks.search.estimators import FeatureMatrix, positive_scores
+from tasks.search.estimators import FeatureMatrix
 from tasks.search.pipeline import pipeline_for
 
 HGB_PARAMS = dict(learning_rate=0.1, max_iter=60, max_leaf_nodes=15, min_samples_leaf=20,

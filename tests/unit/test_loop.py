@@ -19,7 +19,7 @@ from tasks.monitor.label_free_estimate import (
     estimate_recall,
     reference_calibration,
 )
-from tasks.monitor.state import read_state, record_check, since_last_check
+from tasks.registry.monitor_state import read_state, record_check, since_last_check
 
 BASE = TrainingConfig(data="fixed.parquet", label="y", window="90d", registry="reg", name="m")
 

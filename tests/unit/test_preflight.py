@@ -12,9 +12,9 @@ import pytest
 
 from schemas.config import Gates, TrainingConfig
 from schemas.errors import ConfigError, IntegrityError, RegistryError
+from tasks.registry import preflight as preflight_module
+from tasks.registry.preflight import preflight
 from tasks.registry.store import Registry
-from tasks.runtime import preflight as preflight_module
-from tasks.runtime.preflight import preflight
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +64,7 @@ def test_a_read_only_registry_is_refused(tmp_path):
         if setpriv is None:
             pytest.skip("running as root without setpriv: cannot make a folder read-only")
         code = ("from schemas.config import TrainingConfig\n"
-                "from tasks.runtime.preflight import preflight\n"
+                "from tasks.registry.preflight import preflight\n"
                 "from schemas.errors import RegistryError\n"
                 f"try:\n    preflight(TrainingConfig(data='x.csv', label='y', "
                 f"registry={str(registry)!r}, name='fraud'))\n"

@@ -1,5 +1,6 @@
-"""The served classifier (tasks/registry/served.py): a scikit-learn classifier deciding at the cost
-threshold, with the data's own labels, that composes with sklearn and loads from the registry."""
+"""The served classifier (tasks/decision/served_classifier.py): a scikit-learn classifier
+deciding at the cost threshold, with the data's own labels, that composes with sklearn and loads
+from the registry."""
 
 from __future__ import annotations
 
@@ -18,19 +19,19 @@ from sklearn.model_selection import FixedThresholdClassifier, cross_val_predict
 from schemas.config import Costs
 from schemas.errors import ConfigError, RegistryError
 from schemas.inference import infer_input_schema
-from tasks.judge.metrics import metrics_at
-from tasks.registry.served import (
+from tasks.decision.served_classifier import (
     RareflowClassifier,
     ThresholdedModel,
     class_values,
     from_stored,
-    load_model,
-    load_stored,
     parse_label_text,
 )
+from tasks.judge.metrics import metrics_at
 from tasks.registry.store import Registry
+from tasks.registry.versions import load_stored
 from tasks.search.candidates import CandidateSpec
 from tasks.search.final_fit import fit_final
+from tasks.serving.registered_model import load_model
 
 COSTS = Costs(fn_cost=20, fp_cost=1)
 

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from schemas.errors import IntegrityError
-from tasks.monitor.recall_drop import NO_DRIFT
-from tasks.monitor.state import read_state, record_check
+from schemas.statuses import NO_DRIFT
 from tasks.registry import signing
+from tasks.registry.monitor_state import read_state, record_check
 from tasks.registry.signed_records import IDENTITY_FILE
 from tasks.registry.store import Registry
 

@@ -16,9 +16,10 @@ classifier with a chosen threshold: ``FixedThresholdClassifier(FrozenEstimator(m
   ``sklearn.metrics`` work with it as with any fitted classifier.
 
 rareflow's own code uses ``decide(X, scores=None)`` (0/1 as int8), ``threshold``, ``schema``,
-``spec`` and ``calibrated``. :func:`load_model` is the short way in from Python::
+``spec`` and ``calibrated``. :func:`tasks.serving.registered_model.load_model` is the short
+way in from Python::
 
-    from tasks.registry.served import load_model
+    from tasks.serving.registered_model import load_model
     model = load_model("registry", "fraud")          # the champion
     model.predict(batch)                              # decisions at the cost threshold
 
@@ -30,9 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -42,14 +41,19 @@ from sklearn.utils.validation import check_is_fitted
 
 from schemas.errors import ConfigError, RegistryError
 from schemas.inference import InputSchema
-from tasks.registry.class_paths import old_class_paths
-from tasks.search.estimators import positive_scores
 
 logger = logging.getLogger(__name__)
 
 MODEL_FORMAT = 2  # 1: ThresholdedModel (rareflow <= 0.2); 2: RareflowClassifier
 INNER_PREDICT = ("the inner estimator decides at 0.5; use the served classifier's predict "
                  "(cost threshold) or positive_proba")
+
+
+def positive_scores(estimator, X) -> np.ndarray:
+    """Probability of class 1 from a fitted binary classifier."""
+    proba = estimator.predict_proba(X)
+    classes = list(getattr(estimator, "classes_", [0, 1]))
+    return proba[:, classes.index(1)]
 
 
 class OriginalLabels(ClassifierMixin, BaseEstimator):
@@ -288,36 +292,3 @@ def from_stored(obj, meta: dict):
             f"{meta.get('name')} {meta.get('version')}: its model cannot be converted to the "
             f"served classifier ({type(exc).__name__}: {exc}); it was written by "
             f"{writer(meta)}: {retrain_hint(meta)}") from exc
-
-
-def load_stored(path: Path, meta: dict) -> RareflowClassifier:
-    """Unpickle a version's model file (checksum already verified) as the served classifier.
-
-    Raises:
-        RegistryError: the file names classes this rareflow no longer has, or holds
-            something it cannot serve; the message names the rareflow that wrote it.
-    """
-    try:
-        with old_class_paths():
-            obj = joblib.load(path)
-    except (AttributeError, ImportError, TypeError) as exc:
-        raise RegistryError(
-            f"{meta.get('name')} {meta.get('version')}: model.joblib cannot be loaded by this "
-            f"rareflow ({type(exc).__name__}: {exc}); it was written by {writer(meta)}: "
-            f"{retrain_hint(meta)}") from exc
-    return from_stored(obj, meta)
-
-
-def load_model(registry: str | Path, name: str, version: str = "champion"
-               ) -> RareflowClassifier:
-    """A registered version's classifier, checksum verified: the short way in from Python.
-
-    Args:
-        registry: The registry folder (as ``--registry``).
-        name: The model name (as ``--name``).
-        version: ``champion`` (default), ``latest`` or an id such as ``v0003``.
-    """
-    from tasks.registry.store import Registry
-
-    model, _ = Registry(registry, name).load(version)
-    return model

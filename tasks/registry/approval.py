@@ -34,7 +34,7 @@ from pydantic import Field
 
 from schemas.config import Gates
 from schemas.errors import RegistryError
-from tasks.registry.champion import PENDING
+from schemas.statuses import PENDING
 from tasks.registry.store import Registry
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from schemas.errors import DataError
 from tasks.data.labels import utc
-from tasks.monitor.recall_drop import DRIFT, NO_DRIFT
+from schemas.statuses import DRIFT, NO_DRIFT
 from tasks.registry.signed_records import MAC, Trust
 from tasks.runtime.durable_files import dumps, write_bytes_atomic
 

@@ -1,0 +1,16 @@
+"""The statuses a run reports (its summary's ``status``): one source for each name.
+
+Training ends ``passed`` (promoted), ``rejected``, ``refused`` (could not be judged fairly),
+``stale`` (the champion moved while it ran) or ``pending`` (awaiting a manual approval);
+monitoring ends ``no-drift``, ``drift`` or ``cannot-judge``.
+"""
+
+PASSED = "passed"
+REJECTED = "rejected"
+REFUSED = "refused"
+STALE = "stale"
+PENDING = "pending"  # a candidate that passed every gate and awaits a manual approval
+
+NO_DRIFT = "no-drift"
+DRIFT = "drift"
+CANNOT_JUDGE = "cannot-judge"
