@@ -93,3 +93,37 @@ def test_models_commands_run_as_written(demo_folder, monkeypatch):
     for command in commands:
         done = CliRunner().invoke(app, shlex.split(command)[1:], obj=CliState())
         assert done.exit_code == 0, (command, done.output)
+
+
+def own_table(n: int, seed: int, *, label: bool = True):
+    """A customer table like the README's: numeric and categorical columns, 'yes'/'no' churn."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=n, n_features=6, n_informative=4, weights=[0.9],
+                               class_sep=1.5, random_state=seed)
+    df = pd.DataFrame(X, columns=[f"usage_{i}" for i in range(6)])
+    df["plan"] = pd.Series(["basic", "plus", "pro"]).sample(n, replace=True,
+                                                            random_state=seed).to_numpy()
+    if label:
+        df["churned"] = pd.Series(y).map({1: "yes", 0: "no"})
+    return df
+
+
+def test_own_table_commands_run_as_written(prefect_harness, tmp_path, monkeypatch):
+    """Check that the README's three commands for your own table (train, score, monitor) run
+    as written on such a table: trained and promoted, scored, and monitored to a verdict."""
+    from flows.cli import app
+    from flows.cli_support import CliState
+
+    monkeypatch.chdir(tmp_path)
+    own_table(3000, 0).to_csv("customers.csv", index=False)
+    own_table(500, 1, label=False).to_csv("new_customers.csv", index=False)
+    own_table(2000, 2).to_csv("labelled_customers.csv", index=False)
+    block = next(b for b in blocks("bash") if "--data customers.csv" in b)
+    commands = [line for line in block.splitlines() if line.startswith("rareflow ")]
+    assert [c.split()[1] for c in commands] == ["train", "score", "monitor"]
+    for command, allowed in zip(commands, ({0}, {0}, {0, 4}), strict=True):  # 4: a verdict
+        done = CliRunner().invoke(app, shlex.split(command)[1:], obj=CliState())
+        assert done.exit_code in allowed, (command, done.output)
+    assert (tmp_path / "scored.parquet").is_file()
