@@ -122,7 +122,7 @@ def candidate_specs(
     The IsolationForest (``iforest``) stays available when the config names it, but is not an
     ``auto`` candidate: on the five shared datasets its outer-test cost was the worst of every
     candidate, including kddcup_rootkit (0.3 % positives, the case it was meant for: 0.301 vs
-    0.062 for class-weighted gradient boosting); see the README.
+    0.062 for class-weighted gradient boosting); see docs/strategy-and-threshold.md.
 
     Calibration is not a candidate: the selection decides it for the winner.
     """
