@@ -1,6 +1,7 @@
-"""The judging stage: the evidence a candidate is judged on, its metrics and gates.
+"""The judging stage: how a candidate's decisions are measured and gated.
 
-The held-out evidence (``evidence``), imbalance-aware metrics (``metrics``), the metric gates
-and the champion comparison (``gates``), manual approval (``approval``) and the plots a
-person reads (``plots``).
+Imbalance-aware metrics (``metrics``: recall, PR AUC, expected cost, never plain accuracy),
+the metric gates and the paired champion comparison (``gates``), and the plots a person reads
+(``plots``). The evidence a candidate is judged on is found by the search
+(:mod:`tasks.search.evidence`); approval is a registry record (:mod:`tasks.registry.approval`).
 """
