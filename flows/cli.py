@@ -20,7 +20,7 @@ from flows.cli_deploy import deploy_app
 from flows.cli_errors import CliState, reported
 from flows.cli_flow_server import FlowServer
 from flows.cli_models import decision_line, keygen, models_app, schema_app
-from flows.cli_options import ConfigFile, FlagNames, config_flags, given_flags
+from flows.cli_options import ConfigFile, FlagNames, config_flags
 from flows.cli_prefect_env import setup
 from flows.cli_preflight import before_training
 from flows.cli_reports import reports_app
@@ -125,10 +125,9 @@ MONITOR_FLAGS = FlagNames(M, renames={"recall_tolerance": "--tolerance",
 @app.command()
 @reported
 @config_flags(TRAIN_FLAGS)
-def train(ctx: typer.Context, config: ConfigFile = None) -> int:
+def train(config: ConfigFile = None, *, flags: dict) -> int:
     """Train, gate and (if it passes) promote a model. Exit 0 promoted, 3 rejected."""
     server = FlowServer()  # boots while the training modules import
-    flags = given_flags(ctx)
     if flags["strategy.dask_address"] and not flags["strategy.executor"]:
         flags["strategy.executor"] = "dask"
     cfg = build_config(T, config, flags)
@@ -139,11 +138,11 @@ def train(ctx: typer.Context, config: ConfigFile = None) -> int:
 @app.command()
 @reported
 @config_flags(INGEST_FLAGS)
-def ingest(ctx: typer.Context, config: ConfigFile = None) -> int:
+def ingest(config: ConfigFile = None, *, flags: dict) -> int:
     """Land a batch in a data source as new partitions and emit rareflow.data.arrived."""
     from flows.ingest import ingest_flow
 
-    cfg = build_config(I, config, given_flags(ctx))
+    cfg = build_config(I, config, flags)
     result = ingest_flow(cfg)
     for part in result["partitions"]:
         state = "written" if part["new"] else "already present"
@@ -157,12 +156,12 @@ def ingest(ctx: typer.Context, config: ConfigFile = None) -> int:
 @app.command()
 @reported
 @config_flags(SCORE_FLAGS)
-def score(ctx: typer.Context, config: ConfigFile = None) -> int:
+def score(config: ConfigFile = None, *, flags: dict) -> int:
     """Append `score` and `decision` to every row of a batch, in input order."""
     server = FlowServer()  # boots while the scoring modules import
     from flows.scoring import scoring_flow
 
-    cfg = build_config(S, config, given_flags(ctx))
+    cfg = build_config(S, config, flags)
     server.activate()
     result = scoring_flow(cfg)
     typer.echo(f"Scored {result['rows']} rows with {cfg.name} {result['version']} (threshold "
@@ -191,13 +190,13 @@ def preload_reporting() -> threading.Thread:
 @app.command()
 @reported
 @config_flags(MONITOR_FLAGS)
-def monitor(ctx: typer.Context, config: ConfigFile = None) -> int:
+def monitor(config: ConfigFile = None, *, flags: dict) -> int:
     """Judge minority-class recall on a labelled batch. Exit 0 no drift, 4 drift, 5 cannot judge."""
     server = FlowServer()  # boots while the monitoring modules and evidently import
     from flows.monitoring import monitoring_flow
     from tasks.runtime.run_outcome import run_summary
 
-    cfg = build_config(M, config, given_flags(ctx))
+    cfg = build_config(M, config, flags)
     preload_reporting()
     server.activate()
     result = run_summary(monitoring_flow(cfg, return_state=True))

@@ -5,7 +5,7 @@ flag without editing the command.
 A flag is ``--<field>`` (underscores as dashes; fields of nested sections too), or
 ``--<field>-<suffix>`` for a section given a suffix (``--min-recall-gate``), or a name a
 command keeps from earlier releases (:class:`FlagNames`). A flag's value reaches the command
-under the field's dotted path (:func:`given_flags`); None means not given, so the layers below
+under the field's dotted path (:func:`config_flags`); None means not given, so the layers below
 the flags (:mod:`flows.cli_config`) decide.
 """
 
@@ -88,34 +88,29 @@ def flag_type(annotation) -> type:
 
 
 def config_flags(names: FlagNames):
-    """Give a typer command a flag per field of ``names.model`` after its own parameters; the
-    command reads them from ``ctx`` with :func:`given_flags` (its signature holds only
-    ``ctx`` and its own options)."""
+    """Give a typer command a flag per field of ``names.model`` after its own parameters.
+
+    The command receives them as ``flags``: the fields by dotted path, None when not given
+    (the layers below the flags then decide), ``--class-weight`` parsed."""
     params = names.parameters()
-    own = {p.name for p in params}
+    paths = {p.name: p.name.replace(SEPARATOR, ".") for p in params}
 
     def wrap(fn):
         signature = inspect.signature(fn, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "flags"]
 
         @functools.wraps(fn)
         def command(*args, **kwargs):
-            return fn(*args, **{k: v for k, v in kwargs.items() if k not in own})
+            flags = {path: kwargs.pop(name) for name, path in paths.items()}
+            if "strategy.class_weight" in flags:
+                flags["strategy.class_weight"] = parse_class_weight(
+                    flags["strategy.class_weight"])
+            return fn(*args, flags=flags, **kwargs)
 
-        command.__signature__ = signature.replace(
-            parameters=[*signature.parameters.values(), *params])
+        command.__signature__ = signature.replace(parameters=[*own, *params])
         return command
 
     return wrap
-
-
-def given_flags(ctx: typer.Context) -> dict[str, Any]:
-    """The config fields of a :func:`config_flags` command's flags by dotted path (None: not given),
-    ``--class-weight`` parsed."""
-    flags = {name.replace(SEPARATOR, "."): value for name, value in ctx.params.items()
-             if name not in ("ctx", "config")}
-    if "strategy.class_weight" in flags:
-        flags["strategy.class_weight"] = parse_class_weight(flags["strategy.class_weight"])
-    return flags
 
 
 def parse_class_weight(text: str | None):
@@ -142,10 +137,22 @@ def option_help(model: type[BaseModel], name: str) -> str:
     value = None if info.is_required() else info.get_default(call_default_factory=True)
     default = ("(required: here or in --config)" if info.is_required()
                else "" if value is None else f"(default: {value})")
+    if choices := literal_choices(info.annotation):
+        default = f"(one of: {', '.join(choices)}{'; ' + default[1:] if default else ')'}"
     if name in PROJECT_KEYS:
         default = (f"(default: ${PROJECT_KEYS[name]}, else `{name}` in ./{PROJECT_FILE}, "
                    f"else {value})")
     return " ".join(p for p in (info.description or "", default) if p)
+
+
+def literal_choices(annotation) -> tuple[str, ...]:
+    """The values a field of choices takes (also when optional), else ()."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return tuple(str(a) for a in typing.get_args(annotation))
+    return ()
 
 
 def option(model: type[BaseModel], name: str, *flags: str) -> Any:

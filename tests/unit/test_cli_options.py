@@ -55,3 +55,16 @@ def test_two_fields_with_one_flag_are_refused_until_one_is_renamed():
     (int | dict, str)])
 def test_flags_parse_numbers_and_switches_and_leave_the_rest_to_the_model(annotation, parsed):
     assert flag_type(annotation) is parsed
+
+
+def test_help_names_the_choices_and_the_default():
+    """Check that a field of choices lists them in its flag's help, with its default."""
+    from flows.cli_options import option_help
+    from schemas.config import MonitoringConfig, TrainingConfig
+
+    assert option_help(TrainingConfig, "strategy.model").endswith(
+        "(one of: auto, logreg, hgb, rf, brf, gboost, iforest; default: auto)")
+    assert "(one of: bound, point; default: bound)" in option_help(TrainingConfig,
+                                                                    "gates.absolute_gates")
+    assert "one of" not in option_help(TrainingConfig, "strategy.class_weight")
+    assert option_help(MonitoringConfig, "rescore").endswith("(default: False)")
