@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import BaseModel, Field
 
@@ -68,3 +70,28 @@ def test_help_names_the_choices_and_the_default():
                                                                     "gates.absolute_gates")
     assert "one of" not in option_help(TrainingConfig, "strategy.class_weight")
     assert option_help(MonitoringConfig, "rescore").endswith("(default: False)")
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--class-weight", "[1, 2]", r"^error: --class-weight must be none, balanced, auto or a "
+     r"mapping like '\{0: 1, 1: 50\}'; got '\[1, 2\]'$"),
+    ("--model", "nope", r"^error: invalid configuration: strategy\.model: Input should be "
+     r"'auto', .*\(got 'nope'\)$"),
+    ("--approval-gate", "maybe", r"^error: invalid configuration: gates\.approval: .*"
+     r"\(got 'maybe'\)$"),
+])
+def test_a_bad_flag_value_is_one_line_naming_it_and_exit_2(monkeypatch, flag, value, message):
+    """Check that a flag the model refuses stops `train` before any work, in one line that
+    names the field, with exit status 2."""
+    from typer.testing import CliRunner
+
+    import flows.cli as cli
+    from flows.cli_errors import CliState
+
+    monkeypatch.setattr(cli, "run_training", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(cli, "FlowServer", lambda: None)
+    done = CliRunner().invoke(cli.app, ["train", "--data", "x.csv", "--label", "y", flag, value],
+                              obj=CliState())
+    assert done.exit_code == 2, done.output
+    lines = done.output.strip().splitlines()
+    assert len(lines) == 1 and re.match(message, lines[0]), lines
