@@ -20,7 +20,7 @@ from flows.cli_deploy import deploy_app
 from flows.cli_errors import CliState, reported
 from flows.cli_flow_server import FlowServer
 from flows.cli_models import decision_line, keygen, models_app, schema_app
-from flows.cli_options import ConfigFile, FlagNames, config_flags
+from flows.cli_options import ConfigFile, FlagNames, config_flags, parse_class_weight
 from flows.cli_prefect_env import setup
 from flows.cli_preflight import before_training
 from flows.cli_reports import reports_app
@@ -115,7 +115,8 @@ def run_training(config: T, server: FlowServer | None = None, trigger=None) -> i
 
 TRAIN_FLAGS = FlagNames(T, suffixes={"gates": "gate"},  # --min-recall-gate, ...
                         renames={"split.n_folds": "--folds",
-                                 "strategy.time_budget_s": "--time-budget"})
+                                 "strategy.time_budget_s": "--time-budget"},
+                        parsers={"strategy.class_weight": parse_class_weight})
 INGEST_FLAGS = FlagNames(I)
 SCORE_FLAGS = FlagNames(S)
 MONITOR_FLAGS = FlagNames(M, renames={"recall_tolerance": "--tolerance",

@@ -34,11 +34,13 @@ SEPARATOR = "__"  # a flag's parameter name: the field's dotted path, dots repla
 class FlagNames:
     """The flags of one command: a flag per leaf field of ``model``; ``suffixes`` by section
     (``{"gates": "gate"}``: ``--min-recall-gate``); ``renames`` by dotted path, for flags named
-    otherwise (``{"split.n_folds": "--folds"}``; ``--on/--off`` pairs for booleans)."""
+    otherwise (``{"split.n_folds": "--folds"}``; ``--on/--off`` pairs for booleans);
+    ``parsers`` by dotted path, for text the model does not take as it is (a mapping)."""
 
     model: type[BaseModel]
     suffixes: dict[str, str] = field(default_factory=dict)
     renames: dict[str, str] = field(default_factory=dict)
+    parsers: dict[str, typing.Callable] = field(default_factory=dict)
 
     def flag(self, path: str) -> str:
         """The flag declaration of the field at ``path``."""
@@ -91,7 +93,7 @@ def config_flags(names: FlagNames):
     """Give a typer command a flag per field of ``names.model`` after its own parameters.
 
     The command receives them as ``flags``: the fields by dotted path, None when not given
-    (the layers below the flags then decide), ``--class-weight`` parsed."""
+    (the layers below the flags then decide), text parsed by ``names.parsers``."""
     params = names.parameters()
     paths = {p.name: p.name.replace(SEPARATOR, ".") for p in params}
 
@@ -102,9 +104,8 @@ def config_flags(names: FlagNames):
         @functools.wraps(fn)
         def command(*args, **kwargs):
             flags = {path: kwargs.pop(name) for name, path in paths.items()}
-            if "strategy.class_weight" in flags:
-                flags["strategy.class_weight"] = parse_class_weight(
-                    flags["strategy.class_weight"])
+            for path, parse in names.parsers.items():
+                flags[path] = parse(flags[path])
             return fn(*args, flags=flags, **kwargs)
 
         command.__signature__ = signature.replace(parameters=[*own, *params])

@@ -102,12 +102,14 @@ def test_train_says_which_file_or_variable_chose_the_model(tmp_path, monkeypatch
         "config", config) and 0)
     monkeypatch.setattr(cli, "FlowServer", lambda: None)
     done = CliRunner().invoke(cli.app, ["train", "--data", "x.csv", "--label", "y",
-                                        "--config", "settings.yaml", "--seed", "5"],
+                                        "--config", "settings.yaml", "--seed", "5",
+                                        "--class-weight", "{0: 1, 1: 50}"],
                               obj=CliState())
     assert done.exit_code == 0, done.output
     cfg = seen["config"]
     assert (cfg.registry, cfg.name, cfg.costs.fn_cost, cfg.seed) == (
         "from_project", "env_model", 7.0, 5)
+    assert cfg.strategy.class_weight == {0: 1.0, 1: 50.0}
     said = [line for line in done.output.splitlines() if line.startswith("Model ")]
     assert said == [f"Model 'env_model' in registry 'from_project' (from registry from "
                     f"{tmp_path / 'rareflow.yaml'}, name from $RAREFLOW_NAME; --name/--registry "
