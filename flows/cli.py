@@ -15,24 +15,15 @@ from pathlib import Path
 
 import typer
 
+from flows.cli_config import build_config
 from flows.cli_deploy import deploy_app
+from flows.cli_errors import CliState, reported
+from flows.cli_flow_server import FlowServer
 from flows.cli_models import decision_line, keygen, models_app, schema_app
+from flows.cli_options import ConfigFile, FlagNames, config_flags, parse_class_weight
+from flows.cli_prefect_env import setup
 from flows.cli_preflight import before_training
 from flows.cli_reports import reports_app
-from flows.cli_sections import section_options
-from flows.cli_support import (
-    CliState,
-    ConfigFile,
-    FlowServer,
-    ModelName,
-    RegistryDir,
-    Version,
-    build_config,
-    option,
-    parse_class_weight,
-    reported,
-    setup,
-)
 from schemas.config import DEMO_FULL, DEMO_QUICK, LOOP_ROWS, StrategyConfig
 from schemas.config import IngestConfig as I
 from schemas.config import MonitoringConfig as M
@@ -122,48 +113,24 @@ def run_training(config: T, server: FlowServer | None = None, trigger=None) -> i
     return EXIT_OK if result["promoted"] else EXIT_REJECTED
 
 
+TRAIN_FLAGS = FlagNames(T, suffixes={"gates": "gate"},  # --min-recall-gate, ...
+                        renames={"split.n_folds": "--folds",
+                                 "strategy.time_budget_s": "--time-budget"},
+                        parsers={"strategy.class_weight": parse_class_weight})
+INGEST_FLAGS = FlagNames(I)
+SCORE_FLAGS = FlagNames(S)
+MONITOR_FLAGS = FlagNames(M, renames={"recall_tolerance": "--tolerance",
+                                      "since_last_check": "--since-last-check/--all-matured"})
+
+
 @app.command()
 @reported
-@section_options(T, "gates", suffix="gate")  # --min-recall-gate, --max-normalised-cost-gate, ...
-def train(
-    ctx: typer.Context,
-    config: ConfigFile = None,
-    data: str = option(T, "data", "--data"),
-    label: str = option(T, "label", "--label"),
-    positive: str = option(T, "positive", "--positive"),
-    time_column: str = option(T, "time_column", "--time-column"),
-    window: str = option(T, "window", "--window"),
-    as_of: str = option(T, "as_of", "--as-of"),
-    label_time_column: str = option(T, "label_time_column", "--label-time-column"),
-    label_available_column: str = option(T, "label_available_column",
-                                         "--label-available-column"),
-    label_delay_days: float = option(T, "label_delay_days", "--label-delay-days"),
-    fn_cost: float = option(T, "fn_cost", "--fn-cost"),
-    fp_cost: float = option(T, "fp_cost", "--fp-cost"),
-    fn_cost_column: str = option(T, "fn_cost_column", "--fn-cost-column"),
-    max_alert_rate: float = option(T, "max_alert_rate", "--max-alert-rate"),
-    threshold_min_recall: float = option(T, "costs.min_recall", "--min-recall"),
-    registry: RegistryDir = None,
-    name: ModelName = None,
-    model: str = option(T, "model", "--model"),
-    sampler: str = option(T, "sampler", "--sampler"),
-    class_weight: str = option(T, "class_weight", "--class-weight"),
-    test_size: float = option(T, "test_size", "--test-size"),
-    n_folds: int = option(T, "n_folds", "--folds"),
-    seed: int = option(T, "seed", "--seed"),
-    time_budget_s: float = option(T, "time_budget_s", "--time-budget"),
-    n_jobs: int = option(T, "n_jobs", "--n-jobs"),
-    executor: str = option(T, "executor", "--executor"),
-    dask_address: str = option(T, "dask_address", "--dask-address"),
-    dask_workers: int = option(T, "dask_workers", "--dask-workers"),
-) -> int:
+@config_flags(TRAIN_FLAGS)
+def train(config: ConfigFile = None, *, flags: dict) -> int:
     """Train, gate and (if it passes) promote a model. Exit 0 promoted, 3 rejected."""
     server = FlowServer()  # boots while the training modules import
-    flags = {k: v for k, v in ctx.params.items() if k != "config"}
-    flags["class_weight"] = parse_class_weight(class_weight)
-    flags["costs.min_recall"] = flags.pop("threshold_min_recall")  # gates.min_recall differs
-    if dask_address and not executor:
-        flags["executor"] = "dask"
+    if flags["strategy.dask_address"] and not flags["strategy.executor"]:
+        flags["strategy.executor"] = "dask"
     cfg = build_config(T, config, flags)
     before_training(cfg, config_file=config, flags=flags, say=typer.echo)
     return run_training(cfg, server)
@@ -171,19 +138,12 @@ def train(
 
 @app.command()
 @reported
-def ingest(
-    ctx: typer.Context,
-    config: ConfigFile = None,
-    data: str = option(I, "data", "--data"),
-    source: str = option(I, "source", "--source"),
-    name: str = option(I, "name", "--name"),
-    time_column: str = option(I, "time_column", "--time-column"),
-    as_of: str = option(I, "as_of", "--as-of"),
-) -> int:
+@config_flags(INGEST_FLAGS)
+def ingest(config: ConfigFile = None, *, flags: dict) -> int:
     """Land a batch in a data source as new partitions and emit rareflow.data.arrived."""
     from flows.ingest import ingest_flow
 
-    cfg = build_config(I, config, {k: v for k, v in ctx.params.items() if k != "config"})
+    cfg = build_config(I, config, flags)
     result = ingest_flow(cfg)
     for part in result["partitions"]:
         state = "written" if part["new"] else "already present"
@@ -196,20 +156,13 @@ def ingest(
 
 @app.command()
 @reported
-def score(
-    ctx: typer.Context,
-    config: ConfigFile = None,
-    data: str = option(S, "data", "--data"),
-    out: str = option(S, "out", "--out"),
-    registry: RegistryDir = None,
-    name: ModelName = None,
-    version: Version = None,
-) -> int:
+@config_flags(SCORE_FLAGS)
+def score(config: ConfigFile = None, *, flags: dict) -> int:
     """Append `score` and `decision` to every row of a batch, in input order."""
     server = FlowServer()  # boots while the scoring modules import
     from flows.scoring import scoring_flow
 
-    cfg = build_config(S, config, {k: v for k, v in ctx.params.items() if k != "config"})
+    cfg = build_config(S, config, flags)
     server.activate()
     result = scoring_flow(cfg)
     typer.echo(f"Scored {result['rows']} rows with {cfg.name} {result['version']} (threshold "
@@ -237,34 +190,14 @@ def preload_reporting() -> threading.Thread:
 
 @app.command()
 @reported
-def monitor(
-    ctx: typer.Context,
-    config: ConfigFile = None,
-    data: str = option(M, "data", "--data"),
-    registry: RegistryDir = None,
-    name: ModelName = None,
-    version: Version = None,
-    time_column: str = option(M, "time_column", "--time-column"),
-    window: str = option(M, "window", "--window"),
-    since_last_check: bool = option(M, "since_last_check",
-                                    "--since-last-check/--all-matured"),
-    estimate_alarm: bool = option(M, "estimate_alarm", "--estimate-alarm/--no-estimate-alarm"),
-    recall_tolerance: float = option(M, "recall_tolerance", "--tolerance"),
-    confidence: float = option(M, "confidence", "--confidence"),
-    min_positives: int = option(M, "min_positives", "--min-positives"),
-    label_time_column: str = option(M, "label_time_column", "--label-time-column"),
-    label_available_column: str = option(M, "label_available_column",
-                                         "--label-available-column"),
-    label_delay_days: float = option(M, "label_delay_days", "--label-delay-days"),
-    as_of: str = option(M, "as_of", "--as-of"),
-    rescore: bool = option(M, "rescore", "--rescore/--no-rescore"),
-) -> int:
+@config_flags(MONITOR_FLAGS)
+def monitor(config: ConfigFile = None, *, flags: dict) -> int:
     """Judge minority-class recall on a labelled batch. Exit 0 no drift, 4 drift, 5 cannot judge."""
     server = FlowServer()  # boots while the monitoring modules and evidently import
     from flows.monitoring import monitoring_flow
     from tasks.runtime.run_outcome import run_summary
 
-    cfg = build_config(M, config, {k: v for k, v in ctx.params.items() if k != "config"})
+    cfg = build_config(M, config, flags)
     preload_reporting()
     server.activate()
     result = run_summary(monitoring_flow(cfg, return_state=True))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli_support import field_info, option, reported
+from flows.cli_config import field_info
+from flows.cli_errors import reported
+from flows.cli_options import option
 from schemas.config import TrainingConfig as T
 from schemas.errors import EXIT_OK
 from tasks.runtime.deployments import POOL, TRAIN_WINDOW

@@ -8,14 +8,9 @@ from pathlib import Path
 
 import typer
 
-from flows.cli_support import (
-    DEFAULT_NAME,
-    DEFAULT_REGISTRY,
-    ModelName,
-    RegistryDir,
-    project_defaults,
-    reported,
-)
+from flows.cli_config import DEFAULT_NAME, DEFAULT_REGISTRY, project_defaults
+from flows.cli_errors import reported
+from flows.cli_options import ModelName, RegistryDir
 from schemas.errors import EXIT_OK, EXIT_REJECTED, ConfigError, RegistryError
 from schemas.statuses import PENDING
 

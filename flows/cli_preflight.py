@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.cli_support import project_origin
+from flows.cli_config import project_origin
 from schemas.config import TrainingConfig
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli_support import DEFAULT_REGISTRY, RegistryDir, project_defaults, reported
+from flows.cli_config import DEFAULT_REGISTRY, project_defaults
+from flows.cli_errors import reported
+from flows.cli_options import RegistryDir
 from schemas.config import REPORTS_PORT, REPORTS_URL_ENV
 from schemas.errors import EXIT_OK
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from flows.cli_support import remember_project
+from flows.cli_config import remember_project
 from schemas.config import (
     DemoSize,
     MonitoringConfig,

@@ -28,7 +28,7 @@ def blocks(language: str) -> list[str]:
 def demo_folder(prefect_harness, tmp_path_factory):
     """What `rareflow demo` leaves: rareflow-demo/ with two versions of `demo`, a labelled
     batch of its last weeks, and rareflow.yaml (small data and a fast strategy)."""
-    from flows.cli_support import remember_project
+    from flows.cli_config import remember_project
     from flows.training import training_flow
     from schemas.config import SplitConfig, StrategyConfig, TrainingConfig
     from tasks.data.demo_tables import make_demo_data
@@ -84,7 +84,7 @@ def test_models_commands_run_as_written(demo_folder, monkeypatch):
     """Check that the README's `rareflow models ...` lines work after the demo, with no
     --registry or --name (the demo's rareflow.yaml gives them)."""
     from flows.cli import app
-    from flows.cli_support import CliState
+    from flows.cli_errors import CliState
 
     monkeypatch.chdir(demo_folder)
     commands = [line.split("#")[0].strip() for body in blocks("bash")

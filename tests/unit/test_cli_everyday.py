@@ -12,13 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.cli_support import (
-    CliState,
+from flows.cli_config import (
     build_config,
     project_defaults,
     remember_project,
     resolve_schema_model,
 )
+from flows.cli_errors import CliState
 from schemas.config import ScoringConfig, TrainingConfig
 from schemas.errors import ConfigError
 from schemas.inference import load_schema_model

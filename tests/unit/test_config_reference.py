@@ -3,7 +3,7 @@ it must be up to date and name every field."""
 
 from __future__ import annotations
 
-from flows.cli_support import field_paths
+from flows.cli_config import field_paths
 from flows.config_reference import DOC, MODELS, configuration_markdown, main
 
 

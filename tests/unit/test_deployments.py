@@ -12,7 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.cli_support import CliState, project_defaults
+from flows.cli_config import project_defaults
+from flows.cli_errors import CliState
 from schemas.config import MonitoringConfig, TrainingConfig
 from schemas.errors import ConfigError
 from tasks.runtime.deployments import (

@@ -11,11 +11,8 @@ import stat
 import pandas as pd
 import pytest
 
-from flows.cli_support import (
-    _QuietExpectedErrors,
-    build_config,
-    project_origin,
-)
+from flows.cli_config import build_config, project_origin
+from flows.cli_log_filter import QuietExpectedErrors
 from schemas.config import IngestConfig, TrainingConfig
 from schemas.errors import ConfigError, IntegrityError, RegistryError
 from schemas.inference import FeatureSpec, InputSchema
@@ -292,7 +289,7 @@ def record(name: str, message: str, exc: BaseException | None = None) -> logging
 def test_an_expected_error_reaches_the_terminal_once():
     """Check that the terminal filter drops Prefect's copies of an error rareflow prints
     itself (the failed run with the exception, the final states), and keeps other lines."""
-    quiet = _QuietExpectedErrors()
+    quiet = QuietExpectedErrors()
     error = RegistryError("no signing key is configured, so 'fraud' versions cannot be signed")
     assert not quiet.filter(record("prefect.task_runs", f"Task run failed: {error!r}", error))
     assert not quiet.filter(record("prefect.task_runs",
