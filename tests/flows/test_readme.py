@@ -114,7 +114,7 @@ def test_own_table_commands_run_as_written(prefect_harness, tmp_path, monkeypatc
     """Check that the README's three commands for your own table (train, score, monitor) run
     as written on such a table: trained and promoted, scored, and monitored to a verdict."""
     from flows.cli import app
-    from flows.cli_support import CliState
+    from flows.cli_errors import CliState
 
     monkeypatch.chdir(tmp_path)
     own_table(3000, 0).to_csv("customers.csv", index=False)
