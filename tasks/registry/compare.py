@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tasks.registry.model_card import miss_cost
 from tasks.judge.metrics import HEADLINE
+from tasks.registry.model_card import miss_cost
 
 GATE_MARK = {True: "pass", False: "FAIL"}
 

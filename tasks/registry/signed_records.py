@@ -34,8 +34,8 @@ import uuid
 from pathlib import Path
 
 from schemas.errors import IntegrityError
-from tasks.runtime.durable_files import dumps, fsync_dir, write_bytes_atomic
 from tasks.registry.signing import key_hint
+from tasks.runtime.durable_files import dumps, fsync_dir, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 

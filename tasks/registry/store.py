@@ -35,24 +35,23 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import NAME_PATTERN, check_name
 from schemas.errors import RegistryError
-from tasks.registry import signing
 from schemas.statuses import PENDING
-from tasks.registry.champion import ChampionLog, now_iso, outcome_reason
-from tasks.runtime.durable_files import fsync_dir
 from tasks.data.tables import IO_RETRIES
-
+from tasks.registry import signing
+from tasks.registry.champion import ChampionLog, now_iso, outcome_reason
 from tasks.registry.signed_records import Trust
 from tasks.registry.versions import (  # the file names are re-exported for callers
     CARD_FILE,  # noqa: F401
-    load_stored,
     METADATA_FILE,
     MODEL_FILE,
     REFERENCE_FILE,
     TRAIN_ROWS_FILE,
     VersionFiles,
+    load_stored,
     registration_id,
     write_files,
 )
+from tasks.runtime.durable_files import fsync_dir
 
 logger = logging.getLogger(__name__)
 
