@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+import flows.cli_challenger  # noqa: F401 (adds `models challenge`)
 from flows.cli_deploy import deploy_app
 from flows.cli_models import decision_line, keygen, models_app, schema_app
 from flows.cli_preflight import before_training
@@ -258,6 +259,7 @@ def monitor(
     label_delay_days: float = option(M, "label_delay_days", "--label-delay-days"),
     as_of: str = option(M, "as_of", "--as-of"),
     rescore: bool = option(M, "rescore", "--rescore/--no-rescore"),
+    scored: str = option(M, "scored", "--scored"),
 ) -> int:
     """Judge minority-class recall on a labelled batch. Exit 0 no drift, 4 drift, 5 cannot judge."""
     server = FlowServer()  # boots while the monitoring modules and evidently import
