@@ -101,10 +101,11 @@ class Served:
     key: str
 
 
-def label_columns(schema: InputSchema, config: MonitoringConfig) -> tuple[str, ...]:
-    """The columns that arrive after a row was scored: not part of its content key."""
+def key_exclusions(schema: InputSchema, config: MonitoringConfig) -> tuple[str, ...]:
+    """The columns outside a row's content values: those that arrive after it was scored
+    (the label and its maturity columns) and its time (keyed as a time, not as text)."""
     return tuple(c for c in (schema.label, config.label_time_column,
-                             config.label_available_column) if c)
+                             config.label_available_column, config.time_column) if c)
 
 
 def join_served(scored: pd.DataFrame, window: SourceWindow, *, schema: InputSchema,
@@ -118,7 +119,8 @@ def join_served(scored: pd.DataFrame, window: SourceWindow, *, schema: InputSche
     key = key_column(scored, time_column=config.time_column)
     frame = window.frame
     if key == ROW_KEY:
-        source_keys = content_row_keys(frame, exclude=label_columns(schema, config))
+        source_keys = content_row_keys(frame, exclude=key_exclusions(schema, config),
+                                       times=window.event_time)
     elif key in frame.columns:
         source_keys = frame[key].to_numpy()
     else:

@@ -57,7 +57,7 @@ def scored_rows(frame: pd.DataFrame) -> pd.DataFrame:
     half = len(frame) // 2
     first = np.arange(len(frame)) < half
     return pd.DataFrame({
-        ROW_KEY: content_row_keys(frame, exclude=LABELS),
+        ROW_KEY: content_row_keys(frame, exclude=(*LABELS, "t"), times=frame["t"]),
         SCORE: np.where(first, 0.9, 0.1), DECISION: first.astype(np.int8),
         MODEL_VERSION: np.where(first, "v0001", "v0002"),
         SCORED_AT: frame["t"] + pd.Timedelta(minutes=1)}).iloc[::-1]  # any row order
@@ -71,7 +71,8 @@ def info(frame: pd.DataFrame) -> VersionInfo:
 
 
 def config(**extra) -> MonitoringConfig:
-    return MonitoringConfig(data="source", scored="scored", min_positives=5, **extra)
+    return MonitoringConfig(data="source", scored="scored", time_column="t", min_positives=5,
+                            **extra)
 
 
 def test_each_version_is_judged_on_its_own_decisions():
@@ -99,7 +100,8 @@ def test_each_version_is_judged_on_its_own_decisions():
 def test_rows_outside_the_window_and_unscored_rows_are_left_out():
     """Check that only scored rows whose source row is in the window are judged."""
     frame = source()
-    window = SourceWindow(frame.iloc[150:].reset_index(drop=True), {})
+    inside = frame.iloc[150:].reset_index(drop=True)
+    window = SourceWindow(inside, {}, event_time=inside["t"])
     scored = scored_rows(frame).iloc[:300]  # rows 399 down to 100 scored; 0-99 not yet
     served = join_served(scored, window, schema=info(frame).schema, config=config())
     assert len(served.frame) == 250  # rows 100-149 are outside the window
@@ -112,7 +114,8 @@ def test_a_repeated_row_key_is_refused():
     scored = scored_rows(frame)
     scored.iloc[1, 0] = scored.iloc[0, 0]
     with pytest.raises(DataError, match="row key 'row_key' repeats in scored source"):
-        join_served(scored, SourceWindow(frame, {}), schema=info(frame).schema,
+        join_served(scored, SourceWindow(frame, {}, event_time=frame["t"]),
+                    schema=info(frame).schema,
                     config=config())
 
 
@@ -163,3 +166,15 @@ def test_the_shadow_comparison_is_the_training_gates_paired_test(hits, status):
     assert ("champion_cost" in gates) == (hits is not None)
     if hits is not None:
         assert verdict["comparison"]["samples"] == 500 and verdict["rows"] == 4000
+
+
+def test_a_row_key_does_not_depend_on_how_its_time_is_written():
+    """Check that the content key of a row is the same with its time as ISO text or as a
+    timestamp, and changes when a value does."""
+    frame = source(5)
+    as_text = frame["t"].map(lambda t: t.isoformat())
+    keys = content_row_keys(frame.drop(columns="t"), exclude=LABELS, times=frame["t"])
+    assert list(keys) == list(content_row_keys(frame.drop(columns="t"), exclude=LABELS,
+                                               times=as_text))
+    changed = frame.drop(columns="t").assign(x=frame["x"] + 1)
+    assert not set(keys) & set(content_row_keys(changed, exclude=LABELS, times=frame["t"]))
