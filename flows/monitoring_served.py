@@ -1,4 +1,4 @@
-"""The monitoring flow on a scored source: judge what was served.
+"""The monitoring flow's steps on a scored source (``monitor --scored``): judge what was served.
 
 scored rows (written for this model) → the versions that decided them → the source's window
 → scored rows joined with their labels by row key → matured / awaiting → each version judged
@@ -9,8 +9,6 @@ and the ``rareflow.monitor.recall-drift`` event naming the rows and versions jud
 """
 
 from __future__ import annotations
-
-from prefect import flow
 
 from schemas.config import MonitoringConfig
 from tasks.data.scan import iso, resolve_as_of
@@ -35,14 +33,13 @@ from tasks.monitor.verdict import (
 )
 from tasks.registry.monitor_state import record_check
 from tasks.registry.store import Registry
-from tasks.runtime.run_outcome import monitoring_outcome
 from tasks.serving.served_versions import main_version, version_infos_task
 from tasks.serving.shadow import judge_challenger_task
 
 
-@flow(name="rareflow-monitor-served", validate_parameters=True)
-def served_monitoring_flow(config: MonitoringConfig) -> dict:
-    """Judge each version on the rows it decided, and the shadow challenger on live rows."""
+def judge_served(config: MonitoringConfig) -> dict:
+    """Judge each version on the rows it decided, and the shadow challenger on live rows
+    (called by ``monitoring_flow``, inside its run; returns its result)."""
     check_time_options(config)
     config = config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})
     registry = Registry(config.registry, config.name)
@@ -78,4 +75,4 @@ def served_monitoring_flow(config: MonitoringConfig) -> dict:
     record_check(registry.dir, result, lock=registry.lock, trust=registry.trust)
     monitoring_plots_task(registry.dir, result, j.matured, ref)
     publish(result)
-    return monitoring_outcome(result)
+    return result

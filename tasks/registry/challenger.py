@@ -253,7 +253,8 @@ def settle(registry: Registry, verdict: dict, *, approval: str = "none") -> dict
                                      reason=verdict["reason"], evidence=SHADOW,
                                      verdict=verdict, compared_with=champion)
         entry = promote_on_shadow(registry, version, verdict)
-        record.end(status="promoted", reason=f"promoted on shadow evidence ({entry['event_id']})")
+        record.end(status="promoted", reason=f"promoted on shadow evidence ({entry['event_id']})",
+                   evidence=SHADOW)
         return entry
 
 

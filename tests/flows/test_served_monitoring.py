@@ -117,14 +117,17 @@ def w_of(frame: pd.DataFrame) -> float:
     return int((frame["event_time"].min() - START).days // 7) + 1
 
 
-def monitor(base: Path, registry: Registry, scored: Path, **extra) -> dict:
+def monitor_state(base: Path, registry: Registry, scored: Path):
     from flows.monitoring import monitoring_flow
 
     config = MonitoringConfig(data=str(base / "source"), scored=str(scored),
                               registry=str(registry.root), name="loop", as_of=week(16),
-                              window="70d", min_positives=10, drift_sample_rows=1000,
-                              **SOURCE, **extra)
-    return run_summary(monitoring_flow(config, return_state=True))
+                              window="70d", min_positives=10, drift_sample_rows=1000, **SOURCE)
+    return monitoring_flow(config, return_state=True)
+
+
+def monitor(base: Path, registry: Registry, scored: Path) -> dict:
+    return run_summary(monitor_state(base, registry, scored))
 
 
 def test_a_champion_change_is_judged_per_version(trained):
@@ -134,7 +137,9 @@ def test_a_champion_change_is_judged_per_version(trained):
     registry = registry_copy(trained, "per-version", "v0002")
     scored = score_source(trained, registry, "scored-a",
                           lambda w: "v0001" if 6 <= w <= 8 else "v0002" if w >= 9 else None)
-    result = monitor(trained, registry, scored)
+    state = monitor_state(trained, registry, scored)
+    result = run_summary(state)
+    assert state.name == ("Drift" if result["status"] == "drift" else "Completed")
     one, two = result["served"]["versions"]
     assert (one["version"], two["version"]) == ("v0001", "v0002")
     assert one["rows"] == 21_000 and two["rows"] == 35_000

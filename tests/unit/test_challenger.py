@@ -198,3 +198,18 @@ def test_manual_approval_of_a_shadow_winner(reg):
     decision = decide_pending(reg, "fraud", candidate, approved=True, reason="looks right")
     assert decision.promoted and decision.entry["evidence"] == SHADOW
     assert reg.champion()["version"] == candidate and read_challenger(reg) is None
+
+
+def test_the_command_names_and_clears_the_challenger(reg):
+    """Check that `models challenge VERSION` names the challenger and `--clear` retires it,
+    each a history record with the reason, the champion unchanged."""
+    champion, candidate = served(reg)
+    code, out = cli(reg, candidate, "--reason", "after the drift")
+    assert code == 0 and f"{candidate} is the challenger, shadowing champion {champion}" in out
+    code, out = cli(reg, "--clear")
+    assert code == 0 and f"{candidate} is no longer the challenger" in out
+    start, end = reg.history()[-2:]
+    assert (start["action"], start["reason"]) == ("challenge", "after the drift")
+    assert (end["action"], end["status"], end["reason"]) == ("retire", "cleared",
+                                                             "cleared by hand")
+    assert read_challenger(reg) is None and reg.champion()["version"] == champion
