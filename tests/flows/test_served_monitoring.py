@@ -167,6 +167,7 @@ def test_a_better_challenger_is_promoted_on_shadow_evidence(trained):
     shadow = result["shadow"]
     assert shadow["verdict"]["status"] == "passed", shadow["verdict"]["reason"]
     assert shadow["action"] == "promote" and shadow["verdict"]["positives"] >= 10
+    assert shadow["event_id"]  # rareflow.model.promoted, its payload saying evidence: shadow
     pointer = registry.champion()
     assert pointer["version"] == "v0002" and pointer["history_entry"]["evidence"] == SHADOW
     moves = [h for h in registry.history() if h.get("evidence") == SHADOW]

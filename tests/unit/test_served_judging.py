@@ -178,3 +178,27 @@ def test_a_row_key_does_not_depend_on_how_its_time_is_written():
                                                times=as_text))
     changed = frame.drop(columns="t").assign(x=frame["x"] + 1)
     assert not set(keys) & set(content_row_keys(changed, exclude=LABELS, times=frame["t"]))
+
+
+@pytest.mark.parametrize("action, event", [("promote", "rareflow.model.promoted"),
+                                           ("retire", "rareflow.model.rejected"),
+                                           ("shadow-pending",
+                                            "rareflow.model.approval-requested")])
+def test_shadow_events_say_evidence_shadow(tmp_path, monkeypatch, action, event):
+    """Check that a shadow promotion, a retirement and an approval request are announced with
+    evidence: shadow, the champion compared with and the rows it was judged on."""
+    from tasks.registry.store import Registry
+    from tasks.runtime import events
+    from tasks.serving.shadow import announce_shadow
+
+    sent = []
+    monkeypatch.setattr(events, "emit", lambda e, *, name, payload: sent.append(
+        (e, name, payload)) or "id")
+    verdict = {"champion": "v0001", "rows": 900, "positives": 25, "reason": "r",
+               "comparison": {"cost_diff": -0.1}}
+    entry = {"action": action, "version": "v0002", "status": "passed"}
+    assert announce_shadow(Registry(tmp_path, "fraud"), entry, verdict) == "id"
+    (kind, name, payload), = sent
+    assert (kind, name) == (event, "fraud")
+    assert payload["evidence"] == "shadow" and payload["champion"] == "v0001"
+    assert payload["rows"] == 900 and payload["version"] == "v0002"
