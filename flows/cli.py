@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+import flows.cli_challenger  # noqa: F401 (adds `models challenge`)
 from flows.cli_config import build_config
 from flows.cli_deploy import deploy_app
 from flows.cli_errors import CliState, reported

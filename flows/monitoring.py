@@ -34,7 +34,12 @@ from tasks.serving.batch_scoring import load_model_task, reference_task, scored_
 
 @flow(name="rareflow-monitor", validate_parameters=True)
 def monitoring_flow(config: MonitoringConfig) -> dict:
-    """Compare a labelled batch with a version's reference: recall drift, cost, data drift."""
+    """Compare a labelled batch with a version's reference: recall drift, cost, data drift
+    (with ``scored``: judge each version on the rows it decided, flows/monitoring_served.py)."""
+    if config.scored:
+        from flows.monitoring_served import judge_served
+
+        return monitoring_outcome(judge_served(config))
     check_time_options(config)  # an as_of or window the source can honour
     config = config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})
     registry = Registry(config.registry, config.name)

@@ -15,6 +15,7 @@ from tasks.data.validation import min_positives_needed, validate_task
 from tasks.data.window import load_source_task
 from tasks.judge.gates import gate_task
 from tasks.registry.approval import pending_verdict
+from tasks.registry.challenger import challenge_if_refused_task
 from tasks.registry.champion_scores import champion_task
 from tasks.registry.preflight import preflight_task
 from tasks.registry.store import register_task
@@ -66,6 +67,7 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
     published = register_task(registry, fitted.model, record.metadata, record.reference,
                               record.card, record.files, train_rows=parts.train_rows,
                               compared_with=champion.version)
+    challenge_if_refused_task(registry, published.version, verdict, config.gates)
     announce(config.name, published.version, published.status, metrics=evidence.metrics,
              verdict=verdict, threshold=fitted.model.threshold, champion=champion,
              registry=config.registry)

@@ -236,25 +236,15 @@ class Gates(_Model):
     min_recall: float = Field(
         0.3, ge=0, le=1, description="Minimum minority-class recall on the test part."
     )
-    min_pr_auc: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="Minimum PR AUC on the test part (0 keeps only the beats-prevalence rule).",
-    )
-    max_normalised_cost: float = Field(
-        0.95,
-        gt=0,
-        description="Maximum test cost divided by the cost of never flagging anything.",
-    )
+    min_pr_auc: float = Field(0.0, ge=0, le=1, description="Minimum PR AUC on the test part "
+                              "(0 keeps only the beats-prevalence rule).")
+    max_normalised_cost: float = Field(0.95, gt=0, description="Maximum test cost divided by "
+                                       "the cost of never flagging anything.")
     min_test_positives: int = Field(
         10, ge=1, description="Fewer positives in the test part than this: refuse to judge."
     )
-    cost_margin: float = Field(
-        0.05,
-        ge=0,
-        description="Allowed normalised-cost increase over the champion (upper confidence bound).",
-    )
+    cost_margin: float = Field(0.05, ge=0, description="Allowed normalised-cost increase over "
+                               "the champion (upper confidence bound).")
     recall_margin: float = Field(
         0.05, ge=0, le=1, description="Allowed recall drop versus the champion (upper bound)."
     )
@@ -280,6 +270,10 @@ class Gates(_Model):
         86_400, ge=1, le=30 * 86_400,
         description="Seconds the approval flow waits for a decision; no answer rejects it.",
     )
+    shadow_refused: bool = Field(
+        False, description="A candidate that passed the absolute gates but whose champion "
+        "comparison was refused (too few fair test rows) becomes the shadow challenger: scored "
+        "beside the champion and promoted on live matured rows (docs/shadow.md).")
 
 
 class DemoSize(_Model):
@@ -431,10 +425,11 @@ class MonitoringConfig(_Model):
         20_000, ge=1000, description="Rows sampled per side for the evidently data-drift part."
     )
     emit_events: bool = Field(True, description="Emit rareflow.monitor.recall-drift on drift.")
-    rescore: bool = Field(
-        False,
-        description="Score the batch with this version even if it already has a `score` column.",
-    )
+    rescore: bool = Field(False, description="Score the batch with this version even if it "
+                          "already has a `score` column.")
+    scored: str | None = Field(None, description="A scored source (`rareflow score --out`): "
+                               "judge each version on the rows it decided, joined with `data`'s "
+                               "matured labels by row key, and the shadow challenger.")
     num_stattest: NumStattest = Field(
         DEFAULT_NUM_STATTEST,
         description="evidently drift method for numeric inputs (PSI: a distance, threshold 0.1).",

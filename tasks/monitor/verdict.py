@@ -235,6 +235,7 @@ def drift_payload(result: dict) -> dict:
         "estimate": result.get("estimate"),
         # the drifted rows began here: a retraining learns from them (tasks.data.arrivals)
         "since": result.get("judged_from") if d["status"] == DRIFT else None,
+        "judged": result.get("judged"),  # the rows and versions judged (a scored source)
     }
 
 

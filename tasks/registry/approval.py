@@ -35,6 +35,7 @@ from pydantic import Field
 from schemas.config import Gates
 from schemas.errors import RegistryError
 from schemas.statuses import PENDING
+from tasks.registry.challenger import SHADOW, ChallengerRecord, shadow_pending
 from tasks.registry.store import Registry
 
 logger = logging.getLogger(__name__)
@@ -159,14 +160,13 @@ def decide_pending(registry: Registry | str | Path, name: str, version: str, *,
     with reg.lock():
         version = reg.resolve(version)
         meta = reg.verify(version)
-        verdict = meta.get("verdict") or {}
-        status = reg.log.status(version, verdict.get("status"))
+        verdict, compared, shadow = pending_evidence(reg, version, meta)
+        status = PENDING if shadow else reg.log.status(version, verdict.get("status"))
         if status != PENDING or not all(g.get("passed") for g in verdict.get("gates", [])):
             raise NotPending(f"{reg.name} {version} is not awaiting approval (status "
                              f"{status!r}): only a pending version can be approved or rejected")
         current = (reg.champion() or {}).get("version")
-        compared = meta.get("compared_with")
-        record = {"actor": actor, "decision": verb, "how": how}
+        record = {"actor": actor, "decision": verb, "how": how, **shadow}
         if approved and current != compared:
             entry = reg.log.note(version, action="approve", status="stale", **record,
                                  reason=f"{reason} (not promoted: the champion changed from "
@@ -178,9 +178,24 @@ def decide_pending(registry: Registry | str | Path, name: str, version: str, *,
         else:
             entry = reg.log.note(version, action="reject", status="rejected", reason=reason,
                                  **record)
+        if shadow:  # a challenger decided: it is no longer the challenger
+            ChallengerRecord(reg).end(status={"passed": "promoted"}.get(entry["status"],
+                                                                        entry["status"]),
+                                      reason=f"{verb} {how}: {reason}")
     logger.info("%s %s %s %s by %s: %s (status %s)", reg.name, version, verb, how,
                 entry["actor"], reason, entry["status"])
     return Decision(reg.name, version, entry["status"], current, entry)
+
+
+def pending_evidence(reg: Registry, version: str, meta: dict) -> tuple[dict, str | None, dict]:
+    """What a pending version was judged on: its training verdict and the champion it was
+    compared with, or (a challenger that passed the shadow comparison) the shadow verdict,
+    its champion and ``{"evidence": "shadow"}`` for the decision's record."""
+    shadow = shadow_pending(reg, version)
+    if shadow is None:
+        return meta.get("verdict") or {}, meta.get("compared_with"), {}
+    return shadow["verdict"], shadow["compared_with"], {"evidence": SHADOW,
+                                                         "verdict": shadow["verdict"]}
 
 
 def watch_pending(run_id, seconds: float, still_pending) -> dict:
@@ -238,11 +253,12 @@ def ask_for_decision(registry: Registry | str | Path, name: str, version: str, *
     reg = open_registry(registry, name)
     version = reg.resolve(version)
     meta = reg.verify(version)
-    if reg.log.status(version, meta["verdict"]["status"]) != PENDING:
+    verdict, _, shadow = pending_evidence(reg, version, meta)
+    if not shadow and reg.log.status(version, verdict["status"]) != PENDING:
         return decided_already(reg, version)
     seconds = int(timeout_s or (meta.get("config") or {}).get("gates", {}).get(
         "approval_timeout_s", Gates().approval_timeout_s))
-    markdown = approval_markdown(meta["verdict"], name=f"{reg.name} {version}",
+    markdown = approval_markdown(verdict, name=f"{reg.name} {version}",
                                  metrics=meta["metrics"])
     create_markdown_artifact(key="approval-request", markdown=markdown,
                              description=f"{reg.name} {version}: waiting for approval")

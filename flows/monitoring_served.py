@@ -1,0 +1,78 @@
+"""The monitoring flow's steps on a scored source (``monitor --scored``): judge what was served.
+
+scored rows (written for this model) → the versions that decided them → the source's window
+→ scored rows joined with their labels by row key → matured / awaiting → each version judged
+on the rows it decided, against its own reference → the challenger against the champion on
+the same matured rows (promote with ``evidence: shadow``, ask for approval, retire, or keep
+shadowing) → evidently reports of the version judged in full (the champion) → summary.json
+and the ``rareflow.monitor.recall-drift`` event naming the rows and versions judged.
+"""
+
+from __future__ import annotations
+
+from schemas.config import MonitoringConfig
+from tasks.data.scan import iso, resolve_as_of
+from tasks.data.window import check_time_options, monitoring_window_task
+from tasks.judge.plots import monitoring_plots_task
+from tasks.monitor.reports import data_drift_report_task, data_drift_summary, save_reports_task
+from tasks.monitor.served import (
+    join_served_task,
+    judge_versions_task,
+    read_scored_task,
+    served_summary,
+    versions_in_order,
+    with_served,
+)
+from tasks.monitor.verdict import (
+    emit_if_drift,
+    label_roles_task,
+    monitoring_result,
+    publish,
+    quality_report_task,
+    write_summary_task,
+)
+from tasks.registry.monitor_state import record_check
+from tasks.registry.store import Registry
+from tasks.serving.served_versions import main_version, version_infos_task
+from tasks.serving.shadow import judge_challenger_task
+
+
+def judge_served(config: MonitoringConfig) -> dict:
+    """Judge each version on the rows it decided, and the shadow challenger on live rows
+    (called by ``monitoring_flow``, inside its run; returns its result)."""
+    check_time_options(config)
+    config = config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})
+    registry = Registry(config.registry, config.name)
+    scored = read_scored_task(config.scored, name=config.name)
+    champion = registry.champion()
+    head = version_infos_task(registry, [champion["version"]] if champion else ["latest"])
+    info = next(iter(head.values()))
+    window = monitoring_window_task(config, label=info.schema.label)
+    served = join_served_task(scored, window, schema=info.schema, config=config)
+    roles = label_roles_task(served.frame, schema=info.schema, matured=served.matured,
+                             maturity_time=served.maturity_time, event_time=served.event_time,
+                             since=None)
+    versions = versions_in_order(served)
+    infos = version_infos_task(registry, versions)
+    judgements = judge_versions_task(served, roles, infos, config=config)
+    main = main_version(registry, versions)
+    shadow = judge_challenger_task(registry, served, roles, emit_events=config.emit_events)
+    j, ref, meta = judgements[main], infos[main].reference, registry.metadata(main)
+    quality = quality_report_task(j, ref, schema=infos[main].schema,
+                                  threshold=infos[main].threshold)
+    drift = data_drift_report_task(j.matured, ref, schema=infos[main].schema,
+                                   sample=config.drift_sample_rows,
+                                   num_method=config.num_stattest,
+                                   cat_method=config.cat_stattest)
+    folder, paths = save_reports_task({"quality": quality, "data_drift": drift},
+                                      registry.version_dir(main) / "reports")
+    result = with_served(monitoring_result(j, meta=meta, config=config,
+                                           drift=data_drift_summary(drift), folder=folder,
+                                           paths=paths, lineage=window.lineage),
+                         served_summary(served, roles, judgements), shadow)
+    result["event_id"] = emit_if_drift(result, enabled=config.emit_events)
+    write_summary_task(result, folder)
+    record_check(registry.dir, result, lock=registry.lock, trust=registry.trust)
+    monitoring_plots_task(registry.dir, result, j.matured, ref)
+    publish(result)
+    return result

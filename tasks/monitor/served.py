@@ -1,0 +1,239 @@
+"""Judge what was served: a scored source (``rareflow score --out SCORED``) joined with the
+source's matured labels by row key, each version judged on the rows it decided (its own
+``decision`` and ``score``, never a re-score), so a champion change inside the window is
+reported per version, never mixed.
+
+The recall test and the figures are the plain monitoring's (:func:`tasks.monitor.verdict.judge`
+against each version's own reference); label maturity is :mod:`tasks.data.labels`'.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.config import MonitoringConfig
+from schemas.errors import DataError
+from schemas.inference import InputSchema
+from schemas.scored import (
+    MODEL_VERSION,
+    ROW_KEY,
+    SCORED_AT,
+    SCORED_COLUMNS,
+    SCORED_STATE_FILE,
+)
+from tasks.data.labels import LabelRoles
+from tasks.data.row_keys import content_row_keys, unique_keys
+from tasks.data.scan import iso
+from tasks.data.tables import IO_RETRIES
+from tasks.data.window import SourceWindow
+from tasks.monitor.verdict import Judgement, judge
+
+logger = logging.getLogger(__name__)
+
+
+def scored_files(folder: Path) -> list[Path]:
+    """The scored partitions under ``folder``: Parquet files, none hidden or temporary."""
+    return sorted(p for p in folder.rglob("*.parquet") if p.is_file() and not any(
+        part.startswith((".", "_")) for part in p.relative_to(folder).parts))
+
+
+def read_scored(path: str, *, name: str) -> pd.DataFrame:
+    """Every scored row of a scored source written for model ``name``, partition by partition
+    in path order.
+
+    Raises:
+        DataError: not a scored source, written for another model name, or empty.
+    """
+    folder = Path(path)
+    state_path = folder / SCORED_STATE_FILE
+    if not state_path.is_file():
+        raise DataError(f"--scored {path!r} is not a scored source (no {SCORED_STATE_FILE}): "
+                        "pass the --out folder of `rareflow score --data SOURCE --out SCORED`")
+    try:
+        written_for = json.loads(state_path.read_text(encoding="utf-8"))["model"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{state_path} is unreadable ({exc}): score the source again into a "
+                        "new --out folder") from exc
+    if written_for != name:
+        raise DataError(f"scored source {path!r} was written by model {written_for!r}, not "
+                        f"{name!r}: pass --name {written_for} or the scored source of {name}")
+    files = scored_files(folder)
+    if not files:
+        raise DataError(f"scored source {path!r} holds no scored partition yet: score the "
+                        "source first (`rareflow score --data SOURCE --out SCORED`)")
+    scored = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    logger.info("Read %d scored rows of %s from %d partitions", len(scored), name, len(files))
+    return scored
+
+
+def key_column(scored: pd.DataFrame, *, time_column: str | None) -> str:
+    """The scored rows' key: ``row_key`` (a content fingerprint), else the one column that is
+    neither a scored column nor the time column (the source's ``id_column``).
+
+    Raises:
+        DataError: none or several candidates.
+    """
+    if ROW_KEY in scored.columns:
+        return ROW_KEY
+    others = [c for c in scored.columns if c not in SCORED_COLUMNS and c != time_column]
+    if len(others) != 1:
+        raise DataError(f"the scored rows carry no single row key (columns {others}): score "
+                        "the source again with this release (`rareflow score`)")
+    return others[0]
+
+
+@dataclass
+class Served:
+    """The scored rows whose source row is in the window, with its label columns."""
+
+    frame: pd.DataFrame  # the source row's columns, then the scored columns
+    matured: np.ndarray | None
+    maturity_time: pd.Series | None
+    event_time: pd.Series | None
+    key: str
+
+
+def key_exclusions(schema: InputSchema, config: MonitoringConfig) -> tuple[str, ...]:
+    """The columns outside a row's content values: those that arrive after it was scored
+    (the label and its maturity columns) and its time (keyed as a time, not as text)."""
+    return tuple(c for c in (schema.label, config.label_time_column,
+                             config.label_available_column, config.time_column) if c)
+
+
+def join_served(scored: pd.DataFrame, window: SourceWindow, *, schema: InputSchema,
+                config: MonitoringConfig) -> Served:
+    """The scored rows joined with the window's rows by row key (scored rows whose source row
+    is outside the window are left out).
+
+    Raises:
+        DataError: a key repeats on either side, or the source lacks the key column.
+    """
+    key = key_column(scored, time_column=config.time_column)
+    frame = window.frame
+    if key == ROW_KEY:
+        source_keys = content_row_keys(frame, exclude=key_exclusions(schema, config),
+                                       times=window.event_time)
+    elif key in frame.columns:
+        source_keys = frame[key].to_numpy()
+    else:
+        raise DataError(f"the scored rows are keyed by {key!r}, which source {config.data!r} "
+                        "does not hold: pass the source that was scored")
+    index = unique_keys(source_keys, key=key, where=f"source {config.data!r}")
+    unique_keys(scored[key], key=key, where=f"scored source {config.scored!r}")
+    pos = index.get_indexer(scored[key])
+    found = pos >= 0
+    pos = pos[found]
+    rows = scored.loc[found, [c for c in scored.columns if c in SCORED_COLUMNS]]
+    joined = frame.iloc[pos].drop(columns=[c for c in SCORED_COLUMNS if c in frame.columns])
+    joined = pd.concat([joined.reset_index(drop=True), rows.reset_index(drop=True)], axis=1)
+    logger.info("%d of %d scored rows found in the window of %s", int(found.sum()),
+                len(scored), config.data)
+
+    def take(series):
+        return None if series is None else series.iloc[pos].reset_index(drop=True)
+
+    matured = None if window.matured is None else np.asarray(window.matured)[pos]
+    return Served(joined, matured, take(window.maturity_time), take(window.event_time), key)
+
+
+def versions_in_order(served: Served) -> list[str]:
+    """The versions that decided rows, in the order they first scored one."""
+    frame = served.frame
+    if frame.empty:
+        raise DataError(f"no scored row of {served.key!r} is in the window of the source: "
+                        "pass the source that was scored, or widen --window / --as-of")
+    order = frame.sort_values(SCORED_AT, kind="mergesort") if SCORED_AT in frame else frame
+    return list(dict.fromkeys(order[MODEL_VERSION].astype(str)))
+
+
+@dataclass
+class VersionInfo:
+    """What judging one version needs from the registry."""
+
+    schema: InputSchema
+    threshold: float
+    costs: dict
+    reference: pd.DataFrame
+
+
+def time_range(served: Served, rows: np.ndarray) -> tuple[str | None, str | None]:
+    """The event times (else scoring times) of the selected rows: first and last."""
+    times = served.event_time
+    if times is None and SCORED_AT in served.frame:
+        times = pd.to_datetime(served.frame[SCORED_AT], utc=True)
+    if times is None or not rows.any():
+        return None, None
+    picked = times[rows]
+    return iso(picked.min()), iso(picked.max())
+
+
+def judge_versions(served: Served, roles: LabelRoles, infos: dict[str, VersionInfo], *,
+                   config: MonitoringConfig) -> dict[str, Judgement]:
+    """Each version judged on the matured rows it decided, against its own reference."""
+    versions = served.frame[MODEL_VERSION].astype(str).to_numpy()
+    out = {}
+    for version, info in infos.items():
+        mine = versions == version
+        batch = served.frame.loc[mine].reset_index(drop=True)
+        logger.info("Judging %s on the %d rows it decided", version, int(mine.sum()))
+        out[version] = judge(batch, roles.y[mine], roles.judged[mine], info.reference,
+                             threshold=info.threshold, schema=info.schema, costs=info.costs,
+                             config=config)
+    return out
+
+
+def served_summary(served: Served, roles: LabelRoles,
+                   judgements: dict[str, Judgement]) -> dict:
+    """Which rows and versions were judged: counts, time ranges, each version's verdict."""
+    versions = served.frame[MODEL_VERSION].astype(str).to_numpy()
+    per_version = []
+    for version, j in judgements.items():
+        judged = roles.judged & (versions == version)
+        first, last = time_range(served, judged)
+        per_version.append({
+            "version": version, "rows": int((versions == version).sum()),
+            "matured_rows": int(judged.sum()), "from": first, "to": last,
+            "status": j.decision.status, "decision": j.decision.as_dict(),
+            "batch": j.figures["batch"], "reference": j.figures["reference"],
+            "cost": j.cost["batch"]})
+    first, last = time_range(served, roles.judged)
+    return {"rows": int(len(served.frame)), "matured_rows": int(roles.judged.sum()),
+            "from": first, "to": last, "key": served.key, "versions": per_version}
+
+
+def served_text(summary: dict) -> str:
+    """One sentence per judged version, for the verdict line."""
+    parts = [f"{v['version']}: {v['status']} on {v['matured_rows']} matured rows it decided "
+             f"({v['from']} to {v['to']})" for v in summary["versions"]]
+    return "judged per version what was served: " + "; ".join(parts)
+
+
+read_scored_task = task(read_scored, name="read-scored", cache_policy=NO_CACHE, **IO_RETRIES)
+join_served_task = task(join_served, name="join-served", cache_policy=NO_CACHE)
+judge_versions_task = task(judge_versions, name="judge-versions", cache_policy=NO_CACHE)
+
+
+def judged_payload(summary: dict) -> dict:
+    """The rows and versions judged, compact, for the event payload and the state."""
+    keep = ("version", "rows", "matured_rows", "from", "to", "status")
+    return {**{k: summary[k] for k in ("rows", "matured_rows", "from", "to")},
+            "versions": [{k: v[k] for k in keep} for v in summary["versions"]]}
+
+
+def with_served(result: dict, summary: dict, shadow: dict | None) -> dict:
+    """A monitoring result (of the version judged in full) with what was served: the rows
+    and versions judged, each version's verdict, the challenger's; a new dict."""
+    out = {**result, "served": summary, "judged": judged_payload(summary), "shadow": shadow}
+    out["verdict"] = f"{result['verdict']}; {served_text(summary)}" + (
+        f"; challenger {shadow['verdict']['challenger']}: {shadow['verdict']['reason']}"
+        + (f" -> {shadow['action']} ({shadow['status']})" if shadow["action"] else "")
+        if shadow else "")
+    return out

@@ -1,0 +1,87 @@
+"""The shadow challenger in service: its columns in every scored row (never served:
+``decision`` stays the champion's), and its live verdict settled in the registry with its event.
+
+The record is :mod:`tasks.registry.challenger`'s; the comparison
+:mod:`tasks.monitor.shadow_comparison`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.config import Gates
+from schemas.scored import CHALLENGER_DECISION, CHALLENGER_SCORE, CHALLENGER_VERSION
+from tasks.data.labels import LabelRoles
+from tasks.monitor.served import Served
+from tasks.monitor.shadow_comparison import shadow_verdict
+from tasks.registry.challenger import SHADOW, read_challenger, settle
+from tasks.registry.store import Registry
+from tasks.runtime import events
+
+logger = logging.getLogger(__name__)
+
+
+def challenger_columns(registry: Registry, batch: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The challenger's ``challenger_score``, ``challenger_decision`` and
+    ``challenger_version`` for a batch the champion scores (empty without a challenger): the
+    scorer's extra-columns hook. The version is verified before it is unpickled."""
+    record = read_challenger(registry)
+    if record is None:
+        return {}
+    model, meta = registry.load(record["version"])
+    scores = model.positive_proba(batch)
+    return {CHALLENGER_SCORE: scores, CHALLENGER_DECISION: model.decide(batch, scores),
+            CHALLENGER_VERSION: np.full(len(batch), meta["version"], dtype=object)}
+
+
+def shadow_gates(meta: dict) -> Gates:
+    """The gates the challenger was trained with (the training gate's margins and approval)."""
+    return Gates(**((meta.get("config") or {}).get("gates") or {}))
+
+
+def judge_challenger(registry: Registry, served: Served, roles: LabelRoles, *,
+                     emit_events: bool = True) -> dict | None:
+    """Compare the challenger with the champion on the matured rows both decided, and act on
+    it: promote (``evidence: shadow``), ask for approval, retire as lost, or keep shadowing.
+
+    Returns:
+        ``{"verdict": ..., "action": ..., "status": ..., "event_id": ...}``, or None without
+        a challenger or a champion.
+    """
+    record, pointer = read_challenger(registry), registry.champion()
+    if record is None or pointer is None:
+        return None
+    champion_meta = registry.metadata(pointer["version"])
+    challenger_meta = registry.metadata(record["version"])
+    gates = shadow_gates(challenger_meta)
+    costs = champion_meta["costs"]
+    verdict = shadow_verdict(served.frame, roles.y, roles.judged, champion=pointer["version"],
+                             challenger=record["version"], gates=gates, costs=costs,
+                             max_alert_rate=costs.get("max_alert_rate"))
+    entry = settle(registry, verdict, approval=gates.approval)
+    outcome = {"verdict": verdict, "action": None if entry is None else entry["action"],
+               "status": None if entry is None else entry["status"], "event_id": None}
+    if entry is not None and emit_events:
+        outcome["event_id"] = announce_shadow(registry, entry, verdict)
+    return outcome
+
+
+def announce_shadow(registry: Registry, entry: dict, verdict: dict) -> str | None:
+    """``rareflow.model.promoted`` (a shadow promotion), ``.approval-requested`` or
+    ``.rejected`` (a challenger that lost), the payload saying ``evidence: shadow``."""
+    event = {"promote": events.PROMOTED, "retire": events.REJECTED}.get(
+        entry["action"], events.APPROVAL_REQUESTED)
+    payload = {"version": entry["version"], "status": entry["status"], "evidence": SHADOW,
+               "champion": verdict["champion"], "rows": verdict["rows"],
+               "positives": verdict["positives"], "reason": verdict["reason"],
+               "comparison": verdict["comparison"], "registry": str(registry.root.resolve()),
+               "name": registry.name}
+    return events.emit(event, name=registry.name, payload=payload)
+
+
+judge_challenger_task = task(judge_challenger, name="judge-challenger", cache_policy=NO_CACHE)
