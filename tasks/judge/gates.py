@@ -331,11 +331,9 @@ def absolute_gates(gate, gates: Gates, candidate: Candidate, *, bounds: dict | N
     the best recall the capacity allows.
     """
     metrics, y, max_alert_rate = candidate.metrics, candidate.y, candidate.costs.max_alert_rate
-    miss_costs = None if y is None else candidate.costs.positive_miss_costs(y)
     at = metrics["at_threshold"]
-    reach = reachable_recall(metrics, max_alert_rate, y=y, miss_costs=miss_costs)
-    recall = candidate_recall(metrics, y=y, decisions=candidate.decisions,
-                              miss_costs=miss_costs)
+    reach = reachable_recall(metrics, candidate.costs, y=y)
+    recall = candidate_recall(metrics, candidate.costs, y=y, decisions=candidate.decisions)
     pr_floor = max(gates.min_pr_auc, metrics["prevalence"])
     figures = (("min_recall", "recall", recall, "recall_lower", "lower"),
                ("min_pr_auc", "pr_auc", metrics["pr_auc"], "pr_auc_lower", "lower"),
@@ -346,7 +344,8 @@ def absolute_gates(gate, gates: Gates, candidate: Candidate, *, bounds: dict | N
     within = ("" if reach is None or reach >= 1 else
               f" (min_recall {gates.min_recall:g} x {reach:.4f}, the best recall within "
               f"max_alert_rate {max_alert_rate:g})")
-    unit = "" if miss_costs is None or y is None else " in money (each positive weighs its cost)"
+    money = y is not None and candidate.costs.per_row
+    unit = " in money (each positive weighs its cost)" if money else ""
     what = {"min_recall": f"minority-class recall{unit} at the chosen threshold{within}",
             "min_pr_auc": "PR AUC above the configured minimum and above prevalence "
                           "(a random ranking)",

@@ -44,11 +44,6 @@ class Evidence:
     costs: DecisionCosts
     detail: dict = field(default_factory=dict)
 
-    @property
-    def miss_costs(self) -> np.ndarray | None:
-        """What missing each judged row costs, when rows carry their own cost (else None)."""
-        return self.costs.positive_miss_costs(self.y)
-
     def candidate(self, parts: Parts) -> Candidate:
         """What the gates judge: these rows, with the training rows they must not repeat."""
         return Candidate(self.metrics, self.costs, y=self.y, scores=self.scores,
