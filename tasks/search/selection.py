@@ -45,6 +45,7 @@ from schemas.inference import InputSchema
 from tasks.data.split import cv_folds
 from tasks.decision.calibration import apply_platt, fit_platt
 from tasks.decision.costs import DecisionCosts
+from tasks.decision.served_classifier import decide
 from tasks.judge.plots import calibration_markdown, calibration_summary, cost_curve_markdown
 from tasks.search.candidates import (
     BLEND,
@@ -205,7 +206,7 @@ def calibrate_result(best: CVResult, y, folds, *, mode: str, costs: DecisionCost
     scores = apply_platt(oof, slope, intercept)
     out = score_oof(spec, y, scores, folds, costs=costs, fit_seconds=best.fit_seconds)
     out.fold_models = best.fold_models
-    if not np.array_equal(scores >= out.threshold, oof >= best.threshold):
+    if not np.array_equal(decide(scores, out.threshold), decide(oof, best.threshold)):
         # the map saturated (rows that differed now tie at 0 or 1): keep the raw scores
         logger.warning("Calibration skipped: it would merge scores and change decisions")
         return replace(best, calibrated_brier=cal_brier)
