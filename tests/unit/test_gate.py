@@ -7,6 +7,7 @@ from sklearn.metrics import average_precision_score
 
 from schemas.config import Gates
 from tasks.decision.costs import DecisionCosts
+from tasks.judge.gate_verdict import Verdict
 from tasks.judge.gates import (
     Candidate,
     Champion,
@@ -311,3 +312,18 @@ def test_money_bootstrap_counts_the_expensive_miss():
         champion=Champion("v0001", champ))
     assert verdict.status == "rejected"
     assert "champion_cost" in verdict.failed
+
+
+def test_verdict_is_stored_as_the_same_dict_and_read_back():
+    """Check that the typed verdict serialises to the dict metadata.json has always held, and
+    that a stored verdict (also one recorded before gates had a point estimate) reads back."""
+    y, cand, champ = decisions(cand_hit=0.9, champ_hit=0.6)
+    stored = verdict_for(y, cand, champ)
+    assert set(stored) == {"status", "gates", "comparison", "bounds"}
+    assert set(stored["gates"][0]) == {"gate", "passed", "value", "point", "limit", "detail"}
+    assert Verdict.from_dict(stored).as_dict() == stored
+    old = {"status": "rejected", "gates": [{"gate": "min_recall", "passed": False,
+                                            "value": 0.2, "limit": 0.3, "detail": "..."}]}
+    (gate,) = Verdict.from_dict(old).gates
+    assert (gate.point, gate.value) == (0.2, 0.2) and Verdict.from_dict(old).failed == [
+        "min_recall"]

@@ -225,3 +225,19 @@ def test_demo_stream_ends_at_the_last_whole_week_before_today(today, monday):
         assert (dated[column] - fixed[column] == shift).all()
     pd.testing.assert_frame_equal(dated.drop(columns=["event_time", "label_time"]),
                                   fixed.drop(columns=["event_time", "label_time"]))
+
+
+def test_as_of_is_resolved_once_and_carried_as_a_timestamp():
+    """Check that freeze_as_of gives the run's timestamp and the config frozen at it (an
+    empty as_of is now, to the second; a given timestamp wins), and refuses the future."""
+    from datetime import UTC, datetime
+
+    from tasks.data.scan import freeze_as_of
+
+    now = datetime(2025, 3, 1, 12, 0, 0, 500_000, tzinfo=UTC)
+    frozen, stamp = freeze_as_of(BASE, now=now)
+    assert stamp == pd.Timestamp("2025-03-01T12:00:00Z") and frozen.as_of == stamp.isoformat()
+    frozen, stamp = freeze_as_of(BASE, pd.Timestamp("2025-02-01", tz="UTC"), now=now)
+    assert frozen.as_of == "2025-02-01T00:00:00+00:00"
+    with pytest.raises(ConfigError, match="in the future"):
+        freeze_as_of(BASE.model_copy(update={"as_of": "2026-01-01"}), now=now)
