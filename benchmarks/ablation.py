@@ -41,8 +41,8 @@ from schemas.config import TrainingConfig  # noqa: E402
 from tasks.data.split import cv_folds, split_parts  # noqa: E402
 from tasks.data.validation import validate_training_data  # noqa: E402
 from tasks.decision.calibration import apply_platt  # noqa: E402
+from tasks.decision.costs import DecisionCosts  # noqa: E402
 from tasks.decision.served_classifier import positive_scores  # noqa: E402
-from tasks.decision.threshold import DecisionCosts  # noqa: E402
 from tasks.search.evidence import evidence_kind  # noqa: E402
 from tasks.search.selection import finish_selection, search  # noqa: E402
 

@@ -67,6 +67,7 @@ def main_options(
 
 
 def print_training_summary(result: dict) -> None:
+    from tasks.judge.gate_verdict import Verdict
     from tasks.judge.metrics import metric_table
 
     table = metric_table(result["metrics"])
@@ -75,14 +76,13 @@ def print_training_summary(result: dict) -> None:
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     typer.echo("")
     typer.echo("Gates:                        point    bound")
-    for g in result["verdict"]["gates"]:
-        point, judged = g.get("point", g["value"]), g["value"]
-        value = "" if point is None else f"{point:.4f}"
-        bound = "" if judged is None or judged == point else f"{judged:.4f}"
-        limit = "" if g["limit"] is None else f"{g['limit']:.4f}"
-        mark = "pass" if g["passed"] else "FAIL"
-        typer.echo(f"  {mark}  {g['gate']:<20} {value:>8} {bound:>8} (limit {limit:>7})  "
-                   f"{g['detail']}")
+    for g in Verdict.from_dict(result["verdict"]).gates:
+        value = "" if g.point is None else f"{g.point:.4f}"
+        bound = "" if g.value is None or g.value == g.point else f"{g.value:.4f}"
+        limit = "" if g.limit is None else f"{g.limit:.4f}"
+        mark = "pass" if g.passed else "FAIL"
+        typer.echo(f"  {mark}  {g.gate:<20} {value:>8} {bound:>8} (limit {limit:>7})  "
+                   f"{g.detail}")
     verb = "promoted" if result["promoted"] else f"NOT promoted ({result['status']})"
     typer.echo(f"\n{result['name']} {result['version']}: {verb}; champion is "
                f"{result['champion']}  [{result['registry']}]")

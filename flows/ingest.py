@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import IngestConfig
 from schemas.errors import ValidationFailed
 from tasks.data.ingest import announce_arrival, check_batch, write_batch
-from tasks.data.scan import iso, resolve_as_of
+from tasks.data.scan import freeze_as_of
 from tasks.data.tables import IO_RETRIES, load_task
 
 
@@ -37,13 +37,13 @@ write_batch_task = task(write_batch, name="write-partitions", cache_policy=NO_CA
 @flow(name="rareflow-ingest", validate_parameters=True)
 def ingest_flow(config: IngestConfig) -> dict:
     """Land a batch in a data source as new partitions and announce it."""
-    as_of = resolve_as_of(config.as_of)
+    config, as_of = freeze_as_of(config)
     batch = check_batch_task(load_task(config.data), source=config.source,
                              time_column=config.time_column, as_of=as_of)
     written = write_batch_task(batch, source=config.source)
     event_id = announce_arrival(config.name, source=config.source, written=written,
                                 as_of=as_of)
     return {"source": str(Path(config.source).resolve()), "name": config.name,
-            "as_of": iso(as_of), "partitions": written, "event_id": event_id,
+            "as_of": config.as_of, "partitions": written, "event_id": event_id,
             "rows": sum(w["rows"] for w in written),
             "new_rows": sum(w["rows"] for w in written if w["new"])}

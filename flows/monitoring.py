@@ -12,8 +12,9 @@ from __future__ import annotations
 from prefect import flow
 
 from schemas.config import MonitoringConfig
-from tasks.data.scan import iso, resolve_as_of
+from tasks.data.scan import freeze_as_of
 from tasks.data.window import check_time_options, monitoring_window_task
+from tasks.decision.costs import DecisionCosts
 from tasks.judge.plots import monitoring_plots_task
 from tasks.monitor.reports import data_drift_report_task, data_drift_summary, save_reports_task
 from tasks.monitor.verdict import (
@@ -41,20 +42,21 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
 
         return monitoring_outcome(judge_served(config))
     check_time_options(config)  # an as_of or window the source can honour
-    config = config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})
+    config, as_of = freeze_as_of(config)
     registry = Registry(config.registry, config.name)
     model, meta = load_model_task(registry, config.version)
     reference = reference_task(registry, meta["version"])
+    costs = DecisionCosts.from_meta(meta["costs"])
     state = read_state(registry.dir, trust=registry.trust)
     since = since_last_check(state, meta) if config.since_last_check else None
-    window = monitoring_window_task(config, label=model.schema.label)
+    window = monitoring_window_task(config, label=model.schema.label, as_of=as_of)
     batch = scored_batch_task(model, window.frame, rescore=config.rescore)
     roles = label_roles_task(batch, schema=model.schema, matured=window.matured,
                              maturity_time=window.maturity_time, event_time=window.event_time,
                              since=since)
     judged = judge_task(batch, roles.y, roles.judged, reference, threshold=model.threshold,
-                        schema=model.schema, costs=meta["costs"], config=config)
-    estimate = estimate_task(batch, roles.pending, reference, j=judged, costs=meta["costs"],
+                        schema=model.schema, costs=costs, config=config)
+    estimate = estimate_task(batch, roles.pending, reference, j=judged, costs=costs,
                              config=config)
     quality = quality_report_task(judged, reference, schema=model.schema,
                                   threshold=model.threshold)

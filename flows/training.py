@@ -13,6 +13,7 @@ from tasks.data.split import split_task, split_times
 from tasks.data.tables import release_memory
 from tasks.data.validation import min_positives_needed, validate_task
 from tasks.data.window import load_source_task
+from tasks.decision.costs import DecisionCosts
 from tasks.judge.gates import gate_task
 from tasks.registry.approval import pending_verdict
 from tasks.registry.challenger import challenge_if_refused_task
@@ -34,7 +35,7 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
     source and as_of replace ``config.data`` and ``config.as_of``.
     """
     config = run_config(config, trigger)
-    costs, seed, split = config.costs, config.seed, config.split
+    costs, seed, split = DecisionCosts.from_config(config.costs), config.seed, config.split
     registry = preflight_task(config)
     window = load_source_task(config, needed=min_positives_needed(
         test_size=split.test_size, n_folds=split.n_folds))
@@ -55,12 +56,7 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
                       costs=costs)
     evidence = evidence_task(fitted.model, parts, config=config, kind=parts.evidence)
     champion = champion_task(registry, evidence.X)
-    verdict = gate_task(evidence.metrics, config.gates, champion=champion, y_test=evidence.y,
-                        cand_scores=evidence.scores, test_rows=parts.test_rows,
-                        train_rows=parts.judged_rows_must_not_repeat,
-                        cand_decisions=evidence.decisions,
-                        fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, seed=seed,
-                        miss_costs=evidence.miss_costs, max_alert_rate=costs.max_alert_rate)
+    verdict = gate_task(evidence.candidate(parts), config.gates, champion=champion, seed=seed)
     verdict = pending_verdict(verdict, config.gates)  # manual approval: decided later
     record = record_task(config, parts, selection, fitted, evidence=evidence, verdict=verdict,
                          champion=champion, lineage=window.lineage)

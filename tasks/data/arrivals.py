@@ -17,7 +17,7 @@ import pandas as pd
 from schemas.config import TrainingConfig, TriggerEvent
 from schemas.errors import ConfigError, DataError
 from tasks.data.freshness import newest_arrival
-from tasks.data.scan import iso, resolve_as_of
+from tasks.data.scan import freeze_as_of, iso, resolve_as_of
 from tasks.data.source_files import resolve_source
 from tasks.data.window import check_time_options
 from tasks.runtime import events
@@ -99,10 +99,9 @@ def run_config(config: TrainingConfig, trigger: TriggerEvent | None = None, *,
     """
     check_time_options(config)  # as given: an event's as_of is the time it happened
     config = config_for_event(config, trigger)
+    as_of = None
     if trigger is not None and trigger.event == events.DATA_ARRIVED:
         as_of = arrival_as_of(config, now=now)
         logger.info("Training as of the newest data in %s at run start: %s", config.data,
                     iso(as_of))
-    else:
-        as_of = resolve_as_of(config.as_of, now=now)
-    return config.model_copy(update={"as_of": iso(as_of)})
+    return freeze_as_of(config, as_of, now=now)[0]

@@ -114,6 +114,21 @@ def resolve_as_of(as_of: str | None, *, now: datetime | None = None) -> pd.Times
     return stamp
 
 
+def freeze_as_of(config, as_of: pd.Timestamp | None = None, *, now: datetime | None = None):
+    """Resolve a run's ``as_of`` once, the one place a run does: ``as_of`` when given (e.g.
+    the newest arrival), else ``config.as_of`` (now, to the second, when empty).
+
+    Returns:
+        (the config with ``as_of`` frozen as ISO text, what its metadata and Prefect's
+        parameters show; the UTC timestamp itself, which the run carries on)
+
+    Raises:
+        ConfigError: ``config.as_of`` lies in the future.
+    """
+    stamp = resolve_as_of(config.as_of, now=now) if as_of is None else utc(as_of)
+    return config.model_copy(update={"as_of": iso(stamp)}), stamp
+
+
 # -- reading ----------------------------------------------------------------------------------
 @dataclass
 class Piece:

@@ -162,6 +162,16 @@ def mixed_type_failures(df: pd.DataFrame, columns: list | None = None) -> list[d
     return failures
 
 
+def unusable_amounts(values) -> np.ndarray:
+    """Which rows hold no usable cost of a miss: missing, not a number, infinite or negative.
+
+    The missing-amount rule (:mod:`tasks.decision.costs`): such a row is an error wherever
+    costs are counted (training, scoring, monitoring), never an amount of 0.
+    """
+    amounts = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    return ~np.isfinite(amounts) | (amounts < 0)
+
+
 def cost_column_failures(df: pd.DataFrame, column: str | None) -> list[dict]:
     """The per-row cost column must exist and hold finite numbers >= 0 on every row."""
     if column is None:
@@ -170,8 +180,7 @@ def cost_column_failures(df: pd.DataFrame, column: str | None) -> list[dict]:
         return [_failure(column, "cost_column_present",
                          f"cost column {column!r} (costs.fn_cost_column) is missing; columns "
                          f"are {list(map(str, df.columns))[:20]}")]
-    values = pd.to_numeric(df[column], errors="coerce")
-    bad = values.isna() | ~np.isfinite(values.fillna(0)) | (values < 0)
+    bad = unusable_amounts(df[column])
     if bad.any():
         return [_failure(column, "cost_column_values",
                          f"cost column {column!r} must hold a finite amount >= 0 on every "

@@ -296,9 +296,12 @@ def read_training_window(config, *, needed: int) -> SourceWindow:
     return window
 
 
-def read_monitoring_window(config, *, label: str) -> SourceWindow:
-    """The rows a MonitoringConfig's source holds in its window, labels matured or not."""
-    return read_source(config.data, selection_from(config, keep_unmatured=True, label=label))
+def read_monitoring_window(config, *, label: str,
+                           as_of: pd.Timestamp | None = None) -> SourceWindow:
+    """The rows a MonitoringConfig's source holds in its window, labels matured or not
+    (``as_of``: the run's, resolved once by :func:`tasks.data.scan.freeze_as_of`)."""
+    return read_source(config.data, selection_from(config, keep_unmatured=True, label=label,
+                                                   as_of=as_of))
 
 
 load_source_task = task(read_training_window, name="load-window", cache_policy=NO_CACHE,

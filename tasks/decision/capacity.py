@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tasks.decision.costs import DecisionCosts
 from tasks.decision.threshold import alert_budget, capped_decisions
 
 
@@ -25,25 +26,26 @@ def alert_capped(cand, champ, *, cand_scores, champ_scores, max_alert_rate) -> t
     return cand, champ, cap
 
 
-def reachable_recall(metrics: dict, max_alert_rate: float | None, *, y=None,
-                     miss_costs=None) -> float | None:
+def reachable_recall(metrics: dict, costs: DecisionCosts, *, y=None) -> float | None:
     """The highest recall any model can reach on the judged rows when it flags at most
-    ``max_alert_rate`` of them (None: no cap); in money with ``y`` and ``miss_costs``: the
-    share of the positives' cost its dearest positives hold."""
-    if max_alert_rate is None:
+    ``costs.max_alert_rate`` of them (None: no cap); in money with ``y`` and per-row costs:
+    the share of the positives' cost its dearest positives hold."""
+    if costs.max_alert_rate is None:
         return None
-    budget = alert_budget(metrics["rows"], max_alert_rate)
-    if miss_costs is None or y is None:
+    budget = alert_budget(metrics["rows"], costs.max_alert_rate)
+    miss_costs = None if y is None else costs.positive_miss_costs(y)
+    if miss_costs is None:
         return min(1.0, budget / max(metrics["positives"], 1))
     m = np.sort(np.asarray(miss_costs, dtype=float)[np.asarray(y).astype(bool)])[::-1]
     return float(m[:budget].sum() / max(m.sum(), 1e-300))
 
 
-def candidate_recall(metrics: dict, *, y=None, decisions=None, miss_costs=None) -> float:
+def candidate_recall(metrics: dict, costs: DecisionCosts, *, y=None, decisions=None) -> float:
     """The candidate's recall at its threshold: in money (each positive weighted by what
     missing it costs) for per-row costs, the model having been chosen in money, else the
     share of positives flagged."""
-    if miss_costs is None or y is None or decisions is None:
+    miss_costs = None if y is None else costs.positive_miss_costs(y)
+    if miss_costs is None or decisions is None:
         return metrics["at_threshold"]["recall"]
     m = np.where(np.asarray(y).astype(bool), np.asarray(miss_costs, dtype=float), 0.0)
     return float(m @ np.asarray(decisions).astype(bool) / max(m.sum(), 1e-300))

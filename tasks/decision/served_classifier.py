@@ -41,12 +41,20 @@ from sklearn.utils.validation import check_is_fitted
 
 from schemas.errors import ConfigError, RegistryError
 from schemas.inference import InputSchema
+from tasks.decision.costs import DecisionCosts, normalised
 
 logger = logging.getLogger(__name__)
 
 MODEL_FORMAT = 2  # 1: ThresholdedModel (rareflow <= 0.2); 2: RareflowClassifier
 INNER_PREDICT = ("the inner estimator decides at 0.5; use the served classifier's predict "
                  "(cost threshold) or positive_proba")
+
+
+def decide(scores, threshold) -> np.ndarray:
+    """The decision rule, the one place it is written: flag a row when its score (the
+    probability of the positive class) is ``>= threshold``. Boolean, shaped as the arguments
+    broadcast (a grid of thresholds against the scores gives one row per threshold)."""
+    return np.asarray(scores) >= threshold
 
 
 def positive_scores(estimator, X) -> np.ndarray:
@@ -150,7 +158,20 @@ class RareflowClassifier(FixedThresholdClassifier):
     def decide(self, X, scores: np.ndarray | None = None) -> np.ndarray:
         """0/1 (int8) decisions ``positive_proba >= threshold``; ``scores`` saves recomputing."""
         scores = self.positive_proba(X) if scores is None else np.asarray(scores)
-        return (scores >= self.threshold).astype(np.int8)
+        return decide(scores, self.threshold).astype(np.int8)
+
+    @property
+    def costs(self) -> DecisionCosts:
+        """The costs the threshold minimised (not bound to rows; see ``DecisionCosts.for_rows``).
+
+        Raises:
+            ConfigError: the classifier carries no costs.
+        """
+        if self.fn_cost is None or self.fp_cost is None:
+            raise ConfigError("this classifier has no costs (fn_cost, fp_cost): set them with "
+                              "set_params or use a metric of sklearn.metrics")
+        return DecisionCosts(fn_cost=self.fn_cost, fp_cost=self.fp_cost,
+                             fn_cost_column=self.fn_cost_column)
 
     def score(self, X, y=None, sample_weight=None) -> float:
         """``1 - normalised expected cost`` of ``predict(X)`` against ``y`` (higher is better).
@@ -159,29 +180,19 @@ class RareflowClassifier(FixedThresholdClassifier):
         flagging anything (``fn_cost`` × positives): 1 is perfect, 0 is no better than never
         flagging, below 0 is worse. With ``fn_cost_column`` each missed positive costs its own
         row's value of that column instead of ``fn_cost`` (money, as the threshold was
-        chosen). NaN when ``y`` has no positive row (or they cost nothing). This replaces
+        chosen; every row needs its amount, :mod:`tasks.decision.costs`). NaN when ``y`` has
+        no positive row (or they cost nothing). This replaces
         scikit-learn's default accuracy, which rewards never flagging a rare class.
         """
         if y is None:
             raise TypeError("score(X, y) is a metric (1 - normalised expected cost); for the "
                             "probability of the positive class use positive_proba(X)")
-        if self.fn_cost is None or self.fp_cost is None:
-            raise ConfigError("this classifier has no costs (fn_cost, fp_cost): set them with "
-                              "set_params or use a metric of sklearn.metrics")
+        costs = self.costs.for_rows(X)  # the missing-amount rule: an amount on every row
         pos = np.asarray(y) == self.pos_label
         flag = self.decide(X).astype(bool)
         w = np.ones(len(pos)) if sample_weight is None else np.asarray(sample_weight, float)
-        miss = w * self.fn_cost
-        if self.fn_cost_column is not None:
-            if self.fn_cost_column not in getattr(X, "columns", ()):
-                raise ConfigError(f"score needs column {self.fn_cost_column!r}, each row's cost "
-                                  "of a miss (costs.fn_cost_column of this version)")
-            miss = w * pd.to_numeric(X[self.fn_cost_column]).to_numpy(dtype=float)
-        never = float(miss[pos].sum())
-        if never == 0:
-            return float("nan")
-        cost = float(miss[pos & ~flag].sum()) + self.fp_cost * float(w[~pos & flag].sum())
-        return 1.0 - cost / never
+        return 1.0 - normalised(costs.expected(pos, flag, weights=w),
+                                costs.never_flag(pos, weights=w))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -192,14 +203,16 @@ class RareflowClassifier(FixedThresholdClassifier):
 
 
 def served_classifier(model, *, threshold: float, schema: InputSchema, spec, negative,
-                      positive, fn_cost: float | None = None, fp_cost: float | None = None,
-                      fn_cost_column: str | None = None) -> RareflowClassifier:
-    """The served classifier around a model fitted on 0/1 labels (1 = ``positive``)."""
+                      positive, costs: DecisionCosts | None = None) -> RareflowClassifier:
+    """The served classifier around a model fitted on 0/1 labels (1 = ``positive``); it
+    keeps ``costs`` as plain attributes (what a pickled version holds)."""
     inner = FrozenEstimator(OriginalLabels.from_fitted(model, negative=negative,
                                                        positive=positive))
     return RareflowClassifier(inner, threshold=float(threshold), pos_label=positive,
-                              schema=schema, spec=spec, fn_cost=fn_cost, fp_cost=fp_cost,
-                              fn_cost_column=fn_cost_column)
+                              schema=schema, spec=spec,
+                              fn_cost=None if costs is None else costs.fn_cost,
+                              fp_cost=None if costs is None else costs.fp_cost,
+                              fn_cost_column=None if costs is None else costs.fn_cost_column)
 
 
 # -- the label values -----------------------------------------------------------------------
@@ -281,12 +294,12 @@ def from_stored(obj, meta: dict):
     if not isinstance(obj, ThresholdedModel):
         return obj
     try:
-        costs = meta.get("costs") or {}
+        costs = DecisionCosts.from_meta(meta.get("costs")) if meta.get("costs") else None
         classes = meta.get("classes") or [parse_label_text(obj.schema.negative),
                                           parse_label_text(obj.schema.positive)]
         return served_classifier(obj.pipeline, threshold=obj.threshold, schema=obj.schema,
                                  spec=obj.spec, negative=classes[0], positive=classes[1],
-                                 fn_cost=costs.get("fn_cost"), fp_cost=costs.get("fp_cost"))
+                                 costs=costs)
     except (AttributeError, TypeError, ValueError) as exc:
         raise RegistryError(
             f"{meta.get('name')} {meta.get('version')}: its model cannot be converted to the "

@@ -10,78 +10,19 @@ says which one and the best value reachable.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from schemas.errors import ConfigError
+from tasks.decision.costs import DecisionCosts, normalised
+from tasks.decision.served_classifier import decide
 
 logger = logging.getLogger(__name__)
 
 
 class InfeasibleConstraint(ConfigError):
     """No threshold meets the decision constraints (exit 2: a configuration to change)."""
-
-
-@dataclass(frozen=True, eq=False)
-class DecisionCosts:
-    """What decisions cost, and what the threshold must respect.
-
-    Args:
-        fn_cost: Cost of a missed positive (when rows carry no cost of their own).
-        fp_cost: Cost of a false alarm.
-        fn_costs: Per-row cost of missing that row, aligned with the labels it is used with
-            (only the positives' values matter); None: ``fn_cost`` for every row.
-        max_alert_rate: Most rows flagged, as a share of all rows (e.g. 0.005 = 5 per 1,000).
-        min_recall: Least share of positives flagged.
-    """
-
-    fn_cost: float = 10.0
-    fp_cost: float = 1.0
-    fn_costs: np.ndarray | None = None
-    max_alert_rate: float | None = None
-    min_recall: float | None = None
-
-    def __post_init__(self):
-        if self.fn_cost <= 0 or self.fp_cost <= 0:
-            raise ValueError(f"costs must be > 0; got fn_cost={self.fn_cost}, "
-                             f"fp_cost={self.fp_cost}")
-        if self.fn_costs is not None:
-            w = np.asarray(self.fn_costs, dtype=np.float64)
-            if w.ndim != 1 or not np.isfinite(w).all() or (w < 0).any():
-                raise ValueError("per-row costs must be finite numbers >= 0")
-            object.__setattr__(self, "fn_costs", w)
-
-    @property
-    def per_row(self) -> bool:
-        return self.fn_costs is not None
-
-    @property
-    def constrained(self) -> bool:
-        return self.max_alert_rate is not None or self.min_recall is not None
-
-    def rows(self, idx) -> DecisionCosts:
-        """The same costs for a subset of rows (positions or a boolean mask)."""
-        return self if self.fn_costs is None else replace(self, fn_costs=self.fn_costs[idx])
-
-    def miss_costs(self, y) -> np.ndarray:
-        """What missing each row costs (zero for negatives)."""
-        y = np.asarray(y).astype(bool)
-        if self.fn_costs is None:
-            return np.where(y, self.fn_cost, 0.0)
-        if len(self.fn_costs) != len(y):
-            raise ValueError(f"per-row costs cover {len(self.fn_costs)} rows; the labels "
-                             f"{len(y)}")
-        return np.where(y, self.fn_costs, 0.0)
-
-    def describe(self) -> str:
-        fn = "each row's own cost" if self.per_row else f"{self.fn_cost:g}"
-        text = f"{fn}·FN + {self.fp_cost:g}·FP"
-        if self.max_alert_rate is not None:
-            text += f", at most {self.max_alert_rate * 1000:g} alerts per 1,000 rows"
-        if self.min_recall is not None:
-            text += f", recall at least {self.min_recall:g}"
-        return text
 
 
 @dataclass(frozen=True)
@@ -97,14 +38,6 @@ class ThresholdChoice:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _costs(costs: DecisionCosts | None, fn_cost, fp_cost) -> DecisionCosts:
-    if costs is not None:
-        return costs
-    if fn_cost is None or fp_cost is None:
-        raise TypeError("give costs=DecisionCosts(...) or fn_cost and fp_cost")
-    return DecisionCosts(fn_cost=fn_cost, fp_cost=fp_cost)
 
 
 def _check_scores(y, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -197,7 +130,7 @@ def _best_cut(s, ks, fn, fp, missed, *, costs: DecisionCosts) -> ThresholdChoice
     return ThresholdChoice(
         threshold=_threshold_at(s, k),
         cost=float(cost[best]),
-        normalised_cost=float(cost[best] / never_flag) if never_flag else float("nan"),
+        normalised_cost=normalised(cost[best], never_flag),
         false_negatives=int(fn[best]),
         false_positives=int(fp[best]),
         flagged=k,
@@ -210,8 +143,7 @@ def _sorted(y, scores, costs: DecisionCosts):
     return scores[order], y[order], m
 
 
-def choose_threshold(y, scores, *, fn_cost: float | None = None, fp_cost: float | None = None,
-                     costs: DecisionCosts | None = None) -> ThresholdChoice:
+def choose_threshold(y, scores, *, costs: DecisionCosts) -> ThresholdChoice:
     """Choose the threshold minimising ``fn_cost·FN + fp_cost·FP`` on the given scores.
 
     A row is flagged when ``score >= threshold``. The threshold sits midway between the two
@@ -223,25 +155,23 @@ def choose_threshold(y, scores, *, fn_cost: float | None = None, fp_cost: float 
         InfeasibleConstraint: no threshold meets the constraints.
 
     Example:
-        >>> choose_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], fn_cost=10, fp_cost=1).threshold
+        >>> costs = DecisionCosts(fn_cost=10, fp_cost=1)
+        >>> choose_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], costs=costs).threshold
         0.225
     """
-    costs = _costs(costs, fn_cost, fp_cost)
     y, scores = _check_scores(y, scores)
     s, t, m = _sorted(y, scores, costs)
     return _best_cut(*_cut_counts(s, t, m), costs=costs)
 
 
-def choose_thresholds_without(y, scores, groups, *, fn_cost: float | None = None,
-                              fp_cost: float | None = None,
-                              costs: DecisionCosts | None = None) -> list[ThresholdChoice]:
+def choose_thresholds_without(y, scores, groups, *,
+                              costs: DecisionCosts) -> list[ThresholdChoice]:
     """For each group of row positions, :func:`choose_threshold` on all the *other* rows.
 
     The rows are sorted once: dropping a group from the sorted order leaves the other rows
     sorted (ties still in row order), so each choice is exactly what ``choose_threshold``
     gives on the other rows, without a sort per group.
     """
-    costs = _costs(costs, fn_cost, fp_cost)
     y, scores = _check_scores(y, scores)
     order = _descending(scores)
     s, t, m = _sorted(y, scores, costs)
@@ -255,31 +185,12 @@ def choose_thresholds_without(y, scores, groups, *, fn_cost: float | None = None
     return out
 
 
-def expected_cost(y, decisions, *, fn_cost: float | None = None, fp_cost: float | None = None,
-                  costs: DecisionCosts | None = None) -> float:
-    """Total cost of 0/1 decisions."""
-    costs = _costs(costs, fn_cost, fp_cost)
-    y = np.asarray(y).astype(bool)
-    d = np.asarray(decisions).astype(bool)
-    if costs.per_row:
-        return float(costs.miss_costs(y)[y & ~d].sum() + costs.fp_cost * np.sum(~y & d))
-    return float(costs.fn_cost * np.sum(y & ~d) + costs.fp_cost * np.sum(~y & d))
-
-
-def never_flag_cost(y, costs: DecisionCosts) -> float:
-    """What flagging nothing costs: every positive missed (normalised cost's denominator)."""
-    return float(costs.miss_costs(y).sum())
-
-
-def cost_curve(y, scores, *, fn_cost: float | None = None, fp_cost: float | None = None,
-               costs: DecisionCosts | None = None, points: int = 101):
+def cost_curve(y, scores, *, costs: DecisionCosts, points: int = 101):
     """Normalised cost at evenly spaced thresholds in [0, 1] (for the cost-vs-threshold plot)."""
-    costs = _costs(costs, fn_cost, fp_cost)
     y = np.asarray(y).astype(bool)
     scores = np.asarray(scores, dtype=float)
     grid = np.linspace(0.0, 1.0, points)
-    flagged = scores[None, :] >= grid[:, None]
+    flagged = decide(scores[None, :], grid[:, None])
     missed = (~flagged & y[None, :]).astype(float) @ costs.miss_costs(y)
     fp = (flagged & ~y[None, :]).sum(axis=1)
-    never = never_flag_cost(y, costs)
-    return grid, (missed + costs.fp_cost * fp) / (never if never else 1.0)
+    return grid, normalised(missed + costs.fp_cost * fp, costs.never_flag(y))

@@ -15,17 +15,52 @@ candidate's test rows, and the overlap is reported in the verdict.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import Gates
 from tasks.decision.capacity import alert_capped, candidate_recall, reachable_recall
+from tasks.decision.costs import DecisionCosts, normalised
+from tasks.judge.gate_verdict import PASSED, REFUSED, REJECTED, GateResult, Verdict, verdict_table
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Candidate:
+    """What the gates judge: the candidate's metrics, and its scores and 0/1 decisions on the
+    judged rows with their labels and costs (``costs`` bound to those rows).
+
+    ``test_rows`` and ``train_rows`` are content hashes of the candidate's test rows (one per
+    row) and training rows: the champion comparison leaves out rows either model trained on.
+    """
+
+    metrics: dict
+    costs: DecisionCosts
+    y: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    decisions: np.ndarray | None = None
+    test_rows: np.ndarray | None = None
+    train_rows: np.ndarray | None = None
+
+
+@dataclass
+class Champion:
+    """The serving version a candidate is compared with, and its decisions on the test rows.
+
+    ``version`` is None when there is no champion yet; ``error`` says why it could not score;
+    ``train_rows`` holds the content hashes of its training rows (None if it kept none).
+    """
+
+    version: str | None = None
+    decisions: np.ndarray | None = None
+    error: str | None = None
+    train_rows: np.ndarray | None = None
+    scores: np.ndarray | None = None  # the champion's scores of the test rows
 
 
 def positive_sums(rng, samples: int, vectors: list[np.ndarray], chunk: int = 256
@@ -55,19 +90,19 @@ def positive_misses(rng, pos, a_pos, b_pos, m, *, fn_cost: float, samples: int,
                 fn_cost * n_pos)
     cand_tp, champ_tp, cand_missed, champ_missed, never = positive_sums(
         rng, samples, [a_pos, b_pos, m * (1 - a_pos), m * (1 - b_pos), m])
-    return cand_tp, champ_tp, cand_missed, champ_missed, np.where(never > 0, never, 1.0)
+    return cand_tp, champ_tp, cand_missed, champ_missed, never
 
 
-def paired_bootstrap(y, cand_decisions, champ_decisions, *, fn_cost: float, fp_cost: float,
-                     samples: int, confidence: float, seed: int = 0, miss_costs=None) -> dict:
+def paired_bootstrap(y, cand_decisions, champ_decisions, *, costs: DecisionCosts,
+                     samples: int, confidence: float, seed: int = 0) -> dict:
     """Bootstrap the candidate-minus-champion differences in normalised cost and recall.
 
     Rows are resampled with replacement within each class (so every resample has the test
     part's positive count) and both models are judged on the same resampled rows. Only the
     2x2 agreement counts per class matter, so each resample is a multinomial draw over those
-    four cells: exact for the row bootstrap and fast for any number of rows. With
-    ``miss_costs`` (each row's cost of a miss, e.g. its amount) positives are drawn row by row
-    and recall is in money (the share of the positives' cost caught), as the model was chosen.
+    four cells: exact for the row bootstrap and fast for any number of rows. With per-row
+    ``costs`` (each row's cost of a miss, e.g. its amount) positives are drawn row by row and
+    recall is in money (the share of the positives' cost caught), as the model was chosen.
 
     Returns:
         Point estimates and one-sided bounds: ``cost_diff_upper`` (candidate cost minus
@@ -88,18 +123,18 @@ def paired_bootstrap(y, cand_decisions, champ_decisions, *, fn_cost: float, fp_c
     pos = rng.multinomial(n_pos, pos_cells / max(n_pos, 1), size=samples)
     neg = rng.multinomial(n_neg, neg_cells / max(n_neg, 1), size=samples)
     cand_fp, champ_fp = neg[:, 0] + neg[:, 1], neg[:, 0] + neg[:, 2]  # flags among negatives
-    m = (np.full(n_pos, float(fn_cost)) if miss_costs is None
-         else np.asarray(miss_costs, dtype=float)[y])
+    fp_cost, money = costs.fp_cost, costs.per_row  # money: each positive weighs what it costs
+    m = costs.miss_costs(y)[y]
     a_pos, b_pos = a[y].astype(float), b[y].astype(float)
     cand_tp, champ_tp, cand_missed, champ_missed, never = positive_misses(
-        rng, pos, a_pos, b_pos, m, fn_cost=fn_cost, samples=samples,
-        per_row=miss_costs is not None)
-    cost_diff = (cand_missed + fp_cost * cand_fp - champ_missed - fp_cost * champ_fp) / never
-    money = miss_costs is not None  # recall in money: each positive weighs what it costs
-    recall_drop = (cand_missed - champ_missed) / never if money else (champ_tp - cand_tp) / n_pos
-    point_cost = ((m @ (1 - a_pos) + fp_cost * neg_cells[:2].sum())
-                  - (m @ (1 - b_pos) + fp_cost * neg_cells[[0, 2]].sum())) / max(m.sum(), 1e-300)
-    point_recall_drop = ((m @ (1 - a_pos) - m @ (1 - b_pos)) / max(m.sum(), 1e-300) if money
+        rng, pos, a_pos, b_pos, m, fn_cost=costs.fn_cost, samples=samples, per_row=money)
+    cost_diff = normalised(cand_missed + fp_cost * cand_fp - champ_missed - fp_cost * champ_fp,
+                           never)
+    recall_drop = (normalised(cand_missed - champ_missed, never) if money
+                   else (champ_tp - cand_tp) / n_pos)
+    point_cost = normalised((m @ (1 - a_pos) + fp_cost * neg_cells[:2].sum())
+                            - (m @ (1 - b_pos) + fp_cost * neg_cells[[0, 2]].sum()), m.sum())
+    point_recall_drop = (normalised(m @ (1 - a_pos) - m @ (1 - b_pos), m.sum()) if money
                          else (pos_cells[[0, 2]].sum() - pos_cells[:2].sum()) / n_pos)
     return {
         "samples": samples,
@@ -144,9 +179,8 @@ def weighted_ap(pos_counts: np.ndarray, neg_bins: np.ndarray) -> np.ndarray:
         return np.sum(pos_counts * precision, axis=-1) / np.maximum(n_pos[..., 0], 1)
 
 
-def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float, samples: int,
-                        confidence: float, seed: int = 0, chunk: int = 4_000_000,
-                        miss_costs=None) -> dict:
+def candidate_bootstrap(y, scores, decisions, *, costs: DecisionCosts, samples: int,
+                        confidence: float, seed: int = 0, chunk: int = 4_000_000) -> dict:
     """One-sided bootstrap bounds of the candidate's recall, PR AUC and normalised cost.
 
     Rows are resampled with replacement within each class, so every resample keeps the
@@ -156,7 +190,7 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     multinomials over the counts of :func:`ap_levels`): exact for the row bootstrap, and the
     cost grows with the positives, not the rows.
 
-    With ``miss_costs`` the cost and recall bounds resample the positives row by row (each
+    With per-row ``costs`` the cost and recall bounds resample the positives row by row (each
     missed positive at its own cost; recall is the share of the positives' cost caught, in
     the money the model was chosen in); PR AUC is unchanged.
 
@@ -170,16 +204,16 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     rng = np.random.default_rng(seed)
     tp = rng.binomial(n_pos, (y & d).sum() / max(n_pos, 1), size=samples)
     fp = rng.binomial(n_neg, (~y & d).sum() / max(n_neg, 1), size=samples)
-    m = (np.full(n_pos, float(fn_cost)) if miss_costs is None
-         else np.asarray(miss_costs, dtype=float)[y])
+    fn_cost, fp_cost = costs.fn_cost, costs.fp_cost
+    m = costs.miss_costs(y)[y]
     hit = d[y].astype(float)
     recall = tp / max(n_pos, 1)
-    if miss_costs is None:
-        cost = (fn_cost * (n_pos - tp) + fp_cost * fp) / (fn_cost * max(n_pos, 1))
+    if not costs.per_row:
+        cost = normalised(fn_cost * (n_pos - tp) + fp_cost * fp, fn_cost * n_pos)
     else:  # recall in money too: the share of the positives' cost the flags catch
         missed, never = positive_sums(rng, samples, [m * (1 - hit), m])
-        cost = (missed + fp_cost * fp) / np.where(never > 0, never, 1.0)
-        recall = 1 - missed / np.where(never > 0, never, 1.0)
+        cost = normalised(missed + fp_cost * fp, never)
+        recall = 1 - normalised(missed, never)
     pos, neg = ap_levels(y, scores)
     step = max(1, chunk // max(len(neg), 1))
     ap = np.concatenate([
@@ -189,13 +223,12 @@ def candidate_bootstrap(y, scores, decisions, *, fn_cost: float, fp_cost: float,
     return {
         "samples": samples,
         "confidence": confidence,
-        "recall": float((y & d).sum() / max(n_pos, 1) if miss_costs is None
+        "recall": float((y & d).sum() / max(n_pos, 1) if not costs.per_row
                         else m @ hit / max(m.sum(), 1e-300)),
         "recall_lower": float(np.quantile(recall, 1 - confidence)),
         "pr_auc": float(weighted_ap(pos, neg)),
         "pr_auc_lower": float(np.quantile(ap, 1 - confidence)),
-        "normalised_cost": float((m @ (1 - hit) + fp_cost * (~y & d).sum())
-                                 / max(m.sum(), 1e-300)),
+        "normalised_cost": normalised(m @ (1 - hit) + fp_cost * (~y & d).sum(), m.sum()),
         "cost_upper": float(np.quantile(cost, confidence)),
     }
 
@@ -218,31 +251,30 @@ def fair_rows(test_rows, *, champion_train, candidate_train) -> tuple[np.ndarray
     return mask, overlap
 
 
-def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decisions,
-                   champion_version: str | None, champion_error: str | None, fn_cost: float,
-                   fp_cost: float, seed: int, fair: tuple | None = None,
-                   miss_costs=None, cand_scores=None, champ_scores=None,
-                   max_alert_rate: float | None = None) -> dict | None:
+def champion_gates(gate, gates: Gates, candidate: Candidate, champion: Champion, *,
+                   seed: int, fair: tuple | None = None) -> dict | None:
     """Add the champion comparison's gates through ``gate``; returns the bootstrap figures.
 
     ``fair`` is :func:`fair_rows`' (mask, overlap): the comparison uses only those rows. With
-    ``max_alert_rate`` both models flag at most that share of them (:func:`alert_capped`).
+    a review capacity (``costs.max_alert_rate``) both models flag at most that share of them
+    (:func:`alert_capped`).
     """
-    if champion_version is None:
+    if champion.version is None:
         gate("champion_cost", True, None, None, "no champion yet: nothing to compare")
         gate("champion_recall", True, None, None, "no champion yet: nothing to compare")
         return None
-    if champion_error is not None:
+    if champion.error is not None:
         gate("champion_cost", False, None, None,
-             f"champion {champion_version} cannot score these test rows ({champion_error}); "
+             f"champion {champion.version} cannot score these test rows ({champion.error}); "
              "compare by hand and promote with --force if intended")
         return None
-    y, cand, champ = (np.asarray(a) for a in (y_test, cand_decisions, champ_decisions))
+    y, cand, champ = (np.asarray(a) for a in (candidate.y, candidate.decisions,
+                                               champion.decisions))
+    costs, cand_scores, champ_scores = candidate.costs, candidate.scores, champion.scores
     overlap = None
     if fair is not None:
         mask, overlap = fair
-        y, cand, champ = y[mask], cand[mask], champ[mask]
-        miss_costs = None if miss_costs is None else np.asarray(miss_costs)[mask]
+        y, cand, champ, costs = y[mask], cand[mask], champ[mask], costs.rows(mask)
         cand_scores, champ_scores = (None if s is None else np.asarray(s)[mask]
                                      for s in (cand_scores, champ_scores))
         positives = int(np.asarray(y).astype(bool).sum())
@@ -257,13 +289,13 @@ def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decision
              f"{overlap['candidate_trained_on']} duplicates of candidate training rows"
              + ("" if enough else "; too few positives left to compare fairly"))
         if not enough:
-            return {"champion": champion_version, "overlap": overlap}
+            return {"champion": champion.version, "overlap": overlap}
+    max_alert_rate = costs.max_alert_rate
     cand, champ, cap = alert_capped(cand, champ, cand_scores=cand_scores,
                                     champ_scores=champ_scores, max_alert_rate=max_alert_rate)
-    comparison = paired_bootstrap(
-        y, cand, champ, fn_cost=fn_cost, fp_cost=fp_cost, miss_costs=miss_costs,
-        samples=gates.bootstrap_samples, confidence=gates.confidence, seed=seed)
-    comparison.update(champion=champion_version, overlap=overlap, alert_cap=cap)
+    comparison = paired_bootstrap(y, cand, champ, costs=costs, samples=gates.bootstrap_samples,
+                                  confidence=gates.confidence, seed=seed)
+    comparison.update(champion=champion.version, overlap=overlap, alert_cap=cap)
     capped = ("" if cap is None else f"; both at most {cap['alerts']} alerts (max_alert_rate "
               f"{max_alert_rate:g}; flagged before the cap: candidate {cap['candidate_flagged']}, "
               f"champion {cap['champion_flagged']})")
@@ -278,32 +310,30 @@ def champion_gates(gate, gates: Gates, *, y_test, cand_decisions, champ_decision
     return comparison
 
 
-def candidate_bounds(gates: Gates, y_test, cand_scores, cand_decisions, *, fn_cost: float,
-                     fp_cost: float, seed: int, miss_costs=None) -> dict | None:
+def candidate_bounds(gates: Gates, candidate: Candidate, *, seed: int) -> dict | None:
     """The bootstrap bounds the absolute gates judge (None when they judge point estimates)."""
     if gates.absolute_gates != "bound":
         return None
-    if y_test is None or cand_scores is None or cand_decisions is None:
-        raise ValueError("gates.absolute_gates='bound' needs y_test, cand_scores and "
-                         "cand_decisions")
-    return candidate_bootstrap(y_test, cand_scores, cand_decisions, fn_cost=fn_cost,
-                               fp_cost=fp_cost, samples=gates.bootstrap_samples,
-                               confidence=gates.confidence, seed=seed, miss_costs=miss_costs)
+    if candidate.y is None or candidate.scores is None or candidate.decisions is None:
+        raise ValueError("gates.absolute_gates='bound' needs the candidate's labels, scores "
+                         "and decisions (y, scores, decisions)")
+    return candidate_bootstrap(candidate.y, candidate.scores, candidate.decisions,
+                               costs=candidate.costs, samples=gates.bootstrap_samples,
+                               confidence=gates.confidence, seed=seed)
 
 
-def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None,
-                   max_alert_rate: float | None = None, y=None, decisions=None,
-                   miss_costs=None) -> None:
+def absolute_gates(gate, gates: Gates, candidate: Candidate, *, bounds: dict | None) -> None:
     """Minimum recall, PR AUC above prevalence, maximum normalised cost: on the one-sided
     bootstrap bounds when ``bounds`` is given, else on the point estimates.
 
-    With per-row costs (``miss_costs``) recall is in money, as the model was chosen. With a
-    review capacity (``max_alert_rate``) that cannot reach every positive, ``min_recall`` is a
-    share of the best recall the capacity allows.
+    With per-row costs recall is in money, as the model was chosen. With a review capacity
+    (``costs.max_alert_rate``) that cannot reach every positive, ``min_recall`` is a share of
+    the best recall the capacity allows.
     """
+    metrics, y, max_alert_rate = candidate.metrics, candidate.y, candidate.costs.max_alert_rate
     at = metrics["at_threshold"]
-    reach = reachable_recall(metrics, max_alert_rate, y=y, miss_costs=miss_costs)
-    recall = candidate_recall(metrics, y=y, decisions=decisions, miss_costs=miss_costs)
+    reach = reachable_recall(metrics, candidate.costs, y=y)
+    recall = candidate_recall(metrics, candidate.costs, y=y, decisions=candidate.decisions)
     pr_floor = max(gates.min_pr_auc, metrics["prevalence"])
     figures = (("min_recall", "recall", recall, "recall_lower", "lower"),
                ("min_pr_auc", "pr_auc", metrics["pr_auc"], "pr_auc_lower", "lower"),
@@ -314,7 +344,8 @@ def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None,
     within = ("" if reach is None or reach >= 1 else
               f" (min_recall {gates.min_recall:g} x {reach:.4f}, the best recall within "
               f"max_alert_rate {max_alert_rate:g})")
-    unit = "" if miss_costs is None or y is None else " in money (each positive weighs its cost)"
+    money = y is not None and candidate.costs.per_row
+    unit = " in money (each positive weighs its cost)" if money else ""
     what = {"min_recall": f"minority-class recall{unit} at the chosen threshold{within}",
             "min_pr_auc": "PR AUC above the configured minimum and above prevalence "
                           "(a random ranking)",
@@ -329,35 +360,26 @@ def absolute_gates(gate, metrics: dict, gates: Gates, *, bounds: dict | None,
         gate(name, passed, judged, limit, f"{what[name]}; {how}", point=point)
 
 
-def evaluate_gates(
-    metrics: dict, gates: Gates, *, y_test=None, cand_scores=None, cand_decisions=None,
-    champ_decisions=None, champ_scores=None, champion_version: str | None = None,
-    champion_error: str | None = None, test_rows=None, train_rows=None,
-    champion_train_rows=None, fn_cost: float, fp_cost: float, seed: int = 0,
-    miss_costs=None,  # each test row's cost of a miss (e.g. amounts); None: fn_cost
-    max_alert_rate: float | None = None,
-) -> dict:
+def evaluate_gates(candidate: Candidate, gates: Gates, *, champion: Champion | None = None,
+                   seed: int = 0) -> Verdict:
     """Judge a candidate: fixed minimums, then the champion comparison on fair rows.
 
-    Args:
-        test_rows, train_rows: Content hashes of the candidate's test rows (one per row) and
-            training rows; with ``champion_train_rows`` (None when the champion has none) the
-            comparison leaves out rows either model trained on.
-        max_alert_rate: The review capacity (``costs.max_alert_rate``): ``min_recall`` is
-            judged against the best recall it allows, and both models' decisions in the
-            champion comparison are capped to it, each model's highest scores first.
+    The champion comparison leaves out rows either model trained on (``candidate.test_rows``
+    against ``candidate.train_rows`` and ``champion.train_rows``). With a review capacity
+    (``candidate.costs.max_alert_rate``) ``min_recall`` is judged against the best recall it
+    allows, and both models' decisions in the comparison are capped to it, each model's
+    highest scores first.
 
     Returns:
-        ``{"status": "passed" | "rejected" | "refused", "gates": [...], "comparison": ...,
-        "bounds": ...}``; "refused" means too few (fair) test positives to judge at all.
+        The verdict: ``passed``, ``rejected`` or ``refused`` (too few (fair) test positives
+        to judge at all), its gates, the comparison and the bounds.
     """
-    positives = metrics["positives"]
-    rows = []
+    champion = champion or Champion()
+    positives = candidate.metrics["positives"]
+    rows: list[GateResult] = []
 
     def gate(name, passed, value, limit, detail, point=None):
-        rows.append({"gate": name, "passed": bool(passed), "value": value,
-                     "point": value if point is None else point, "limit": limit,
-                     "detail": detail})
+        rows.append(GateResult(name, passed, value, limit, detail, point=point))
 
     enough = positives >= gates.min_test_positives
     gate("min_test_positives", enough, positives, gates.min_test_positives,
@@ -365,54 +387,30 @@ def evaluate_gates(
          f"only {positives} test positives; need {gates.min_test_positives} to judge: "
          "add data or lower gates.min_test_positives")
     if not enough:
-        return {"status": "refused", "gates": rows, "comparison": None, "bounds": None}
-    bounds = candidate_bounds(gates, y_test, cand_scores, cand_decisions, fn_cost=fn_cost,
-                              fp_cost=fp_cost, seed=seed, miss_costs=miss_costs)
-    absolute_gates(gate, metrics, gates, bounds=bounds, max_alert_rate=max_alert_rate, y=y_test,
-                   decisions=cand_decisions, miss_costs=miss_costs)
+        return Verdict(REFUSED, rows)
+    bounds = candidate_bounds(gates, candidate, seed=seed)
+    absolute_gates(gate, gates, candidate, bounds=bounds)
     fair = None
-    if test_rows is not None and champion_version is not None and champion_error is None:
-        fair = fair_rows(test_rows, champion_train=champion_train_rows,
-                         candidate_train=train_rows)
-    comparison = champion_gates(gate, gates, y_test=y_test, cand_decisions=cand_decisions,
-                                champ_decisions=champ_decisions,
-                                champion_version=champion_version,
-                                champion_error=champion_error, fn_cost=fn_cost,
-                                fp_cost=fp_cost, seed=seed, fair=fair, miss_costs=miss_costs,
-                                cand_scores=cand_scores, champ_scores=champ_scores,
-                                max_alert_rate=max_alert_rate)
-    failed = {r["gate"] for r in rows if not r["passed"]}
-    status = ("refused" if "champion_fair_rows" in failed else
-              "rejected" if failed else "passed")
-    return {"status": status, "gates": rows, "comparison": comparison, "bounds": bounds}
-
-
-def verdict_table(verdict: dict) -> pd.DataFrame:
-    """The gate rows as text: gate, passed, point estimate, judged value (bound), limit."""
-    table = pd.DataFrame(verdict["gates"])
-    if "point" not in table:  # verdicts recorded before bounds were judged
-        table["point"] = table["value"]
-    table = table[["gate", "passed", "point", "value", "limit", "detail"]].rename(
-        columns={"value": "judged"})
-    for column in ("point", "judged", "limit"):
-        table[column] = table[column].map(lambda v: "" if v is None else f"{v:.4g}")
-    table.insert(0, "result", table["passed"].map({True: "✅ pass", False: "❌ FAIL"}))
-    return table
+    if candidate.test_rows is not None and champion.version is not None \
+            and champion.error is None:
+        fair = fair_rows(candidate.test_rows, champion_train=champion.train_rows,
+                         candidate_train=candidate.train_rows)
+    comparison = champion_gates(gate, gates, candidate, champion, seed=seed, fair=fair)
+    failed = {g.gate for g in rows if not g.passed}
+    status = (REFUSED if "champion_fair_rows" in failed else
+              REJECTED if failed else PASSED)
+    return Verdict(status, rows, comparison, bounds)
 
 
 @task(name="gate", cache_policy=NO_CACHE)
-def gate_task(metrics: dict, gates: Gates, *, champion, **kwargs) -> dict:
-    """Judge the candidate against the gates and ``champion`` (a
-    ``tasks.registry.champion_scores.Champion``);
-    publish the verdict as a table artifact."""
-    verdict = evaluate_gates(metrics, gates, champ_decisions=champion.decisions,
-                             champion_version=champion.version,
-                             champion_error=champion.error,
-                             champion_train_rows=getattr(champion, "train_rows", None),
-                             champ_scores=getattr(champion, "scores", None), **kwargs)
+def gate_task(candidate: Candidate, gates: Gates, *, champion: Champion,
+              seed: int = 0) -> Verdict:
+    """Judge the candidate against the gates and ``champion``; publish the verdict as a
+    table artifact."""
+    verdict = evaluate_gates(candidate, gates, champion=champion, seed=seed)
     create_table_artifact(
         key="gate-verdict",
         table=verdict_table(verdict).to_dict(orient="records"),
-        description=f"Gate verdict: {verdict['status']}",
+        description=f"Gate verdict: {verdict.status}",
     )
     return verdict

@@ -17,23 +17,18 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from tasks.decision.threshold import DecisionCosts, expected_cost, never_flag_cost
+from tasks.decision.costs import DecisionCosts, normalised
+from tasks.decision.served_classifier import decide
 
 HEADLINE = ["recall", "precision", "f1", "pr_auc", "roc_auc", "balanced_accuracy", "g_mean",
             "expected_cost", "normalised_cost"]
 
 
-def _costs(costs, fn_cost, fp_cost) -> DecisionCosts:
-    return costs if costs is not None else DecisionCosts(fn_cost=fn_cost, fp_cost=fp_cost)
-
-
-def metrics_at(y, scores, threshold: float, *, fn_cost: float | None = None,
-               fp_cost: float | None = None, costs: DecisionCosts | None = None) -> dict:
+def metrics_at(y, scores, threshold: float, *, costs: DecisionCosts) -> dict:
     """Threshold-dependent metrics of ``score >= threshold``; costs in the cost's unit (money
     when rows carry their own miss cost), normalised by the cost of flagging nothing."""
-    d = (np.asarray(scores) >= threshold).astype(int)
-    return {"threshold": float(threshold),
-            **decision_metrics(y, d, costs=_costs(costs, fn_cost, fp_cost))}
+    d = decide(scores, threshold).astype(int)
+    return {"threshold": float(threshold), **decision_metrics(y, d, costs=costs)}
 
 
 def decision_metrics(y, decisions, *, costs: DecisionCosts) -> dict:
@@ -43,8 +38,7 @@ def decision_metrics(y, decisions, *, costs: DecisionCosts) -> dict:
     tn, fp, fn, tp = confusion_matrix(y, d, labels=[0, 1]).ravel()
     recall = recall_score(y, d, zero_division=0)
     specificity = tn / (tn + fp) if tn + fp else 0.0
-    cost = expected_cost(y, d, costs=costs)
-    never = never_flag_cost(y, costs)
+    cost = costs.expected(y, d)
     return {
         "recall": float(recall),
         "precision": float(precision_score(y, d, zero_division=0)),
@@ -54,7 +48,7 @@ def decision_metrics(y, decisions, *, costs: DecisionCosts) -> dict:
         "specificity": float(specificity),
         "expected_cost": cost,
         "cost_per_row": cost / len(y),
-        "normalised_cost": cost / never if never else float("nan"),
+        "normalised_cost": normalised(cost, costs.never_flag(y)),
         "alert_rate": float(d.mean()) if len(d) else float("nan"),
         "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
         "classification_report": classification_report(
@@ -64,10 +58,8 @@ def decision_metrics(y, decisions, *, costs: DecisionCosts) -> dict:
     }
 
 
-def evaluate_scores(y, scores, *, threshold: float, fn_cost: float | None = None,
-                    fp_cost: float | None = None, costs: DecisionCosts | None = None) -> dict:
+def evaluate_scores(y, scores, *, threshold: float, costs: DecisionCosts) -> dict:
     """Ranking metrics plus the threshold metrics at the chosen threshold and at 0.5."""
-    costs = _costs(costs, fn_cost, fp_cost)
     y = np.asarray(y).astype(int)
     two_classes = 0 < y.sum() < len(y)
     return {

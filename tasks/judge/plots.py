@@ -34,7 +34,8 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, precision_recall_curve
 
 from schemas.scored import SCORE
-from tasks.decision.threshold import DecisionCosts
+from tasks.decision.costs import DecisionCosts, normalised
+from tasks.decision.served_classifier import decide
 from tasks.runtime.durable_files import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,7 @@ def cost_at(y, scores, thresholds, *, costs: DecisionCosts) -> np.ndarray:
     miss_below = np.concatenate([[0.0], np.cumsum(miss)])  # what missing them costs
     below = np.searchsorted(s, np.asarray(thresholds, float), side="left")
     fp = (len(s) - below) - (pos.sum() - pos_below[below])
-    never = miss.sum()
-    return (miss_below[below] + costs.fp_cost * fp) / (never if never else 1.0)
+    return normalised(miss_below[below] + costs.fp_cost * fp, miss.sum())
 
 
 def threshold_grid(*score_sets) -> np.ndarray:
@@ -98,7 +98,7 @@ def pr_curve_png(y, scores, *, threshold: float) -> bytes:
     ax.plot(recall, precision, color=TEST, lw=1.5, label="test part")
     ax.axhline(y.mean(), color=HALF, ls=":", lw=1, label=f"prevalence {y.mean():.3f}")
     for t, color, name in ((threshold, CHOSEN, "chosen"), (0.5, HALF, "0.5")):
-        flag = scores >= t
+        flag = decide(scores, t)
         r = (flag & (y == 1)).sum() / max(y.sum(), 1)
         p = (flag & (y == 1)).sum() / flag.sum() if flag.sum() else 1.0
         ax.plot([r], [p], "o", color=color, ms=8,

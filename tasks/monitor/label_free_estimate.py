@@ -23,6 +23,8 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.isotonic import IsotonicRegression
 
+from tasks.decision.costs import DecisionCosts, normalised
+
 logger = logging.getLogger(__name__)
 
 ESTIMATED_DROP = "estimated-drop"
@@ -59,49 +61,46 @@ class Estimate:
         return {"is_estimate": True, **asdict(self)}
 
 
-def expected_figures(p: np.ndarray, decisions: np.ndarray, *, fn_cost: float,
-                     fp_cost: float, miss_costs=None) -> dict:
+def expected_figures(p: np.ndarray, decisions: np.ndarray, *, costs: DecisionCosts) -> dict:
     """Expected confusion counts, recall (with its standard error) and cost of decisions when
-    each row is positive with probability ``p``; with ``miss_costs`` a miss costs its row's
-    value (money) instead of ``fn_cost``."""
+    each row is positive with probability ``p``; with per-row ``costs`` (bound to these rows)
+    a miss costs its row's value (money) instead of ``fn_cost``."""
     d = np.asarray(decisions).astype(bool)
     tp, fn, fp = p[d].sum(), p[~d].sum(), (1 - p[d]).sum()
     positives = tp + fn
     if positives <= 0:
-        return {"positives": 0.0, "recall": None, "se": None, "cost": fp_cost * fp,
+        return {"positives": 0.0, "recall": None, "se": None, "cost": costs.fp_cost * fp,
                 "normalised": None}
     var_tp, var_fn = (p[d] * (1 - p[d])).sum(), (p[~d] * (1 - p[~d])).sum()
     se = float(np.sqrt(fn**2 * var_tp + tp**2 * var_fn) / positives**2)
-    if miss_costs is None:
-        cost, never = fn_cost * fn + fp_cost * fp, fn_cost * positives
-    else:
-        w = np.asarray(miss_costs, dtype=float)
-        cost, never = (p[~d] * w[~d]).sum() + fp_cost * fp, (p * w).sum()
+    cost, never = costs.expected_given(p, d)
     return {"positives": float(positives), "recall": float(tp / positives), "se": se,
-            "cost": float(cost), "normalised": float(cost / never) if never > 0 else None}
+            "cost": cost, "normalised": normalised(cost, never, empty=None)}
 
 
 def estimate_recall(scores, decisions, *, calibration: IsotonicRegression, reference_scores,
-                    reference_decisions, fn_cost: float, fp_cost: float, tolerance: float,
-                    confidence: float, min_positives: float, miss_costs=None,
-                    reference_miss_costs=None) -> Estimate:
+                    reference_decisions, costs: DecisionCosts, reference_costs: DecisionCosts,
+                    tolerance: float, confidence: float, min_positives: float) -> Estimate:
     """Estimate recall and cost of rows whose labels have not matured, and say whether the
     estimated recall is more than ``tolerance`` below the reference's beyond its uncertainty.
 
+    ``costs`` and ``reference_costs`` are the version's costs bound to the rows awaiting
+    labels and to the reference rows (per-row costs: each row's amount).
+
     Example:
         >>> cal = reference_calibration([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1])
+        >>> costs = DecisionCosts(fn_cost=10, fp_cost=1)
         >>> e = estimate_recall([0.9, 0.1], [1, 0], calibration=cal,
-        ...     reference_scores=[0.9], reference_decisions=[1], fn_cost=10, fp_cost=1,
-        ...     tolerance=0.05, confidence=0.95, min_positives=1)
+        ...     reference_scores=[0.9], reference_decisions=[1], costs=costs,
+        ...     reference_costs=costs, tolerance=0.05, confidence=0.95, min_positives=1)
         >>> e.status, e.estimated_recall
         ('no-estimated-drop', 1.0)
     """
     scores = np.asarray(scores, dtype=float)
-    costs = {"fn_cost": fn_cost, "fp_cost": fp_cost}
     ref = expected_figures(calibration.predict(np.asarray(reference_scores, dtype=float)),
-                           reference_decisions, **costs, miss_costs=reference_miss_costs)
-    batch = (expected_figures(calibration.predict(scores), decisions, **costs,
-                              miss_costs=miss_costs) if len(scores)
+                           reference_decisions, costs=reference_costs)
+    batch = (expected_figures(calibration.predict(scores), decisions, costs=costs)
+             if len(scores)
              else {"positives": 0.0, "recall": None, "se": None, "cost": None,
                    "normalised": None})
     base = {"rows": int(len(scores)), "expected_positives": round(batch["positives"], 3),

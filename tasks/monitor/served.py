@@ -34,6 +34,7 @@ from tasks.data.row_keys import content_row_keys, unique_keys
 from tasks.data.scan import iso
 from tasks.data.tables import IO_RETRIES
 from tasks.data.window import SourceWindow
+from tasks.decision.costs import DecisionCosts
 from tasks.monitor.verdict import Judgement, judge
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class VersionInfo:
 
     schema: InputSchema
     threshold: float
-    costs: dict
+    costs: DecisionCosts
     reference: pd.DataFrame
 
 

@@ -10,6 +10,7 @@ Registry moves on the verdict (promote, wait for approval, retire) are
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,8 @@ from schemas.scored import (
     MODEL_VERSION,
     SCORE,
 )
-from tasks.judge.gates import champion_gates
-from tasks.monitor.verdict import row_miss_costs
+from tasks.decision.costs import DecisionCosts
+from tasks.judge.gates import Candidate, Champion, champion_gates
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +62,13 @@ def shadow_verdict(frame: pd.DataFrame, y: np.ndarray, judged: np.ndarray, *, ch
          f"scored in shadow by {challenger}")
     comparison = None
     if enough:
-        comparison = champion_gates(
-            gate, gates, y_test=yy, cand_decisions=shadow[CHALLENGER_DECISION].to_numpy(),
-            champ_decisions=shadow[DECISION].to_numpy(), champion_version=champion,
-            champion_error=None, fn_cost=costs["fn_cost"], fp_cost=costs["fp_cost"],
-            seed=seed, miss_costs=row_miss_costs(shadow, costs),
-            cand_scores=shadow[CHALLENGER_SCORE].to_numpy(),
-            champ_scores=shadow[SCORE].to_numpy(), max_alert_rate=max_alert_rate)
+        row_costs = replace(DecisionCosts.from_meta(costs), max_alert_rate=max_alert_rate)
+        candidate = Candidate(metrics={}, costs=row_costs.for_rows(shadow), y=yy,
+                              scores=shadow[CHALLENGER_SCORE].to_numpy(),
+                              decisions=shadow[CHALLENGER_DECISION].to_numpy())
+        served = Champion(version=champion, decisions=shadow[DECISION].to_numpy(),
+                          scores=shadow[SCORE].to_numpy())
+        comparison = champion_gates(gate, gates, candidate, served, seed=seed)
     failed = [g["gate"] for g in gate_rows if not g["passed"]]
     status = "refused" if not enough else "rejected" if failed else "passed"
     reason = (f"shadow comparison on {int(rows.sum())} matured rows ({positives} positives): "

@@ -20,14 +20,14 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import MonitoringConfig
-from schemas.errors import DataError
 from schemas.inference import InputSchema
 from schemas.scored import DECISION, SCORE
 from schemas.statuses import CANNOT_JUDGE, DRIFT
 from tasks.data.arrivals import source_path
 from tasks.data.labels import binary_labels, label_roles
 from tasks.data.tables import IO_RETRIES
-from tasks.decision.threshold import DecisionCosts, expected_cost
+from tasks.decision.costs import DecisionCosts, normalised
+from tasks.decision.served_classifier import decide
 from tasks.monitor.label_free_estimate import (
     ESTIMATED_DROP,
     Estimate,
@@ -62,40 +62,26 @@ def classification_figures(y, decisions) -> dict:
     }
 
 
-def cost_figures(y, decisions, *, fn_cost: float, fp_cost: float,
-                 miss_costs=None) -> dict:
+def cost_figures(y, decisions, *, costs: DecisionCosts) -> dict:
     """Expected cost of the decisions at the model's threshold, absolute, per row, normalised.
 
-    ``normalised_cost`` divides by the cost of never flagging anything (fn_cost x positives),
-    as the training gates do, so a batch and the reference compare despite their sizes. With
-    ``miss_costs`` (each row's cost of a miss, e.g. its amount) both are in that money.
+    ``normalised_cost`` divides by the cost of never flagging anything, as the training gates
+    do, so a batch and the reference compare despite their sizes. With per-row ``costs``
+    (each row's cost of a miss, e.g. its amount, bound to these rows) both are in that money.
     """
     y = np.asarray(y).astype(bool)
     d = np.asarray(decisions).astype(bool)
-    costs = DecisionCosts(fn_cost=fn_cost, fp_cost=fp_cost, fn_costs=miss_costs)
-    cost = expected_cost(y, d, costs=costs)
-    never = float(costs.miss_costs(y).sum())
+    cost = costs.expected(y, d)
     return {
         "expected_cost": cost,
         "cost_per_row": cost / len(y) if len(y) else None,
-        "normalised_cost": cost / never if never else None,
+        "normalised_cost": normalised(cost, costs.never_flag(y), empty=None),
         "fn": int((y & ~d).sum()),
         "fp": int((~y & d).sum()),
-        "fn_cost": float(fn_cost),
-        "fp_cost": float(fp_cost),
-        "per_row_fn_cost": miss_costs is not None,
+        "fn_cost": float(costs.fn_cost),
+        "fp_cost": float(costs.fp_cost),
+        "per_row_fn_cost": costs.per_row,
     }
-
-
-def row_miss_costs(rows: pd.DataFrame, costs: dict):
-    """Each row's cost of a miss when the version was trained on per-row costs, else None."""
-    column = costs.get("fn_cost_column")
-    if not column:
-        return None
-    if column not in rows.columns:
-        raise DataError(f"column {column!r} (each row's cost of a miss, costs.fn_cost_column "
-                        "of this version) is missing: monitoring speaks in that money")
-    return pd.to_numeric(rows[column], errors="coerce").fillna(0.0).to_numpy(dtype=float)
 
 
 @dataclass
@@ -114,9 +100,13 @@ class Judgement:
 
 
 def judge(batch: pd.DataFrame, y: np.ndarray, usable: np.ndarray, reference: pd.DataFrame, *,
-          threshold: float, schema: InputSchema, costs: dict,
+          threshold: float, schema: InputSchema, costs: DecisionCosts,
           config: MonitoringConfig) -> Judgement:
-    """Figures and the recall decision of the matured rows, against the reference."""
+    """Figures and the recall decision of the matured rows, against the reference.
+
+    ``costs`` are the version's (``DecisionCosts.from_meta``); with per-row costs every
+    judged row and every reference row needs its amount (the missing-amount rule of
+    :mod:`tasks.decision.costs`)."""
     matured = batch.loc[usable]
     y_batch = y[usable].astype(int)
     y_ref = binary_labels(reference[schema.label], positive=schema.positive,
@@ -124,11 +114,10 @@ def judge(batch: pd.DataFrame, y: np.ndarray, usable: np.ndarray, reference: pd.
     # the reference's own decisions: with nested-CV evidence each row was decided by the
     # model of its outer fold, at that model's threshold
     d_ref = (reference[DECISION].to_numpy().astype(np.int8) if DECISION in reference
-             else (reference[SCORE].to_numpy() >= threshold).astype(np.int8))
+             else decide(reference[SCORE].to_numpy(), threshold).astype(np.int8))
     figures = {"batch": classification_figures(y_batch, matured[DECISION]),
                "reference": classification_figures(y_ref, d_ref)}
-    cost = {side: cost_figures(yy, dd, fn_cost=costs["fn_cost"], fp_cost=costs["fp_cost"],
-                               miss_costs=row_miss_costs(rows, costs))
+    cost = {side: cost_figures(yy, dd, costs=costs.for_rows(rows))
             for side, yy, dd, rows in (("batch", y_batch, matured[DECISION], matured),
                                        ("reference", y_ref, d_ref, reference))}
     decision = decide_recall_drift(
@@ -156,7 +145,7 @@ def quality_snapshot(j: Judgement, reference: pd.DataFrame, *, schema: InputSche
 
 
 def estimate_pending(batch: pd.DataFrame, pending: np.ndarray, reference: pd.DataFrame, *,
-                     j: Judgement, costs: dict, config: MonitoringConfig) -> Estimate:
+                     j: Judgement, costs: DecisionCosts, config: MonitoringConfig) -> Estimate:
     """The early warning: recall and cost estimated on the rows whose labels have not matured,
     with the version's scores calibrated on its reference."""
     rows = batch.loc[pending]
@@ -164,10 +153,9 @@ def estimate_pending(batch: pd.DataFrame, pending: np.ndarray, reference: pd.Dat
         rows[SCORE].to_numpy(), rows[DECISION].to_numpy(),
         calibration=reference_calibration(reference[SCORE].to_numpy(), j.y_ref),
         reference_scores=reference[SCORE].to_numpy(), reference_decisions=j.d_ref,
-        fn_cost=costs["fn_cost"], fp_cost=costs["fp_cost"], tolerance=config.recall_tolerance,
-        confidence=config.confidence, min_positives=config.min_positives / 2,
-        miss_costs=row_miss_costs(rows, costs),
-        reference_miss_costs=row_miss_costs(reference, costs))
+        costs=costs.for_rows(rows), reference_costs=costs.for_rows(reference),
+        tolerance=config.recall_tolerance, confidence=config.confidence,
+        min_positives=config.min_positives / 2)
 
 
 def retrain_source(lineage: dict | None, meta: dict) -> str:

@@ -35,6 +35,7 @@ from pydantic import Field
 from schemas.config import Gates
 from schemas.errors import RegistryError
 from schemas.statuses import PENDING
+from tasks.judge.gate_verdict import Verdict
 from tasks.registry.challenger import SHADOW, ChallengerRecord, shadow_pending
 from tasks.registry.store import Registry
 
@@ -91,22 +92,20 @@ def approval_markdown(verdict: dict, *, name: str, metrics: dict) -> str:
              f"{at['precision']:.3f}, PR AUC {metrics['pr_auc']:.3f}, normalised cost "
              f"{at['normalised_cost']:.3f} at threshold {at['threshold']:.4f}.", "",
              "| gate | passed | point | judged | limit |", "|---|---|---:|---:|---:|"]
-    for g in verdict["gates"]:
-        lines.append(f"| {g['gate']} | {'yes' if g['passed'] else 'NO'} | "
-                     f"{_fmt(g.get('point', g['value']))} | {_fmt(g['value'])} | "
-                     f"{_fmt(g['limit'])} |")
+    for g in Verdict.from_dict(verdict).gates:
+        lines.append(f"| {g.gate} | {'yes' if g.passed else 'NO'} | {_fmt(g.point)} | "
+                     f"{_fmt(g.value)} | {_fmt(g.limit)} |")
     lines += ["", "Tick **approve** to promote it, or leave it unticked to reject it; give a "
               "reason either way."]
     return "\n".join(lines)
 
 
-def pending_verdict(verdict: dict, gates: Gates) -> dict:
+def pending_verdict(verdict: Verdict, gates: Gates) -> Verdict:
     """The verdict a candidate is registered with: ``pending`` when approval is manual and
-    every gate passed (a new dict), else unchanged."""
-    if gates.approval != "manual" or verdict["status"] != "passed":
+    every gate passed, else unchanged."""
+    if gates.approval != "manual" or verdict.status != "passed":
         return verdict
-    return {**verdict, "status": PENDING,
-            "approval": {"requested": True, "timeout_s": gates.approval_timeout_s}}
+    return verdict.with_status(PENDING, requested=True, timeout_s=gates.approval_timeout_s)
 
 
 def apply_decision(verdict: dict, *, approved: bool, reason: str, how: str) -> dict:

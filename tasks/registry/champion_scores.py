@@ -1,31 +1,16 @@
-"""The serving version a candidate is compared with, and its scores on the candidate's test rows."""
+"""The serving version a candidate is compared with, and its scores on the candidate's test rows
+(a :class:`tasks.judge.gates.Champion`)."""
+
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import RegistryError
+from tasks.judge.gates import Champion
 from tasks.registry.store import Registry
-
-
-@dataclass
-class Champion:
-    """The serving version a candidate is compared with, and its decisions on the test rows.
-
-    ``version`` is None when there is no champion yet; ``error`` says why it could not score;
-    ``train_rows`` holds the content hashes of its training rows (None if it kept none).
-    """
-
-    version: str | None = None
-    decisions: np.ndarray | None = None
-    error: str | None = None
-    train_rows: np.ndarray | None = None
-    scores: np.ndarray | None = None  # the champion's scores of the test rows
 
 
 @task(name="score-champion", cache_policy=NO_CACHE)

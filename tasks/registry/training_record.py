@@ -22,10 +22,12 @@ from schemas.config import TrainingConfig
 from schemas.scored import DECISION, SCORE
 from schemas.statuses import PENDING
 from tasks.data.split import Parts
+from tasks.decision.costs import DecisionCosts
 from tasks.decision.served_classifier import MODEL_FORMAT, native
+from tasks.judge.gate_verdict import Verdict
+from tasks.judge.gates import Champion
 from tasks.judge.metrics import metric_table
 from tasks.judge.plots import calibration_summary, image_markdown, version_plots
-from tasks.registry.champion_scores import Champion
 from tasks.registry.model_card import model_card
 from tasks.runtime import events
 from tasks.search.evidence import Evidence
@@ -73,7 +75,7 @@ def library_versions() -> dict:
 
 
 def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection,
-                      fitted: FitResult, *, evidence: Evidence, verdict: dict,
+                      fitted: FitResult, *, evidence: Evidence, verdict: Verdict,
                       champion: Champion, lineage: dict | None = None) -> dict:
     """Everything a version records about how it was made and judged (``metadata.json``);
     ``lineage`` is what it was trained on (``tasks.data.window.lineage``)."""
@@ -99,7 +101,7 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
         "classes": class_pair(model),
         "model_format": MODEL_FORMAT,
         "rareflow_version": rareflow_version(),
-        "verdict": verdict,
+        "verdict": verdict.as_dict(),
         "compared_with": champion.version,
         "fingerprints": parts.fingerprints,
         "lineage": lineage,
@@ -120,19 +122,18 @@ def training_plots(config: TrainingConfig, parts: Parts, selection: Selection,
                    fitted: FitResult, evidence: Evidence) -> dict[str, bytes]:
     """The version's plots (the judged rows, and the out-of-fold scores that chose the
     threshold)."""
-    from tasks.search.selection import decision_costs
-
     best = selection.best
     oof = None
     if len(best.oof_scores) == len(parts.y_train):
-        oof = (parts.y_train, best.oof_scores, decision_costs(config.costs, parts.X_train))
+        oof = (parts.y_train, best.oof_scores,
+               DecisionCosts.from_config(config.costs).for_rows(parts.X_train))
     return version_plots(evidence.y, evidence.scores, threshold=fitted.model.threshold,
                          costs=evidence.costs, oof=oof)
 
 
 @task(name="record", cache_policy=NO_CACHE)
 def record_task(config: TrainingConfig, parts: Parts, selection: Selection, fitted: FitResult,
-                *, evidence: Evidence, verdict: dict, champion: Champion,
+                *, evidence: Evidence, verdict: Verdict, champion: Champion,
                 lineage: dict | None = None) -> Record:
     """The version's metadata, reference table, plots (also an artifact) and model card."""
     meta = training_metadata(config, parts, selection, fitted, evidence=evidence,
@@ -145,7 +146,7 @@ def record_task(config: TrainingConfig, parts: Parts, selection: Selection, fitt
     return Record(meta, reference_table(evidence, parts.schema), model_card(meta), plots)
 
 
-def announce(name: str, version: str, status: str, *, metrics: dict, verdict: dict,
+def announce(name: str, version: str, status: str, *, metrics: dict, verdict: Verdict,
              threshold: float, champion: Champion, registry: str | None = None) -> None:
     """Emit ``rareflow.model.promoted``, ``rareflow.model.approval-requested`` (a pending
     candidate; the payload's ``registry`` and ``version`` say which, for the approval flow)
@@ -165,12 +166,11 @@ def announce(name: str, version: str, status: str, *, metrics: dict, verdict: di
                     "(or the approval flow's Resume form)", name, version, version)
     else:
         events.emit(events.REJECTED, name=name, payload=payload)
-        failed = [g["gate"] for g in verdict["gates"] if not g["passed"]]
-        logger.warning("Not promoted (%s): failed %s", status, failed)
+        logger.warning("Not promoted (%s): failed %s", status, verdict.failed)
 
 
 def training_summary(config: TrainingConfig, version: str, status: str, *, champion_now,
-                     fitted: FitResult, selection: Selection, metrics: dict, verdict: dict,
+                     fitted: FitResult, selection: Selection, metrics: dict, verdict: Verdict,
                      registry_dir) -> dict:
     """What ``training_flow`` returns (and the CLI prints)."""
     board = selection.board.to_dict(orient="records")
@@ -179,5 +179,5 @@ def training_summary(config: TrainingConfig, version: str, status: str, *, champ
         "promoted": status == "passed", "champion": champion_now,
         "threshold": fitted.model.threshold, "strategy": selection.best.spec.name,
         "metrics": metrics, "metric_table": metric_table(metrics).to_dict(orient="records"),
-        "verdict": verdict, "leaderboard": board, "registry": str(registry_dir),
+        "verdict": verdict.as_dict(), "leaderboard": board, "registry": str(registry_dir),
     }

@@ -13,13 +13,9 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
-from tasks.decision.served_classifier import positive_scores
-from tasks.decision.threshold import (
-    DecisionCosts,
-    choose_thresholds_without,
-    expected_cost,
-    never_flag_cost,
-)
+from tasks.decision.costs import DecisionCosts
+from tasks.decision.served_classifier import decide, positive_scores
+from tasks.decision.threshold import choose_thresholds_without
 from tasks.runtime._heap import trim_heap
 from tasks.search._fold_memory import fit_on_rows
 from tasks.search.candidates import CandidateSpec
@@ -80,24 +76,16 @@ def failed_result(spec: CandidateSpec, n: int, status: str, error: str) -> CVRes
                     float("inf"), float("nan"), 0.0, error=error, status=status)
 
 
-def _costs(costs, fn_cost, fp_cost) -> DecisionCosts:
-    return costs if costs is not None else DecisionCosts(fn_cost=fn_cost, fp_cost=fp_cost)
-
-
-def fold_thresholds(y, oof, folds, *, fn_cost: float | None = None, fp_cost: float | None = None,
-                    costs: DecisionCosts | None = None) -> list[float]:
+def fold_thresholds(y, oof, folds, *, costs: DecisionCosts) -> list[float]:
     """For each fold, the cost-optimal threshold on the out-of-fold scores of the others."""
     held = [held_pos for _, held_pos in folds]
-    return [c.threshold for c in choose_thresholds_without(
-        y, oof, held, costs=_costs(costs, fn_cost, fp_cost))]
+    return [c.threshold for c in choose_thresholds_without(y, oof, held, costs=costs)]
 
 
 def _fold_costs(y, oof, folds, thresholds, *, costs: DecisionCosts) -> list[float]:
     out = []
     for (_, held_pos), t in zip(folds, thresholds, strict=True):
-        yh, ch = y[held_pos], costs.rows(held_pos)
-        cost = expected_cost(yh, oof[held_pos] >= t, costs=ch)
-        out.append(float(cost / never_flag_cost(yh, ch)))
+        out.append(costs.rows(held_pos).normalised(y[held_pos], decide(oof[held_pos], t)))
     return out
 
 
@@ -109,29 +97,26 @@ def honest_row_costs(y, oof, folds, *, costs: DecisionCosts) -> tuple[np.ndarray
     miss = costs.miss_costs(y)
     out = np.zeros(len(y))
     for (_, held_pos), t in zip(folds, thresholds, strict=True):
-        flagged = oof[held_pos] >= t
+        flagged = decide(oof[held_pos], t)
         out[held_pos] = np.where(flagged, np.where(y[held_pos] == 1, 0.0, costs.fp_cost),
                                  miss[held_pos])
     return out, float(miss.sum())
 
 
-def honest_fold_costs(y, oof, folds, *, fn_cost: float | None = None,
-                      fp_cost: float | None = None,
-                      costs: DecisionCosts | None = None) -> list[float]:
+def honest_fold_costs(y, oof, folds, *, costs: DecisionCosts) -> list[float]:
     """Normalised cost of each held-out fold at the threshold chosen on the other folds.
 
     The threshold never sees the labels of the rows it is judged on.
     """
-    y, costs = np.asarray(y), _costs(costs, fn_cost, fp_cost)
+    y = np.asarray(y)
     thresholds = fold_thresholds(y, oof, folds, costs=costs)
     return _fold_costs(y, oof, folds, thresholds, costs=costs)
 
 
-def score_oof(spec: CandidateSpec, y, oof, folds, *, fn_cost: float | None = None,
-              fp_cost: float | None = None, costs: DecisionCosts | None = None,
+def score_oof(spec: CandidateSpec, y, oof, folds, *, costs: DecisionCosts,
               fit_seconds: float) -> CVResult:
     """Threshold, honest CV cost, PR AUC and Brier score of out-of-fold scores."""
-    y, costs = np.asarray(y), _costs(costs, fn_cost, fp_cost)
+    y = np.asarray(y)
     # one sort for all: the threshold on every row, and each fold's from the other folds
     nothing = np.array([], dtype=np.intp)
     choice, *per_fold = choose_thresholds_without(
@@ -176,15 +161,14 @@ def fit_fold(
     return scores, pipe, time.perf_counter() - started
 
 
-def assemble(spec: CandidateSpec, y, folds, fold_outputs, *, fn_cost: float | None = None,
-             fp_cost: float | None = None, costs: DecisionCosts | None = None) -> CVResult:
+def assemble(spec: CandidateSpec, y, folds, fold_outputs, *, costs: DecisionCosts) -> CVResult:
     """A candidate's CV result from its per-fold ``fit_fold`` outputs (in fold order)."""
     oof = np.full(len(y), np.nan)
     for (_, held_pos), (scores, _, _) in zip(folds, fold_outputs, strict=True):
         oof[held_pos] = scores
     if not np.isfinite(oof).all():
         raise ValueError("the folds do not cover every training row exactly once")
-    result = score_oof(spec, y, oof, folds, costs=_costs(costs, fn_cost, fp_cost),
+    result = score_oof(spec, y, oof, folds, costs=costs,
                        fit_seconds=float(sum(seconds for _, _, seconds in fold_outputs)))
     result.fold_models = [model for _, model, _ in fold_outputs]
     return result

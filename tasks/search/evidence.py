@@ -22,7 +22,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from schemas.config import TrainingConfig
 from tasks.data.split import Parts
-from tasks.decision.threshold import DecisionCosts
+from tasks.decision.costs import DecisionCosts
+from tasks.judge.gates import Candidate
 from tasks.judge.metrics import evaluate_decisions, evaluate_scores, metrics_markdown
 
 logger = logging.getLogger(__name__)
@@ -43,10 +44,11 @@ class Evidence:
     costs: DecisionCosts
     detail: dict = field(default_factory=dict)
 
-    @property
-    def miss_costs(self) -> np.ndarray | None:
-        """What missing each judged row costs, when rows carry their own cost (else None)."""
-        return self.costs.miss_costs(self.y) if self.costs.per_row else None
+    def candidate(self, parts: Parts) -> Candidate:
+        """What the gates judge: these rows, with the training rows they must not repeat."""
+        return Candidate(self.metrics, self.costs, y=self.y, scores=self.scores,
+                         decisions=self.decisions, test_rows=parts.test_rows,
+                         train_rows=parts.judged_rows_must_not_repeat)
 
     def describe(self) -> str:
         if self.kind == NESTED_CV:
@@ -67,9 +69,7 @@ def evidence_kind(config: TrainingConfig, positives: int) -> str:
 
 def test_part_evidence(model, parts: Parts, *, config: TrainingConfig) -> Evidence:
     """The final model's scores and decisions on the held-out test part."""
-    from tasks.search.selection import decision_costs
-
-    costs = decision_costs(config.costs, parts.X_test)
+    costs = DecisionCosts.from_config(config.costs).for_rows(parts.X_test)
     scores = model.positive_proba(parts.X_test)
     metrics = evaluate_scores(parts.y_test, scores, threshold=model.threshold, costs=costs)
     return Evidence(TEST_PART, parts.X_test, parts.y_test, scores,
@@ -79,7 +79,7 @@ def test_part_evidence(model, parts: Parts, *, config: TrainingConfig) -> Eviden
 def nested_cv_evidence(parts: Parts, *, config: TrainingConfig) -> Evidence:
     """Out-of-fold scores and decisions of the whole search, refitted per outer fold."""
     from tasks.search.final_fit import fit_final
-    from tasks.search.selection import decision_costs, search
+    from tasks.search.selection import search
 
     X, y = parts.X_train, parts.y_train
     outer = StratifiedKFold(config.split.n_folds, shuffle=True, random_state=config.seed + 1)
@@ -96,7 +96,7 @@ def nested_cv_evidence(parts: Parts, *, config: TrainingConfig) -> Evidence:
                       "rows": len(held_pos), "positives": int(y[held_pos].sum())})
         logger.info("Nested CV outer fold %d: %s, threshold %.4f", k, best.spec.name,
                     best.threshold)
-    costs = decision_costs(config.costs, X)
+    costs = DecisionCosts.from_config(config.costs).for_rows(X)
     metrics = evaluate_decisions(y, scores, decisions, costs=costs)
     return Evidence(NESTED_CV, X, y, scores, decisions, metrics, costs,
                     {"outer_folds": len(folds), "folds": folds})

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
+from tasks.decision.costs import DecisionCosts
 from tasks.decision.served_classifier import (
     RareflowClassifier,
     ThresholdedModel,
@@ -48,7 +49,7 @@ def fit_final(
     seed: int,
     n_jobs: int = 1,
     fold_models: list | None = None,
-    costs=None,
+    costs: DecisionCosts | None = None,
 ) -> FitResult:
     """The final model of the chosen strategy; it keeps the CV threshold.
 
@@ -61,8 +62,8 @@ def fit_final(
     ``threshold`` is then on the calibrated scale.
 
     The result's model is the served classifier: ``classes_`` are the label values of
-    ``X[schema.label]`` (when ``X`` holds the label column) and ``costs`` (a ``Costs``)
-    give its ``score``.
+    ``X[schema.label]`` (when ``X`` holds the label column) and ``costs`` give its
+    ``score``.
     """
     started = time.perf_counter()
     if fold_models:
@@ -88,10 +89,7 @@ def fit_final(
     labels = X[schema.label] if schema.label in X.columns else None
     negative, positive = class_values(labels, y, schema)
     served = served_classifier(model, threshold=threshold, schema=schema, spec=spec,
-                               negative=negative, positive=positive,
-                               fn_cost=getattr(costs, "fn_cost", None),
-                               fp_cost=getattr(costs, "fp_cost", None),
-                               fn_cost_column=getattr(costs, "fn_cost_column", None))
+                               negative=negative, positive=positive, costs=costs)
     return FitResult(served, seconds, info)
 
 

@@ -39,12 +39,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sklearn.metrics import brier_score_loss
 
-from schemas.config import CALIBRATION_MODES, Costs, StrategyConfig, TrainingConfig
+from schemas.config import CALIBRATION_MODES, StrategyConfig, TrainingConfig
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
 from tasks.data.split import cv_folds
 from tasks.decision.calibration import apply_platt, fit_platt
-from tasks.decision.threshold import DecisionCosts
+from tasks.decision.costs import DecisionCosts
+from tasks.decision.served_classifier import decide
 from tasks.judge.plots import calibration_markdown, calibration_summary, cost_curve_markdown
 from tasks.search.candidates import (
     BLEND,
@@ -205,7 +206,7 @@ def calibrate_result(best: CVResult, y, folds, *, mode: str, costs: DecisionCost
     scores = apply_platt(oof, slope, intercept)
     out = score_oof(spec, y, scores, folds, costs=costs, fit_seconds=best.fit_seconds)
     out.fold_models = best.fold_models
-    if not np.array_equal(scores >= out.threshold, oof >= best.threshold):
+    if not np.array_equal(decide(scores, out.threshold), decide(oof, best.threshold)):
         # the map saturated (rows that differed now tie at 0 or 1): keep the raw scores
         logger.warning("Calibration skipped: it would merge scores and change decisions")
         return replace(best, calibrated_brier=cal_brier)
@@ -288,15 +289,6 @@ def calibration_report(best: CVResult, y) -> str:
                                       title="Reliability of out-of-fold scores"))
     return "\n".join(lines)
 
-def decision_costs(costs: Costs, X: pd.DataFrame) -> DecisionCosts:
-    """The decision costs of a config for the rows of ``X`` (per-row costs from its column)."""
-    per_row = None
-    if costs.fn_cost_column is not None:
-        per_row = pd.to_numeric(X[costs.fn_cost_column]).to_numpy(dtype=np.float64)
-    return DecisionCosts(fn_cost=costs.fn_cost, fp_cost=costs.fp_cost, fn_costs=per_row,
-                         max_alert_rate=costs.max_alert_rate, min_recall=costs.min_recall)
-
-
 def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *, config: TrainingConfig,
            progress=None) -> tuple[CVResult, list[CVResult], dict]:
     """The strategy search of a training run: folds, candidates, the racing plan, fits here or
@@ -311,7 +303,7 @@ def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *, config: Train
     """
     started = time.perf_counter()
     strategy, seed = config.strategy, config.seed
-    costs = decision_costs(config.costs, X)
+    costs = DecisionCosts.from_config(config.costs).for_rows(X)
     folds = cv_folds(y, n_folds=config.split.n_folds, seed=seed)
     specs = candidate_specs(strategy, positive_rate=float(y.mean()), positives=int(y.sum()),
                             rows=len(y), has_categorical=bool(schema.categorical))
@@ -374,5 +366,6 @@ def select_task(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *,
         best, results, executor = search(X, y, schema, config=config, progress=progress)
     logger.info("Chose %s: CV normalised cost %.4f ± %.4f, threshold %.4f (from out-of-fold "
                 "scores)", best.spec.name, best.cv_cost, best.cv_cost_std, best.threshold)
-    board = publish_selection(best, results, y, costs=decision_costs(config.costs, X))
+    board = publish_selection(best, results, y,
+                              costs=DecisionCosts.from_config(config.costs).for_rows(X))
     return Selection(best=best, board=board, executor=executor)

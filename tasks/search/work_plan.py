@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import norm
 
-from tasks.decision.threshold import DecisionCosts
+from tasks.decision.costs import DecisionCosts, normalised
 from tasks.search.candidates import CandidateSpec
 from tasks.search.cross_validation import (
     DROPPED,
@@ -101,7 +101,7 @@ def screening_costs(outputs: dict[Job, FoldOutput], specs, y, folds, screen: lis
 def drop_losers(specs, scored: dict[int, tuple[np.ndarray, float]], plan: SearchPlan,
                 log: SearchLog) -> list[int]:
     """The candidates that may still win: not clearly worse than the leader, best first."""
-    totals = {i: float(per_row.sum() / never) for i, (per_row, never) in scored.items()}
+    totals = {i: normalised(per_row.sum(), never) for i, (per_row, never) in scored.items()}
     for i, value in totals.items():
         log.screened[specs[i].name] = round(value, 6)
     if not totals:

@@ -14,6 +14,7 @@ from schemas.errors import DataError
 from schemas.scored import DECISION, SCORE
 from tasks.data.tables import IO_RETRIES, write_table
 from tasks.data.validation import validate_batch
+from tasks.decision.served_classifier import decide
 from tasks.registry.store import Registry
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def scored_batch(model, df: pd.DataFrame, *, rescore: bool = False) -> pd.DataFr
         return score_frame(model, df)
     validate_batch(df, model.schema)
     scores = given_scores(df)
-    decisions = (scores.to_numpy() >= model.threshold).astype(np.int8)
+    decisions = decide(scores.to_numpy(), model.threshold).astype(np.int8)
     if DECISION in df.columns:
         given = pd.to_numeric(df[DECISION], errors="coerce").to_numpy()
         differ = int((given != decisions).sum())

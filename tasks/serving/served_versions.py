@@ -7,6 +7,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.data.tables import IO_RETRIES
+from tasks.decision.costs import DecisionCosts
 from tasks.monitor.served import VersionInfo
 from tasks.registry.store import Registry
 
@@ -20,7 +21,8 @@ def version_infos(registry: Registry, versions: list[str]) -> dict[str, VersionI
     out = {}
     for version in versions:
         model, meta = registry.load(version)
-        out[version] = VersionInfo(model.schema, model.threshold, meta["costs"],
+        out[version] = VersionInfo(model.schema, model.threshold,
+                                   DecisionCosts.from_meta(meta.get("costs")),
                                    registry.reference(version))
     return out
 

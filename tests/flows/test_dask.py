@@ -119,7 +119,7 @@ def test_dask_safety_stop_skips_unfinished_candidates(prefect_harness, demo_smal
     from schemas.demo import LABEL as label
     from tasks.data.split import cv_folds
     from tasks.data.validation import validate_training_data
-    from tasks.decision.threshold import DecisionCosts
+    from tasks.decision.costs import DecisionCosts
     from tasks.search.candidates import CandidateSpec
     from tasks.search.dask_fits import dask_fit_jobs
     from tasks.search.work_plan import SearchPlan, run_search

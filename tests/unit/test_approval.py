@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from schemas.config import Gates
 from schemas.errors import EXIT_OK, EXIT_REGISTRY, EXIT_REJECTED, RegistryError
+from tasks.judge.gate_verdict import Verdict
 from tasks.registry import champion as champion_module
 from tasks.registry.approval import (
     APPROVAL_GATE,
@@ -58,9 +59,10 @@ def cli(reg: Registry, *args: str):
 ])
 def test_pending_only_when_manual_and_every_gate_passed(approval, status, expected):
     """Check that only a passed verdict under manual approval becomes pending."""
-    verdict = {"status": status, "gates": GATES}
-    out = pending_verdict(verdict, Gates(approval=approval, approval_timeout_s=30))
-    assert out["status"] == expected and verdict["status"] == status
+    verdict = Verdict.from_dict({"status": status, "gates": GATES})
+    out = pending_verdict(verdict, Gates(approval=approval, approval_timeout_s=30)).as_dict()
+    assert out["status"] == expected and verdict.status == status
+    assert out["gates"] == GATES  # stored as before: metadata.json keeps its format
     if expected == "pending":
         assert out["approval"] == {"requested": True, "timeout_s": 30}
 
@@ -228,7 +230,7 @@ def test_a_pending_candidate_requests_approval_by_event(monkeypatch, tmp_path):
     """Check that a pending candidate emits rareflow.model.approval-requested (not promoted
     or rejected) with version, absolute registry, name and headline metrics: what the
     `approve` deployment's trigger reads."""
-    from tasks.registry.champion_scores import Champion
+    from tasks.judge.gates import Champion
     from tasks.registry.training_record import announce
     from tasks.runtime import events
 
@@ -237,7 +239,8 @@ def test_a_pending_candidate_requests_approval_by_event(monkeypatch, tmp_path):
                         lambda event, *, name, payload: sent.append((event, name, payload)))
     monkeypatch.chdir(tmp_path)
     metrics = {"pr_auc": 0.7, "at_threshold": {"recall": 0.6, "normalised_cost": 0.4}}
-    announce("fraud", "v0003", "pending", metrics=metrics, verdict={"gates": GATES},
+    announce("fraud", "v0003", "pending", metrics=metrics,
+             verdict=Verdict.from_dict({"status": "pending", "gates": GATES}),
              threshold=0.2, champion=Champion(version="v0002"), registry="reg")
     ((event, name, payload),) = sent
     assert (event, name) == (events.APPROVAL_REQUESTED, "fraud")

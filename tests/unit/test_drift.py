@@ -13,6 +13,7 @@ from scipy.stats import binom, norm
 from schemas.errors import DataError
 from schemas.inference import FeatureSpec, InputSchema
 from tasks.data.labels import binary_labels, matured_mask, usable_labels
+from tasks.decision.costs import DecisionCosts
 from tasks.monitor._evidently_snapshot import drift_summary
 from tasks.monitor.recall_drop import (
     CANNOT_JUDGE,
@@ -29,6 +30,8 @@ from tasks.monitor.verdict import classification_figures, cost_figures, verdict_
 
 SCHEMA = InputSchema(label="is_fraud", positive="1", negative="0",
                      features=[FeatureSpec(name="amount", kind="numeric", dtype="float64")])
+
+COSTS = DecisionCosts(fn_cost=10, fp_cost=1)
 
 
 def decide(bd, bp, rd, rp, **kw):
@@ -272,7 +275,7 @@ def test_classification_and_cost_figures():
     fig = classification_figures(y, d)
     assert (fig["positives"], fig["detected"], fig["flagged"]) == (4, 3, 5)
     assert fig["recall"] == pytest.approx(0.75) and fig["precision"] == pytest.approx(0.6)
-    cost = cost_figures(y, d, fn_cost=10, fp_cost=1)
+    cost = cost_figures(y, d, costs=COSTS)
     assert (cost["fn"], cost["fp"]) == (1, 2)
     assert cost["expected_cost"] == 12.0
     assert cost["normalised_cost"] == pytest.approx(12 / 40)
@@ -282,7 +285,7 @@ def test_classification_and_cost_figures():
 def test_figures_without_positives_have_no_recall():
     """Check that recall is None, not 0 or NaN, when there are no positives."""
     assert classification_figures([0, 0], [0, 1])["recall"] is None
-    assert cost_figures([0, 0], [0, 1], fn_cost=10, fp_cost=1)["normalised_cost"] is None
+    assert cost_figures([0, 0], [0, 1], costs=COSTS)["normalised_cost"] is None
 
 
 def test_data_drift_summary_reads_tests():
@@ -335,7 +338,7 @@ def test_verdict_line_is_one_line():
         "name": "demo", "version": "v0001", "decision": decision,
         "batch": classification_figures([1] * 100, [1] * 40 + [0] * 60),
         "reference": classification_figures([1] * 100, [1] * 80 + [0] * 20),
-        "cost": {"batch": cost_figures([1] * 100, [1] * 40 + [0] * 60, fn_cost=10, fp_cost=1)},
+        "cost": {"batch": cost_figures([1] * 100, [1] * 40 + [0] * 60, costs=COSTS)},
         "data_drift": {"drifted_columns": ["x"], "columns": [{}, {}]},
         "reports": {"quality_html": "/r/quality.html"},
     }
@@ -350,20 +353,20 @@ def test_monitoring_costs_in_money_match_brute_force():
     """Check the realised and the estimated cost with per-row miss costs against brute force,
     and that a batch without the cost column is a clear error."""
     from tasks.monitor.label_free_estimate import expected_figures
-    from tasks.monitor.verdict import row_miss_costs
 
     y, d = np.array([1, 1, 0, 0, 1]), np.array([1, 0, 1, 0, 0])
     amount = np.array([100.0, 40.0, 7.0, 3.0, 60.0])
     rows = pd.DataFrame({"amount": amount})
-    costs = {"fn_cost": 10.0, "fp_cost": 5.0, "fn_cost_column": "amount"}
-    cost = cost_figures(y, d, fn_cost=10, fp_cost=5, miss_costs=row_miss_costs(rows, costs))
+    costs = DecisionCosts.from_meta({"fn_cost": 10.0, "fp_cost": 5.0, "fn_cost_column": "amount"})
+    cost = cost_figures(y, d, costs=costs.for_rows(rows))
     assert cost["expected_cost"] == pytest.approx(40 + 60 + 5 * 1)
     assert cost["normalised_cost"] == pytest.approx(105 / 200) and cost["per_row_fn_cost"]
-    assert row_miss_costs(rows, {"fn_cost": 10.0, "fp_cost": 1.0}) is None
+    fixed = DecisionCosts.from_meta({"fn_cost": 10.0, "fp_cost": 1.0})
+    assert not fixed.for_rows(rows).per_row
     with pytest.raises(DataError, match="column 'amount'"):
-        row_miss_costs(rows.rename(columns={"amount": "x"}), costs)
+        costs.for_rows(rows.rename(columns={"amount": "x"}))
     p = np.array([0.9, 0.5, 0.2, 0.1, 0.4])
-    est = expected_figures(p, d, fn_cost=10, fp_cost=5, miss_costs=amount)
+    est = expected_figures(p, d, costs=costs.for_rows(rows))
     missed = (p * amount)[d == 0].sum()
     false_alarms = (1 - p)[d == 1].sum()
     assert est["cost"] == pytest.approx(missed + 5 * false_alarms)

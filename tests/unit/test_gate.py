@@ -6,7 +6,11 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from schemas.config import Gates
+from tasks.decision.costs import DecisionCosts
+from tasks.judge.gate_verdict import Verdict
 from tasks.judge.gates import (
+    Candidate,
+    Champion,
     ap_levels,
     candidate_bootstrap,
     evaluate_gates,
@@ -17,6 +21,7 @@ from tasks.judge.gates import (
 from tasks.judge.metrics import evaluate_scores
 
 POINT = Gates(absolute_gates="point")
+COSTS = DecisionCosts(fn_cost=10, fp_cost=1)
 
 
 def metrics(recall=0.7, pr_auc=0.5, cost=0.4, positives=100, prevalence=0.02):
@@ -39,9 +44,8 @@ def decisions(seed=0, n=5000, pos=200, cand_hit=0.7, champ_hit=0.7, cand_fp=0.05
 
 
 def verdict_for(y, cand, champ, gates=None):
-    return evaluate_gates(metrics(), gates or POINT, y_test=y, cand_decisions=cand,
-                          champ_decisions=champ, champion_version="v0001",
-                          fn_cost=10, fp_cost=1)
+    return evaluate_gates(Candidate(metrics(), COSTS, y=y, decisions=cand), gates or POINT,
+                          champion=Champion("v0001", champ)).as_dict()
 
 
 def test_clearly_better_candidate_passes():
@@ -80,10 +84,9 @@ def test_noisy_equal_candidate_fails_with_zero_margin():
 
 def test_too_few_test_positives_refuses_to_judge():
     """Check that a test part with too few positives gives 'refused', not a verdict."""
-    v = evaluate_gates(metrics(positives=3), Gates(min_test_positives=10), fn_cost=10,
-                       fp_cost=1)
-    assert v["status"] == "refused"
-    assert "only 3 test positives" in v["gates"][0]["detail"]
+    v = evaluate_gates(Candidate(metrics(positives=3), COSTS), Gates(min_test_positives=10))
+    assert v.status == "refused"
+    assert "only 3 test positives" in v.gates[0].detail
 
 
 @pytest.mark.parametrize(
@@ -96,23 +99,22 @@ def test_too_few_test_positives_refuses_to_judge():
 )
 def test_fixed_gates_reject(m, gate):
     """Check that each fixed minimum rejects a candidate below it."""
-    v = evaluate_gates(m, POINT, fn_cost=10, fp_cost=1)
-    assert v["status"] == "rejected"
-    assert [g["gate"] for g in v["gates"] if not g["passed"]] == [gate]
+    v = evaluate_gates(Candidate(m, COSTS), POINT)
+    assert v.status == "rejected"
+    assert v.failed == [gate]
 
 
 def test_champion_that_cannot_score_blocks_promotion():
     """Check that a champion unable to score the rows fails the comparison gate."""
-    v = evaluate_gates(metrics(), POINT, champion_version="v0001",
-                       champion_error="missing column 'x'", fn_cost=10, fp_cost=1)
-    assert v["status"] == "rejected"
+    v = evaluate_gates(Candidate(metrics(), COSTS), POINT,
+                       champion=Champion("v0001", error="missing column 'x'"))
+    assert v.status == "rejected"
 
 
 def test_bootstrap_matches_row_resampling():
     """Check that the cell-multinomial bootstrap agrees with a naive row bootstrap."""
     y, cand, champ = decisions(seed=2, n=1500, pos=80, cand_hit=0.75, champ_hit=0.65)
-    fast = paired_bootstrap(y, cand, champ, fn_cost=10, fp_cost=1, samples=4000,
-                            confidence=0.9, seed=1)
+    fast = paired_bootstrap(y, cand, champ, costs=COSTS, samples=4000, confidence=0.9, seed=1)
     rng = np.random.default_rng(5)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     diffs = []
@@ -151,7 +153,7 @@ def test_candidate_bounds_match_a_row_bootstrap():
     y = (rng.random(2500) < 0.06).astype(int)
     scores = rng.random(2500) + 0.5 * y
     decisions = scores >= 0.8
-    fast = candidate_bootstrap(y, scores, decisions, fn_cost=10, fp_cost=1, samples=4000,
+    fast = candidate_bootstrap(y, scores, decisions, costs=COSTS, samples=4000,
                                confidence=0.9, seed=2)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     recall, ap, cost = [], [], []
@@ -175,7 +177,7 @@ def noise_case():
     y[:39] = 1
     scores = rng.random(400) + 0.08 * y
     threshold = float(np.quantile(scores, 0.6))
-    m = evaluate_scores(y, scores, threshold=threshold, fn_cost=10, fp_cost=1)
+    m = evaluate_scores(y, scores, threshold=threshold, costs=COSTS)
     return y, scores, scores >= threshold, m
 
 
@@ -184,10 +186,9 @@ def test_noise_passes_on_points_but_not_on_bounds():
     rejected when the gates judge bootstrap bounds, and the table shows point and bound."""
     y, scores, decisions, m = noise_case()
     assert m["pr_auc"] > m["prevalence"]
-    kwargs = dict(y_test=y, cand_scores=scores, cand_decisions=decisions, fn_cost=10,
-                  fp_cost=1)
-    assert evaluate_gates(m, POINT, **kwargs)["status"] == "passed"
-    v = evaluate_gates(m, Gates(), **kwargs)
+    candidate = Candidate(m, COSTS, y=y, scores=scores, decisions=decisions)
+    assert evaluate_gates(candidate, POINT).status == "passed"
+    v = evaluate_gates(candidate, Gates()).as_dict()
     assert v["status"] == "rejected"
     rows = {g["gate"]: g for g in v["gates"]}
     assert not rows["max_normalised_cost"]["passed"]
@@ -204,17 +205,17 @@ def test_a_clear_model_passes_on_bounds():
     rng = np.random.default_rng(5)
     y = (rng.random(5000) < 0.03).astype(int)
     scores = np.clip(rng.normal(0.2 + 0.5 * y, 0.15), 0, 1)
-    m = evaluate_scores(y, scores, threshold=0.45, fn_cost=10, fp_cost=1)
-    v = evaluate_gates(m, Gates(), y_test=y, cand_scores=scores, cand_decisions=scores >= 0.45,
-                       fn_cost=10, fp_cost=1)
-    assert v["status"] == "passed", v["gates"]
+    m = evaluate_scores(y, scores, threshold=0.45, costs=COSTS)
+    v = evaluate_gates(Candidate(m, COSTS, y=y, scores=scores, decisions=scores >= 0.45),
+                       Gates())
+    assert v.status == "passed", v.gates
 
 
 def test_bound_gates_need_the_test_scores():
     """Check that judging bounds without the test rows' scores is an error, not a silent
     fallback to point estimates."""
-    with pytest.raises(ValueError, match="needs y_test, cand_scores"):
-        evaluate_gates(metrics(), Gates(), fn_cost=10, fp_cost=1)
+    with pytest.raises(ValueError, match="needs the candidate's labels, scores"):
+        evaluate_gates(Candidate(metrics(), COSTS), Gates())
 
 
 # -- champion comparison on fair rows ---------------------------------------------------------
@@ -239,12 +240,12 @@ def test_champion_is_compared_only_on_rows_it_did_not_train_on():
     seen = rows[::2]
     champ = np.where(np.isin(rows, seen), y == 1, champ)  # perfect on rows it trained on
     gates = Gates(absolute_gates="point")
-    kwargs = dict(y_test=y, cand_decisions=cand, champ_decisions=champ,
-                  champion_version="v0001", fn_cost=10, fp_cost=1)
-    unfair = evaluate_gates(metrics(), gates, **kwargs)
-    assert unfair["status"] == "rejected"
-    fair = evaluate_gates(metrics(), gates, test_rows=rows, champion_train_rows=seen,
-                          train_rows=np.array([], dtype=np.uint64), **kwargs)
+    unfair = evaluate_gates(Candidate(metrics(), COSTS, y=y, decisions=cand), gates,
+                            champion=Champion("v0001", champ))
+    assert unfair.status == "rejected"
+    fair = evaluate_gates(Candidate(metrics(), COSTS, y=y, decisions=cand, test_rows=rows,
+                                    train_rows=np.array([], dtype=np.uint64)), gates,
+                          champion=Champion("v0001", champ, train_rows=seen)).as_dict()
     assert fair["status"] == "passed", fair["gates"]
     overlap = fair["comparison"]["overlap"]
     assert overlap["champion_trained_on"] == 2000 and overlap["fair_rows"] == 2000
@@ -257,9 +258,8 @@ def test_too_few_fair_rows_refuse_the_comparison():
     'refused' (not judged), naming the overlap."""
     y, cand, champ = decisions(seed=8, n=1000, pos=50)
     rows = np.arange(1000, dtype=np.uint64)
-    v = evaluate_gates(metrics(), POINT, y_test=y, cand_decisions=cand, champ_decisions=champ,
-                       champion_version="v0001", test_rows=rows, champion_train_rows=rows[:990],
-                       train_rows=None, fn_cost=10, fp_cost=1)
+    v = evaluate_gates(Candidate(metrics(), COSTS, y=y, decisions=cand, test_rows=rows), POINT,
+                       champion=Champion("v0001", champ, train_rows=rows[:990])).as_dict()
     assert v["status"] == "refused"
     row = next(g for g in v["gates"] if g["gate"] == "champion_fair_rows")
     assert not row["passed"] and "too few positives left" in row["detail"]
@@ -275,15 +275,16 @@ def test_money_bootstrap_with_equal_amounts_matches_the_count_bootstrap():
     y = (rng.random(3000) < 0.05).astype(int)
     cand = np.where(y == 1, rng.random(3000) < 0.8, rng.random(3000) < 0.05)
     champ = np.where(y == 1, rng.random(3000) < 0.7, rng.random(3000) < 0.06)
-    kw = {"fn_cost": 10.0, "fp_cost": 1.0, "samples": 2000, "confidence": 0.95, "seed": 0}
-    counts = paired_bootstrap(y, cand, champ, **kw)
-    money = paired_bootstrap(y, cand, champ, miss_costs=np.full(len(y), 10.0), **kw)
+    kw = {"samples": 2000, "confidence": 0.95, "seed": 0}
+    per_row = DecisionCosts(fn_cost=10.0, fp_cost=1.0, fn_costs=np.full(len(y), 10.0))
+    counts = paired_bootstrap(y, cand, champ, costs=COSTS, **kw)
+    money = paired_bootstrap(y, cand, champ, costs=per_row, **kw)
     assert money["cost_diff"] == pytest.approx(counts["cost_diff"])
     assert money["recall_drop"] == pytest.approx(counts["recall_drop"])
     assert money["cost_diff_upper"] == pytest.approx(counts["cost_diff_upper"], abs=0.02)
     scores = np.where(cand, 0.9, 0.1) + rng.random(3000) * 0.01
-    one = candidate_bootstrap(y, scores, cand, **kw)
-    other = candidate_bootstrap(y, scores, cand, miss_costs=np.full(len(y), 10.0), **kw)
+    one = candidate_bootstrap(y, scores, cand, costs=COSTS, **kw)
+    other = candidate_bootstrap(y, scores, cand, costs=per_row, **kw)
     assert other["normalised_cost"] == pytest.approx(one["normalised_cost"])
     assert other["cost_upper"] == pytest.approx(one["cost_upper"], abs=0.02)
 
@@ -296,17 +297,33 @@ def test_money_bootstrap_counts_the_expensive_miss():
     amounts = np.r_[np.full(39, 10.0), 5000.0, np.zeros(2000)]
     cand = np.r_[np.ones(39, bool), False, np.zeros(2000, bool)]  # misses only the large one
     champ = np.r_[np.ones(30, bool), np.zeros(9, bool), True, np.zeros(2000, bool)]
-    kw = {"fn_cost": 10.0, "fp_cost": 1.0, "samples": 2000, "confidence": 0.95, "seed": 0}
-    assert paired_bootstrap(y, cand, champ, **kw)["cost_diff"] < 0
-    money = paired_bootstrap(y, cand, champ, miss_costs=amounts, **kw)
+    kw = {"samples": 2000, "confidence": 0.95, "seed": 0}
+    money_costs = DecisionCosts(fn_cost=10.0, fp_cost=1.0, fn_costs=amounts)
+    assert paired_bootstrap(y, cand, champ, costs=COSTS, **kw)["cost_diff"] < 0
+    money = paired_bootstrap(y, cand, champ, costs=money_costs, **kw)
     assert money["cost_diff"] == pytest.approx((5000 - 90) / amounts.sum())
     assert money["cost_diff_upper"] > 0
     verdict = evaluate_gates(
-        {"positives": 40, "prevalence": 40 / 2040, "pr_auc": 0.9,
-         "at_threshold": {"recall": 39 / 40, "normalised_cost": 5000 / amounts.sum()}},
+        Candidate({"positives": 40, "prevalence": 40 / 2040, "pr_auc": 0.9,
+                   "at_threshold": {"recall": 39 / 40, "normalised_cost": 5000 / amounts.sum()}},
+                  money_costs, y=y, decisions=cand),
         Gates(absolute_gates="point", max_normalised_cost=1.0, min_recall=0.0,
               min_test_positives=10),
-        y_test=y, cand_decisions=cand, champ_decisions=champ, champion_version="v0001",
-        fn_cost=10.0, fp_cost=1.0, miss_costs=amounts)
-    assert verdict["status"] == "rejected"
-    assert not next(g for g in verdict["gates"] if g["gate"] == "champion_cost")["passed"]
+        champion=Champion("v0001", champ))
+    assert verdict.status == "rejected"
+    assert "champion_cost" in verdict.failed
+
+
+def test_verdict_is_stored_as_the_same_dict_and_read_back():
+    """Check that the typed verdict serialises to the dict metadata.json has always held, and
+    that a stored verdict (also one recorded before gates had a point estimate) reads back."""
+    y, cand, champ = decisions(cand_hit=0.9, champ_hit=0.6)
+    stored = verdict_for(y, cand, champ)
+    assert set(stored) == {"status", "gates", "comparison", "bounds"}
+    assert set(stored["gates"][0]) == {"gate", "passed", "value", "point", "limit", "detail"}
+    assert Verdict.from_dict(stored).as_dict() == stored
+    old = {"status": "rejected", "gates": [{"gate": "min_recall", "passed": False,
+                                            "value": 0.2, "limit": 0.3, "detail": "..."}]}
+    (gate,) = Verdict.from_dict(old).gates
+    assert (gate.point, gate.value) == (0.2, 0.2) and Verdict.from_dict(old).failed == [
+        "min_recall"]

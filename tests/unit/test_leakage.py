@@ -8,7 +8,7 @@ from schemas.demo import LABEL
 from tasks.data.demo_tables import make_demo_data
 from tasks.data.split import cv_folds, stratified_split
 from tasks.data.validation import validate_training_data
-from tasks.decision.threshold import DecisionCosts
+from tasks.decision.costs import DecisionCosts
 from tasks.search.candidates import CandidateSpec
 from tasks.search.cross_validation import cross_validate
 from tasks.search.pipeline import make_pipeline

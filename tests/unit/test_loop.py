@@ -12,6 +12,7 @@ from schemas.errors import ConfigError
 from schemas.inference import infer_input_schema
 from tasks.data.arrivals import config_for_event, run_config
 from tasks.data.labels import label_roles
+from tasks.decision.costs import DecisionCosts
 from tasks.monitor.label_free_estimate import (
     CANNOT_ESTIMATE,
     ESTIMATED_DROP,
@@ -22,6 +23,8 @@ from tasks.monitor.label_free_estimate import (
 from tasks.registry.monitor_state import read_state, record_check, since_last_check
 
 BASE = TrainingConfig(data="fixed.parquet", label="y", window="90d", registry="reg", name="m")
+
+COSTS = DecisionCosts(fn_cost=10, fp_cost=1)
 
 
 @pytest.mark.parametrize("event, payload, data, as_of", [
@@ -166,8 +169,8 @@ def test_estimate_matches_realised_recall_when_scores_are_calibrated():
     t = 0.1
     cal = reference_calibration(p, y)
     e = estimate_recall(q, q >= t, calibration=cal, reference_scores=p,
-                        reference_decisions=p >= t, fn_cost=10, fp_cost=1, tolerance=0.05,
-                        confidence=0.95, min_positives=20)
+                        reference_decisions=p >= t, costs=COSTS, reference_costs=COSTS,
+                        tolerance=0.05, confidence=0.95, min_positives=20)
     realised = ((q >= t) & (z == 1)).sum() / z.sum()
     assert e.status == NO_ESTIMATED_DROP
     assert abs(e.estimated_recall - realised) < 3 * e.recall_std_error + 0.01
@@ -179,8 +182,8 @@ def test_estimate_flags_inputs_moving_below_the_threshold():
     without expected positives cannot be estimated."""
     p, y = _calibrated()
     cal = reference_calibration(p, y)
-    kw = dict(calibration=cal, reference_scores=p, reference_decisions=p >= 0.1, fn_cost=10,
-              fp_cost=1, tolerance=0.05, confidence=0.95, min_positives=20)
+    kw = dict(calibration=cal, reference_scores=p, reference_decisions=p >= 0.1, costs=COSTS,
+              reference_costs=COSTS, tolerance=0.05, confidence=0.95, min_positives=20)
     shifted = np.clip(p * 0.6, 0, 1)  # covariate shift towards uncertain, unflagged rows
     assert estimate_recall(shifted, shifted >= 0.1, **kw).status == ESTIMATED_DROP
     assert estimate_recall(p[:10], p[:10] >= 0.1, **kw).status == CANNOT_ESTIMATE
@@ -222,3 +225,19 @@ def test_demo_stream_ends_at_the_last_whole_week_before_today(today, monday):
         assert (dated[column] - fixed[column] == shift).all()
     pd.testing.assert_frame_equal(dated.drop(columns=["event_time", "label_time"]),
                                   fixed.drop(columns=["event_time", "label_time"]))
+
+
+def test_as_of_is_resolved_once_and_carried_as_a_timestamp():
+    """Check that freeze_as_of gives the run's timestamp and the config frozen at it (an
+    empty as_of is now, to the second; a given timestamp wins), and refuses the future."""
+    from datetime import UTC, datetime
+
+    from tasks.data.scan import freeze_as_of
+
+    now = datetime(2025, 3, 1, 12, 0, 0, 500_000, tzinfo=UTC)
+    frozen, stamp = freeze_as_of(BASE, now=now)
+    assert stamp == pd.Timestamp("2025-03-01T12:00:00Z") and frozen.as_of == stamp.isoformat()
+    frozen, stamp = freeze_as_of(BASE, pd.Timestamp("2025-02-01", tz="UTC"), now=now)
+    assert frozen.as_of == "2025-02-01T00:00:00+00:00"
+    with pytest.raises(ConfigError, match="in the future"):
+        freeze_as_of(BASE.model_copy(update={"as_of": "2026-01-01"}), now=now)

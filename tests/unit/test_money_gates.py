@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from schemas.config import Gates
+from tasks.decision.costs import DecisionCosts
 from tasks.decision.threshold import alert_budget, capped_decisions
-from tasks.judge.gates import evaluate_gates
+from tasks.judge.gates import Candidate, Champion, evaluate_gates
 
 POINT = Gates(absolute_gates="point", bootstrap_samples=500)
 
@@ -30,8 +31,8 @@ def test_min_recall_is_judged_within_the_review_capacity(rate, recall, passed):
     """Check that with an alert cap below the prevalence min_recall is a share of the best
     recall the cap allows (a fixed 0.3 cannot be reached by any model), and stays the fixed
     floor otherwise."""
-    verdict = evaluate_gates(money_metrics(recall), POINT, fn_cost=10, fp_cost=1,
-                             max_alert_rate=rate)
+    costs = DecisionCosts(fn_cost=10, fp_cost=1, max_alert_rate=rate)
+    verdict = evaluate_gates(Candidate(money_metrics(recall), costs), POINT).as_dict()
     gate = next(g for g in verdict["gates"] if g["gate"] == "min_recall")
     assert gate["passed"] is passed
     expected = 0.3 * 0.25 if rate == 0.01 else 0.3
@@ -64,16 +65,21 @@ def test_champion_comparison_caps_both_models_alike():
     budget = alert_budget(n, 0.01)
     cand = capped_decisions(cand_scores >= 0.5, cand_scores, budget)
     champ = champ_scores >= np.sort(champ_scores)[-3 * budget]  # three times the cap
-    kwargs = dict(y_test=y, cand_scores=cand_scores, cand_decisions=cand, champ_decisions=champ,
-                  champ_scores=champ_scores, champion_version="v0001", fn_cost=10, fp_cost=50,
-                  miss_costs=amount)
-    capped = evaluate_gates(money_metrics(0.2), POINT, max_alert_rate=0.01, **kwargs)
+    champion = Champion("v0001", champ, scores=champ_scores)
+
+    def judged(max_alert_rate=None):
+        costs = DecisionCosts(fn_cost=10, fp_cost=50, fn_costs=amount,
+                              max_alert_rate=max_alert_rate)
+        candidate = Candidate(money_metrics(0.2), costs, y=y, scores=cand_scores, decisions=cand)
+        return evaluate_gates(candidate, POINT, champion=champion).as_dict()
+
+    capped = judged(max_alert_rate=0.01)
     cap = capped["comparison"]["alert_cap"]
     assert cap == {"max_alert_rate": 0.01, "alerts": budget, "candidate_flagged": budget,
                    "champion_flagged": 3 * budget}
     row = next(g for g in capped["gates"] if g["gate"] == "champion_cost")
     assert f"both at most {budget} alerts" in row["detail"]
-    uncapped = evaluate_gates(money_metrics(0.2), POINT, **kwargs)["comparison"]
+    uncapped = judged()["comparison"]
     assert uncapped["alert_cap"] is None
     # uncapped, the champion's extra alerts catch more money than the cap allows anyone to
     assert uncapped["cost_diff"] > capped["comparison"]["cost_diff"]
@@ -131,15 +137,19 @@ def test_recall_is_judged_in_money_with_per_row_costs():
     scores = np.where(np.arange(n) < 20, 0.9, 0.1)
     decisions = scores >= 0.5
     metrics = money_metrics(0.2, rows=n, positives=pos)
-    kwargs = dict(y_test=y, cand_scores=scores, cand_decisions=decisions, fn_cost=10,
-                  fp_cost=1, miss_costs=amount)
-    gate = next(g for g in evaluate_gates(metrics, POINT, **kwargs)["gates"]
-                if g["gate"] == "min_recall")
+
+    def candidate(max_alert_rate=None):
+        costs = DecisionCosts(fn_cost=10, fp_cost=1, fn_costs=amount,
+                              max_alert_rate=max_alert_rate)
+        return Candidate(metrics, costs, y=y, scores=scores, decisions=decisions)
+
+    gate = next(g for g in evaluate_gates(candidate(), POINT).gates if g.gate == "min_recall")
+    gate = gate.as_dict()
     money = 20_000 / (20_000 + 80 * 10)
     assert gate["passed"] and gate["point"] == pytest.approx(money)
     assert "recall in money" in gate["detail"]
-    bound = evaluate_gates(metrics, Gates(bootstrap_samples=500), **kwargs)
-    assert bound["bounds"]["recall"] == pytest.approx(money)
-    capped = evaluate_gates(metrics, POINT, max_alert_rate=0.0025, **kwargs)  # 10 alerts
-    gate = next(g for g in capped["gates"] if g["gate"] == "min_recall")
-    assert gate["limit"] == pytest.approx(0.3 * 10_000 / 20_800)  # the 10 dearest frauds
+    bound = evaluate_gates(candidate(), Gates(bootstrap_samples=500))
+    assert bound.bounds["recall"] == pytest.approx(money)
+    capped = evaluate_gates(candidate(max_alert_rate=0.0025), POINT)  # 10 alerts
+    gate = next(g for g in capped.gates if g.gate == "min_recall")
+    assert gate.limit == pytest.approx(0.3 * 10_000 / 20_800)  # the 10 dearest frauds

@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pytest
 
-from tasks.decision.threshold import DecisionCosts, expected_cost
+from tasks.decision.costs import DecisionCosts
 from tasks.judge import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -31,7 +31,7 @@ def test_cost_at_matches_counting(scored):
     y, scores = scored
     grid = [0.0, 0.05, 0.1, float(scores[7]), 0.3, 0.5, 1.0]
     got = plots.cost_at(y, scores, grid, costs=COSTS)
-    want = [expected_cost(y, scores >= t, costs=COSTS) / (10 * y.sum())
+    want = [COSTS.expected(y, scores >= t) / (10 * y.sum())
             for t in grid]
     np.testing.assert_allclose(got, want)
 

@@ -15,7 +15,7 @@ from sklearn.datasets import make_classification
 
 from schemas.inference import infer_input_schema
 from tasks.data.split import cv_folds
-from tasks.decision.threshold import DecisionCosts
+from tasks.decision.costs import DecisionCosts
 from tasks.search.candidates import CandidateSpec
 from tasks.search.selection import select_strategy
 from tasks.search.work_plan import SearchPlan, local_fit_jobs, run_search

@@ -15,7 +15,7 @@ from schemas.config import StrategyConfig
 from schemas.errors import ConfigError
 from schemas.inference import infer_input_schema
 from tasks.data.split import cv_folds
-from tasks.decision.threshold import DecisionCosts
+from tasks.decision.costs import DecisionCosts
 from tasks.search.candidates import CandidateSpec, candidate_specs
 from tasks.search.cross_validation import (
     CVResult,

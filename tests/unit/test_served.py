@@ -17,8 +17,9 @@ from sklearn.metrics import confusion_matrix, recall_score
 from sklearn.model_selection import FixedThresholdClassifier, cross_val_predict
 
 from schemas.config import Costs
-from schemas.errors import ConfigError, RegistryError
+from schemas.errors import DataError, RegistryError
 from schemas.inference import infer_input_schema
+from tasks.decision.costs import DecisionCosts
 from tasks.decision.served_classifier import (
     RareflowClassifier,
     ThresholdedModel,
@@ -33,7 +34,7 @@ from tasks.search.candidates import CandidateSpec
 from tasks.search.final_fit import fit_final
 from tasks.serving.registered_model import load_model
 
-COSTS = Costs(fn_cost=20, fp_cost=1)
+COSTS = DecisionCosts.from_config(Costs(fn_cost=20, fp_cost=1))
 
 
 def frame(labels: tuple, seed: int = 0):
@@ -130,7 +131,8 @@ def test_composes_with_sklearn_metrics_and_cross_val_predict():
 def test_score_is_one_minus_normalised_cost():
     """Check that score(X, y) is 1 - normalised expected cost, not accuracy."""
     model, df, y = fitted()
-    figures = metrics_at(y, model.positive_proba(df), 0.12, fn_cost=20, fp_cost=1)
+    figures = metrics_at(y, model.positive_proba(df), 0.12,
+                         costs=DecisionCosts(fn_cost=20, fp_cost=1))
     assert model.score(df, df["label"]) == pytest.approx(1 - figures["normalised_cost"])
     with pytest.raises(TypeError, match="positive_proba"):
         model.score(df)
@@ -148,7 +150,7 @@ def test_score_with_per_row_costs_speaks_in_money():
     pos, amount = y.astype(bool), df["c"].to_numpy()
     cost = amount[pos & ~flag].sum() + 1 * (~pos & flag).sum()
     assert money.score(df, df["label"]) == pytest.approx(1 - cost / amount[pos].sum())
-    with pytest.raises(ConfigError, match="needs column 'label'"):  # not in these rows
+    with pytest.raises(DataError, match="cost column 'label'.* missing"):  # not in these rows
         money.set_params(fn_cost_column="label").score(df.drop(columns="label"), y)
     money.set_params(fn_cost_column="c")
     del money.__dict__["fn_cost_column"]  # as unpickled from a version written before

@@ -28,6 +28,7 @@ from schemas.scored import (
 from tasks.data.labels import label_roles
 from tasks.data.row_keys import content_row_keys
 from tasks.data.window import SourceWindow
+from tasks.decision.costs import DecisionCosts
 from tasks.monitor.served import (
     VersionInfo,
     join_served,
@@ -67,7 +68,7 @@ def info(frame: pd.DataFrame) -> VersionInfo:
     schema = infer_input_schema(frame[["x", "y"]].astype({"y": str}), label="y", positive="1",
                                 negative="0")
     reference = frame.assign(y=frame["y"].astype(str), **{SCORE: 0.5, DECISION: 1})
-    return VersionInfo(schema, 0.5, COSTS, reference)
+    return VersionInfo(schema, 0.5, DecisionCosts.from_meta(COSTS), reference)
 
 
 def config(**extra) -> MonitoringConfig:
