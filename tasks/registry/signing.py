@@ -12,10 +12,11 @@ anything is unpickled.
 The key comes from, in this order: ``RAREFLOW_SIGNING_KEY`` (the key itself),
 ``RAREFLOW_SIGNING_KEY_FILE`` (a file holding it), ``RAREFLOW_SIGNING_KEY_BLOCK`` (the name
 of a Prefect Secret block), else the user's key file ``signing.key`` in their config folder
-(:func:`tasks.runtime.user_dirs.config_dir`), which the first ``rareflow train`` or ``rareflow demo``
-with no key creates (:func:`ensure_key`), never inside a registry. Unsigned versions (written
-by rareflow 0.1, or with no key) load only when ``RAREFLOW_ALLOW_UNSIGNED=1``, with a warning
-each time; ``rareflow models sign`` signs them after checking their recorded sha256s.
+(:func:`tasks.runtime.user_dirs.config_dir`), which the first ``rareflow train`` or
+``rareflow demo`` with no key creates (:func:`ensure_key`), never inside a registry. Unsigned
+versions (written by rareflow 0.1, or with no key) load only when
+``RAREFLOW_ALLOW_UNSIGNED=1``, with a warning each time; ``rareflow models sign`` signs them
+after checking their recorded sha256s.
 """
 
 from __future__ import annotations
@@ -230,8 +231,10 @@ def key_files_near(folder: Path, *, cwd: Path | None = None,
     ``rareflow-demo/`` of an older demo), in the working folder and its ``rareflow-demo/``,
     and the user's key file; the ones that exist, each once."""
     cwd = Path.cwd() if cwd is None else cwd
-    folder = Path(folder).absolute()
-    places = [folder, *list(folder.parents)[:5], cwd, cwd / "rareflow-demo"]
+    places = [cwd, cwd / "rareflow-demo"]
+    if isinstance(folder, (str, Path)):  # not an object store's folder
+        folder = Path(folder).absolute()
+        places = [folder, *list(folder.parents)[:5], *places]
     found = [p / KEY_FILE_NAME for p in places] + [user_key_path(env)]
     out: list[Path] = []
     for path in found:
