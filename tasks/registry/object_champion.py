@@ -98,12 +98,10 @@ class ObjectChampionLog(ChampionLog):
         return pointer
 
     # -- history -------------------------------------------------------------------------
-    def _records_in_order(self) -> list[tuple[int, dict]]:
+    def _records_in_order(self, keys: list[str]) -> list[tuple[int, dict]]:
         lines = []
-        for key in self.store.list(self.history_prefix):
+        for key in keys:
             name = key[len(self.history_prefix):]
-            if "/" in name or not name.endswith(".json") or not name[:-5].isdigit():
-                continue
             if key not in self._records:
                 data = self.store.read(key)
                 try:
@@ -118,28 +116,36 @@ class ObjectChampionLog(ChampionLog):
             lines.append((int(name[:-5]), self._records[key]))
         return lines
 
-    def history(self) -> list[dict]:
-        lines = self._records_in_order()
+    def _keys(self) -> list[str]:
+        """The history objects' keys, in sequence order."""
+        keys = [k for k in self.store.list(self.history_prefix)
+                if k.endswith(".json") and k[len(self.history_prefix):-5].isdigit()]
+        return sorted(keys, key=lambda k: int(k[len(self.history_prefix):-5]))
+
+    def _history(self, keys: list[str]) -> list[dict]:
+        lines = self._records_in_order(keys)
         if self.trust is None:
             return [entry for _, entry in lines]
         return read_chain(self.trust, lines, where=self.history_path)
 
-    def _next_seq(self) -> int:
-        keys = [k[len(self.history_prefix):-5] for k in self.store.list(self.history_prefix)]
-        return max((int(k) for k in keys if k.isdigit()), default=0) + 1
+    def history(self) -> list[dict]:
+        return self._history(self._keys())
 
     def append_history(self, entry: dict) -> dict:
         """Add ``entry`` as the next history object, unless a record with its ``event_id``
         is there already (a repair by another writer); chained and sealed where records are
-        signed."""
+        signed. The next number comes from the same listing the check read: a record
+        appended meanwhile makes the create fail, and the check runs again."""
         clean = {k: v for k, v in entry.items() if k not in (MAC, PREV)}
         for _ in range(APPEND_ATTEMPTS):
-            history = self.history()
+            keys = self._keys()
+            history = self._history(keys)
             for done in history:
                 if done.get("event_id") == entry.get("event_id"):
                     return done
             sealed = seal_entry(self.trust, clean, history) if self.trust else clean
-            key = f"{self.history_prefix}{self._next_seq():0{SEQ_DIGITS}d}.json"
+            seq = int(keys[-1][len(self.history_prefix):-5]) + 1 if keys else 1
+            key = f"{self.history_prefix}{seq:0{SEQ_DIGITS}d}.json"
             if self.store.put_if_absent(key, dumps(sealed, indent=None).encode()):
                 return sealed
         raise RegistryError(f"{self.history_path}: {APPEND_ATTEMPTS} other writers appended "
