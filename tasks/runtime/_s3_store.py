@@ -25,64 +25,21 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from schemas.errors import ConfigError, RegistryError
-from tasks.runtime.object_store import ObjectStore
+from schemas.errors import ConfigError
+from tasks.runtime.object_store import ObjectStore, error_codes, explain
 
 logger = logging.getLogger(__name__)
 
 CHECKED_AGAINST = {"s3fs": "2026.9", "botocore": "1.43"}
 
 PRECONDITION_CODES = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
-DENIED_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",
-                "ExpiredToken", "InvalidToken", "AllAccessDisabled")
-UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
-               "ConnectionClosedError", "ServerDisconnectedError", "ReadTimeoutError")
 # fail fast on an unreachable endpoint: two attempts, five seconds to connect
 DEFAULT_CONFIG = {"connect_timeout": 5, "read_timeout": 60,
                   "retries": {"max_attempts": 2, "mode": "standard"}}
 
 
-class StoreError(RegistryError):
-    """Object storage refused or could not be reached (one line; no credentials in it)."""
-
-
-def _codes(exc: BaseException) -> tuple[set[str], set[str]]:
-    """The S3 error codes and exception class names along an exception's chain."""
-    codes, names, seen = set(), set(), 0
-    while exc is not None and seen < 8:
-        names.add(type(exc).__name__)
-        response = getattr(exc, "response", None)
-        if isinstance(response, dict):
-            error = response.get("Error") or {}
-            codes.add(str(error.get("Code", "")))
-            codes.add(str((response.get("ResponseMetadata") or {}).get("HTTPStatusCode", "")))
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return codes, names
-
-
 def precondition_failed(exc: BaseException) -> bool:
-    return bool(_codes(exc)[0] & set(PRECONDITION_CODES))
-
-
-def explain(exc: BaseException, where: str) -> StoreError:
-    """One line naming the URL and what to do (never a credential, never the endpoint's
-    answer verbatim: it may echo an access key id)."""
-    codes, names = _codes(exc)
-    if codes & {"NoSuchBucket"}:
-        what = "the bucket does not exist: create it or fix the URL"
-    elif codes & set(DENIED_CODES):
-        what = ("access denied: check the credentials (AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role) and their permission "
-                "on this prefix")
-    elif names & {"NoCredentialsError", "PartialCredentialsError"}:
-        what = ("no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "AWS_PROFILE, or run with an instance role")
-    elif names & set(UNREACHABLE) or isinstance(exc, (ConnectionError, TimeoutError)):
-        what = ("the endpoint cannot be reached: check AWS_ENDPOINT_URL (or the "
-                "storage options' endpoint) and the network")
-    else:
-        what = f"the storage answered {sorted(c for c in codes if c) or type(exc).__name__}"
-    return StoreError(f"object storage {where!r}: {what}")
+    return bool(error_codes(exc)[0] & set(PRECONDITION_CODES))
 
 
 class S3Store(ObjectStore):
@@ -109,7 +66,7 @@ class S3Store(ObjectStore):
         try:
             return sync(self.fs.loop, coro_fn)
         except FileNotFoundError as exc:
-            if "NoSuchBucket" in _codes(exc)[0] or "bucket" in str(exc).lower():
+            if "NoSuchBucket" in error_codes(exc)[0] or "bucket" in str(exc).lower():
                 raise explain(exc, self.where(key)) from None
             raise
         except (OSError, RuntimeError, ValueError) as exc:
@@ -125,7 +82,7 @@ class S3Store(ObjectStore):
                 response = await self.fs._call_s3("get_object", Bucket=self.bucket,
                                                   Key=self._key(key))
             except FileNotFoundError as exc:
-                if "NoSuchBucket" in _codes(exc)[0]:
+                if "NoSuchBucket" in error_codes(exc)[0]:
                     raise
                 return None
             async with response["Body"] as body:

@@ -22,7 +22,7 @@ import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, RegistryError
 from tasks.runtime.durable_files import fsync_dir, write_bytes_atomic
 
 STORAGE_OPTIONS_ENV = "RAREFLOW_STORAGE_OPTIONS"
@@ -57,6 +57,54 @@ def storage_options(env=None) -> dict:
         raise ConfigError(f"{STORAGE_OPTIONS_ENV} must be a JSON object of fsspec options "
                           "such as {\"anon\": false}; its value was not (not shown)")
     return options
+
+
+DENIED_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",
+                "ExpiredToken", "InvalidToken", "AllAccessDisabled")
+UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
+               "ConnectionClosedError", "ServerDisconnectedError", "ReadTimeoutError")
+
+
+class StoreError(RegistryError):
+    """Object storage refused or could not be reached (one line; no credentials in it)."""
+
+
+def error_codes(exc: BaseException) -> tuple[set[str], set[str]]:
+    """The S3 error codes and exception class names along an exception's chain."""
+    codes, names, seen = set(), set(), 0
+    while exc is not None and seen < 8:
+        names.add(type(exc).__name__)
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            error = response.get("Error") or {}
+            codes.add(str(error.get("Code", "")))
+            codes.add(str((response.get("ResponseMetadata") or {}).get("HTTPStatusCode", "")))
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return codes, names
+
+
+def storage_problem(exc: BaseException) -> str:
+    """What went wrong talking to object storage and what to do, in a few words (never a
+    credential, never the endpoint's answer verbatim: it may echo an access key id)."""
+    codes, names = error_codes(exc)
+    if codes & {"NoSuchBucket"}:
+        return "the bucket does not exist: create it or fix the URL"
+    if codes & set(DENIED_CODES):
+        return ("access denied: check the credentials (AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role) and their permission "
+                "on this prefix")
+    if names & {"NoCredentialsError", "PartialCredentialsError"}:
+        return ("no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE, or run with an instance role")
+    if names & set(UNREACHABLE) or isinstance(exc, (ConnectionError, TimeoutError)):
+        return ("the endpoint cannot be reached: check AWS_ENDPOINT_URL (or the storage "
+                "options' endpoint) and the network")
+    return f"the storage answered {sorted(c for c in codes if c) or type(exc).__name__}"
+
+
+def explain(exc: BaseException, where: str) -> StoreError:
+    """A one-line registry error naming the URL and what to do."""
+    return StoreError(f"object storage {where!r}: {storage_problem(exc)}")
 
 
 class ObjectStore(ABC):
