@@ -62,16 +62,22 @@ def test_train_list_history_rollback_score_on_s3(prefect_harness, s3_env, bucket
     assert reg.version_ids() == ["v0001", "v0002"]
     meta = reg.verify("v0001")
     assert meta["lineage"]["source"] == f"s3://{bucket_with_data}/data/train.parquet"
-    assert reg.champion()["version"] == "v0001"
+    serving = reg.champion()["version"]
+    other = "v0001" if serving == "v0002" else "v0002"
     done, out = run("models", "list", "--registry", reg_url, "--name", "fraud")
     assert done.exit_code == EXIT_OK and "v0002" in out, out
-    reg.promote("v0002", reason="test", forced=True)
+    done, out = run("models", "promote", other, "--registry", reg_url, "--name", "fraud",
+                    "--reason", "test", "--force")
+    assert done.exit_code == EXIT_OK, out
     done, out = run("models", "history", "--registry", reg_url, "--name", "fraud")
-    assert done.exit_code == EXIT_OK and "v0002" in out, out
+    assert done.exit_code == EXIT_OK and other in out, out
     done, out = run("models", "rollback", "--registry", reg_url, "--name", "fraud",
                     "--reason", "test")
     assert done.exit_code == EXIT_OK, out
-    assert Registry(reg_url, "fraud").champion()["version"] == "v0001"
+    assert Registry(reg_url, "fraud").champion()["version"] == serving
+    done, out = run("models", "history", "--registry", reg_url, "--name", "fraud", "--at",
+                    "now")
+    assert done.exit_code == EXIT_OK and serving in out, out
     scored_url = f"s3://{bucket_with_data}/scored/b1.parquet"
     done, out = run("score", "--data", f"s3://{bucket_with_data}/batches/b1.parquet",
                     "--out", scored_url, "--registry", reg_url, "--name", "fraud")
