@@ -46,6 +46,9 @@ def bucket_with_data(s3_server):
     body = io.BytesIO()
     frame.drop(columns=["is_fraud"]).head(300).to_parquet(body, index=False)
     client.put_object(Bucket=bucket, Key="batches/b1.parquet", Body=body.getvalue())
+    body = io.BytesIO()
+    make_demo_data(3000, positive_rate=0.05, seed=2).to_parquet(body, index=False)
+    client.put_object(Bucket=bucket, Key="labelled/l1.parquet", Body=body.getvalue())
     return bucket
 
 
@@ -85,6 +88,16 @@ def test_train_list_history_rollback_score_on_s3(prefect_harness, s3_env, bucket
     body = s3_env.client().get_object(Bucket=bucket_with_data, Key="scored/b1.parquet")["Body"]
     scored = pd.read_parquet(io.BytesIO(body.read()))
     assert len(scored) == 300 and {"score", "decision"} <= set(scored.columns)
+    done, out = run("monitor", "--data", f"s3://{bucket_with_data}/labelled/l1.parquet",
+                    "--registry", reg_url, "--name", "fraud")
+    assert done.exit_code in (EXIT_OK, 4, 5), out
+    keys = [o["Key"] for o in s3_env.client().list_objects_v2(
+        Bucket=bucket_with_data, Prefix=f"registry/fraud/versions/{serving}/reports/")
+        ["Contents"]]
+    assert any(k.endswith("/summary.json") for k in keys), keys
+    assert any(k.endswith(".html") for k in keys), keys
+    state = Registry(reg_url, "fraud").store.read("fraud/monitor_state.json")
+    assert state and b"checks" in state
 
 
 def _console(args: list[str], env: dict) -> subprocess.CompletedProcess:
