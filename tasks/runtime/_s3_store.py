@@ -51,9 +51,8 @@ class S3Store(ObjectStore):
         options = dict(options)
         options.setdefault("config_kwargs", DEFAULT_CONFIG)
         self.fs = s3fs.S3FileSystem(**options)
-        self.url = url.rstrip("/")
-        bucket_prefix = self.url.split("://", 1)[1]
-        self.bucket, _, self.prefix = bucket_prefix.partition("/")
+        self.url = url if url.endswith("://") else url.rstrip("/")
+        self.bucket, _, self.prefix = self.url.split("://", 1)[1].partition("/")
         if not self.bucket:
             raise ConfigError(f"{url!r} names no bucket: use s3://BUCKET/PREFIX")
 

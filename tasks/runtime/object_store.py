@@ -148,6 +148,11 @@ class ObjectStore(ABC):
         return f"{self.url.rstrip('/')}/{key}" if key else self.url
 
 
+def _internal(name: str) -> bool:
+    """The local store's own files (locks, temporaries): not objects."""
+    return name.startswith(".") and name.endswith((".lock", ".tmp"))
+
+
 class LocalStore(ObjectStore):
     """Files under a folder: atomic writes with fsync; compare-and-swap under a file lock."""
 
@@ -201,7 +206,7 @@ class LocalStore(ObjectStore):
         if not base.is_dir():
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
-                      if p.is_file())
+                      if p.is_file() and not _internal(p.name))
 
     def exists(self, key):
         return self._path(key).is_file()
