@@ -95,3 +95,19 @@ def test_storage_options_never_echoed(monkeypatch):
     assert "hunter2" not in str(caught.value) and STORAGE_OPTIONS_ENV in str(caught.value)
     monkeypatch.setenv(STORAGE_OPTIONS_ENV, '{"anon": false}')
     assert storage_options() == {"anon": False}
+
+
+def test_ingest_and_sign_refuse_object_storage_in_one_line():
+    """Check that ingest into an s3:// source and `models sign` of an s3:// registry are
+    refused in one line (not silently written to a local folder named 's3:')."""
+    import pandas as pd
+
+    from schemas.errors import RegistryError
+    from tasks.data.ingest import check_batch
+    from tasks.registry.sign_existing import upgrade_registry
+
+    with pytest.raises(ConfigError, match="--source 's3://b/src'"):
+        check_batch(pd.DataFrame({"a": [1]}), source="s3://b/src",
+                    as_of=pd.Timestamp("2026-01-01", tz="UTC"))
+    with pytest.raises(RegistryError, match="object storage"):
+        upgrade_registry("s3://b/reg", None)
