@@ -61,4 +61,5 @@ def keep_reports(registry: Registry, result: dict) -> dict:
     logger.info("Monitoring reports uploaded to %s", remote)
     reports = {k: v.replace(str(folder), remote) if isinstance(v, str) else v
                for k, v in result["reports"].items()}
-    return {**result, "reports": reports}
+    verdict = str(result.get("verdict", "")).replace(str(folder), remote)
+    return {**result, "reports": reports, **({"verdict": verdict} if "verdict" in result else {})}

@@ -91,6 +91,7 @@ def test_train_list_history_rollback_score_on_s3(prefect_harness, s3_env, bucket
     done, out = run("monitor", "--data", f"s3://{bucket_with_data}/labelled/l1.parquet",
                     "--registry", reg_url, "--name", "fraud")
     assert done.exit_code in (EXIT_OK, 4, 5), out
+    assert f"report s3://{bucket_with_data}/registry/fraud/versions/" in out, out
     keys = [o["Key"] for o in s3_env.client().list_objects_v2(
         Bucket=bucket_with_data, Prefix=f"registry/fraud/versions/{serving}/reports/")
         ["Contents"]]
