@@ -28,6 +28,7 @@ from tasks.monitor.verdict import (
     write_summary_task,
 )
 from tasks.registry.monitor_state import read_state, record_check, since_last_check
+from tasks.registry.report_home import keep_reports, model_workdir, reports_dir
 from tasks.registry.store import Registry
 from tasks.runtime.run_outcome import monitoring_outcome
 from tasks.serving.batch_scoring import load_model_task, reference_task, scored_batch_task
@@ -65,7 +66,7 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
                                    num_method=config.num_stattest,
                                    cat_method=config.cat_stattest)
     folder, paths = save_reports_task({"quality": quality, "data_drift": drift},
-                                      registry.version_dir(meta["version"]) / "reports")
+                                      reports_dir(registry, meta["version"]))
     result = monitoring_result(judged, meta=meta, config=config, drift=data_drift_summary(drift),
                                folder=folder, paths=paths, estimate=estimate,
                                lineage=window.lineage, since=since)
@@ -74,6 +75,7 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
     result["event_id"] = emit_if_drift(result, enabled=config.emit_events)
     write_summary_task(result, folder)
     record_check(registry.dir, result, lock=registry.lock, trust=registry.trust)
-    monitoring_plots_task(registry.dir, result, batch, reference)
+    monitoring_plots_task(model_workdir(registry), result, batch, reference)
+    result = keep_reports(registry, result)  # uploaded, on object storage
     publish(result)
     return monitoring_outcome(result)

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.errors import DataError, ValidationFailed
+from schemas.errors import ConfigError, DataError, ValidationFailed
 from tasks.data.labels import parse_times
 from tasks.data.scan import iso
 from tasks.data.source_files import SOURCE_FILE, first_line, resolve_source, signature, source_info
@@ -37,6 +37,7 @@ from tasks.data.validation import failures_table
 from tasks.data.value_checks import failure as _failure
 from tasks.runtime import events
 from tasks.runtime.durable_files import dumps, fsync_dir, sha256_file, write_bytes_atomic
+from tasks.runtime.object_store import is_remote
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,10 @@ def check_batch(df: pd.DataFrame, *, source: str | Path, as_of: pd.Timestamp,
         ValidationFailed: with every failure as a table (nothing is written).
         DataError: the source folder cannot take batches (CSV partitions, unreadable).
     """
+    if is_remote(source):
+        raise ConfigError(f"--source {str(source)!r}: ingest writes partitions to a local "
+                          "folder only (object-storage sources are read, not yet written); "
+                          "ingest locally and copy the partitions (e.g. `aws s3 sync`)")
     root = Path(source)
     if root.exists() and not root.is_dir():
         raise DataError(f"source {str(root)!r} is a file; --source takes the folder the "

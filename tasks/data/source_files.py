@@ -18,6 +18,7 @@ import pyarrow as pa
 from schemas.errors import DataError
 from tasks.data.labels import utc
 from tasks.data.tables import PARQUET_SUFFIXES
+from tasks.runtime.object_store import is_remote
 
 SOURCE_FILE = "_rareflow_source.json"  # the source's schema, written by `rareflow ingest`
 DATE_KEYS = ("date", "dt")  # hive keys that date a partition (without a time column)
@@ -72,6 +73,11 @@ def resolve_source(data: str) -> SourceFiles:
         DataError: nothing exists there, or it holds no CSV or Parquet file.
     """
     text = str(data)
+    if is_remote(text):  # s3://... : fetched for this run, named by its URL
+        from tasks.data.remote_files import fetch_source
+
+        files = resolve_source(fetch_source(text))
+        return SourceFiles(text, files.root, files.files, files.kind)
     path = Path(text)
     if GLOB_CHARS & set(text) and not path.exists():
         root = _glob_root(text)

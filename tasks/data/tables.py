@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import sys
+import tempfile
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import ConfigError, DataError, RareflowError, storage_error
 from tasks.runtime._heap import trim_heap
+from tasks.runtime.object_store import is_remote
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,10 @@ def load_table(path: str | Path) -> pd.DataFrame:
         DataError: the file is missing, not a file, empty, unreadable, has no data rows,
             or has duplicate column names; the message names the file and the problem.
     """
+    if is_remote(path):  # s3://...: fetched for this run
+        from tasks.data.remote_files import fetch_source
+
+        path = fetch_source(str(path))
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file {str(path)!r} does not exist")
@@ -218,7 +224,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+def write_table(df: pd.DataFrame, path: str | Path) -> Path | str:
     """Write a DataFrame as Parquet (``.parquet``/``.pq``) or CSV (anything else, gzip for .gz).
 
     The file is written to a temporary name first and renamed, so a reader never sees a
@@ -227,6 +233,11 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     Raises:
         DataError: the path is a directory, or a file stands where its folder should be.
     """
+    if is_remote(path):  # written here, then uploaded whole
+        from tasks.data.remote_files import upload
+
+        with tempfile.TemporaryDirectory(prefix="rareflow-out-") as tmp:
+            return upload(write_table(df, Path(tmp) / str(path).rsplit("/", 1)[-1]), str(path))
     path = Path(path)
     if path.is_dir():
         raise DataError(f"output path {str(path)!r} is a directory; give a file name such as "

@@ -26,6 +26,7 @@ from tasks.data.source_files import partition_date_key, resolve_source, source_i
 from tasks.data.tables import IO_RETRIES, load_table, release_arrow_pool
 from tasks.data.validation import label_text
 from tasks.runtime.durable_files import sha256_file
+from tasks.runtime.object_store import is_remote
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,8 @@ def lineage(files, sel: Selection, reader: SourceReader | None, window: SourceWi
     read = [f for f in reader.read if f["rows_in_window"]] if reader else []
     opened = len(reader.read) if reader else 0
     return {
-        "source": files.spec, "kind": files.kind, "root": str(files.root.resolve()),
+        "source": files.spec, "kind": files.kind,
+        "root": files.spec if is_remote(files.spec) else str(files.root.resolve()),
         "as_of": iso(sel.as_of), "window": sel.window, "window_start": iso(sel.start),
         "since": iso(sel.since),
         "time_column": sel.time_column, "label_time_column": sel.label_time_column,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from schemas.errors import RegistryError
 from tasks.judge.metrics import HEADLINE
 from tasks.registry.model_card import miss_cost
 
@@ -66,3 +67,30 @@ def compare_versions(metas: list[dict], *, champion: str | None = None) -> pd.Da
     labels = list(dict.fromkeys(label for col in columns.values() for label in col))
     return pd.DataFrame({v: [col.get(label, "") for label in labels]
                          for v, col in columns.items()}, index=pd.Index(labels))
+
+
+def version_summaries(registry) -> pd.DataFrame:
+    """One row per version of a registry: verdict, signature and key metrics."""
+    champion = (registry.champion() or {}).get("version")
+    rows = []
+    for version in registry.version_ids():
+        try:
+            meta = registry.metadata(version)
+        except RegistryError as exc:
+            rows.append({"version": version, "status": f"unreadable: {exc}"})
+            continue
+        test = meta.get("metrics", {})
+        at = test.get("at_threshold", {})
+        rows.append({
+            "version": version,
+            "champion": "*" if version == champion else "",
+            "status": registry.log.status(version, meta.get("verdict", {}).get("status")),
+            **dict(zip(("signature", "problem"), registry.files(version).check(), strict=True)),
+            "strategy": meta.get("strategy", {}).get("name", "?"),
+            "threshold": at.get("threshold"),
+            "recall": at.get("recall"),
+            "pr_auc": test.get("pr_auc"),
+            "normalised_cost": at.get("normalised_cost"),
+            "registered_at": meta.get("registered_at"),
+        })
+    return pd.DataFrame(rows)

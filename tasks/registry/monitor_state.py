@@ -20,6 +20,7 @@ from schemas.statuses import DRIFT, NO_DRIFT
 from tasks.data.labels import utc
 from tasks.registry.signed_records import MAC, Trust
 from tasks.runtime.durable_files import dumps, write_bytes_atomic
+from tasks.runtime.object_store import as_path
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def read_state(model_dir: Path, *, trust: Trust | None = None) -> dict:
     Raises:
         IntegrityError: the state was edited, or written without the key.
     """
-    path = Path(model_dir) / STATE_FILE
+    path = as_path(model_dir) / STATE_FILE
     if not path.is_file():
         return {"checked_until": None, "checks": []}
     try:
@@ -53,7 +54,7 @@ def write_state(model_dir: Path, state: dict, *, trust: Trust | None = None) -> 
     body = {k: v for k, v in state.items() if k != MAC}
     if trust is not None:
         body = trust.seal("monitor-state", body)
-    write_bytes_atomic(Path(model_dir) / STATE_FILE, dumps(body, sort_keys=False).encode())
+    write_bytes_atomic(as_path(model_dir) / STATE_FILE, dumps(body, sort_keys=False).encode())
 
 
 def trained_as_of(meta: dict) -> pd.Timestamp | None:

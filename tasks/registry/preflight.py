@@ -17,6 +17,7 @@ from schemas.config import TrainingConfig
 from schemas.errors import ConfigError, RegistryError, ValidationFailed
 from schemas.inference import InputSchema
 from tasks.registry.store import Registry
+from tasks.runtime.object_store import StorePath
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ def check_writable_dir(registry: Registry) -> None:
         RegistryError: it is a file, read-only, or cannot be made.
     """
     where = str(registry.root)
+    if isinstance(registry.root, StorePath):  # object storage: write and remove a probe
+        probe = f"{registry.name}/.preflight-{uuid.uuid4().hex}"
+        registry.store.write(probe, b"rareflow preflight\n")  # StoreError: one line
+        registry.store.delete(probe)
+        return
     for folder in (registry.dir, registry.root, *registry.root.parents):
         if folder.exists() and not folder.is_dir():
             raise RegistryError(f"registry {where!r} cannot be used: {str(folder)!r} is a file, "
@@ -67,6 +73,8 @@ def check_free_space(registry: Registry) -> int:
     Raises:
         RegistryError: less free space than that.
     """
+    if isinstance(registry.root, StorePath):
+        return MIN_FREE_BYTES  # object storage has no free space to check
     needed = expected_bytes(registry)
     free = shutil.disk_usage(registry.versions_dir).free
     if free < needed:

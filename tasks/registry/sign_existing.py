@@ -1,8 +1,8 @@
 """Signing a registry with the key (``rareflow models sign``): versions that releases which
 did not sign wrote, and the upgrade of a registry written before identities existed to signed
-records (:mod:`tasks.registry.signed_records`): identity, version signatures covering it, the
-champion pointer, history and monitoring state. Everything is checked as it was written before it is
-signed again; the lines returned say what was signed.
+records (:mod:`tasks.registry.signed_records`): identity, version signatures covering it,
+the champion pointer, history and monitoring state. Everything is checked as it was written
+before it is signed again; the lines returned say what was signed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tasks.registry.signed_records import create_identity, read_identity, rewrit
 from tasks.registry.store import Registry
 from tasks.registry.versions import VersionFiles, lost_signatures
 from tasks.runtime.durable_files import dumps, write_bytes_atomic
+from tasks.runtime.object_store import StorePath, is_remote
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ def model_names(root: Path) -> list[str]:
 def upgrade_registry(root: str | Path, key) -> list[str]:
     """Give a registry written before identities existed its identity and sign every model's
     records under it; nothing to do (an empty list) for a registry that has one."""
+    if isinstance(root, StorePath) or is_remote(root):
+        raise RegistryError(f"registry {str(root)!r} is on object storage, where every "
+                            "registry is created signed: `models sign` upgrades local "
+                            "registries only")
     root = Path(root)
     if key is None:
         raise RegistryError(f"no signing key is configured: {signing.NO_KEY_HELP}")

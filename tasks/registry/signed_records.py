@@ -36,6 +36,7 @@ from pathlib import Path
 from schemas.errors import IntegrityError
 from tasks.registry.signing import key_hint
 from tasks.runtime.durable_files import dumps, fsync_dir, write_bytes_atomic
+from tasks.runtime.object_store import StorePath, as_path
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Trust:
     """
 
     def __init__(self, root: Path, name: str, key):
-        self.root, self.name, self._key = Path(root), name, key
+        self.root, self.name, self._key = as_path(root), name, key
         self._identity: str | None | bool = False  # False: not read yet
 
     @property
@@ -119,6 +120,11 @@ class Trust:
 
 def fresh_registry(root: Path) -> bool:
     """Whether no model has been written under ``root`` yet (no versions, no pointer)."""
+    if isinstance(root, StorePath):  # one listing
+        parts = [key.split("/") for key in root.store.list()]
+        return not any(p[1:] == ["champion.json"] or (len(p) > 3 and p[1] == "versions"
+                                                     and not p[2].startswith("."))
+                       for p in parts)
     if not root.is_dir():
         return True
     for model in root.iterdir():
@@ -135,7 +141,7 @@ def read_identity(root: Path, key) -> str | None:
     Raises:
         IntegrityError: the file is unreadable, or not signed with ``key``.
     """
-    path = Path(root) / IDENTITY_FILE
+    path = as_path(root) / IDENTITY_FILE
     if not path.is_file():
         return None
     try:
@@ -150,7 +156,7 @@ def read_identity(root: Path, key) -> str | None:
         if wanted != key.key_id:  # the registry's key is another: say where it may be
             raise IntegrityError(f"registry {str(root)!r} is signed with another key (id "
                                  f"{wanted}) than the one in use (id {key.key_id}, from "
-                                 f"{key.source}): {key_hint(Path(root), wanted)}")
+                                 f"{key.source}): {key_hint(as_path(root), wanted)}")
         raise IntegrityError(f"registry identity {str(path)!r} does not match its signature: "
                              "restore it from a backup")
     return registry_id
@@ -158,10 +164,14 @@ def read_identity(root: Path, key) -> str | None:
 
 def create_identity(root: Path, key) -> str:
     """Write a new signed identity unless one exists (atomic create); return the id in force."""
-    root.mkdir(parents=True, exist_ok=True)
     registry_id = uuid.uuid4().hex
     body = {"format": 1, "registry_id": registry_id, "key_id": key.key_id}
     doc = {**body, MAC: _mac(key.secret, "registry", {"registry": registry_id}, body)}
+    if isinstance(root, StorePath):  # object storage: created once, If-None-Match: *
+        if root.store.put_if_absent((root / IDENTITY_FILE).key, dumps(doc).encode()):
+            logger.info("Registry %s: identity %s created", root, registry_id)
+        return read_identity(root, key)
+    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{IDENTITY_FILE}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
     write_bytes_atomic(tmp, dumps(doc).encode())
     try:

@@ -231,8 +231,10 @@ def key_files_near(folder: Path, *, cwd: Path | None = None,
     ``rareflow-demo/`` of an older demo), in the working folder and its ``rareflow-demo/``,
     and the user's key file; the ones that exist, each once."""
     cwd = Path.cwd() if cwd is None else cwd
-    folder = Path(folder).absolute()
-    places = [folder, *list(folder.parents)[:5], cwd, cwd / "rareflow-demo"]
+    places = [cwd, cwd / "rareflow-demo"]
+    if isinstance(folder, (str, Path)):  # not an object store's folder
+        folder = Path(folder).absolute()
+        places = [folder, *list(folder.parents)[:5], *places]
     found = [p / KEY_FILE_NAME for p in places] + [user_key_path(env)]
     out: list[Path] = []
     for path in found:

@@ -52,6 +52,7 @@ from tasks.registry.versions import (  # the file names are re-exported for call
     write_files,
 )
 from tasks.runtime.durable_files import fsync_dir
+from tasks.runtime.object_store import is_remote, local_path
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,13 @@ class Registry:
             (:func:`tasks.registry.signing.signing_key`), read when first needed.
     """
 
+    def __new__(cls, root=None, name=None, **kwargs):
+        if cls is Registry and is_remote(root):  # s3://...: the lock-free registry
+            from tasks.registry.object_registry import ObjectRegistry
+
+            return super().__new__(ObjectRegistry)
+        return super().__new__(cls)
+
     def __init__(self, root: str | Path, name: str, *, key=_AUTO):
         try:
             check_name(name)
@@ -102,7 +110,7 @@ class Registry:
         if not NAME_PATTERN.fullmatch(name):  # the pattern's '$' also matches before a '\n'
             raise RegistryError(f"model name must be one line of letters, digits, '_', '-' or "
                                 f"'.'; got {name!r}")
-        self.root = Path(root)
+        self.root = local_path(root)  # a path or a file:// URL
         self.name = name
         self.dir = self.root / name
         self.versions_dir = self.dir / "versions"
@@ -402,29 +410,9 @@ class Registry:
 
     def summaries(self) -> pd.DataFrame:
         """One row per version: verdict, signature and key metrics."""
-        champion = (self.champion() or {}).get("version")
-        rows = []
-        for version in self.version_ids():
-            try:
-                meta = self.metadata(version)
-            except RegistryError as exc:
-                rows.append({"version": version, "status": f"unreadable: {exc}"})
-                continue
-            test = meta.get("metrics", {})
-            at = test.get("at_threshold", {})
-            rows.append({
-                "version": version,
-                "champion": "*" if version == champion else "",
-                "status": self.log.status(version, meta.get("verdict", {}).get("status")),
-                **dict(zip(("signature", "problem"), self.files(version).check(), strict=True)),
-                "strategy": meta.get("strategy", {}).get("name", "?"),
-                "threshold": at.get("threshold"),
-                "recall": at.get("recall"),
-                "pr_auc": test.get("pr_auc"),
-                "normalised_cost": at.get("normalised_cost"),
-                "registered_at": meta.get("registered_at"),
-            })
-        return pd.DataFrame(rows)
+        from tasks.registry.compare import version_summaries
+
+        return version_summaries(self)
 
 
 @task(name="register", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -30,6 +30,7 @@ from tasks.runtime.durable_files import (
     write_bytes_atomic,
     write_json,
 )
+from tasks.runtime.object_store import as_path
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class VersionFiles:
 
     def __init__(self, folder: Path, *, name: str, version: str,
                  key: signing.SigningKey | None, registry_id: str | None = None):
-        self.folder, self.name, self.version, self.key = Path(folder), name, version, key
+        self.folder, self.name, self.version, self.key = as_path(folder), name, version, key
         self.registry_id = registry_id  # the registry's identity, which signatures cover
         self.where = f"{name} {version}"
 

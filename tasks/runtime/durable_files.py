@@ -37,7 +37,11 @@ def fsync_file(path: Path) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a partial one."""
+    """Write a file so that readers see the old or the new content, never a partial one (an
+    object of a store, :class:`tasks.runtime.object_store.StorePath`, is written whole)."""
+    if hasattr(path, "store"):
+        path.write_bytes(data)
+        return
     # not mkstemp: its 0600 would ignore the umask, and a reader account could not read the
     # file (os.open's mode is filtered by the umask, as every other file rareflow writes)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"

@@ -397,3 +397,20 @@ def trained_run(prefect_server, worker, training_deployment, e2e_data):
     started = run_deployment(training_deployment, parameters={"config": config}, timeout=0)
     run = wait_for_run(prefect_server, started.id, log=worker.log)
     return {"run": run, "config": config}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on a free 127.0.0.1 port (fake credentials), stopped by its pid."""
+    from tests.e2e.s3_server import running_s3_server
+
+    with running_s3_server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This process reaches the S3 server through the standard AWS variables."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return s3_server

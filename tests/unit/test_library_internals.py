@@ -299,3 +299,31 @@ def test_temporary_server_starts_answers_and_stops(tmp_path):
     finally:
         server.stop()
     assert server.process.poll() is not None
+
+
+def test_s3_store_calls_still_exist():
+    """Check what the S3 store (tasks/runtime/_s3_store.py) relies on: s3fs's coroutine
+    ``_call_s3``, botocore's conditional PutObject parameters, and s3fs keeping botocore's
+    error code as the cause of a failed precondition (no network: the service model only)."""
+    import asyncio
+    import inspect
+
+    s3fs = pytest.importorskip("s3fs")
+    import botocore.session
+    from botocore.exceptions import ClientError
+    from s3fs.errors import translate_boto_error
+
+    from tasks.runtime import _s3_store as s3_store
+
+    for library, checked in s3_store.CHECKED_AGAINST.items():
+        installed = ".".join(version(library).split(".")[:2])
+        assert installed == checked, f"{library} {installed}: rerun and update CHECKED_AGAINST"
+    assert inspect.iscoroutinefunction(s3fs.S3FileSystem._call_s3)
+    model = botocore.session.get_session().get_service_model("s3")
+    members = model.operation_model("PutObject").input_shape.members
+    assert {"IfMatch", "IfNoneMatch"} <= set(members)
+    error = ClientError({"Error": {"Code": "PreconditionFailed", "Condition": "If-Match"},
+                         "ResponseMetadata": {"HTTPStatusCode": 412}}, "PutObject")
+    translated = translate_boto_error(error)
+    assert isinstance(translated, OSError) and s3_store.precondition_failed(translated)
+    assert asyncio.iscoroutinefunction(s3fs.S3FileSystem._call_s3)

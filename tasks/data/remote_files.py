@@ -1,0 +1,116 @@
+"""Tables and sources at an fsspec URL (``s3://``, ``gs://``, ``abfs://``, ...): fetched to a
+private temporary folder for the run, and outputs uploaded whole (one PUT: readers see the
+old object or the new one).
+
+A source's files are all read anyway: a version records the sha256 of every file it read, so
+each byte crosses the network once either way. The temporary folder is removed when the
+process exits. Credentials come from the filesystem's standard chain
+(``AWS_ENDPOINT_URL``/``AWS_ACCESS_KEY_ID``..., a profile, a role) plus
+``RAREFLOW_STORAGE_OPTIONS``; messages name the URL and never a credential.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from schemas.errors import ConfigError, DataError
+from tasks.runtime.object_store import storage_options, storage_problem
+
+logger = logging.getLogger(__name__)
+
+GLOB_CHARS = frozenset("*?[")
+_FOLDERS: list[str] = []
+
+
+def _filesystem(url: str):
+    """The fsspec filesystem of ``url`` and the path inside it.
+
+    Raises:
+        ConfigError: its filesystem package is not installed (names the extra).
+    """
+    import fsspec
+    from fsspec.core import url_to_fs
+
+    scheme = url.split("://", 1)[0].lower()
+    options = storage_options()
+    if scheme in ("s3", "s3a"):
+        from tasks.runtime._s3_store import DEFAULT_CONFIG
+
+        options.setdefault("config_kwargs", DEFAULT_CONFIG)
+    try:
+        fsspec.get_filesystem_class(scheme)
+        return url_to_fs(url, **options)
+    except (ImportError, ValueError) as exc:
+        extra = "the s3 extra (`uv sync --extra s3`)" if scheme.startswith("s3") else \
+            f"the fsspec package for {scheme}:// (e.g. gcsfs, adlfs)"
+        raise ConfigError(f"{url!r} needs {extra}: {type(exc).__name__}") from None
+
+
+def _scratch() -> Path:
+    folder = tempfile.mkdtemp(prefix="rareflow-remote-")
+    if not _FOLDERS:
+        atexit.register(lambda: [shutil.rmtree(f, ignore_errors=True) for f in _FOLDERS])
+    _FOLDERS.append(folder)
+    return Path(folder)
+
+
+def _listing(fs, path: str) -> tuple[str, list[str], str]:
+    """(root, files, kind) of a remote file, folder or glob."""
+    if GLOB_CHARS & set(path):
+        root = path[:min(path.index(c) for c in GLOB_CHARS if c in path)].rsplit("/", 1)[0]
+        return root, sorted(fs.glob(path)), "glob"
+    if fs.isdir(path):
+        return path, sorted(fs.find(path)), "directory"
+    if fs.isfile(path):
+        return path.rsplit("/", 1)[0], [path], "file"
+    raise FileNotFoundError(path)
+
+
+def fetch_source(url: str) -> str:
+    """Copy a remote file, folder or glob into a temporary folder; the local equivalent
+    (a file, the folder, or the glob under it).
+
+    Raises:
+        DataError: nothing there, or the storage cannot be reached or refuses (one line).
+    """
+    fs, path = _filesystem(url)
+    try:
+        root, files, kind = _listing(fs, path.rstrip("/"))
+        local = _scratch()
+        for remote in files:
+            target = local / remote[len(root):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(remote, str(target))
+    except FileNotFoundError as exc:
+        if "NoSuchBucket" in str(getattr(exc, "__cause__", "")) or "bucket" in str(exc).lower():
+            raise DataError(f"data {url!r}: the bucket does not exist: create it or fix the "
+                            "URL") from None
+        raise DataError(f"data path {url!r} does not exist") from None
+    except (ConfigError, DataError):
+        raise
+    except Exception as exc:  # botocore's and the network's own
+        raise DataError(f"data {url!r}: {storage_problem(exc)}") from None
+    logger.info("Fetched %d file(s) of %s", len(files), url)
+    if kind == "file":
+        return str(local / path.rsplit("/", 1)[-1])
+    if kind == "glob":
+        return str(local / path[len(root):].lstrip("/"))
+    return str(local)
+
+
+def upload(local: Path, url: str) -> str:
+    """Put a finished local file at ``url`` (one whole object); returns the URL.
+
+    Raises:
+        DataError: the storage cannot be reached or refuses the write (one line).
+    """
+    fs, path = _filesystem(url)
+    try:
+        fs.put_file(str(local), path)
+    except Exception as exc:
+        raise DataError(f"output {url!r}: {storage_problem(exc)}") from None
+    return url

@@ -1,0 +1,94 @@
+"""A local S3-protocol server for tests: moto's standalone server (``python -m moto.server``)
+on a free 127.0.0.1 port, a real HTTP S3 API (conditional writes included), stopped by its
+process id. It checks request signatures (``INITIAL_NO_AUTH_ACTION_COUNT``): its first three
+requests create a user, the access key the tests use and its policy; after them a wrong
+secret is refused (SignatureDoesNotMatch), as on AWS."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+START_S = 60
+SETUP_ACTIONS = 3  # unauthenticated requests: create the user, its key, its policy
+ALLOW_ALL = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    pid: int
+    key_id: str
+    secret: str
+
+    def env(self) -> dict[str, str]:
+        """The environment a process needs to reach this server (standard AWS variables)."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.key_id,
+                "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def new_bucket(self) -> str:
+        """A fresh bucket (one per test keeps tests apart)."""
+        name = f"rf-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.key_id,
+                            aws_secret_access_key=self.secret, region_name="us-east-1")
+
+
+def _test_user(endpoint: str) -> tuple[str, str]:
+    """Create the tests' user and access key in the server's IAM (the unauthenticated
+    setup requests)."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, aws_access_key_id="setup",
+                       aws_secret_access_key="setup", region_name="us-east-1")
+    iam.create_user(UserName="rareflow-tests")
+    key = iam.create_access_key(UserName="rareflow-tests")["AccessKey"]
+    iam.put_user_policy(UserName="rareflow-tests", PolicyName="all", PolicyDocument=ALLOW_ALL)
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+@contextlib.contextmanager
+def running_s3_server(log: Path):
+    """Start moto's server, wait until it answers, yield it, stop it by its pid."""
+    port = _free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                 "-p", str(port)], stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true",
+                                     "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_ACTIONS)})
+    try:
+        deadline = time.monotonic() + START_S
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        endpoint = f"http://127.0.0.1:{port}"
+        yield S3Server(endpoint, proc.pid, *_test_user(endpoint))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -1,0 +1,142 @@
+"""The command line against S3 (moto's server on loopback): train on a Parquet table and a
+CSV in a bucket into a registry in the bucket, list, history, rollback, score to S3; and bad
+input (unreachable endpoint, wrong credentials, missing bucket): one line, exit 2 or 6, no
+credential in the output."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.cli_support import CliState
+from schemas.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY
+from tasks.registry.store import Registry
+from tests.badinput.corpus import TRAIN_FLAGS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args):
+    done = CliRunner().invoke(app, [str(a) for a in args], obj=CliState())
+    return done, done.output + (done.stderr if done.stderr_bytes is not None else "")
+
+
+@pytest.fixture(scope="module")
+def bucket_with_data(s3_server):
+    """A bucket holding a training table as Parquet and as CSV, and a batch to score."""
+    from tasks.data.demo_tables import make_demo_data
+
+    bucket, client = s3_server.new_bucket(), s3_server.client()
+    frame = make_demo_data(2000, positive_rate=0.05, seed=1)
+    for key, writer in (("data/train.parquet", lambda b: frame.to_parquet(b, index=False)),
+                        ("data/train.csv", lambda b: frame.to_csv(b, index=False))):
+        body = io.BytesIO()
+        writer(body)
+        client.put_object(Bucket=bucket, Key=key, Body=body.getvalue())
+    body = io.BytesIO()
+    frame.drop(columns=["is_fraud"]).head(300).to_parquet(body, index=False)
+    client.put_object(Bucket=bucket, Key="batches/b1.parquet", Body=body.getvalue())
+    body = io.BytesIO()
+    make_demo_data(3000, positive_rate=0.05, seed=2).to_parquet(body, index=False)
+    client.put_object(Bucket=bucket, Key="labelled/l1.parquet", Body=body.getvalue())
+    return bucket
+
+
+def test_train_list_history_rollback_score_on_s3(prefect_harness, s3_env, bucket_with_data):
+    """Check that train (Parquet, then CSV, from S3) into an S3 registry, models
+    list/history/rollback and score to an S3 output work as on local disk."""
+    reg_url = f"s3://{bucket_with_data}/registry"
+    for data in ("data/train.parquet", "data/train.csv"):
+        done, out = run("train", "--data", f"s3://{bucket_with_data}/{data}", *TRAIN_FLAGS,
+                        "--registry", reg_url, "--name", "fraud", "--min-recall-gate", "0",
+                        "--max-normalised-cost-gate", "1")
+        assert done.exit_code in (EXIT_OK, 3), out
+    reg = Registry(reg_url, "fraud")
+    assert reg.version_ids() == ["v0001", "v0002"]
+    meta = reg.verify("v0001")
+    assert meta["lineage"]["source"] == f"s3://{bucket_with_data}/data/train.parquet"
+    serving = reg.champion()["version"]
+    other = "v0001" if serving == "v0002" else "v0002"
+    done, out = run("models", "list", "--registry", reg_url, "--name", "fraud")
+    assert done.exit_code == EXIT_OK and "v0002" in out, out
+    done, out = run("models", "promote", other, "--registry", reg_url, "--name", "fraud",
+                    "--reason", "test", "--force")
+    assert done.exit_code == EXIT_OK, out
+    done, out = run("models", "history", "--registry", reg_url, "--name", "fraud")
+    assert done.exit_code == EXIT_OK and other in out, out
+    done, out = run("models", "rollback", "--registry", reg_url, "--name", "fraud",
+                    "--reason", "test")
+    assert done.exit_code == EXIT_OK, out
+    assert Registry(reg_url, "fraud").champion()["version"] == serving
+    done, out = run("models", "history", "--registry", reg_url, "--name", "fraud", "--at",
+                    "now")
+    assert done.exit_code == EXIT_OK and serving in out, out
+    scored_url = f"s3://{bucket_with_data}/scored/b1.parquet"
+    done, out = run("score", "--data", f"s3://{bucket_with_data}/batches/b1.parquet",
+                    "--out", scored_url, "--registry", reg_url, "--name", "fraud")
+    assert done.exit_code == EXIT_OK, out
+    body = s3_env.client().get_object(Bucket=bucket_with_data, Key="scored/b1.parquet")["Body"]
+    scored = pd.read_parquet(io.BytesIO(body.read()))
+    assert len(scored) == 300 and {"score", "decision"} <= set(scored.columns)
+    done, out = run("monitor", "--data", f"s3://{bucket_with_data}/labelled/l1.parquet",
+                    "--registry", reg_url, "--name", "fraud")
+    assert done.exit_code in (EXIT_OK, 4, 5), out
+    assert f"report s3://{bucket_with_data}/registry/fraud/versions/" in out, out
+    keys = [o["Key"] for o in s3_env.client().list_objects_v2(
+        Bucket=bucket_with_data, Prefix=f"registry/fraud/versions/{serving}/reports/")
+        ["Contents"]]
+    assert any(k.endswith("/summary.json") for k in keys), keys
+    assert any(k.endswith(".html") for k in keys), keys
+    state = Registry(reg_url, "fraud").store.read("fraud/monitor_state.json")
+    assert state and b"checks" in state
+
+
+def _console(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("rareflow")
+    command = [str(script)] if script.is_file() else [sys.executable, "-c",
+                                                     "from flows.cli import main; main()"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=300)
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("unreachable", "cannot be reached"),
+    ("wrong-credentials", "access denied"),
+    ("missing-bucket", "bucket does not exist"),
+])
+def test_bad_storage_is_one_line_without_credentials(s3_server, bucket_with_data, tmp_path,
+                                                     problem, expected):
+    """Check that an unreachable endpoint, wrong credentials and a missing bucket each give
+    one line naming the URL, exit 6 (registry) or 2 (data), and never a credential."""
+    env = {**os.environ, **s3_server.env(), "PREFECT_HOME": str(tmp_path / "home")}
+    bucket = bucket_with_data
+    if problem == "unreachable":
+        env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"  # discard port: nothing listens
+    elif problem == "wrong-credentials":
+        env["AWS_SECRET_ACCESS_KEY"] = "wrong-" + s3_server.secret
+    else:
+        bucket = "rf-no-such-bucket"
+    secrets = (s3_server.secret, env["AWS_SECRET_ACCESS_KEY"])
+    for args, status in (
+            (["models", "list", "--registry", f"s3://{bucket}/registry", "--name", "x"],
+             EXIT_REGISTRY),
+            (["train", "--data", f"s3://{bucket}/data/train.parquet", *TRAIN_FLAGS,
+              "--registry", str(tmp_path / "reg")], EXIT_BAD_INPUT)):
+        proc = _console(args, env)
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == status, text
+        assert expected in text and f"s3://{bucket}/" in text, text
+        assert "Traceback" not in text, text
+        assert len([line for line in text.splitlines() if "error" in line.lower()]) == 1, text
+        assert not any(secret in text for secret in secrets)
+        assert s3_server.key_id not in text

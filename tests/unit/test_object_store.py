@@ -1,0 +1,113 @@
+"""The storage interface on local disk (no server): put-if-absent, compare-and-swap, listing;
+the lock-free object registry over it; and the one-line errors of storage settings."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from schemas.errors import ConfigError
+from tasks.registry.object_champion import StaleMove
+from tasks.registry.object_registry import ObjectRegistry
+from tasks.registry.store import Registry
+from tasks.runtime.object_store import (
+    STORAGE_OPTIONS_ENV,
+    LocalStore,
+    StorePath,
+    is_remote,
+    open_store,
+    storage_options,
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+
+
+def test_local_store_conditional_writes(tmp_path):
+    """Check that the local store creates once, swaps only on the tag it was given, lists
+    and deletes."""
+    store = LocalStore(tmp_path)
+    assert store.put_if_absent("a/b.json", b"1") and not store.put_if_absent("a/b.json", b"2")
+    data, tag = store.read_tagged("a/b.json")
+    assert data == b"1"
+    assert store.replace_if("a/b.json", b"3", tag) and not store.replace_if("a/b.json", b"4", tag)
+    assert not store.replace_if("a/b.json", b"5", None)
+    assert store.replace_if("c.json", b"6", None)
+    assert store.list() == ["a/b.json", "c.json"] and store.list("a/") == ["a/b.json"]
+    store.delete("c.json")
+    assert store.read_tagged("c.json") is None and store.read("a/b.json") == b"3"
+    assert [p.name for p in StorePath(store).iterdir()] == ["a"]
+
+
+@pytest.mark.parametrize("location, remote", [
+    ("registry", False), ("/tmp/r", False), ("file:///tmp/r", False),
+    ("s3://bucket/reg", True), ("gs://bucket/reg", True)])
+def test_which_locations_are_remote(location, remote):
+    """Check that local paths and file:// URLs are local, other fsspec URLs remote."""
+    assert is_remote(location) is remote
+    if not location.startswith("gs://"):  # gs:// registries are refused (no preconditions)
+        assert isinstance(Registry(location, "m"), ObjectRegistry) is remote
+
+
+def test_object_registry_on_local_disk(tmp_path, model):
+    """Check that the lock-free registry keeps its guarantees over the local store: versions
+    listed once signed, a stale swap refused and recorded, history in order."""
+    a, b = ObjectRegistry(tmp_path, "m"), ObjectRegistry(tmp_path, "m")
+    v1 = a.register(model, {"verdict": {"status": "passed"}})
+    a.store.put_if_absent("m/versions/v0002/.claim", b"x")  # a writer killed after its claim
+    assert a.version_ids() == [v1]
+    v3 = a.register(model, {"verdict": {"status": "passed"}})
+    assert v3 == "v0003" and a.version_ids() == [v1, v3]
+    assert a.champion() is None and b.champion() is None
+    b.promote(v3, reason="b")
+    with pytest.raises(StaleMove, match="stale"):
+        a.log.move(v1, action="promote", reason="a", forced=False, name="m", status="passed")
+    assert ObjectRegistry(tmp_path, "m").champion()["version"] == v3
+    assert a.verify(v3)["version"] == v3
+
+
+@pytest.mark.parametrize("url, message", [
+    ("gs://bucket/reg", "conditional writes rareflow implements only for S3"),
+    ("s3://", "names no bucket"),
+])
+def test_unsupported_registry_urls(url, message):
+    """Check that a registry URL rareflow cannot keep its guarantees on is one line."""
+    with pytest.raises(ConfigError, match=message):
+        open_store(url)
+
+
+def test_missing_s3fs_names_the_extra(monkeypatch):
+    """Check that an s3:// URL without s3fs installed names the extra to install."""
+    monkeypatch.setitem(sys.modules, "s3fs", None)
+    with pytest.raises(ConfigError, match="s3 extra"):
+        open_store("s3://bucket/reg")
+
+
+def test_storage_options_never_echoed(monkeypatch):
+    """Check that bad RAREFLOW_STORAGE_OPTIONS is one line that does not show the value."""
+    monkeypatch.setenv(STORAGE_OPTIONS_ENV, '{"secret": "hunter2"')
+    with pytest.raises(ConfigError) as caught:
+        storage_options()
+    assert "hunter2" not in str(caught.value) and STORAGE_OPTIONS_ENV in str(caught.value)
+    monkeypatch.setenv(STORAGE_OPTIONS_ENV, '{"anon": false}')
+    assert storage_options() == {"anon": False}
+
+
+def test_ingest_and_sign_refuse_object_storage_in_one_line():
+    """Check that ingest into an s3:// source and `models sign` of an s3:// registry are
+    refused in one line (not silently written to a local folder named 's3:')."""
+    import pandas as pd
+
+    from schemas.errors import RegistryError
+    from tasks.data.ingest import check_batch
+    from tasks.registry.sign_existing import upgrade_registry
+
+    with pytest.raises(ConfigError, match="--source 's3://b/src'"):
+        check_batch(pd.DataFrame({"a": [1]}), source="s3://b/src",
+                    as_of=pd.Timestamp("2026-01-01", tz="UTC"))
+    with pytest.raises(RegistryError, match="object storage"):
+        upgrade_registry("s3://b/reg", None)
