@@ -1,6 +1,6 @@
-"""Unit tests for the strategy search (tasks/search/candidates.py, cv.py, select.py): candidates,
-CV,
-blends, the stability rule, calibration."""
+"""Unit tests for the strategy search (tasks/search/candidates.py, cross_validation.py,
+selection.py): candidates, CV, blends, the stability rule, calibration (candidates in parallel
+processes: tests/flows/test_search_processes.py)."""
 
 from __future__ import annotations
 
@@ -326,19 +326,6 @@ def test_leaderboard_is_sorted_marked_and_json_safe(data, monkeypatch):
 
 
 @pytest.mark.slow
-def test_parallel_candidates_match_sequential(data):
-    """Check that running candidates in parallel processes gives the sequential results."""
-    df, y, schema, folds = data
-    specs = [CandidateSpec("logreg"), CandidateSpec("logreg", class_weight="balanced"),
-             CandidateSpec("hgb")]
-    kw = {"seed": 0, **COSTS}
-    best1, res1, _ = select_strategy(df, y, schema, folds, specs, n_jobs=1, **kw)
-    best2, res2, _ = select_strategy(df, y, schema, folds, specs, n_jobs=2, **kw)
-    assert [r.spec for r in res1] == [r.spec for r in res2]
-    np.testing.assert_allclose([r.cv_cost for r in res1], [r.cv_cost for r in res2])
-    assert best1.spec == best2.spec
-
-
 # ---------------------------------------------------------------- weak signal
 
 
