@@ -184,7 +184,10 @@ def pytest_runtest_setup(item):
     the test process, with some 250,000 library objects alive, each call scanned them all:
     about 0.45 s of CPU per validated table, 15 s in tests/unit/test_validate.py alone. Done
     per module, not once, because tests import libraries (evidently, Prefect's server) as
-    they go. What a test creates is still collected as before.
+    they go. What a test creates is still collected as before, and still listed by
+    ``gc.get_objects()`` (which leaves frozen objects out): the leak checks in
+    tests/flows/test_training_flow.py and tests/unit/test_fold_memory.py look for objects
+    their own test creates.
     """
     import gc
 
