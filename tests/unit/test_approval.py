@@ -5,9 +5,8 @@ the registry's lock, with every decision, and every candidate not promoted, in h
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
+from registry_entries import Model, models_cli
 
-from flows.cli import app
 from schemas.config import Gates
 from schemas.errors import EXIT_OK, EXIT_REGISTRY, EXIT_REJECTED, RegistryError
 from tasks.judge.gate_verdict import Verdict
@@ -27,28 +26,14 @@ GATES = [{"gate": "min_recall", "passed": True, "value": 0.5, "point": 0.6, "lim
           "detail": ""}]
 
 
-class Model:
-    def __init__(self, value):
-        self.value = value
-
-
 def meta(status="passed", compared_with=None):
     return {"verdict": {"status": status, "gates": GATES}, "compared_with": compared_with}
-
-
-@pytest.fixture
-def reg(tmp_path) -> Registry:
-    return Registry(tmp_path / "registry", "fraud")
 
 
 def champion(reg: Registry):
     return (reg.champion() or {}).get("version")
 
 
-def cli(reg: Registry, *args: str):
-    result = CliRunner().invoke(app, ["models", *args, "--registry", str(reg.root),
-                                      "--name", reg.name])
-    return result.exit_code, result.output + result.stderr
 
 
 @pytest.mark.parametrize("approval, status, expected", [
@@ -169,7 +154,7 @@ def test_a_pending_version_is_decided_once(reg):
 def test_a_pending_version_needs_approval_not_promote(reg):
     """Check that `models promote` of a pending version points at `models approve`."""
     v1 = reg.register(Model(1), meta("pending", None))
-    code, out = cli(reg, "promote", v1)
+    code, out = models_cli(reg, "promote", v1)
     assert code == EXIT_REGISTRY and "status 'pending'" in out and "models approve" in out
 
 
@@ -177,21 +162,21 @@ def test_cli_approve_and_reject_exit_statuses(reg):
     """Check `models approve` exits 0 (promoted), `models reject` and a stale approval 3,
     deciding a version not pending 6; `models show` and `models list` show the status."""
     v1 = reg.register(Model(1), meta("pending", None))
-    code, out = cli(reg, "list")
+    code, out = models_cli(reg, "list")
     assert code == EXIT_OK and "pending" in out
-    code, out = cli(reg, "approve", v1, "--reason", "fine", "--actor", "carol")
+    code, out = models_cli(reg, "approve", v1, "--reason", "fine", "--actor", "carol")
     assert code == EXIT_OK and "approved and promoted" in out and "carol" in out
     v2 = reg.register(Model(2), meta("pending", v1), card="# fraud {version}")
-    code, out = cli(reg, "show", v2)
+    code, out = models_cli(reg, "show", v2)
     assert code == EXIT_OK and "pending" in out and f"approve|reject {v2}" in out
-    code, out = cli(reg, "reject", v2, "--reason", "not now")
+    code, out = models_cli(reg, "reject", v2, "--reason", "not now")
     assert code == EXIT_REJECTED and "rejected" in out
-    code, out = cli(reg, "show", v2)
+    code, out = models_cli(reg, "show", v2)
     assert "Status: rejected (rejected on the command line by" in out and "not now" in out
     v3 = reg.register(Model(3), meta("pending", None))  # compared with no champion
-    code, out = cli(reg, "approve", v3, "--reason", "late")
+    code, out = models_cli(reg, "approve", v3, "--reason", "late")
     assert code == EXIT_REJECTED and "stale" in out
-    code, out = cli(reg, "approve", v2, "--reason", "again")
+    code, out = models_cli(reg, "approve", v2, "--reason", "again")
     assert code == EXIT_REGISTRY and f"fraud {v2} is not awaiting approval" in out
     assert champion(reg) == v1
 
@@ -218,9 +203,9 @@ def test_history_records_do_not_change_served_at_or_rollback(reg, monkeypatch):
     assert reg.served_at("2024-03-06T09:00")["version"] == v1
     assert reg.served_at("2024-03-08T09:00")["version"] == v4
     assert reg.champion_stack() == [v1, v4]
-    code, out = cli(reg, "history", "--at", "2024-03-04T09:00")
+    code, out = models_cli(reg, "history", "--at", "2024-03-04T09:00")
     assert code == EXIT_OK and f"fraud at 2024-03-04T09:00:00+00:00: {v1}" in out
-    code, out = cli(reg, "history")
+    code, out = models_cli(reg, "history")
     assert code == EXIT_OK and "register" in out and "on the command line" in out
     entry = reg.rollback(reason="v4 misbehaves")  # 03-09
     assert (entry["version"], entry["previous"], champion(reg)) == (v1, v4, v1)
@@ -253,8 +238,8 @@ def test_a_forced_promotion_decides_a_pending_version(reg):
     """Check that promoting a pending version with --force records the decision, so it no
     longer shows as pending and cannot be approved again."""
     v1 = reg.register(Model(1), meta("pending", None))
-    code, out = cli(reg, "promote", v1, "--force", "--reason", "urgent")
+    code, out = models_cli(reg, "promote", v1, "--force", "--reason", "urgent")
     assert code == EXIT_OK, out
     assert reg.log.status(v1, "pending") == "passed"
-    code, out = cli(reg, "approve", v1, "--reason", "again")
+    code, out = models_cli(reg, "approve", v1, "--reason", "again")
     assert code == EXIT_REGISTRY and "not awaiting approval" in out

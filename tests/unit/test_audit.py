@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from registry_entries import Model, models_cli
 
-from flows.cli import app
 from schemas.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY
 from tasks.registry import champion as champion_module
 from tasks.registry.store import Registry
@@ -19,24 +18,10 @@ from tasks.registry.store import Registry
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "registry-0.1"
 
 
-class Model:
-    def __init__(self, value):
-        self.value = value
-
-
 def meta(status="passed"):
     return {"verdict": {"status": status}}
 
 
-@pytest.fixture
-def reg(tmp_path) -> Registry:
-    return Registry(tmp_path / "registry", "fraud")
-
-
-def cli(reg: Registry, *args: str):
-    result = CliRunner().invoke(app, ["models", *args, "--registry", str(reg.root),
-                                      "--name", reg.name])
-    return result.exit_code, result.output + result.stderr
 
 
 def test_every_move_records_time_actor_reason_status_and_previous(reg):
@@ -72,14 +57,14 @@ def test_history_at_answers_which_version_served(reg, monkeypatch):
     assert reg.served_at("2024-03-03T09:00+01:00")["version"] == v2
     assert reg.served_at("2024-03-03T10:00:00Z")["version"] == v3
     assert reg.served_at("2024-03-01T07:59") is None
-    code, out = cli(reg, "history", "--at", "2024-03-03T09:00")
+    code, out = models_cli(reg, "history", "--at", "2024-03-03T09:00")
     assert code == EXIT_OK and "fraud at 2024-03-03T09:00:00+00:00: v0002" in out
     assert "since 2024-03-02T12:00:00+00:00" in out and "two" in out
-    code, out = cli(reg, "history", "--at", "2024-02-01")
+    code, out = models_cli(reg, "history", "--at", "2024-02-01")
     assert code == EXIT_REGISTRY and "first promotion was at 2024-03-01T08:00" in out
-    code, out = cli(reg, "history", "--at", "yesterday-ish")
+    code, out = models_cli(reg, "history", "--at", "yesterday-ish")
     assert code == EXIT_BAD_INPUT and "--at must be a time" in out
-    code, out = cli(reg, "history")
+    code, out = models_cli(reg, "history")
     assert code == EXIT_OK and out.count("promote") == 3 and "actor" in out
 
 
@@ -95,10 +80,11 @@ def test_stale_version_keeps_its_status_and_needs_force(reg):
     assert (published.status, published.champion) == ("stale", v2)
     verdict = reg.metadata(published.version)["verdict"]
     assert verdict["status"] == "stale" and verdict["stale"]["compared_with"] == v1
-    code, out = cli(reg, "promote", published.version)
+    code, out = models_cli(reg, "promote", published.version)
     assert code == EXIT_REGISTRY and "status 'stale'" in out and "--force" in out
     assert reg.champion()["version"] == v2
-    code, out = cli(reg, "promote", published.version, "--force", "--reason", "checked by hand")
+    code, out = models_cli(reg, "promote", published.version, "--force", "--reason",
+                           "checked by hand")
     assert code == EXIT_OK and "[forced]" in out
     last = reg.history()[-1]
     assert (last["version"], last["forced"], last["status"], last["reason"]) == (
@@ -112,7 +98,7 @@ def test_rejected_or_refused_version_needs_force(reg, status):
     --force."""
     reg.promote(reg.register(Model(1), meta()), reason="first")
     version = reg.register(Model(2), meta(status))
-    code, out = cli(reg, "promote", version)
+    code, out = models_cli(reg, "promote", version)
     assert code == EXIT_REGISTRY and f"status {status!r}" in out
 
 
@@ -129,9 +115,9 @@ def test_manual_moves_emit_events(reg, monkeypatch):
                         lambda event, *, name, payload: sent.append((event, name, payload)))
     v1, v2 = reg.register(Model(1), meta()), reg.register(Model(2), meta())
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
-        assert cli(reg, "promote", v1, "--reason", "go live")[0] == EXIT_OK
-        assert cli(reg, "promote", v2)[0] == EXIT_OK
-        assert cli(reg, "rollback", "--reason", "v2 is slow")[0] == EXIT_OK
+        assert models_cli(reg, "promote", v1, "--reason", "go live")[0] == EXIT_OK
+        assert models_cli(reg, "promote", v2)[0] == EXIT_OK
+        assert models_cli(reg, "rollback", "--reason", "v2 is slow")[0] == EXIT_OK
     assert [(e, p["version"], p["previous"]) for e, _, p in sent] == [
         (events.PROMOTED, v1, None), (events.PROMOTED, v2, v1),
         (events.ROLLED_BACK, v1, v2)]
@@ -139,7 +125,7 @@ def test_manual_moves_emit_events(reg, monkeypatch):
     assert all(p["manual"] and "@" in p["actor"] for _, _, p in sent)
     assert {h["event_id"] for h in reg.history()} == {p["event_id"] for _, _, p in sent}
     with temporary_settings(updates={PREFECT_API_URL: None}):
-        assert cli(reg, "promote", v2)[0] == EXIT_OK
+        assert models_cli(reg, "promote", v2)[0] == EXIT_OK
     assert len(sent) == 3 and len(reg.history()) == 4
 
 
@@ -149,17 +135,17 @@ def test_models_list_shows_signature_and_sign_signs_old_versions(tmp_path):
     root = tmp_path / "registry"
     shutil.copytree(FIXTURE, root)
     reg = Registry(root, "old")
-    code, out = cli(reg, "list")
+    code, out = models_cli(reg, "list")
     assert code == EXIT_OK and out.count("unsigned") == 5
-    code, out = cli(reg, "show", "v0001")
+    code, out = models_cli(reg, "show", "v0001")
     assert code == EXIT_REGISTRY and "no signature.json" in out
-    code, out = cli(reg, "sign")
+    code, out = models_cli(reg, "sign")
     assert code == EXIT_OK and out.count(": signed\n") == 5
     assert "identity" in out and "v0001, v0002, v0003, v0004, v0005: signed for this " in out
-    code, out = cli(reg, "list")
+    code, out = models_cli(reg, "list")
     assert code == EXIT_OK and "unsigned" not in out and out.count(" ok ") == 5
-    assert cli(reg, "sign")[1].count("already signed") == 5
-    code, out = cli(reg, "show", "v0001", "--json")
+    assert models_cli(reg, "sign")[1].count("already signed") == 5
+    code, out = models_cli(reg, "show", "v0001", "--json")
     assert code == EXIT_OK and json.loads(out)["version"] == "v0001"
 
 
@@ -174,9 +160,9 @@ def test_a_damaged_history_line_is_skipped_by_number(reg, caplog):
         assert [h["version"] for h in reg.history()] == [v1]
     assert "history.jsonl line 2 is damaged" in caplog.text
     assert "history.jsonl line 3 is damaged" in caplog.text
-    code, out = cli(reg, "history")
+    code, out = models_cli(reg, "history")
     assert code == 0 and v1 in out
-    code, out = cli(reg, "promote", v2, "--reason", "second")
+    code, out = models_cli(reg, "promote", v2, "--reason", "second")
     assert code == 0, out
     assert reg.champion()["version"] == v2
 
@@ -190,7 +176,7 @@ def test_models_list_checks_the_model_bytes(reg):
     intact, tampered = reg.register(Model(1), meta()), reg.register(Model(2), meta())
     path = reg.version_dir(tampered) / MODEL_FILE
     path.write_bytes(path.read_bytes() + b"\0")
-    code, out = cli(reg, "list")
+    code, out = models_cli(reg, "list")
     assert code == EXIT_OK
     rows = {line.split()[0]: line for line in out.splitlines()
             if line.strip().startswith("v000")}

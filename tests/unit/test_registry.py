@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-import pandas as pd
 import pytest
+from registry_entries import FAILED, PASSED, add
 
 from schemas.errors import IntegrityError, RegistryError
 from tasks.registry.signed_records import seal_entry
@@ -19,27 +19,6 @@ from tasks.registry.store import (
     Registry,
     check_version_id,
 )
-
-PASSED = {"verdict": {"status": "passed"}}
-FAILED = {"verdict": {"status": "failed"}}
-
-
-class Model:
-    """A tiny picklable stand-in for a fitted model."""
-
-    def __init__(self, value):
-        self.value = value
-
-
-@pytest.fixture
-def reg(tmp_path) -> Registry:
-    return Registry(tmp_path / "registry", "fraud")
-
-
-def add(reg: Registry, value=1, meta=PASSED, **kw) -> str:
-    reference = pd.DataFrame({"x": [1.0, 2.0], "label": ["0", "1"]})
-    return reg.register(Model(value), dict(meta), reference=reference,
-                        card="# {version}\n", **kw)
 
 
 def listing(root: Path) -> set[str]:

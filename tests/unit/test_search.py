@@ -1,11 +1,9 @@
 """The search's work plan (tasks/search/work_plan.py): racing over candidates x folds, decided by
-the
-data alone; the same choice on a loaded machine; the wall clock only as a recorded safety
-stop."""
+the data alone; the wall clock only as a recorded safety stop (the same choice on a loaded
+machine: tests/flows/test_search_processes.py)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 
 import numpy as np
@@ -17,7 +15,6 @@ from schemas.inference import infer_input_schema
 from tasks.data.split import cv_folds
 from tasks.decision.costs import DecisionCosts
 from tasks.search.candidates import CandidateSpec
-from tasks.search.selection import select_strategy
 from tasks.search.work_plan import SearchPlan, local_fit_jobs, run_search
 
 COSTS = DecisionCosts(fn_cost=10, fp_cost=1)
@@ -106,42 +103,6 @@ def test_default_plan_fits_every_candidate_on_every_fold(data):
     assert sorted(calls) == [(i, k) for i in range(2) for k in range(5)]
     assert log.dropped == {} and log.fits == 10
     assert SearchPlan().most_fits(2, 5) == 10 and SearchPlan(screen_folds=2).most_fits(6, 5) == 24
-
-
-def _burn(seconds: float) -> None:
-    end = time.time() + seconds
-    while time.time() < end:
-        pass
-
-
-@pytest.mark.slow
-def test_loaded_machine_chooses_the_same_strategy(data):
-    """Check that the same data, config and seed give the same choice, the same leaderboard
-    and the same fits while CPU-bound neighbour processes compete for every core."""
-    df, y, schema, folds = data
-    specs = [CandidateSpec("logreg"), CandidateSpec("hgb"), CandidateSpec("rf"),
-             CandidateSpec("logreg", "none", "balanced")]
-    kw = {"seed": 0, "costs": COSTS, "plan": SearchPlan(screen_folds=2, finalists=2)}
-    quiet_best, quiet, quiet_log = select_strategy(df, y, schema, folds, specs, **kw)
-    neighbours = [multiprocessing.Process(target=_burn, args=(600,), daemon=True)
-                  for _ in range(max(2, multiprocessing.cpu_count()))]
-    for p in neighbours:
-        p.start()
-    try:
-        busy_best, busy, busy_log = select_strategy(df, y, schema, folds, specs, **kw)
-    finally:
-        for p in neighbours:
-            p.terminate()
-    # the same choice and work; numbers equal up to the last bits of multi-threaded sums
-    # (OpenMP reductions in the tree fits may add in another order on a loaded machine)
-    assert busy_best.spec.name == quiet_best.spec.name
-    assert np.allclose(busy_best.spec.calibration or (0, 0),
-                       quiet_best.spec.calibration or (0, 0), rtol=1e-9, atol=0)
-    assert np.isclose(busy_best.threshold, quiet_best.threshold, rtol=1e-9, atol=0)
-    assert [(r.spec.name, r.status) for r in busy] == [(r.spec.name, r.status) for r in quiet]
-    assert np.allclose([r.cv_cost for r in busy], [r.cv_cost for r in quiet], rtol=1e-9,
-                       atol=0, equal_nan=True)
-    assert busy_log.fits == quiet_log.fits and busy_log.dropped == quiet_log.dropped
 
 
 def test_safety_stop_is_recorded(data):

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import shutil
 
-import pandas as pd
 import pytest
-from typer.testing import CliRunner
+import registry_entries
+from registry_entries import models_cli
 
-from flows.cli import app
 from schemas.errors import IntegrityError
 from schemas.statuses import NO_DRIFT
 from tasks.registry import signing
@@ -22,27 +21,17 @@ from tasks.registry.store import Registry
 KEY = signing.SigningKey(b"k" * 40, "test")
 
 
-class Model:
-    def __init__(self, value):
-        self.value = value
-
-
 @pytest.fixture
-def reg(tmp_path, monkeypatch) -> Registry:
+def reg(reg, monkeypatch) -> Registry:
+    """The unit layer's empty registry, signed with this module's known key."""
     monkeypatch.setenv(signing.KEY_ENV, KEY.secret.decode())
-    return Registry(tmp_path / "registry", "fraud")
+    return Registry(reg.root, reg.name)
 
 
 def add(reg: Registry, status="passed", value=1) -> str:
-    reference = pd.DataFrame({"x": [1.0, 2.0], "label": ["0", "1"]})
-    return reg.register(Model(value), {"verdict": {"status": status}}, reference=reference,
-                        card="# {version}\n")
+    return registry_entries.add(reg, value, {"verdict": {"status": status}})
 
 
-def cli(reg: Registry, *args: str):
-    result = CliRunner().invoke(app, ["models", *args, "--registry", str(reg.root),
-                                      "--name", reg.name])
-    return result.exit_code, result.output + result.stderr
 
 
 def test_a_new_registry_signs_its_records(reg):
@@ -68,7 +57,7 @@ def test_an_edited_pointer_is_refused_never_served(reg):
     reg.champion_path.write_text(json.dumps({**pointer, "version": rejected}))
     with pytest.raises(IntegrityError, match="champion.json does not match its signature"):
         reg.load("champion")
-    code, out = cli(reg, "show")
+    code, out = models_cli(reg, "show")
     assert code == 6 and "does not match its signature" in out
 
 
@@ -98,7 +87,7 @@ def test_a_forged_history_line_does_not_steer_rollback(reg, caplog):
     with caplog.at_level("WARNING"):
         assert rejected not in reg.champion_stack()
     assert f"line {len(lines) - 1} is not signed with the registry's key" in caplog.text
-    code, out = cli(reg, "rollback", "--reason", "v3 misbehaves")
+    code, out = models_cli(reg, "rollback", "--reason", "v3 misbehaves")
     assert code == 0, out
     assert reg.champion()["version"] == v1
 
@@ -145,7 +134,7 @@ def test_a_legacy_registry_upgrades_in_place(reg, tmp_path):
     _make_legacy(reg)
     legacy = Registry(reg.root, reg.name)
     assert not legacy.trust.enforced and legacy.champion()["version"] == v2
-    code, out = cli(legacy, "sign")
+    code, out = models_cli(legacy, "sign")
     assert code == 0, out
     for said in ("identity", f"{v1}, {v2}: signed for this registry", "history: 2 entries",
                  f"champion pointer ({v2}): signed", "monitoring state: signed"):
@@ -154,7 +143,7 @@ def test_a_legacy_registry_upgrades_in_place(reg, tmp_path):
     assert upgraded.trust.enforced and upgraded.champion()["version"] == v2
     assert upgraded.champion_stack() == [v1, v2] and upgraded.load(v1)[0].value == 1
     assert read_state(upgraded.dir, trust=upgraded.trust)["checks"]
-    assert cli(upgraded, "sign")[0] == 0  # nothing left to upgrade
+    assert models_cli(upgraded, "sign")[0] == 0  # nothing left to upgrade
 
 
 def _make_legacy(reg: Registry) -> None:
@@ -186,5 +175,5 @@ def test_compare_refuses_edited_metadata(reg):
     v1, v2 = add(reg), add(reg)
     path = reg.version_dir(v2) / "metadata.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "threshold": 0.99}))
-    code, out = cli(reg, "compare", v1, v2)
+    code, out = models_cli(reg, "compare", v1, v2)
     assert code == 6 and "metadata.json does not match its signed sha256" in out

@@ -10,31 +10,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
+import registry_entries
+from registry_entries import PASSED, models_cli
 
 from schemas.errors import IntegrityError, RegistryError
 from tasks.registry import signing
 from tasks.registry.store import MODEL_FILE, Registry
 
 ROOT = Path(__file__).resolve().parents[2]
-PASSED = {"verdict": {"status": "passed"}}
-
-
-class Model:
-    def __init__(self, value):
-        self.value = value
-
-
-@pytest.fixture
-def reg(tmp_path) -> Registry:
-    return Registry(tmp_path / "registry", "fraud")
 
 
 def add(reg: Registry, value=1, meta=PASSED) -> str:
-    reference = pd.DataFrame({"x": [1.0, 2.0], "label": ["0", "1"]})
-    return reg.register(Model(value), dict(meta), reference=reference, card="# {version}\n",
-                        train_rows=[3, 1, 2])
+    """A version with every file a version can hold (its training rows too)."""
+    return registry_entries.add(reg, value, meta, train_rows=[3, 1, 2])
 
 
 def test_every_file_of_a_version_is_signed(reg):
@@ -203,13 +192,7 @@ def test_package_imports_without_fcntl():
 
 
 def _sign_cli(reg: Registry, *args: str):
-    from typer.testing import CliRunner
-
-    from flows.cli import app
-
-    result = CliRunner().invoke(app, ["models", "sign", "--registry", str(reg.root),
-                                      "--name", reg.name, *args])
-    return result.exit_code, result.output + result.stderr
+    return models_cli(reg, "sign", *args)
 
 
 @pytest.mark.parametrize("meta", [PASSED, {**PASSED, "rareflow_version": "0.3.0"}],

@@ -1,6 +1,6 @@
-"""Unit tests for the model modules (tasks/search/pipeline.py, estimators.py, calibration.py,
-fit.py):
-pipelines, blends, calibration, the anomaly candidate."""
+"""Pipelines, estimators and calibration (tasks/search/pipeline.py, estimators.py,
+final_fit.py, tasks/decision/calibration.py): blends, Platt calibration, the anomaly
+candidate, resampling inside the pipeline, cross-validated bags."""
 
 from __future__ import annotations
 
