@@ -86,8 +86,10 @@ def step_times(config, *, registry_root: str) -> dict:
     """Each plain monitoring step on its own (evidently already imported)."""
     from schemas.inference import InputSchema
     from schemas.scored import DECISION, SCORE
-    from tasks.data import labels, recall_test, reports
+    from tasks.data import labels
     from tasks.data.tables import load_table
+    from tasks.monitor import recall_drop as recall_test
+    from tasks.monitor import reports
     from tasks.monitor.verdict import classification_figures
     from tasks.registry.store import Registry
     from tasks.serving.batch_scoring import scored_batch

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from flows.cli_support import CliState
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.cli_errors import CliState
 from schemas.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY
 from tasks.registry.store import Registry
 from tests.badinput.corpus import TRAIN_FLAGS

@@ -1,4 +1,4 @@
-"""Unit tests of the monitoring steps (tasks/data/labels.py, recall_test.py, reports.py, drift.py),
+"""Unit tests of the monitoring steps (tasks/data/labels.py, tasks/monitor/recall_drop.py, reports.py, verdict.py),
 on constructed numbers and tiny frames."""
 
 from __future__ import annotations
