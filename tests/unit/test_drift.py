@@ -1,5 +1,5 @@
-"""Unit tests of the monitoring steps (tasks/data/labels.py, tasks/monitor/recall_drop.py, reports.py, verdict.py),
-on constructed numbers and tiny frames."""
+"""Unit tests of the monitoring steps (tasks/data/labels.py, tasks/monitor/recall_drop.py,
+reports.py, verdict.py), on constructed numbers and tiny frames."""
 
 from __future__ import annotations
 
