@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from schemas.statuses import PENDING
 from schemas.errors import IntegrityError
-from tasks.runtime.durable_files import dumps, write_bytes_atomic
+from schemas.statuses import PENDING
 from tasks.registry.signed_records import MAC, Trust, check_pointer, read_chain, seal_entry
+from tasks.runtime.durable_files import dumps, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from schemas.errors import DataError
-from tasks.data.labels import utc
 from schemas.statuses import DRIFT, NO_DRIFT
+from tasks.data.labels import utc
 from tasks.registry.signed_records import MAC, Trust
 from tasks.runtime.durable_files import dumps, write_bytes_atomic
 

@@ -1,8 +1,8 @@
 """Signing a registry with the key (``rareflow models sign``): versions that releases which
 did not sign wrote, and the upgrade of a registry written before identities existed to signed
-records (:mod:`tasks.registry.signed_records`): identity, version signatures covering it, the champion
-pointer, history and monitoring state. Everything is checked as it was written before it is
-signed again; the lines returned say what was signed.
+records (:mod:`tasks.registry.signed_records`): identity, version signatures covering it,
+the champion pointer, history and monitoring state. Everything is checked as it was written
+before it is signed again; the lines returned say what was signed.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 from schemas.errors import RegistryError
 from tasks.registry import signing
 from tasks.registry.champion import ChampionLog
-from tasks.runtime.durable_files import dumps, write_bytes_atomic
 from tasks.registry.monitor_state import STATE_FILE, read_state, write_state
-from tasks.registry.store import Registry
 from tasks.registry.signed_records import create_identity, read_identity, rewrite_history
+from tasks.registry.store import Registry
 from tasks.registry.versions import VersionFiles, lost_signatures
+from tasks.runtime.durable_files import dumps, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 

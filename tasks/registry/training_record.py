@@ -1,6 +1,6 @@
 """What a training run records: the version's metadata, its reference table for monitoring,
-its plots and model card (:mod:`tasks.registry.model_card`), the event it announces and the summary it
-returns."""
+its plots and model card (:mod:`tasks.registry.model_card`), the event it announces and the
+summary it returns."""
 
 from __future__ import annotations
 
@@ -20,17 +20,17 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import TrainingConfig
 from schemas.scored import DECISION, SCORE
-from tasks.runtime import events
-from tasks.registry.model_card import model_card
 from schemas.statuses import PENDING
+from tasks.data.split import Parts
+from tasks.decision.served_classifier import MODEL_FORMAT, native
 from tasks.judge.metrics import metric_table
-from tasks.search.evidence import Evidence
-from tasks.search.final_fit import FitResult
 from tasks.judge.plots import calibration_summary, image_markdown, version_plots
 from tasks.registry.champion_scores import Champion
+from tasks.registry.model_card import model_card
+from tasks.runtime import events
+from tasks.search.evidence import Evidence
+from tasks.search.final_fit import FitResult
 from tasks.search.selection import Selection
-from tasks.decision.served_classifier import MODEL_FORMAT, native
-from tasks.data.split import Parts
 
 logger = logging.getLogger(__name__)
 

@@ -19,11 +19,17 @@ import numpy as np
 import pandas as pd
 
 from schemas.errors import IntegrityError, RegistryError
-from tasks.registry import signing
-from tasks.runtime.durable_files import dumps, fsync_file, sha256_file, write_bytes_atomic, write_json
 from tasks.decision.served_classifier import RareflowClassifier, from_stored, retrain_hint, writer
+from tasks.registry import signing
 from tasks.registry._tree_bytes import reproducible_pickling
 from tasks.registry.class_paths import old_class_paths
+from tasks.runtime.durable_files import (
+    dumps,
+    fsync_file,
+    sha256_file,
+    write_bytes_atomic,
+    write_json,
+)
 
 logger = logging.getLogger(__name__)
 
