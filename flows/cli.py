@@ -19,6 +19,7 @@ from flows.cli_deploy import deploy_app
 from flows.cli_models import decision_line, keygen, models_app, schema_app
 from flows.cli_preflight import before_training
 from flows.cli_reports import reports_app
+from flows.cli_score import audit, print_score_result
 from flows.cli_sections import section_options
 from flows.cli_support import (
     CliState,
@@ -48,6 +49,7 @@ app.add_typer(schema_app, name="schema")
 app.command("keygen")(keygen)
 app.add_typer(reports_app, name="reports")
 app.add_typer(deploy_app, name="deploy")
+app.command("audit")(audit)
 
 
 def show_version(value: bool) -> None:
@@ -204,16 +206,17 @@ def score(
     registry: RegistryDir = None,
     name: ModelName = None,
     version: Version = None,
+    id_column: str = option(S, "id_column", "--id-column"),
+    time_column: str = option(S, "time_column", "--time-column"),
 ) -> int:
-    """Append `score` and `decision` to every row of a batch, in input order."""
+    """Score a batch (`score` and `decision` on every row, in order), or the partitions of a
+    source not yet scored into a scored source mirroring it."""
     server = FlowServer()  # boots while the scoring modules import
     from flows.scoring import scoring_flow
 
     cfg = build_config(S, config, {k: v for k, v in ctx.params.items() if k != "config"})
     server.activate()
-    result = scoring_flow(cfg)
-    typer.echo(f"Scored {result['rows']} rows with {cfg.name} {result['version']} (threshold "
-               f"{result['threshold']:.4f}): {result['flagged']} flagged -> {result['out']}")
+    print_score_result(scoring_flow(cfg), cfg.name)
     return EXIT_OK
 
 
