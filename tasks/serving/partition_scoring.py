@@ -79,19 +79,39 @@ class PartitionScore:
         return np.concatenate(self.key_hashes) if self.key_hashes else np.zeros(0, np.uint64)
 
 
-def _csv_types(schema: InputSchema) -> dict[str, pa.DataType]:
-    return {f.name: pa.float64() if f.kind == "numeric" else pa.string()
-            for f in schema.features}
+def _csv_options(schema: InputSchema) -> pacsv.ConvertOptions:
+    """Every feature read as text, so that a bad value reaches ``validate_batch`` (which names
+    its row) instead of failing the reader; numbers are converted after the check."""
+    return pacsv.ConvertOptions(column_types={name: pa.string() for name in
+                                              schema.feature_names},
+                                strings_can_be_null=True)
 
 
-def record_batches(path: Path, schema: InputSchema, rows: int = BATCH_ROWS
+def _number(column: pd.Series) -> np.ndarray:
+    """Checked text as float64, correctly rounded (Arrow's parser), so a row read from CSV
+    has the same values (and row key) as from Parquet."""
+    try:
+        return pa.array(column, type=pa.string(), from_pandas=True).cast(pa.float64()
+                                                                          ).to_numpy(False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.to_numeric(column).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _as_numbers(df: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
+    text = [n for n in schema.numeric if not pd.api.types.is_numeric_dtype(df[n])]
+    return df.assign(**{n: _number(df[n]) for n in text}) if text else df
+
+
+def record_batches(path: Path, schema: InputSchema, rows: int | None = None
                    ) -> Iterator[pa.RecordBatch]:
-    """The record batches of a Parquet or CSV (optionally gzipped) file, streamed."""
+    """The record batches of a Parquet or CSV (optionally gzipped) file, streamed
+    (``rows`` each, default :data:`BATCH_ROWS`)."""
+    rows = rows or BATCH_ROWS
     if is_parquet(path):
         yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
         return
     reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24),
-                            convert_options=pacsv.ConvertOptions(column_types=_csv_types(schema)))
+                            convert_options=_csv_options(schema))
     for batch in reader:
         for start in range(0, batch.num_rows, rows):
             yield batch.slice(start, rows)
@@ -108,16 +128,18 @@ def missing_columns(path: Path, schema: InputSchema, needed: list[str]) -> list[
 
 
 def first_bad_row(df: pd.DataFrame, failures: pd.DataFrame) -> int:
-    """The index label of the first row a validation failure names (the batch's first row
-    when the failure is about the whole column)."""
+    """The index label of the first row a validation failure names: a missing value for a
+    null check, else the first value shown among its examples (the batch's first row when the
+    failure is about the whole column)."""
     for _, failure in failures.iterrows():
-        column = failure["column"]
+        column, shown = failure["column"], str(failure["examples"])
         if column not in df.columns:
             continue
         values = df[column]
-        examples = failure["examples"] if isinstance(failure["examples"], list) else []
-        bad = values.isna() if "null" in str(failure["check"]) else (
-            values.astype(str).isin([str(e) for e in examples]))
+        if "null" in str(failure["check"]):
+            bad = values.isna()
+        else:
+            bad = values.notna() & values.map(lambda v: repr(v) in shown).astype(bool)
         if bad.any():
             return int(bad.idxmax())
     return int(df.index[0])
@@ -194,7 +216,7 @@ def score_partition(path: Path, out: Path, serving: Serving, *, where: str,
     try:
         for df in _batches(path, serving, where):
             _check_batch(df, serving.model.schema, where)
-            table, flagged = _served(df, serving, extra)
+            table, flagged = _served(_as_numbers(df, serving.model.schema), serving, extra)
             if writer is None:
                 writer = pq.ParquetWriter(result.tmp, table.schema)
             writer.write_table(table)

@@ -24,6 +24,7 @@ from filelock import FileLock
 
 from schemas.errors import ConfigError, DataError
 from schemas.scored import (
+    ROW_KEY,
     SCORED_DEFAULT_SUFFIX,
     SCORED_SUFFIX,
     STATE_FILE,
@@ -197,9 +198,10 @@ class ScoredSource:
 def _repeat_error(key, key_column: str, first: str, second: str) -> DataError:
     where = f"twice in partition {first}" if first == second else (
         f"in partitions {first} and {second}")
+    fix = ("remove the duplicated rows, or name a unique id_column" if key_column == ROW_KEY
+           else f"fix the {key_column!r} values")
     return DataError(f"row key {key_column}={key!r} repeats {where}; each row needs a unique "
-                     f"key: fix the {key_column!r} values (or the duplicated rows) and score "
-                     f"again; nothing of {second} was written")
+                     f"key: {fix} and score again; nothing of {second} was written")
 
 
 def _keys(path: Path):
