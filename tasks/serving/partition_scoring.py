@@ -139,7 +139,7 @@ def first_bad_row(df: pd.DataFrame, failures: pd.DataFrame) -> int:
         if "null" in str(failure["check"]):
             bad = values.isna()
         else:
-            bad = values.notna() & values.map(lambda v: repr(v) in shown).astype(bool)
+            bad = values.notna() & values.map(lambda v, s=shown: repr(v) in s).astype(bool)
         if bad.any():
             return int(bad.idxmax())
     return int(df.index[0])
