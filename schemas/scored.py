@@ -23,6 +23,9 @@ input order, holds:
 ``SCORED/_rareflow_scored.json`` (written atomically after each partition):
 ``{"model": name, "partitions": {input relpath: {"sha256", "version", "rows", "scored_at"}}}``
 where ``sha256`` is the input file's, so a rerun scores only new or changed partitions.
+Hidden entries (names starting with '.', which readers and pyarrow's dataset discovery skip):
+the run lock, a cache of the input files' digests, and ``.rareflow_keys/`` (per partition, the
+sorted 64-bit hashes of its row keys, to refuse a key that repeats across partitions).
 """
 
 SCORE = "score"

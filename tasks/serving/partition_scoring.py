@@ -74,17 +74,19 @@ class PartitionScore:
     rows: int = 0
     flagged: int = 0
     key_hashes: list = field(default_factory=list)
+    sorted_hashes: np.ndarray | None = None  # set once the keys are checked
 
     def hashes(self) -> np.ndarray:
         return np.concatenate(self.key_hashes) if self.key_hashes else np.zeros(0, np.uint64)
 
 
-def _csv_options(schema: InputSchema) -> pacsv.ConvertOptions:
-    """Every feature read as text, so that a bad value reaches ``validate_batch`` (which names
-    its row) instead of failing the reader; numbers are converted after the check."""
-    return pacsv.ConvertOptions(column_types={name: pa.string() for name in
-                                              schema.feature_names},
-                                strings_can_be_null=True)
+def _csv_options(schema: InputSchema, *, typed: bool) -> pacsv.ConvertOptions:
+    """The version's column types (numbers as float64, categories as text); or, ``typed``
+    off, every feature as text, so that a bad value reaches ``validate_batch``, which names
+    its row (the slow path, taken only to find the row Arrow refused)."""
+    types = {f.name: pa.float64() if typed and f.kind == "numeric" else pa.string()
+             for f in schema.features}
+    return pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
 
 
 def _number(column: pd.Series) -> np.ndarray:
@@ -102,8 +104,8 @@ def _as_numbers(df: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
     return df.assign(**{n: _number(df[n]) for n in text}) if text else df
 
 
-def record_batches(path: Path, schema: InputSchema, rows: int | None = None
-                   ) -> Iterator[pa.RecordBatch]:
+def record_batches(path: Path, schema: InputSchema, rows: int | None = None, *,
+                   typed: bool = True) -> Iterator[pa.RecordBatch]:
     """The record batches of a Parquet or CSV (optionally gzipped) file, streamed
     (``rows`` each, default :data:`BATCH_ROWS`)."""
     rows = rows or BATCH_ROWS
@@ -111,7 +113,7 @@ def record_batches(path: Path, schema: InputSchema, rows: int | None = None
         yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
         return
     reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24),
-                            convert_options=_csv_options(schema))
+                            convert_options=_csv_options(schema, typed=typed))
     for batch in reader:
         for start in range(0, batch.num_rows, rows):
             yield batch.slice(start, rows)
@@ -180,17 +182,24 @@ def _check_batch(df: pd.DataFrame, schema: InputSchema, where: str) -> None:
                         "partition was written: fix or re-ingest it and score again") from exc
 
 
-def _batches(path: Path, serving: Serving, where: str) -> Iterator[pd.DataFrame]:
+def _frames(path: Path, serving: Serving, *, typed: bool = True) -> Iterator[pd.DataFrame]:
     offset = 0
+    for record_batch in record_batches(path, serving.model.schema, typed=typed):
+        df = record_batch.to_pandas()
+        df.index = pd.RangeIndex(offset, offset + len(df))
+        offset += len(df)
+        yield df
+
+
+def _batches(path: Path, serving: Serving, where: str) -> Iterator[pd.DataFrame]:
     try:
-        for record_batch in record_batches(path, serving.model.schema):
-            df = record_batch.to_pandas()
-            df.index = pd.RangeIndex(offset, offset + len(df))
-            offset += len(df)
-            yield df
+        yield from _frames(path, serving)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         if storage_error(exc) is not None or not isinstance(exc, pa.ArrowException):
             raise
+        if not is_parquet(path):  # find the row: read as text, check batch by batch
+            for df in _frames(path, serving, typed=False):
+                _check_batch(df, serving.model.schema, where)
         raise DataError(f"partition {where} cannot be read: {first_line(exc)}; nothing of "
                         "this partition was written: fix or re-ingest it") from exc
 

@@ -11,6 +11,7 @@ that partition again. One run at a time per scored source (a file lock).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from tasks.serving.partition_scoring import PartitionScore, Serving
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".rareflow_scored.lock"
+KEYS_DIR = ".rareflow_keys"  # per scored partition: the sorted hashes of its row keys
 DIGESTS_FILE = ".rareflow_digests.json"  # input file size, mtime -> sha256: reruns hash nothing
 KEY_BATCH_ROWS = 1 << 20
 
@@ -175,16 +177,34 @@ class ScoredSource:
             for other in self.partitions:
                 if other == rel or not self.target(other).is_file():
                     continue
-                hits = _hits(self.target(other), hashes)
+                theirs = self._sorted_hashes(other)
+                hits = theirs[np.isin(theirs, hashes)]
                 if len(hits) and (key := _shared_value(result.tmp, self.target(other), hits)):
                     raise _repeat_error(key, key_column, other, rel)
         except BaseException:
             result.tmp.unlink(missing_ok=True)
             raise
+        result.sorted_hashes = hashes
+
+    def key_file(self, rel: str) -> Path:
+        """The sorted 64-bit hashes of a scored partition's keys (one partition's worth in
+        memory at a time when a new partition is checked against the others)."""
+        return self.out / KEYS_DIR / f"{scored_relpath(rel)}.npy"
+
+    def _sorted_hashes(self, rel: str) -> np.ndarray:
+        with contextlib.suppress(OSError, ValueError):
+            return np.load(self.key_file(rel), allow_pickle=False)
+        found = [h for _, h in _keys(self.target(rel))]  # written before key files: scan it
+        return np.sort(np.concatenate(found)) if found else np.zeros(0, np.uint64)
 
     def commit(self, rel: str, digest: str, result: PartitionScore, serving: Serving) -> dict:
         """Put a scored partition in place, then record it in the state file."""
-        target = self.target(rel)
+        target, keys = self.target(rel), self.key_file(rel)
+        keys.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, result.sorted_hashes if result.sorted_hashes is not None
+                else np.sort(result.hashes()))
+        write_bytes_atomic(keys, buffer.getvalue())
         os.replace(result.tmp, target)
         fsync_dir(target.parent)
         # the fields of schemas/scored.py: PARTITION_FIELDS
@@ -211,11 +231,6 @@ def _keys(path: Path):
                                       columns=parquet.schema_arrow.names[:1]):
         values = batch.column(0).to_numpy(zero_copy_only=False)
         yield values, key_hashes(values)
-
-
-def _hits(path: Path, sorted_hashes: np.ndarray) -> np.ndarray:
-    found = [h[np.isin(h, sorted_hashes, assume_unique=False)] for _, h in _keys(path)]
-    return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint64)
 
 
 def _values(path: Path, wanted: np.ndarray) -> pd.Series:

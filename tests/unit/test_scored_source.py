@@ -62,8 +62,10 @@ def score(src: Path, reg: Registry, out: Path | None = None, **options) -> list[
 
 
 def scored_files(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and not p.name.startswith(".rareflow")}
+    """The scored partitions and the state file (not the hidden lock, caches and key files)."""
+    found = {p.relative_to(out): p for p in sorted(out.rglob("*")) if p.is_file()}
+    return {rel.as_posix(): p.read_bytes() for rel, p in found.items()
+            if not any(part.startswith(".") for part in rel.parts)}
 
 
 def test_rerun_scores_nothing_and_a_reingested_partition_is_scored_again(tmp_path, reg):
