@@ -19,7 +19,7 @@ from flows.cli_deploy import deploy_app
 from flows.cli_models import decision_line, keygen, models_app, schema_app
 from flows.cli_preflight import before_training
 from flows.cli_reports import reports_app
-from flows.cli_score import audit, print_score_result
+from flows.cli_score import audit, check_score_config, print_score_result
 from flows.cli_sections import section_options
 from flows.cli_support import (
     CliState,
@@ -215,6 +215,7 @@ def score(
     from flows.scoring import scoring_flow
 
     cfg = build_config(S, config, {k: v for k, v in ctx.params.items() if k != "config"})
+    check_score_config(cfg)
     server.activate()
     print_score_result(scoring_flow(cfg), cfg.name)
     return EXIT_OK

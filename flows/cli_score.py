@@ -7,7 +7,21 @@ from pathlib import Path
 import typer
 
 from flows.cli_support import DEFAULT_REGISTRY, RegistryDir, project_defaults, reported
-from schemas.errors import EXIT_OK
+from schemas.errors import EXIT_OK, ConfigError
+
+
+def check_score_config(config) -> None:
+    """Refuse before any work what the flow would: a file to score needs --out.
+
+    Raises:
+        ConfigError: in one line.
+    """
+    from flows.scoring import is_single_file
+
+    if is_single_file(config.data) and not config.out:
+        raise ConfigError(f"--out is required to score the file {config.data!r}: give the "
+                          "scored file's path (a folder or glob is scored into "
+                          "<source>-scored by default)")
 
 
 def print_score_result(result: dict, name: str) -> None:

@@ -43,7 +43,8 @@ def scoring_flow(config: ScoringConfig) -> dict:
     log = get_run_logger()
     if is_single_file(config.data):
         if not config.out:
-            raise ConfigError("--out is required to score a file: give the scored file's path")
+            raise ConfigError(f"--out is required to score the file {config.data!r}: give the "
+                              "scored file's path")
         scored = score_task(model, load_task(config.data))
         out = write_task(scored, config.out)
         flagged = int(scored[DECISION].sum())

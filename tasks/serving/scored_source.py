@@ -177,8 +177,7 @@ class ScoredSource:
             for other in self.partitions:
                 if other == rel or not self.target(other).is_file():
                     continue
-                theirs = self._sorted_hashes(other)
-                hits = theirs[np.isin(theirs, hashes)]
+                hits = _common(self._sorted_hashes(other), hashes)
                 if len(hits) and (key := _shared_value(result.tmp, self.target(other), hits)):
                     raise _repeat_error(key, key_column, other, rel)
         except BaseException:
@@ -231,6 +230,15 @@ def _keys(path: Path):
                                       columns=parquet.schema_arrow.names[:1]):
         values = batch.column(0).to_numpy(zero_copy_only=False)
         yield values, key_hashes(values)
+
+
+def _common(theirs: np.ndarray, mine: np.ndarray) -> np.ndarray:
+    """The values of sorted ``mine`` that sorted ``theirs`` holds (a binary search each: no
+    sort of either side)."""
+    if not len(theirs) or not len(mine):
+        return np.zeros(0, np.uint64)
+    at = np.minimum(np.searchsorted(theirs, mine), len(theirs) - 1)
+    return mine[theirs[at] == mine]
 
 
 def _values(path: Path, wanted: np.ndarray) -> pd.Series:

@@ -90,9 +90,9 @@ def test_score_a_source_twice_then_after_a_new_arrival(user):
 
 
 def test_bad_scoring_input_is_one_line_exit_2_and_writes_nothing(user):
-    """Check that --out inside the source, another model's scored source and `audit` of an
-    unknown key each end with one `error:` line, exit 2, no traceback, nothing written, and
-    the registry unchanged."""
+    """Check that --out inside the source, another model's scored source, `audit` of an
+    unknown key and a file to score without --out each end with one `error:` line, exit 2,
+    no traceback, nothing written, and the registry unchanged."""
     tmp_path, env = user
     ingest(tmp_path, env, sm.rows(100), "batch")
     sm.publish(tmp_path / "registry", name="other")
@@ -107,6 +107,8 @@ def test_bad_scoring_input_is_one_line_exit_2_and_writes_nothing(user):
           "--name", "other"], "holds the decisions of model 'fraud', not 'other'"),
         (["audit", "no-such-key", "--scored", "scored", "--registry", "registry"],
          "no row with key 'no-such-key'"),
+        (["score", "--data", "batch.csv", "--registry", "registry", "--name", sm.NAME],
+         "--out is required to score the file 'batch.csv'"),
     ]
     for args, message in cases:
         done = cli(*args, env=env, cwd=tmp_path)
