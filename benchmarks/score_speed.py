@@ -17,7 +17,7 @@ Sources: hive-style ``date=…/part.parquet`` partitions of ``--part-rows`` rows
 not grow with it). Results: ``benchmarks/results/score_speed.md`` (and ``.json``).
 
     uv run python benchmarks/score_speed.py                              # 1M and 5M rows
-    uv run python benchmarks/score_speed.py --sizes 1000000 5000000 20000000
+    uv run python benchmarks/score_speed.py --sizes 20000000 --csv-rows 0 --append   # then 20M
 
 Run it on a quiet machine: every figure is wall time.
 """
@@ -221,7 +221,7 @@ def run(args) -> list[dict]:
         record(label, "stream", size, measure("stream", source, out, registry,
                                               id_column="id"))
         record(label, "rerun", size, measure("rerun", source, out, registry, id_column="id"))
-        if size == min(args.sizes):
+        if size == min(args.sizes) and not args.append:
             shutil.rmtree(out, ignore_errors=True)
             record(label + ", fingerprint keys", "stream-keys", size,
                    measure("stream-keys", source, out, registry, id_column=None))
@@ -241,6 +241,11 @@ def write_results(rows: list[dict], args) -> None:
             "cpus": os.cpu_count(), "part_rows": args.part_rows,
             "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
             "command": "python benchmarks/score_speed.py " + " ".join(sys.argv[1:])}
+    previous = RESULTS / "score_speed.json"
+    if args.append and previous.is_file():
+        before = json.loads(previous.read_text())["meta"]
+        meta["command"] = f"{before['command']}` then `{meta['command']}"
+        meta["load"] = f"{before['load']}, then {meta['load']}"
     (RESULTS / "score_speed.json").write_text(json.dumps({"meta": meta, "rows": rows},
                                                          indent=2))
     lines = ["# Scoring a source: streamed by record batch vs in memory", "",
@@ -267,6 +272,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--part-rows", type=int, default=250_000)
     parser.add_argument("--csv-rows", type=int, default=5_000_000)
+    parser.add_argument("--append", action="store_true",
+                        help="Add these sizes' rows to the existing results.")
     parser.add_argument("--child", choices=["memory", "stream", "stream-keys", "rerun"])
     parser.add_argument("--data"), parser.add_argument("--out")
     parser.add_argument("--registry"), parser.add_argument("--id-column")
@@ -275,7 +282,12 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args)))
         return
-    write_results(run(args), args)
+    rows = run(args)
+    previous = RESULTS / "score_speed.json"
+    if args.append and previous.is_file():  # a later, larger run beside the results so far
+        rows = json.loads(previous.read_text())["rows"] + [
+            r for r in rows if r["mode"] != "memory"]
+    write_results(rows, args)
 
 
 if __name__ == "__main__":
