@@ -25,6 +25,7 @@ from flows.cli_options import ConfigFile, FlagNames, config_flags, parse_class_w
 from flows.cli_prefect_env import setup
 from flows.cli_preflight import before_training
 from flows.cli_reports import reports_app
+from flows.cli_score import audit, check_score_config, print_score_result
 from schemas.config import DEMO_FULL, DEMO_QUICK, LOOP_ROWS, StrategyConfig
 from schemas.config import IngestConfig as I
 from schemas.config import MonitoringConfig as M
@@ -40,6 +41,7 @@ app.add_typer(schema_app, name="schema")
 app.command("keygen")(keygen)
 app.add_typer(reports_app, name="reports")
 app.add_typer(deploy_app, name="deploy")
+app.command("audit")(audit)
 
 
 def show_version(value: bool) -> None:
@@ -159,15 +161,15 @@ def ingest(config: ConfigFile = None, *, flags: dict) -> int:
 @reported
 @config_flags(SCORE_FLAGS)
 def score(config: ConfigFile = None, *, flags: dict) -> int:
-    """Append `score` and `decision` to every row of a batch, in input order."""
+    """Score a batch (`score` and `decision` on every row, in order), or the partitions of a
+    source not yet scored into a scored source mirroring it."""
     server = FlowServer()  # boots while the scoring modules import
     from flows.scoring import scoring_flow
 
     cfg = build_config(S, config, flags)
+    check_score_config(cfg)
     server.activate()
-    result = scoring_flow(cfg)
-    typer.echo(f"Scored {result['rows']} rows with {cfg.name} {result['version']} (threshold "
-               f"{result['threshold']:.4f}): {result['flagged']} flagged -> {result['out']}")
+    print_score_result(scoring_flow(cfg), cfg.name)
     return EXIT_OK
 
 

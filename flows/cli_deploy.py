@@ -10,6 +10,7 @@ from flows.cli_errors import reported
 from flows.cli_options import option
 from schemas.config import TrainingConfig as T
 from schemas.errors import EXIT_OK
+from schemas.scoring import ScoringConfig as S
 from tasks.runtime.deployments import POOL, TRAIN_WINDOW
 
 deploy_app = typer.Typer(no_args_is_help=True,
@@ -33,6 +34,9 @@ def deploy_init(
     out_dir: str = typer.Option(".", "--out-dir", help="Folder to write prefect.yaml and "
                                 "rareflow.yaml into."),
     pool: str = typer.Option(POOL, "--pool", help="Work pool the deployments run on."),
+    scored: str = typer.Option(None, "--scored", help="Where the score deployment writes the "
+                               "scored source (default: <data>-scored beside the source)."),
+    id_column: str = option(S, "id_column", "--id-column"),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ) -> int:
     """Write a model's rareflow.yaml and prefect.yaml; deploy them with `prefect deploy`."""
@@ -41,7 +45,7 @@ def deploy_init(
     spec = ModelDeployment(name=name, data=data, label=label, positive=positive,
                            registry=registry,
                            time_column=time_column, label_time_column=label_time_column,
-                           window=window, pool=pool)
+                           window=window, pool=pool, scored=scored, id_column=id_column)
     written = write_deployment_files(spec, out_dir, force=force)
     names = ", ".join(deployment_names(name).values())
     typer.echo(f"Wrote {', '.join(str(p) for p in written)} (deployments {names}). From the "

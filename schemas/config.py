@@ -375,21 +375,6 @@ class IngestConfig(_Model):
     _as_of = field_validator("as_of", mode="before")(lambda v: check_as_of(v))
 
 
-class ScoringConfig(_Model):
-    """Score a batch with a registered version."""
-
-    data: str = Field(..., description="Path of the batch to score.")
-    out: str = Field(..., description="Where to write the scored batch (CSV or Parquet).")
-    registry: str = Field("registry", description="Folder of the model registry.")
-    name: str = Field("model", description="Model name in the registry.")
-    version: str = Field("champion", description="`champion`, `latest` or a version id.")
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, value: str) -> str:
-        return check_name(value)
-
-
 class MonitoringConfig(_Model):
     """Compare a labelled batch with a version's reference and decide on recall drift."""
 
@@ -443,3 +428,13 @@ class MonitoringConfig(_Model):
     @classmethod
     def _safe_name(cls, value: str) -> str:
         return check_name(value)
+
+
+def __getattr__(name: str):
+    """``ScoringConfig`` lives in schemas/scoring.py (imported here on first use: it imports
+    this module)."""
+    if name == "ScoringConfig":
+        from schemas.scoring import ScoringConfig
+
+        return ScoringConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

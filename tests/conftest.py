@@ -136,7 +136,7 @@ def stop_temporary_servers(monkeypatch):
     """Stop, when the test ends, every Prefect temporary server a command started in-process.
 
     `rareflow train`, `score`, `monitor` and `demo` start one as the command starts
-    (flows/cli_support.py FlowServer) and stop it when their first flow finds Prefect pointed
+    (flows/cli_flow_server.py FlowServer) and stop it when their first flow finds Prefect pointed
     elsewhere, or at process exit. Run through CliRunner, a command that fails before its
     first flow (bad input, a forged version) or whose flow a test replaces kept a uvicorn
     server booting and polling beside the rest of the session: about 50 s of CPU in

@@ -1,10 +1,15 @@
-"""Row keys: what joins a scored row with its label when it matures.
+"""Row keys of a data source: the key a scored row carries, so monitoring can join it with the
+row's label when the label matures, and ``rareflow audit`` can find the decision.
 
-A source with an ``id_column`` keys rows by it. Without one a row's key is ``row_key``: a
-sha256 content fingerprint of the row's input values (every column but the label and its
-maturity columns, which arrive after the row was scored, and the time column) and of its event
-time in UTC nanoseconds (parsed from the time column, so text and timestamps agree), so the
-scorer and monitoring compute the same key for the same row before and after its label lands.
+With an ``id_column`` the key is that column. Without one it is a content fingerprint: the
+first 16 bytes of the sha256 of the row's input values (the version's features, in name order,
+and the time column when there is one), as 32 hex characters. Values are put in a canonical
+text first (numbers as float64, times as UTC nanoseconds, the rest as text, a missing value as
+a NUL), so the same row gets the same key from CSV or Parquet, in any column order, and from
+its labelled copy later (the label is not an input).
+
+The split's content hashes (:func:`tasks.data.split.content_hashes`) are 64-bit and include the
+label: a key must be a sha256 and must not change when the label arrives, hence this module.
 """
 
 from __future__ import annotations
@@ -13,38 +18,79 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.errors import DataError
+from schemas.inference import InputSchema
+from schemas.scored import ROW_KEY_BYTES
+
+SEPARATOR = "\x1f"  # the ASCII unit separator between text values
+MISSING = "\x00"
 
 
-def content_row_keys(frame: pd.DataFrame, *, exclude=(), times: pd.Series | None = None
-                     ) -> np.ndarray:
-    """One sha256 hex string per row over its values in every column but ``exclude`` (by
-    column name, in sorted order; pandas' stable per-value hashes) and, when given, its event
-    time (``times``: UTC timestamps, e.g. :func:`tasks.data.labels.parse_times` of the time
-    column, which then belongs in ``exclude``).
+def _number_bytes(column: pd.Series, kind: str) -> np.ndarray:
+    """Eight little-endian bytes per row: float64 for numbers (one NaN, no -0.0), int64 UTC
+    nanoseconds for times (a missing time: the smallest int64)."""
+    if kind == "time":
+        stamps = pd.to_datetime(column, utc=True, errors="coerce")
+        values = stamps.to_numpy(dtype="datetime64[ns]").view(np.int64).astype("<i8")
+    else:
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64,
+                                                                 na_value=np.nan)
+        values = np.where(np.isnan(values), np.nan, values + 0.0).astype("<f8")
+    return values.view(np.uint8).reshape(len(column), 8)
 
-    Example:
-        >>> df = pd.DataFrame({"a": [1, 1], "b": ["x", "x"], "label": [0, 1]})
-        >>> keys = content_row_keys(df, exclude=("label",))
-        >>> keys[0] == keys[1], len(keys[0])
-        (True, 64)
-    """
-    columns = sorted(str(c) for c in frame.columns if c not in set(exclude))
-    if not columns:
-        raise DataError("a row key needs input columns; the rows hold only labels: set "
-                        "id_column to the column naming each row")
-    hashes = np.column_stack([
-        pd.util.hash_pandas_object(frame[c], index=False).to_numpy(dtype=np.uint64)
-        for c in columns]).astype("<u8")
-    if times is not None:  # NaT hashes as the smallest int64, as pandas stores it
-        stamps = pd.to_datetime(pd.Series(times), utc=True).astype("datetime64[ns, UTC]")
-        nanos = stamps.array.asi8.astype("<i8").view("<u8")
-        hashes = np.column_stack([hashes, nanos])
-        columns = [*columns, "\x00event time"]
-    prefix = hashlib.sha256("\x1f".join(columns).encode()).digest()
-    return np.array([hashlib.sha256(prefix + row.tobytes()).hexdigest() for row in hashes],
-                    dtype=object)
+
+def _text_array(column: pd.Series) -> pa.Array:
+    try:
+        return pc.cast(pa.array(column, from_pandas=True), pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        values = column.astype(object).where(column.notna(), None)
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _text(df: pd.DataFrame, names: list) -> list[bytes]:
+    if not names:
+        return [b""] * len(df)
+    joined = pc.binary_join_element_wise(*[_text_array(df[n]) for n in names], SEPARATOR,
+                                         null_handling="replace", null_replacement=MISSING)
+    return pc.cast(joined, pa.binary()).to_pylist()
+
+
+def row_keys(df: pd.DataFrame, kinds: dict[str, str]) -> np.ndarray:
+    """One key per row of ``df`` from the columns of ``kinds`` (name -> ``numeric``,
+    ``time`` or ``text``), in name order: 32 hex characters each.
+
+    The digest covers, per row, the 8-byte values of the numeric and time columns (in name
+    order), then the text columns' values (in name order) joined by U+001F."""
+    names = sorted(kinds, key=str)
+    fixed = [n for n in names if kinds[n] != "text"]
+    matrix = (np.ascontiguousarray(np.hstack([_number_bytes(df[n], kinds[n]) for n in fixed]))
+              if fixed else np.zeros((len(df), 0), dtype=np.uint8))
+    texts = _text(df, [n for n in names if kinds[n] == "text"])
+    width = 2 * ROW_KEY_BYTES
+    out = np.empty(len(df), dtype=object)
+    for i, (row, text) in enumerate(zip(matrix, texts, strict=True)):
+        digest = hashlib.sha256(row)
+        digest.update(text)
+        out[i] = digest.hexdigest()[:width]
+    return out
+
+
+def key_columns(schema: InputSchema, time_column: str | None = None) -> dict[str, str]:
+    """The columns a row's fingerprint reads, with their kind: the version's features, and
+    the time column."""
+    kinds = {f.name: "numeric" if f.kind == "numeric" else "text" for f in schema.features}
+    if time_column:
+        kinds[time_column] = "time"
+    return kinds
+
+
+def key_hashes(keys) -> np.ndarray:
+    """A 64-bit hash per key (to find repeats among millions of keys in little memory)."""
+    values = pd.Series(keys).astype(str).to_numpy(dtype=object)
+    return pd.util.hash_array(values, categorize=False)
 
 
 def unique_keys(keys, *, key: str, where: str) -> pd.Index:

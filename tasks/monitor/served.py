@@ -27,10 +27,10 @@ from schemas.scored import (
     ROW_KEY,
     SCORED_AT,
     SCORED_COLUMNS,
-    SCORED_STATE_FILE,
+    STATE_FILE,
 )
 from tasks.data.labels import LabelRoles
-from tasks.data.row_keys import content_row_keys, unique_keys
+from tasks.data.row_keys import key_columns, row_keys, unique_keys
 from tasks.data.scan import iso
 from tasks.data.tables import IO_RETRIES
 from tasks.data.window import SourceWindow
@@ -54,9 +54,9 @@ def read_scored(path: str, *, name: str) -> pd.DataFrame:
         DataError: not a scored source, written for another model name, or empty.
     """
     folder = Path(path)
-    state_path = folder / SCORED_STATE_FILE
+    state_path = folder / STATE_FILE
     if not state_path.is_file():
-        raise DataError(f"--scored {path!r} is not a scored source (no {SCORED_STATE_FILE}): "
+        raise DataError(f"--scored {path!r} is not a scored source (no {STATE_FILE}): "
                         "pass the --out folder of `rareflow score --data SOURCE --out SCORED`")
     try:
         written_for = json.loads(state_path.read_text(encoding="utf-8"))["model"]
@@ -102,13 +102,6 @@ class Served:
     key: str
 
 
-def key_exclusions(schema: InputSchema, config: MonitoringConfig) -> tuple[str, ...]:
-    """The columns outside a row's content values: those that arrive after it was scored
-    (the label and its maturity columns) and its time (keyed as a time, not as text)."""
-    return tuple(c for c in (schema.label, config.label_time_column,
-                             config.label_available_column, config.time_column) if c)
-
-
 def join_served(scored: pd.DataFrame, window: SourceWindow, *, schema: InputSchema,
                 config: MonitoringConfig) -> Served:
     """The scored rows joined with the window's rows by row key (scored rows whose source row
@@ -120,8 +113,7 @@ def join_served(scored: pd.DataFrame, window: SourceWindow, *, schema: InputSche
     key = key_column(scored, time_column=config.time_column)
     frame = window.frame
     if key == ROW_KEY:
-        source_keys = content_row_keys(frame, exclude=key_exclusions(schema, config),
-                                       times=window.event_time)
+        source_keys = row_keys(frame, key_columns(schema, config.time_column))
     elif key in frame.columns:
         source_keys = frame[key].to_numpy()
     else:

@@ -39,6 +39,22 @@ def challenger_columns(registry: Registry, batch: pd.DataFrame) -> dict[str, np.
             CHALLENGER_VERSION: np.full(len(batch), meta["version"], dtype=object)}
 
 
+def challenger_scorer(registry: Registry):
+    """The scorer's extra-columns hook for a run: the challenger (if any) loaded and verified
+    once, then :func:`challenger_columns`' columns for each batch."""
+    record = read_challenger(registry)
+    if record is None:
+        return lambda batch: {}
+    model, meta = registry.load(record["version"])
+
+    def columns(batch: pd.DataFrame) -> dict[str, np.ndarray]:
+        scores = model.positive_proba(batch)
+        return {CHALLENGER_SCORE: scores, CHALLENGER_DECISION: model.decide(batch, scores),
+                CHALLENGER_VERSION: np.full(len(batch), meta["version"], dtype=object)}
+
+    return columns
+
+
 def shadow_gates(meta: dict) -> Gates:
     """The gates the challenger was trained with (the training gate's margins and approval)."""
     return Gates(**((meta.get("config") or {}).get("gates") or {}))

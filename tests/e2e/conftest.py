@@ -32,6 +32,7 @@ FAST_STRATEGY = {"model": "hgb", "sampler": "none", "class_weight": "none", "cal
 FAST_TRAINING = {"strategy": FAST_STRATEGY, "split": {"n_folds": 3},
                  "gates": {"bootstrap_samples": 500}}
 MODEL = "e2e"
+SCORING_OPTIONS = ("time_column", "id_column")  # the source options a ScoringConfig takes
 SOURCE_OPTIONS = ("time_column", "window", "as_of", "label_time_column", "label_available_column",
                   "label_delay_days")
 
@@ -119,7 +120,8 @@ def retarget_prefect_yaml(doc: dict, *, data: str, registry: str, monitoring_dat
     Only plain values change: the model (its name in every config, the deployments' names and
     the triggers' resource id, as `rareflow deploy init --name` would write them), ``registry``
     everywhere, ``data`` where it is not an event template (with the source's time options
-    dropped unless ``source_options`` says which to set: the test tables are plain files), a
+    dropped unless ``source_options`` says which to set: the test tables are plain files), the
+    scored output beside the scoring deployment's data, a
     fast fixed strategy for training, runs of the data-arrived trigger not delayed, and
     schedules switched off so that the scheduler starts nothing during the test. Templates,
     debounce windows and triggers stay as shipped. A deployment whose parameters are not a
@@ -131,6 +133,7 @@ def retarget_prefect_yaml(doc: dict, *, data: str, registry: str, monitoring_dat
     for dep in doc["deployments"]:
         dep["name"] = dep["name"].replace(f"-{shipped}", f"-{name}")
         training = dep["entrypoint"].startswith("flows/training.py")
+        scoring = dep["entrypoint"].startswith("flows/scoring.py")
         params = [dep.get("parameters") or {}]
         params += [t["parameters"] for t in dep.get("triggers") or []]
         for param in params:
@@ -144,7 +147,10 @@ def retarget_prefect_yaml(doc: dict, *, data: str, registry: str, monitoring_dat
                 cfg["data"] = data if training else monitoring_data
             for key in SOURCE_OPTIONS:
                 cfg.pop(key, None)
-            cfg.update(source_options or {})
+            cfg.update({k: v for k, v in (source_options or {}).items()
+                        if not scoring or k in SCORING_OPTIONS})
+            if scoring:  # the scored rows go beside the test data, never into the checkout
+                cfg["out"] = f"{cfg['data']}-scored"
             if training:
                 cfg.update(copy.deepcopy(FAST_TRAINING))
         for trigger in dep.get("triggers") or []:

@@ -183,7 +183,7 @@ def loop_doc(stream_files, name: str) -> dict:
         for cfg in [p["config"] for p in params if "config" in p]:
             if dep["entrypoint"].startswith("flows/training.py"):
                 cfg["strategy"] = {**FAST_TRAINING["strategy"], "class_weight": "balanced"}
-            else:
+            elif dep["entrypoint"].startswith("flows/monitoring.py"):
                 cfg.update({"min_positives": 10, "drift_sample_rows": 1000})
     return doc
 

@@ -96,14 +96,17 @@ def test_prefect_yaml_is_what_prefect_deploy_reads():
 
 
 def test_parameter_defaults_validate_as_configs():
-    """Check that every config in prefect.yaml is a valid TrainingConfig/MonitoringConfig."""
+    """Check that every config in prefect.yaml is a valid TrainingConfig, MonitoringConfig or
+    ScoringConfig."""
     from schemas.config import MonitoringConfig, TrainingConfig, TriggerEvent
+    from schemas.scoring import ScoringConfig
 
     doc = yaml.safe_load(PREFECT_YAML.read_text())
     for dep in doc["deployments"]:
         if "config" not in dep["parameters"]:  # approve: checked in test_approval_deployment
             continue
-        model = TrainingConfig if "training" in dep["entrypoint"] else MonitoringConfig
+        model = (TrainingConfig if "training" in dep["entrypoint"] else ScoringConfig
+                 if "scoring" in dep["entrypoint"] else MonitoringConfig)
         model.model_validate(dep["parameters"]["config"])
         for trigger in dep.get("triggers") or []:
             rendered = {k: ("x" if isinstance(v, str) and "{{" in v else v)

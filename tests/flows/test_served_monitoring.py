@@ -24,10 +24,10 @@ from schemas.scored import (
     ROW_KEY,
     SCORE,
     SCORED_AT,
-    SCORED_STATE_FILE,
+    STATE_FILE,
     THRESHOLD,
 )
-from tasks.data.row_keys import content_row_keys
+from tasks.data.row_keys import key_columns, row_keys
 from tasks.registry.challenger import SHADOW, challenge, read_challenger
 from tasks.registry.store import Registry
 from tasks.runtime.durable_files import sha256_file
@@ -96,8 +96,7 @@ def score_source(base: Path, registry: Registry, out: str, decided_by) -> Path:
         model, meta = registry.load(version)
         scores = model.positive_proba(frame)
         rows = pd.DataFrame({
-            ROW_KEY: content_row_keys(frame, exclude=(*LABEL_COLUMNS, "event_time"),
-                                      times=frame["event_time"]), SCORE: scores,
+            ROW_KEY: row_keys(frame, key_columns(model.schema, "event_time")), SCORE: scores,
             DECISION: model.decide(frame, scores), MODEL_VERSION: version,
             THRESHOLD: model.threshold,
             MODEL_SIGNATURE: sha256_file(registry.version_dir(version) / "signature.json"),
@@ -108,7 +107,7 @@ def score_source(base: Path, registry: Registry, out: str, decided_by) -> Path:
         rows.to_parquet(scored / relative)
         partitions[relative.as_posix()] = {"sha256": sha256_file(path), "version": version,
                                            "rows": len(rows), "scored_at": week(w_of(frame))}
-    (scored / SCORED_STATE_FILE).write_text(json.dumps({"model": "loop",
+    (scored / STATE_FILE).write_text(json.dumps({"model": "loop",
                                                         "partitions": partitions}))
     return scored
 
@@ -199,7 +198,7 @@ def test_a_scored_source_of_another_model_exits_2(trained):
     registry = registry_copy(trained, "other-model", "v0002")
     scored = trained / "scored-other"
     scored.mkdir()
-    (scored / SCORED_STATE_FILE).write_text(json.dumps({"model": "fraud", "partitions": {}}))
+    (scored / STATE_FILE).write_text(json.dumps({"model": "fraud", "partitions": {}}))
     before = sorted(p.name for p in registry.dir.rglob("*"))
     result = CliRunner().invoke(app, ["monitor", "--data", str(trained / "source"), "--scored",
                                       str(scored), "--registry", str(registry.root),

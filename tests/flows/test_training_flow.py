@@ -125,6 +125,33 @@ def test_scoring_round_trip_keeps_rows_in_order(trained, tmp_path, demo_small, s
     assert (scored["decision"] == (scored["score"] >= result["threshold"]).astype(int)).all()
 
 
+def test_scoring_a_source_streams_the_same_scores_as_the_file_path(trained, tmp_path,
+                                                                   demo_small):
+    """Check that the scoring flow on a folder of partitions scores a trained rareflow model's
+    rows as the file path does (same scores, in order), into `<source>-scored` with the
+    scored contract, and that a second run scores nothing."""
+    from schemas.scored import MODEL_VERSION, ROW_KEY, SCORE
+
+    root, _, _ = trained
+    batch = demo_small.drop(columns=LABEL).iloc[:600]
+    source = tmp_path / "source"
+    for i, part in enumerate((batch.iloc[:250], batch.iloc[250:])):
+        (source / f"day={i}").mkdir(parents=True)
+        part.to_parquet(source / f"day={i}" / "p.parquet", index=False)
+    config = dict(registry=str(root / "registry"), name="fraud")
+    batch.to_parquet(tmp_path / "whole.parquet", index=False)
+    whole = scoring_flow(ScoringConfig(data=str(tmp_path / "whole.parquet"),
+                                       out=str(tmp_path / "scored.parquet"), **config))
+    result = scoring_flow(ScoringConfig(data=str(source), **config))
+    assert result["rows"] == whole["rows"] == 600 and result["out"] == f"{source}-scored"
+    streamed = pd.concat([pd.read_parquet(tmp_path / "source-scored" / f"day={i}" /
+                                          "p.parquet") for i in (0, 1)], ignore_index=True)
+    np.testing.assert_allclose(streamed[SCORE],
+                               pd.read_parquet(tmp_path / "scored.parquet")[SCORE])
+    assert streamed.columns[0] == ROW_KEY and set(streamed[MODEL_VERSION]) == {"v0001"}
+    assert scoring_flow(ScoringConfig(data=str(source), **config))["partitions"] == []
+
+
 def test_scoring_enforces_the_frozen_schema(trained, tmp_path, demo_small):
     """Check that a batch missing a column or with a mistyped one is refused, naming it."""
     root, _, _ = trained

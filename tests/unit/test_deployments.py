@@ -150,6 +150,7 @@ def test_deploy_init_writes_both_files_and_refuses_to_overwrite(tmp_path):
     (ModelDeployment(name="bad/name", data="d", label="y"), "--name"),
     (ModelDeployment(name="m", data="d.csv", label="y", window="90d"), "--time-column"),
     (ModelDeployment(name="m", data="d", label="y", time_column="t", window="soon"), "--window"),
+    (ModelDeployment(name="m", data="d", label="y", scored="d/scored"), "--scored"),
 ])
 def test_options_no_run_could_use_are_refused(tmp_path, spec, message):
     """Check that a bad name, a time window without a time column or a malformed window is
@@ -175,7 +176,40 @@ def test_the_production_guides_deploy_init_example_writes_what_it_says(tmp_path,
     prefect_file = shlex.split(deploy)[-1]
     assert deploy.startswith("prefect --no-prompt deploy --all --prefect-file ")
     deps = deployments((tmp_path / prefect_file).read_text())
-    assert set(deps) == {"retrain-fraud", "monitor-fraud", "approve-fraud"}
+    assert set(deps) == {"retrain-fraud", "monitor-fraud", "approve-fraud", "score-fraud"}
     for name in deps:
         assert f"`{name}`" in docs
     assert (tmp_path / prefect_file).with_name("rareflow.yaml").is_file()
+
+
+def test_score_deployment_scores_the_models_source_on_arrival_one_run_at_a_time():
+    """Check that `score-<name>` scores the model's source into `<source>-scored` (or
+    --scored) with its id column, on the model's rareflow.data.arrived and hourly, one run at a
+    time with later runs queued (each run scores only what is not scored yet), and that
+    deployments/serve.py builds it with that limit."""
+    from schemas.scoring import ScoringConfig
+
+    spec = ModelDeployment(name="fraud", data="data/tx", label="y", time_column="ts",
+                           id_column="tx_id")
+    score = deployments(render_prefect_yaml(spec))["score-fraud"]
+    cfg = ScoringConfig.model_validate(score["parameters"]["config"])
+    assert (cfg.data, cfg.out, cfg.id_column, cfg.time_column, cfg.name) == (
+        "data/tx", "data/tx-scored", "tx_id", "ts", "fraud")
+    assert score["entrypoint"] == "flows/scoring.py:scoring_flow"
+    assert score["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert [s["cron"] for s in score["schedules"]] == ["30 * * * *"]
+    (trigger,) = score["triggers"]
+    assert trigger["expect"] == ["rareflow.data.arrived"]
+    assert server_trigger(trigger).covers(received("rareflow.data.arrived", "fraud"))
+    assert not server_trigger(trigger).covers(received("rareflow.data.arrived", "other"))
+    assert trigger["parameters"]["config"] == score["parameters"]["config"]
+    elsewhere = ModelDeployment(name="fraud", data="data/tx", label="y", scored="out/s")
+    assert deployments(render_prefect_yaml(elsewhere))["score-fraud"]["parameters"][
+        "config"]["out"] == "out/s"
+
+    from deployments.serve import build_deployments
+
+    (served,) = build_deployments(SHIPPED, names=["score-demo"])
+    assert served.concurrency_limit == 1
+    assert served.concurrency_options.collision_strategy.value == "ENQUEUE"
+    assert [t.expect for t in served.triggers] == [{"rareflow.data.arrived"}]

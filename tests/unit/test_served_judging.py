@@ -23,10 +23,10 @@ from schemas.scored import (
     ROW_KEY,
     SCORE,
     SCORED_AT,
-    SCORED_STATE_FILE,
+    STATE_FILE,
 )
 from tasks.data.labels import label_roles
-from tasks.data.row_keys import content_row_keys
+from tasks.data.row_keys import row_keys
 from tasks.data.window import SourceWindow
 from tasks.decision.costs import DecisionCosts
 from tasks.monitor.served import (
@@ -53,12 +53,15 @@ def source(n: int = 400, seed: int = 0) -> pd.DataFrame:
     })
 
 
+KINDS = {"x": "numeric", "t": "time"}  # key_columns of the version's schema, time "t"
+
+
 def scored_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The first half decided by v0001 flagging every row, the second by v0002 flagging none."""
     half = len(frame) // 2
     first = np.arange(len(frame)) < half
     return pd.DataFrame({
-        ROW_KEY: content_row_keys(frame, exclude=(*LABELS, "t"), times=frame["t"]),
+        ROW_KEY: row_keys(frame, KINDS),
         SCORE: np.where(first, 0.9, 0.1), DECISION: first.astype(np.int8),
         MODEL_VERSION: np.where(first, "v0001", "v0002"),
         SCORED_AT: frame["t"] + pd.Timedelta(minutes=1)}).iloc[::-1]  # any row order
@@ -131,10 +134,10 @@ def test_a_scored_source_of_another_model_is_refused(tmp_path, state, message):
     (tmp_path / "date=2025-01-01").mkdir()
     scored_rows(frame).to_parquet(tmp_path / "date=2025-01-01" / "part.parquet")
     if state is not None:
-        (tmp_path / SCORED_STATE_FILE).write_text(json.dumps(state))
+        (tmp_path / STATE_FILE).write_text(json.dumps(state))
     with pytest.raises(DataError, match=message):
         read_scored(str(tmp_path), name="fraud")
-    (tmp_path / SCORED_STATE_FILE).write_text(json.dumps({"model": "fraud", "partitions": {}}))
+    (tmp_path / STATE_FILE).write_text(json.dumps({"model": "fraud", "partitions": {}}))
     assert len(read_scored(str(tmp_path), name="fraud")) == len(frame)
 
 
@@ -174,11 +177,10 @@ def test_a_row_key_does_not_depend_on_how_its_time_is_written():
     timestamp, and changes when a value does."""
     frame = source(5)
     as_text = frame["t"].map(lambda t: t.isoformat())
-    keys = content_row_keys(frame.drop(columns="t"), exclude=LABELS, times=frame["t"])
-    assert list(keys) == list(content_row_keys(frame.drop(columns="t"), exclude=LABELS,
-                                               times=as_text))
-    changed = frame.drop(columns="t").assign(x=frame["x"] + 1)
-    assert not set(keys) & set(content_row_keys(changed, exclude=LABELS, times=frame["t"]))
+    keys = row_keys(frame, KINDS)
+    assert list(keys) == list(row_keys(frame.assign(t=as_text), KINDS))
+    changed = frame.assign(x=frame["x"] + 1)
+    assert not set(keys) & set(row_keys(changed, KINDS))
 
 
 @pytest.mark.parametrize("action, event", [("promote", "rareflow.model.promoted"),

@@ -1,0 +1,274 @@
+"""A scored source: the partitions of a data source scored by one model, mirroring the
+source's paths, and the state file that remembers which input file (by sha256) each holds.
+
+A run lists the source, scores the partitions whose sha256 it has not scored (new files, and
+files re-ingested with other content), and for each puts the scored partition in place with a
+rename and then records it in ``_rareflow_scored.json`` (schemas/scored.py), both atomic: a
+reader never sees half a partition, and a crash between the two only makes the next run score
+that partition again. One run at a time per scored source (a file lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from filelock import FileLock
+
+from schemas.errors import ConfigError, DataError
+from schemas.scored import (
+    ROW_KEY,
+    SCORED_DEFAULT_SUFFIX,
+    SCORED_SUFFIX,
+    STATE_FILE,
+    STATE_MODEL,
+    STATE_PARTITIONS,
+)
+from tasks.data.row_keys import key_hashes
+from tasks.data.source_files import DATA_SUFFIXES, SourceFiles
+from tasks.registry.signing import SIGNATURE_FILE
+from tasks.runtime.durable_files import dumps, fsync_dir, sha256_file, write_bytes_atomic
+from tasks.serving.partition_scoring import PartitionScore, Serving
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = ".rareflow_scored.lock"
+KEYS_DIR = ".rareflow_keys"  # per scored partition: the sorted hashes of its row keys
+DIGESTS_FILE = ".rareflow_digests.json"  # input file size, mtime -> sha256: reruns hash nothing
+KEY_BATCH_ROWS = 1 << 20
+
+
+def default_out(files: SourceFiles) -> Path:
+    """``<source>-scored`` beside the source folder (a glob: beside its fixed folder)."""
+    root = files.root.resolve()
+    return root.parent / f"{root.name}{SCORED_DEFAULT_SUFFIX}"
+
+
+def check_out(files: SourceFiles, out: Path) -> Path:
+    """The scored source's folder, never inside the input source.
+
+    Raises:
+        ConfigError: ``out`` is the source or inside it, or is a file.
+    """
+    root, target = files.root.resolve(), out.resolve()
+    if target == root or root in target.parents:
+        raise ConfigError(f"--out {str(out)!r} is inside the input source {files.spec!r}: its "
+                          "partitions would be read as input; choose a folder beside it "
+                          f"(default {str(default_out(files))!r})")
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; a source is scored into a folder "
+                          f"(default {str(default_out(files))!r})")
+    return out
+
+
+def scored_relpath(rel: str) -> str:
+    """Where an input partition's scored rows go: its path with the suffix ``.parquet``."""
+    for suffix in sorted(DATA_SUFFIXES, key=len, reverse=True):
+        if rel.lower().endswith(suffix):
+            return rel[: -len(suffix)] + SCORED_SUFFIX
+    return rel + SCORED_SUFFIX
+
+
+def signature_digest(version_dir: Path) -> str | None:
+    """The version's signature digest: the sha256 of its ``signature.json`` (None: unsigned)."""
+    path = Path(version_dir) / SIGNATURE_FILE
+    return sha256_file(path) if path.is_file() else None
+
+
+def read_state(out: Path, name: str) -> dict:
+    """The scored source's state for model ``name`` (empty when new).
+
+    Raises:
+        DataError: the state is unreadable, or another model wrote this scored source.
+    """
+    path = out / STATE_FILE
+    if not path.is_file():
+        return {STATE_MODEL: name, STATE_PARTITIONS: {}}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        owner, parts = state[STATE_MODEL], state[STATE_PARTITIONS]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"scored source {str(out)!r}: {STATE_FILE} is unreadable ({exc}); "
+                        "restore it, or score into a new --out folder") from exc
+    if owner != name:
+        raise DataError(f"scored source {str(out)!r} holds the decisions of model {owner!r}, "
+                        f"not {name!r}: score model {name!r} into another --out folder (one "
+                        "scored source per model)")
+    return {STATE_MODEL: owner, STATE_PARTITIONS: dict(parts)}
+
+
+@dataclass
+class ScoredSource:
+    """A source, where its scored partitions go, and what was scored there already."""
+
+    files: SourceFiles
+    out: Path
+    name: str
+    state: dict = field(default_factory=dict)
+    digests: dict = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, files: SourceFiles, out: Path, name: str) -> ScoredSource:
+        out = check_out(files, out)
+        return cls(files, out, name, read_state(out, name))
+
+    @contextlib.contextmanager
+    def locked(self):
+        """One run at a time on this scored source; the state read again under the lock."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.out / LOCK_FILE):
+            self.state = read_state(self.out, self.name)
+            yield self
+
+    @property
+    def partitions(self) -> dict:
+        return self.state[STATE_PARTITIONS]
+
+    def _digest(self, path: Path, rel: str, cache: dict) -> str:
+        stat = path.stat()
+        known = cache.get(rel)
+        if known and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+            return known[2]
+        digest = sha256_file(path)
+        self.digests[rel] = [stat.st_size, stat.st_mtime_ns, digest]
+        return digest
+
+    def pending(self) -> list[tuple[Path, str, str]]:
+        """(path, relpath, sha256) of every input file not scored with its current content."""
+        cache_path = self.out / DIGESTS_FILE
+        with contextlib.suppress(OSError, ValueError):
+            self.digests = dict(json.loads(cache_path.read_text(encoding="utf-8")))
+        cache, self.digests = self.digests, {}
+        todo, targets = [], {}
+        for path in self.files.files:
+            rel = self.files.rel(path)
+            other = targets.setdefault(scored_relpath(rel), rel)
+            if other != rel:
+                raise DataError(f"partitions {other} and {rel} of {self.files.spec!r} would "
+                                f"both be scored into {scored_relpath(rel)}: rename one")
+            digest = self._digest(path, rel, cache)
+            if self.partitions.get(rel, {}).get("sha256") != digest:
+                todo.append((path, rel, digest))
+        write_bytes_atomic(cache_path, dumps(self.digests).encode())
+        return todo
+
+    def target(self, rel: str) -> Path:
+        return self.out / scored_relpath(rel)
+
+    def check_repeats(self, rel: str, result: PartitionScore, key_column: str) -> None:
+        """Refuse a partition whose row keys repeat, within it or in another partition.
+
+        Raises:
+            DataError: naming the key and the partitions (the temporary file is removed).
+        """
+        try:
+            hashes = np.sort(result.hashes())
+            dup = hashes[1:][hashes[1:] == hashes[:-1]]
+            if len(dup) and (key := _repeated_value(result.tmp, dup)) is not None:
+                raise _repeat_error(key, key_column, rel, rel)
+            for other in self.partitions:
+                if other == rel or not self.target(other).is_file():
+                    continue
+                hits = _common(self._sorted_hashes(other), hashes)
+                if len(hits) and (key := _shared_value(result.tmp, self.target(other), hits)):
+                    raise _repeat_error(key, key_column, other, rel)
+        except BaseException:
+            result.tmp.unlink(missing_ok=True)
+            raise
+        result.sorted_hashes = hashes
+
+    def key_file(self, rel: str) -> Path:
+        """The sorted 64-bit hashes of a scored partition's keys (one partition's worth in
+        memory at a time when a new partition is checked against the others)."""
+        return self.out / KEYS_DIR / f"{scored_relpath(rel)}.npy"
+
+    def _sorted_hashes(self, rel: str) -> np.ndarray:
+        with contextlib.suppress(OSError, ValueError):
+            return np.load(self.key_file(rel), allow_pickle=False)
+        found = [h for _, h in _keys(self.target(rel))]  # written before key files: scan it
+        return np.sort(np.concatenate(found)) if found else np.zeros(0, np.uint64)
+
+    def commit(self, rel: str, digest: str, result: PartitionScore, serving: Serving) -> dict:
+        """Put a scored partition in place, then record it in the state file."""
+        target, keys = self.target(rel), self.key_file(rel)
+        keys.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, result.sorted_hashes if result.sorted_hashes is not None
+                else np.sort(result.hashes()))
+        write_bytes_atomic(keys, buffer.getvalue())
+        os.replace(result.tmp, target)
+        fsync_dir(target.parent)
+        # the fields of schemas/scored.py: PARTITION_FIELDS
+        entry = {"sha256": digest, "version": serving.version, "rows": result.rows,
+                 "scored_at": serving.scored_at.isoformat()}
+        self.partitions[rel] = entry
+        write_bytes_atomic(self.out / STATE_FILE, dumps(self.state).encode())
+        return entry
+
+
+def _repeat_error(key, key_column: str, first: str, second: str) -> DataError:
+    where = f"twice in partition {first}" if first == second else (
+        f"in partitions {first} and {second}")
+    fix = ("remove the duplicated rows, or name a unique id_column" if key_column == ROW_KEY
+           else f"fix the {key_column!r} values")
+    return DataError(f"row key {key_column}={key!r} repeats {where}; each row needs a unique "
+                     f"key: {fix} and score again; nothing of {second} was written")
+
+
+def _keys(path: Path):
+    """The key column (the first) of a scored partition, a batch of values at a time."""
+    parquet = pq.ParquetFile(path)
+    for batch in parquet.iter_batches(batch_size=KEY_BATCH_ROWS,
+                                      columns=parquet.schema_arrow.names[:1]):
+        values = batch.column(0).to_numpy(zero_copy_only=False)
+        yield values, key_hashes(values)
+
+
+def _common(theirs: np.ndarray, mine: np.ndarray) -> np.ndarray:
+    """The values of sorted ``mine`` that sorted ``theirs`` holds (a binary search each: no
+    sort of either side)."""
+    if not len(theirs) or not len(mine):
+        return np.zeros(0, np.uint64)
+    at = np.minimum(np.searchsorted(theirs, mine), len(theirs) - 1)
+    return mine[theirs[at] == mine]
+
+
+def _values(path: Path, wanted: np.ndarray) -> pd.Series:
+    parts = [pd.Series(v[np.isin(h, wanted)], dtype=object) for v, h in _keys(path)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype=object)
+
+
+def _repeated_value(path: Path, wanted: np.ndarray):
+    values = _values(path, wanted).astype(str)
+    repeated = values[values.duplicated()]
+    return repeated.iloc[0] if len(repeated) else None
+
+
+def _shared_value(path: Path, other: Path, wanted: np.ndarray):
+    mine = set(_values(path, wanted).astype(str))
+    theirs = _values(other, wanted).astype(str)
+    shared = theirs[theirs.isin(mine)]
+    return shared.iloc[0] if len(shared) else None
+
+
+def score_into(scored: ScoredSource, path: Path, rel: str, digest: str, serving: Serving,
+               **options) -> dict:
+    """Score one input partition, refuse repeated keys, put it in place and record it;
+    returns its state entry with ``partition`` and ``flagged``."""
+    from tasks.serving.partition_scoring import score_partition
+
+    result = score_partition(path, scored.target(rel), serving,
+                             where=f"{rel} of {scored.files.spec}", **options)
+    scored.check_repeats(rel, result, serving.key_column)
+    entry = scored.commit(rel, digest, result, serving)
+    logger.info("Scored %s: %d rows, %d flagged, with %s -> %s", rel, result.rows,
+                result.flagged, serving.version, scored.target(rel))
+    return {"partition": rel, "flagged": result.flagged, **entry}

@@ -1,0 +1,122 @@
+"""`rareflow score --data SOURCE --out SCORED` and `rareflow audit` as a user runs them: the
+console script in a subprocess, against this package's real Prefect server, on a source that
+`rareflow ingest` lands. A rerun scores nothing; a new arrival is scored alone; bad input is
+one line, exit 2, nothing written and the champion untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import scoring_model as sm
+
+from schemas.errors import EXIT_BAD_INPUT, EXIT_OK
+from schemas.scored import MODEL_VERSION, STATE_FILE
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("rareflow")
+    command = [str(script)] if script.is_file() else [
+        sys.executable, "-c", "from flows.cli import main; main()"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=300)
+
+
+def files(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+@pytest.fixture
+def user(prefect_server, tmp_path):
+    """A registry with a champion, and the environment the user's commands run in."""
+    sm.publish(tmp_path / "registry")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "DO_NOT_TRACK": "1",
+                "PREFECT_API_URL": prefect_server.api_url, "OMP_NUM_THREADS": "1",
+                "PYTHONPATH": str(ROOT)})
+    return tmp_path, env
+
+
+def ingest(tmp_path: Path, env: dict, frame: pd.DataFrame, name: str) -> None:
+    batch = tmp_path / f"{name}.csv"
+    frame.to_csv(batch, index=False)
+    done = cli("ingest", "--data", str(batch), "--source", str(tmp_path / "source"), "--name",
+               sm.NAME, "--time-column", "event_time", env=env, cwd=tmp_path)
+    assert done.returncode == EXIT_OK, done.stderr
+
+
+def test_score_a_source_twice_then_after_a_new_arrival(user):
+    """Check that scoring an ingested source writes one scored partition per input partition
+    with the champion's version; a second run scores nothing and changes no file; after
+    another ingest only the new partition is scored; `audit` names the version of a row."""
+    tmp_path, env = user
+    ingest(tmp_path, env, pd.concat([sm.rows(300), sm.rows(200, seed=1, day="2026-11-02",
+                                                           first_id=300)]), "first")
+    args = ["score", "--data", "source", "--out", "scored", "--registry", "registry", "--name",
+            sm.NAME, "--id-column", "id", "--time-column", "event_time"]
+    first = cli(*args, env=env, cwd=tmp_path)
+    assert first.returncode == EXIT_OK, first.stderr
+    assert "Scored 2 new partitions (500 rows) with fraud v0001" in first.stdout
+    out = tmp_path / "scored"
+    before = files(out)
+    again = cli(*args, env=env, cwd=tmp_path)
+    assert again.returncode == EXIT_OK, again.stderr
+    assert "Scored 0 new partitions (0 rows)" in again.stdout and "2 already scored" in again.stdout
+    assert {k: v for k, v in files(out).items() if not k.startswith(".")} == {
+        k: v for k, v in before.items() if not k.startswith(".")}
+    ingest(tmp_path, env, sm.rows(100, seed=2, day="2026-11-03", first_id=1_000), "second")
+    third = cli(*args, env=env, cwd=tmp_path)
+    assert third.returncode == EXIT_OK, third.stderr
+    assert "Scored 1 new partitions (100 rows)" in third.stdout and "date=2026-11-03" in \
+        third.stdout
+    scored = pd.read_parquet(next(out.glob("date=2026-11-03/*.parquet")))
+    assert sorted(scored["id"]) == list(range(1_000, 1_100))
+    assert set(scored[MODEL_VERSION]) == {"v0001"}
+    audit = cli("audit", "1042", "--scored", "scored", "--registry", "registry", env=env,
+                cwd=tmp_path)
+    assert audit.returncode == EXIT_OK, audit.stderr
+    assert "id=1042" in audit.stdout and "decided by v0001" in audit.stdout
+    assert "role then: champion" in audit.stdout
+
+
+def test_bad_scoring_input_is_one_line_exit_2_and_writes_nothing(user):
+    """Check that --out inside the source, another model's scored source, `audit` of an
+    unknown key and a file to score without --out each end with one `error:` line, exit 2,
+    no traceback, nothing written, and the registry unchanged."""
+    tmp_path, env = user
+    ingest(tmp_path, env, sm.rows(100), "batch")
+    sm.publish(tmp_path / "registry", name="other")
+    ok = cli("score", "--data", "source", "--out", "scored", "--registry", "registry",
+             "--name", sm.NAME, env=env, cwd=tmp_path)
+    assert ok.returncode == EXIT_OK, ok.stderr
+    registry, scored = files(tmp_path / "registry"), files(tmp_path / "scored")
+    cases = [
+        (["score", "--data", "source", "--out", "source/scored", "--registry", "registry",
+          "--name", sm.NAME], "is inside the input source"),
+        (["score", "--data", "source", "--out", "scored", "--registry", "registry",
+          "--name", "other"], "holds the decisions of model 'fraud', not 'other'"),
+        (["audit", "no-such-key", "--scored", "scored", "--registry", "registry"],
+         "no row with key 'no-such-key'"),
+        (["score", "--data", "batch.csv", "--registry", "registry", "--name", sm.NAME],
+         "--out is required to score the file 'batch.csv'"),
+    ]
+    for args, message in cases:
+        done = cli(*args, env=env, cwd=tmp_path)
+        assert done.returncode == EXIT_BAD_INPUT, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stdout + done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert lines[-1].startswith("error: ") and message in lines[-1], lines[-1]
+    assert not (tmp_path / "source" / "scored").exists()
+    assert files(tmp_path / "registry") == registry
+    assert files(tmp_path / "scored") == scored
+    assert (tmp_path / "scored" / STATE_FILE).is_file()

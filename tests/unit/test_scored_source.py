@@ -1,0 +1,224 @@
+"""Scoring a source incrementally (tasks/serving/scored_source.py) and by record batches
+(tasks/serving/partition_scoring.py): the scored contract of schemas/scored.py, reruns that
+score nothing, re-ingested partitions scored again, bad input refused with nothing written,
+and `audit` of a row. A real model in a real signed registry (tests/scoring_model.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import scoring_model as sm
+
+from schemas.errors import ConfigError, DataError
+from schemas.scored import (
+    DECISION,
+    MODEL_SIGNATURE,
+    MODEL_VERSION,
+    PARTITION_FIELDS,
+    ROW_KEY,
+    SCORE,
+    SCORED_AT,
+    SERVED_COLUMNS,
+    STATE_FILE,
+    THRESHOLD,
+)
+from tasks.data.row_keys import key_columns, row_keys
+from tasks.data.source_files import resolve_source
+from tasks.registry.store import Registry
+from tasks.serving import partition_scoring
+from tasks.serving.audit import audit
+from tasks.serving.batch_scoring import score_frame
+from tasks.serving.partition_scoring import Serving
+from tasks.serving.scored_source import ScoredSource, default_out, score_into, signature_digest
+
+DAY1, DAY2 = "2026-11-01", "2026-11-02"
+
+
+@pytest.fixture
+def reg(tmp_path):
+    sm.publish(tmp_path / "registry")
+    return Registry(tmp_path / "registry", sm.NAME)
+
+
+def serving(reg: Registry, *, version="champion", id_column=None, time_column="event_time"):
+    model, meta = reg.load(version)
+    return Serving(model, meta["version"], signature_digest(reg.version_dir(meta["version"])),
+                   pd.Timestamp.now(tz="UTC"), id_column, time_column)
+
+
+def score(src: Path, reg: Registry, out: Path | None = None, **options) -> list[dict]:
+    """What the scoring flow does for a source, without Prefect."""
+    files = resolve_source(str(src))
+    scored = ScoredSource.open(files, out or default_out(files), reg.name)
+    serve = serving(reg, **options)
+    with scored.locked():
+        return [score_into(scored, *item, serve) for item in scored.pending()]
+
+
+def scored_files(out: Path) -> dict[str, bytes]:
+    """The scored partitions and the state file (not the hidden lock, caches and key files)."""
+    found = {p.relative_to(out): p for p in sorted(out.rglob("*")) if p.is_file()}
+    return {rel.as_posix(): p.read_bytes() for rel, p in found.items()
+            if not any(part.startswith(".") for part in rel.parts)}
+
+
+def test_rerun_scores_nothing_and_a_reingested_partition_is_scored_again(tmp_path, reg):
+    """Check that a second run scores nothing and rewrites no file, and that a partition
+    whose file got new content is scored again (and only it), keyed by the input's sha256."""
+    src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(300), DAY2: sm.rows(200, seed=1)})
+    done = score(src, reg)
+    assert [d["partition"] for d in done] == [f"date={DAY1}/part.parquet",
+                                              f"date={DAY2}/part.parquet"]
+    out = tmp_path / "src-scored"
+    before = scored_files(out)
+    assert score(src, reg) == []
+    assert scored_files(out) == before
+    state = json.loads((out / STATE_FILE).read_text())
+    assert state["model"] == sm.NAME
+    for rel, entry in state["partitions"].items():
+        assert tuple(sorted(entry)) == tuple(sorted(PARTITION_FIELDS))
+        assert entry["sha256"] == hashlib.sha256((src / rel).read_bytes()).hexdigest()
+    sm.write_source(src, {DAY2: sm.rows(250, seed=7)})  # re-ingested with new content
+    (again,) = score(src, reg)
+    assert again["partition"] == f"date={DAY2}/part.parquet" and again["rows"] == 250
+    after = scored_files(out)
+    assert after[f"date={DAY1}/part.parquet"] == before[f"date={DAY1}/part.parquet"]
+    assert len(pq.read_table(out / f"date={DAY2}/part.parquet")) == 250
+
+
+def test_scored_rows_carry_the_contract(tmp_path, reg):
+    """Check every scored row: the row key first (a sha256 fingerprint of its inputs, the same
+    from CSV as from Parquet), the time column, score, decision at the version's threshold,
+    version, threshold, the sha256 of the version's signature.json and scored_at (UTC)."""
+    frame = sm.rows(400)
+    src = sm.write_source(tmp_path / "src", {DAY1: frame})
+    (tmp_path / "csv").mkdir()
+    frame.to_csv(tmp_path / "csv" / "day.csv", index=False)
+    score(src, reg)
+    score(tmp_path / "csv", reg)
+    from_parquet = pd.read_parquet(tmp_path / "src-scored" / f"date={DAY1}/part.parquet")
+    from_csv = pd.read_parquet(tmp_path / "csv-scored" / "day.parquet")
+    assert list(from_parquet.columns) == [ROW_KEY, "event_time", *SERVED_COLUMNS]
+    assert from_parquet[ROW_KEY].tolist() == from_csv[ROW_KEY].tolist()
+    model, meta = reg.load("champion")
+    expected = score_frame(model, frame)
+    keys = row_keys(frame, key_columns(model.schema, "event_time"))
+    assert from_parquet[ROW_KEY].tolist() == list(keys) and all(len(k) == 32 for k in keys)
+    assert np.allclose(from_parquet[SCORE], expected[SCORE])
+    assert (from_parquet[DECISION] == (from_parquet[SCORE] >= model.threshold)).all()
+    assert (from_parquet[MODEL_VERSION] == meta["version"]).all()
+    assert (from_parquet[THRESHOLD] == model.threshold).all()
+    signature = hashlib.sha256((reg.version_dir(meta["version"]) / "signature.json")
+                               .read_bytes()).hexdigest()
+    assert (from_parquet[MODEL_SIGNATURE] == signature).all()
+    assert str(from_parquet[SCORED_AT].dt.tz) == "UTC"
+    assert (from_parquet["event_time"] == frame["event_time"]).all()
+
+
+def test_streamed_scores_equal_the_in_memory_path_batch_by_batch(tmp_path, reg, monkeypatch):
+    """Check that a partition scored 64 rows at a time (one row group per batch) gives the
+    same scores and decisions as today's in-memory path, with the id column as key."""
+    monkeypatch.setattr(partition_scoring, "BATCH_ROWS", 64)
+    frame = sm.rows(1_000, seed=3)
+    src = sm.write_source(tmp_path / "src", {DAY1: frame})
+    score(src, reg, id_column="id")
+    path = tmp_path / "src-scored" / f"date={DAY1}" / "part.parquet"
+    assert pq.ParquetFile(path).metadata.num_row_groups == 16
+    scored = pd.read_parquet(path)
+    expected = score_frame(reg.load("champion")[0], frame)
+    assert scored["id"].tolist() == frame["id"].tolist()
+    assert np.allclose(scored[SCORE], expected[SCORE])
+    assert (scored[DECISION].to_numpy() == expected[DECISION].to_numpy()).all()
+
+
+def test_a_bad_row_late_in_a_partition_names_its_row_and_writes_nothing(tmp_path, reg,
+                                                                         monkeypatch):
+    """Check that a bad value in row 951 of 1,000 (batch 15 of 16) fails with the partition
+    and row named, leaves no scored partition and no temporary file, and records nothing."""
+    monkeypatch.setattr(partition_scoring, "BATCH_ROWS", 64)
+    good, bad = sm.rows(100, seed=2), sm.rows(1_000, seed=4)
+    bad["amount"] = bad["amount"].astype(object)
+    bad.loc[950, "amount"] = "twelve"
+    src = sm.write_source(tmp_path / "src", {DAY1: good})
+    (src / f"date={DAY2}").mkdir()
+    bad.to_csv(src / f"date={DAY2}" / "part.csv", index=False)
+    with pytest.raises(DataError, match=rf"partition date={DAY2}/part.csv of .*, data "
+                                        r"row 951: .*'amount'") as caught:
+        score(src, reg)
+    assert "\n" not in str(caught.value)
+    out = tmp_path / "src-scored"
+    assert sorted(scored_files(out)) == [STATE_FILE, f"date={DAY1}/part.parquet"]
+    assert not list((out / f"date={DAY2}").iterdir())
+    assert list(json.loads((out / STATE_FILE).read_text())["partitions"]) == [
+        f"date={DAY1}/part.parquet"]
+
+
+def _missing_column(tmp_path):
+    return {DAY1: sm.rows(50).drop(columns=["kind"])}, {}, "no column 'kind'"
+
+
+def _repeat_within(tmp_path):
+    frame = sm.rows(50)
+    frame.loc[40, "id"] = 7
+    return {DAY1: frame}, {"id_column": "id"}, f"id='7' repeats twice in partition date={DAY1}"
+
+
+def _repeat_across(tmp_path):
+    return ({DAY1: sm.rows(50), DAY2: sm.rows(50, seed=1, first_id=49)}, {"id_column": "id"},
+            f"id='49' repeats in partitions date={DAY1}/part.parquet and date={DAY2}")
+
+
+@pytest.mark.parametrize("case", [_missing_column, _repeat_within, _repeat_across])
+def test_bad_partitions_are_refused_in_one_line_with_nothing_written(tmp_path, reg, case):
+    """Check that a partition lacking a column of the frozen schema, or with a row key that
+    repeats (within it or in another partition), is refused naming the partition, column or
+    key, with no scored file or temporary file for it left behind."""
+    days, options, message = case(tmp_path)
+    src = sm.write_source(tmp_path / "src", days)
+    with pytest.raises(DataError, match=message) as caught:
+        score(src, reg, **options)
+    assert "\n" not in str(caught.value)
+    out = tmp_path / "src-scored"
+    last = sorted(days)[-1]
+    assert not (out / f"date={last}").exists() or not list((out / f"date={last}").iterdir())
+
+
+def test_another_models_scored_source_and_an_out_inside_the_source_are_refused(tmp_path, reg):
+    """Check that scoring into a scored source another model wrote, or into a folder inside
+    the input source, is refused before anything is written."""
+    src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(50)})
+    score(src, reg)
+    sm.publish(tmp_path / "registry", name="other")
+    with pytest.raises(DataError, match="holds the decisions of model 'fraud', not 'other'"):
+        score(src, Registry(tmp_path / "registry", "other"))
+    with pytest.raises(ConfigError, match="is inside the input source"):
+        score(src, reg, out=src / "scored")
+    assert not (src / "scored").exists()
+
+
+def test_audit_names_the_version_threshold_signature_and_role_then(tmp_path, reg):
+    """Check that `audit` of a key says which version decided the row, its threshold and
+    signature and that it was the champion then; a row scored after a new champion names the
+    new one; an unknown key is a one-line DataError."""
+    src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(50)})
+    score(src, reg, id_column="id")
+    out = tmp_path / "src-scored"
+    first = audit("3", out, str(reg.root))
+    assert first.row[MODEL_VERSION] == "v0001" and first.role.startswith("champion")
+    text = "\n".join(first.lines())
+    assert "decided by v0001" in text and "threshold 0.200000" in text
+    assert first.row[MODEL_SIGNATURE] in text and "matches the registry" in text
+    sm.publish(tmp_path / "registry", seed=1, threshold=0.3)
+    sm.write_source(src, {DAY2: sm.rows(50, seed=1, first_id=100)})
+    score(src, reg, id_column="id")
+    later = audit("120", out, str(reg.root))
+    assert later.row[MODEL_VERSION] == "v0002" and later.row[THRESHOLD] == 0.3
+    assert later.role.startswith("champion")
+    with pytest.raises(DataError, match="no row with key 'nope'"):
+        audit("nope", out, str(reg.root))
