@@ -75,7 +75,8 @@ def _threshold_at(s: np.ndarray, k: int) -> float:
         return float(np.nextafter(s[0], np.inf)) if s[0] >= 1 else float((s[0] + 1.0) / 2)
     if k == len(s):
         return float(s[-1])
-    return float((s[k - 1] + s[k]) / 2)
+    mid = (s[k - 1] + s[k]) / 2
+    return float(mid if mid > s[k] else s[k - 1])  # adjacent floats: the midpoint rounds down
 
 
 def alert_budget(rows: int, max_alert_rate: float | None) -> int | None:

@@ -201,3 +201,11 @@ def test_per_row_thresholds_without_groups_match_choose_threshold(rows):
         want = choose_threshold(y[keep], s[keep], costs=costs.rows(keep))
         assert np.allclose(list(got.as_dict().values()), list(want.as_dict().values()),
                            equal_nan=True)
+
+
+def test_threshold_between_adjacent_floats_flags_only_the_higher_score():
+    """Check that a cut between two adjacent floats (their midpoint rounds to the lower one)
+    still flags only the higher score (found by the brute-force property above)."""
+    y, s = np.array([0, 1]), np.array([0.0, 5e-324])
+    choice = choose_threshold(y, s, costs=DecisionCosts(fn_cost=1.0, fp_cost=1.0))
+    assert choice.cost == 0.0 and list(s >= choice.threshold) == [False, True]
