@@ -29,9 +29,9 @@ from flows.cli_score import audit, check_score_config, print_score_result
 from schemas.config import DEMO_FULL, DEMO_QUICK, LOOP_ROWS, StrategyConfig
 from schemas.config import IngestConfig as I
 from schemas.config import MonitoringConfig as M
-from schemas.config import ScoringConfig as S
 from schemas.config import TrainingConfig as T
 from schemas.errors import EXIT_CANNOT_JUDGE, EXIT_DRIFT, EXIT_OK, EXIT_REJECTED
+from schemas.scoring import ScoringConfig as S
 from schemas.statuses import PENDING
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,

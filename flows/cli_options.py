@@ -24,8 +24,9 @@ import yaml
 from pydantic import BaseModel
 
 from flows.cli_config import PROJECT_KEYS, field_info, leaf_paths
-from schemas.config import PROJECT_FILE, ScoringConfig
+from schemas.config import PROJECT_FILE
 from schemas.errors import ConfigError
+from schemas.scoring import ScoringConfig
 
 SEPARATOR = "__"  # a flag's parameter name: the field's dotted path, dots replaced
 

@@ -22,9 +22,9 @@ from schemas.config import (
     REPORTS_URL_ENV,
     IngestConfig,
     MonitoringConfig,
-    ScoringConfig,
     TrainingConfig,
 )
+from schemas.scoring import ScoringConfig
 from tasks.data.tables import MAX_INPUT_BYTES, MAX_INPUT_BYTES_ENV
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"

@@ -10,13 +10,13 @@ from flows.cli_config import remember_project
 from schemas.config import (
     DemoSize,
     MonitoringConfig,
-    ScoringConfig,
     SplitConfig,
     StrategyConfig,
     TrainingConfig,
 )
 from schemas.demo import LABEL, POSITIVE
 from schemas.errors import EXIT_OK, EXIT_REJECTED
+from schemas.scoring import ScoringConfig
 
 DEMO_NAME = "demo"
 

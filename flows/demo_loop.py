@@ -18,7 +18,6 @@ from schemas.config import (
     DEMO_QUICK,
     IngestConfig,
     MonitoringConfig,
-    ScoringConfig,
     SplitConfig,
     StrategyConfig,
     TrainingConfig,
@@ -26,6 +25,7 @@ from schemas.config import (
 )
 from schemas.demo import LABEL, POSITIVE
 from schemas.errors import EXIT_OK, EXIT_REJECTED
+from schemas.scoring import ScoringConfig
 
 DEMO_NAME = "demo"
 WEEKS, DRIFT_WEEK = 12, 7

@@ -9,9 +9,9 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.config import ScoringConfig
 from schemas.errors import ConfigError
 from schemas.scored import DECISION
+from schemas.scoring import ScoringConfig
 from tasks.data.source_files import GLOB_CHARS, resolve_source
 from tasks.data.tables import load_task
 from tasks.registry.store import Registry

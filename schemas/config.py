@@ -428,13 +428,3 @@ class MonitoringConfig(_Model):
     @classmethod
     def _safe_name(cls, value: str) -> str:
         return check_name(value)
-
-
-def __getattr__(name: str):
-    """``ScoringConfig`` lives in schemas/scoring.py (imported here on first use: it imports
-    this module)."""
-    if name == "ScoringConfig":
-        from schemas.scoring import ScoringConfig
-
-        return ScoringConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,7 +37,7 @@ from tasks.data.validation import failures_table
 from tasks.data.value_checks import failure as _failure
 from tasks.runtime import events
 from tasks.runtime.durable_files import dumps, fsync_dir, sha256_file, write_bytes_atomic
-from tasks.runtime.object_store import is_remote
+from tasks.runtime.object_store_api import is_remote
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from schemas.errors import ConfigError, DataError
-from tasks.runtime.object_store import storage_options, storage_problem
+from tasks.runtime.object_store_api import storage_options, storage_problem
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 from schemas.errors import DataError
 from tasks.data.labels import utc
 from tasks.data.tables import PARQUET_SUFFIXES
-from tasks.runtime.object_store import is_remote
+from tasks.runtime.object_store_api import is_remote
 
 SOURCE_FILE = "_rareflow_source.json"  # the source's schema, written by `rareflow ingest`
 DATE_KEYS = ("date", "dt")  # hive keys that date a partition (without a time column)

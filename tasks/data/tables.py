@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import ConfigError, DataError, RareflowError, storage_error
 from tasks.runtime._heap import trim_heap
-from tasks.runtime.object_store import is_remote
+from tasks.runtime.object_store_api import is_remote
 
 logger = logging.getLogger(__name__)
 

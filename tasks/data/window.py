@@ -26,7 +26,7 @@ from tasks.data.source_files import partition_date_key, resolve_source, source_i
 from tasks.data.tables import IO_RETRIES, load_table, release_arrow_pool
 from tasks.data.validation import label_text
 from tasks.runtime.durable_files import sha256_file
-from tasks.runtime.object_store import is_remote
+from tasks.runtime.object_store_api import is_remote
 
 logger = logging.getLogger(__name__)
 

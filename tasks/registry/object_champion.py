@@ -30,7 +30,7 @@ from tasks.registry.champion import ChampionLog
 from tasks.registry.signed_records import MAC, PREV, Trust, read_chain, seal_entry
 from tasks.registry.store import StaleChampion
 from tasks.runtime.durable_files import dumps
-from tasks.runtime.object_store import ObjectStore
+from tasks.runtime.object_store_api import ObjectStore
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from tasks.registry.signed_records import create_identity, read_identity, rewrit
 from tasks.registry.store import Registry
 from tasks.registry.versions import VersionFiles, lost_signatures
 from tasks.runtime.durable_files import dumps, write_bytes_atomic
-from tasks.runtime.object_store import StorePath, is_remote
+from tasks.runtime.object_store import StorePath
+from tasks.runtime.object_store_api import is_remote
 
 logger = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ from tasks.registry.versions import (  # the file names are re-exported for call
     write_files,
 )
 from tasks.runtime.durable_files import fsync_dir
-from tasks.runtime.object_store import is_remote, local_path
+from tasks.runtime.object_store_api import is_remote, local_path
 
 logger = logging.getLogger(__name__)
 

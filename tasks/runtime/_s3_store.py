@@ -26,7 +26,7 @@ import contextlib
 import logging
 
 from schemas.errors import ConfigError
-from tasks.runtime.object_store import ObjectStore, error_codes, explain
+from tasks.runtime.object_store_api import ObjectStore, error_codes, explain
 
 logger = logging.getLogger(__name__)
 

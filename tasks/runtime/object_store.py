@@ -17,135 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
-from abc import ABC, abstractmethod
 from pathlib import Path
 
-from schemas.errors import ConfigError, RegistryError
+from tasks.runtime._s3_store import open_remote
 from tasks.runtime.durable_files import fsync_dir, write_bytes_atomic
-
-STORAGE_OPTIONS_ENV = "RAREFLOW_STORAGE_OPTIONS"
-LOCAL_SCHEMES = ("file://", "local://")
-
-
-def is_remote(location) -> bool:
-    """Whether ``location`` is a URL of an fsspec filesystem other than the local disk."""
-    text = str(location)
-    return "://" in text and not text.startswith(LOCAL_SCHEMES)
-
-
-def local_path(location) -> Path:
-    """A local path, from a path or a ``file://`` URL."""
-    text = str(location)
-    for scheme in LOCAL_SCHEMES:
-        if text.startswith(scheme):
-            return Path(text[len(scheme):])
-    return Path(text)
-
-
-def storage_options(env=None) -> dict:
-    """fsspec options from ``RAREFLOW_STORAGE_OPTIONS`` (a JSON object; never echoed)."""
-    text = (os.environ if env is None else env).get(STORAGE_OPTIONS_ENV, "").strip()
-    if not text:
-        return {}
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError:
-        options = None
-    if not isinstance(options, dict):
-        raise ConfigError(f"{STORAGE_OPTIONS_ENV} must be a JSON object of fsspec options "
-                          "such as {\"anon\": false}; its value was not (not shown)")
-    return options
-
-
-DENIED_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",
-                "ExpiredToken", "InvalidToken", "AllAccessDisabled")
-UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
-               "ConnectionClosedError", "ServerDisconnectedError", "ReadTimeoutError")
-
-
-class StoreError(RegistryError):
-    """Object storage refused or could not be reached (one line; no credentials in it)."""
-
-
-def error_codes(exc: BaseException) -> tuple[set[str], set[str]]:
-    """The S3 error codes and exception class names along an exception's chain."""
-    codes, names, seen = set(), set(), 0
-    while exc is not None and seen < 8:
-        names.add(type(exc).__name__)
-        response = getattr(exc, "response", None)
-        if isinstance(response, dict):
-            error = response.get("Error") or {}
-            codes.add(str(error.get("Code", "")))
-            codes.add(str((response.get("ResponseMetadata") or {}).get("HTTPStatusCode", "")))
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return codes, names
-
-
-def storage_problem(exc: BaseException) -> str:
-    """What went wrong talking to object storage and what to do, in a few words (never a
-    credential, never the endpoint's answer verbatim: it may echo an access key id)."""
-    codes, names = error_codes(exc)
-    if codes & {"NoSuchBucket"}:
-        return "the bucket does not exist: create it or fix the URL"
-    if codes & set(DENIED_CODES):
-        return ("access denied: check the credentials (AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role) and their permission "
-                "on this prefix")
-    if names & {"NoCredentialsError", "PartialCredentialsError"}:
-        return ("no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "AWS_PROFILE, or run with an instance role")
-    if names & set(UNREACHABLE) or isinstance(exc, (ConnectionError, TimeoutError)):
-        return ("the endpoint cannot be reached: check AWS_ENDPOINT_URL (or the storage "
-                "options' endpoint) and the network")
-    return f"the storage answered {sorted(c for c in codes if c) or type(exc).__name__}"
-
-
-def explain(exc: BaseException, where: str) -> StoreError:
-    """A one-line registry error naming the URL and what to do."""
-    return StoreError(f"object storage {where!r}: {storage_problem(exc)}")
-
-
-class ObjectStore(ABC):
-    """Whole objects under one root, by relative key (``a/b/c.json``)."""
-
-    url: str  # where the store is, for messages (no credentials)
-
-    @abstractmethod
-    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
-        """The object's bytes and its tag (None: no such object)."""
-
-    def read(self, key: str) -> bytes | None:
-        found = self.read_tagged(key)
-        return None if found is None else found[0]
-
-    @abstractmethod
-    def write(self, key: str, data: bytes) -> None:
-        """Write an object whole: readers see the old or the new bytes."""
-
-    @abstractmethod
-    def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Create the object; False (nothing written) when it exists."""
-
-    @abstractmethod
-    def replace_if(self, key: str, data: bytes, tag: str | None) -> bool:
-        """Replace the object only while its tag is ``tag`` (None: only while it does not
-        exist); False (nothing written) when it changed."""
-
-    @abstractmethod
-    def list(self, prefix: str = "") -> list[str]:
-        """Every key under ``prefix`` (recursively), sorted."""
-
-    @abstractmethod
-    def exists(self, key: str) -> bool: ...
-
-    @abstractmethod
-    def delete(self, key: str) -> None:
-        """Remove an object (no error when it is missing)."""
-
-    def where(self, key: str = "") -> str:
-        return f"{self.url.rstrip('/')}/{key}" if key else self.url
+from tasks.runtime.object_store_api import (
+    ObjectStore,
+    is_remote,
+    local_path,
+    storage_options,
+)
 
 
 def _internal(name: str) -> bool:
@@ -224,8 +106,6 @@ def open_store(location, options: dict | None = None) -> ObjectStore:
     """
     if not is_remote(location):
         return LocalStore(location)
-    from tasks.runtime._s3_store import open_remote
-
     return open_remote(str(location), {**storage_options(), **(options or {})})
 
 

@@ -8,9 +8,10 @@ import pytest
 
 from flows.scoring import scoring_flow
 from flows.training import training_flow
-from schemas.config import Gates, ScoringConfig, StrategyConfig, TrainingConfig
+from schemas.config import Gates, StrategyConfig, TrainingConfig
 from schemas.demo import LABEL
 from schemas.errors import IntegrityError, ValidationFailed
+from schemas.scoring import ScoringConfig
 from tasks.registry.store import Registry
 from tasks.runtime.run_outcome import FailedOutcome, run_summary
 

@@ -19,9 +19,10 @@ from flows.cli_config import (
     resolve_schema_model,
 )
 from flows.cli_errors import CliState
-from schemas.config import ScoringConfig, TrainingConfig
+from schemas.config import TrainingConfig
 from schemas.errors import ConfigError
 from schemas.inference import load_schema_model
+from schemas.scoring import ScoringConfig
 from tasks.monitor.report_links import report_link_markdown, report_url, reports_base_url
 from tasks.monitor.reports_server import make_server
 from tasks.registry.signing import ALLOW_UNSIGNED_ENV

@@ -12,14 +12,8 @@ from schemas.errors import ConfigError
 from tasks.registry.object_champion import StaleMove
 from tasks.registry.object_registry import ObjectRegistry
 from tasks.registry.store import Registry
-from tasks.runtime.object_store import (
-    STORAGE_OPTIONS_ENV,
-    LocalStore,
-    StorePath,
-    is_remote,
-    open_store,
-    storage_options,
-)
+from tasks.runtime.object_store import LocalStore, StorePath, open_store
+from tasks.runtime.object_store_api import STORAGE_OPTIONS_ENV, is_remote, storage_options
 
 
 @pytest.fixture(scope="module")
