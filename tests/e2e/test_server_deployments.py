@@ -65,7 +65,8 @@ def test_prefect_yaml_is_what_prefect_deploy_reads():
     by_entry = {d.entrypoint: d for d in model.deployments}
     assert set(by_entry) == {"flows/training.py:training_flow",
                              "flows/monitoring.py:monitoring_flow",
-                             "flows/approval.py:approval_flow"}
+                             "flows/approval.py:approval_flow",
+                             "flows/scoring.py:scoring_flow"}
     for dep in model.deployments:
         assert dep.enforce_parameter_schema is True
         assert dep.work_pool.name == "rareflow"
