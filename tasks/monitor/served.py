@@ -113,7 +113,10 @@ def join_served(scored: pd.DataFrame, window: SourceWindow, *, schema: InputSche
     key = key_column(scored, time_column=config.time_column)
     frame = window.frame
     if key == ROW_KEY:
-        source_keys = row_keys(frame, key_columns(schema, config.time_column))
+        time = config.time_column  # the window holds the parsed time beside its columns
+        keyed = frame if not time or time in frame.columns else frame.assign(
+            **{time: pd.Series(window.event_time).to_numpy()})
+        source_keys = row_keys(keyed, key_columns(schema, time))
     elif key in frame.columns:
         source_keys = frame[key].to_numpy()
     else:
