@@ -82,6 +82,23 @@ def parse_time(text: str) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def parse_pointer(data: bytes, where) -> dict:
+    """A champion pointer's JSON object, read from its bytes (a file or an object).
+
+    Raises:
+        IntegrityError: not JSON, or not an object: delete it and promote again.
+    """
+    try:
+        pointer = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{where} is corrupt ({exc}): delete it and "
+                             "promote the version that should serve") from exc
+    if not isinstance(pointer, dict):
+        raise IntegrityError(f"{where} is not a champion pointer: delete it "
+                             "and promote the version that should serve")
+    return pointer
+
+
 class ChampionLog:
     """The champion pointer and history of one model's registry folder."""
 
@@ -93,15 +110,7 @@ class ChampionLog:
     def _pointer(self) -> dict | None:
         if not self.champion_path.is_file():
             return None
-        try:
-            pointer = json.loads(self.champion_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise IntegrityError(f"{self.champion_path} is corrupt ({exc}): delete it and "
-                                 "promote the version that should serve") from exc
-        if not isinstance(pointer, dict):
-            raise IntegrityError(f"{self.champion_path} is not a champion pointer: delete it "
-                                 "and promote the version that should serve")
-        return pointer
+        return parse_pointer(self.champion_path.read_bytes(), self.champion_path)
 
     def champion(self) -> dict | None:
         """The pointer: ``version``, ``since``, ``event_id``, ``history_entry``; None if none.

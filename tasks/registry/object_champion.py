@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import logging
 
-from schemas.errors import IntegrityError, RegistryError
+from schemas.errors import RegistryError
 from schemas.statuses import PENDING
-from tasks.registry.champion import ChampionLog
+from tasks.registry.champion import ChampionLog, parse_pointer
 from tasks.registry.signed_records import MAC, PREV, Trust, read_chain, seal_entry
 from tasks.registry.store import StaleChampion
 from tasks.runtime.durable_files import dumps
@@ -64,15 +64,7 @@ class ObjectChampionLog(ChampionLog):
         self._last_tag = None if found is None else found[1]
         if found is None:
             return None
-        try:
-            pointer = json.loads(found[0].decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise IntegrityError(f"{self.champion_path} is corrupt ({exc}): delete it and "
-                                 "promote the version that should serve") from exc
-        if not isinstance(pointer, dict):
-            raise IntegrityError(f"{self.champion_path} is not a champion pointer: delete it "
-                                 "and promote the version that should serve")
-        return pointer
+        return parse_pointer(found[0], self.champion_path)
 
     def champion(self) -> dict | None:
         """The pointer (checked where records are signed); remembers its tag, which the next
