@@ -285,6 +285,17 @@ def prefect_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
+def prefect_harness():
+    """Not for e2e tests: use ``prefect_server``.
+
+    The session's harness enters its own Prefect settings when first requested; requested
+    after ``prefect_server`` it would stay stacked over the package server's settings for
+    the rest of the session, and every later client call would read the harness's server
+    (deployments that `prefect deploy` had just made came back 404)."""
+    pytest.fail("an e2e test asked for prefect_harness: use prefect_server (tests/e2e/conftest.py)")
+
+
+@pytest.fixture(scope="package")
 def e2e_data(tmp_path_factory):
     """Tiny training data (5,000 rows, 5 % positives) as CSV, and an empty registry folder."""
     from tasks.data.demo_tables import make_demo_data

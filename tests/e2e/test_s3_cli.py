@@ -52,7 +52,7 @@ def bucket_with_data(s3_server):
     return bucket
 
 
-def test_train_list_history_rollback_score_on_s3(prefect_harness, s3_env, bucket_with_data):
+def test_train_list_history_rollback_score_on_s3(prefect_server, s3_env, bucket_with_data):
     """Check that train (Parquet, then CSV, from S3) into an S3 registry, models
     list/history/rollback and score to an S3 output work as on local disk."""
     reg_url = f"s3://{bucket_with_data}/registry"
