@@ -213,6 +213,32 @@ def kill_flow_run_processes(runs, api_url: str) -> None:
 # fixtures
 
 
+def retire_prefect_workers() -> None:
+    """Flush the in-process Prefect logs and events to the server they were meant for, then
+    stop their worker threads.
+
+    Prefect caches its events worker without the API URL in its key, so a worker left by
+    in-process flows or commands (CliRunner) would keep posting to a server after it stops, and
+    hang the session harness's drain at the end of the run for minutes.
+    """
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain():
+        with contextlib.suppress(RuntimeError):
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
+
+
 class Server:
     """What the tests need to know about the running server."""
 
@@ -273,6 +299,7 @@ def running_server(base: Path):
                 with contextlib.suppress(Exception), server.client() as client:
                     for automation in client.read_automations():
                         client.delete_automation(automation.id)
+                retire_prefect_workers()  # while the server still answers
     finally:
         proc.stop()
 

@@ -11,7 +11,6 @@ one runs CI-like with a fresh PREFECT_HOME and its own temporary server.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import os
@@ -55,33 +54,6 @@ def snapshot(root: Path) -> dict[str, str]:
         if path.is_file() and path.name != ".lock":
             out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _retire_prefect_workers(prefect_server):
-    """Flush this module's in-process logs and events, then stop their worker threads.
-
-    Prefect caches its events worker without the API URL in its key, so a worker left from
-    these in-process flows would keep posting to this package's server after it stops (and
-    hang the next `prefect_test_harness` for minutes); the harness itself drains on exit.
-    """
-    yield
-    import inspect
-
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    async def drain():
-        with contextlib.suppress(RuntimeError):
-            result = APILogWorker.instance().drain()
-            if inspect.isawaitable(result):
-                await result
-        result = EventsWorker.drain_all()
-        if inspect.isawaitable(result):
-            await result
-
-    run_coro_as_sync(drain())
 
 
 @pytest.fixture(scope="module")
