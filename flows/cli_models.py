@@ -22,10 +22,10 @@ schema_app = typer.Typer(no_args_is_help=True, help="Schemas for your data.")
 def open_registry(registry: str | None, name: str | None):
     """The registry of the flags, else of the project defaults (``RAREFLOW_*``,
     ``rareflow.yaml``), else of the config schema's defaults."""
-    from tasks.registry.store import Registry
+    from tasks.registry.open_registry import open_registry
 
     defaults = project_defaults()
-    return Registry(registry or defaults.get("registry", DEFAULT_REGISTRY),
+    return open_registry(registry or defaults.get("registry", DEFAULT_REGISTRY),
                     name or defaults.get("name", DEFAULT_NAME))
 
 

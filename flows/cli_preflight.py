@@ -17,11 +17,11 @@ def ensure_signing_key(say, *, registry: str | None = None, name: str | None = N
     No key is made for a model that already has versions (``registry``, ``name``): they were
     signed with another key, which a new one could not verify; the preflight then says which
     key file nearby has their key id."""
+    from tasks.registry.open_registry import open_registry
     from tasks.registry.signing import allow_unsigned, ensure_key, signing_key
-    from tasks.registry.store import Registry
 
     if registry is not None and signing_key() is None and not allow_unsigned() \
-            and Registry(registry, name).version_ids():
+            and open_registry(registry, name).version_ids():
         return
     _, created = ensure_key()
     if created is not None:

@@ -13,7 +13,8 @@ from schemas.config import IngestConfig
 from schemas.errors import ValidationFailed
 from tasks.data.ingest import announce_arrival, check_batch, write_batch
 from tasks.data.scan import freeze_as_of
-from tasks.data.tables import IO_RETRIES, load_task
+from tasks.data.tables import load_task
+from tasks.runtime.io_retries import IO_RETRIES
 
 
 @task(name="check-batch", cache_policy=NO_CACHE)

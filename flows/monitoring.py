@@ -28,8 +28,8 @@ from tasks.monitor.verdict import (
     write_summary_task,
 )
 from tasks.registry.monitor_state import read_state, record_check, since_last_check
+from tasks.registry.open_registry import open_registry
 from tasks.registry.report_home import keep_reports, model_workdir, reports_dir
-from tasks.registry.store import Registry
 from tasks.runtime.run_outcome import monitoring_outcome
 from tasks.serving.batch_scoring import load_model_task, reference_task, scored_batch_task
 
@@ -44,7 +44,7 @@ def monitoring_flow(config: MonitoringConfig) -> dict:
         return monitoring_outcome(judge_served(config))
     check_time_options(config)  # an as_of or window the source can honour
     config, as_of = freeze_as_of(config)
-    registry = Registry(config.registry, config.name)
+    registry = open_registry(config.registry, config.name)
     model, meta = load_model_task(registry, config.version)
     reference = reference_task(registry, meta["version"])
     costs = DecisionCosts.from_meta(meta["costs"])

@@ -32,7 +32,7 @@ from tasks.monitor.verdict import (
     write_summary_task,
 )
 from tasks.registry.monitor_state import record_check
-from tasks.registry.store import Registry
+from tasks.registry.open_registry import open_registry
 from tasks.serving.served_versions import main_version, version_infos_task
 from tasks.serving.shadow import judge_challenger_task
 
@@ -42,7 +42,7 @@ def judge_served(config: MonitoringConfig) -> dict:
     (called by ``monitoring_flow``, inside its run; returns its result)."""
     check_time_options(config)
     config = config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})
-    registry = Registry(config.registry, config.name)
+    registry = open_registry(config.registry, config.name)
     scored = read_scored_task(config.scored, name=config.name)
     champion = registry.champion()
     head = version_infos_task(registry, [champion["version"]] if champion else ["latest"])

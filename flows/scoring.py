@@ -14,6 +14,7 @@ from schemas.scored import DECISION
 from schemas.scoring import ScoringConfig
 from tasks.data.source_files import GLOB_CHARS, resolve_source
 from tasks.data.tables import load_task
+from tasks.registry.open_registry import open_registry
 from tasks.registry.store import Registry
 from tasks.serving.batch_scoring import load_model_task, score_task, write_task
 from tasks.serving.partition_scoring import Serving, no_challenger
@@ -39,7 +40,7 @@ def serving_of(config: ScoringConfig, registry: Registry, model, meta: dict) -> 
 def scoring_flow(config: ScoringConfig) -> dict:
     """Score a batch (a file) or the partitions of a source not yet scored, with the champion
     (or a named version)."""
-    registry = Registry(config.registry, config.name)
+    registry = open_registry(config.registry, config.name)
     model, meta = load_model_task(registry, config.version)
     log = get_run_logger()
     if is_single_file(config.data):

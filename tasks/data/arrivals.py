@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 
@@ -25,11 +24,6 @@ from tasks.runtime import events
 logger = logging.getLogger(__name__)
 
 FOLLOWED = (events.DATA_ARRIVED, events.RECALL_DRIFT)
-
-
-def source_path(data: str) -> str:
-    """A source as events carry it: an absolute path (a glob stays as given)."""
-    return data if set("*?[") & set(data) else str(Path(data).resolve())
 
 
 def config_for_event(config: TrainingConfig, trigger: TriggerEvent | None) -> TrainingConfig:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from schemas.errors import ConfigError, DataError
-from tasks.runtime.object_store_api import storage_options, storage_problem
+from tasks.runtime.object_store_api import S3_CLIENT_CONFIG, storage_options, storage_problem
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,7 @@ def _filesystem(url: str):
     scheme = url.split("://", 1)[0].lower()
     options = storage_options()
     if scheme in ("s3", "s3a"):
-        from tasks.runtime._s3_store import DEFAULT_CONFIG
-
-        options.setdefault("config_kwargs", DEFAULT_CONFIG)
+        options.setdefault("config_kwargs", S3_CLIENT_CONFIG)
     try:
         fsspec.get_filesystem_class(scheme)
         return url_to_fs(url, **options)

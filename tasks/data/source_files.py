@@ -101,6 +101,11 @@ def resolve_source(data: str) -> SourceFiles:
     return SourceFiles(text, root, files, kind)
 
 
+def source_path(data: str) -> str:
+    """A source as events carry it: an absolute path (a glob stays as given)."""
+    return data if set("*?[") & set(data) else str(Path(data).resolve())
+
+
 def hive_keys(rel: str) -> dict[str, str]:
     """The ``key=value`` folders of a relative path: ``date=2026-11-28/p.parquet`` → date."""
     return dict(part.split("=", 1) for part in rel.split("/")[:-1] if "=" in part)

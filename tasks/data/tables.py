@@ -18,8 +18,9 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import ConfigError, DataError, RareflowError, storage_error
+from schemas.errors import ConfigError, DataError, storage_error
 from tasks.runtime._heap import trim_heap
+from tasks.runtime.io_retries import IO_RETRIES
 from tasks.runtime.object_store_api import is_remote
 
 logger = logging.getLogger(__name__)
@@ -262,13 +263,5 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path | str:
         raise
     return path
 
-
-def retry_transient(task, task_run, state) -> bool:
-    """Retry I/O tasks on transient errors only: a RareflowError is a verdict, and a full or
-    read-only disk stays so, not a glitch."""
-    return not isinstance(state.data, RareflowError) and storage_error(state.data) is None
-
-
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 3], "retry_condition_fn": retry_transient}
 
 load_task = task(load_table, name="load", cache_policy=NO_CACHE, **IO_RETRIES)

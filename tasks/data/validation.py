@@ -21,7 +21,12 @@ from schemas.inference import (
     load_schema_model,
     schema_from_model,
 )
-from tasks.data.value_checks import batch_value_failures, nested_failures, training_value_failures
+from tasks.data.value_checks import (
+    batch_value_failures,
+    nested_failures,
+    training_value_failures,
+    unusable_amounts,
+)
 from tasks.data.value_checks import failure as _failure
 
 logger = logging.getLogger(__name__)
@@ -160,16 +165,6 @@ def mixed_type_failures(df: pd.DataFrame, columns: list | None = None) -> list[d
                 f"column {name!r} holds numbers but {n_bad} values are not numbers; "
                 "fix or blank them", n_bad, bad_values))
     return failures
-
-
-def unusable_amounts(values) -> np.ndarray:
-    """Which rows hold no usable cost of a miss: missing, not a number, infinite or negative.
-
-    The missing-amount rule (:mod:`tasks.decision.costs`): such a row is an error wherever
-    costs are counted (training, scoring, monitoring), never an amount of 0.
-    """
-    amounts = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
-    return ~np.isfinite(amounts) | (amounts < 0)
 
 
 def cost_column_failures(df: pd.DataFrame, column: str | None) -> list[dict]:

@@ -112,3 +112,13 @@ def batch_value_failures(df: pd.DataFrame, schema: InputSchema) -> list[dict]:
                                "send its values (scoring it as missing would change the "
                                "decisions)", len(s)))
     return out
+
+
+def unusable_amounts(values) -> np.ndarray:
+    """Which rows hold no usable cost of a miss: missing, not a number, infinite or negative.
+
+    The missing-amount rule (:mod:`tasks.decision.costs`): such a row is an error wherever
+    costs are counted (training, scoring, monitoring), never an amount of 0.
+    """
+    amounts = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    return ~np.isfinite(amounts) | (amounts < 0)

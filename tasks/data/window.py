@@ -23,9 +23,10 @@ from tasks.data.freshness import stale_source_error
 from tasks.data.labels import utc
 from tasks.data.scan import Piece, Selection, SourceReader, iso, resolve_as_of
 from tasks.data.source_files import partition_date_key, resolve_source, source_info
-from tasks.data.tables import IO_RETRIES, load_table, release_arrow_pool
+from tasks.data.tables import load_table, release_arrow_pool
 from tasks.data.validation import label_text
 from tasks.runtime.durable_files import sha256_file
+from tasks.runtime.io_retries import IO_RETRIES
 from tasks.runtime.object_store_api import is_remote
 
 logger = logging.getLogger(__name__)

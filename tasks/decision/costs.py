@@ -25,7 +25,7 @@ import pandas as pd
 
 from schemas.config import Costs
 from schemas.errors import DataError
-from tasks.data.validation import unusable_amounts
+from tasks.data.value_checks import unusable_amounts
 
 
 def normalised(cost, never, *, empty=float("nan")):

@@ -22,8 +22,8 @@ from schemas.config import DEFAULT_CAT_STATTEST, DEFAULT_NUM_STATTEST
 from schemas.errors import storage_error
 from schemas.inference import InputSchema
 from schemas.scored import DECISION, SCORE
-from tasks.data.tables import IO_RETRIES
 from tasks.monitor._evidently_snapshot import check_report_html, drift_summary
+from tasks.runtime.io_retries import IO_RETRIES
 
 logger = logging.getLogger(__name__)
 

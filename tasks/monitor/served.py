@@ -32,10 +32,10 @@ from schemas.scored import (
 from tasks.data.labels import LabelRoles
 from tasks.data.row_keys import key_columns, row_keys, unique_keys
 from tasks.data.scan import iso
-from tasks.data.tables import IO_RETRIES
 from tasks.data.window import SourceWindow
 from tasks.decision.costs import DecisionCosts
 from tasks.monitor.verdict import Judgement, judge
+from tasks.runtime.io_retries import IO_RETRIES
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,8 @@ from schemas.config import MonitoringConfig
 from schemas.inference import InputSchema
 from schemas.scored import DECISION, SCORE
 from schemas.statuses import CANNOT_JUDGE, DRIFT
-from tasks.data.arrivals import source_path
 from tasks.data.labels import binary_labels, label_roles
-from tasks.data.tables import IO_RETRIES
+from tasks.data.source_files import source_path
 from tasks.decision.costs import DecisionCosts, normalised
 from tasks.decision.served_classifier import decide
 from tasks.monitor.label_free_estimate import (
@@ -40,6 +39,7 @@ from tasks.monitor.reports import classification_frame, quality_report
 from tasks.runtime import events
 from tasks.runtime.durable_files import dumps
 from tasks.runtime.events import artifact_key
+from tasks.runtime.io_retries import IO_RETRIES
 
 logger = logging.getLogger(__name__)
 

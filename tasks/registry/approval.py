@@ -37,6 +37,7 @@ from schemas.errors import RegistryError
 from schemas.statuses import PENDING
 from tasks.judge.gate_verdict import Verdict
 from tasks.registry.challenger import SHADOW, ChallengerRecord, shadow_pending
+from tasks.registry.open_registry import open_registry
 from tasks.registry.store import Registry
 
 logger = logging.getLogger(__name__)
@@ -133,10 +134,6 @@ def current_verdict(registry: Registry, version: str) -> dict:
     decided = apply_decision(verdict, approved=entry["decision"] == "approved",
                              reason=entry["reason"], how=entry.get("how", "?"))
     return {**decided, "status": entry["status"]}
-
-
-def open_registry(registry: Registry | str | Path, name: str) -> Registry:
-    return registry if isinstance(registry, Registry) else Registry(registry, name)
 
 
 def decide_pending(registry: Registry | str | Path, name: str, version: str, *,

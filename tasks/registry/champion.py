@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from schemas.errors import IntegrityError
+from schemas.errors import IntegrityError, RegistryError
 from schemas.statuses import PENDING
 from tasks.registry.signed_records import MAC, Trust, check_pointer, read_chain, seal_entry
 from tasks.runtime.durable_files import dumps, write_bytes_atomic
@@ -97,6 +97,14 @@ def parse_pointer(data: bytes, where) -> dict:
         raise IntegrityError(f"{where} is not a champion pointer: delete it "
                              "and promote the version that should serve")
     return pointer
+
+
+class StaleChampion(RegistryError):
+    """Another run changed the champion after the candidate was compared with it."""
+
+    def __init__(self, current: str | None, message: str):
+        super().__init__(message)
+        self.current = current
 
 
 class ChampionLog:

@@ -26,9 +26,8 @@ import logging
 
 from schemas.errors import RegistryError
 from schemas.statuses import PENDING
-from tasks.registry.champion import ChampionLog, parse_pointer
+from tasks.registry.champion import ChampionLog, StaleChampion, parse_pointer
 from tasks.registry.signed_records import MAC, PREV, Trust, read_chain, seal_entry
-from tasks.registry.store import StaleChampion
 from tasks.runtime.durable_files import dumps
 from tasks.runtime.object_store_api import ObjectStore
 

@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import TrainingConfig
 from schemas.errors import ConfigError, RegistryError, ValidationFailed
 from schemas.inference import InputSchema
+from tasks.registry.open_registry import open_registry
 from tasks.registry.store import Registry
 from tasks.runtime.object_store import StorePath
 
@@ -181,7 +182,7 @@ def preflight(config: TrainingConfig, *, chosen_by: str = "the run's config") ->
         ConfigError: manual approval without a Prefect server; a champion that could not
             score the new table.
     """
-    registry = Registry(config.registry, config.name)
+    registry = open_registry(config.registry, config.name)
     check_approval_possible(config)
     check_writable_dir(registry)
     needed = check_free_space(registry)

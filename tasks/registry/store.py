@@ -36,9 +36,8 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import NAME_PATTERN, check_name
 from schemas.errors import RegistryError
 from schemas.statuses import PENDING
-from tasks.data.tables import IO_RETRIES
 from tasks.registry import signing
-from tasks.registry.champion import ChampionLog, now_iso, outcome_reason
+from tasks.registry.champion import ChampionLog, StaleChampion, now_iso, outcome_reason
 from tasks.registry.signed_records import Trust
 from tasks.registry.versions import (  # the file names are re-exported for callers
     CARD_FILE,  # noqa: F401
@@ -52,6 +51,7 @@ from tasks.registry.versions import (  # the file names are re-exported for call
     write_files,
 )
 from tasks.runtime.durable_files import fsync_dir
+from tasks.runtime.io_retries import IO_RETRIES
 from tasks.runtime.object_store_api import is_remote, local_path
 
 logger = logging.getLogger(__name__)
@@ -61,14 +61,6 @@ ANY = "<any>"  # promote(expected_champion=ANY): do not check which version is c
 LOCK_FILE = ".lock"
 STAGING_PREFIX = ".tmp-"
 _AUTO = object()
-
-
-class StaleChampion(RegistryError):
-    """Another run changed the champion after the candidate was compared with it."""
-
-    def __init__(self, current: str | None, message: str):
-        super().__init__(message)
-        self.current = current
 
 
 @dataclass(frozen=True)
@@ -95,13 +87,6 @@ class Registry:
             (:func:`tasks.registry.signing.signing_key`), read when first needed.
     """
 
-    def __new__(cls, root=None, name=None, **kwargs):
-        if cls is Registry and is_remote(root):  # s3://...: the lock-free registry
-            from tasks.registry.object_registry import ObjectRegistry
-
-            return super().__new__(ObjectRegistry)
-        return super().__new__(cls)
-
     def __init__(self, root: str | Path, name: str, *, key=_AUTO):
         try:
             check_name(name)
@@ -110,6 +95,9 @@ class Registry:
         if not NAME_PATTERN.fullmatch(name):  # the pattern's '$' also matches before a '\n'
             raise RegistryError(f"model name must be one line of letters, digits, '_', '-' or "
                                 f"'.'; got {name!r}")
+        if is_remote(root):
+            raise RegistryError(f"registry {str(root)!r} is in object storage: open it with "
+                                "tasks.registry.open_registry.open_registry")
         self.root = local_path(root)  # a path or a file:// URL
         self.name = name
         self.dir = self.root / name

@@ -26,16 +26,13 @@ import contextlib
 import logging
 
 from schemas.errors import ConfigError
-from tasks.runtime.object_store_api import ObjectStore, error_codes, explain
+from tasks.runtime.object_store_api import S3_CLIENT_CONFIG, ObjectStore, error_codes, explain
 
 logger = logging.getLogger(__name__)
 
 CHECKED_AGAINST = {"s3fs": "2026.9", "botocore": "1.43"}
 
 PRECONDITION_CODES = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
-# fail fast on an unreachable endpoint: two attempts, five seconds to connect
-DEFAULT_CONFIG = {"connect_timeout": 5, "read_timeout": 60,
-                  "retries": {"max_attempts": 2, "mode": "standard"}}
 
 
 def precondition_failed(exc: BaseException) -> bool:
@@ -49,7 +46,7 @@ class S3Store(ObjectStore):
         import s3fs  # the `s3` extra: imported only when an s3:// URL is used
 
         options = dict(options)
-        options.setdefault("config_kwargs", DEFAULT_CONFIG)
+        options.setdefault("config_kwargs", S3_CLIENT_CONFIG)
         self.fs = s3fs.S3FileSystem(**options)
         self.url = url if url.endswith("://") else url.rstrip("/")
         self.bucket, _, self.prefix = self.url.split("://", 1)[1].partition("/")

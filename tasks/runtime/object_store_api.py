@@ -18,6 +18,9 @@ from schemas.errors import ConfigError, RegistryError
 
 STORAGE_OPTIONS_ENV = "RAREFLOW_STORAGE_OPTIONS"
 LOCAL_SCHEMES = ("file://", "local://")
+# an S3 client fails fast on an unreachable endpoint: two attempts, five seconds to connect
+S3_CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 60,
+                    "retries": {"max_attempts": 2, "mode": "standard"}}
 
 
 def is_remote(location) -> bool:

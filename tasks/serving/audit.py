@@ -27,6 +27,7 @@ from schemas.scored import (
     STATE_PARTITIONS,
     THRESHOLD,
 )
+from tasks.registry.open_registry import open_registry
 from tasks.registry.store import Registry
 from tasks.serving.scored_source import scored_relpath, signature_digest
 
@@ -112,7 +113,7 @@ def audit(key: str, scored: Path, registry: str) -> Decision:
                         f"({len(state[STATE_PARTITIONS])} partitions): check the key (the "
                         "first column of its scored partitions) or the --scored folder")
     column, partition, row = found
-    reg = Registry(registry, state[STATE_MODEL])
+    reg = open_registry(registry, state[STATE_MODEL])
     version = row[MODEL_VERSION]
     return Decision(column, key, partition, row, role_then(reg, version, row[SCORED_AT]),
                     signature_digest(reg.version_dir(version)))

@@ -12,10 +12,11 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import DataError
 from schemas.scored import DECISION, SCORE
-from tasks.data.tables import IO_RETRIES, write_table
+from tasks.data.tables import write_table
 from tasks.data.validation import validate_batch
 from tasks.decision.served_classifier import decide
 from tasks.registry.store import Registry
+from tasks.runtime.io_retries import IO_RETRIES
 
 logger = logging.getLogger(__name__)
 

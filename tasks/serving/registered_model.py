@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks.decision.served_classifier import RareflowClassifier
-from tasks.registry.store import Registry
+from tasks.registry.open_registry import open_registry
 
 
 def load_model(registry: str | Path, name: str, version: str = "champion"
@@ -24,5 +24,5 @@ def load_model(registry: str | Path, name: str, version: str = "champion"
         name: The model name (as ``--name``).
         version: ``champion`` (default), ``latest`` or an id such as ``v0003``.
     """
-    model, _ = Registry(registry, name).load(version)
+    model, _ = open_registry(registry, name).load(version)
     return model

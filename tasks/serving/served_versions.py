@@ -6,10 +6,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.data.tables import IO_RETRIES
 from tasks.decision.costs import DecisionCosts
 from tasks.monitor.served import VersionInfo
 from tasks.registry.store import Registry
+from tasks.runtime.io_retries import IO_RETRIES
 
 
 def version_infos(registry: Registry, versions: list[str]) -> dict[str, VersionInfo]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tasks.registry.open_registry import open_registry
 from tasks.registry.signed_records import MAC, PREV
-from tasks.registry.store import Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,8 +33,9 @@ WRITERS = MODEL + textwrap.dedent('''
     barrier = ctx.Barrier(writers)
 
     def write(writer):
+        from tasks.registry.open_registry import open_registry
         from tasks.registry.store import Registry
-        reg = Registry(root, "shared")
+        reg = open_registry(root, "shared")
         done = []
         for turn in range(rounds):
             barrier.wait()
@@ -58,11 +59,12 @@ WRITERS = MODEL + textwrap.dedent('''
 
 SLOW = MODEL + textwrap.dedent('''
     import sys, time
+    from tasks.registry.open_registry import open_registry
     from tasks.registry.store import Registry
     from tasks.runtime._s3_store import S3Store
     from tasks.registry.object_champion import ObjectChampionLog
     root, where = sys.argv[1], sys.argv[2]
-    reg = Registry(root, "m")
+    reg = open_registry(root, "m")
     if where == "upload":  # stop after the model is uploaded, before the manifest
         real = S3Store.write
         def write(self, key, data):
@@ -118,7 +120,7 @@ def test_three_concurrent_trainings_one_move_per_decision(s3_env, tmp_path):
                env={**os.environ, **s3_env.env()})
     results = [r for w in range(writers)
                for r in json.loads((tmp_path / f"out.{w}").read_text())]
-    reg = Registry(root, "shared")
+    reg = open_registry(root, "shared")
     moves = [h for h in reg.history() if h["action"] == "promote"]
     assert len(moves) == rounds
     for turn in range(rounds):
@@ -139,7 +141,7 @@ def test_sigkill_during_upload_lists_no_half_version(s3_env):
     """Check that a writer killed while uploading a version leaves it unlisted, the champion
     untouched, and the next registration takes the next id and verifies."""
     root, env = f"s3://{s3_env.new_bucket()}/reg", {**os.environ, **s3_env.env()}
-    reg = Registry(root, "m")
+    reg = open_registry(root, "m")
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
@@ -148,11 +150,11 @@ def test_sigkill_during_upload_lists_no_half_version(s3_env):
     half = kill_when(SLOW, root, "upload", marker="UPLOADING", env=env)
     assert half == "v0002"
     assert reg.store.exists(f"m/versions/{half}/model.joblib")  # it was mid-upload
-    assert Registry(root, "m").version_ids() == [v1]
-    assert Registry(root, "m").champion()["version"] == v1
+    assert open_registry(root, "m").version_ids() == [v1]
+    assert open_registry(root, "m").champion()["version"] == v1
     v3 = reg.register(model, {"verdict": {"status": "passed"}})
     assert v3 == "v0003" and reg.verify(v3)["version"] == v3
-    assert Registry(root, "m").version_ids() == [v1, v3]
+    assert open_registry(root, "m").version_ids() == [v1, v3]
 
 
 def test_sigkill_between_pointer_and_history_is_repaired(s3_env):
@@ -160,7 +162,7 @@ def test_sigkill_between_pointer_and_history_is_repaired(s3_env):
     record leaves a valid champion, and the next writer appends the missing record first."""
     root, env = f"s3://{s3_env.new_bucket()}/reg", {**os.environ, **s3_env.env()}
     moved = kill_when(SLOW, root, "history", marker="MOVED", env=env)
-    reg = Registry(root, "m")
+    reg = open_registry(root, "m")
     assert reg.champion()["version"] == moved
     assert [h["action"] for h in reg.history()] == []
     from sklearn.linear_model import LogisticRegression
@@ -168,5 +170,5 @@ def test_sigkill_between_pointer_and_history_is_repaired(s3_env):
     model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
     v2 = reg.register(model, {"verdict": {"status": "passed"}})
     reg.promote(v2, reason="next")
-    moves = [(h["version"], h["previous"]) for h in Registry(root, "m").history()]
+    moves = [(h["version"], h["previous"]) for h in open_registry(root, "m").history()]
     assert moves == [(moved, None), (v2, moved)]

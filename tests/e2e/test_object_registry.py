@@ -10,7 +10,7 @@ import pytest
 from schemas.errors import IntegrityError, RegistryError
 from tasks.registry.object_champion import StaleMove
 from tasks.registry.object_registry import ObjectRegistry
-from tasks.registry.store import Registry
+from tasks.registry.open_registry import open_registry
 from tasks.runtime.object_store import open_store
 
 pytestmark = [pytest.mark.e2e]
@@ -49,7 +49,7 @@ def test_conditional_writes_on_the_s3_server(s3_registry):
 
 def test_register_promote_rollback_history_on_s3(s3_registry, tiny_model):
     """Check that versions, promotions, rollback and history --at work on S3 as on disk."""
-    reg = Registry(s3_registry, "m")
+    reg = open_registry(s3_registry, "m")
     assert isinstance(reg, ObjectRegistry)
     v1 = reg.register(tiny_model, {"verdict": {"status": "passed"}}, card="# {version}")
     reg.promote(v1, reason="first")
@@ -60,7 +60,7 @@ def test_register_promote_rollback_history_on_s3(s3_registry, tiny_model):
     model, meta = reg.load("champion")
     assert meta["version"] == v2 and hasattr(model, "predict")
     reg.rollback(reason="bad")
-    fresh = Registry(s3_registry, "m")  # another process's view
+    fresh = open_registry(s3_registry, "m")  # another process's view
     assert fresh.champion()["version"] == v1
     assert [h["action"] for h in fresh.history()] == ["promote", "promote", "rollback"]
     assert fresh.served_at(moved["at"])["version"] in (v2, v1)
@@ -71,7 +71,7 @@ def test_register_promote_rollback_history_on_s3(s3_registry, tiny_model):
 
 def test_tampered_object_is_refused(s3_registry, s3_env, tiny_model):
     """Check that a model.joblib replaced on S3 is refused before unpickling."""
-    reg = Registry(s3_registry, "m")
+    reg = open_registry(s3_registry, "m")
     v1 = reg.register(tiny_model, {"verdict": {"status": "passed"}})
     bucket = s3_registry.split("/")[2]
     s3_env.client().put_object(Bucket=bucket, Key=f"reg/m/versions/{v1}/model.joblib",
@@ -83,14 +83,14 @@ def test_tampered_object_is_refused(s3_registry, s3_env, tiny_model):
 def test_precondition_failure_on_the_pointer_is_stale(s3_registry, tiny_model):
     """Check that a champion move whose pointer changed since it was read is reported stale,
     writes nothing, and loses nothing of the move that won."""
-    a, b = Registry(s3_registry, "m"), Registry(s3_registry, "m")
+    a, b = open_registry(s3_registry, "m"), open_registry(s3_registry, "m")
     v1 = a.register(tiny_model, {"verdict": {"status": "passed"}})
     v2 = a.register(tiny_model, {"verdict": {"status": "passed"}})
     assert a.champion() is None and b.champion() is None  # both read the (absent) pointer
     b.log.move(v2, action="promote", reason="b", forced=False, name="m", status="passed")
     with pytest.raises(StaleMove, match="stale"):
         a.log.move(v1, action="promote", reason="a", forced=False, name="m", status="passed")
-    fresh = Registry(s3_registry, "m")
+    fresh = open_registry(s3_registry, "m")
     assert fresh.champion()["version"] == v2
     assert [(h["action"], h["version"]) for h in fresh.history()] == [("promote", v2)]
 
@@ -98,7 +98,7 @@ def test_precondition_failure_on_the_pointer_is_stale(s3_registry, tiny_model):
 def test_publish_after_a_lost_swap_is_recorded_stale(s3_registry, tiny_model, monkeypatch):
     """Check that a candidate whose pointer swap fails during publish is registered, listed
     as stale (a history record), and the champion is the other run's."""
-    a, b = Registry(s3_registry, "m"), Registry(s3_registry, "m")
+    a, b = open_registry(s3_registry, "m"), open_registry(s3_registry, "m")
     v1 = b.register(tiny_model, {"verdict": {"status": "passed"}})
     real_assemble = ObjectRegistry._assemble
 
@@ -117,7 +117,7 @@ def test_publish_after_a_lost_swap_is_recorded_stale(s3_registry, tiny_model, mo
 
 def test_history_objects_chain_and_forgery_is_skipped(s3_registry, s3_env, tiny_model):
     """Check that history is one object per event, chained: a forged object is skipped."""
-    reg = Registry(s3_registry, "m")
+    reg = open_registry(s3_registry, "m")
     v1 = reg.register(tiny_model, {"verdict": {"status": "passed"}})
     reg.promote(v1, reason="first")
     bucket = s3_registry.split("/")[2]
@@ -127,10 +127,10 @@ def test_history_objects_chain_and_forgery_is_skipped(s3_registry, s3_env, tiny_
     forged = {"action": "promote", "version": "v0009", "event_id": "x", "at": "2026-01-01"}
     s3_env.client().put_object(Bucket=bucket, Key="reg/m/history/0000000002.json",
                                Body=json.dumps(forged).encode())
-    assert [h["version"] for h in Registry(s3_registry, "m").history()] == [v1]
+    assert [h["version"] for h in open_registry(s3_registry, "m").history()] == [v1]
 
 
 def test_missing_version_named(s3_registry):
     """Check that asking for a version that is not there names the registry's versions."""
     with pytest.raises(RegistryError, match="no version 'v0003'"):
-        Registry(s3_registry, "m").metadata("v0003")
+        open_registry(s3_registry, "m").metadata("v0003")

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.cli_errors import CliState
 from schemas.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY
-from tasks.registry.store import Registry
+from tasks.registry.open_registry import open_registry
 from tests.badinput.corpus import TRAIN_FLAGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -61,7 +61,7 @@ def test_train_list_history_rollback_score_on_s3(prefect_server, s3_env, bucket_
                         "--registry", reg_url, "--name", "fraud", "--min-recall-gate", "0",
                         "--max-normalised-cost-gate", "1")
         assert done.exit_code in (EXIT_OK, 3), out
-    reg = Registry(reg_url, "fraud")
+    reg = open_registry(reg_url, "fraud")
     assert reg.version_ids() == ["v0001", "v0002"]
     meta = reg.verify("v0001")
     assert meta["lineage"]["source"] == f"s3://{bucket_with_data}/data/train.parquet"
@@ -77,7 +77,7 @@ def test_train_list_history_rollback_score_on_s3(prefect_server, s3_env, bucket_
     done, out = run("models", "rollback", "--registry", reg_url, "--name", "fraud",
                     "--reason", "test")
     assert done.exit_code == EXIT_OK, out
-    assert Registry(reg_url, "fraud").champion()["version"] == serving
+    assert open_registry(reg_url, "fraud").champion()["version"] == serving
     done, out = run("models", "history", "--registry", reg_url, "--name", "fraud", "--at",
                     "now")
     assert done.exit_code == EXIT_OK and serving in out, out
@@ -97,7 +97,7 @@ def test_train_list_history_rollback_score_on_s3(prefect_server, s3_env, bucket_
         ["Contents"]]
     assert any(k.endswith("/summary.json") for k in keys), keys
     assert any(k.endswith(".html") for k in keys), keys
-    state = Registry(reg_url, "fraud").store.read("fraud/monitor_state.json")
+    state = open_registry(reg_url, "fraud").store.read("fraud/monitor_state.json")
     assert state and b"checks" in state
 
 

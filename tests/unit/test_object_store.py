@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from schemas.errors import ConfigError
 from tasks.registry.object_champion import StaleMove
 from tasks.registry.object_registry import ObjectRegistry
+from tasks.registry.open_registry import open_registry
 from tasks.registry.store import Registry
 from tasks.runtime.object_store import LocalStore, StorePath, open_store
 from tasks.runtime.object_store_api import STORAGE_OPTIONS_ENV, is_remote, storage_options
@@ -44,7 +45,15 @@ def test_which_locations_are_remote(location, remote):
     """Check that local paths and file:// URLs are local, other fsspec URLs remote."""
     assert is_remote(location) is remote
     if not location.startswith("gs://"):  # gs:// registries are refused (no preconditions)
-        assert isinstance(Registry(location, "m"), ObjectRegistry) is remote
+        assert isinstance(open_registry(location, "m"), ObjectRegistry) is remote
+
+
+def test_folder_registry_refuses_an_object_store_url():
+    """Check that the folder registry does not take s3://b/p for a folder named 's3:'."""
+    from schemas.errors import RegistryError
+
+    with pytest.raises(RegistryError, match="open_registry"):
+        Registry("s3://bucket/reg", "m")
 
 
 def test_object_registry_on_local_disk(tmp_path, model):
