@@ -30,7 +30,7 @@ from schemas.config import DEMO_FULL, DEMO_QUICK, LOOP_ROWS, StrategyConfig
 from schemas.config import IngestConfig as I
 from schemas.config import MonitoringConfig as M
 from schemas.config import TrainingConfig as T
-from schemas.errors import EXIT_CANNOT_JUDGE, EXIT_DRIFT, EXIT_OK, EXIT_REJECTED
+from schemas.errors import EXIT_OK, EXIT_REJECTED
 from schemas.scoring import ScoringConfig as S
 from schemas.statuses import PENDING
 
@@ -198,15 +198,16 @@ def monitor(config: ConfigFile = None, *, flags: dict) -> int:
     """Judge minority-class recall on a labelled batch. Exit 0 no drift, 4 drift, 5 cannot judge."""
     server = FlowServer()  # boots while the monitoring modules and evidently import
     from flows.monitoring import monitoring_flow
+    from tasks.monitor.outcome import MonitoringOutcome
     from tasks.runtime.run_outcome import run_summary
 
     cfg = build_config(M, config, flags)
     preload_reporting()
     server.activate()
-    result = run_summary(monitoring_flow(cfg, return_state=True))
-    typer.echo(f"Reports: {result['reports']['folder']}")
-    typer.echo(result["verdict"])
-    return {"drift": EXIT_DRIFT, "cannot-judge": EXIT_CANNOT_JUDGE}.get(result["status"], EXIT_OK)
+    outcome = MonitoringOutcome.from_dict(run_summary(monitoring_flow(cfg, return_state=True)))
+    typer.echo(f"Reports: {outcome.reports}")
+    typer.echo(outcome.verdict)
+    return outcome.exit_code
 
 
 @app.command()

@@ -73,3 +73,18 @@ def test_a_run_that_failed_with_an_error_raises_it():
     with pytest.raises(ValueError, match="bad column"):
         run_summary(state)
     assert not reached_verdict(state)
+
+
+@pytest.mark.parametrize("status, code", [("no-drift", 0), ("drift", 4), ("cannot-judge", 5)])
+def test_monitoring_result_reads_as_a_type_with_its_exit_status(status, code):
+    """Check that the command line's view of a monitoring result carries its status,
+    verdict, reports and exit status (0 no drift, 4 drift, 5 cannot judge)."""
+    from tasks.monitor.outcome import MonitoringOutcome
+
+    result = {"status": status, "version": "v0001", "verdict": f"{status}: recall 0.8",
+              "reports": {"folder": "/r/fraud/versions/v0001/reports/x", "summary": "s"},
+              "event_id": None}
+    outcome = MonitoringOutcome.from_dict(result)
+    assert (outcome.status, outcome.version, outcome.exit_code) == (status, "v0001", code)
+    assert outcome.reports == "/r/fraud/versions/v0001/reports/x"
+    assert outcome.verdict == f"{status}: recall 0.8"
