@@ -33,6 +33,7 @@ from tasks.monitor.verdict import (
 )
 from tasks.registry.monitor_state import record_check
 from tasks.registry.open_registry import open_registry
+from tasks.registry.report_home import keep_reports, model_workdir, reports_dir
 from tasks.serving.served_versions import main_version, version_infos_task
 from tasks.serving.shadow import judge_challenger_task
 
@@ -65,7 +66,7 @@ def judge_served(config: MonitoringConfig) -> dict:
                                    num_method=config.num_stattest,
                                    cat_method=config.cat_stattest)
     folder, paths = save_reports_task({"quality": quality, "data_drift": drift},
-                                      registry.version_dir(main) / "reports")
+                                      reports_dir(registry, main))
     result = with_served(monitoring_result(j, meta=meta, config=config,
                                            drift=data_drift_summary(drift), folder=folder,
                                            paths=paths, lineage=window.lineage),
@@ -73,6 +74,7 @@ def judge_served(config: MonitoringConfig) -> dict:
     result["event_id"] = emit_if_drift(result, enabled=config.emit_events)
     write_summary_task(result, folder)
     record_check(registry.dir, result, lock=registry.lock, trust=registry.trust)
-    monitoring_plots_task(registry.dir, result, j.matured, ref)
+    monitoring_plots_task(model_workdir(registry), result, j.matured, ref)
+    result = keep_reports(registry, result)  # uploaded, on object storage
     publish(result)
     return result

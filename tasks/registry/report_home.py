@@ -6,7 +6,9 @@ on disk)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import tempfile
 import weakref
 from pathlib import Path
@@ -31,6 +33,7 @@ def model_workdir(registry: Registry) -> Path:
     if registry in _WORKDIRS:
         return _WORKDIRS[registry]
     folder = Path(tempfile.mkdtemp(prefix="rareflow-monitor-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # uploaded by keep_reports
     prefix = f"{registry.name}/"
     for key in registry.store.list(f"{prefix}versions/"):
         if key.endswith(f"/{SUMMARY}") and "/reports/monitor-" in key:
