@@ -3,8 +3,6 @@ per day, atomically → ``rareflow.data.arrived`` (which triggers retraining on 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -13,6 +11,7 @@ from schemas.config import IngestConfig
 from schemas.errors import ValidationFailed
 from tasks.data.ingest import announce_arrival, check_batch, write_batch
 from tasks.data.scan import freeze_as_of
+from tasks.data.source_files import source_path
 from tasks.data.tables import load_task
 from tasks.runtime.io_retries import IO_RETRIES
 
@@ -44,7 +43,7 @@ def ingest_flow(config: IngestConfig) -> dict:
     written = write_batch_task(batch, source=config.source)
     event_id = announce_arrival(config.name, source=config.source, written=written,
                                 as_of=as_of)
-    return {"source": str(Path(config.source).resolve()), "name": config.name,
+    return {"source": source_path(config.source), "name": config.name,
             "as_of": config.as_of, "partitions": written, "event_id": event_id,
             "rows": sum(w["rows"] for w in written),
             "new_rows": sum(w["rows"] for w in written if w["new"])}

@@ -357,7 +357,8 @@ class IngestConfig(_Model):
     """Land a batch of rows in a data source as a new partition."""
 
     data: str = Field(..., description="The batch to add (CSV, CSV.gz or Parquet).")
-    source: str = Field(..., description="Folder of the data source (created by the first batch).")
+    source: str = Field(..., description="Folder or object-storage URL (s3://bucket/prefix) "
+                        "of the data source (created by the first batch).")
     name: str = Field("model", description="Model the data is for: the resource of the "
                       "rareflow.data.arrived event (rareflow.model.<name>).")
     time_column: str | None = Field(

@@ -12,7 +12,8 @@ batch's time column (or the arrival day, for a source without one). Each file is
 a hidden temporary name (readers skip names starting with '.'), flushed to disk, and renamed
 into place, so a reader sees a partition whole or not at all. Names are the content's hash:
 landing the same rows again writes nothing, and re-running a batch that was interrupted writes
-only the days that are missing.
+only the days that are missing. In object storage (``s3://bucket/prefix``) the same layout is
+written with put-if-absent instead of a rename (:mod:`tasks.data.object_source`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.errors import ConfigError, DataError, ValidationFailed
+from schemas.errors import DataError, ValidationFailed
+from tasks.data import object_source
 from tasks.data.labels import parse_times
 from tasks.data.scan import iso
-from tasks.data.source_files import SOURCE_FILE, first_line, resolve_source, signature, source_info
+from tasks.data.source_files import (
+    SOURCE_FILE,
+    first_line,
+    resolve_source,
+    signature,
+    source_info,
+    source_path,
+)
 from tasks.data.validation import failures_table
 from tasks.data.value_checks import failure as _failure
 from tasks.runtime import events
@@ -66,13 +75,19 @@ def schema_info(schema: SourceSchema) -> dict:
             "arrow_schema": base64.b64encode(schema.arrow.serialize().to_pybytes()).decode()}
 
 
-def existing_schema(root: Path) -> SourceSchema | None:
-    """The schema of a source folder (its schema file, else its newest Parquet partition)."""
-    info = source_info(root)
+def arrow_schema(info: dict) -> pa.Schema:
+    """The exact Arrow schema a schema file records."""
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(info["arrow_schema"])))
+
+
+def existing_schema(root: Path | str) -> SourceSchema | None:
+    """The schema of a source (its schema file, else, in a local folder, its newest Parquet
+    partition)."""
+    info = (object_source.read_source_info(object_source.source_store(str(root)))
+            if is_remote(root) else source_info(root))
     if info:
-        arrow = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(info["arrow_schema"])))
-        return SourceSchema(arrow, info.get("time_column"), SOURCE_FILE)
-    if not root.is_dir():
+        return SourceSchema(arrow_schema(info), info.get("time_column"), SOURCE_FILE)
+    if is_remote(root) or not root.is_dir():
         return None
     try:
         files = resolve_source(str(root)).files
@@ -186,12 +201,8 @@ def check_batch(df: pd.DataFrame, *, source: str | Path, as_of: pd.Timestamp,
         ValidationFailed: with every failure as a table (nothing is written).
         DataError: the source folder cannot take batches (CSV partitions, unreadable).
     """
-    if is_remote(source):
-        raise ConfigError(f"--source {str(source)!r}: ingest writes partitions to a local "
-                          "folder only (object-storage sources are read, not yet written); "
-                          "ingest locally and copy the partitions (e.g. `aws s3 sync`)")
-    root = Path(source)
-    if root.exists() and not root.is_dir():
+    root = str(source) if is_remote(source) else Path(source)
+    if not is_remote(root) and root.exists() and not root.is_dir():
         raise DataError(f"source {str(root)!r} is a file; --source takes the folder the "
                         "source's partitions live in (a new or existing directory)")
     schema = existing_schema(root)
@@ -296,6 +307,8 @@ def write_schema_once(root: Path, schema: SourceSchema) -> None:
 
 def write_batch(batch: Batch, *, source: str | Path) -> list[dict]:
     """Write a checked batch as one partition per day; the source's schema file first."""
+    if is_remote(source):
+        return write_remote_batch(batch, source=str(source))
     root = Path(source)
     root.mkdir(parents=True, exist_ok=True)
     _stale_temporaries(root)
@@ -312,6 +325,24 @@ def write_batch(batch: Batch, *, source: str | Path) -> list[dict]:
     return written
 
 
+def write_remote_batch(batch: Batch, *, source: str) -> list[dict]:
+    """:func:`write_batch` into object storage (:mod:`tasks.data.object_source`)."""
+    store = object_source.source_store(source)
+    object_source.write_schema_once(store, dumps(schema_info(batch.schema),
+                                                 sort_keys=False).encode(),
+                                    batch.schema.arrow, arrow_schema)
+    days = np.asarray(batch.days)
+    written = []
+    for day in sorted(set(batch.days)):
+        rows = np.flatnonzero(days == day)
+        key, new = object_source.put_partition(store, batch.table.take(rows),
+                                               f"{PARTITION_KEY}={day}")
+        written.append({"partition": key, "rows": len(rows), "new": new})
+        logger.info("%s %s (%d rows)", "Wrote" if new else "Already present:",
+                    store.where(key), len(rows))
+    return written
+
+
 def announce_arrival(name: str, *, source: str | Path, written: list[dict],
                      as_of: pd.Timestamp) -> str | None:
     """Emit ``rareflow.data.arrived`` for the new partitions (none new: no event)."""
@@ -319,6 +350,6 @@ def announce_arrival(name: str, *, source: str | Path, written: list[dict],
     if not new:
         return None
     return events.emit(events.DATA_ARRIVED, name=name, payload={
-        "source": str(Path(source).resolve()), "partition": new[-1], "partitions": new,
+        "source": source_path(str(source)), "partition": new[-1], "partitions": new,
         "rows": sum(w["rows"] for w in written if w["new"]), "as_of": iso(as_of),
     })

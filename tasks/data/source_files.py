@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob as globlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,13 @@ class SourceFiles:
     root: Path
     files: list[Path]
     kind: str  # "file", "directory" or "glob"
+    fetch: Callable[[Path], None] | None = None  # a remote folder's: copies a file when read
+
+    def local(self, path: Path) -> Path:
+        """``path``, on local disk: a listed remote file is fetched the first time."""
+        if self.fetch is not None:
+            self.fetch(path)
+        return path
 
     def rel(self, path: Path) -> str:
         try:
@@ -66,6 +74,25 @@ def _glob_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+def _remote_source(url: str) -> SourceFiles:
+    from tasks.data.remote_files import fetch_source, list_source
+
+    def keep(rel: str) -> bool:
+        return rel.lower().endswith(DATA_SUFFIXES) and not _hidden(Path(rel).parts)
+
+    listed = None if GLOB_CHARS & set(url) else list_source(url, keep)
+    if listed is None:  # a file or a glob: fetched now
+        files = resolve_source(fetch_source(url))
+        return SourceFiles(url, files.root, files.files, files.kind)
+    root, wanted, fetch = listed
+    if not wanted:
+        raise DataError(f"data source {url!r} holds no CSV or Parquet file (names ending in "
+                        f"{', '.join(DATA_SUFFIXES)}); ingest a batch with `rareflow ingest` "
+                        "or point --data at a file")
+    files = sorted(wanted, key=lambda p: p.relative_to(root).as_posix())
+    return SourceFiles(url, root, files, "directory", fetch)
+
+
 def resolve_source(data: str) -> SourceFiles:
     """The files of ``data``: a file, a folder (searched recursively) or a glob.
 
@@ -73,11 +100,8 @@ def resolve_source(data: str) -> SourceFiles:
         DataError: nothing exists there, or it holds no CSV or Parquet file.
     """
     text = str(data)
-    if is_remote(text):  # s3://... : fetched for this run, named by its URL
-        from tasks.data.remote_files import fetch_source
-
-        files = resolve_source(fetch_source(text))
-        return SourceFiles(text, files.root, files.files, files.kind)
+    if is_remote(text):  # s3://... : named by its URL; a folder's files fetched when read
+        return _remote_source(text)
     path = Path(text)
     if GLOB_CHARS & set(text) and not path.exists():
         root = _glob_root(text)
@@ -102,8 +126,8 @@ def resolve_source(data: str) -> SourceFiles:
 
 
 def source_path(data: str) -> str:
-    """A source as events carry it: an absolute path (a glob stays as given)."""
-    return data if set("*?[") & set(data) else str(Path(data).resolve())
+    """A source as events carry it: an absolute path (a glob or a URL stays as given)."""
+    return data if set("*?[") & set(data) or is_remote(data) else str(Path(data).resolve())
 
 
 def hive_keys(rel: str) -> dict[str, str]:
