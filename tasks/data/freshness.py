@@ -76,7 +76,7 @@ def newest_row(files: SourceFiles, sel: Selection, *, matured: bool) -> Newest |
     for upper, path, rel in order:
         if upper is not None and best is not None and upper <= best.time:
             break
-        newest = _newest_in(path, rel, sel, matured=matured)
+        newest = _newest_in(files.local(path), rel, sel, matured=matured)
         if newest is not None and (best is None or newest > best.time):
             best = Newest(newest, rel)
     return best

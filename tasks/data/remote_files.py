@@ -2,9 +2,12 @@
 private temporary folder for the run, and outputs uploaded whole (one PUT: readers see the
 old object or the new one).
 
-A source's files are all read anyway: a version records the sha256 of every file it read, so
-each byte crosses the network once either way. The temporary folder is removed when the
-process exits. Credentials come from the filesystem's standard chain
+A folder source is listed, not copied (:func:`list_source`): a data file is fetched the first
+time the run opens it (``SourceFiles.local``), so partitions the window prunes by their date
+folder never cross the network, and a file fetched once in a process is not fetched again
+while its ETag (or size) is unchanged. A version records the sha256 of every file it read, so
+a file that is read is fetched whole. The temporary folders are removed when the process
+exits. Credentials come from the filesystem's standard chain
 (``AWS_ENDPOINT_URL``/``AWS_ACCESS_KEY_ID``..., a profile, a role) plus
 ``RAREFLOW_STORAGE_OPTIONS``; messages name the URL and never a credential.
 """
@@ -112,3 +115,51 @@ def upload(local: Path, url: str) -> str:
     except Exception as exc:
         raise DataError(f"output {url!r}: {storage_problem(exc)}") from None
     return url
+
+
+_LISTED: dict[str, Path] = {}  # a remote folder's URL -> its local mirror (this process)
+_FETCHED: dict[Path, str] = {}  # a mirrored file -> the ETag (or size) it was fetched at
+
+
+def list_source(url: str, keep) -> tuple[Path, dict[Path, str], object] | None:
+    """A remote folder's files, listed: (its local mirror, {local path: remote path} of the
+    files ``keep(relative path)`` accepts, and a ``fetch(local path)`` that copies one);
+    None when ``url`` is not a folder. Other files (the source's schema file) are fetched at
+    once: they are small.
+
+    Raises:
+        DataError: nothing there, or the storage cannot be reached or refuses (one line).
+    """
+    fs, path = _filesystem(url)
+    path = path.rstrip("/")
+    try:
+        listing = fs.find(path, detail=True) if fs.isdir(path) else None
+    except Exception as exc:  # botocore's and the network's own
+        raise DataError(f"data {url!r}: {storage_problem(exc)}") from None
+    if listing is None:
+        return None
+    local = _LISTED.setdefault(url, _scratch())
+    tags, wanted = {}, {}
+    for remote, info in sorted(listing.items()):
+        rel = remote[len(path):].lstrip("/")
+        target = local / rel
+        tags[target] = str(info.get("ETag") or info.get("etag") or info.get("size"))
+        if keep(rel):
+            wanted[target] = remote
+
+    def fetch(target: Path) -> None:
+        remote = wanted.get(target) or f"{path}/{target.relative_to(local).as_posix()}"
+        if _FETCHED.get(target) == tags.get(target) and target.is_file():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fs.get_file(remote, str(target))
+        except Exception as exc:
+            raise DataError(f"data {url!r}: {storage_problem(exc)}") from None
+        _FETCHED[target] = tags.get(target)
+
+    for target in tags:
+        if target not in wanted:
+            fetch(target)
+    logger.info("Listed %d data file(s) of %s (fetched when read)", len(wanted), url)
+    return local, wanted, fetch

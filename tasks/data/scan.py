@@ -218,8 +218,9 @@ class SourceReader:
         (None: only reading its rows tells)."""
         span = self._known_span(rel, hive_keys(rel))
         if span is not None or not (path.name.lower().endswith(PARQUET_SUFFIXES)
-                                    or is_parquet(path)):
+                                    or is_parquet(self.files.local(path))):
             return span
+        path = self.files.local(path)
         try:
             meta = pq.read_metadata(path)
         except (pa.ArrowException, OSError):
@@ -250,6 +251,7 @@ class SourceReader:
         span = self._known_span(rel, keys)
         if span is not None and self._outside(*span, rel):
             return
+        path = self.files.local(path)  # a remote source's file is fetched now
         if path.name.lower().endswith(PARQUET_SUFFIXES) or is_parquet(path):
             rows, aux = self._parquet(path, rel, skip_if_outside=span is None)
             if rows is None:

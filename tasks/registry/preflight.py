@@ -108,7 +108,7 @@ def head_rows(data: str, rows: int = SAMPLE_ROWS):
 
     try:
         files = resolve_source(data)
-        path = files.files[-1]
+        path = files.local(files.files[-1])
         if table_format(path) == "parquet":
             batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
             frame = batch.to_pandas() if batch is not None else None

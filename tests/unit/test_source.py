@@ -362,3 +362,33 @@ def test_as_of_or_window_without_any_time_is_refused(tmp_path):
     check(plain, as_of="2000-01-01", label_time_column="label_at")
     check(plain, window="100rows")
     check(plain)
+
+
+def test_a_remote_folder_source_fetches_only_the_partitions_it_reads(tmp_path):
+    """Check that a source at a URL (fsspec's in-memory filesystem standing in for S3) is
+    listed, not copied: a 3-day window fetches only the `date=` partitions it reads, gives the
+    rows and lineage the same folder gives on local disk, and a second read fetches nothing."""
+    import uuid
+
+    import fsspec
+
+    from tasks.data.ingest import check_batch, write_batch
+
+    local = tmp_path / "src"
+    frame = pd.concat([day_frame(d) for d in range(10)], ignore_index=True)
+    write_batch(check_batch(frame, source=local, time_column="ts",
+                            as_of=resolve_as_of(T0 + pd.Timedelta(days=20))), source=local)
+    url = f"memory://rf-{uuid.uuid4().hex}/src"
+    fs = fsspec.filesystem("memory")
+    fs.put(str(local), url.split("://", 1)[1], recursive=True)
+    chosen = sel(T0 + pd.Timedelta(days=8, hours=12), time_column="ts", window="3d")
+    here, there = read_source(str(local), chosen), read_source(url, chosen)
+    files = [f["path"] for f in there.lineage["files"]]
+    assert files == [f["path"] for f in here.lineage["files"]] and len(files) == 4
+    assert there.frame.equals(here.frame) and there.lineage["source"] == url
+    mirror = resolve_source(url).root
+    fetched = sorted(p.relative_to(mirror).as_posix() for p in mirror.rglob("*.parquet"))
+    assert fetched == files  # the other 6 days never left the store
+    before = {p: p.stat().st_mtime_ns for p in mirror.rglob("*.parquet")}
+    read_source(url, chosen)
+    assert {p: p.stat().st_mtime_ns for p in mirror.rglob("*.parquet")} == before
