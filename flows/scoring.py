@@ -12,10 +12,11 @@ from prefect.cache_policies import NO_CACHE
 from schemas.errors import ConfigError
 from schemas.scored import DECISION
 from schemas.scoring import ScoringConfig
-from tasks.data.source_files import GLOB_CHARS, resolve_source
+from tasks.data.source_files import DATA_SUFFIXES, GLOB_CHARS, resolve_source
 from tasks.data.tables import load_task
 from tasks.registry.open_registry import open_registry
 from tasks.registry.store import Registry
+from tasks.runtime.object_store_api import is_remote
 from tasks.serving.batch_scoring import load_model_task, score_task, write_task
 from tasks.serving.partition_scoring import Serving, no_challenger
 from tasks.serving.scored_source import ScoredSource, default_out, score_into, signature_digest
@@ -26,6 +27,8 @@ score_partition_task = task(score_into, name="score-partition", cache_policy=NO_
 
 def is_single_file(data: str) -> bool:
     """A batch (one file: scored as before) rather than a source (a folder or a glob)."""
+    if is_remote(data):  # s3://...: a file is named by its suffix
+        return not GLOB_CHARS & set(data) and data.lower().endswith(DATA_SUFFIXES)
     path = Path(data)
     return not path.is_dir() and (path.exists() or not GLOB_CHARS & set(data))
 
@@ -54,6 +57,10 @@ def scoring_flow(config: ScoringConfig) -> dict:
                  len(scored), config.name, meta["version"], model.threshold, flagged, out)
         return {"version": meta["version"], "rows": len(scored), "flagged": flagged,
                 "out": out, "threshold": model.threshold}
+    if is_remote(config.data):
+        raise ConfigError(f"--data {config.data!r}: a source in object storage is not scored "
+                          "partition by partition yet; score one file of it (a URL ending in "
+                          ".parquet or .csv, with --out) or a local copy of the source")
     files = resolve_source(config.data)
     source = ScoredSource.open(files, Path(config.out) if config.out else default_out(files),
                                config.name)
