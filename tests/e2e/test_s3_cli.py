@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,96 @@ def test_train_list_history_rollback_score_on_s3(prefect_server, s3_env, bucket_
     assert state and b"checks" in state
 
 
+def s3_keys(server, bucket: str, prefix: str) -> list[str]:
+    listed = server.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def test_ingest_into_an_s3_source_then_train_on_it(prefect_server, s3_env, tmp_path):
+    """Check that `ingest --source s3://...` lands a batch as one partition per day with the
+    schema file, that landing it again writes nothing, that a batch that does not fit is
+    refused with nothing written, and that `train --data s3://.../source` trains on it."""
+    from tasks.data.demo_tables import make_demo_data
+
+    bucket = s3_env.new_bucket()
+    source = f"s3://{bucket}/fraud/source"
+    frame = make_demo_data(3000, positive_rate=0.05, seed=4)
+    frame["event_time"] = pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(
+        frame.index % 3, unit="D")
+    batch = tmp_path / "batch.csv"
+    frame.to_csv(batch, index=False)
+    ingest = ["ingest", "--data", batch, "--source", source, "--name", "fraud",
+              "--time-column", "event_time"]
+    done, out = run(*ingest)
+    assert done.exit_code == EXIT_OK, out
+    keys = s3_keys(s3_env, bucket, "fraud/source/")
+    assert keys[0] == "fraud/source/_rareflow_source.json", keys
+    assert [k.split("/")[2] for k in keys[1:]] == [
+        "date=2026-11-01", "date=2026-11-02", "date=2026-11-03"], keys
+    assert "Ingested 3000 new rows" in out and source in out, out
+    done, out = run(*ingest)
+    assert done.exit_code == EXIT_OK and "already present" in out, out
+    assert "nothing announced" in out and s3_keys(s3_env, bucket, "fraud/source/") == keys
+    bad = tmp_path / "bad.csv"
+    frame.assign(amount="lots").to_csv(bad, index=False)
+    done, out = run("ingest", "--data", bad, "--source", source, "--name", "fraud")
+    assert done.exit_code == EXIT_BAD_INPUT and "amount" in out, out
+    assert s3_keys(s3_env, bucket, "fraud/source/") == keys
+    reg_url = f"s3://{bucket}/registry"
+    done, out = run("train", "--data", source, *TRAIN_FLAGS, "--registry", reg_url,
+                    "--name", "fraud", "--min-recall-gate", "0",
+                    "--max-normalised-cost-gate", "1", "--time-column", "event_time",
+                    "--window", "1d", "--as-of", "2026-11-03T12:00:00Z")
+    assert done.exit_code == EXIT_OK, out
+    meta = open_registry(reg_url, "fraud").verify("v0001")
+    lineage = meta["lineage"]  # (Nov 2 12:00, Nov 3 12:00]: the midnight rows of Nov 3
+    assert lineage["source"] == source and lineage["rows"] == 1000, lineage
+    assert [f["path"].split("/")[0] for f in lineage["files"]] == ["date=2026-11-03"], lineage
+    assert lineage["files_skipped"] == 2, lineage
+    done, out = run("score", "--data", source, "--registry", reg_url, "--name", "fraud")
+    assert done.exit_code == EXIT_BAD_INPUT, out
+    assert "not scored partition by partition yet" in out and "Traceback" not in out, out
+
+
+def doc_block(path: Path, heading: str) -> list[str]:
+    """The lines of the first fenced block after ``heading`` in a docs page."""
+    text = path.read_text(encoding="utf-8").split(heading, 1)[1]
+    return text.split("```", 2)[1].strip("\n").splitlines()
+
+
+def test_the_documented_loop_runs(prefect_server, tmp_path):
+    """Check that docs/object-storage.md's whole loop against a local S3 server runs as
+    written: moto's server, ingest into an s3:// source, train on it, score, monitor,
+    history (a free port instead of 5555, a folder of the test's instead of /tmp)."""
+    from .conftest import VENV_BIN, free_port
+
+    port = free_port()
+    script = ["set -eu"]
+    for line in doc_block(REPO / "docs" / "object-storage.md",
+                          "## The whole loop against a local S3 server"):
+        if line.startswith("uv sync"):
+            continue  # the test runs in the synced environment
+        script.append(line.replace("5555", str(port)).replace("/tmp/", f"{tmp_path}/")
+                      .replace(".venv/bin/", f"{VENV_BIN}/"))
+        if "moto_server" in line:
+            script += ["MOTO=$!", "trap 'kill $MOTO' EXIT",
+                       f"for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) "
+                       "2>/dev/null && break; sleep 0.2; done"]
+    env = {k: v for k, v in prefect_server.env.items() if not k.startswith("AWS_")}
+    proc = subprocess.Popen(["bash", "-c", "\n".join(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
+                            start_new_session=True)  # its own group: moto ends with it
+    try:
+        out = proc.communicate(timeout=600)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 0, out[-4000:]
+    assert "Ingested 5000 new rows into s3://lake/fraud/source" in out, out[-4000:]
+    assert "s3://lake/registry/fraud/versions/v0001/" in out, out[-4000:]  # the reports
+    assert "promote" in out.split("Ingested", 1)[1], out[-4000:]  # models history
+
+
 def _console(args: list[str], env: dict) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("rareflow")
     command = [str(script)] if script.is_file() else [sys.executable, "-c",
@@ -127,11 +218,15 @@ def test_bad_storage_is_one_line_without_credentials(s3_server, bucket_with_data
     else:
         bucket = "rf-no-such-bucket"
     secrets = (s3_server.secret, env["AWS_SECRET_ACCESS_KEY"])
+    batch = tmp_path / "batch.csv"
+    pd.DataFrame({"amount": [1.0, 2.0], "is_fraud": [0, 1]}).to_csv(batch, index=False)
     for args, status in (
             (["models", "list", "--registry", f"s3://{bucket}/registry", "--name", "x"],
              EXIT_REGISTRY),
             (["train", "--data", f"s3://{bucket}/data/train.parquet", *TRAIN_FLAGS,
-              "--registry", str(tmp_path / "reg")], EXIT_BAD_INPUT)):
+              "--registry", str(tmp_path / "reg")], EXIT_BAD_INPUT),
+            (["ingest", "--data", str(batch), "--source", f"s3://{bucket}/source", "--name",
+              "x"], EXIT_BAD_INPUT)):
         proc = _console(args, env)
         text = proc.stdout + proc.stderr
         assert proc.returncode == status, text
