@@ -121,11 +121,11 @@ _LISTED: dict[str, Path] = {}  # a remote folder's URL -> its local mirror (this
 _FETCHED: dict[Path, str] = {}  # a mirrored file -> the ETag (or size) it was fetched at
 
 
-def list_source(url: str, keep) -> tuple[Path, dict[Path, str], object] | None:
+def list_source(url: str, keep, eager) -> tuple[Path, dict[Path, str], object] | None:
     """A remote folder's files, listed: (its local mirror, {local path: remote path} of the
     files ``keep(relative path)`` accepts, and a ``fetch(local path)`` that copies one);
-    None when ``url`` is not a folder. Other files (the source's schema file) are fetched at
-    once: they are small.
+    None when ``url`` is not a folder. The files ``eager(relative path)`` names (the source's
+    schema file) are fetched at once; the rest of the folder is left alone.
 
     Raises:
         DataError: nothing there, or the storage cannot be reached or refuses (one line).
@@ -138,14 +138,17 @@ def list_source(url: str, keep) -> tuple[Path, dict[Path, str], object] | None:
         raise DataError(f"data {url!r}: {storage_problem(exc)}") from None
     if listing is None:
         return None
-    local = _LISTED.setdefault(url, _scratch())
+    local = _LISTED.get(url) or _LISTED.setdefault(url, _scratch())
     tags, wanted = {}, {}
+    now = []
     for remote, info in sorted(listing.items()):
         rel = remote[len(path):].lstrip("/")
         target = local / rel
         tags[target] = str(info.get("ETag") or info.get("etag") or info.get("size"))
         if keep(rel):
             wanted[target] = remote
+        elif eager(rel):
+            now.append(target)
 
     def fetch(target: Path) -> None:
         remote = wanted.get(target) or f"{path}/{target.relative_to(local).as_posix()}"
@@ -158,8 +161,7 @@ def list_source(url: str, keep) -> tuple[Path, dict[Path, str], object] | None:
             raise DataError(f"data {url!r}: {storage_problem(exc)}") from None
         _FETCHED[target] = tags.get(target)
 
-    for target in tags:
-        if target not in wanted:
-            fetch(target)
+    for target in now:
+        fetch(target)
     logger.info("Listed %d data file(s) of %s (fetched when read)", len(wanted), url)
     return local, wanted, fetch

@@ -80,7 +80,7 @@ def _remote_source(url: str) -> SourceFiles:
     def keep(rel: str) -> bool:
         return rel.lower().endswith(DATA_SUFFIXES) and not _hidden(Path(rel).parts)
 
-    listed = None if GLOB_CHARS & set(url) else list_source(url, keep)
+    listed = None if GLOB_CHARS & set(url) else list_source(url, keep, SOURCE_FILE.__eq__)
     if listed is None:  # a file or a glob: fetched now
         files = resolve_source(fetch_source(url))
         return SourceFiles(url, files.root, files.files, files.kind)
@@ -127,7 +127,7 @@ def resolve_source(data: str) -> SourceFiles:
 
 def source_path(data: str) -> str:
     """A source as events carry it: an absolute path (a glob or a URL stays as given)."""
-    return data if set("*?[") & set(data) or is_remote(data) else str(Path(data).resolve())
+    return data if GLOB_CHARS & set(data) or is_remote(data) else str(Path(data).resolve())
 
 
 def hive_keys(rel: str) -> dict[str, str]:
