@@ -36,6 +36,7 @@ from tasks.data.labels import parse_times
 from tasks.data.scan import iso
 from tasks.data.source_files import (
     SOURCE_FILE,
+    arrow_schema,
     first_line,
     resolve_source,
     signature,
@@ -73,11 +74,6 @@ def schema_info(schema: SourceSchema) -> dict:
             "time_column": schema.time_column,
             "schema": [[k, v] for k, v in schema.columns.items()],
             "arrow_schema": base64.b64encode(schema.arrow.serialize().to_pybytes()).decode()}
-
-
-def arrow_schema(info: dict) -> pa.Schema:
-    """The exact Arrow schema a schema file records."""
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(info["arrow_schema"])))
 
 
 def existing_schema(root: Path | str) -> SourceSchema | None:
@@ -314,14 +310,10 @@ def write_batch(batch: Batch, *, source: str | Path) -> list[dict]:
     _stale_temporaries(root)
     if batch.schema.new or not (root / SOURCE_FILE).is_file():
         write_schema_once(root, batch.schema)
-    days = np.asarray(batch.days)
     written = []
-    for day in sorted(set(batch.days)):
-        rows = np.flatnonzero(days == day)
-        path, new = write_partition(batch.table.take(rows), root / f"{PARTITION_KEY}={day}")
-        written.append({"partition": path.relative_to(root).as_posix(), "rows": len(rows),
-                        "new": new})
-        logger.info("%s %s (%d rows)", "Wrote" if new else "Already present:", path, len(rows))
+    for folder, table in day_tables(batch):
+        path, new = write_partition(table, root / folder)
+        written.append(written_entry(path.relative_to(root).as_posix(), table, new, path))
     return written
 
 
@@ -329,18 +321,26 @@ def write_remote_batch(batch: Batch, *, source: str) -> list[dict]:
     """:func:`write_batch` into object storage (:mod:`tasks.data.object_source`)."""
     store = object_source.source_store(source)
     object_source.write_schema_once(store, dumps(schema_info(batch.schema),
-                                                 sort_keys=False).encode(),
-                                    batch.schema.arrow, arrow_schema)
-    days = np.asarray(batch.days)
+                                                 sort_keys=False).encode(), batch.schema.arrow)
     written = []
-    for day in sorted(set(batch.days)):
-        rows = np.flatnonzero(days == day)
-        key, new = object_source.put_partition(store, batch.table.take(rows),
-                                               f"{PARTITION_KEY}={day}")
-        written.append({"partition": key, "rows": len(rows), "new": new})
-        logger.info("%s %s (%d rows)", "Wrote" if new else "Already present:",
-                    store.where(key), len(rows))
+    for folder, table in day_tables(batch):
+        key, new = object_source.put_partition(store, table, folder)
+        written.append(written_entry(key, table, new, store.where(key)))
     return written
+
+
+def day_tables(batch: Batch):
+    """Each UTC day's partition folder (``date=YYYY-MM-DD``) and the batch's rows of that day."""
+    days = np.asarray(batch.days)
+    for day in sorted(set(batch.days)):
+        yield f"{PARTITION_KEY}={day}", batch.table.take(np.flatnonzero(days == day))
+
+
+def written_entry(partition: str, table: pa.Table, new: bool, where) -> dict:
+    """What the flow reports of one partition (and logs)."""
+    logger.info("%s %s (%d rows)", "Wrote" if new else "Already present:", where,
+                table.num_rows)
+    return {"partition": partition, "rows": table.num_rows, "new": new}
 
 
 def announce_arrival(name: str, *, source: str | Path, written: list[dict],

@@ -12,6 +12,7 @@ data errors naming the URL: the source is not the registry.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 
@@ -19,16 +20,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.errors import DataError
-from tasks.data.source_files import SOURCE_FILE
+from tasks.data.source_files import SOURCE_FILE, arrow_schema
 from tasks.runtime.object_store import open_store
 from tasks.runtime.object_store_api import ObjectStore, StoreError
 
 
-def source_store(source: str) -> ObjectStore:
+@contextlib.contextmanager
+def as_data_error():
+    """A storage failure of the source, as the data error it is (one line, exit 2)."""
     try:
-        return open_store(source)
+        yield
     except StoreError as exc:
         raise DataError(str(exc)) from None
+
+
+def source_store(source: str) -> ObjectStore:
+    with as_data_error():
+        return open_store(source)
 
 
 def read_source_info(store: ObjectStore) -> dict | None:
@@ -38,13 +46,11 @@ def read_source_info(store: ObjectStore) -> dict | None:
         DataError: the prefix holds objects but no schema file (not a source `rareflow
             ingest` wrote), the file is unreadable, or the storage refuses.
     """
-    try:
+    with as_data_error():
         data = store.read(SOURCE_FILE)
         if data is None and store.list(""):
             raise DataError(f"source {store.url!r} holds objects but no {SOURCE_FILE}: "
                             "`rareflow ingest` lands batches in a new prefix or one it wrote")
-    except StoreError as exc:
-        raise DataError(str(exc)) from None
     if data is None:
         return None
     try:
@@ -54,23 +60,18 @@ def read_source_info(store: ObjectStore) -> dict | None:
                         "land batches in a new prefix") from None
 
 
-def write_schema_once(store: ObjectStore, info: bytes, arrow: pa.Schema,
-                      schema_of) -> None:
+def write_schema_once(store: ObjectStore, info: bytes, arrow: pa.Schema) -> None:
     """Create the schema file unless it exists; one written meanwhile must be the same.
-
-    ``schema_of(info_dict)`` turns a schema file's content into its Arrow schema.
 
     Raises:
         DataError: another batch wrote a different schema first (nothing of this batch is
             written), or the storage refuses.
     """
-    try:
+    with as_data_error():
         if store.put_if_absent(SOURCE_FILE, info):
             return
-        theirs = read_source_info(store)
-    except StoreError as exc:
-        raise DataError(str(exc)) from None
-    if theirs is None or not schema_of(theirs).equals(arrow):
+    theirs = read_source_info(store)
+    if theirs is None or not arrow_schema(theirs).equals(arrow):
         raise DataError(f"another batch created source {store.url!r} meanwhile with other "
                         "column types; nothing of this batch was written: land it again to "
                         "check it against that schema")
@@ -82,7 +83,5 @@ def put_partition(store: ObjectStore, table: pa.Table, folder: str) -> tuple[str
     pq.write_table(table, sink)
     data = sink.getvalue().to_pybytes()
     key = f"{folder}/part-{hashlib.sha256(data).hexdigest()[:16]}.parquet"
-    try:
+    with as_data_error():
         return key, store.put_if_absent(key, data)
-    except StoreError as exc:
-        raise DataError(str(exc)) from None

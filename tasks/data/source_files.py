@@ -7,6 +7,7 @@ Files are listed in the order of their paths; names starting with '.' or '_' are
 
 from __future__ import annotations
 
+import base64
 import glob as globlib
 import json
 from collections.abc import Callable
@@ -158,6 +159,11 @@ def source_info(root: Path) -> dict | None:
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"source file {str(path)!r} is unreadable ({exc}); restore it or "
                         "delete it (the partitions' own schema is then used)") from exc
+
+
+def arrow_schema(info: dict) -> pa.Schema:
+    """The exact Arrow schema a source's schema file records."""
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(info["arrow_schema"])))
 
 
 def signature(schema: pa.Schema) -> dict[str, str]:

@@ -21,14 +21,20 @@ import logging
 import tempfile
 from pathlib import Path
 
-from schemas.config import NAME_PATTERN, check_name
 from schemas.errors import RegistryError
 from schemas.statuses import PENDING
 from tasks.registry import signing
 from tasks.registry.champion import now_iso, outcome_reason
 from tasks.registry.object_champion import ObjectChampionLog, StaleMove
 from tasks.registry.signed_records import Trust
-from tasks.registry.store import _AUTO, ANY, VERSION_PATTERN, Published, Registry
+from tasks.registry.store import (
+    _AUTO,
+    ANY,
+    VERSION_PATTERN,
+    Published,
+    Registry,
+    check_model_name,
+)
 from tasks.registry.versions import METADATA_FILE, registration_id, write_files
 from tasks.runtime.object_store import StorePath, open_store
 
@@ -42,13 +48,7 @@ class ObjectRegistry(Registry):
     """One model name's versions, champion pointer and history under an object-store URL."""
 
     def __init__(self, root, name: str, *, key=_AUTO):
-        try:
-            check_name(name)
-        except ValueError as exc:
-            raise RegistryError(str(exc)) from exc
-        if not NAME_PATTERN.fullmatch(name):
-            raise RegistryError(f"model name must be one line of letters, digits, '_', '-' or "
-                                f"'.'; got {name!r}")
+        check_model_name(name)
         self.store = open_store(root)
         self.root = StorePath(self.store)
         self.name = name

@@ -79,6 +79,21 @@ def check_version_id(version: str) -> str:
     return version
 
 
+def check_model_name(name: str) -> None:
+    """A registry's model name: one line of letters, digits, '_', '-' or '.'.
+
+    Raises:
+        RegistryError: naming the name.
+    """
+    try:
+        check_name(name)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from exc
+    if not NAME_PATTERN.fullmatch(name):  # the pattern's '$' also matches before a '\n'
+        raise RegistryError(f"model name must be one line of letters, digits, '_', '-' or "
+                            f"'.'; got {name!r}")
+
+
 class Registry:
     """One model name's versions, champion pointer and history under a root folder.
 
@@ -88,13 +103,7 @@ class Registry:
     """
 
     def __init__(self, root: str | Path, name: str, *, key=_AUTO):
-        try:
-            check_name(name)
-        except ValueError as exc:
-            raise RegistryError(str(exc)) from exc
-        if not NAME_PATTERN.fullmatch(name):  # the pattern's '$' also matches before a '\n'
-            raise RegistryError(f"model name must be one line of letters, digits, '_', '-' or "
-                                f"'.'; got {name!r}")
+        check_model_name(name)
         if is_remote(root):
             raise RegistryError(f"registry {str(root)!r} is in object storage: open it with "
                                 "tasks.registry.open_registry.open_registry")

@@ -21,6 +21,7 @@ from flows.cli_errors import CliState
 from schemas.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY
 from tasks.registry.open_registry import open_registry
 from tests.badinput.corpus import TRAIN_FLAGS
+from tests.doc_blocks import block_after
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -153,12 +154,6 @@ def test_ingest_into_an_s3_source_then_train_on_it(prefect_server, s3_env, tmp_p
     assert "not scored partition by partition yet" in out and "Traceback" not in out, out
 
 
-def doc_block(path: Path, heading: str) -> list[str]:
-    """The lines of the first fenced block after ``heading`` in a docs page."""
-    text = path.read_text(encoding="utf-8").split(heading, 1)[1]
-    return text.split("```", 2)[1].strip("\n").splitlines()
-
-
 def test_the_documented_loop_runs(prefect_server, tmp_path):
     """Check that docs/object-storage.md's whole loop against a local S3 server runs as
     written: moto's server, ingest into an s3:// source, train on it, score, monitor,
@@ -167,7 +162,7 @@ def test_the_documented_loop_runs(prefect_server, tmp_path):
 
     port = free_port()
     script = ["set -eu"]
-    for line in doc_block(REPO / "docs" / "object-storage.md",
+    for line in block_after(REPO / "docs" / "object-storage.md",
                           "## The whole loop against a local S3 server"):
         if line.startswith("uv sync"):
             continue  # the test runs in the synced environment

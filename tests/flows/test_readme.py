@@ -4,7 +4,6 @@ commands shown after the demo, in a folder laid out as `rareflow demo` leaves it
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -13,15 +12,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests import doc_blocks
+
 pytestmark = pytest.mark.slow
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 
 
 def blocks(language: str) -> list[str]:
-    return [body for lang, body in BLOCK.findall(README.read_text(encoding="utf-8"))
-            if lang == language]
+    return doc_blocks.blocks(README, language)
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.doc_blocks import blocks
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 PAGES = sorted((ROOT / "docs").glob("*.md"))
-BLOCK = re.compile(r"```(\w*)\n(.*?)```", re.S)
 DEMO = "python -m pip install uv && python -m uv sync --frozen && python -m uv run rareflow demo"
 TESTS = ("python -m pip install uv && python -m uv sync --frozen --extra dev && "
          "python -m uv run pytest")
@@ -25,11 +26,6 @@ TOP = ("tasks", "flows", "schemas", "benchmarks", "tests", "docs", ".ci")  # not
 # docs/production.md names the folders `rareflow deploy init` writes there
 REPO_PATH = re.compile(r"`((?:{})/[\w./-]*[\w/])`".format("|".join(re.escape(t) for t in TOP)))
 LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
-
-
-def blocks(path: Path, *languages: str) -> list[str]:
-    return [body for lang, body in BLOCK.findall(path.read_text(encoding="utf-8"))
-            if lang in languages]
 
 
 def shown_commands() -> list[tuple[str, str]]:
