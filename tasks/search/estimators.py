@@ -107,12 +107,6 @@ class FeatureMatrix(TransformerMixin, BaseEstimator):
     them into an array can copy them again (when the frame's columns are not in one block),
     and stacking the parts makes a third copy. Here each column is copied once, into place.
 
-    When the numbers pass through unimputed (the matrix goes to gradient boosting, which bins
-    it column by column), the array is column-major: each column is then written in one
-    contiguous stretch instead of one value every row's width. At 640,000 rows x 30 columns
-    that fill took 1.29 s row-major and 0.02 s column-major, and the boosting fit read it
-    about 1 s faster, with the same predictions bit for bit (``benchmarks/results/speed.md``).
-
     Args:
         categorical_encoder: Fitted on the categorical columns; gives one code per column.
         numeric_imputer: Fitted on the numeric columns, or None to pass them through.
@@ -141,8 +135,7 @@ class FeatureMatrix(TransformerMixin, BaseEstimator):
                  else np.empty((len(X), 0)))
         numbers = self.numeric_imputer_.transform(X[nums]) if self.numeric_imputer_ else None
         width = len(nums) if numbers is None else numbers.shape[1]
-        out = np.empty((len(X), codes.shape[1] + width), dtype=np.float64,
-                       order="F" if numbers is None else "C")
+        out = np.empty((len(X), codes.shape[1] + width), dtype=np.float64)
         out[:, :codes.shape[1]] = codes
         del codes
         if numbers is not None:
