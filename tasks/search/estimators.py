@@ -99,6 +99,77 @@ class FrameCaster(BaseEstimator, TransformerMixin):
         return np.asarray([*self.categorical, *self.numeric], dtype=object)
 
 
+class CategoryCodes(TransformerMixin, BaseEstimator):
+    """Ordinal codes of text categories: scikit-learn's
+    ``OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, max_categories=K,
+    dtype=float64)``, code for code, counted and looked up by pandas.
+
+    Categories are sorted; when a column has ``max_categories`` or more of them, the most
+    frequent ``max_categories - 1`` keep their own codes (in sorted order) and the rest share
+    the next code, ties broken as scikit-learn breaks them (a stable sort of the counts).
+    A category never seen in fitting gets -1. Missing values are refused: the pipeline
+    imputes them as a category of their own first.
+
+    Why not OrdinalEncoder itself: with ``max_categories`` set it counts text values one at a
+    time in Python and looks each one up in a dict when encoding. At 640,000 rows x 4 text
+    columns its fit and encode took 1.52 s against 0.11 s here, paid in every fold of every
+    candidate (``benchmarks/results/speed.md``). ``tests/unit/test_pipeline_and_estimators.py``
+    checks that both give the same codes.
+    """
+
+    def __init__(self, max_categories=None):
+        self.max_categories = max_categories
+
+    def fit(self, X, y=None):
+        columns = self._columns(X)
+        self.n_features_in_ = len(columns)
+        self.categories_, self.codes_ = [], []
+        for values in columns:
+            counts = pd.Series(values, dtype=object).value_counts(sort=False, dropna=False)
+            categories = sorted(counts.index)
+            count = counts.loc[categories].to_numpy()
+            self.categories_.append(np.asarray(categories, dtype=object))
+            self.codes_.append(self._codes(count))
+        return self
+
+    def _codes(self, count: np.ndarray) -> np.ndarray:
+        """Each category's code: its rank among the kept ones, the rest one shared code."""
+        keep = np.ones(len(count), dtype=bool)
+        if self.max_categories is not None and self.max_categories < len(count) + 1:
+            frequent = self.max_categories - 1
+            keep[np.argsort(count, kind="mergesort")[:len(count) - frequent]] = False
+        codes = np.full(len(count), keep.sum(), dtype=np.float64)
+        codes[keep] = np.arange(keep.sum())
+        return codes
+
+    def transform(self, X):
+        check_is_fitted(self, "codes_")
+        columns = self._columns(X)
+        if len(columns) != self.n_features_in_:
+            raise ValueError(f"X has {len(columns)} features, but CategoryCodes is expecting "
+                             f"{self.n_features_in_} features as input")
+        out = np.empty((len(columns[0]) if columns else 0, len(columns)), dtype=np.float64)
+        for j, values in enumerate(columns):
+            position = pd.Categorical(values, categories=self.categories_[j]).codes
+            out[:, j] = np.where(position >= 0, self.codes_[j][position], -1.0)
+        return out
+
+    @staticmethod
+    def _columns(X) -> list[np.ndarray]:
+        """The columns as object arrays; a missing value is refused (the pipeline imputes
+        missing categories as a category of their own before coding)."""
+        if isinstance(X, pd.DataFrame):
+            columns = [X[c].to_numpy(dtype=object) for c in X.columns]
+        else:
+            X = np.asarray(X, dtype=object)
+            columns = [X[:, j] for j in range(X.shape[1])]
+        for j, values in enumerate(columns):
+            if pd.isna(values).any():
+                raise ValueError(f"CategoryCodes: column {j} has missing values; impute them "
+                                 "first (as a category of their own)")
+        return columns
+
+
 class FeatureMatrix(TransformerMixin, BaseEstimator):
     """Category codes first, then the numeric columns, written into one float64 array.
 

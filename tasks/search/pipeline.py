@@ -13,7 +13,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline as SkPipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from schemas.config import MODELS
 from schemas.errors import ConfigError
@@ -22,6 +22,7 @@ from tasks.search._fast_hgb import CodedHistGradientBoostingClassifier
 from tasks.search.candidates import BLEND, CandidateSpec
 from tasks.search.estimators import (
     BlendClassifier,
+    CategoryCodes,
     ClassWeightedEstimator,
     FeatureMatrix,
     FrameCaster,
@@ -140,8 +141,7 @@ def feature_matrix(spec: CandidateSpec, schema: InputSchema) -> FeatureMatrix:
     with missing-indicator columns unless the model reads missing numbers itself."""
     encoder = SkPipeline([
         ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
-        ("codes", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                 max_categories=MAX_CATEGORIES, dtype=np.float64)),
+        ("codes", CategoryCodes(max_categories=MAX_CATEGORIES)),
     ])
     imputer = (None if reads_missing_natively(spec) else
                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True))

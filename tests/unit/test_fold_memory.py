@@ -25,7 +25,7 @@ from tasks.decision.served_classifier import positive_scores
 from tasks.search._fast_hgb import CodedHistGradientBoostingClassifier
 from tasks.search._fold_memory import fit_on_rows
 from tasks.search.candidates import CandidateSpec
-from tasks.search.estimators import FeatureMatrix
+from tasks.search.estimators import CategoryCodes, FeatureMatrix
 from tasks.search.pipeline import pipeline_for
 
 HGB_PARAMS = dict(learning_rate=0.1, max_iter=60, max_leaf_nodes=15, min_samples_leaf=20,
@@ -59,13 +59,17 @@ def _encoder():
                                         (["colour"], [])])
 @pytest.mark.parametrize("impute", [False, True])
 def test_feature_matrix_equals_column_transformer(cats, nums, impute):
-    """Check that FeatureMatrix gives ColumnTransformer's matrix, unseen categories included."""
+    """Check that FeatureMatrix with CategoryCodes gives ColumnTransformer's matrix with
+    OrdinalEncoder, unseen categories included."""
     df, _ = _frame()
+    df["colour"] = df["colour"].where(df["colour"].notna(), np.nan)  # as FrameCaster gives it
     imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
     parts = ([("cat", _encoder(), cats)] if cats else []) + (
         [("num", imputer if impute else "passthrough", nums)] if nums else [])
     reference = ColumnTransformer(parts, verbose_feature_names_out=False).fit(df)
-    ours = FeatureMatrix(categorical=cats, numeric=nums, categorical_encoder=_encoder(),
+    codes = SkPipeline([("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+                        ("codes", CategoryCodes(max_categories=64))])  # as the pipeline has
+    ours = FeatureMatrix(categorical=cats, numeric=nums, categorical_encoder=codes,
                          numeric_imputer=imputer if impute else None).fit(df)
     new = df.head(400).assign(colour="purple")  # a colour never seen in training
     for frame in (df, new):

@@ -18,6 +18,7 @@ from tasks.decision.calibration import apply_platt, fit_platt, to_logit
 from tasks.search.candidates import BLEND, CandidateSpec
 from tasks.search.estimators import (
     BlendClassifier,
+    CategoryCodes,
     CrossValBag,
     IsolationForestClassifier,
     PlattCalibrated,
@@ -286,3 +287,41 @@ def test_forests_predict_in_tree_order_whatever_the_fit_threads(tiny):
         if hasattr(step, "estimators_"):
             step.n_jobs = 2
     np.testing.assert_allclose(threaded.predict_proba(df)[:, 1], scores, rtol=0, atol=1e-12)
+
+
+def _category_columns(rng, n: int, sizes: tuple[int, ...]) -> np.ndarray:
+    """Text columns with skewed frequencies (ties among the rare ones) of ``sizes`` levels."""
+    columns = []
+    for k in sizes:
+        weights = 1 / np.arange(1, k + 1) ** 1.3
+        levels = np.array([f"v{i:03d}" for i in rng.permutation(k)], dtype=object)
+        columns.append(rng.choice(levels, size=n, p=weights / weights.sum()))
+    return np.column_stack(columns).astype(object)
+
+
+@pytest.mark.parametrize("max_categories", [None, 2, 5, 64])
+def test_category_codes_match_scikit_learns_ordinal_encoder(max_categories):
+    """Same codes as OrdinalEncoder(use_encoded_value, -1, max_categories), the infrequent
+    group, count ties, exactly max_categories levels and unseen categories included."""
+    from sklearn.preprocessing import OrdinalEncoder
+
+    rng = np.random.default_rng(7)
+    train = _category_columns(rng, 5000, (1, 3, 20, 63, 64, 200))
+    train[:3, 2] = ["tie_a", "tie_b", "tie_c"]  # three categories seen once each
+    new = train[:500].copy()
+    new[::7, 3] = "never seen"
+    reference = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                               max_categories=max_categories, dtype=np.float64).fit(train)
+    ours = CategoryCodes(max_categories=max_categories).fit(train)
+    for rows in (train, new, pd.DataFrame(new)):
+        got = ours.transform(rows)
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, reference.transform(np.asarray(rows)))
+    for mine, theirs in zip(ours.categories_, reference.categories_, strict=True):
+        assert list(mine) == list(theirs)
+    with pytest.raises(ValueError, match="expecting 6 features"):
+        ours.transform(train[:, :2])
+    train[5, 1] = None
+    with pytest.raises(ValueError, match="column 1 has missing values; impute them"):
+        CategoryCodes().fit(train)
+
