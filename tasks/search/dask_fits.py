@@ -10,9 +10,7 @@ after screening: :mod:`tasks.search.work_plan`) and everything after it (thresho
 choice, calibration) is the same code as the local path, so both give the same strategy for
 the same seed.
 
-The workers of a local cluster report their task runs to the same Prefect API as the
-flow (the ephemeral server's address is passed to them). Workers of an existing cluster
-must have ``PREFECT_API_URL`` set to the server the flow uses; see docs/production.md.
+The cluster and its runner are :mod:`tasks.runtime.dask_cluster`'s.
 """
 
 from __future__ import annotations
@@ -27,14 +25,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import StrategyConfig
-from schemas.errors import ConfigError
 from schemas.inference import InputSchema
+from tasks.runtime.dask_cluster import connect, dask_task_runner
 from tasks.search.candidates import CandidateSpec
 from tasks.search.cross_validation import fit_fold
 
 logger = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT_S = 20  # an unreachable scheduler fails the run after this long
 
 
 @task(name="cv-fold", cache_policy=NO_CACHE, task_run_name="cv-fold {spec.name} #{fold}")
@@ -42,47 +38,6 @@ def fold_task(spec: CandidateSpec, X: pd.DataFrame, y: np.ndarray, schema: Input
               train_pos: np.ndarray, held_pos: np.ndarray, *, fold: int, seed: int):
     """One candidate on one training fold: held-out scores, fitted model, seconds."""
     return fit_fold(spec, X, y, schema, train_pos, held_pos, seed=seed, n_jobs=1)
-
-
-def current_api_url() -> str | None:
-    """The Prefect API this process talks to (the ephemeral server's address included)."""
-    from prefect.client.orchestration import get_client
-
-    try:
-        with get_client(sync_client=True) as client:
-            return str(client.api_url).rstrip("/")
-    except Exception:  # pragma: no cover - no API reachable: workers fall back to their own
-        return None
-
-
-def dask_task_runner(strategy: StrategyConfig):
-    """A DaskTaskRunner for ``strategy``: an existing cluster's address, or a local one."""
-    try:
-        from prefect_dask import DaskTaskRunner
-    except ImportError as exc:  # pragma: no cover - prefect-dask is a dependency
-        raise ConfigError("strategy.executor 'dask' needs prefect-dask: pip install "
-                          "prefect-dask") from exc
-    if strategy.dask_address:
-        return DaskTaskRunner(address=strategy.dask_address,
-                              client_kwargs={"timeout": CONNECT_TIMEOUT_S})
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    api_url = current_api_url()
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return DaskTaskRunner(cluster_kwargs={
-        "n_workers": strategy.dask_workers, "threads_per_worker": 1, "processes": True,
-        "dashboard_address": ":0", "env": env,
-    })
-
-
-def connect(runner, strategy: StrategyConfig):
-    """The runner's Dask client (starting a local cluster or connecting to one)."""
-    try:
-        return runner.client
-    except (OSError, TimeoutError) as exc:
-        where = strategy.dask_address or "a local cluster"
-        raise ConfigError(f"cannot reach the Dask scheduler at {where} "
-                          f"(strategy.dask_address): {exc}") from exc
 
 
 def wait_until(client, futures: list, deadline: float | None) -> set:
@@ -116,8 +71,8 @@ def dask_fit_jobs(specs: list[CandidateSpec], X: pd.DataFrame, y: np.ndarray,
     The training part is scattered to the workers once (by reference, never hashed).
     """
     started = time.perf_counter()
-    with dask_task_runner(strategy) as runner:
-        client = connect(runner, strategy)
+    with dask_task_runner(strategy.dask_address, strategy.dask_workers) as runner:
+        client = connect(runner, strategy.dask_address, "strategy.dask_address")
         timings = {"workers": len(client.scheduler_info().get("workers", {})),
                    "cluster_start_seconds": time.perf_counter() - started}
         logger.info("Dask cluster with %d workers ready in %.1f s", timings["workers"],

@@ -69,7 +69,7 @@ def test_existing_cluster_by_address(prefect_harness, tmp_path, demo_small):
     from distributed import LocalCluster
 
     from flows.training import training_flow
-    from tasks.search.dask_fits import current_api_url
+    from tasks.runtime.dask_cluster import current_api_url
 
     data = tmp_path / "train.csv"
     demo_small.to_csv(data, index=False)
