@@ -20,7 +20,8 @@ from tasks.runtime.object_store_api import is_remote
 from tasks.serving.batch_scoring import load_model_task, score_task, write_task
 from tasks.serving.partition_scoring import Serving, no_challenger
 from tasks.serving.scored_source import ScoredSource, default_out, score_into, signature_digest
-from tasks.serving.shadow import challenger_scorer
+from tasks.serving.shadow import challenger_scorer, challenger_version
+from tasks.serving.spread_scoring import WorkerServing, score_on_dask
 
 score_partition_task = task(score_into, name="score-partition", cache_policy=NO_CACHE)
 
@@ -67,8 +68,13 @@ def scoring_flow(config: ScoringConfig) -> dict:
     serving = serving_of(config, registry, model, meta)
     with source.locked():
         todo = source.pending()
-        extra = challenger_scorer(registry) if config.version == "champion" else no_challenger
-        done = [score_partition_task(source, *item, serving, extra=extra) for item in todo]
+        if config.executor == "dask" and todo:
+            challenger = challenger_version(registry) if config.version == "champion" else None
+            done = score_on_dask(source, todo, serving,
+                                 WorkerServing.of(config, serving, challenger), config)
+        else:
+            extra = challenger_scorer(registry) if config.version == "champion" else no_challenger
+            done = [score_partition_task(source, *item, serving, extra=extra) for item in todo]
     rows, flagged = sum(d["rows"] for d in done), sum(d["flagged"] for d in done)
     log.info("Scored %d new partitions (%d rows, %d flagged) of %s with %s %s; %d already "
              "scored; in %s", len(done), rows, flagged, config.data, config.name,

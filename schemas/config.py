@@ -19,6 +19,7 @@ CatStattest = Literal["jensenshannon", "psi", "hellinger", "kl_div", "TVD", "chi
 ClassWeightName = Literal["auto", "none", "balanced"]
 CalibrationMode = Literal["auto", "never", "always"]
 Executor = Literal["local", "dask"]
+DASK_WORKERS = 2  # worker processes of a local Dask cluster started for a run
 Approval = Literal["none", "manual"]
 GateJudgement = Literal["bound", "point"]
 
@@ -205,7 +206,8 @@ class StrategyConfig(_Model):
         "(executor `dask`); default: a local cluster started for the run.",
     )
     dask_workers: int = Field(
-        2, ge=1, le=256, description="Worker processes of the local Dask cluster (1 thread each)."
+        DASK_WORKERS, ge=1, le=256,
+        description="Worker processes of the local Dask cluster (1 thread each).",
     )
 
     @model_validator(mode="after")

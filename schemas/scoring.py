@@ -3,9 +3,9 @@ version, and the source's row key and time column (``rareflow score``, the score
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.config import check_name
+from schemas.config import DASK_WORKERS, Executor, check_name
 from schemas.scored import ROW_KEY, SCORED_DEFAULT_SUFFIX
 
 
@@ -27,6 +27,23 @@ class ScoringConfig(BaseModel):
                                   f"`{ROW_KEY}`, a fingerprint of the row's input values).")
     time_column: str | None = Field(None, description="Column of a source with each row's "
                                     "event time, carried into every scored row.")
+
+    executor: Executor = Field("local", description="Where a source's partitions are "
+                               "scored: `local` (this process, one after another) or `dask` "
+                               "(one Prefect task per partition on a Dask cluster; each worker "
+                               "reads its partition and verifies the model itself).")
+    dask_address: str | None = Field(None, description="Scheduler address of an existing "
+                                     "Dask cluster, e.g. tcp://10.0.0.5:8786 (executor "
+                                     "`dask`); default: a local cluster started for the run.")
+    dask_workers: int = Field(DASK_WORKERS, ge=1, le=256, description="Worker processes of "
+                              "the local Dask cluster (1 thread each).")
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self):
+        if self.dask_address and self.executor != "dask":
+            raise ValueError("dask_address is set but executor is "
+                             f"{self.executor!r}: set executor to 'dask' to use the cluster")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -163,6 +163,10 @@ class ScoredSource:
     def target(self, rel: str) -> Path:
         return self.out / scored_relpath(rel)
 
+    def where(self, rel: str) -> str:
+        """How messages name an input partition."""
+        return f"{rel} of {self.files.spec}"
+
     def check_repeats(self, rel: str, result: PartitionScore, key_column: str) -> None:
         """Refuse a partition whose row keys repeat, within it or in another partition.
 
@@ -266,7 +270,14 @@ def score_into(scored: ScoredSource, path: Path, rel: str, digest: str, serving:
     from tasks.serving.partition_scoring import score_partition
 
     result = score_partition(path, scored.target(rel), serving,
-                             where=f"{rel} of {scored.files.spec}", **options)
+                             where=scored.where(rel), **options)
+    return settle(scored, rel, digest, result, serving)
+
+
+def settle(scored: ScoredSource, rel: str, digest: str, result: PartitionScore,
+           serving: Serving) -> dict:
+    """A partition scored into its temporary file: refuse repeated keys, put it in place and
+    record it; returns its state entry with ``partition`` and ``flagged``."""
     scored.check_repeats(rel, result, serving.key_column)
     entry = scored.commit(rel, digest, result, serving)
     logger.info("Scored %s: %d rows, %d flagged, with %s -> %s", rel, result.rows,

@@ -30,13 +30,7 @@ def challenger_columns(registry: Registry, batch: pd.DataFrame) -> dict[str, np.
     """The challenger's ``challenger_score``, ``challenger_decision`` and
     ``challenger_version`` for a batch the champion scores (empty without a challenger): the
     scorer's extra-columns hook. The version is verified before it is unpickled."""
-    record = read_challenger(registry)
-    if record is None:
-        return {}
-    model, meta = registry.load(record["version"])
-    scores = model.positive_proba(batch)
-    return {CHALLENGER_SCORE: scores, CHALLENGER_DECISION: model.decide(batch, scores),
-            CHALLENGER_VERSION: np.full(len(batch), meta["version"], dtype=object)}
+    return challenger_scorer(registry)(batch)
 
 
 def challenger_scorer(registry: Registry):
@@ -45,7 +39,17 @@ def challenger_scorer(registry: Registry):
     record = read_challenger(registry)
     if record is None:
         return lambda batch: {}
-    model, meta = registry.load(record["version"])
+    return scorer_of(*registry.load(record["version"]))
+
+
+def challenger_version(registry: Registry) -> str | None:
+    """The version shadowing the champion, or None."""
+    record = read_challenger(registry)
+    return None if record is None else record["version"]
+
+
+def scorer_of(model, meta: dict):
+    """The extra-columns hook of a loaded challenger: its score, decision and version."""
 
     def columns(batch: pd.DataFrame) -> dict[str, np.ndarray]:
         scores = model.positive_proba(batch)

@@ -6,6 +6,7 @@ one line, exit 2, nothing written and the champion untouched."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 import scoring_model as sm
 
 from schemas.errors import EXIT_BAD_INPUT, EXIT_OK
-from schemas.scored import MODEL_VERSION, STATE_FILE
+from schemas.scored import CHALLENGER_VERSION, MODEL_VERSION, SCORED_AT, STATE_FILE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -120,3 +121,59 @@ def test_bad_scoring_input_is_one_line_exit_2_and_writes_nothing(user):
     assert files(tmp_path / "registry") == registry
     assert files(tmp_path / "scored") == scored
     assert (tmp_path / "scored" / STATE_FILE).is_file()
+
+
+def scored_tables(out: Path) -> dict[str, pd.DataFrame]:
+    """Each scored partition of ``out`` without the run's own time (``scored_at``)."""
+    return {p.relative_to(out).as_posix(): pd.read_parquet(p).drop(columns=SCORED_AT)
+            for p in sorted(out.rglob("*.parquet"))}
+
+
+def recorded(out: Path) -> dict:
+    """The scored source's state: each partition's input sha256, version and rows."""
+    parts = json.loads((out / STATE_FILE).read_text())["partitions"]
+    return {p: {k: v for k, v in e.items() if k != "scored_at"} for p, e in parts.items()}
+
+
+def test_dask_scoring_writes_what_the_local_path_writes(user):
+    """Check that `score --executor dask` (a local cluster of 2 worker processes, each loading
+    and verifying the champion and the shadow challenger itself) writes the same scored
+    partitions and state as the local path; a rerun scores nothing; a bad new partition fails
+    the run with one line naming it and its row, while the good one beside it is scored."""
+    tmp_path, env = user
+    sm.publish(tmp_path / "registry", seed=1, promote=False)
+    done = cli("models", "challenge", "v0002", "--registry", "registry", "--name", sm.NAME,
+               env=env, cwd=tmp_path)
+    assert done.returncode == EXIT_OK, done.stderr
+    days = {f"2026-11-0{d}": sm.rows(150, seed=d, day=f"2026-11-0{d}", first_id=1000 * d)
+            for d in (1, 2, 3)}
+    sm.write_source(tmp_path / "source", days)
+    base = ["score", "--data", "source", "--registry", "registry", "--name", sm.NAME,
+            "--id-column", "id", "--time-column", "event_time"]
+    local = cli(*base, "--out", "local", env=env, cwd=tmp_path)
+    assert local.returncode == EXIT_OK, local.stderr
+    spread = [*base, "--out", "spread", "--executor", "dask", "--dask-workers", "2"]
+    first = cli(*spread, env=env, cwd=tmp_path)
+    assert first.returncode == EXIT_OK, first.stderr
+    assert "Scored 3 new partitions (450 rows) with fraud v0001" in first.stdout
+    mine, theirs = scored_tables(tmp_path / "spread"), scored_tables(tmp_path / "local")
+    assert list(mine) == list(theirs) and len(mine) == 3
+    for name, frame in mine.items():
+        pd.testing.assert_frame_equal(frame, theirs[name], check_exact=True)
+        assert set(frame[CHALLENGER_VERSION]) == {"v0002"}
+    assert recorded(tmp_path / "spread") == recorded(tmp_path / "local")
+    again = cli(*spread, env=env, cwd=tmp_path)
+    assert again.returncode == EXIT_OK and "Scored 0 new partitions" in again.stdout, again.stderr
+    bad = sm.rows(50, seed=4, day="2026-11-04", first_id=4000).astype({"amount": object})
+    bad.loc[7, "amount"] = "twelve"
+    (tmp_path / "source" / "date=2026-11-04").mkdir()
+    bad.to_csv(tmp_path / "source" / "date=2026-11-04" / "part.csv", index=False)
+    sm.write_source(tmp_path / "source", {"2026-11-05": sm.rows(60, seed=5, day="2026-11-05",
+                                                                first_id=5000)})
+    failed = cli(*spread, env=env, cwd=tmp_path)
+    assert failed.returncode == EXIT_BAD_INPUT, (failed.stdout, failed.stderr)
+    last = [line for line in failed.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("error: partition date=2026-11-04/part.csv") and "row 8:" in last
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert not list((tmp_path / "spread").glob("date=2026-11-04/*"))
+    assert len(pd.read_parquet(next((tmp_path / "spread").glob("date=2026-11-05/*.parquet")))) == 60

@@ -1,0 +1,131 @@
+"""Scoring a source's partitions on a Dask cluster: one Prefect task per partition.
+
+With ``executor: dask`` each partition not yet scored is one task run on a worker
+(:mod:`tasks.runtime.dask_cluster`). The worker reads its partition from the source itself,
+loads the version (and the shadow challenger, when there is one) from the registry and
+verifies its signature once per worker process, and scores the partition batch by batch into
+a temporary file beside its place. Nothing but the task's parameters (paths, the version's
+name) goes from the flow to a worker, and only counts and row-key hashes come back.
+
+The flow then checks each partition's row keys and puts it in place, in the order a local run
+would, with the run's one ``scored_at``: the scored source is the local path's, file for file.
+A partition that fails leaves nothing behind; the others are still put in place and recorded,
+then the run fails with the first failure.
+
+Workers must see the source, the scored source and the registry at the same paths as the flow
+(a local cluster does; an existing cluster needs shared storage) and find the signing key as
+any rareflow command does (docs/production.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.errors import RareflowError
+from schemas.scoring import ScoringConfig
+from tasks.registry.open_registry import open_registry
+from tasks.runtime.dask_cluster import connect, dask_task_runner
+from tasks.runtime.object_store_api import is_remote
+from tasks.serving.partition_scoring import PartitionScore, Serving, no_challenger, score_partition
+from tasks.serving.scored_source import ScoredSource, settle
+from tasks.serving.shadow import scorer_of
+
+logger = logging.getLogger(__name__)
+
+_LOADED: dict[tuple[str, str, str], tuple] = {}  # in each worker: versions loaded and verified
+
+
+def load_once(registry: str, name: str, version: str) -> tuple:
+    """``(model, meta)`` of a version, loaded and verified once per process."""
+    key = (registry, name, version)
+    if key not in _LOADED:
+        _LOADED[key] = open_registry(registry, name).load(version)
+    return _LOADED[key]
+
+
+@dataclass(frozen=True)
+class WorkerServing:
+    """What a worker needs to score as the flow would: where the versions are, which ones,
+    and what every scored row of the run carries. No model: each worker loads its own."""
+
+    registry: str
+    name: str
+    version: str
+    challenger: str | None
+    signature: str | None
+    scored_at: pd.Timestamp
+    id_column: str | None
+    time_column: str | None
+
+    @classmethod
+    def of(cls, config: ScoringConfig, serving: Serving, challenger: str | None):
+        registry = (config.registry if is_remote(config.registry)
+                    else str(Path(config.registry).resolve()))
+        return cls(registry, config.name, serving.version, challenger, serving.signature,
+                   serving.scored_at, serving.id_column, serving.time_column)
+
+    def serving(self) -> tuple[Serving, object]:
+        model, _ = load_once(self.registry, self.name, self.version)
+        extra = (scorer_of(*load_once(self.registry, self.name, self.challenger))
+                 if self.challenger else no_challenger)
+        return Serving(model, self.version, self.signature, self.scored_at, self.id_column,
+                       self.time_column), extra
+
+
+@task(name="score-partition", cache_policy=NO_CACHE, task_run_name="score-partition {where}")
+def score_on_worker(plan: WorkerServing, path: str, target: str, *, where: str
+                    ) -> PartitionScore | RareflowError:
+    """One partition scored on a worker into a temporary file beside ``target``.
+
+    Bad input (a bad row, a missing column, an unverifiable version) comes back as the error,
+    logged in one line, for the flow to report once the other partitions are in place.
+    """
+    try:
+        serving, extra = plan.serving()
+        return score_partition(Path(path), Path(target), serving, where=where, extra=extra)
+    except RareflowError as exc:
+        get_run_logger().error("%s", exc)
+        return exc
+
+
+def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str]], serving: Serving,
+                  plan: WorkerServing, config: ScoringConfig) -> list[dict]:
+    """Score the ``todo`` partitions on Dask, then put each in place from the flow.
+
+    Raises:
+        The first partition's failure, once every other partition is in place.
+    """
+    with dask_task_runner(config.dask_address, config.dask_workers) as runner:
+        client = connect(runner, config.dask_address, "dask_address")
+        logger.info("Scoring %d partitions on Dask (%d workers)", len(todo),
+                    len(client.scheduler_info().get("workers", {})))
+        futures = [runner.submit(score_on_worker, parameters={
+            "plan": plan, "path": str(Path(path).resolve()),
+            "target": str(source.target(rel).resolve()), "where": source.where(rel)})
+            for path, rel, _ in todo]
+        results = [_result(future) for future in futures]
+    done, failures = [], []
+    for (_, rel, digest), result in zip(todo, results, strict=True):
+        if isinstance(result, Exception):
+            failures.append(result)
+            continue
+        try:
+            done.append(settle(source, rel, digest, result, serving))
+        except Exception as exc:  # repeated keys: this partition is refused, not the others
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+    return done
+
+
+def _result(future) -> PartitionScore | Exception:
+    try:
+        return future.result()  # a RareflowError comes back as the value
+    except Exception as exc:  # reported after the other partitions are in place
+        return exc
