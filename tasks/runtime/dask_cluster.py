@@ -10,6 +10,8 @@ The workers of a local cluster report their task runs to the same Prefect API as
 
 from __future__ import annotations
 
+import logging
+
 from schemas.errors import ConfigError
 
 CONNECT_TIMEOUT_S = 20  # an unreachable scheduler fails the run after this long
@@ -36,6 +38,9 @@ def dask_task_runner(address: str | None, workers: int):
                           ) from exc
     if address:
         return DaskTaskRunner(address=address, client_kwargs={"timeout": CONNECT_TIMEOUT_S})
+    # the local cluster's scheduler and nannies run in this process: their start/stop chatter
+    # (about 30 INFO lines a run) stays out of the user's terminal; warnings still show
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     api_url = current_api_url()
     if api_url:
