@@ -67,7 +67,7 @@ def scoring_flow(config: ScoringConfig) -> dict:
                                config.name)
     serving = serving_of(config, registry, model, meta)
     with source.locked():
-        todo = source.pending()
+        todo = source.pending(hash_new=config.executor != "dask")  # workers hash their own
         if config.executor == "dask" and todo:
             challenger = challenger_version(registry) if config.version == "champion" else None
             done = score_on_dask(source, todo, serving,

@@ -132,20 +132,33 @@ class ScoredSource:
     def partitions(self) -> dict:
         return self.state[STATE_PARTITIONS]
 
-    def _digest(self, path: Path, rel: str, cache: dict) -> str:
+    def _digest(self, path: Path, rel: str, cache: dict, *, hash_new: bool) -> str | None:
         stat = path.stat()
         known = cache.get(rel)
         if known and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+            self.digests[rel] = known
             return known[2]
-        digest = sha256_file(path)
-        self.digests[rel] = [stat.st_size, stat.st_mtime_ns, digest]
+        if not hash_new:
+            return None
+        return self.remember(rel, [stat.st_size, stat.st_mtime_ns], sha256_file(path))
+
+    def remember(self, rel: str, stat: list[int], digest: str) -> str:
+        """Remember an input file's sha256 for the size and mtime it had when hashing began
+        (a file changed since has another mtime: it is hashed again); reruns hash nothing."""
+        self.digests[rel] = [*stat, digest]
         return digest
 
-    def pending(self) -> list[tuple[Path, str, str]]:
-        """(path, relpath, sha256) of every input file not scored with its current content."""
-        cache_path = self.out / DIGESTS_FILE
+    def pending(self, *, hash_new: bool = True) -> list[tuple[Path, str, str | None]]:
+        """(path, relpath, sha256) of every input file not scored with its current content.
+
+        ``hash_new`` off: a file whose size or mtime changed since it was last hashed is
+        listed with sha256 None, for whoever reads it anyway to hash it (a Dask worker); the
+        caller then compares it with what is recorded (:meth:`unchanged`) and
+        :meth:`save_digests` once done.
+        """
         with contextlib.suppress(OSError, ValueError):
-            self.digests = dict(json.loads(cache_path.read_text(encoding="utf-8")))
+            self.digests = dict(json.loads((self.out / DIGESTS_FILE).read_text(
+                encoding="utf-8")))
         cache, self.digests = self.digests, {}
         todo, targets = [], {}
         for path in self.files.files:
@@ -154,11 +167,18 @@ class ScoredSource:
             if other != rel:
                 raise DataError(f"partitions {other} and {rel} of {self.files.spec!r} would "
                                 f"both be scored into {scored_relpath(rel)}: rename one")
-            digest = self._digest(path, rel, cache)
-            if self.partitions.get(rel, {}).get("sha256") != digest:
+            digest = self._digest(path, rel, cache, hash_new=hash_new)
+            if digest is None or self.partitions.get(rel, {}).get("sha256") != digest:
                 todo.append((path, rel, digest))
-        write_bytes_atomic(cache_path, dumps(self.digests).encode())
+        self.save_digests()
         return todo
+
+    def unchanged(self, rel: str, digest: str) -> bool:
+        """Whether ``rel`` is already scored with this content (a file only touched)."""
+        return self.partitions.get(rel, {}).get("sha256") == digest
+
+    def save_digests(self) -> None:
+        write_bytes_atomic(self.out / DIGESTS_FILE, dumps(self.digests).encode())
 
     def target(self, rel: str) -> Path:
         return self.out / scored_relpath(rel)

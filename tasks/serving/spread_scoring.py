@@ -1,11 +1,13 @@
 """Scoring a source's partitions on a Dask cluster: one Prefect task per partition.
 
-With ``executor: dask`` each partition not yet scored is one task run on a worker
-(:mod:`tasks.runtime.dask_cluster`). The worker reads its partition from the source itself,
-loads the version (and the shadow challenger, when there is one) from the registry and
-verifies its signature once per worker process, and scores the partition batch by batch into
-a temporary file beside its place. Nothing but the task's parameters (paths, the version's
-name) goes from the flow to a worker, and only counts and row-key hashes come back.
+With ``executor: dask`` each partition that may need scoring is one task run on a worker
+(:mod:`tasks.runtime.dask_cluster`). The worker reads its partition from the source itself:
+it hashes it when the flow has no sha256 for its size and mtime (the flow reads no partition),
+and unless that content is already scored, loads the version (and the shadow challenger, when
+there is one) from the registry, verifies its signature once per worker process, and scores
+the partition batch by batch into a temporary file beside its place. Nothing but the task's
+parameters (paths, the version's name) goes from the flow to a worker, and only the sha256,
+counts and row-key hashes come back.
 
 The flow then checks each partition's row keys and puts it in place, in the order a local run
 would, with the run's one ``scored_at``: the scored source is the local path's, file for file.
@@ -31,6 +33,7 @@ from schemas.errors import RareflowError
 from schemas.scoring import ScoringConfig
 from tasks.registry.open_registry import open_registry
 from tasks.runtime.dask_cluster import connect, dask_task_runner
+from tasks.runtime.durable_files import sha256_file
 from tasks.runtime.object_store_api import is_remote
 from tasks.serving.partition_scoring import PartitionScore, Serving, no_challenger, score_partition
 from tasks.serving.scored_source import ScoredSource, settle
@@ -78,25 +81,43 @@ class WorkerServing:
                        self.time_column), extra
 
 
+@dataclass
+class WorkerResult:
+    """A partition's sha256 (and the size and mtime it had then), and its scores in a
+    temporary file, or None when its content is already scored (a file only touched)."""
+
+    digest: str
+    stat: list[int]
+    scored: PartitionScore | None
+
+
 @task(name="score-partition", cache_policy=NO_CACHE, task_run_name="score-partition {where}")
-def score_on_worker(plan: WorkerServing, path: str, target: str, *, where: str
-                    ) -> PartitionScore | RareflowError:
-    """One partition scored on a worker into a temporary file beside ``target``.
+def score_on_worker(plan: WorkerServing, path: str, target: str, *, where: str,
+                    digest: str | None, recorded: str | None) -> WorkerResult | RareflowError:
+    """One partition hashed (unless ``digest`` is known) and, unless that content is the
+    ``recorded`` one, scored on a worker into a temporary file beside ``target``.
 
     Bad input (a bad row, a missing column, an unverifiable version) comes back as the error,
     logged in one line, for the flow to report once the other partitions are in place.
     """
+    stat = Path(path).stat()
+    seen = [stat.st_size, stat.st_mtime_ns]
+    digest = digest or sha256_file(Path(path))
+    if digest == recorded:
+        return WorkerResult(digest, seen, None)
     try:
         serving, extra = plan.serving()
-        return score_partition(Path(path), Path(target), serving, where=where, extra=extra)
+        return WorkerResult(digest, seen, score_partition(Path(path), Path(target), serving,
+                                                          where=where, extra=extra))
     except RareflowError as exc:
         get_run_logger().error("%s", exc)
         return exc
 
 
-def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str]], serving: Serving,
-                  plan: WorkerServing, config: ScoringConfig) -> list[dict]:
-    """Score the ``todo`` partitions on Dask, then put each in place from the flow.
+def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str | None]],
+                  serving: Serving, plan: WorkerServing, config: ScoringConfig) -> list[dict]:
+    """Score the ``todo`` partitions on Dask (a partition without a sha256 is hashed by its
+    worker), then put each in place from the flow.
 
     Raises:
         The first partition's failure, once every other partition is in place.
@@ -107,24 +128,29 @@ def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str]], servi
                     len(client.scheduler_info().get("workers", {})))
         futures = [runner.submit(score_on_worker, parameters={
             "plan": plan, "path": str(Path(path).resolve()),
-            "target": str(source.target(rel).resolve()), "where": source.where(rel)})
-            for path, rel, _ in todo]
+            "target": str(source.target(rel).resolve()), "where": source.where(rel),
+            "digest": digest, "recorded": source.partitions.get(rel, {}).get("sha256")})
+            for path, rel, digest in todo]
         results = [_result(future) for future in futures]
     done, failures = [], []
-    for (_, rel, digest), result in zip(todo, results, strict=True):
+    for (_, rel, _), result in zip(todo, results, strict=True):
         if isinstance(result, Exception):
             failures.append(result)
             continue
+        source.remember(rel, result.stat, result.digest)
+        if result.scored is None:
+            continue
         try:
-            done.append(settle(source, rel, digest, result, serving))
+            done.append(settle(source, rel, result.digest, result.scored, serving))
         except Exception as exc:  # repeated keys: this partition is refused, not the others
             failures.append(exc)
+    source.save_digests()
     if failures:
         raise failures[0]
     return done
 
 
-def _result(future) -> PartitionScore | Exception:
+def _result(future) -> WorkerResult | Exception:
     try:
         return future.result()  # a RareflowError comes back as the value
     except Exception as exc:  # reported after the other partitions are in place

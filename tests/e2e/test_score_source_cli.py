@@ -139,7 +139,8 @@ def test_dask_scoring_writes_what_the_local_path_writes(user):
     """Check that `score --executor dask` (a local cluster of 2 worker processes, each loading
     and verifying the champion and the shadow challenger itself) writes the same scored
     partitions and state as the local path; a rerun scores nothing; a bad new partition fails
-    the run with one line naming it and its row, while the good one beside it is scored."""
+    the run with one line naming it and its row, while the good one beside it is scored; a
+    partition only touched is hashed by its worker and not scored again."""
     tmp_path, env = user
     sm.publish(tmp_path / "registry", seed=1, promote=False)
     done = cli("models", "challenge", "v0002", "--registry", "registry", "--name", sm.NAME,
@@ -164,6 +165,13 @@ def test_dask_scoring_writes_what_the_local_path_writes(user):
     assert recorded(tmp_path / "spread") == recorded(tmp_path / "local")
     again = cli(*spread, env=env, cwd=tmp_path)
     assert again.returncode == EXIT_OK and "Scored 0 new partitions" in again.stdout, again.stderr
+    before = files(tmp_path / "spread")
+    os.utime(next((tmp_path / "source").glob("date=2026-11-02/*")))  # touched, same content
+    touched = cli(*spread, env=env, cwd=tmp_path)  # its worker hashes it: nothing to score
+    assert touched.returncode == EXIT_OK, touched.stderr
+    assert "Scored 0 new partitions" in touched.stdout and "3 already scored" in touched.stdout
+    changed = {k for k, v in files(tmp_path / "spread").items() if before.get(k) != v}
+    assert changed == {".rareflow_digests.json"}
     bad = sm.rows(50, seed=4, day="2026-11-04", first_id=4000).astype({"amount": object})
     bad.loc[7, "amount"] = "twelve"
     (tmp_path / "source" / "date=2026-11-04").mkdir()

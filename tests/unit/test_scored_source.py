@@ -92,6 +92,25 @@ def test_rerun_scores_nothing_and_a_reingested_partition_is_scored_again(tmp_pat
     assert len(pq.read_table(out / f"date={DAY2}/part.parquet")) == 250
 
 
+def test_reruns_hash_no_input_file_again(tmp_path, reg, monkeypatch):
+    """Check that once a source is scored, every later run (not only the next one) finds each
+    unchanged input's sha256 by its size and mtime, and a touched file is hashed again."""
+    from tasks.serving import scored_source
+
+    src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(300), DAY2: sm.rows(200, seed=1)})
+    score(src, reg)
+    hashed = []
+    real = scored_source.sha256_file
+    monkeypatch.setattr(scored_source, "sha256_file",
+                        lambda p: (p.is_relative_to(src) and hashed.append(p)) or real(p))
+    for _ in range(3):
+        assert score(src, reg) == []
+    assert hashed == []
+    touched = src / f"date={DAY2}" / "part.parquet"
+    touched.touch()
+    assert score(src, reg) == [] and hashed == [touched]
+
+
 def test_scored_rows_carry_the_contract(tmp_path, reg):
     """Check every scored row: the row key first (a sha256 fingerprint of its inputs, the same
     from CSV as from Parquet), the time column, score, decision at the version's threshold,
