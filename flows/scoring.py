@@ -58,10 +58,9 @@ def scoring_flow(config: ScoringConfig) -> dict:
                  len(scored), config.name, meta["version"], model.threshold, flagged, out)
         return {"version": meta["version"], "rows": len(scored), "flagged": flagged,
                 "out": out, "threshold": model.threshold}
-    if is_remote(config.data):
-        raise ConfigError(f"--data {config.data!r}: a source in object storage is not scored "
-                          "partition by partition yet; score one file of it (a URL ending in "
-                          ".parquet or .csv, with --out) or a local copy of the source")
+    if config.out and is_remote(config.out):
+        raise ConfigError(f"--out {config.out!r}: a scored source in object storage is not "
+                          "built yet; give a local folder (or one on shared storage)")
     files = resolve_source(config.data)
     source = ScoredSource.open(files, Path(config.out) if config.out else default_out(files),
                                config.name)

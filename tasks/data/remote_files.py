@@ -121,11 +121,13 @@ _LISTED: dict[str, Path] = {}  # a remote folder's URL -> its local mirror (this
 _FETCHED: dict[Path, str] = {}  # a mirrored file -> the ETag (or size) it was fetched at
 
 
-def list_source(url: str, keep, eager) -> tuple[Path, dict[Path, str], object] | None:
-    """A remote folder's files, listed: (its local mirror, {local path: remote path} of the
-    files ``keep(relative path)`` accepts, and a ``fetch(local path)`` that copies one);
-    None when ``url`` is not a folder. The files ``eager(relative path)`` names (the source's
-    schema file) are fetched at once; the rest of the folder is left alone.
+def list_source(url: str, keep, eager
+                ) -> tuple[Path, dict[Path, str], object, dict[Path, str]] | None:
+    """A remote folder's files, listed: (its local mirror, {local path: URL} of the files
+    ``keep(relative path)`` accepts, a ``fetch(local path)`` that copies one, and {local
+    path: ETag (or size)}); None when ``url`` is not a folder. The files ``eager(relative
+    path)`` names (the source's schema file) are fetched at once; the rest of the folder is
+    left alone.
 
     Raises:
         DataError: nothing there, or the storage cannot be reached or refuses (one line).
@@ -151,7 +153,7 @@ def list_source(url: str, keep, eager) -> tuple[Path, dict[Path, str], object] |
             now.append(target)
 
     def fetch(target: Path) -> None:
-        remote = wanted.get(target) or f"{path}/{target.relative_to(local).as_posix()}"
+        remote = f"{path}/{target.relative_to(local).as_posix()}"
         if _FETCHED.get(target) == tags.get(target) and target.is_file():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -164,4 +166,6 @@ def list_source(url: str, keep, eager) -> tuple[Path, dict[Path, str], object] |
     for target in now:
         fetch(target)
     logger.info("Listed %d data file(s) of %s (fetched when read)", len(wanted), url)
-    return local, wanted, fetch
+    scheme = url.split("://", 1)[0]
+    return (local, {t: f"{scheme}://{r}" for t, r in wanted.items()}, fetch,
+            {t: tags[t] for t in wanted})

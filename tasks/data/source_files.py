@@ -11,7 +11,7 @@ import base64
 import glob as globlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -38,6 +38,8 @@ class SourceFiles:
     files: list[Path]
     kind: str  # "file", "directory" or "glob"
     fetch: Callable[[Path], None] | None = None  # a remote folder's: copies a file when read
+    urls: dict[Path, str] = field(default_factory=dict)  # a remote folder's: each file's URL
+    tags: dict[Path, str] = field(default_factory=dict)  # ... and its ETag (or size) listed
 
     def local(self, path: Path) -> Path:
         """``path``, on local disk: a listed remote file is fetched the first time."""
@@ -85,13 +87,13 @@ def _remote_source(url: str) -> SourceFiles:
     if listed is None:  # a file or a glob: fetched now
         files = resolve_source(fetch_source(url))
         return SourceFiles(url, files.root, files.files, files.kind)
-    root, wanted, fetch = listed
+    root, wanted, fetch, tags = listed
     if not wanted:
         raise DataError(f"data source {url!r} holds no CSV or Parquet file (names ending in "
                         f"{', '.join(DATA_SUFFIXES)}); ingest a batch with `rareflow ingest` "
                         "or point --data at a file")
     files = sorted(wanted, key=lambda p: p.relative_to(root).as_posix())
-    return SourceFiles(url, root, files, "directory", fetch)
+    return SourceFiles(url, root, files, "directory", fetch, wanted, tags)
 
 
 def resolve_source(data: str) -> SourceFiles:

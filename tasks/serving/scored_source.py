@@ -11,6 +11,7 @@ that partition again. One run at a time per scored source (a file lock).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -47,7 +48,15 @@ KEY_BATCH_ROWS = 1 << 20
 
 
 def default_out(files: SourceFiles) -> Path:
-    """``<source>-scored`` beside the source folder (a glob: beside its fixed folder)."""
+    """``<source>-scored`` beside the source folder (a glob: beside its fixed folder).
+
+    Raises:
+        ConfigError: the source is in object storage (its scored source needs an --out).
+    """
+    if files.fetch is not None:
+        raise ConfigError(f"--out is required to score the source {files.spec!r} in object "
+                          "storage: give a local folder (or one on shared storage) for the "
+                          "scored source")
     root = files.root.resolve()
     return root.parent / f"{root.name}{SCORED_DEFAULT_SUFFIX}"
 
@@ -77,10 +86,11 @@ def scored_relpath(rel: str) -> str:
     return rel + SCORED_SUFFIX
 
 
-def signature_digest(version_dir: Path) -> str | None:
-    """The version's signature digest: the sha256 of its ``signature.json`` (None: unsigned)."""
-    path = Path(version_dir) / SIGNATURE_FILE
-    return sha256_file(path) if path.is_file() else None
+def signature_digest(version_dir) -> str | None:
+    """The version's signature digest: the sha256 of its ``signature.json`` (None: unsigned);
+    ``version_dir`` a local folder or a registry's folder in object storage."""
+    path = version_dir / SIGNATURE_FILE
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def read_state(out: Path, name: str) -> dict:
@@ -132,15 +142,23 @@ class ScoredSource:
     def partitions(self) -> dict:
         return self.state[STATE_PARTITIONS]
 
-    def _digest(self, path: Path, rel: str, cache: dict, *, hash_new: bool) -> str | None:
+    def stamp(self, path: Path) -> list:
+        """What says an input file is unchanged since it was hashed: its size and mtime, or
+        for a file in object storage the ETag it was listed with."""
+        if path in self.files.tags:
+            return ["etag", self.files.tags[path]]
         stat = path.stat()
+        return [stat.st_size, stat.st_mtime_ns]
+
+    def _digest(self, path: Path, rel: str, cache: dict, *, hash_new: bool) -> str | None:
+        stamp = self.stamp(path)
         known = cache.get(rel)
-        if known and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+        if known and known[:2] == stamp:
             self.digests[rel] = known
             return known[2]
         if not hash_new:
             return None
-        return self.remember(rel, [stat.st_size, stat.st_mtime_ns], sha256_file(path))
+        return self.remember(rel, stamp, sha256_file(self.files.local(path)))
 
     def remember(self, rel: str, stat: list[int], digest: str) -> str:
         """Remember an input file's sha256 for the size and mtime it had when hashing began
@@ -289,7 +307,7 @@ def score_into(scored: ScoredSource, path: Path, rel: str, digest: str, serving:
     returns its state entry with ``partition`` and ``flagged``."""
     from tasks.serving.partition_scoring import score_partition
 
-    result = score_partition(path, scored.target(rel), serving,
+    result = score_partition(scored.files.local(path), scored.target(rel), serving,
                              where=scored.where(rel), **options)
     return settle(scored, rel, digest, result, serving)
 

@@ -31,6 +31,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import RareflowError
 from schemas.scoring import ScoringConfig
+from tasks.data.remote_files import fetch_source
 from tasks.registry.open_registry import open_registry
 from tasks.runtime.dask_cluster import connect, dask_task_runner
 from tasks.runtime.durable_files import sha256_file
@@ -87,28 +88,37 @@ class WorkerResult:
     temporary file, or None when its content is already scored (a file only touched)."""
 
     digest: str
-    stat: list[int]
+    stamp: list
     scored: PartitionScore | None
 
 
 @task(name="score-partition", cache_policy=NO_CACHE, task_run_name="score-partition {where}")
 def score_on_worker(plan: WorkerServing, path: str, target: str, *, where: str,
-                    digest: str | None, recorded: str | None) -> WorkerResult | RareflowError:
+                    digest: str | None, recorded: str | None, url: str | None = None,
+                    stamp: list | None = None) -> WorkerResult | RareflowError:
     """One partition hashed (unless ``digest`` is known) and, unless that content is the
-    ``recorded`` one, scored on a worker into a temporary file beside ``target``.
+    ``recorded`` one, scored on a worker into a temporary file beside ``target``. A partition
+    in object storage (``url``, listed with ``stamp``) is fetched by the worker first, into a
+    temporary folder of its own, and removed once scored.
 
     Bad input (a bad row, a missing column, an unverifiable version) comes back as the error,
     logged in one line, for the flow to report once the other partitions are in place.
     """
-    stat = Path(path).stat()
-    seen = [stat.st_size, stat.st_mtime_ns]
-    digest = digest or sha256_file(Path(path))
-    if digest == recorded:
-        return WorkerResult(digest, seen, None)
     try:
-        serving, extra = plan.serving()
-        return WorkerResult(digest, seen, score_partition(Path(path), Path(target), serving,
-                                                          where=where, extra=extra))
+        local = Path(fetch_source(url)) if url else Path(path)
+        if stamp is None:
+            stat = local.stat()
+            stamp = [stat.st_size, stat.st_mtime_ns]
+        try:
+            digest = digest or sha256_file(local)
+            if digest == recorded:
+                return WorkerResult(digest, stamp, None)
+            serving, extra = plan.serving()
+            return WorkerResult(digest, stamp, score_partition(local, Path(target), serving,
+                                                               where=where, extra=extra))
+        finally:
+            if url:
+                local.unlink(missing_ok=True)
     except RareflowError as exc:
         get_run_logger().error("%s", exc)
         return exc
@@ -129,7 +139,9 @@ def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str | None]]
         futures = [runner.submit(score_on_worker, parameters={
             "plan": plan, "path": str(Path(path).resolve()),
             "target": str(source.target(rel).resolve()), "where": source.where(rel),
-            "digest": digest, "recorded": source.partitions.get(rel, {}).get("sha256")})
+            "digest": digest, "recorded": source.partitions.get(rel, {}).get("sha256"),
+            "url": source.files.urls.get(path),
+            "stamp": source.stamp(path) if path in source.files.urls else None})
             for path, rel, digest in todo]
         results = [_result(future) for future in futures]
     done, failures = [], []
@@ -137,7 +149,7 @@ def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str | None]]
         if isinstance(result, Exception):
             failures.append(result)
             continue
-        source.remember(rel, result.stat, result.digest)
+        source.remember(rel, result.stamp, result.digest)
         if result.scored is None:
             continue
         try:

@@ -111,7 +111,9 @@ def s3_keys(server, bucket: str, prefix: str) -> list[str]:
 def test_ingest_into_an_s3_source_then_train_on_it(prefect_server, s3_env, tmp_path):
     """Check that `ingest --source s3://...` lands a batch as one partition per day with the
     schema file, that landing it again writes nothing, that a batch that does not fit is
-    refused with nothing written, and that `train --data s3://.../source` trains on it."""
+    refused with nothing written, that `train --data s3://.../source` trains on it, and that
+    `score` of the S3 source writes each partition scored (locally and on Dask, the same rows),
+    then nothing on a rerun."""
     from tasks.data.demo_tables import make_demo_data
 
     bucket = s3_env.new_bucket()
@@ -151,12 +153,24 @@ def test_ingest_into_an_s3_source_then_train_on_it(prefect_server, s3_env, tmp_p
     assert lineage["files_skipped"] == 2, lineage
     done, out = run("score", "--data", source, "--registry", reg_url, "--name", "fraud")
     assert done.exit_code == EXIT_BAD_INPUT, out
-    assert "not scored partition by partition yet" in out and "Traceback" not in out, out
+    assert "--out is required to score the source" in out and "Traceback" not in out, out
+    scored = ["score", "--data", source, "--registry", reg_url, "--name", "fraud", "--out",
+              tmp_path / "scored"]
+    done, out = run(*scored)
+    assert done.exit_code == EXIT_OK and "Scored 3 new partitions (3000 rows)" in out, out
+    assert len(pd.read_parquet(tmp_path / "scored")) == 3000
+    done, out = run(*scored)  # the ETags it was listed with: nothing fetched, nothing scored
+    assert done.exit_code == EXIT_OK and "Scored 0 new partitions" in out, out
+    done, out = run(*scored[:-1], tmp_path / "elsewhere", "--executor", "dask")
+    assert done.exit_code == EXIT_OK and "Scored 3 new partitions (3000 rows)" in out, out
+    assert pd.read_parquet(tmp_path / "elsewhere").drop(columns="scored_at").equals(
+        pd.read_parquet(tmp_path / "scored").drop(columns="scored_at"))
 
 
 def test_the_documented_loop_runs(prefect_server, tmp_path):
     """Check that docs/object-storage.md's whole loop against a local S3 server runs as
-    written: moto's server, ingest into an s3:// source, train on it, score, monitor,
+    written: moto's server, ingest into an s3:// source, train on it, score it on Dask and
+    score a labelled file, monitor,
     history (a free port instead of 5555, a folder of the test's instead of /tmp)."""
     from .conftest import VENV_BIN, free_port
 
@@ -183,6 +197,7 @@ def test_the_documented_loop_runs(prefect_server, tmp_path):
         raise
     assert proc.returncode == 0, out[-4000:]
     assert "Ingested 5000 new rows into s3://lake/fraud/source" in out, out[-4000:]
+    assert "new partitions (5000 rows)" in out, out[-4000:]  # the source scored on Dask
     assert "s3://lake/registry/fraud/versions/v0001/" in out, out[-4000:]  # the reports
     assert "promote" in out.split("Ingested", 1)[1], out[-4000:]  # models history
 
