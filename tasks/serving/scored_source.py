@@ -205,8 +205,10 @@ class ScoredSource:
         """How messages name an input partition."""
         return f"{rel} of {self.files.spec}"
 
-    def check_repeats(self, rel: str, result: PartitionScore, key_column: str) -> None:
-        """Refuse a partition whose row keys repeat, within it or in another partition.
+    def check_repeats(self, rel: str, result: PartitionScore, key_column: str, *,
+                      others=None) -> None:
+        """Refuse a partition whose row keys repeat, within it or in another partition
+        (``others``: the scored partitions to check against; default all).
 
         Raises:
             DataError: naming the key and the partitions (the temporary file is removed).
@@ -216,7 +218,7 @@ class ScoredSource:
             dup = hashes[1:][hashes[1:] == hashes[:-1]]
             if len(dup) and (key := _repeated_value(result.tmp, dup)) is not None:
                 raise _repeat_error(key, key_column, rel, rel)
-            for other in self.partitions:
+            for other in self.partitions if others is None else others:
                 if other == rel or not self.target(other).is_file():
                     continue
                 hits = _common(self._sorted_hashes(other), hashes)
@@ -226,6 +228,42 @@ class ScoredSource:
             result.tmp.unlink(missing_ok=True)
             raise
         result.sorted_hashes = hashes
+
+    def check_all_repeats(self, items: list[tuple[str, PartitionScore]], key_column: str
+                          ) -> list[DataError | None]:
+        """:meth:`check_repeats` for several partitions scored at once, reading each scored
+        partition's key file once (not once per new partition): each new partition is checked
+        against itself, the new ones before it, and the partitions scored before this run.
+
+        Returns:
+            For each item, the DataError refusing it (its temporary file removed) or None.
+        """
+        errors: list[DataError | None] = [None] * len(items)
+        accepted: list[int] = []
+        for i, (rel, result) in enumerate(items):
+            try:
+                self.check_repeats(rel, result, key_column, others=())
+                for j in accepted:
+                    hits = _common(items[j][1].sorted_hashes, result.sorted_hashes)
+                    if len(hits) and (key := _shared_value(result.tmp, items[j][1].tmp, hits)):
+                        raise _repeat_error(key, key_column, items[j][0], rel)
+            except DataError as exc:
+                result.tmp.unlink(missing_ok=True)
+                errors[i] = exc
+                continue
+            accepted.append(i)
+        new = {rel for rel, _ in items}
+        for other in [p for p in self.partitions if p not in new]:
+            if not self.target(other).is_file():
+                continue
+            theirs = self._sorted_hashes(other)
+            for i in [i for i in accepted if errors[i] is None]:
+                rel, result = items[i]
+                hits = _common(theirs, result.sorted_hashes)
+                if len(hits) and (key := _shared_value(result.tmp, self.target(other), hits)):
+                    result.tmp.unlink(missing_ok=True)
+                    errors[i] = _repeat_error(key, key_column, other, rel)
+        return errors
 
     def key_file(self, rel: str) -> Path:
         """The sorted 64-bit hashes of a scored partition's keys (one partition's worth in
@@ -313,10 +351,12 @@ def score_into(scored: ScoredSource, path: Path, rel: str, digest: str, serving:
 
 
 def settle(scored: ScoredSource, rel: str, digest: str, result: PartitionScore,
-           serving: Serving) -> dict:
-    """A partition scored into its temporary file: refuse repeated keys, put it in place and
-    record it; returns its state entry with ``partition`` and ``flagged``."""
-    scored.check_repeats(rel, result, serving.key_column)
+           serving: Serving, *, checked: bool = False) -> dict:
+    """A partition scored into its temporary file: refuse repeated keys (unless ``checked``
+    already), put it in place and record it; returns its state entry with ``partition`` and
+    ``flagged``."""
+    if not checked:
+        scored.check_repeats(rel, result, serving.key_column)
     entry = scored.commit(rel, digest, result, serving)
     logger.info("Scored %s: %d rows, %d flagged, with %s -> %s", rel, result.rows,
                 result.flagged, serving.version, scored.target(rel))

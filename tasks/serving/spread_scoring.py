@@ -9,8 +9,9 @@ the partition batch by batch into a temporary file beside its place. Nothing but
 parameters (paths, the version's name) goes from the flow to a worker, and only the sha256,
 counts and row-key hashes come back.
 
-The flow then checks each partition's row keys and puts it in place, in the order a local run
-would, with the run's one ``scored_at``: the scored source is the local path's, file for file.
+The flow then checks the row keys of all of them at once (each scored partition's key file read
+once) and puts each in place, in the order a local run would, with the run's one ``scored_at``:
+the scored source is the local path's, file for file.
 A partition that fails leaves nothing behind; the others are still put in place and recorded,
 then the run fails with the first failure.
 
@@ -144,19 +145,18 @@ def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str | None]]
             "stamp": source.stamp(path) if path in source.files.urls else None})
             for path, rel, digest in todo]
         results = [_result(future) for future in futures]
-    done, failures = [], []
-    for (_, rel, _), result in zip(todo, results, strict=True):
-        if isinstance(result, Exception):
-            failures.append(result)
-            continue
+    failures = [r for r in results if isinstance(r, Exception)]
+    scored = [(rel, r) for (_, rel, _), r in zip(todo, results, strict=True)
+              if not isinstance(r, Exception)]
+    for rel, result in scored:
         source.remember(rel, result.stamp, result.digest)
-        if result.scored is None:
-            continue
-        try:
-            done.append(settle(source, rel, result.digest, result.scored, serving))
-        except Exception as exc:  # repeated keys: this partition is refused, not the others
-            failures.append(exc)
+    scored = [(rel, r) for rel, r in scored if r.scored is not None]
+    refused = source.check_all_repeats([(rel, r.scored) for rel, r in scored],
+                                       serving.key_column)
+    done = [settle(source, rel, r.digest, r.scored, serving, checked=True)
+            for (rel, r), error in zip(scored, refused, strict=True) if error is None]
     source.save_digests()
+    failures += [error for error in refused if error is not None]
     if failures:
         raise failures[0]
     return done

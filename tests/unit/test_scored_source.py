@@ -111,6 +111,33 @@ def test_reruns_hash_no_input_file_again(tmp_path, reg, monkeypatch):
     assert score(src, reg) == [] and hashed == [touched]
 
 
+def test_keys_checked_all_at_once_refuse_what_one_by_one_refuses(tmp_path, reg):
+    """Check that the Dask path's all-at-once key check refuses a partition whose key repeats
+    within it, in a new partition before it, or in one scored before the run (removing its
+    temporary file), and lets the others through."""
+    from tasks.serving.partition_scoring import score_partition
+
+    src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(100)})
+    score(src, reg, id_column="id")  # ids 0..99 scored before
+    twice = sm.rows(20, seed=9, first_id=7000)
+    sm.write_source(src, {"2026-11-05": sm.rows(50, seed=5, first_id=1000),
+                          "2026-11-06": sm.rows(50, seed=6, first_id=1040),  # 1040..1049 again
+                          "2026-11-07": sm.rows(50, seed=7, first_id=90),  # 90..99 again
+                          "2026-11-08": sm.rows(50, seed=8, first_id=5000),
+                          "2026-11-09": pd.concat([twice, twice.head(3)])})
+    source = ScoredSource.open(resolve_source(str(src)), default_out(resolve_source(str(src))),
+                               sm.NAME)
+    plan = serving(reg, id_column="id")
+    items = [(rel, score_partition(path, source.target(rel), plan, where=rel))
+             for path, rel, _ in source.pending()]
+    errors = source.check_all_repeats(items, "id")
+    assert [e is None for e in errors] == [True, False, False, True, False]
+    assert "in partitions date=2026-11-05/part.parquet and date=2026-11-06" in str(errors[1])
+    assert f"in partitions date={DAY1}/part.parquet and date=2026-11-07" in str(errors[2])
+    assert "twice in partition date=2026-11-09" in str(errors[4])
+    assert [result.tmp.exists() for _, result in items] == [True, False, False, True, False]
+
+
 def test_scored_rows_carry_the_contract(tmp_path, reg):
     """Check every scored row: the row key first (a sha256 fingerprint of its inputs, the same
     from CSV as from Parquet), the time column, score, decision at the version's threshold,
