@@ -166,6 +166,8 @@ def score(config: ConfigFile = None, *, flags: dict) -> int:
     server = FlowServer()  # boots while the scoring modules import
     from flows.scoring import scoring_flow
 
+    if flags["dask_address"] and not flags["executor"]:
+        flags["executor"] = "dask"
     cfg = build_config(S, config, flags)
     check_score_config(cfg)
     server.activate()

@@ -184,4 +184,13 @@ def test_dask_scoring_writes_what_the_local_path_writes(user):
     assert last.startswith("error: partition date=2026-11-04/part.csv") and "row 8:" in last
     assert "Traceback" not in failed.stdout + failed.stderr
     assert not list((tmp_path / "spread").glob("date=2026-11-04/*"))
+    from .conftest import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    unreachable = cli(*base, "--out", "elsewhere", "--dask-address", address, env=env,
+                      cwd=tmp_path)  # an address alone means the Dask executor
+    assert unreachable.returncode == EXIT_BAD_INPUT, unreachable.stderr
+    assert unreachable.stderr.strip().splitlines()[-1].startswith(
+        f"error: cannot reach the Dask scheduler at {address} (dask_address)")
+    assert not list((tmp_path / "elsewhere").glob("date=*"))
     assert len(pd.read_parquet(next((tmp_path / "spread").glob("date=2026-11-05/*.parquet")))) == 60
