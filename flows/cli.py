@@ -126,14 +126,19 @@ MONITOR_FLAGS = FlagNames(M, renames={"recall_tolerance": "--tolerance",
                                       "since_last_check": "--since-last-check/--all-matured"})
 
 
+def address_means_dask(flags: dict, prefix: str = "") -> None:
+    """``--dask-address`` without ``--executor`` means the Dask executor."""
+    if flags[f"{prefix}dask_address"] and not flags[f"{prefix}executor"]:
+        flags[f"{prefix}executor"] = "dask"
+
+
 @app.command()
 @reported
 @config_flags(TRAIN_FLAGS)
 def train(config: ConfigFile = None, *, flags: dict) -> int:
     """Train, gate and (if it passes) promote a model. Exit 0 promoted, 3 rejected."""
     server = FlowServer()  # boots while the training modules import
-    if flags["strategy.dask_address"] and not flags["strategy.executor"]:
-        flags["strategy.executor"] = "dask"
+    address_means_dask(flags, "strategy.")
     cfg = build_config(T, config, flags)
     before_training(cfg, config_file=config, flags=flags, say=typer.echo)
     return run_training(cfg, server)
@@ -166,8 +171,7 @@ def score(config: ConfigFile = None, *, flags: dict) -> int:
     server = FlowServer()  # boots while the scoring modules import
     from flows.scoring import scoring_flow
 
-    if flags["dask_address"] and not flags["executor"]:
-        flags["executor"] = "dask"
+    address_means_dask(flags)
     cfg = build_config(S, config, flags)
     check_score_config(cfg)
     server.activate()

@@ -100,6 +100,28 @@ def _window_field():
                  "to `as_of`, or the last `50000rows` (by event time); default: every row.")
 
 
+def dask_address_field():
+    return Field(None, description="Scheduler address of an existing Dask cluster, e.g. "
+                 "tcp://10.0.0.5:8786 (executor `dask`); default: a local cluster started for "
+                 "the run.")
+
+
+def dask_workers_field():
+    return Field(DASK_WORKERS, ge=1, le=256, description="Worker processes of the local Dask "
+                 "cluster (1 thread each).")
+
+
+def check_dask_address(address: str | None, executor: str, prefix: str = "") -> None:
+    """An address names a cluster only the Dask executor uses.
+
+    Raises:
+        ValueError: ``address`` is set with another executor (naming ``prefix`` + setting).
+    """
+    if address and executor != "dask":
+        raise ValueError(f"{prefix}dask_address is set but {prefix}executor is "
+                         f"{executor!r}: set executor to 'dask' to use the cluster")
+
+
 def _maturity_field(name: str):
     """Label maturity: the same three fields in training and monitoring."""
     return {"label_time_column": Field(None, description="Column with the time each label "
@@ -200,21 +222,12 @@ class StrategyConfig(_Model):
         description="Where the candidate x fold fits run: `local` (this process, `n_jobs` "
         "candidates at a time) or `dask` (one Prefect task per fit on a Dask cluster).",
     )
-    dask_address: str | None = Field(
-        None,
-        description="Scheduler address of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 "
-        "(executor `dask`); default: a local cluster started for the run.",
-    )
-    dask_workers: int = Field(
-        DASK_WORKERS, ge=1, le=256,
-        description="Worker processes of the local Dask cluster (1 thread each).",
-    )
+    dask_address: str | None = dask_address_field()
+    dask_workers: int = dask_workers_field()
 
     @model_validator(mode="after")
     def _address_needs_dask(self):
-        if self.dask_address and self.executor != "dask":
-            raise ValueError("strategy.dask_address is set but strategy.executor is "
-                             f"{self.executor!r}: set executor to 'dask' to use the cluster")
+        check_dask_address(self.dask_address, self.executor, "strategy.")
         return self
 
     @field_validator("class_weight")

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.config import DASK_WORKERS, Executor, check_name
+from schemas.config import (
+    Executor,
+    check_dask_address,
+    check_name,
+    dask_address_field,
+    dask_workers_field,
+)
 from schemas.scored import ROW_KEY, SCORED_DEFAULT_SUFFIX
 
 
@@ -32,17 +38,12 @@ class ScoringConfig(BaseModel):
                                "scored: `local` (this process, one after another) or `dask` "
                                "(one Prefect task per partition on a Dask cluster; each worker "
                                "reads its partition and verifies the model itself).")
-    dask_address: str | None = Field(None, description="Scheduler address of an existing "
-                                     "Dask cluster, e.g. tcp://10.0.0.5:8786 (executor "
-                                     "`dask`); default: a local cluster started for the run.")
-    dask_workers: int = Field(DASK_WORKERS, ge=1, le=256, description="Worker processes of "
-                              "the local Dask cluster (1 thread each).")
+    dask_address: str | None = dask_address_field()
+    dask_workers: int = dask_workers_field()
 
     @model_validator(mode="after")
     def _address_needs_dask(self):
-        if self.dask_address and self.executor != "dask":
-            raise ValueError("dask_address is set but executor is "
-                             f"{self.executor!r}: set executor to 'dask' to use the cluster")
+        check_dask_address(self.dask_address, self.executor)
         return self
 
     @field_validator("name")

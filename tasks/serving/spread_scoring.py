@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import RareflowError
@@ -93,7 +93,6 @@ class WorkerResult:
     scored: PartitionScore | None
 
 
-@task(name="score-partition", cache_policy=NO_CACHE, task_run_name="score-partition {where}")
 def score_on_worker(plan: WorkerServing, path: str, target: str, *, where: str,
                     digest: str | None, recorded: str | None, url: str | None = None,
                     stamp: list | None = None) -> WorkerResult | RareflowError:
@@ -121,8 +120,12 @@ def score_on_worker(plan: WorkerServing, path: str, target: str, *, where: str,
             if url:
                 local.unlink(missing_ok=True)
     except RareflowError as exc:
-        get_run_logger().error("%s", exc)
+        logger.error("%s", exc)
         return exc
+
+
+score_on_worker_task = task(score_on_worker, name="score-partition", cache_policy=NO_CACHE,
+                            task_run_name="score-partition {where}")
 
 
 def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str | None]],
@@ -137,7 +140,7 @@ def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str | None]]
         client = connect(runner, config.dask_address, "dask_address")
         logger.info("Scoring %d partitions on Dask (%d workers)", len(todo),
                     len(client.scheduler_info().get("workers", {})))
-        futures = [runner.submit(score_on_worker, parameters={
+        futures = [runner.submit(score_on_worker_task, parameters={
             "plan": plan, "path": str(Path(path).resolve()),
             "target": str(source.target(rel).resolve()), "where": source.where(rel),
             "digest": digest, "recorded": source.partitions.get(rel, {}).get("sha256"),
