@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -262,8 +263,10 @@ def prefect_server(env: dict, log_path: Path):
 
 
 def run_rareflow(train: pd.DataFrame, test: pd.DataFrame, *, label: str, positive,
-                 workdir: Path, env: dict, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Train with the CLI on ``train``, score ``test`` (label removed) with the latest version."""
+                 workdir: Path, env: dict, name: str,
+                 extra: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Train with the CLI on ``train`` (``extra``: more `rareflow train` flags), score ``test``
+    (label removed) with the latest version."""
     rareflow = str(Path(sys.executable).with_name("rareflow"))
     workdir.mkdir(parents=True, exist_ok=True)
     train_path, test_path = workdir / "fold_train.csv", workdir / "fold_test.csv"
@@ -274,7 +277,7 @@ def run_rareflow(train: pd.DataFrame, test: pd.DataFrame, *, label: str, positiv
     fit = subprocess.run([rareflow, "train", "--data", str(train_path), "--label", label,
                           "--positive", str(positive), "--fn-cost", str(FN_COST),
                           "--fp-cost", str(FP_COST), "--registry", str(registry),
-                          "--name", name], env=env, capture_output=True, text=True)
+                          "--name", name, *extra], env=env, capture_output=True, text=True)
     train_seconds = time.perf_counter() - started
     (workdir / "train.log").write_text(fit.stdout + "\n" + fit.stderr, encoding="utf-8")
     if fit.returncode not in (0, 3):  # 3: trained and registered, not promoted
@@ -484,6 +487,8 @@ def parse_args(argv):
     p.add_argument("--skip-baselines", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS, help="Results folder.")
     p.add_argument("--keep", action="store_true", help="Keep the work folder.")
+    p.add_argument("--train-args", default="", help="More `rareflow train` flags, e.g. "
+                   "\"--sample 0.5\" (benchmarks/sample_quality.py's shared-datasets side).")
     return p.parse_args(argv)
 
 
@@ -548,7 +553,7 @@ def _run(args, manifest: dict, names: list[str], work: Path) -> int:
                     scores, decisions, run = run_rareflow(
                         df.iloc[tr], df.iloc[te], label=info["label"],
                         positive=info["positive"], workdir=work / ds / f"fold{k}", env=env,
-                        name=ds.replace("_", "-"))
+                        name=ds.replace("_", "-"), extra=tuple(shlex.split(args.train_args)))
                     m = fold_metrics(y[te], scores, decisions)
                     per_fold[ds].setdefault(OURS, []).append(m)
                     runs.append({"dataset": ds, "fold": k, **run, **m})

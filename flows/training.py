@@ -9,6 +9,7 @@ from prefect import flow
 
 from schemas.config import TrainingConfig, TriggerEvent
 from tasks.data.arrivals import run_config
+from tasks.data.negative_sample import frozen_sample
 from tasks.data.split import split_task, split_times
 from tasks.data.tables import release_memory
 from tasks.data.validation import min_positives_needed, validate_task
@@ -35,10 +36,12 @@ def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -
     source and as_of replace ``config.data`` and ``config.as_of``.
     """
     config = run_config(config, trigger)
-    costs, seed, split = DecisionCosts.from_config(config.costs), config.seed, config.split
+    seed, split = config.seed, config.split
     registry = preflight_task(config)
     window = load_source_task(config, needed=min_positives_needed(
         test_size=split.test_size, n_folds=split.n_folds))
+    config = frozen_sample(config, window)  # a negative sample: its rate, weighed everywhere
+    costs = DecisionCosts.for_training(config)
     data = validate_task(window.frame, label=config.label, positive=config.positive,
                          test_size=split.test_size, n_folds=split.n_folds,
                          schema_model=config.schema_model, cost_column=costs.fn_cost_column)

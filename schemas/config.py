@@ -7,6 +7,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.sampling import check_sample, sample_field, sample_rows_field
+
 ModelName = Literal["auto", "logreg", "hgb", "rf", "brf", "gboost", "iforest"]
 SamplerName = Literal["auto", "none", "random_over", "random_under", "smote", "adasyn",
                       "borderline_smote", "smoteenn", "smotetomek"]
@@ -327,6 +329,8 @@ class TrainingConfig(_Model):
     label_time_column: str | None = _maturity_field("label_time_column")
     label_available_column: str | None = _maturity_field("label_available_column")
     label_delay_days: float = _maturity_field("label_delay_days")
+    sample: float | Literal["auto"] | None = sample_field()
+    sample_rows: int = sample_rows_field()
     costs: Costs = Field(default_factory=Costs)
     split: SplitConfig = Field(default_factory=SplitConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
@@ -342,13 +346,9 @@ class TrainingConfig(_Model):
     @field_validator("positive", mode="before")
     @classmethod
     def _positive_as_text(cls, value):
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, bool):
-            return str(value)
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
-        return str(value)
+        return value if value is None or isinstance(value, str) else str(value)
 
     @field_validator("name")
     @classmethod
@@ -356,6 +356,7 @@ class TrainingConfig(_Model):
         return check_name(value)
 
     _window = field_validator("window", mode="before")(lambda v: check_window(v))
+    _sample = field_validator("sample", mode="before")(lambda v: check_sample(v))
     _as_of = field_validator("as_of", "since", mode="before")(
         lambda v, info: check_as_of(v, info.field_name))
 

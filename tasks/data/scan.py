@@ -21,6 +21,12 @@ import pyarrow.parquet as pq
 from schemas.config import WINDOW_PATTERN
 from schemas.errors import ConfigError, DataError
 from tasks.data.labels import matured_mask, maturity_times, parse_times, utc
+from tasks.data.negative_sample import (
+    NegativeSampler,
+    check_window_fits,
+    count_rows,
+    memory_bytes,
+)
 from tasks.data.source_files import (
     SOURCE_FILE,
     SourceFiles,
@@ -53,6 +59,10 @@ class Selection:
     label_delay_days: float = 0.0
     keep_unmatured: bool = False  # monitoring keeps them, for the estimated recall
     since: pd.Timestamp | None = None  # rows must also be at or after this (after a drift)
+    sample: float | str | None = None  # training: a share of the negatives, or "auto"
+    sample_rows: int = 0  # "auto": the rows to keep
+    positive: str | None = None  # the class a sample keeps whole
+    seed: int = 0  # which negatives a sample keeps
 
     @property
     def span(self) -> pd.Timedelta | None:
@@ -169,11 +179,18 @@ class SourceReader:
         self.read: list[dict] = []
         self.skipped = 0
         self.bounds: dict[str, tuple] = {}  # "oldest"/"newest": (time, partition)
+        self.sampler = None if sel.sample is None else NegativeSampler(
+            sel.sample, label=sel.label, positive=sel.positive, seed=sel.seed,
+            budget=sel.sample_rows)
 
     def where(self, rel: str) -> str:
         return f"partition {rel!r} of source {self.files.spec!r}"
 
     def scan(self) -> list[Piece]:
+        if self.sampler is not None and self.sampler.rate is None:
+            self.sampler.resolve(self._to_read(count_rows))
+        elif self.sampler is None:  # before reading a window that cannot fit, say so
+            check_window_fits(self._to_read(memory_bytes), source=self.files.spec)
         for path in self.files.files:
             self._file(path, self.files.rel(path))
         return self.pieces
@@ -184,15 +201,29 @@ class SourceReader:
         if "newest" not in self.bounds or hi > self.bounds["newest"][0]:
             self.bounds["newest"] = (hi, rel)
 
+    def _misses(self, lo, hi) -> bool:
+        """Whether rows in [lo, hi] all lie outside the window."""
+        start, since = self.sel.start, self.sel.since
+        return (lo > self.sel.as_of or (start is not None and hi <= start)
+                or (since is not None and hi < since))
+
     def _outside(self, lo, hi, rel: str) -> bool:
         """Whether a file whose rows lie in [lo, hi] misses the window (then it is skipped)."""
         self._saw(lo, hi, rel)
-        start = self.sel.start
-        since = self.sel.since
-        outside = (lo > self.sel.as_of or (start is not None and hi <= start)
-                   or (since is not None and hi < since))
+        outside = self._misses(lo, hi)
         self.skipped += int(outside)
         return outside
+
+    def _to_read(self, measure) -> int:
+        """``measure`` (rows or bytes of a file, read from its footer or size) summed over the
+        files whose names do not place them outside the window."""
+        total = 0
+        for path in self.files.files:
+            rel = self.files.rel(path)
+            span = self._known_span(rel, hive_keys(rel))
+            if span is None or not self._misses(*span):
+                total += measure(self.files.local(path))
+        return total
 
     def _known_span(self, rel: str, keys: dict) -> tuple | None:
         """The time span a file's name guarantees: a partition key used as the time column, or
@@ -334,6 +365,8 @@ class SourceReader:
                                delay_days=sel.label_delay_days, as_of=sel.as_of,
                                event_times=times)
         keep = inside & (matured | sel.keep_unmatured)
+        if self.sampler is not None:
+            keep = self.sampler.keep(rows, keep, where=self.where(rel))
         maturity = maturity_times(aux, label_time_column=sel.label_time_column,
                                   delay_days=sel.label_delay_days, event_times=times)
         drop = [c for c in sel.aux_columns if c in aux.columns]

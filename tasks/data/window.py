@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas.errors import ConfigError, DataError
 from tasks.data.freshness import stale_source_error
 from tasks.data.labels import utc
+from tasks.data.negative_sample import check_sample_options, check_sampled_negatives
 from tasks.data.scan import Piece, Selection, SourceReader, iso, resolve_as_of
 from tasks.data.source_files import partition_date_key, resolve_source, source_info
 from tasks.data.tables import load_table, release_arrow_pool
@@ -83,7 +84,9 @@ def selection_from(config, *, keep_unmatured: bool = False, label: str | None = 
         label_time_column=config.label_time_column,
         label_available_column=config.label_available_column,
         label_delay_days=config.label_delay_days, keep_unmatured=keep_unmatured,
-        since=utc(since) if since else None)
+        since=utc(since) if since else None, sample=getattr(config, "sample", None),
+        sample_rows=getattr(config, "sample_rows", 0), positive=getattr(config, "positive", None),
+        seed=getattr(config, "seed", 0))
 
 
 def _last_rows(times: pd.Series | None, n_rows: int, keep: int) -> np.ndarray | None:
@@ -175,6 +178,7 @@ def lineage(files, sel: Selection, reader: SourceReader | None, window: SourceWi
         "time_range": ([iso(times.min()), iso(times.max())]
                        if times is not None and len(times) else None),
         "class_counts": None if labels is None else class_counts(labels),
+        "sample": reader.sampler.lineage() if reader and reader.sampler else None,
     }
 
 
@@ -202,7 +206,7 @@ def read_source(data: str, sel: Selection) -> SourceWindow:
             the window, saying so), or (training) no row in it has a matured label.
     """
     files = resolve_source(data)
-    if files.kind == "file" and not sel.uses_time:
+    if files.kind == "file" and not sel.uses_time and sel.sample is None:
         path = files.files[0]
         window = SourceWindow(load_table(path), {})
         window.lineage = lineage(files, sel, None, window)
@@ -284,11 +288,15 @@ def read_training_window(config, *, needed: int) -> SourceWindow:
     With ``since`` (a retraining after a recall drift) the rows since then are used when they
     hold enough of each class; otherwise the whole window is, and the log says why.
     """
+    check_sample_options(config)
     sel = selection_from(config)
     try:
         window = read_source(config.data, sel)
-        if sel.uses_time or window.lineage["kind"] != "file":
-            check_window_classes(window.lineage, label=config.label, positive=config.positive,
+        check_sampled_negatives(window.lineage["sample"], source=config.data, needed=needed)
+        if sel.uses_time or window.lineage["kind"] != "file" or sel.sample is not None:
+            sampled = window.lineage["sample"] or {}
+            check_window_classes(window.lineage, label=config.label,
+                                 positive=config.positive or sampled.get("positive"),
                                  needed=needed)
     except DataError as exc:
         if sel.since is None:

@@ -19,6 +19,15 @@ def apply_platt(scores, slope: float, intercept: float) -> np.ndarray:
     return 0.5 * (1 + np.tanh(z / 2))  # the logistic function, without overflow warnings
 
 
+def population_scores(scores, rate: float) -> np.ndarray:
+    """Scores of a model trained on a negative sample (every positive, ``rate`` of the
+    negatives) put back at the population's prevalence: ``q = p / (p + (1 - p) / rate)``
+    (He et al. 2014, "Practical lessons from predicting clicks on ads at Facebook").
+    Strictly increasing in ``p``, so rankings and cuts are unchanged; 0 and 1 stay put."""
+    p = np.asarray(scores, dtype=float)
+    return p / (p + (1.0 - p) / float(rate))
+
+
 def fit_platt(y, scores, *, start: tuple[float, float] | None = None) -> tuple[float, float]:
     """Fit ``sigmoid(a * logit(score) + b)`` to labels (Platt scaling on the logit).
 

@@ -73,6 +73,9 @@ class DecisionCosts:
         max_alert_rate: Most rows flagged, as a share of all rows (e.g. 0.005 = 5 per 1,000).
         min_recall: Least share of positives flagged.
         fn_cost_column: The column per-row costs come from (:meth:`for_rows` reads it).
+        negative_weight: How many of the population's negatives each negative row stands for
+            (``1 / sample`` when training on a negative sample, :mod:`tasks.data.negative_sample`;
+            1 for served rows): false alarms, precision and PR AUC count it.
     """
 
     fn_cost: float = 10.0
@@ -81,6 +84,7 @@ class DecisionCosts:
     max_alert_rate: float | None = None
     min_recall: float | None = None
     fn_cost_column: str | None = None
+    negative_weight: float = 1.0
 
     def __post_init__(self):
         if self.fn_cost <= 0 or self.fp_cost <= 0:
@@ -107,6 +111,30 @@ class DecisionCosts:
                    max_alert_rate=costs.get("max_alert_rate"),
                    min_recall=costs.get("min_recall"),
                    fn_cost_column=costs.get("fn_cost_column") or None)
+
+    @classmethod
+    def for_training(cls, config) -> DecisionCosts:
+        """A training run's costs: its config's, each negative row weighing ``1 / sample``
+        when the window is a negative sample (``sample`` frozen to the rate used, see
+        :func:`tasks.data.negative_sample.frozen_sample`)."""
+        sample = getattr(config, "sample", None)
+        if sample == "auto":
+            raise ValueError("sample is still 'auto': freeze it to the rate the window was "
+                             "read with (tasks.data.negative_sample.frozen_sample)")
+        return replace(cls.from_config(config.costs),
+                       negative_weight=1.0 if sample is None else 1.0 / float(sample))
+
+    @property
+    def false_alarm_cost(self) -> float:
+        """What a false alarm on one of these rows costs: ``fp_cost`` for each negative of the
+        population the row stands for."""
+        return self.fp_cost * self.negative_weight
+
+    def row_weights(self, y) -> np.ndarray | None:
+        """How many population rows each row stands for (None: one each, no sample)."""
+        if self.negative_weight == 1.0:
+            return None
+        return np.where(np.asarray(y).astype(bool), 1.0, self.negative_weight)
 
     def for_rows(self, X: pd.DataFrame) -> DecisionCosts:
         """The same costs for the rows of ``X``: each row's miss cost read from
@@ -148,10 +176,11 @@ class DecisionCosts:
         if weights is not None:
             w = np.asarray(weights, dtype=float)
             return float((w * self.miss_costs(np.ones(len(y), bool)))[y & ~d].sum()
-                         + self.fp_cost * float(w[~y & d].sum()))
+                         + self.false_alarm_cost * float(w[~y & d].sum()))
         if self.per_row:
-            return float(self.miss_costs(y)[y & ~d].sum() + self.fp_cost * np.sum(~y & d))
-        return float(self.fn_cost * np.sum(y & ~d) + self.fp_cost * np.sum(~y & d))
+            return float(self.miss_costs(y)[y & ~d].sum()
+                         + self.false_alarm_cost * np.sum(~y & d))
+        return float(self.fn_cost * np.sum(y & ~d) + self.false_alarm_cost * np.sum(~y & d))
 
     def never_flag(self, y, *, weights=None) -> float:
         """What flagging nothing costs: every positive missed (the normalised cost's

@@ -122,7 +122,7 @@ def _feasible(ks, fn, n: int, costs: DecisionCosts) -> np.ndarray:
 
 def _best_cut(s, ks, fn, fp, missed, *, costs: DecisionCosts) -> ThresholdChoice:
     miss = costs.fn_cost * fn if missed is None else missed
-    cost = miss + costs.fp_cost * fp
+    cost = miss + costs.false_alarm_cost * fp
     if costs.constrained:
         cost = np.where(_feasible(ks, fn, len(s), costs), cost, np.inf)
     best = int(np.argmin(cost))  # first minimum: fewest flags
@@ -194,4 +194,4 @@ def cost_curve(y, scores, *, costs: DecisionCosts, points: int = 101):
     flagged = decide(scores[None, :], grid[:, None])
     missed = (~flagged & y[None, :]).astype(float) @ costs.miss_costs(y)
     fp = (flagged & ~y[None, :]).sum(axis=1)
-    return grid, normalised(missed + costs.fp_cost * fp, costs.never_flag(y))
+    return grid, normalised(missed + costs.false_alarm_cost * fp, costs.never_flag(y))

@@ -123,7 +123,8 @@ def paired_bootstrap(y, cand_decisions, champ_decisions, *, costs: DecisionCosts
     pos = rng.multinomial(n_pos, pos_cells / max(n_pos, 1), size=samples)
     neg = rng.multinomial(n_neg, neg_cells / max(n_neg, 1), size=samples)
     cand_fp, champ_fp = neg[:, 0] + neg[:, 1], neg[:, 0] + neg[:, 2]  # flags among negatives
-    fp_cost, money = costs.fp_cost, costs.per_row  # money: each positive weighs what it costs
+    fp_cost = costs.false_alarm_cost  # a sampled negative's false alarm counts 1/rate times
+    money = costs.per_row  # money: each positive weighs what it costs
     m = costs.miss_costs(y)[y]
     a_pos, b_pos = a[y].astype(float), b[y].astype(float)
     cand_tp, champ_tp, cand_missed, champ_missed, never = positive_misses(
@@ -204,7 +205,7 @@ def candidate_bootstrap(y, scores, decisions, *, costs: DecisionCosts, samples: 
     rng = np.random.default_rng(seed)
     tp = rng.binomial(n_pos, (y & d).sum() / max(n_pos, 1), size=samples)
     fp = rng.binomial(n_neg, (~y & d).sum() / max(n_neg, 1), size=samples)
-    fn_cost, fp_cost = costs.fn_cost, costs.fp_cost
+    fn_cost, fp_cost = costs.fn_cost, costs.false_alarm_cost
     m = costs.miss_costs(y)[y]
     hit = d[y].astype(float)
     recall = tp / max(n_pos, 1)
@@ -215,10 +216,11 @@ def candidate_bootstrap(y, scores, decisions, *, costs: DecisionCosts, samples: 
         cost = normalised(missed + fp_cost * fp, never)
         recall = 1 - normalised(missed, never)
     pos, neg = ap_levels(y, scores)
+    nw = costs.negative_weight  # a sampled negative stands for this many (PR AUC in population)
     step = max(1, chunk // max(len(neg), 1))
     ap = np.concatenate([
         weighted_ap(rng.multinomial(n_pos, pos / max(n_pos, 1), size=size),
-                    rng.multinomial(n_neg, neg / max(n_neg, 1), size=size))
+                    rng.multinomial(n_neg, neg / max(n_neg, 1), size=size) * nw)
         for size in [min(step, samples - i) for i in range(0, samples, step)]])
     return {
         "samples": samples,
@@ -226,7 +228,7 @@ def candidate_bootstrap(y, scores, decisions, *, costs: DecisionCosts, samples: 
         "recall": float((y & d).sum() / max(n_pos, 1) if not costs.per_row
                         else m @ hit / max(m.sum(), 1e-300)),
         "recall_lower": float(np.quantile(recall, 1 - confidence)),
-        "pr_auc": float(weighted_ap(pos, neg)),
+        "pr_auc": float(weighted_ap(pos, neg * nw)),
         "pr_auc_lower": float(np.quantile(ap, 1 - confidence)),
         "normalised_cost": normalised(m @ (1 - hit) + fp_cost * (~y & d).sum(), m.sum()),
         "cost_upper": float(np.quantile(cost, confidence)),

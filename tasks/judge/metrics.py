@@ -35,25 +35,27 @@ def decision_metrics(y, decisions, *, costs: DecisionCosts) -> dict:
     """Metrics of 0/1 decisions: recall first, never plain accuracy alone."""
     y = np.asarray(y).astype(int)
     d = np.asarray(decisions).astype(int)
-    tn, fp, fn, tp = confusion_matrix(y, d, labels=[0, 1]).ravel()
+    w = costs.row_weights(y)  # a negative sample: counts in the population's rows
+    tn, fp, fn, tp = (round(float(c)) for c in confusion_matrix(
+        y, d, labels=[0, 1], sample_weight=w).ravel())
     recall = recall_score(y, d, zero_division=0)
     specificity = tn / (tn + fp) if tn + fp else 0.0
     cost = costs.expected(y, d)
     return {
         "recall": float(recall),
-        "precision": float(precision_score(y, d, zero_division=0)),
-        "f1": float(f1_score(y, d, zero_division=0)),
+        "precision": float(precision_score(y, d, zero_division=0, sample_weight=w)),
+        "f1": float(f1_score(y, d, zero_division=0, sample_weight=w)),
         "balanced_accuracy": float(balanced_accuracy_score(y, d)),
         "g_mean": float(math.sqrt(recall * specificity)),
         "specificity": float(specificity),
         "expected_cost": cost,
-        "cost_per_row": cost / len(y),
+        "cost_per_row": cost / (len(y) if w is None else float(w.sum())),
         "normalised_cost": normalised(cost, costs.never_flag(y)),
-        "alert_rate": float(d.mean()) if len(d) else float("nan"),
-        "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+        "alert_rate": float(np.average(d, weights=w)) if len(d) else float("nan"),
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
         "classification_report": classification_report(
             y, d, labels=[0, 1], target_names=["negative", "positive"], zero_division=0,
-            output_dict=True,
+            output_dict=True, sample_weight=w,
         ),
     }
 
@@ -62,12 +64,14 @@ def evaluate_scores(y, scores, *, threshold: float, costs: DecisionCosts) -> dic
     """Ranking metrics plus the threshold metrics at the chosen threshold and at 0.5."""
     y = np.asarray(y).astype(int)
     two_classes = 0 < y.sum() < len(y)
+    w = costs.row_weights(y)  # a negative sample: in the population's units
     return {
         "rows": int(len(y)),
         "positives": int(y.sum()),
-        "prevalence": float(y.mean()),
+        "prevalence": float(np.average(y, weights=w)) if len(y) else float("nan"),
         "roc_auc": float(roc_auc_score(y, scores)) if two_classes else float("nan"),
-        "pr_auc": float(average_precision_score(y, scores)) if two_classes else float("nan"),
+        "pr_auc": (float(average_precision_score(y, scores, sample_weight=w)) if two_classes
+                   else float("nan")),
         "at_threshold": metrics_at(y, scores, threshold, costs=costs),
         "at_0_5": metrics_at(y, scores, 0.5, costs=costs),
     }

@@ -82,7 +82,7 @@ def cost_at(y, scores, thresholds, *, costs: DecisionCosts) -> np.ndarray:
     miss_below = np.concatenate([[0.0], np.cumsum(miss)])  # what missing them costs
     below = np.searchsorted(s, np.asarray(thresholds, float), side="left")
     fp = (len(s) - below) - (pos.sum() - pos_below[below])
-    return normalised(miss_below[below] + costs.fp_cost * fp, miss.sum())
+    return normalised(miss_below[below] + costs.false_alarm_cost * fp, miss.sum())
 
 
 def threshold_grid(*score_sets) -> np.ndarray:

@@ -88,6 +88,20 @@ def card_window(lin: dict) -> list[str]:
             "by then.", ""]
 
 
+def card_sample(lin: dict) -> list[str]:
+    """A negative sample's rate and what it kept (nothing without one)."""
+    sample = lin.get("sample")
+    if not sample:
+        return []
+    before, after = sample["rows_before"], sample["rows_after"]
+    return [f"Negative sample (`sample: {sample['setting']}`): every positive and "
+            f"{sample['rate']:.4g} of the negatives (seed {sample['seed']}), "
+            f"{after['negative']:,} of {before['negative']:,} negative rows kept and "
+            f"{after['positive']:,} positives. Each kept negative weighs "
+            f"{sample['negative_weight']:.4g}: metrics, costs and gates are in the "
+            "population's units, and scores are corrected back to its prevalence.", ""]
+
+
 def card_data(meta: dict) -> list[str]:
     fp = meta["fingerprints"]
     train_neg = fp["train_rows"] - fp["train_positives"]
@@ -95,7 +109,8 @@ def card_data(meta: dict) -> list[str]:
     prevalence = fp["train_positives"] / fp["train_rows"] if fp["train_rows"] else float("nan")
     lines = ["## Training data", "",
              f"Training prevalence {prevalence:.4%} (positives / rows of the training part).",
-             "", *card_window(meta.get("lineage") or {})]
+             "", *card_window(meta.get("lineage") or {}),
+             *card_sample(meta.get("lineage") or {})]
     lines += _table(["part", "rows", "positive rows", "negative rows"], [
         ["train", fp["train_rows"], fp["train_positives"], train_neg],
         ["test", fp["test_rows"], fp["test_positives"], test_neg]])

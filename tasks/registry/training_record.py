@@ -126,7 +126,7 @@ def training_plots(config: TrainingConfig, parts: Parts, selection: Selection,
     oof = None
     if len(best.oof_scores) == len(parts.y_train):
         oof = (parts.y_train, best.oof_scores,
-               DecisionCosts.from_config(config.costs).for_rows(parts.X_train))
+               DecisionCosts.for_training(config).for_rows(parts.X_train))
     return version_plots(evidence.y, evidence.scores, threshold=fitted.model.threshold,
                          costs=evidence.costs, oof=oof)
 

@@ -98,7 +98,7 @@ def honest_row_costs(y, oof, folds, *, costs: DecisionCosts) -> tuple[np.ndarray
     out = np.zeros(len(y))
     for (_, held_pos), t in zip(folds, thresholds, strict=True):
         flagged = decide(oof[held_pos], t)
-        out[held_pos] = np.where(flagged, np.where(y[held_pos] == 1, 0.0, costs.fp_cost),
+        out[held_pos] = np.where(flagged, np.where(y[held_pos] == 1, 0.0, costs.false_alarm_cost),
                                  miss[held_pos])
     return out, float(miss.sum())
 
@@ -129,7 +129,7 @@ def score_oof(spec: CandidateSpec, y, oof, folds, *, costs: DecisionCosts,
         cv_cost=float(np.mean(fold_costs)),
         cv_cost_std=float(np.std(fold_costs)),
         oof_cost=choice.normalised_cost,
-        pr_auc=float(average_precision_score(y, oof)),
+        pr_auc=float(average_precision_score(y, oof, sample_weight=costs.row_weights(y))),
         fit_seconds=fit_seconds,
         fold_costs=fold_costs,
         brier=float(brier_score_loss(y, np.clip(oof, 0, 1))),

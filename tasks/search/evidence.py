@@ -69,7 +69,7 @@ def evidence_kind(config: TrainingConfig, positives: int) -> str:
 
 def test_part_evidence(model, parts: Parts, *, config: TrainingConfig) -> Evidence:
     """The final model's scores and decisions on the held-out test part."""
-    costs = DecisionCosts.from_config(config.costs).for_rows(parts.X_test)
+    costs = DecisionCosts.for_training(config).for_rows(parts.X_test)
     scores = model.positive_proba(parts.X_test)
     metrics = evaluate_scores(parts.y_test, scores, threshold=model.threshold, costs=costs)
     return Evidence(TEST_PART, parts.X_test, parts.y_test, scores,
@@ -96,7 +96,7 @@ def nested_cv_evidence(parts: Parts, *, config: TrainingConfig) -> Evidence:
                       "rows": len(held_pos), "positives": int(y[held_pos].sum())})
         logger.info("Nested CV outer fold %d: %s, threshold %.4f", k, best.spec.name,
                     best.threshold)
-    costs = DecisionCosts.from_config(config.costs).for_rows(X)
+    costs = DecisionCosts.for_training(config).for_rows(X)
     metrics = evaluate_decisions(y, scores, decisions, costs=costs)
     return Evidence(NESTED_CV, X, y, scores, decisions, metrics, costs,
                     {"outer_folds": len(folds), "folds": folds})

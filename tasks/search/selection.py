@@ -303,7 +303,7 @@ def search(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *, config: Train
     """
     started = time.perf_counter()
     strategy, seed = config.strategy, config.seed
-    costs = DecisionCosts.from_config(config.costs).for_rows(X)
+    costs = DecisionCosts.for_training(config).for_rows(X)
     folds = cv_folds(y, n_folds=config.split.n_folds, seed=seed)
     specs = candidate_specs(strategy, positive_rate=float(y.mean()), positives=int(y.sum()),
                             rows=len(y), has_categorical=bool(schema.categorical))
@@ -367,5 +367,5 @@ def select_task(X: pd.DataFrame, y: np.ndarray, schema: InputSchema, *,
     logger.info("Chose %s: CV normalised cost %.4f ± %.4f, threshold %.4f (from out-of-fold "
                 "scores)", best.spec.name, best.cv_cost, best.cv_cost_std, best.threshold)
     board = publish_selection(best, results, y,
-                              costs=DecisionCosts.from_config(config.costs).for_rows(X))
+                              costs=DecisionCosts.for_training(config).for_rows(X))
     return Selection(best=best, board=board, executor=executor)

@@ -268,6 +268,16 @@ CASES: list[Case] = [
     _train("negative-cost", "demo.csv", _with(lambda df: df), r"fn_cost", "--fn-cost", "-1"),
     _train("unknown-model", "demo.csv", _with(lambda df: df), r"strategy\.model",
            "--model", "xgboost"),
+    _train("sample-zero", "demo.csv", _with(lambda df: df), r"^error: invalid configuration: "
+           r"sample: .*above 0 and at most 1", "--sample", "0"),
+    _train("sample-above-one", "demo.csv", _with(lambda df: df), r"sample: .*above 0 and at "
+           r"most 1", "--sample", "1.5"),
+    _train("sample-too-few-negatives", "demo.csv", _with(lambda df: df), r"sample 0\.02 "
+           r"\(rate 0\.02\) keeps \d+ of the \d+ negative rows .*raise sample", "--sample",
+           "0.02"),
+    _train("sample-with-alert-cap", "demo.csv", _with(lambda df: df), r"sample with "
+           r"costs\.max_alert_rate is not supported yet", "--sample", "0.5",
+           "--max-alert-rate", "0.05"),
     _train("bad-config-yaml", "demo.csv", _with(lambda df: df), r"not valid YAML",
            "--config", "{dir}/broken.yaml"),
     _train("billion-laughs-config", "demo.csv", _laughs, r"laughs.yaml' expands to more "

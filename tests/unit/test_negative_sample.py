@@ -1,0 +1,184 @@
+"""Training on a negative sample (`sample`): which rows are kept, and that every figure a run
+judges with is in the population's units (a kept negative weighs 1 / rate)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score
+
+from schemas.config import TrainingConfig
+from schemas.errors import ConfigError, DataError
+from tasks.data.negative_sample import auto_rate, uniform_from
+from tasks.data.window import read_training_window
+from tasks.decision.calibration import population_scores
+from tasks.decision.costs import DecisionCosts
+from tasks.decision.served_classifier import SampledPrevalence, served_classifier
+from tasks.decision.threshold import choose_threshold
+from tasks.judge.gates import candidate_bootstrap
+from tasks.judge.metrics import evaluate_scores
+
+LABEL = "is_fraud"
+
+
+def _table(n=6000, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-3.5 + 1.5 * x[:, 0])))).astype(int)
+    frame = pd.DataFrame(x, columns=["a", "b", "c"])
+    frame["channel"] = rng.choice(["web", "pos", "atm"], n)
+    frame[LABEL] = y
+    return frame
+
+
+def _source(tmp_path, frame, fmt="parquet"):
+    root = tmp_path / f"source_{fmt}"
+    for day, part in enumerate(np.array_split(np.arange(len(frame)), 3), start=1):
+        folder = root / f"date=2026-11-0{day}"
+        folder.mkdir(parents=True)
+        rows = frame.iloc[part]
+        if fmt == "parquet":
+            rows.to_parquet(folder / "part.parquet", index=False)
+        else:
+            rows.to_csv(folder / "part.csv", index=False)
+    return root
+
+
+def _read(data, **options):
+    config = TrainingConfig(data=str(data), label=LABEL, **options)
+    return read_training_window(config, needed=5)
+
+
+def test_every_positive_and_a_share_of_the_negatives_are_kept(tmp_path):
+    frame = _table()
+    window = _read(_source(tmp_path, frame), sample=0.2)
+    kept = window.frame
+    sample = window.lineage["sample"]
+    positives, negatives = int(frame[LABEL].sum()), int((frame[LABEL] == 0).sum())
+    assert int(kept[LABEL].sum()) == positives
+    assert sample["rows_before"] == {"positive": positives, "negative": negatives}
+    kept_neg = int((kept[LABEL] == 0).sum())
+    assert sample["rows_after"] == {"positive": positives, "negative": kept_neg}
+    sd = np.sqrt(negatives * 0.2 * 0.8)
+    assert abs(kept_neg - 0.2 * negatives) < 4 * sd
+    assert sample["rate"] == 0.2 and sample["negative_weight"] == 5.0
+    assert sample["seed"] == 0 and sample["positive"] == "1"
+    assert window.lineage["class_counts"] == {"0": kept_neg, "1": positives}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_the_same_rows_again_but_not_with_another_seed(tmp_path, fmt):
+    source = _source(tmp_path, _table(), fmt)
+    first = _read(source, sample=0.3).frame
+    pd.testing.assert_frame_equal(first, _read(source, sample=0.3).frame)
+    other_seed = _read(source, sample=0.3, seed=1).frame
+    assert not np.array_equal(first["a"].to_numpy(), other_seed["a"].to_numpy())
+
+
+def test_auto_keeps_about_the_row_budget(tmp_path):
+    frame = _table(n=9000)
+    window = _read(_source(tmp_path, frame), sample="auto", sample_rows=3000)
+    sample = window.lineage["sample"]
+    assert sample["setting"] == "auto"
+    assert sample["rate"] == pytest.approx(3000 / 9000)
+    positives = int(frame[LABEL].sum())  # kept whole: about 3000 rows beside them
+    assert abs(len(window.frame) - (3000 + positives * (1 - sample["rate"]))) < 150
+    assert auto_rate(100, 1000) == 1.0
+
+
+def test_a_window_of_rows_or_an_alert_cap_with_a_sample_is_refused(tmp_path):
+    source = _source(tmp_path, _table())
+    with pytest.raises(ConfigError, match="sample with a window of rows"):
+        _read(source, sample=0.5, window="100rows")
+    with pytest.raises(ConfigError, match="max_alert_rate"):
+        _read(source, sample=0.5, costs={"max_alert_rate": 0.01})
+
+
+def test_the_hash_is_uniform_and_seeded():
+    hashes = np.arange(200_000, dtype=np.uint64) * np.uint64(2654435761)
+    u = uniform_from(hashes, 0)
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(u.mean() - 0.5) < 0.005
+    assert abs((u < 0.1).mean() - 0.1) < 0.003
+    assert not np.array_equal(u, uniform_from(hashes, 1))
+
+
+def _population_and_sample(rate_inverse=4, seed=3):
+    """Labels and scores of a population, and the same with each negative kept once in
+    ``rate_inverse`` (every ``rate_inverse``-th one)."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(8000) < 0.05).astype(int)
+    scores = np.clip(rng.normal(0.3 + 0.3 * y, 0.15), 0, 1)
+    neg = np.flatnonzero(y == 0)
+    kept = np.sort(np.r_[np.flatnonzero(y == 1), neg[::rate_inverse]])
+    # the population the sample stands for: each kept negative repeated rate_inverse times
+    rows = np.repeat(kept, np.where(y[kept] == 1, 1, rate_inverse))
+    return (y[kept], scores[kept]), (y[rows], scores[rows])
+
+
+def test_costs_threshold_and_metrics_of_a_sample_are_the_populations():
+    (ys, ss), (yp, sp) = _population_and_sample()
+    weighted = DecisionCosts(fn_cost=20, fp_cost=1, negative_weight=4.0)
+    plain = DecisionCosts(fn_cost=20, fp_cost=1)
+    on_sample = choose_threshold(ys, ss, costs=weighted)
+    on_population = choose_threshold(yp, sp, costs=plain)
+    assert on_sample.threshold == on_population.threshold
+    assert on_sample.normalised_cost == pytest.approx(on_population.normalised_cost)
+    a = evaluate_scores(ys, ss, threshold=on_sample.threshold, costs=weighted)
+    b = evaluate_scores(yp, sp, threshold=on_sample.threshold, costs=plain)
+    for key in ("prevalence", "pr_auc", "roc_auc"):
+        assert a[key] == pytest.approx(b[key]), key
+    for key in ("recall", "precision", "f1", "expected_cost", "normalised_cost", "alert_rate",
+                "cost_per_row"):
+        assert a["at_threshold"][key] == pytest.approx(b["at_threshold"][key]), key
+    assert a["at_threshold"]["confusion_matrix"] == b["at_threshold"]["confusion_matrix"]
+    unweighted = evaluate_scores(ys, ss, threshold=on_sample.threshold, costs=plain)
+    assert unweighted["pr_auc"] > a["pr_auc"]  # a sample judged as it is flatters precision
+    d = ss >= on_sample.threshold
+    boot = candidate_bootstrap(ys, ss, d, costs=weighted, samples=200, confidence=0.95)
+    assert boot["pr_auc"] == pytest.approx(average_precision_score(yp, sp))
+    assert boot["normalised_cost"] == pytest.approx(on_population.normalised_cost)
+
+
+def test_scores_are_put_back_at_the_populations_prevalence():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 1))
+    y = (rng.random(20_000) < 1 / (1 + np.exp(-(-5 + 2 * X[:, 0])))).astype(int)
+    keep = (y == 1) | (rng.random(len(y)) < 0.1)
+    model = LogisticRegression().fit(X[keep], y[keep])
+    costs = DecisionCosts(fn_cost=10, fp_cost=1, negative_weight=10.0)
+    served = served_classifier(model, threshold=0.3, schema=None, spec=None, negative=0,
+                               positive=1, costs=costs)
+    p = model.predict_proba(X)[:, 1]
+    q = served.positive_proba(X)
+    assert np.allclose(q, population_scores(p, 0.1))
+    assert served.threshold == pytest.approx(population_scores(0.3, 0.1))
+    assert np.array_equal(served.decide(X).astype(bool), p >= 0.3)
+    assert q.mean() == pytest.approx(y.mean(), rel=0.15)  # the population's prevalence
+    assert p.mean() > 3 * y.mean()  # the sample's, without the correction
+    assert isinstance(served.estimator.estimator.estimator_, SampledPrevalence)
+    assert served.fp_cost == 1  # what the version records: the cost, not the weight
+
+
+def test_training_costs_weigh_the_frozen_rate():
+    config = TrainingConfig(data="x", label=LABEL, sample=0.25)
+    assert DecisionCosts.for_training(config).negative_weight == 4.0
+    assert DecisionCosts.for_training(config).false_alarm_cost == 4.0
+    assert DecisionCosts.for_training(config.model_copy(update={"sample": None})) \
+        .negative_weight == 1.0
+    with pytest.raises(ValueError, match="still 'auto'"):
+        DecisionCosts.for_training(config.model_copy(update={"sample": "auto"}))
+
+
+def test_a_window_larger_than_memory_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import tasks.data.negative_sample as negative_sample
+
+    source = _source(tmp_path, _table())
+    monkeypatch.setattr(negative_sample, "available_memory", lambda: 100_000)
+    with pytest.raises(DataError, match=r"holds about .* GiB of rows uncompressed.*set sample"):
+        _read(source)
+    assert len(_read(source, sample=0.5).frame) > 0  # a sample is read partition by partition
+    negative_sample.check_window_fits(10, source="s", available=20)
+    assert negative_sample.available_memory() > 0
