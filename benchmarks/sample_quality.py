@@ -47,15 +47,15 @@ from score_speed import make_rows  # noqa: E402
 RESULTS = HERE / "results"
 WORK = HERE / "work" / "sample_quality"
 FN_COST, FP_COST = 10.0, 1.0
-INTERCEPT = -8.5  # about 0.2 % positives
+INTERCEPT = -13.5  # about 0.2 % positives
 
 
 def labelled_rows(n: int, *, seed: int, day: str) -> pd.DataFrame:
     """``n`` rows of score_speed's features with a label ``y`` (about 0.2 % positives)."""
     frame = make_rows(n, seed=seed, day=day).drop(columns=["id", "event_time"])
     x = frame[["x00", "x01", "x02", "x03"]].fillna(0).to_numpy()
-    logit = (INTERCEPT + 1.3 * x[:, 0] + 0.9 * x[:, 1] * x[:, 2] + 0.7 * np.abs(x[:, 3])
-             + 1.0 * (frame["c0"] == "L1") - 0.8 * (frame["c1"] == "L2"))
+    logit = (INTERCEPT + 2.6 * x[:, 0] + 2.0 * x[:, 1] * x[:, 2] + 1.2 * np.abs(x[:, 3])
+             + 1.5 * (frame["c0"] == "L1") - 1.2 * (frame["c1"] == "L2"))
     rng = np.random.default_rng(seed + 7)
     frame["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
     return frame

@@ -30,6 +30,7 @@ sorted 64-bit hashes of its row keys, to refuse a key that repeats across partit
 
 SCORE = "score"
 DECISION = "decision"
+POPULATION_WEIGHT = "population_weight"  # a version's reference rows from a negative sample
 
 ROW_KEY = "row_key"
 ROW_KEY_BYTES = 16  # of the sha256 digest: 32 hex characters

@@ -191,15 +191,17 @@ class DecisionCosts:
         w = np.asarray(weights, dtype=float)
         return float((w * self.miss_costs(np.ones(len(y), bool)))[y].sum())
 
-    def expected_given(self, p, decisions) -> tuple[float, float]:
+    def expected_given(self, p, decisions, *, weights=None) -> tuple[float, float]:
         """Expected cost of 0/1 decisions and of never flagging, when labels are not known
-        yet and each row is positive with probability ``p`` (per-row costs: of these rows)."""
+        yet and each row is positive with probability ``p`` (per-row costs: of these rows;
+        ``weights``: how many rows each row stands for)."""
         p = np.asarray(p, dtype=float)
         d = np.asarray(decisions).astype(bool)
-        tp, fn, fp = p[d].sum(), p[~d].sum(), (1 - p[d]).sum()
+        n = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
+        tp, fn, fp = (n * p)[d].sum(), (n * p)[~d].sum(), (n * (1 - p))[d].sum()
         if not self.per_row:
             return float(self.fn_cost * fn + self.fp_cost * fp), float(self.fn_cost * (tp + fn))
-        w = self.fn_costs
+        w = self.fn_costs * n
         return float((p[~d] * w[~d]).sum() + self.fp_cost * fp), float((p * w).sum())
 
     def normalised(self, y, decisions, *, empty=float("nan")) -> float:

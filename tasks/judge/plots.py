@@ -91,16 +91,19 @@ def threshold_grid(*score_sets) -> np.ndarray:
     return np.unique(np.clip(np.concatenate([np.linspace(0, 1, 201), *qs]), 0, 1))
 
 
-def pr_curve_png(y, scores, *, threshold: float) -> bytes:
+def pr_curve_png(y, scores, *, threshold: float, weights=None) -> bytes:
+    """``weights``: how many rows each row stands for (a negative sample's 1 / rate)."""
     y, scores = np.asarray(y).astype(int), np.asarray(scores, float)
-    precision, recall, _ = precision_recall_curve(y, scores)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
+    precision, recall, _ = precision_recall_curve(y, scores, sample_weight=weights)
     fig, ax = new_figure()
     ax.plot(recall, precision, color=TEST, lw=1.5, label="test part")
-    ax.axhline(y.mean(), color=HALF, ls=":", lw=1, label=f"prevalence {y.mean():.3f}")
+    prevalence = float(np.average(y, weights=w))
+    ax.axhline(prevalence, color=HALF, ls=":", lw=1, label=f"prevalence {prevalence:.3f}")
     for t, color, name in ((threshold, CHOSEN, "chosen"), (0.5, HALF, "0.5")):
         flag = decide(scores, t)
         r = (flag & (y == 1)).sum() / max(y.sum(), 1)
-        p = (flag & (y == 1)).sum() / flag.sum() if flag.sum() else 1.0
+        p = w[flag & (y == 1)].sum() / w[flag].sum() if flag.sum() else 1.0
         ax.plot([r], [p], "o", color=color, ms=8,
                 label=f"{name} threshold {t:.3g}: recall {r:.2f}, precision {p:.2f}")
     ax.set(xlabel="recall (minority class)", ylabel="precision", xlim=(0, 1.01),
@@ -132,15 +135,31 @@ def cost_curve_png(y, scores, *, threshold: float, costs: DecisionCosts,
     return png_bytes(fig)
 
 
-def reliability_png(y, scores, *, bins: int = 10) -> bytes:
+def reliability(y, scores, *, bins: int = 10, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """(observed positive rate, mean score) per equal-count score bin, as scikit-learn's
+    ``calibration_curve(strategy="quantile")``; with ``weights`` (a negative sample's rows
+    standing for 1 / rate rows each) both are weighted means."""
+    if weights is None:
+        return calibration_curve(y, scores, n_bins=bins, strategy="quantile")
+    w = np.asarray(weights, dtype=float)
+    edges = np.percentile(scores, np.linspace(0, 100, bins + 1))
+    ids = np.searchsorted(edges[1:-1], scores)
+    total = np.bincount(ids, weights=w, minlength=len(edges))
+    used = total > 0
+    return ((np.bincount(ids, weights=w * y, minlength=len(edges))[used] / total[used]),
+            (np.bincount(ids, weights=w * scores, minlength=len(edges))[used] / total[used]))
+
+
+def reliability_png(y, scores, *, bins: int = 10, weights=None) -> bytes:
     y, scores = np.asarray(y).astype(int), np.clip(np.asarray(scores, float), 0, 1)
-    observed, predicted = calibration_curve(y, scores, n_bins=bins, strategy="quantile")
+    observed, predicted = reliability(y, scores, bins=bins, weights=weights)
+    brier = brier_score_loss(y, scores, sample_weight=weights)
     fig, ax = new_figure()
     top = float(max(predicted.max(), observed.max(), 0.05)) * 1.1
     ax.plot([0, top], [0, top], color=HALF, ls=":", lw=1, label="perfectly calibrated")
     ax.plot(predicted, observed, "o-", color=TEST, label="test part (equal-count bins)")
     ax.set(xlabel="mean score in bin", ylabel="observed positive rate", xlim=(0, top),
-           ylim=(0, top), title=f"Reliability (Brier {brier_score_loss(y, scores):.4f})")
+           ylim=(0, top), title=f"Reliability (Brier {brier:.4f})")
     ax.legend(loc="upper left", fontsize=8)
     return png_bytes(fig)
 
@@ -184,12 +203,14 @@ def render_all(makers: dict[str, Callable[[], bytes]], *, what: str,
 
 def version_plots(y, scores, *, threshold: float, costs: DecisionCosts,
                   oof: tuple | None = None) -> dict[str, bytes]:
-    """A version's four plots (test part; ``oof`` adds the training curve) as PNG bytes."""
+    """A version's four plots (test part; ``oof`` adds the training curve) as PNG bytes;
+    a negative sample's rows count as the rows they stand for (``costs.row_weights``)."""
+    weights = costs.row_weights(y)
     return render_all({
-        PR_CURVE: lambda: pr_curve_png(y, scores, threshold=threshold),
+        PR_CURVE: lambda: pr_curve_png(y, scores, threshold=threshold, weights=weights),
         COST_CURVE: lambda: cost_curve_png(y, scores, threshold=threshold, costs=costs,
                                            oof=oof),
-        RELIABILITY: lambda: reliability_png(y, scores),
+        RELIABILITY: lambda: reliability_png(y, scores, weights=weights),
         HISTOGRAMS: lambda: histograms_png(y, scores, threshold=threshold),
     }, what="the version's")
 
@@ -335,16 +356,17 @@ def cost_curve_markdown(y, scores, *, threshold: float, costs: DecisionCosts,
     return "\n".join(lines)
 
 
-def calibration_summary(y, scores, *, bins: int = 10) -> dict:
-    """Brier score and a quantile-binned reliability curve (mean score vs observed rate)."""
+def calibration_summary(y, scores, *, bins: int = 10, weights=None) -> dict:
+    """Brier score and a quantile-binned reliability curve (mean score vs observed rate);
+    ``weights``: how many rows each row stands for (a negative sample's 1 / rate)."""
     y = np.asarray(y).astype(int)
     scores = np.clip(np.asarray(scores, dtype=float), 0, 1)
-    observed, predicted = calibration_curve(y, scores, n_bins=bins, strategy="quantile")
-    prevalence = y.mean()
+    observed, predicted = reliability(y, scores, bins=bins, weights=weights)
+    prevalence = np.average(y, weights=weights)
     return {
-        "brier": float(brier_score_loss(y, scores)),
+        "brier": float(brier_score_loss(y, scores, sample_weight=weights)),
         "brier_of_prevalence": float(prevalence * (1 - prevalence)),
-        "mean_score": float(scores.mean()),
+        "mean_score": float(np.average(scores, weights=weights)),
         "prevalence": float(prevalence),
         "reliability": [{"mean_score": float(p), "observed_rate": float(o)}
                         for p, o in zip(predicted, observed, strict=True)],

@@ -34,10 +34,11 @@ METHOD = ("CBPE: expected positives above and below the threshold from scores ca
           "the reference (isotonic); an estimate, not a measurement")
 
 
-def reference_calibration(scores, y) -> IsotonicRegression:
-    """A monotone map from score to P(positive), fitted on the reference rows."""
+def reference_calibration(scores, y, weights=None) -> IsotonicRegression:
+    """A monotone map from score to P(positive), fitted on the reference rows (``weights``:
+    how many rows of the population each stands for, for a negative sample's)."""
     return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
-        np.asarray(scores, dtype=float), np.asarray(y, dtype=float))
+        np.asarray(scores, dtype=float), np.asarray(y, dtype=float), sample_weight=weights)
 
 
 @dataclass(frozen=True)
@@ -61,31 +62,37 @@ class Estimate:
         return {"is_estimate": True, **asdict(self)}
 
 
-def expected_figures(p: np.ndarray, decisions: np.ndarray, *, costs: DecisionCosts) -> dict:
+def expected_figures(p: np.ndarray, decisions: np.ndarray, *, costs: DecisionCosts,
+                     weights=None) -> dict:
     """Expected confusion counts, recall (with its standard error) and cost of decisions when
     each row is positive with probability ``p``; with per-row ``costs`` (bound to these rows)
-    a miss costs its row's value (money) instead of ``fn_cost``."""
+    a miss costs its row's value (money) instead of ``fn_cost``; ``weights``: how many rows
+    each row stands for (a negative sample's reference)."""
     d = np.asarray(decisions).astype(bool)
-    tp, fn, fp = p[d].sum(), p[~d].sum(), (1 - p[d]).sum()
+    n = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
+    tp, fn, fp = (n * p)[d].sum(), (n * p)[~d].sum(), (n * (1 - p))[d].sum()
     positives = tp + fn
     if positives <= 0:
         return {"positives": 0.0, "recall": None, "se": None, "cost": costs.fp_cost * fp,
                 "normalised": None}
-    var_tp, var_fn = (p[d] * (1 - p[d])).sum(), (p[~d] * (1 - p[~d])).sum()
+    v = n * n * p * (1 - p)
+    var_tp, var_fn = v[d].sum(), v[~d].sum()
     se = float(np.sqrt(fn**2 * var_tp + tp**2 * var_fn) / positives**2)
-    cost, never = costs.expected_given(p, d)
+    cost, never = costs.expected_given(p, d, weights=weights)
     return {"positives": float(positives), "recall": float(tp / positives), "se": se,
             "cost": cost, "normalised": normalised(cost, never, empty=None)}
 
 
 def estimate_recall(scores, decisions, *, calibration: IsotonicRegression, reference_scores,
                     reference_decisions, costs: DecisionCosts, reference_costs: DecisionCosts,
-                    tolerance: float, confidence: float, min_positives: float) -> Estimate:
+                    tolerance: float, confidence: float, min_positives: float,
+                    reference_weights=None) -> Estimate:
     """Estimate recall and cost of rows whose labels have not matured, and say whether the
     estimated recall is more than ``tolerance`` below the reference's beyond its uncertainty.
 
     ``costs`` and ``reference_costs`` are the version's costs bound to the rows awaiting
-    labels and to the reference rows (per-row costs: each row's amount).
+    labels and to the reference rows (per-row costs: each row's amount);
+    ``reference_weights``: the rows of the population each reference row stands for.
 
     Example:
         >>> cal = reference_calibration([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1])
@@ -98,7 +105,8 @@ def estimate_recall(scores, decisions, *, calibration: IsotonicRegression, refer
     """
     scores = np.asarray(scores, dtype=float)
     ref = expected_figures(calibration.predict(np.asarray(reference_scores, dtype=float)),
-                           reference_decisions, costs=reference_costs)
+                           reference_decisions, costs=reference_costs,
+                           weights=reference_weights)
     batch = (expected_figures(calibration.predict(scores), decisions, costs=costs)
              if len(scores)
              else {"positives": 0.0, "recall": None, "se": None, "cost": None,

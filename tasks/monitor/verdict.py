@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import MonitoringConfig
 from schemas.inference import InputSchema
-from schemas.scored import DECISION, SCORE
+from schemas.scored import DECISION, POPULATION_WEIGHT, SCORE
 from schemas.statuses import CANNOT_JUDGE, DRIFT
 from tasks.data.labels import binary_labels, label_roles
 from tasks.data.source_files import source_path
@@ -44,25 +44,36 @@ from tasks.runtime.io_retries import IO_RETRIES
 logger = logging.getLogger(__name__)
 
 
-def classification_figures(y, decisions) -> dict:
-    """Counts and rates of 0/1 decisions against 0/1 labels: minority recall first."""
+def classification_figures(y, decisions, weights=None) -> dict:
+    """Counts and rates of 0/1 decisions against 0/1 labels: minority recall first.
+
+    ``weights``: how many rows of the population each row stands for (the reference of a
+    version trained on a negative sample, ``POPULATION_WEIGHT``); flags, precision, prevalence
+    and flag rate then count them (positives weigh 1: recall is unchanged)."""
     y = np.asarray(y).astype(bool)
     d = np.asarray(decisions).astype(bool)
-    positives, flagged = int(y.sum()), int(d.sum())
-    detected = int((y & d).sum())
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    rows, flagged = float(w.sum()), float(w[d].sum())
+    positives, detected = int(y.sum()), int((y & d).sum())
     return {
         "rows": int(len(y)),
         "positives": positives,
         "detected": detected,
-        "flagged": flagged,
+        "flagged": round(flagged),
         "recall": detected / positives if positives else None,
         "precision": detected / flagged if flagged else None,
-        "prevalence": positives / len(y) if len(y) else None,
-        "flag_rate": flagged / len(y) if len(y) else None,
+        "prevalence": positives / rows if len(y) else None,
+        "flag_rate": flagged / rows if len(y) else None,
     }
 
 
-def cost_figures(y, decisions, *, costs: DecisionCosts) -> dict:
+def reference_weights(reference: pd.DataFrame) -> np.ndarray | None:
+    """How many rows of the population each reference row stands for (None: one each)."""
+    return (reference[POPULATION_WEIGHT].to_numpy(dtype=float)
+            if POPULATION_WEIGHT in reference.columns else None)
+
+
+def cost_figures(y, decisions, *, costs: DecisionCosts, weights=None) -> dict:
     """Expected cost of the decisions at the model's threshold, absolute, per row, normalised.
 
     ``normalised_cost`` divides by the cost of never flagging anything, as the training gates
@@ -71,11 +82,12 @@ def cost_figures(y, decisions, *, costs: DecisionCosts) -> dict:
     """
     y = np.asarray(y).astype(bool)
     d = np.asarray(decisions).astype(bool)
-    cost = costs.expected(y, d)
+    cost = costs.expected(y, d, weights=weights)
+    rows = len(y) if weights is None else float(np.sum(weights))
     return {
         "expected_cost": cost,
-        "cost_per_row": cost / len(y) if len(y) else None,
-        "normalised_cost": normalised(cost, costs.never_flag(y), empty=None),
+        "cost_per_row": cost / rows if len(y) else None,
+        "normalised_cost": normalised(cost, costs.never_flag(y, weights=weights), empty=None),
         "fn": int((y & ~d).sum()),
         "fp": int((~y & d).sum()),
         "fn_cost": float(costs.fn_cost),
@@ -115,11 +127,12 @@ def judge(batch: pd.DataFrame, y: np.ndarray, usable: np.ndarray, reference: pd.
     # model of its outer fold, at that model's threshold
     d_ref = (reference[DECISION].to_numpy().astype(np.int8) if DECISION in reference
              else decide(reference[SCORE].to_numpy(), threshold).astype(np.int8))
+    w_ref = reference_weights(reference)
     figures = {"batch": classification_figures(y_batch, matured[DECISION]),
-               "reference": classification_figures(y_ref, d_ref)}
-    cost = {side: cost_figures(yy, dd, costs=costs.for_rows(rows))
-            for side, yy, dd, rows in (("batch", y_batch, matured[DECISION], matured),
-                                       ("reference", y_ref, d_ref, reference))}
+               "reference": classification_figures(y_ref, d_ref, w_ref)}
+    cost = {side: cost_figures(yy, dd, costs=costs.for_rows(rows), weights=w)
+            for side, yy, dd, rows, w in (("batch", y_batch, matured[DECISION], matured, None),
+                                          ("reference", y_ref, d_ref, reference, w_ref))}
     decision = decide_recall_drift(
         batch_detected=figures["batch"]["detected"],
         batch_positives=figures["batch"]["positives"],
@@ -151,8 +164,10 @@ def estimate_pending(batch: pd.DataFrame, pending: np.ndarray, reference: pd.Dat
     rows = batch.loc[pending]
     return estimate_recall(
         rows[SCORE].to_numpy(), rows[DECISION].to_numpy(),
-        calibration=reference_calibration(reference[SCORE].to_numpy(), j.y_ref),
+        calibration=reference_calibration(reference[SCORE].to_numpy(), j.y_ref,
+                                          reference_weights(reference)),
         reference_scores=reference[SCORE].to_numpy(), reference_decisions=j.d_ref,
+        reference_weights=reference_weights(reference),
         costs=costs.for_rows(rows), reference_costs=costs.for_rows(reference),
         tolerance=config.recall_tolerance, confidence=config.confidence,
         min_positives=config.min_positives / 2)

@@ -19,9 +19,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import TrainingConfig
-from schemas.scored import DECISION, SCORE
+from schemas.scored import DECISION, POPULATION_WEIGHT, SCORE
 from schemas.statuses import PENDING
 from tasks.data.split import Parts
+from tasks.decision.calibration import population_scores
 from tasks.decision.costs import DecisionCosts
 from tasks.decision.served_classifier import MODEL_FORMAT, native
 from tasks.judge.gate_verdict import Verdict
@@ -96,7 +97,8 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
         "evidence": {"kind": evidence.kind, "description": evidence.describe(),
                      **evidence.detail},
         "metrics": evidence.metrics,
-        "calibration": calibration_summary(evidence.y, evidence.scores),
+        "calibration": calibration_summary(evidence.y, evidence.scores,
+                                           weights=evidence.costs.row_weights(evidence.y)),
         "calibrated": model.calibrated,
         "classes": class_pair(model),
         "model_format": MODEL_FORMAT,
@@ -112,10 +114,13 @@ def training_metadata(config: TrainingConfig, parts: Parts, selection: Selection
 
 def reference_table(evidence: Evidence, schema) -> pd.DataFrame:
     """The judged rows' features, label, score and decision (the test part's, or every row's
-    out-of-fold ones): monitoring compares batches to it."""
-    return evidence.X[schema.feature_names].reset_index(drop=True).assign(
+    out-of-fold ones): monitoring compares batches to it. Rows of a negative sample also carry
+    how many rows of the population each stands for (``POPULATION_WEIGHT``)."""
+    table = evidence.X[schema.feature_names].reset_index(drop=True).assign(
         **{schema.label: np.where(evidence.y == 1, schema.positive, schema.negative),
            SCORE: evidence.scores, DECISION: evidence.decisions})
+    weights = evidence.costs.row_weights(evidence.y)
+    return table if weights is None else table.assign(**{POPULATION_WEIGHT: weights})
 
 
 def training_plots(config: TrainingConfig, parts: Parts, selection: Selection,
@@ -125,8 +130,11 @@ def training_plots(config: TrainingConfig, parts: Parts, selection: Selection,
     best = selection.best
     oof = None
     if len(best.oof_scores) == len(parts.y_train):
-        oof = (parts.y_train, best.oof_scores,
-               DecisionCosts.for_training(config).for_rows(parts.X_train))
+        costs = DecisionCosts.for_training(config).for_rows(parts.X_train)
+        scores = best.oof_scores
+        if costs.negative_weight != 1.0:  # a negative sample's: in the population's units
+            scores = population_scores(scores, 1 / costs.negative_weight)
+        oof = (parts.y_train, scores, costs)
     return version_plots(evidence.y, evidence.scores, threshold=fitted.model.threshold,
                          costs=evidence.costs, oof=oof)
 

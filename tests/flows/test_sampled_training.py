@@ -65,6 +65,9 @@ def test_train_on_a_negative_sample(prefect_harness, tmp_path):
     inner = model.estimator.estimator.estimator_
     assert np.allclose(scores, population_scores(inner.estimator_.predict_proba(X)[:, 1],
                                                  sample["rate"]))
+    reference = reg.reference("v0001")  # what monitoring compares with: population units
+    weights = dict(zip(reference["y"], reference["population_weight"], strict=True))
+    assert weights == {"1": 1.0, "0": sample["negative_weight"]}  # labels as the schema has them
     again = read_training_window(TrainingConfig(**meta["config"]), needed=5)
     assert again.lineage["sample"]["rows_after"] == sample["rows_after"]
     assert len(again.frame) == sum(sample["rows_after"].values())

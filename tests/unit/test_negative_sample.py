@@ -182,3 +182,30 @@ def test_a_window_larger_than_memory_is_refused_before_it_is_read(tmp_path, monk
     assert len(_read(source, sample=0.5).frame) > 0  # a sample is read partition by partition
     negative_sample.check_window_fits(10, source="s", available=20)
     assert negative_sample.available_memory() > 0
+
+
+def test_monitoring_counts_a_sampled_reference_as_the_population():
+    from tasks.monitor.label_free_estimate import estimate_recall, reference_calibration
+    from tasks.monitor.verdict import classification_figures, cost_figures
+
+    (ys, ss), (yp, sp) = _population_and_sample()
+    ws = np.where(ys == 1, 1.0, 4.0)
+    ds, dp = ss >= 0.45, sp >= 0.45
+    a, b = classification_figures(ys, ds, ws), classification_figures(yp, dp)
+    for key in ("positives", "detected", "flagged", "recall", "precision", "prevalence",
+                "flag_rate"):
+        assert a[key] == pytest.approx(b[key]), key
+    costs = DecisionCosts(fn_cost=10, fp_cost=1)
+    ca, cb = cost_figures(ys, ds, costs=costs, weights=ws), cost_figures(yp, dp, costs=costs)
+    for key in ("expected_cost", "cost_per_row", "normalised_cost"):
+        assert ca[key] == pytest.approx(cb[key]), key
+    calibration = reference_calibration(sp, yp)
+    common = dict(calibration=calibration, costs=costs, reference_costs=costs, tolerance=0.05,
+                  confidence=0.95, min_positives=1)
+    sampled = estimate_recall(sp[:500], dp[:500], reference_scores=ss, reference_decisions=ds,
+                              reference_weights=ws, **common)
+    whole = estimate_recall(sp[:500], dp[:500], reference_scores=sp, reference_decisions=dp,
+                            **common)
+    assert sampled.reference_recall == pytest.approx(whole.reference_recall)
+    weighted = reference_calibration(ss, ys, ws).predict(sp)
+    assert np.allclose(weighted, calibration.predict(sp), atol=1e-9)
