@@ -12,6 +12,9 @@ def check_sample(value):
     """A negative sample rate in (0, 1], `auto`, or empty (every row)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    if isinstance(value, bool):
+        raise ValueError("sample must be a share of the negative rows (e.g. 0.1) or auto, not "
+                         "true/false")
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     try:

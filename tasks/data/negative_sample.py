@@ -98,22 +98,23 @@ def available_memory() -> int | None:
     return min(found) if found else None
 
 
-def check_window_fits(needed: int, *, source: str, available: int | None = None) -> None:
+def check_window_fits(needed: int, *, source: str, training: bool = True,
+                      available: int | None = None) -> None:
     """Refuse to read a window whose rows alone (``needed`` bytes uncompressed, read once as
     Arrow and once as pandas) would not fit in the memory left, before reading any of it.
 
     Raises:
-        DataError: naming the source, both sizes and the ``sample`` setting.
+        DataError: naming the source, both sizes and what to set (for training, ``sample``).
     """
     available = available_memory() if available is None else available
     if available is None or 2 * needed <= available:
         return
+    what = ("set sample (e.g. --sample auto, which keeps every positive and a share of the "
+            "negatives), narrow --window" if training else "narrow --window")
     raise DataError(
         f"the window of source {source!r} holds about {needed / 2**30:.1f} GiB of rows "
         f"uncompressed, and reading it needs about twice that; this machine has "
-        f"{available / 2**30:.1f} GiB available: set sample (e.g. --sample auto, which keeps "
-        "every positive and a share of the negatives), narrow --window, or use a machine with "
-        "more memory")
+        f"{available / 2**30:.1f} GiB available: {what}, or use a machine with more memory")
 
 
 class NegativeSampler:
@@ -153,33 +154,40 @@ class NegativeSampler:
 
     def keep(self, rows, candidates: np.ndarray, *, where: str) -> np.ndarray:
         """``candidates`` (the rows the window keeps) narrowed to every positive and the
-        negatives whose hash falls below the rate."""
-        frame = rows.to_pandas() if isinstance(rows, pa.Table) else rows
+        negatives whose hash falls below the rate (a rate of 1 keeps every row, as without a
+        sample)."""
+        picked = np.flatnonzero(candidates)
+        if self.rate >= 1.0 or not len(picked):
+            return candidates
+        frame = rows.take(picked).to_pandas() if isinstance(rows, pa.Table) else rows.iloc[picked]
         if self.label not in frame.columns:
             raise DataError(f"{where} has no label column {self.label!r}: sample needs every "
                             "row's label to keep the positives; fix --label or the partition")
         labels = frame[self.label]
         if labels.isna().any():
             raise DataError(f"{where}: label {self.label!r} is empty on "
-                            f"{int(labels.isna().sum())} rows; sample needs every row's label "
-                            "(fill or drop them)")
-        text = label_text(labels)
-        positive = (text == self._positive_of(text[candidates], where)).to_numpy()
-        columns = list(frame.columns)
-        u = uniform_from(content_hashes(frame, np.zeros(len(frame), np.int8), columns),
-                         self.seed)
-        kept = candidates & (positive | (u < self.rate))
+                            f"{int(labels.isna().sum())} rows of the window; sample needs "
+                            "their labels (fill or drop them)")
+        text = label_text(labels.reset_index(drop=True))
+        positive = (text == self._positive_of(text, where)).to_numpy()
+        u = uniform_from(content_hashes(frame, np.zeros(len(frame), np.int8),
+                                        list(frame.columns)), self.seed)
+        kept_here = positive | (u < self.rate)
         for name, mask in (("positive", positive), ("negative", ~positive)):
-            self.before[name] += int((candidates & mask).sum())
-            self.after[name] += int((kept & mask).sum())
+            self.before[name] += int(mask.sum())
+            self.after[name] += int((kept_here & mask).sum())
+        kept = np.zeros(len(candidates), dtype=bool)
+        kept[picked[kept_here]] = True
         return kept
 
     def lineage(self) -> dict:
         """What the version records: the setting, rate, seed and rows per class."""
+        every = self.rate >= 1.0  # auto on a window within the budget: every row kept
         return {"setting": self.setting, "rate": self.rate, "seed": self.seed,
                 "positive": self.positive, "negative_weight": 1.0 / self.rate,
                 "key": "64-bit hash of each row's content, mixed with the seed",
-                "rows_before": dict(self.before), "rows_after": dict(self.after)}
+                "rows_before": None if every else dict(self.before),
+                "rows_after": None if every else dict(self.after)}
 
 
 def check_sampled_negatives(sample: dict | None, *, source: str, needed: int) -> None:
@@ -188,9 +196,11 @@ def check_sampled_negatives(sample: dict | None, *, source: str, needed: int) ->
     Raises:
         DataError: naming the ``sample`` setting and what to do.
     """
-    after = sample["rows_after"] if sample else {}
-    needed = max(needed, after.get("positive", 0))  # fewer negatives than positives: too few
-    if not sample or after["negative"] >= needed:
+    after = (sample or {}).get("rows_after")
+    if not after:
+        return
+    needed = max(needed, after["positive"])  # fewer negatives than positives: too few
+    if after["negative"] >= needed:
         return
     enough = min(1.0, needed * 10 / max(sample["rows_before"]["negative"], 1))
     what = ("raise sample_rows" if sample["setting"] == "auto"

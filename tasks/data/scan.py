@@ -189,8 +189,9 @@ class SourceReader:
     def scan(self) -> list[Piece]:
         if self.sampler is not None and self.sampler.rate is None:
             self.sampler.resolve(self._to_read(count_rows))
-        elif self.sampler is None:  # before reading a window that cannot fit, say so
-            check_window_fits(self._to_read(memory_bytes), source=self.files.spec)
+        if self.sampler is None or self.sampler.rate >= 1.0:  # a window that cannot fit
+            check_window_fits(self._to_read(memory_bytes), source=self.files.spec,
+                              training=not self.sel.keep_unmatured)
         for path in self.files.files:
             self._file(path, self.files.rel(path))
         return self.pieces
@@ -216,11 +217,10 @@ class SourceReader:
 
     def _to_read(self, measure) -> int:
         """``measure`` (rows or bytes of a file, read from its footer or size) summed over the
-        files whose names do not place them outside the window."""
+        files whose names or Parquet statistics do not place them outside the window."""
         total = 0
         for path in self.files.files:
-            rel = self.files.rel(path)
-            span = self._known_span(rel, hive_keys(rel))
+            span = self.known_bounds(path, self.files.rel(path))
             if span is None or not self._misses(*span):
                 total += measure(self.files.local(path))
         return total

@@ -21,7 +21,12 @@ from prefect.cache_policies import NO_CACHE
 from schemas.errors import ConfigError, DataError
 from tasks.data.freshness import stale_source_error
 from tasks.data.labels import utc
-from tasks.data.negative_sample import check_sample_options, check_sampled_negatives
+from tasks.data.negative_sample import (
+    check_sample_options,
+    check_sampled_negatives,
+    check_window_fits,
+    memory_bytes,
+)
 from tasks.data.scan import Piece, Selection, SourceReader, iso, resolve_as_of
 from tasks.data.source_files import partition_date_key, resolve_source, source_info
 from tasks.data.tables import load_table, release_arrow_pool
@@ -208,6 +213,7 @@ def read_source(data: str, sel: Selection) -> SourceWindow:
     files = resolve_source(data)
     if files.kind == "file" and not sel.uses_time and sel.sample is None:
         path = files.files[0]
+        check_window_fits(memory_bytes(path), source=files.spec, training=not sel.keep_unmatured)
         window = SourceWindow(load_table(path), {})
         window.lineage = lineage(files, sel, None, window)
         window.lineage["files"] = [{"path": files.rel(path), "sha256": sha256_file(path),

@@ -19,13 +19,18 @@ def apply_platt(scores, slope: float, intercept: float) -> np.ndarray:
     return 0.5 * (1 + np.tanh(z / 2))  # the logistic function, without overflow warnings
 
 
+def population_shift(rate: float) -> tuple[float, float]:
+    """The Platt map (slope, intercept) that puts the scores of a model trained on a negative
+    sample (every positive, ``rate`` of the negatives) back at the population's prevalence:
+    ``q = p / (p + (1 - p) / rate)`` (He et al. 2014, "Practical lessons from predicting clicks
+    on ads at Facebook"), which is ``logit q = logit p + ln(rate)``. Strictly increasing, so
+    rankings and cuts are unchanged."""
+    return 1.0, float(np.log(rate))
+
+
 def population_scores(scores, rate: float) -> np.ndarray:
-    """Scores of a model trained on a negative sample (every positive, ``rate`` of the
-    negatives) put back at the population's prevalence: ``q = p / (p + (1 - p) / rate)``
-    (He et al. 2014, "Practical lessons from predicting clicks on ads at Facebook").
-    Strictly increasing in ``p``, so rankings and cuts are unchanged; 0 and 1 stay put."""
-    p = np.asarray(scores, dtype=float)
-    return p / (p + (1.0 - p) / float(rate))
+    """:func:`population_shift` applied to scores (as the served model applies it)."""
+    return apply_platt(scores, *population_shift(rate))
 
 
 def fit_platt(y, scores, *, start: tuple[float, float] | None = None) -> tuple[float, float]:

@@ -73,9 +73,10 @@ class DecisionCosts:
         max_alert_rate: Most rows flagged, as a share of all rows (e.g. 0.005 = 5 per 1,000).
         min_recall: Least share of positives flagged.
         fn_cost_column: The column per-row costs come from (:meth:`for_rows` reads it).
-        negative_weight: How many of the population's negatives each negative row stands for
-            (``1 / sample`` when training on a negative sample, :mod:`tasks.data.negative_sample`;
-            1 for served rows): false alarms, precision and PR AUC count it.
+        sample_rate: The share of the population's negatives these rows keep (``sample`` when
+            training on a negative sample, :mod:`tasks.data.negative_sample`; 1 for served
+            rows): each negative row stands for ``negative_weight = 1 / sample_rate`` of them,
+            and false alarms, precision and PR AUC count that.
     """
 
     fn_cost: float = 10.0
@@ -84,7 +85,7 @@ class DecisionCosts:
     max_alert_rate: float | None = None
     min_recall: float | None = None
     fn_cost_column: str | None = None
-    negative_weight: float = 1.0
+    sample_rate: float = 1.0
 
     def __post_init__(self):
         if self.fn_cost <= 0 or self.fp_cost <= 0:
@@ -122,7 +123,12 @@ class DecisionCosts:
             raise ValueError("sample is still 'auto': freeze it to the rate the window was "
                              "read with (tasks.data.negative_sample.frozen_sample)")
         return replace(cls.from_config(config.costs),
-                       negative_weight=1.0 if sample is None else 1.0 / float(sample))
+                       sample_rate=1.0 if sample is None else float(sample))
+
+    @property
+    def negative_weight(self) -> float:
+        """How many of the population's negatives each negative row stands for."""
+        return 1.0 / self.sample_rate
 
     @property
     def false_alarm_cost(self) -> float:
@@ -132,7 +138,7 @@ class DecisionCosts:
 
     def row_weights(self, y) -> np.ndarray | None:
         """How many population rows each row stands for (None: one each, no sample)."""
-        if self.negative_weight == 1.0:
+        if self.sample_rate == 1.0:
             return None
         return np.where(np.asarray(y).astype(bool), 1.0, self.negative_weight)
 
@@ -170,10 +176,12 @@ class DecisionCosts:
         return self.miss_costs(y) if self.per_row else None
 
     def expected(self, y, decisions, *, weights=None) -> float:
-        """Total cost of 0/1 decisions (``weights``: each row counts that many times)."""
+        """Total cost of 0/1 decisions (``weights``: each row counts that many times; not with
+        a ``sample_rate``, which weighs the negatives already)."""
         y = np.asarray(y).astype(bool)
         d = np.asarray(decisions).astype(bool)
         if weights is not None:
+            self._weights_or_sample()
             w = np.asarray(weights, dtype=float)
             return float((w * self.miss_costs(np.ones(len(y), bool)))[y & ~d].sum()
                          + self.false_alarm_cost * float(w[~y & d].sum()))
@@ -195,6 +203,8 @@ class DecisionCosts:
         """Expected cost of 0/1 decisions and of never flagging, when labels are not known
         yet and each row is positive with probability ``p`` (per-row costs: of these rows;
         ``weights``: how many rows each row stands for)."""
+        if weights is not None:
+            self._weights_or_sample()
         p = np.asarray(p, dtype=float)
         d = np.asarray(decisions).astype(bool)
         n = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
@@ -203,6 +213,11 @@ class DecisionCosts:
             return float(self.fn_cost * fn + self.fp_cost * fp), float(self.fn_cost * (tp + fn))
         w = self.fn_costs * n
         return float((p[~d] * w[~d]).sum() + self.fp_cost * fp), float((p * w).sum())
+
+    def _weights_or_sample(self) -> None:
+        if self.sample_rate != 1.0:
+            raise ValueError("row weights and a sample_rate would both weigh the negatives: "
+                             "give one of them")
 
     def normalised(self, y, decisions, *, empty=float("nan")) -> float:
         """:meth:`expected` / :meth:`never_flag` (``empty`` when there is nothing to miss)."""

@@ -41,7 +41,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from schemas.errors import ConfigError, RegistryError
 from schemas.inference import InputSchema
-from tasks.decision.calibration import population_scores
 from tasks.decision.costs import DecisionCosts, normalised
 
 logger = logging.getLogger(__name__)
@@ -100,36 +99,6 @@ class OriginalLabels(ClassifierMixin, BaseEstimator):
         if self.classes_[0] == self.positive:
             return np.column_stack([p, 1 - p])
         return np.column_stack([1 - p, p])
-
-    def predict(self, X):
-        raise AttributeError(INNER_PREDICT)
-
-
-class SampledPrevalence(ClassifierMixin, BaseEstimator):
-    """A 0/1 classifier fitted on a negative sample (every positive, ``rate`` of the
-    negatives), its probabilities put back at the population's prevalence
-    (:func:`tasks.decision.calibration.population_scores`). No 0.5 ``predict`` of its own."""
-
-    def __init__(self, estimator=None, rate: float = 1.0):
-        self.estimator = estimator
-        self.rate = rate
-
-    @classmethod
-    def from_fitted(cls, estimator, *, rate: float) -> SampledPrevalence:
-        model = cls(estimator, rate=rate)
-        model.estimator_ = estimator
-        model.classes_ = np.array([0, 1])
-        return model
-
-    def fit(self, X, y):
-        self.estimator_ = clone(self.estimator).fit(X, y)
-        self.classes_ = np.array([0, 1])
-        return self
-
-    def predict_proba(self, X):
-        check_is_fitted(self)
-        q = population_scores(positive_scores(self.estimator_, X), self.rate)
-        return np.column_stack([1 - q, q])
 
     def predict(self, X):
         raise AttributeError(INNER_PREDICT)
@@ -236,15 +205,7 @@ class RareflowClassifier(FixedThresholdClassifier):
 def served_classifier(model, *, threshold: float, schema: InputSchema, spec, negative,
                       positive, costs: DecisionCosts | None = None) -> RareflowClassifier:
     """The served classifier around a model fitted on 0/1 labels (1 = ``positive``); it
-    keeps ``costs`` as plain attributes (what a pickled version holds).
-
-    ``costs`` of a negative sample (``negative_weight`` above 1) put the model's scores back
-    at the population's prevalence (:class:`SampledPrevalence`), and the threshold, chosen on
-    the sample's scores, with them: the same rows are flagged."""
-    if costs is not None and costs.negative_weight != 1.0:
-        rate = 1.0 / costs.negative_weight
-        model = SampledPrevalence.from_fitted(model, rate=rate)
-        threshold = float(population_scores(threshold, rate))
+    keeps ``costs`` as plain attributes (what a pickled version holds)."""
     inner = FrozenEstimator(OriginalLabels.from_fitted(model, negative=negative,
                                                        positive=positive))
     return RareflowClassifier(inner, threshold=float(threshold), pos_label=positive,

@@ -49,14 +49,15 @@ def classification_figures(y, decisions, weights=None) -> dict:
 
     ``weights``: how many rows of the population each row stands for (the reference of a
     version trained on a negative sample, ``POPULATION_WEIGHT``); flags, precision, prevalence
-    and flag rate then count them (positives weigh 1: recall is unchanged)."""
+    and flag rate then count them, in rows of the population (positives weigh 1: recall is
+    unchanged)."""
     y = np.asarray(y).astype(bool)
     d = np.asarray(decisions).astype(bool)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
     rows, flagged = float(w.sum()), float(w[d].sum())
     positives, detected = int(y.sum()), int((y & d).sum())
     return {
-        "rows": int(len(y)),
+        "rows": round(rows),
         "positives": positives,
         "detected": detected,
         "flagged": round(flagged),
@@ -89,7 +90,8 @@ def cost_figures(y, decisions, *, costs: DecisionCosts, weights=None) -> dict:
         "cost_per_row": cost / rows if len(y) else None,
         "normalised_cost": normalised(cost, costs.never_flag(y, weights=weights), empty=None),
         "fn": int((y & ~d).sum()),
-        "fp": int((~y & d).sum()),
+        "fp": round(float(np.sum(weights, where=~y & d)) if weights is not None
+                    else int((~y & d).sum())),
         "fn_cost": float(costs.fn_cost),
         "fp_cost": float(costs.fp_cost),
         "per_row_fn_cost": costs.per_row,

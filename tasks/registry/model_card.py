@@ -107,8 +107,10 @@ def card_data(meta: dict) -> list[str]:
     train_neg = fp["train_rows"] - fp["train_positives"]
     test_neg = fp["test_rows"] - fp["test_positives"]
     prevalence = fp["train_positives"] / fp["train_rows"] if fp["train_rows"] else float("nan")
+    kept = " kept by the negative sample" if (meta.get("lineage") or {}).get("sample") else ""
     lines = ["## Training data", "",
-             f"Training prevalence {prevalence:.4%} (positives / rows of the training part).",
+             f"Training prevalence {prevalence:.4%} (positives / rows of the training part"
+             f"{kept}).",
              "", *card_window(meta.get("lineage") or {}),
              *card_sample(meta.get("lineage") or {})]
     lines += _table(["part", "rows", "positive rows", "negative rows"], [

@@ -89,7 +89,8 @@ def nested_cv_evidence(parts: Parts, *, config: TrainingConfig) -> Evidence:
         X_in, y_in, X_out = X.iloc[train_pos], y[train_pos], X.iloc[held_pos]
         best, _, _ = search(X_in, y_in, parts.schema, config=config)
         model = fit_final(best.spec, X_in, y_in, parts.schema, threshold=best.threshold,
-                          seed=config.seed, fold_models=best.fold_models).model
+                          seed=config.seed, fold_models=best.fold_models,
+                          costs=DecisionCosts.for_training(config)).model  # a sample's units
         scores[held_pos] = model.positive_proba(X_out)
         decisions[held_pos] = model.decide(X_out, scores[held_pos])
         folds.append({"fold": k, "strategy": best.spec.name, "threshold": best.threshold,

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import ConfigError
 from schemas.inference import InputSchema
+from tasks.decision.calibration import apply_platt, population_shift
 from tasks.decision.costs import DecisionCosts
 from tasks.decision.served_classifier import (
     RareflowClassifier,
@@ -88,9 +89,22 @@ def fit_final(
         info = {"final_model": f"refitted on all {len(y)} training rows"}
     labels = X[schema.label] if schema.label in X.columns else None
     negative, positive = class_values(labels, y, schema)
+    model, threshold = in_population_units(model, threshold, costs)
     served = served_classifier(model, threshold=threshold, schema=schema, spec=spec,
                                negative=negative, positive=positive, costs=costs)
     return FitResult(served, seconds, info)
+
+
+def in_population_units(model, threshold: float, costs: DecisionCosts | None):
+    """A model fitted on a negative sample (``costs.sample_rate`` below 1) with its scores put
+    back at the population's prevalence (:func:`population_shift`, as a fixed Platt map that
+    any rareflow with calibration loads) and its threshold moved with them, so the same rows
+    are flagged; any other model as it is."""
+    if costs is None or costs.sample_rate == 1.0:
+        return model, threshold
+    slope, intercept = population_shift(costs.sample_rate)
+    moved = threshold if threshold > 1 else float(apply_platt(threshold, slope, intercept))
+    return PlattCalibrated.from_fitted(model, slope=slope, intercept=intercept), moved
 
 
 fit_task = task(fit_final, name="fit", cache_policy=NO_CACHE)

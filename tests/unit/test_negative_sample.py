@@ -15,10 +15,12 @@ from tasks.data.negative_sample import auto_rate, uniform_from
 from tasks.data.window import read_training_window
 from tasks.decision.calibration import population_scores
 from tasks.decision.costs import DecisionCosts
-from tasks.decision.served_classifier import SampledPrevalence, served_classifier
+from tasks.decision.served_classifier import served_classifier
 from tasks.decision.threshold import choose_threshold
 from tasks.judge.gates import candidate_bootstrap
 from tasks.judge.metrics import evaluate_scores
+from tasks.search.estimators import PlattCalibrated
+from tasks.search.final_fit import in_population_units
 
 LABEL = "is_fraud"
 
@@ -120,7 +122,7 @@ def _population_and_sample(rate_inverse=4, seed=3):
 
 def test_costs_threshold_and_metrics_of_a_sample_are_the_populations():
     (ys, ss), (yp, sp) = _population_and_sample()
-    weighted = DecisionCosts(fn_cost=20, fp_cost=1, negative_weight=4.0)
+    weighted = DecisionCosts(fn_cost=20, fp_cost=1, sample_rate=0.25)
     plain = DecisionCosts(fn_cost=20, fp_cost=1)
     on_sample = choose_threshold(ys, ss, costs=weighted)
     on_population = choose_threshold(yp, sp, costs=plain)
@@ -148,9 +150,10 @@ def test_scores_are_put_back_at_the_populations_prevalence():
     y = (rng.random(20_000) < 1 / (1 + np.exp(-(-5 + 2 * X[:, 0])))).astype(int)
     keep = (y == 1) | (rng.random(len(y)) < 0.1)
     model = LogisticRegression().fit(X[keep], y[keep])
-    costs = DecisionCosts(fn_cost=10, fp_cost=1, negative_weight=10.0)
-    served = served_classifier(model, threshold=0.3, schema=None, spec=None, negative=0,
-                               positive=1, costs=costs)
+    costs = DecisionCosts(fn_cost=10, fp_cost=1, sample_rate=0.1)
+    corrected, threshold = in_population_units(model, 0.3, costs)
+    served = served_classifier(corrected, threshold=threshold, schema=None, spec=None,
+                               negative=0, positive=1, costs=costs)
     p = model.predict_proba(X)[:, 1]
     q = served.positive_proba(X)
     assert np.allclose(q, population_scores(p, 0.1))
@@ -158,12 +161,16 @@ def test_scores_are_put_back_at_the_populations_prevalence():
     assert np.array_equal(served.decide(X).astype(bool), p >= 0.3)
     assert q.mean() == pytest.approx(y.mean(), rel=0.15)  # the population's prevalence
     assert p.mean() > 3 * y.mean()  # the sample's, without the correction
-    assert isinstance(served.estimator.estimator.estimator_, SampledPrevalence)
+    # a fixed Platt map, a class every rareflow with calibration loads
+    assert isinstance(served.estimator.estimator.estimator_, PlattCalibrated)
     assert served.fp_cost == 1  # what the version records: the cost, not the weight
+    assert in_population_units(model, 0.3, DecisionCosts()) == (model, 0.3)
+    assert in_population_units(model, 1.5, costs)[1] == 1.5  # above 1: still flags nothing
 
 
 def test_training_costs_weigh_the_frozen_rate():
     config = TrainingConfig(data="x", label=LABEL, sample=0.25)
+    assert DecisionCosts.for_training(config).sample_rate == 0.25
     assert DecisionCosts.for_training(config).negative_weight == 4.0
     assert DecisionCosts.for_training(config).false_alarm_cost == 4.0
     assert DecisionCosts.for_training(config.model_copy(update={"sample": None})) \
@@ -209,3 +216,31 @@ def test_monitoring_counts_a_sampled_reference_as_the_population():
     assert sampled.reference_recall == pytest.approx(whole.reference_recall)
     weighted = reference_calibration(ss, ys, ws).predict(sp)
     assert np.allclose(weighted, calibration.predict(sp), atol=1e-9)
+
+
+def test_rows_outside_the_window_may_lack_labels_and_an_empty_partition_decides_nothing(
+        tmp_path):
+    frame = _table()
+    frame["is_fraud"] = frame["is_fraud"].map({1: "yes", 0: "no"})
+    frame["event_time"] = pd.Timestamp("2026-11-02", tz="UTC")
+    late = frame.iloc[:50].assign(event_time=pd.Timestamp("2026-11-20", tz="UTC"),
+                                  is_fraud=None)  # after as_of: no label yet
+    source = tmp_path / "source"
+    (source / "a").mkdir(parents=True)
+    frame.iloc[:0].to_parquet(source / "a" / "0-empty.parquet", index=False)
+    pd.concat([frame, late]).to_parquet(source / "a" / "1-rows.parquet", index=False)
+    window = _read(source, sample=0.3, time_column="event_time", as_of="2026-11-10")
+    assert window.lineage["sample"]["positive"] == "yes"
+    assert int((window.frame["is_fraud"] == "yes").sum()) == int((frame["is_fraud"] == "yes")
+                                                                  .sum())
+
+
+def test_a_rate_of_one_reads_every_row_as_without_a_sample(tmp_path):
+    frame = _table()
+    source = _source(tmp_path, frame)
+    window = _read(source, sample="auto", sample_rows=len(frame) * 2)
+    assert window.lineage["sample"]["rate"] == 1.0
+    assert window.lineage["sample"]["rows_after"] is None
+    pd.testing.assert_frame_equal(window.frame, _read(source).frame)
+    with pytest.raises(Exception, match="not true/false"):
+        TrainingConfig(data="x", label=LABEL, sample=True)
