@@ -95,14 +95,15 @@ def watch(proc: subprocess.Popen) -> dict:
             "children_read_mb": sum(seen["children"].values()) / 2**20}
 
 
-def score(mode: str, source: Path, out: Path, registry: Path, env: dict) -> dict:
-    script = Path(sys.executable).with_name("rareflow")
-    command = [str(script), "score", "--data", str(source), "--out", str(out), "--registry",
-               str(registry), "--name", NAME, "--id-column", "id", "--time-column",
-               "event_time"]
-    if mode == "dask":
-        command += ["--executor", "dask", "--dask-workers", "2"]
-    shutil.rmtree(out, ignore_errors=True)
+def run_watched(command: list[str], env: dict, *, what: str, ok=(0,)) -> tuple:
+    """Run a command in a fresh process, watched (:func:`watch`), its output kept.
+
+    Returns:
+        (exit status, wall seconds, what :func:`watch` saw, the output)
+
+    Raises:
+        RuntimeError: it exited with a status not in ``ok`` (naming ``what``).
+    """
     with tempfile.TemporaryFile("w+") as log:
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -111,8 +112,20 @@ def score(mode: str, source: Path, out: Path, registry: Path, env: dict) -> dict
         seconds = time.perf_counter() - started
         log.seek(0)
         text = log.read()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{mode} failed ({proc.returncode}):\n{text[-3000:]}")
+    if proc.returncode not in ok:
+        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{text[-3000:]}")
+    return proc.returncode, seconds, seen, text
+
+
+def score(mode: str, source: Path, out: Path, registry: Path, env: dict) -> dict:
+    script = Path(sys.executable).with_name("rareflow")
+    command = [str(script), "score", "--data", str(source), "--out", str(out), "--registry",
+               str(registry), "--name", NAME, "--id-column", "id", "--time-column",
+               "event_time"]
+    if mode == "dask":
+        command += ["--executor", "dask", "--dask-workers", "2"]
+    shutil.rmtree(out, ignore_errors=True)
+    _, seconds, seen, text = run_watched(command, env, what=mode)
     summary = next(line for line in text.splitlines() if line.startswith("Scored "))
     return {"mode": mode, "seconds": round(seconds, 2), **{k: round(v, 1) for k, v in
                                                             seen.items()}, "summary": summary}

@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the repository root
-from dask_scoring import watch  # noqa: E402  (benchmarks/)
+from dask_scoring import run_watched  # noqa: E402  (benchmarks/)
 
 RESULTS = HERE / "results"
 WORK = HERE / "work" / "lake_scale"
@@ -76,18 +75,9 @@ def write_source(folder: Path, rows: int, part_rows: int) -> None:
 
 
 def measured(step: str, command: list[str], env: dict, *, ok=(0, 3)) -> dict:
-    with tempfile.TemporaryFile("w+") as log:
-        started = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                text=True)
-        seen = watch(proc)
-        seconds = time.perf_counter() - started
-        log.seek(0)
-        text = log.read()
+    code, seconds, seen, text = run_watched(command, env, what=step, ok=ok)
     lines = [line for line in text.splitlines() if line.strip()]
-    if proc.returncode not in ok:
-        raise RuntimeError(f"{step} failed ({proc.returncode}):\n{text[-3000:]}")
-    row = {"step": step, "exit": proc.returncode, "seconds": round(seconds, 1),
+    row = {"step": step, "exit": code, "seconds": round(seconds, 1),
            **{k: round(v, 1) for k, v in seen.items()}, "last_line": lines[-1][:400]}
     print(json.dumps(row), flush=True)
     return row

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from sklearn.metrics import average_precision_score
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the repository root
-from dask_scoring import watch  # noqa: E402  (benchmarks/)
+from dask_scoring import run_watched  # noqa: E402  (benchmarks/)
 from score_speed import make_rows  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -78,16 +77,8 @@ def write_data(folder: Path, rows: int, test_rows: int, part_rows: int = 200_000
 
 
 def run(command: list[str], env: dict) -> dict:
-    with tempfile.TemporaryFile("w+") as log:
-        started = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                text=True)
-        seen = watch(proc)
-        seconds = time.perf_counter() - started
-        log.seek(0)
-        text = log.read()
-    if proc.returncode not in (0, 3):  # 3: trained but not promoted
-        raise RuntimeError(f"{command[1]} failed ({proc.returncode}):\n{text[-3000:]}")
+    # 3: trained but not promoted
+    _, seconds, seen, _ = run_watched(command, env, what=command[1], ok=(0, 3))
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(seen["peak_rss_mb"], 1)}
 
 
