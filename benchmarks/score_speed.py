@@ -171,14 +171,14 @@ def child(args) -> dict:
 def stream(args, reg, model, meta) -> tuple[int, int]:
     from tasks.data.source_files import resolve_source
     from tasks.serving.partition_scoring import Serving
-    from tasks.serving.scored_source import ScoredSource, score_into, signature_digest
+    from tasks.serving.scored_source import ScoredSource, score_pending, signature_digest
 
     files = resolve_source(args.data)
     scored = ScoredSource.open(files, Path(args.out), NAME)
     serving = Serving(model, meta["version"], signature_digest(reg.version_dir(
         meta["version"])), pd.Timestamp.now(tz="UTC"), args.id_column or None, "event_time")
     with scored.locked():
-        done = [score_into(scored, *item, serving) for item in scored.pending()]
+        done = score_pending(scored, scored.pending(), serving)
     return sum(d["rows"] for d in done), len(done)
 
 

@@ -18,12 +18,18 @@ from tasks.registry.open_registry import open_registry
 from tasks.registry.store import Registry
 from tasks.runtime.object_store_api import is_remote
 from tasks.serving.batch_scoring import load_model_task, score_task, write_task
-from tasks.serving.partition_scoring import Serving, no_challenger
-from tasks.serving.scored_source import ScoredSource, default_out, score_into, signature_digest
+from tasks.serving.partition_scoring import Serving, no_challenger, score_partition
+from tasks.serving.scored_source import (
+    ScoredSource,
+    default_out,
+    score_pending,
+    signature_digest,
+)
 from tasks.serving.shadow import challenger_scorer, challenger_version
 from tasks.serving.spread_scoring import WorkerServing, score_on_dask
 
-score_partition_task = task(score_into, name="score-partition", cache_policy=NO_CACHE)
+score_partition_task = task(score_partition, name="score-partition", cache_policy=NO_CACHE,
+                            task_run_name="score-partition {where}")
 
 
 def is_single_file(data: str) -> bool:
@@ -73,7 +79,8 @@ def scoring_flow(config: ScoringConfig) -> dict:
                                  WorkerServing.of(config, serving, challenger), config)
         else:
             extra = challenger_scorer(registry) if config.version == "champion" else no_challenger
-            done = [score_partition_task(source, *item, serving, extra=extra) for item in todo]
+            done = score_pending(source, todo, serving, extra=extra,
+                                 score_one=score_partition_task)
     rows, flagged = sum(d["rows"] for d in done), sum(d["flagged"] for d in done)
     log.info("Scored %d new partitions (%d rows, %d flagged) of %s with %s %s; %d already "
              "scored; in %s", len(done), rows, flagged, config.data, config.name,

@@ -37,7 +37,13 @@ from tasks.data.row_keys import key_hashes
 from tasks.data.source_files import DATA_SUFFIXES, SourceFiles
 from tasks.registry.signing import SIGNATURE_FILE
 from tasks.runtime.durable_files import dumps, fsync_dir, sha256_file, write_bytes_atomic
-from tasks.serving.partition_scoring import PartitionScore, Serving
+from tasks.serving.key_index import KeyIndex, shared_hashes
+from tasks.serving.partition_scoring import (
+    PartitionScore,
+    Serving,
+    no_challenger,
+    score_partition,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,8 @@ LOCK_FILE = ".rareflow_scored.lock"
 KEYS_DIR = ".rareflow_keys"  # per scored partition: the sorted hashes of its row keys
 DIGESTS_FILE = ".rareflow_digests.json"  # input file size, mtime -> sha256: reruns hash nothing
 KEY_BATCH_ROWS = 1 << 20
+# new partitions whose keys are checked together: their hashes (8 bytes a row) in memory
+KEY_CHECK_ROWS = 1 << 24
 
 
 def default_out(files: SourceFiles) -> Path:
@@ -205,64 +213,47 @@ class ScoredSource:
         """How messages name an input partition."""
         return f"{rel} of {self.files.spec}"
 
-    def check_repeats(self, rel: str, result: PartitionScore, key_column: str, *,
-                      others=None) -> None:
-        """Refuse a partition whose row keys repeat, within it or in another partition
-        (``others``: the scored partitions to check against; default all).
-
-        Raises:
-            DataError: naming the key and the partitions (the temporary file is removed).
-        """
-        try:
-            hashes = np.sort(result.hashes())
-            dup = hashes[1:][hashes[1:] == hashes[:-1]]
-            if len(dup) and (key := _repeated_value(result.tmp, dup)) is not None:
-                raise _repeat_error(key, key_column, rel, rel)
-            for other in self.partitions if others is None else others:
-                if other == rel or not self.target(other).is_file():
-                    continue
-                hits = _common(self._sorted_hashes(other), hashes)
-                if len(hits) and (key := _shared_value(result.tmp, self.target(other), hits)):
-                    raise _repeat_error(key, key_column, other, rel)
-        except BaseException:
-            result.tmp.unlink(missing_ok=True)
-            raise
-        result.sorted_hashes = hashes
-
     def check_all_repeats(self, items: list[tuple[str, PartitionScore]], key_column: str
                           ) -> list[DataError | None]:
-        """:meth:`check_repeats` for several partitions scored at once, reading each scored
-        partition's key file once (not once per new partition): each new partition is checked
-        against itself, the new ones before it, and the partitions scored before this run.
+        """Refuse each new partition whose row keys repeat: within it, in a new partition
+        before it, or in a partition scored before (each one's key file read once, however
+        many partitions are new).
 
         Returns:
-            For each item, the DataError refusing it (its temporary file removed) or None.
+            For each item, the DataError refusing it (its temporary file removed) or None;
+            the accepted ones have their ``sorted_hashes``.
         """
         errors: list[DataError | None] = [None] * len(items)
-        accepted: list[int] = []
+        index, accepted = KeyIndex(), []
         for i, (rel, result) in enumerate(items):
             try:
-                self.check_repeats(rel, result, key_column, others=())
-                for j in accepted:
-                    hits = _common(items[j][1].sorted_hashes, result.sorted_hashes)
-                    if len(hits) and (key := _shared_value(result.tmp, items[j][1].tmp, hits)):
-                        raise _repeat_error(key, key_column, items[j][0], rel)
+                _refuse_repeats_within(rel, result, key_column)
+                if len(hits := index.common(result.sorted_hashes)):
+                    _refuse_shared(rel, result, hits, key_column,
+                                   [(items[j][0], items[j][1].sorted_hashes, items[j][1].tmp)
+                                    for j in accepted])
             except DataError as exc:
                 result.tmp.unlink(missing_ok=True)
                 errors[i] = exc
                 continue
+            index.add(result.sorted_hashes)
             accepted.append(i)
         new = {rel for rel, _ in items}
         for other in [p for p in self.partitions if p not in new]:
-            if not self.target(other).is_file():
+            if not accepted or not self.target(other).is_file():
                 continue
             theirs = self._sorted_hashes(other)
-            for i in [i for i in accepted if errors[i] is None]:
+            if not len(hits := index.common(theirs)):
+                continue
+            for i in list(accepted):
                 rel, result = items[i]
-                hits = _common(theirs, result.sorted_hashes)
-                if len(hits) and (key := _shared_value(result.tmp, self.target(other), hits)):
+                try:
+                    _refuse_shared(rel, result, hits, key_column,
+                                   [(other, theirs, self.target(other))])
+                except DataError as exc:
                     result.tmp.unlink(missing_ok=True)
-                    errors[i] = _repeat_error(key, key_column, other, rel)
+                    errors[i] = exc
+                    accepted.remove(i)
         return errors
 
     def key_file(self, rel: str) -> Path:
@@ -294,6 +285,33 @@ class ScoredSource:
         return entry
 
 
+def _refuse_repeats_within(rel: str, result: PartitionScore, key_column: str) -> None:
+    """Sort the partition's key hashes; refuse a key it holds twice.
+
+    Raises:
+        DataError: naming the key and the partition.
+    """
+    hashes = np.sort(result.hashes())
+    dup = hashes[1:][hashes[1:] == hashes[:-1]]
+    if len(dup) and (key := _repeated_value(result.tmp, dup)) is not None:
+        raise _repeat_error(key, key_column, rel, rel)
+    result.sorted_hashes, result.key_hashes = hashes, []  # one copy in memory, not two
+
+
+def _refuse_shared(rel: str, result: PartitionScore, hits: np.ndarray, key_column: str,
+                   others: list[tuple[str, np.ndarray, Path]]) -> None:
+    """Refuse the partition if one of ``others`` (name, sorted hashes, scored file) holds a
+    key of it among ``hits`` (equal hashes of different keys are no repeat).
+
+    Raises:
+        DataError: naming the key and both partitions.
+    """
+    for other, theirs, path in others:
+        common = shared_hashes(theirs, shared_hashes(hits, result.sorted_hashes))
+        if len(common) and (key := _shared_value(result.tmp, path, common)) is not None:
+            raise _repeat_error(key, key_column, other, rel)
+
+
 def _repeat_error(key, key_column: str, first: str, second: str) -> DataError:
     where = f"twice in partition {first}" if first == second else (
         f"in partitions {first} and {second}")
@@ -310,15 +328,6 @@ def _keys(path: Path):
                                       columns=parquet.schema_arrow.names[:1]):
         values = batch.column(0).to_numpy(zero_copy_only=False)
         yield values, key_hashes(values)
-
-
-def _common(theirs: np.ndarray, mine: np.ndarray) -> np.ndarray:
-    """The values of sorted ``mine`` that sorted ``theirs`` holds (a binary search each: no
-    sort of either side)."""
-    if not len(theirs) or not len(mine):
-        return np.zeros(0, np.uint64)
-    at = np.minimum(np.searchsorted(theirs, mine), len(theirs) - 1)
-    return mine[theirs[at] == mine]
 
 
 def _values(path: Path, wanted: np.ndarray) -> pd.Series:
@@ -339,24 +348,58 @@ def _shared_value(path: Path, other: Path, wanted: np.ndarray):
     return shared.iloc[0] if len(shared) else None
 
 
-def score_into(scored: ScoredSource, path: Path, rel: str, digest: str, serving: Serving,
-               **options) -> dict:
-    """Score one input partition, refuse repeated keys, put it in place and record it;
-    returns its state entry with ``partition`` and ``flagged``."""
-    from tasks.serving.partition_scoring import score_partition
+def score_pending(scored: ScoredSource, todo: list[tuple[Path, str, str]], serving: Serving,
+                  *, extra=no_challenger, score_one=score_partition) -> list[dict]:
+    """Score the ``todo`` partitions one after the other, and check their keys and put them
+    in place in groups of about ``KEY_CHECK_ROWS`` rows: every scored partition's key file is
+    read once per group, not once per new partition. A failure puts the partitions scored
+    before it in place first.
 
-    result = score_partition(scored.files.local(path), scored.target(rel), serving,
-                             where=scored.where(rel), **options)
-    return settle(scored, rel, digest, result, serving)
+    Returns:
+        Each partition's state entry with ``partition`` and ``flagged``.
+
+    Raises:
+        The first partition's failure (a bad partition, a repeated key).
+    """
+    done: list[dict] = []
+    group: list[tuple[str, str, PartitionScore]] = []
+    try:
+        for path, rel, digest in todo:
+            group.append((rel, digest, score_one(scored.files.local(path), scored.target(rel),
+                                                 serving, where=scored.where(rel),
+                                                 extra=extra)))
+            if sum(result.rows for _, _, result in group) >= KEY_CHECK_ROWS:
+                done += settle_all(scored, group, serving)
+                group = []
+    except Exception:
+        with contextlib.suppress(DataError):
+            settle_all(scored, group, serving)  # keep what was scored before the failure
+        raise
+    return done + settle_all(scored, group, serving)
+
+
+def settle_all(scored: ScoredSource, group: list[tuple[str, str, PartitionScore]],
+               serving: Serving) -> list[dict]:
+    """Check the keys of partitions scored into their temporary files, and put in place and
+    record those accepted.
+
+    Raises:
+        DataError: the first refused partition's, once the others are in place.
+    """
+    refused = scored.check_all_repeats([(rel, result) for rel, _, result in group],
+                                       serving.key_column)
+    done = [settle(scored, rel, digest, result, serving)
+            for (rel, digest, result), error in zip(group, refused, strict=True)
+            if error is None]
+    if errors := [error for error in refused if error is not None]:
+        raise errors[0]
+    return done
 
 
 def settle(scored: ScoredSource, rel: str, digest: str, result: PartitionScore,
-           serving: Serving, *, checked: bool = False) -> dict:
-    """A partition scored into its temporary file: refuse repeated keys (unless ``checked``
-    already), put it in place and record it; returns its state entry with ``partition`` and
-    ``flagged``."""
-    if not checked:
-        scored.check_repeats(rel, result, serving.key_column)
+           serving: Serving) -> dict:
+    """Put a partition whose keys are checked in place and record it; returns its state
+    entry with ``partition`` and ``flagged``."""
     entry = scored.commit(rel, digest, result, serving)
     logger.info("Scored %s: %d rows, %d flagged, with %s -> %s", rel, result.rows,
                 result.flagged, serving.version, scored.target(rel))

@@ -156,7 +156,7 @@ def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str | None]]
     scored = [(rel, r) for rel, r in scored if r.scored is not None]
     refused = source.check_all_repeats([(rel, r.scored) for rel, r in scored],
                                        serving.key_column)
-    done = [settle(source, rel, r.digest, r.scored, serving, checked=True)
+    done = [settle(source, rel, r.digest, r.scored, serving)
             for (rel, r), error in zip(scored, refused, strict=True) if error is None]
     source.save_digests()
     failures += [error for error in refused if error is not None]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from tasks.serving import partition_scoring
 from tasks.serving.audit import audit
 from tasks.serving.batch_scoring import score_frame
 from tasks.serving.partition_scoring import Serving
-from tasks.serving.scored_source import ScoredSource, default_out, score_into, signature_digest
+from tasks.serving.scored_source import ScoredSource, default_out, score_pending, signature_digest
 
 DAY1, DAY2 = "2026-11-01", "2026-11-02"
 
@@ -58,7 +59,7 @@ def score(src: Path, reg: Registry, out: Path | None = None, **options) -> list[
     scored = ScoredSource.open(files, out or default_out(files), reg.name)
     serve = serving(reg, **options)
     with scored.locked():
-        return [score_into(scored, *item, serve) for item in scored.pending()]
+        return score_pending(scored, scored.pending(), serve)
 
 
 def scored_files(out: Path) -> dict[str, bytes]:
@@ -268,3 +269,52 @@ def test_audit_names_the_version_threshold_signature_and_role_then(tmp_path, reg
     assert later.role.startswith("champion")
     with pytest.raises(DataError, match="no row with key 'nope'"):
         audit("nope", out, str(reg.root))
+
+
+def test_a_backfill_reads_each_scored_key_file_once_per_group(tmp_path, reg, monkeypatch):
+    """Check that scoring many new partitions reads the key file of each partition scored
+    before once per group of new partitions (not once per new partition), and that a key of
+    an earlier partition repeated in a later group is still refused."""
+    from tasks.serving import scored_source
+
+    src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(40), DAY2: sm.rows(40, seed=1,
+                                                                               first_id=40)})
+    score(src, reg, id_column="id")
+    reads = []
+    real = scored_source.ScoredSource._sorted_hashes
+    monkeypatch.setattr(scored_source.ScoredSource, "_sorted_hashes",
+                        lambda self, rel: reads.append(rel) or real(self, rel))
+    sm.write_source(src, {f"2026-11-{day:02d}": sm.rows(40, seed=day, first_id=40 * day)
+                          for day in range(3, 9)})
+    assert len(score(src, reg, id_column="id")) == 6
+    assert sorted(reads) == [f"date={DAY1}/part.parquet", f"date={DAY2}/part.parquet"]
+    reads.clear()
+    monkeypatch.setattr(scored_source, "KEY_CHECK_ROWS", 80)  # two new partitions a group
+    sm.write_source(src, {f"2026-11-{day:02d}": sm.rows(40, seed=day, first_id=40 * day)
+                          for day in range(9, 13)})
+    sm.write_source(src, {"2026-11-13": sm.rows(40, seed=13, first_id=40 * 9 + 5)})
+    with pytest.raises(DataError, match="id='365' repeats in partitions date=2026-11-09"):
+        score(src, reg, id_column="id")
+    # the groups read the 8 partitions scored before, then 10, then (in scoring order) until
+    # the repeat is found: 11-01 .. 11-09; once each per group
+    assert len(reads) == 8 + 10 + 9 and max(Counter(reads).values()) == 3
+    scored = json.loads((tmp_path / "src-scored" / STATE_FILE).read_text())["partitions"]
+    assert len(scored) == 12 and "date=2026-11-13/part.parquet" not in scored
+
+
+def test_key_index_finds_what_any_added_partition_holds():
+    """Check the key index against a plain set, over many small and a few large partitions
+    (runs merged, capped), for hits and for misses."""
+    from tasks.serving import key_index
+
+    rng = np.random.default_rng(0)
+    index, every = key_index.KeyIndex(), set()
+    for size in [5, 3, 200, 1, 1, 64, 7, 1000, 2, 30]:
+        part = np.sort(rng.integers(0, 2**63, size, dtype=np.uint64))
+        index.add(part)
+        every.update(part.tolist())
+    assert len(index) == len(every) and len(index.runs) <= 6
+    asked = np.sort(np.concatenate([rng.choice(np.array(sorted(every), np.uint64), 50),
+                                    rng.integers(0, 2**63, 50, dtype=np.uint64)]))
+    expected = sorted({int(v) for v in asked} & every)
+    assert index.common(asked).tolist() == expected
