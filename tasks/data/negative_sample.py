@@ -224,9 +224,6 @@ def check_sample_options(config) -> None:
         raise ConfigError(f"sample with a window of rows ({config.window}) would count the "
                           "sampled rows, not the source's: give the window in time (e.g. 90d) "
                           "or leave sample empty")
-    if config.costs.max_alert_rate is not None:
-        raise ConfigError("sample with costs.max_alert_rate is not supported yet (the alert "
-                          "cap is not counted in population rows): leave one of them empty")
 
 
 def frozen_sample(config, window):

@@ -11,18 +11,22 @@ from tasks.decision.costs import DecisionCosts
 from tasks.decision.threshold import alert_budget, capped_decisions
 
 
-def alert_capped(cand, champ, *, cand_scores, champ_scores, max_alert_rate) -> tuple:
+def alert_capped(cand, champ, *, cand_scores, champ_scores, max_alert_rate,
+                 weights=None) -> tuple:
     """Both models' decisions within the same review capacity: at most ``max_alert_rate`` of
-    the compared rows flagged, each model's highest scores first; and what the cap changed."""
-    budget = alert_budget(len(cand), max_alert_rate)
+    the compared rows flagged, each model's highest scores first; and what the cap changed.
+    With ``weights`` (a negative sample) rows count in the population's rows."""
+    w = np.ones(len(cand)) if weights is None else np.asarray(weights, dtype=float)
+    budget = alert_budget(float(w.sum()), max_alert_rate)
     if budget is None:
         return cand, champ, None
     cap = {"max_alert_rate": max_alert_rate, "alerts": budget,
-           "candidate_flagged": int(np.sum(cand)), "champion_flagged": int(np.sum(champ))}
+           "candidate_flagged": round(float(w @ np.asarray(cand, dtype=float))),
+           "champion_flagged": round(float(w @ np.asarray(champ, dtype=float)))}
     if cand_scores is not None:
-        cand = capped_decisions(cand, cand_scores, budget)
+        cand = capped_decisions(cand, cand_scores, budget, weights)
     if champ_scores is not None:
-        champ = capped_decisions(champ, champ_scores, budget)
+        champ = capped_decisions(champ, champ_scores, budget, weights)
     return cand, champ, cap
 
 
@@ -32,7 +36,8 @@ def reachable_recall(metrics: dict, costs: DecisionCosts, *, y=None) -> float | 
     the share of the positives' cost its dearest positives hold."""
     if costs.max_alert_rate is None:
         return None
-    budget = alert_budget(metrics["rows"], costs.max_alert_rate)
+    budget = alert_budget(costs.in_population(metrics["rows"], metrics["positives"]),
+                          costs.max_alert_rate)
     miss_costs = None if y is None else costs.positive_miss_costs(y)
     if miss_costs is None:
         return min(1.0, budget / max(metrics["positives"], 1))

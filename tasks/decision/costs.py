@@ -136,6 +136,11 @@ class DecisionCosts:
         population the row stands for."""
         return self.fp_cost * self.negative_weight
 
+    def in_population(self, rows, positives):
+        """A count of rows (or flagged rows) of which ``positives`` are positive, in the
+        population's rows: each negative row counts ``negative_weight``."""
+        return positives + (rows - positives) * self.negative_weight
+
     def row_weights(self, y) -> np.ndarray | None:
         """How many population rows each row stands for (None: one each, no sample)."""
         if self.sample_rate == 1.0:

@@ -84,32 +84,38 @@ def alert_budget(rows: int, max_alert_rate: float | None) -> int | None:
     return None if max_alert_rate is None else int(np.floor(max_alert_rate * rows + 1e-9))
 
 
-def capped_decisions(decisions, scores, budget: int | None) -> np.ndarray:
+def capped_decisions(decisions, scores, budget: int | None, weights=None) -> np.ndarray:
     """Decisions with at most ``budget`` rows flagged: of the flagged rows, those of highest
-    score (ties in row order), as a review team that works through its queue by score."""
+    score (ties in row order), as a review team that works through its queue by score. With
+    ``weights`` (a negative sample) each row counts the population rows it stands for."""
     d = np.asarray(decisions).astype(bool)
-    if budget is None or d.sum() <= budget:
+    w = np.ones(len(d)) if weights is None else np.asarray(weights, dtype=float)
+    if budget is None or w[d].sum() <= budget + 1e-9:
         return d
     flagged = np.flatnonzero(d)
-    keep = flagged[np.argsort(-np.asarray(scores, dtype=float)[flagged], kind="stable")[:budget]]
+    queue = flagged[np.argsort(-np.asarray(scores, dtype=float)[flagged], kind="stable")]
+    keep = queue[np.cumsum(w[queue]) <= budget + 1e-9]
     out = np.zeros(len(d), dtype=bool)
     out[keep] = True
     return out
 
 
-def _feasible(ks, fn, n: int, costs: DecisionCosts) -> np.ndarray:
-    """Which cuts meet the constraints; raises with the best reachable value if none does."""
+def _feasible(ks, fn, fp, n: int, costs: DecisionCosts) -> np.ndarray:
+    """Which cuts meet the constraints; raises with the best reachable value if none does.
+    Flagged rows count in the population's rows (a negative sample's negatives weigh)."""
     ok = np.ones(len(ks), dtype=bool)
     positives = int(fn[0])
     recall = (positives - fn) / positives if positives else np.ones(len(ks))
-    if costs.max_alert_rate is not None:
-        ok &= ks <= alert_budget(n, costs.max_alert_rate)
+    flagged = costs.in_population(ks, ks - fp)
+    budget = alert_budget(costs.in_population(n, positives), costs.max_alert_rate)
+    if budget is not None:
+        ok &= flagged <= budget + 1e-9
     if costs.min_recall is not None:
         ok &= recall >= costs.min_recall - 1e-12
     if ok.any():
         return ok
     if costs.min_recall is not None and costs.max_alert_rate is not None:
-        capped = ks <= alert_budget(n, costs.max_alert_rate)
+        capped = flagged <= budget + 1e-9
         raise InfeasibleConstraint(
             f"min_recall {costs.min_recall:g} cannot be met with max_alert_rate "
             f"{costs.max_alert_rate:g}: within that many alerts the best reachable recall is "
@@ -124,7 +130,7 @@ def _best_cut(s, ks, fn, fp, missed, *, costs: DecisionCosts) -> ThresholdChoice
     miss = costs.fn_cost * fn if missed is None else missed
     cost = miss + costs.false_alarm_cost * fp
     if costs.constrained:
-        cost = np.where(_feasible(ks, fn, len(s), costs), cost, np.inf)
+        cost = np.where(_feasible(ks, fn, fp, len(s), costs), cost, np.inf)
     best = int(np.argmin(cost))  # first minimum: fewest flags
     k = int(ks[best])
     never_flag = float(miss[0])

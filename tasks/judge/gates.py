@@ -294,7 +294,8 @@ def champion_gates(gate, gates: Gates, candidate: Candidate, champion: Champion,
             return {"champion": champion.version, "overlap": overlap}
     max_alert_rate = costs.max_alert_rate
     cand, champ, cap = alert_capped(cand, champ, cand_scores=cand_scores,
-                                    champ_scores=champ_scores, max_alert_rate=max_alert_rate)
+                                    champ_scores=champ_scores, max_alert_rate=max_alert_rate,
+                                    weights=costs.row_weights(y))
     comparison = paired_bootstrap(y, cand, champ, costs=costs, samples=gates.bootstrap_samples,
                                   confidence=gates.confidence, seed=seed)
     comparison.update(champion=champion.version, overlap=overlap, alert_cap=cap)

@@ -275,9 +275,9 @@ CASES: list[Case] = [
     _train("sample-too-few-negatives", "demo.csv", _with(lambda df: df), r"sample 0\.02 "
            r"\(rate 0\.02\) keeps \d+ of the \d+ negative rows .*raise sample", "--sample",
            "0.02"),
-    _train("sample-with-alert-cap", "demo.csv", _with(lambda df: df), r"sample with "
-           r"costs\.max_alert_rate is not supported yet", "--sample", "0.5",
-           "--max-alert-rate", "0.05"),
+    _train("sample-with-rows-window", "demo.csv", _with(lambda df: df), r"sample with a "
+           r"window of rows \(500rows\) would count the sampled rows", "--sample", "0.5",
+           "--window", "500rows"),
     _train("bad-config-yaml", "demo.csv", _with(lambda df: df), r"not valid YAML",
            "--config", "{dir}/broken.yaml"),
     _train("billion-laughs-config", "demo.csv", _laughs, r"laughs.yaml' expands to more "

@@ -90,12 +90,11 @@ def test_auto_keeps_about_the_row_budget(tmp_path):
     assert auto_rate(100, 1000) == 1.0
 
 
-def test_a_window_of_rows_or_an_alert_cap_with_a_sample_is_refused(tmp_path):
+def test_a_window_of_rows_with_a_sample_is_refused(tmp_path):
     source = _source(tmp_path, _table())
     with pytest.raises(ConfigError, match="sample with a window of rows"):
         _read(source, sample=0.5, window="100rows")
-    with pytest.raises(ConfigError, match="max_alert_rate"):
-        _read(source, sample=0.5, costs={"max_alert_rate": 0.01})
+    assert len(_read(source, sample=0.5, costs={"max_alert_rate": 0.01}).frame)  # counted
 
 
 def test_the_hash_is_uniform_and_seeded():
@@ -244,3 +243,33 @@ def test_a_rate_of_one_reads_every_row_as_without_a_sample(tmp_path):
     pd.testing.assert_frame_equal(window.frame, _read(source).frame)
     with pytest.raises(Exception, match="not true/false"):
         TrainingConfig(data="x", label=LABEL, sample=True)
+
+
+def test_an_alert_cap_counts_the_populations_rows():
+    """Check that with max_alert_rate a sample's threshold is the population's (flagged rows
+    counted in population rows), that the champion comparison's equal capacity keeps the
+    flagged population rows within the budget, and that the reachable recall is the
+    population's."""
+    from tasks.decision.capacity import alert_capped, reachable_recall
+    from tasks.decision.threshold import alert_budget
+
+    (ys, ss), (yp, sp) = _population_and_sample()
+    for cap in (0.01, 0.03):
+        weighted = DecisionCosts(fn_cost=20, fp_cost=1, sample_rate=0.25, max_alert_rate=cap)
+        plain = DecisionCosts(fn_cost=20, fp_cost=1, max_alert_rate=cap)
+        on_sample = choose_threshold(ys, ss, costs=weighted)
+        on_population = choose_threshold(yp, sp, costs=plain)
+        assert on_sample.threshold == on_population.threshold
+        assert (sp >= on_sample.threshold).sum() <= alert_budget(len(yp), cap)
+        assert on_sample.threshold > choose_threshold(
+            ys, ss, costs=DecisionCosts(fn_cost=20, fp_cost=1, sample_rate=0.25)).threshold
+        weights = weighted.row_weights(ys)
+        flagged = ss >= 0.3
+        capped, _, told = alert_capped(flagged, flagged, cand_scores=ss, champ_scores=None,
+                                       max_alert_rate=cap, weights=weights)
+        assert told["alerts"] == alert_budget(len(yp), cap)
+        assert weights @ capped <= told["alerts"] < weights @ flagged
+        assert ss[capped].min() >= ss[flagged & ~capped].max()  # the highest scores kept
+        figures = {"rows": len(ys), "positives": int(ys.sum())}
+        assert reachable_recall(figures, weighted) == reachable_recall(
+            {"rows": len(yp), "positives": int(yp.sum())}, plain)
