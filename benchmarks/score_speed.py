@@ -171,7 +171,8 @@ def child(args) -> dict:
 def stream(args, reg, model, meta) -> tuple[int, int]:
     from tasks.data.source_files import resolve_source
     from tasks.serving.partition_scoring import Serving
-    from tasks.serving.scored_source import ScoredSource, score_pending, signature_digest
+    from tasks.serving.scored_source import ScoredSource, signature_digest
+    from tasks.serving.source_scoring import score_pending
 
     files = resolve_source(args.data)
     scored = ScoredSource.open(files, Path(args.out), NAME)

@@ -45,7 +45,8 @@ def pydantic_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+        shown = "" if "storage_options" in err["loc"] else f" (got {err.get('input')!r})"
+        parts.append(f"{where}: {err['msg']}{shown}")  # storage options: never echoed
     return "invalid configuration: " + "; ".join(parts)
 
 

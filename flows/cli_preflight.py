@@ -40,7 +40,9 @@ def before_training(config: TrainingConfig, *, config_file: Path | None, flags: 
     if origin is not None:
         say(f"Model {config.name!r} in registry {config.registry!r} (from {origin}; "
             "--name/--registry choose another)")
-    ensure_signing_key(say, registry=config.registry, name=config.name)
     from tasks.registry.preflight import preflight
+    from tasks.runtime.object_store_api import configured_storage
 
-    preflight(config, chosen_by=origin or "--registry and --name")
+    with configured_storage(config.storage_options):
+        ensure_signing_key(say, registry=config.registry, name=config.name)
+        preflight(config, chosen_by=origin or "--registry and --name")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from flows.cli_config import DEFAULT_REGISTRY, project_defaults
@@ -44,8 +42,8 @@ def print_score_result(result: dict, name: str) -> None:
 def audit(
     row_key: str = typer.Argument(..., help="The row's key: its id column value, or its "
                                   "row_key fingerprint."),
-    scored: Path = typer.Option(..., "--scored", help="The scored source (the --out folder of "
-                                "`rareflow score --data SOURCE`)."),
+    scored: str = typer.Option(..., "--scored", help="The scored source (the --out folder or "
+                               "URL of `rareflow score --data SOURCE`)."),
     registry: RegistryDir = None,
 ) -> int:
     """Say which version decided a scored row, when, at which threshold, with which

@@ -14,6 +14,7 @@ from tasks.data.scan import freeze_as_of
 from tasks.data.source_files import source_path
 from tasks.data.tables import load_task
 from tasks.runtime.io_retries import IO_RETRIES
+from tasks.runtime.object_store_api import with_config_storage
 
 
 @task(name="check-batch", cache_policy=NO_CACHE)
@@ -35,6 +36,7 @@ write_batch_task = task(write_batch, name="write-partitions", cache_policy=NO_CA
 
 
 @flow(name="rareflow-ingest", validate_parameters=True)
+@with_config_storage
 def ingest_flow(config: IngestConfig) -> dict:
     """Land a batch in a data source as new partitions and announce it."""
     config, as_of = freeze_as_of(config)

@@ -30,11 +30,13 @@ from tasks.monitor.verdict import (
 from tasks.registry.monitor_state import read_state, record_check, since_last_check
 from tasks.registry.open_registry import open_registry
 from tasks.registry.report_home import keep_reports, model_workdir, reports_dir
+from tasks.runtime.object_store_api import with_config_storage
 from tasks.runtime.run_outcome import monitoring_outcome
 from tasks.serving.batch_scoring import load_model_task, reference_task, scored_batch_task
 
 
 @flow(name="rareflow-monitor", validate_parameters=True)
+@with_config_storage
 def monitoring_flow(config: MonitoringConfig) -> dict:
     """Compare a labelled batch with a version's reference: recall drift, cost, data drift
     (with ``scored``: judge each version on the rows it decided, flows/monitoring_served.py)."""

@@ -44,11 +44,12 @@ def judge_served(config: MonitoringConfig) -> dict:
     check_time_options(config)
     config = config.model_copy(update={"as_of": iso(resolve_as_of(config.as_of))})
     registry = open_registry(config.registry, config.name)
-    scored = read_scored_task(config.scored, name=config.name)
     champion = registry.champion()
     head = version_infos_task(registry, [champion["version"]] if champion else ["latest"])
     info = next(iter(head.values()))
     window = monitoring_window_task(config, label=info.schema.label)
+    scored = read_scored_task(config.scored, name=config.name, window=window,
+                              schema=info.schema, time_column=config.time_column)
     served = join_served_task(scored, window, schema=info.schema, config=config)
     roles = label_roles_task(served.frame, schema=info.schema, matured=served.matured,
                              maturity_time=served.maturity_time, event_time=served.event_time,

@@ -16,16 +16,12 @@ from tasks.data.source_files import DATA_SUFFIXES, GLOB_CHARS, resolve_source
 from tasks.data.tables import load_task
 from tasks.registry.open_registry import open_registry
 from tasks.registry.store import Registry
-from tasks.runtime.object_store_api import is_remote
+from tasks.runtime.object_store_api import is_remote, with_config_storage
 from tasks.serving.batch_scoring import load_model_task, score_task, write_task
 from tasks.serving.partition_scoring import Serving, no_challenger, score_partition
-from tasks.serving.scored_source import (
-    ScoredSource,
-    default_out,
-    score_pending,
-    signature_digest,
-)
+from tasks.serving.scored_source import ScoredSource, default_out, signature_digest
 from tasks.serving.shadow import challenger_scorer, challenger_version
+from tasks.serving.source_scoring import score_pending
 from tasks.serving.spread_scoring import WorkerServing, score_on_dask
 
 score_partition_task = task(score_partition, name="score-partition", cache_policy=NO_CACHE,
@@ -47,6 +43,7 @@ def serving_of(config: ScoringConfig, registry: Registry, model, meta: dict) -> 
 
 
 @flow(name="rareflow-score", validate_parameters=True)
+@with_config_storage
 def scoring_flow(config: ScoringConfig) -> dict:
     """Score a batch (a file) or the partitions of a source not yet scored, with the champion
     (or a named version)."""
@@ -64,12 +61,8 @@ def scoring_flow(config: ScoringConfig) -> dict:
                  len(scored), config.name, meta["version"], model.threshold, flagged, out)
         return {"version": meta["version"], "rows": len(scored), "flagged": flagged,
                 "out": out, "threshold": model.threshold}
-    if config.out and is_remote(config.out):
-        raise ConfigError(f"--out {config.out!r}: a scored source in object storage is not "
-                          "built yet; give a local folder (or one on shared storage)")
     files = resolve_source(config.data)
-    source = ScoredSource.open(files, Path(config.out) if config.out else default_out(files),
-                               config.name)
+    source = ScoredSource.open(files, config.out or default_out(files), config.name)
     serving = serving_of(config, registry, model, meta)
     with source.locked():
         todo = source.pending(hash_new=config.executor != "dask")  # workers hash their own

@@ -22,6 +22,7 @@ from tasks.registry.champion_scores import champion_task
 from tasks.registry.preflight import preflight_task
 from tasks.registry.store import register_task
 from tasks.registry.training_record import announce, record_task, training_summary
+from tasks.runtime.object_store_api import with_config_storage
 from tasks.runtime.run_outcome import training_outcome
 from tasks.search.evidence import evidence_kind, evidence_task
 from tasks.search.final_fit import fit_task
@@ -29,6 +30,7 @@ from tasks.search.selection import select_task
 
 
 @flow(name="rareflow-train", validate_parameters=True)
+@with_config_storage
 def training_flow(config: TrainingConfig, trigger: TriggerEvent | None = None) -> dict:
     """Train, judge and (if every gate passes) promote a model for a rare-event label.
 

@@ -7,7 +7,14 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.executor import (
+    Executor,
+    check_dask_address,
+    dask_address_field,
+    dask_workers_field,
+)
 from schemas.sampling import check_sample, sample_field, sample_rows_field
+from schemas.storage import StorageOptions, storage_options_field
 
 ModelName = Literal["auto", "logreg", "hgb", "rf", "brf", "gboost", "iforest"]
 SamplerName = Literal["auto", "none", "random_over", "random_under", "smote", "adasyn",
@@ -20,8 +27,6 @@ CatStattest = Literal["jensenshannon", "psi", "hellinger", "kl_div", "TVD", "chi
                       "g_test"]
 ClassWeightName = Literal["auto", "none", "balanced"]
 CalibrationMode = Literal["auto", "never", "always"]
-Executor = Literal["local", "dask"]
-DASK_WORKERS = 2  # worker processes of a local Dask cluster started for a run
 Approval = Literal["none", "manual"]
 GateJudgement = Literal["bound", "point"]
 
@@ -102,28 +107,6 @@ def _window_field():
                  "to `as_of`, or the last `50000rows` (by event time); default: every row.")
 
 
-def dask_address_field():
-    return Field(None, description="Scheduler address of an existing Dask cluster, e.g. "
-                 "tcp://10.0.0.5:8786 (executor `dask`); default: a local cluster started for "
-                 "the run.")
-
-
-def dask_workers_field():
-    return Field(DASK_WORKERS, ge=1, le=256, description="Worker processes of the local Dask "
-                 "cluster (1 thread each).")
-
-
-def check_dask_address(address: str | None, executor: str, prefix: str = "") -> None:
-    """An address names a cluster only the Dask executor uses.
-
-    Raises:
-        ValueError: ``address`` is set with another executor (naming ``prefix`` + setting).
-    """
-    if address and executor != "dask":
-        raise ValueError(f"{prefix}dask_address is set but {prefix}executor is "
-                         f"{executor!r}: set executor to 'dask' to use the cluster")
-
-
 def _maturity_field(name: str):
     """Label maturity: the same three fields in training and monitoring."""
     return {"label_time_column": Field(None, description="Column with the time each label "
@@ -136,7 +119,8 @@ def _maturity_field(name: str):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # hide_input_in_errors: a rejected value (storage_options) is never echoed by pydantic
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class Costs(_Model):
@@ -342,6 +326,7 @@ class TrainingConfig(_Model):
         description="Hand-written pandera DataFrameModel as 'module:Class'; default: inferred.",
     )
     seed: int = Field(0, description="Random seed for split, folds, resampling and models.")
+    storage_options: StorageOptions = storage_options_field()
 
     @field_validator("positive", mode="before")
     @classmethod
@@ -383,6 +368,7 @@ class IngestConfig(_Model):
         "source; without one, partitions are dated by the arrival time.")
     as_of: str | None = Field(None, description="Arrival time recorded in the event (default: "
                               "now); partitions of a source without a time column are dated by it.")
+    storage_options: StorageOptions = storage_options_field()
 
     @field_validator("name")
     @classmethod
@@ -440,6 +426,7 @@ class MonitoringConfig(_Model):
         DEFAULT_CAT_STATTEST,
         description="evidently drift method for categorical inputs (Jensen-Shannon distance, 0.1).",
     )
+    storage_options: StorageOptions = storage_options_field()
 
     @field_validator("name")
     @classmethod

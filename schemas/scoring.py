@@ -5,20 +5,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.config import (
-    Executor,
-    check_dask_address,
-    check_name,
-    dask_address_field,
-    dask_workers_field,
-)
+from schemas.config import check_name
+from schemas.executor import Executor, check_dask_address, dask_address_field, dask_workers_field
 from schemas.scored import ROW_KEY, SCORED_DEFAULT_SUFFIX
+from schemas.storage import StorageOptions, storage_options_field
 
 
 class ScoringConfig(BaseModel):
     """Score a batch, or the partitions of a data source not yet scored, with a version."""
 
-    model_config = ConfigDict(extra="forbid")
+    # hide_input_in_errors: a rejected value (storage_options) is never echoed by pydantic
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     data: str = Field(..., description="The batch to score (a CSV or Parquet file), or a data "
                       "source: a folder of partitions or a glob.")
@@ -40,6 +37,7 @@ class ScoringConfig(BaseModel):
                                "reads its partition and verifies the model itself).")
     dask_address: str | None = dask_address_field()
     dask_workers: int = dask_workers_field()
+    storage_options: StorageOptions = storage_options_field()
 
     @model_validator(mode="after")
     def _address_needs_dask(self):

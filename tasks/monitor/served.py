@@ -9,13 +9,14 @@ against each version's own reference); label maturity is :mod:`tasks.data.labels
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -36,55 +37,100 @@ from tasks.data.window import SourceWindow
 from tasks.decision.costs import DecisionCosts
 from tasks.monitor.verdict import Judgement, judge
 from tasks.runtime.io_retries import IO_RETRIES
+from tasks.runtime.object_store import open_store, read_json, readable
 
 logger = logging.getLogger(__name__)
 
-
-def scored_files(folder: Path) -> list[Path]:
-    """The scored partitions under ``folder``: Parquet files, none hidden or temporary."""
-    return sorted(p for p in folder.rglob("*.parquet") if p.is_file() and not any(
-        part.startswith((".", "_")) for part in p.relative_to(folder).parts))
+SCORED_BATCH_ROWS = 1 << 20  # scored rows filtered by key a batch at a time
 
 
-def read_scored(path: str, *, name: str) -> pd.DataFrame:
-    """Every scored row of a scored source written for model ``name``, partition by partition
-    in path order.
+def scored_files(store) -> list[str]:
+    """The scored partitions of a scored source's store: Parquet objects, none hidden or
+    temporary (keys in path order)."""
+    return [k for k in store.list() if k.endswith(".parquet")
+            and not any(part.startswith((".", "_")) for part in k.split("/"))]
+
+
+def read_scored(path: str, *, name: str, window: SourceWindow | None = None,
+                schema: InputSchema | None = None, time_column: str | None = None
+                ) -> pd.DataFrame:
+    """The scored rows of a scored source (a folder or an object-storage URL) written for
+    model ``name``, partition by partition in path order: every one, or with ``window`` (and
+    the ``schema`` its row keys are computed with) only those whose source row is in it, read
+    a record batch at a time, so memory follows the window, not the scored source.
 
     Raises:
         DataError: not a scored source, written for another model name, or empty.
     """
-    folder = Path(path)
-    state_path = folder / STATE_FILE
-    if not state_path.is_file():
+    store = open_store(path)
+    try:
+        state = read_json(store, STATE_FILE)
+        written_for = None if state is None else state["model"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{store.where(STATE_FILE)} is unreadable ({exc}): score the source "
+                        "again into a new --out folder") from exc
+    if state is None:
         raise DataError(f"--scored {path!r} is not a scored source (no {STATE_FILE}): "
                         "pass the --out folder of `rareflow score --data SOURCE --out SCORED`")
-    try:
-        written_for = json.loads(state_path.read_text(encoding="utf-8"))["model"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{state_path} is unreadable ({exc}): score the source again into a "
-                        "new --out folder") from exc
     if written_for != name:
         raise DataError(f"scored source {path!r} was written by model {written_for!r}, not "
                         f"{name!r}: pass --name {written_for} or the scored source of {name}")
-    files = scored_files(folder)
+    files = scored_files(store)
     if not files:
         raise DataError(f"scored source {path!r} holds no scored partition yet: score the "
                         "source first (`rareflow score --data SOURCE --out SCORED`)")
-    scored = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    logger.info("Read %d scored rows of %s from %d partitions", len(scored), name, len(files))
+    wanted = None
+    if window is not None:
+        key = key_column(pq.read_schema(readable(store, files[0])).names,
+                         time_column=time_column)
+        wanted = pa.array(pd.Series(source_keys(window, key, schema, time_column=time_column,
+                                                data=path)).astype(str))
+    parts = [_rows_in(readable(store, f), wanted) for f in files]
+    scored = pd.concat(parts, ignore_index=True)
+    logger.info("Read %d scored rows of %s from %d partitions%s", len(scored), name,
+                len(files), "" if wanted is None else " (those in the window)")
     return scored
 
 
-def key_column(scored: pd.DataFrame, *, time_column: str | None) -> str:
+def _rows_in(source, wanted: pa.Array | None) -> pd.DataFrame:
+    """A scored partition's rows (those whose key, its first column, is in ``wanted``)."""
+    parquet = pq.ParquetFile(source)
+    if wanted is None:
+        return parquet.read().to_pandas()
+    kept = [batch.filter(pc.is_in(batch.column(0).cast(pa.string()), value_set=wanted))
+            for batch in parquet.iter_batches(batch_size=SCORED_BATCH_ROWS)]
+    return pa.Table.from_batches(kept, schema=parquet.schema_arrow).to_pandas()
+
+
+def source_keys(window: SourceWindow, key: str, schema: InputSchema, *,
+                time_column: str | None, data: str) -> np.ndarray:
+    """The row key of each of the window's rows: its ``key`` column, or the content
+    fingerprint scoring gave it (``row_key``).
+
+    Raises:
+        DataError: the source lacks the key column.
+    """
+    frame = window.frame
+    if key == ROW_KEY:
+        keyed = frame if not time_column or time_column in frame.columns else frame.assign(
+            **{time_column: pd.Series(window.event_time).to_numpy()})
+        return row_keys(keyed, key_columns(schema, time_column))
+    if key not in frame.columns:
+        raise DataError(f"the scored rows are keyed by {key!r}, which source {data!r} does "
+                        "not hold: pass the source that was scored")
+    return frame[key].to_numpy()
+
+
+def key_column(columns, *, time_column: str | None) -> str:
     """The scored rows' key: ``row_key`` (a content fingerprint), else the one column that is
     neither a scored column nor the time column (the source's ``id_column``).
 
     Raises:
         DataError: none or several candidates.
     """
-    if ROW_KEY in scored.columns:
+    if ROW_KEY in columns:
         return ROW_KEY
-    others = [c for c in scored.columns if c not in SCORED_COLUMNS and c != time_column]
+    others = [c for c in columns if c not in SCORED_COLUMNS and c != time_column]
     if len(others) != 1:
         raise DataError(f"the scored rows carry no single row key (columns {others}): score "
                         "the source again with this release (`rareflow score`)")
@@ -110,19 +156,11 @@ def join_served(scored: pd.DataFrame, window: SourceWindow, *, schema: InputSche
     Raises:
         DataError: a key repeats on either side, or the source lacks the key column.
     """
-    key = key_column(scored, time_column=config.time_column)
+    key = key_column(scored.columns, time_column=config.time_column)
     frame = window.frame
-    if key == ROW_KEY:
-        time = config.time_column  # the window holds the parsed time beside its columns
-        keyed = frame if not time or time in frame.columns else frame.assign(
-            **{time: pd.Series(window.event_time).to_numpy()})
-        source_keys = row_keys(keyed, key_columns(schema, time))
-    elif key in frame.columns:
-        source_keys = frame[key].to_numpy()
-    else:
-        raise DataError(f"the scored rows are keyed by {key!r}, which source {config.data!r} "
-                        "does not hold: pass the source that was scored")
-    index = unique_keys(source_keys, key=key, where=f"source {config.data!r}")
+    index = unique_keys(source_keys(window, key, schema, time_column=config.time_column,
+                                    data=config.data),
+                        key=key, where=f"source {config.data!r}")
     unique_keys(scored[key], key=key, where=f"scored source {config.scored!r}")
     pos = index.get_indexer(scored[key])
     found = pos >= 0

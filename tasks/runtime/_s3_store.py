@@ -132,6 +132,13 @@ class S3Store(ObjectStore):
 
         return self._run(head, key)
 
+    def copy(self, key, to):
+        async def copy():  # server-side: the bytes do not pass through this process
+            await self.fs._call_s3("copy_object", Bucket=self.bucket, Key=self._key(to),
+                                   CopySource={"Bucket": self.bucket, "Key": self._key(key)})
+
+        self._run(copy, key)
+
     def delete(self, key):
         async def remove():
             with contextlib.suppress(FileNotFoundError):

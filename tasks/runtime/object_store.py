@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -174,3 +175,29 @@ class StorePath:
 def as_path(location):
     """``location`` as a Path, or unchanged when it is a :class:`StorePath`."""
     return location if isinstance(location, StorePath) else Path(location)
+
+
+def readable(store: ObjectStore, key: str):
+    """An object for pyarrow to read (a Parquet file): its path on local disk, else its bytes.
+
+    Raises:
+        FileNotFoundError: no such object.
+    """
+    if isinstance(store, LocalStore):
+        return store.root / key
+    import pyarrow as pa
+
+    data = store.read(key)
+    if data is None:
+        raise FileNotFoundError(store.where(key))
+    return pa.BufferReader(data)
+
+
+def read_json(store: ObjectStore, key: str) -> dict | None:
+    """A JSON object of the store (None: absent).
+
+    Raises:
+        ValueError: it is not JSON.
+    """
+    data = store.read(key)
+    return None if data is None else json.loads(data.decode("utf-8"))

@@ -9,9 +9,12 @@ and ``tasks/runtime/_s3_store.py`` (S3 conditional writes).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from pathlib import Path
 
 from schemas.errors import ConfigError, RegistryError
@@ -38,11 +41,38 @@ def local_path(location) -> Path:
     return Path(text)
 
 
+# the running flow's config `storage_options` (schemas/storage.py), under the environment's
+_CONFIGURED: ContextVar[dict | None] = ContextVar("rareflow_storage_options", default=None)
+
+
+@contextlib.contextmanager
+def configured_storage(options: dict | None):
+    """Within it, :func:`storage_options` starts from ``options`` (a config's)."""
+    token = _CONFIGURED.set(dict(options or {}))
+    try:
+        yield
+    finally:
+        _CONFIGURED.reset(token)
+
+
+def with_config_storage(flow_fn):
+    """A flow function whose first parameter is a config: run it within that config's
+    ``storage_options`` (put under ``@flow``; the signature Prefect reads is kept)."""
+
+    @functools.wraps(flow_fn)
+    def run(config, *args, **kwargs):
+        with configured_storage(config.storage_options):
+            return flow_fn(config, *args, **kwargs)
+
+    return run
+
+
 def storage_options(env=None) -> dict:
-    """fsspec options from ``RAREFLOW_STORAGE_OPTIONS`` (a JSON object; never echoed)."""
+    """fsspec options: the running config's ``storage_options``, updated by those of
+    ``RAREFLOW_STORAGE_OPTIONS`` (a JSON object; never echoed)."""
     text = (os.environ if env is None else env).get(STORAGE_OPTIONS_ENV, "").strip()
     if not text:
-        return {}
+        return dict(_CONFIGURED.get() or {})
     try:
         options = json.loads(text)
     except json.JSONDecodeError:
@@ -50,7 +80,7 @@ def storage_options(env=None) -> dict:
     if not isinstance(options, dict):
         raise ConfigError(f"{STORAGE_OPTIONS_ENV} must be a JSON object of fsspec options "
                           "such as {\"anon\": false}; its value was not (not shown)")
-    return options
+    return {**(_CONFIGURED.get() or {}), **options}
 
 
 DENIED_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",
@@ -133,6 +163,17 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
+
+    def copy(self, key: str, to: str) -> None:
+        """Copy an object whole to ``to`` (readers see its old or its new bytes).
+
+        Raises:
+            FileNotFoundError: no object ``key``.
+        """
+        data = self.read(key)
+        if data is None:
+            raise FileNotFoundError(self.where(key))
+        self.write(to, data)
 
     @abstractmethod
     def delete(self, key: str) -> None:

@@ -5,7 +5,6 @@ threshold, with which signature, and whether that version served as champion the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -29,6 +28,7 @@ from schemas.scored import (
 )
 from tasks.registry.open_registry import open_registry
 from tasks.registry.store import Registry
+from tasks.runtime.object_store import open_store, read_json, readable
 from tasks.serving.scored_source import scored_relpath, signature_digest
 
 
@@ -61,28 +61,33 @@ class Decision:
         return lines
 
 
-def scored_state(scored: Path) -> dict:
-    path = Path(scored) / STATE_FILE
-    if not path.is_file():
-        raise DataError(f"{str(scored)!r} is not a scored source (no {STATE_FILE}); give the "
-                        "--out folder of `rareflow score --data SOURCE`")
-    import json
+def scored_state(store) -> dict:
+    """The state of the scored source in ``store``.
 
+    Raises:
+        DataError: there is none, or it is unreadable.
+    """
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        state = read_json(store, STATE_FILE)
     except (OSError, ValueError) as exc:
-        raise DataError(f"{str(path)!r} is unreadable ({exc}); restore it") from exc
+        raise DataError(f"{store.where(STATE_FILE)!r} is unreadable ({exc}); restore it") \
+            from exc
+    if state is None:
+        raise DataError(f"{store.where()!r} is not a scored source (no {STATE_FILE}); give the "
+                        "--out folder of `rareflow score --data SOURCE`")
+    return state
 
 
-def find_row(scored: Path, key: str, state: dict) -> tuple[str, str, dict] | None:
-    """(key column, scored partition, row) of ``key``, streamed partition by partition."""
+def find_row(store, key: str, state: dict) -> tuple[str, str, dict] | None:
+    """(key column, scored partition, row) of ``key``, read partition by partition."""
     for rel in sorted(state[STATE_PARTITIONS]):
-        path = Path(scored) / scored_relpath(rel)
-        if not path.is_file():
+        try:
+            source = readable(store, scored_relpath(rel))
+            column = pq.read_schema(source).names[0]
+        except FileNotFoundError:
             continue
-        column = pq.read_schema(path).names[0]
-        table = ds.dataset(path, format="parquet").to_table(
-            filter=ds.field(column).cast(pa.string()) == key)
+        table = pq.read_table(readable(store, scored_relpath(rel)),
+                              filters=ds.field(column).cast(pa.string()) == key)
         if table.num_rows:
             return column, scored_relpath(rel), table.slice(0, 1).to_pylist()[0]
     return None
@@ -100,14 +105,15 @@ def role_then(registry: Registry, version: str, when) -> str:
             "--version)")
 
 
-def audit(key: str, scored: Path, registry: str) -> Decision:
+def audit(key: str, scored: str, registry: str) -> Decision:
     """The decision a scored source holds for ``key``.
 
     Raises:
         DataError: not a scored source, or no row has this key.
     """
-    state = scored_state(scored)
-    found = find_row(scored, key, state)
+    store = open_store(scored)
+    state = scored_state(store)
+    found = find_row(store, key, state)
     if found is None:
         raise DataError(f"no row with key {key!r} in scored source {str(scored)!r} "
                         f"({len(state[STATE_PARTITIONS])} partitions): check the key (the "

@@ -75,6 +75,7 @@ class PartitionScore:
     flagged: int = 0
     key_hashes: list = field(default_factory=list)
     sorted_hashes: np.ndarray | None = None  # set once the keys are checked
+    staged: str | None = None  # uploaded by a Dask worker: its key in the scored source's store
 
     def hashes(self) -> np.ndarray:
         return np.concatenate(self.key_hashes) if self.key_hashes else np.zeros(0, np.uint64)

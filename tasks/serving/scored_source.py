@@ -2,10 +2,12 @@
 source's paths, and the state file that remembers which input file (by sha256) each holds.
 
 A run lists the source, scores the partitions whose sha256 it has not scored (new files, and
-files re-ingested with other content), and for each puts the scored partition in place with a
-rename and then records it in ``_rareflow_scored.json`` (schemas/scored.py), both atomic: a
-reader never sees half a partition, and a crash between the two only makes the next run score
-that partition again. One run at a time per scored source (a file lock).
+files re-ingested with other content), and for each puts the scored partition in place (a
+rename on disk, one PUT in object storage) and then records it in ``_rareflow_scored.json``
+(schemas/scored.py), both atomic: a reader never sees half a partition, and a crash between
+the two only makes the next run score that partition again. The scored source is a local
+folder or an object-storage URL; one run at a time writes it (a file lock, or a lease in
+object storage: :mod:`tasks.serving.scored_lease`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from filelock import FileLock
 
 from schemas.errors import ConfigError, DataError
 from schemas.scored import (
@@ -36,23 +41,19 @@ from schemas.scored import (
 from tasks.data.row_keys import key_hashes
 from tasks.data.source_files import DATA_SUFFIXES, SourceFiles
 from tasks.registry.signing import SIGNATURE_FILE
-from tasks.runtime.durable_files import dumps, fsync_dir, sha256_file, write_bytes_atomic
+from tasks.runtime.durable_files import dumps, fsync_dir, sha256_file
+from tasks.runtime.object_store import open_store, read_json, readable
+from tasks.runtime.object_store_api import ObjectStore, is_remote
 from tasks.serving.key_index import KeyIndex, shared_hashes
-from tasks.serving.partition_scoring import (
-    PartitionScore,
-    Serving,
-    no_challenger,
-    score_partition,
-)
+from tasks.serving.partition_scoring import PartitionScore, Serving
+from tasks.serving.scored_lease import held
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = ".rareflow_scored.lock"
 KEYS_DIR = ".rareflow_keys"  # per scored partition: the sorted hashes of its row keys
+STAGING_DIR = ".rareflow_staging"  # object storage: partitions Dask workers uploaded, unchecked
 DIGESTS_FILE = ".rareflow_digests.json"  # input file size, mtime -> sha256: reruns hash nothing
 KEY_BATCH_ROWS = 1 << 20
-# new partitions whose keys are checked together: their hashes (8 bytes a row) in memory
-KEY_CHECK_ROWS = 1 << 24
 
 
 def default_out(files: SourceFiles) -> Path:
@@ -69,20 +70,27 @@ def default_out(files: SourceFiles) -> Path:
     return root.parent / f"{root.name}{SCORED_DEFAULT_SUFFIX}"
 
 
-def check_out(files: SourceFiles, out: Path) -> Path:
-    """The scored source's folder, never inside the input source.
+def check_out(files: SourceFiles, out) -> Path | str:
+    """The scored source's folder or URL, never inside the input source.
 
     Raises:
         ConfigError: ``out`` is the source or inside it, or is a file.
     """
+    if is_remote(out):
+        if files.fetch is not None and f"{str(out).rstrip('/')}/".startswith(
+                f"{files.spec.rstrip('/')}/"):
+            raise ConfigError(f"--out {str(out)!r} is inside the input source {files.spec!r}: "
+                              "its partitions would be read as input; choose a prefix beside it")
+        return str(out).rstrip("/")
+    out = Path(out)
+    hint = "" if files.fetch is not None else f" (default {str(default_out(files))!r})"
     root, target = files.root.resolve(), out.resolve()
-    if target == root or root in target.parents:
+    if files.fetch is None and (target == root or root in target.parents):
         raise ConfigError(f"--out {str(out)!r} is inside the input source {files.spec!r}: its "
-                          "partitions would be read as input; choose a folder beside it "
-                          f"(default {str(default_out(files))!r})")
+                          f"partitions would be read as input; choose a folder beside it{hint}")
     if target.exists() and not target.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file; a source is scored into a folder "
-                          f"(default {str(default_out(files))!r})")
+        raise ConfigError(f"--out {str(out)!r} is a file; a source is scored into a folder"
+                          f"{hint}")
     return out
 
 
@@ -101,17 +109,16 @@ def signature_digest(version_dir) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def read_state(out: Path, name: str) -> dict:
+def read_state(store: ObjectStore, out, name: str) -> dict:
     """The scored source's state for model ``name`` (empty when new).
 
     Raises:
         DataError: the state is unreadable, or another model wrote this scored source.
     """
-    path = out / STATE_FILE
-    if not path.is_file():
-        return {STATE_MODEL: name, STATE_PARTITIONS: {}}
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = read_json(store, STATE_FILE)
+        if state is None:
+            return {STATE_MODEL: name, STATE_PARTITIONS: {}}
         owner, parts = state[STATE_MODEL], state[STATE_PARTITIONS]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"scored source {str(out)!r}: {STATE_FILE} is unreadable ({exc}); "
@@ -128,23 +135,36 @@ class ScoredSource:
     """A source, where its scored partitions go, and what was scored there already."""
 
     files: SourceFiles
-    out: Path
+    out: Path | str  # a local folder or an object-storage URL
     name: str
+    store: ObjectStore
     state: dict = field(default_factory=dict)
     digests: dict = field(default_factory=dict)
+    renew: Callable[[], None] = lambda: None  # keeps this run's lease (object storage)
+    staging: Path | None = None  # object storage: where partitions are scored before upload
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
-    def open(cls, files: SourceFiles, out: Path, name: str) -> ScoredSource:
+    def open(cls, files: SourceFiles, out, name: str) -> ScoredSource:
         out = check_out(files, out)
-        return cls(files, out, name, read_state(out, name))
+        store = open_store(out)
+        return cls(files, out, name, store, read_state(store, out, name))
 
     @contextlib.contextmanager
     def locked(self):
         """One run at a time on this scored source; the state read again under the lock."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        with FileLock(self.out / LOCK_FILE):
-            self.state = read_state(self.out, self.name)
-            yield self
+        with held(self.store) as renew:
+            self.renew = renew
+            self.state = read_state(self.store, self.out, self.name)
+            for stale in self.store.list(f"{STAGING_DIR}/") if is_remote(self.out) else []:
+                self.store.delete(stale)  # a dead run's uploads (this run holds the lease)
+            try:
+                yield self
+            finally:
+                self.renew = lambda: None
+                if self.staging is not None:
+                    shutil.rmtree(self.staging, ignore_errors=True)
+                    self.staging = None
 
     @property
     def partitions(self) -> dict:
@@ -182,9 +202,8 @@ class ScoredSource:
         caller then compares it with what is recorded (:meth:`unchanged`) and
         :meth:`save_digests` once done.
         """
-        with contextlib.suppress(OSError, ValueError):
-            self.digests = dict(json.loads((self.out / DIGESTS_FILE).read_text(
-                encoding="utf-8")))
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            self.digests = dict(read_json(self.store, DIGESTS_FILE) or {})
         cache, self.digests = self.digests, {}
         todo, targets = [], {}
         for path in self.files.files:
@@ -204,10 +223,28 @@ class ScoredSource:
         return self.partitions.get(rel, {}).get("sha256") == digest
 
     def save_digests(self) -> None:
-        write_bytes_atomic(self.out / DIGESTS_FILE, dumps(self.digests).encode())
+        self.store.write(DIGESTS_FILE, dumps(self.digests).encode())
 
     def target(self, rel: str) -> Path:
-        return self.out / scored_relpath(rel)
+        """Where a partition is scored into its temporary file: its place in a local scored
+        source, else a local staging folder of this run (uploaded from there)."""
+        if not is_remote(self.out):
+            return Path(self.out) / scored_relpath(rel)
+        if self.staging is None:
+            self.staging = Path(tempfile.mkdtemp(prefix="rareflow-scored-"))
+        return self.staging / scored_relpath(rel)
+
+    def staging_key(self, rel: str) -> str:
+        """Object storage: where a Dask worker uploads a partition it scored, before the flow
+        checks its keys and copies it in place."""
+        return f"{STAGING_DIR}/{self.run}/{scored_relpath(rel)}"
+
+    def scored(self, rel: str) -> bool:
+        return self.store.exists(scored_relpath(rel))
+
+    def placed(self, rel: str) -> str:
+        """Where a scored partition is, for messages."""
+        return self.store.where(scored_relpath(rel))
 
     def where(self, rel: str) -> str:
         """How messages name an input partition."""
@@ -227,20 +264,20 @@ class ScoredSource:
         index, accepted = KeyIndex(), []
         for i, (rel, result) in enumerate(items):
             try:
-                _refuse_repeats_within(rel, result, key_column)
+                _refuse_repeats_within(rel, result, key_column, partial(self.rows_of, result))
                 if len(hits := index.common(result.sorted_hashes)):
-                    _refuse_shared(rel, result, hits, key_column,
-                                   [(items[j][0], items[j][1].sorted_hashes, items[j][1].tmp)
-                                    for j in accepted])
+                    _refuse_shared(rel, result, hits, key_column, partial(self.rows_of, result),
+                                   [(items[j][0], items[j][1].sorted_hashes,
+                                     partial(self.rows_of, items[j][1])) for j in accepted])
             except DataError as exc:
-                result.tmp.unlink(missing_ok=True)
+                self.discard(result)
                 errors[i] = exc
                 continue
             index.add(result.sorted_hashes)
             accepted.append(i)
         new = {rel for rel, _ in items}
         for other in [p for p in self.partitions if p not in new]:
-            if not accepted or not self.target(other).is_file():
+            if not accepted or not self.scored(other):
                 continue
             theirs = self._sorted_hashes(other)
             if not len(hits := index.common(theirs)):
@@ -248,67 +285,97 @@ class ScoredSource:
             for i in list(accepted):
                 rel, result = items[i]
                 try:
-                    _refuse_shared(rel, result, hits, key_column,
-                                   [(other, theirs, self.target(other))])
+                    _refuse_shared(rel, result, hits, key_column, partial(self.rows_of, result),
+                                   [(other, theirs, partial(self.partition, other))])
                 except DataError as exc:
-                    result.tmp.unlink(missing_ok=True)
+                    self.discard(result)
                     errors[i] = exc
                     accepted.remove(i)
         return errors
 
-    def key_file(self, rel: str) -> Path:
+    def rows_of(self, result: PartitionScore):
+        """A partition scored in this run, for pyarrow to read: its temporary file, or the
+        staged object a Dask worker uploaded."""
+        return result.tmp if result.staged is None else readable(self.store, result.staged)
+
+    def discard(self, result: PartitionScore) -> None:
+        """Remove a refused partition's temporary file (or staged object)."""
+        if result.staged is not None:
+            self.store.delete(result.staged)
+        else:
+            result.tmp.unlink(missing_ok=True)
+
+    def partition(self, rel: str):
+        """A scored partition for pyarrow to read (a path, or its bytes)."""
+        return readable(self.store, scored_relpath(rel))
+
+    def key_file(self, rel: str) -> str:
         """The sorted 64-bit hashes of a scored partition's keys (one partition's worth in
-        memory at a time when a new partition is checked against the others)."""
-        return self.out / KEYS_DIR / f"{scored_relpath(rel)}.npy"
+        memory at a time when new partitions are checked against the others)."""
+        return f"{KEYS_DIR}/{scored_relpath(rel)}.npy"
 
     def _sorted_hashes(self, rel: str) -> np.ndarray:
-        with contextlib.suppress(OSError, ValueError):
-            return np.load(self.key_file(rel), allow_pickle=False)
-        found = [h for _, h in _keys(self.target(rel))]  # written before key files: scan it
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            return np.load(io.BytesIO(self.store.read(self.key_file(rel))), allow_pickle=False)
+        found = [h for _, h in _keys(self.partition(rel))]  # written before key files: scan
         return np.sort(np.concatenate(found)) if found else np.zeros(0, np.uint64)
 
     def commit(self, rel: str, digest: str, result: PartitionScore, serving: Serving) -> dict:
-        """Put a scored partition in place, then record it in the state file."""
-        target, keys = self.target(rel), self.key_file(rel)
-        keys.parent.mkdir(parents=True, exist_ok=True)
+        """Put a scored partition in place, then record it in the state file.
+
+        Raises:
+            LeaseLost: another run took this run's lease over (nothing recorded).
+        """
         buffer = io.BytesIO()
         np.save(buffer, result.sorted_hashes if result.sorted_hashes is not None
                 else np.sort(result.hashes()))
-        write_bytes_atomic(keys, buffer.getvalue())
-        os.replace(result.tmp, target)
-        fsync_dir(target.parent)
+        self.store.write(self.key_file(rel), buffer.getvalue())
+        if result.staged is not None:  # uploaded by a Dask worker
+            self.store.copy(result.staged, scored_relpath(rel))
+            self.store.delete(result.staged)
+        elif is_remote(self.out):
+            self.store.write(scored_relpath(rel), result.tmp.read_bytes())  # appears whole
+            result.tmp.unlink(missing_ok=True)
+        else:
+            os.replace(result.tmp, self.target(rel))
+            fsync_dir(self.target(rel).parent)
         # the fields of schemas/scored.py: PARTITION_FIELDS
         entry = {"sha256": digest, "version": serving.version, "rows": result.rows,
                  "scored_at": serving.scored_at.isoformat()}
         self.partitions[rel] = entry
-        write_bytes_atomic(self.out / STATE_FILE, dumps(self.state).encode())
+        self.renew()
+        self.store.write(STATE_FILE, dumps(self.state).encode())
         return entry
 
 
-def _refuse_repeats_within(rel: str, result: PartitionScore, key_column: str) -> None:
-    """Sort the partition's key hashes; refuse a key it holds twice.
+def _refuse_repeats_within(rel: str, result: PartitionScore, key_column: str,
+                           rows: Callable) -> None:
+    """Sort the partition's key hashes; refuse a key it holds twice (``rows()``: its scored
+    rows, read only when two hashes are equal).
 
     Raises:
         DataError: naming the key and the partition.
     """
     hashes = np.sort(result.hashes())
     dup = hashes[1:][hashes[1:] == hashes[:-1]]
-    if len(dup) and (key := _repeated_value(result.tmp, dup)) is not None:
+    if len(dup) and (key := _repeated_value(rows(), dup)) is not None:
         raise _repeat_error(key, key_column, rel, rel)
     result.sorted_hashes, result.key_hashes = hashes, []  # one copy in memory, not two
 
 
 def _refuse_shared(rel: str, result: PartitionScore, hits: np.ndarray, key_column: str,
-                   others: list[tuple[str, np.ndarray, Path]]) -> None:
-    """Refuse the partition if one of ``others`` (name, sorted hashes, scored file) holds a
-    key of it among ``hits`` (equal hashes of different keys are no repeat).
+                   rows: Callable,
+                   others: list[tuple[str, np.ndarray, Callable]]) -> None:
+    """Refuse the partition (``rows()``: its scored rows) if one of ``others`` (name, sorted hashes,
+    a callable giving its scored rows, read only on a hit) holds a key of it among ``hits``
+    (equal hashes of different keys are no repeat).
 
     Raises:
         DataError: naming the key and both partitions.
     """
     for other, theirs, path in others:
         common = shared_hashes(theirs, shared_hashes(hits, result.sorted_hashes))
-        if len(common) and (key := _shared_value(result.tmp, path, common)) is not None:
+        if len(common) and (key := _shared_value(rows(), path(), common)) is not None:
             raise _repeat_error(key, key_column, other, rel)
 
 
@@ -321,8 +388,9 @@ def _repeat_error(key, key_column: str, first: str, second: str) -> DataError:
                      f"key: {fix} and score again; nothing of {second} was written")
 
 
-def _keys(path: Path):
-    """The key column (the first) of a scored partition, a batch of values at a time."""
+def _keys(path):
+    """The key column (the first) of a scored partition (a path or a pyarrow file), a batch of
+    values at a time."""
     parquet = pq.ParquetFile(path)
     for batch in parquet.iter_batches(batch_size=KEY_BATCH_ROWS,
                                       columns=parquet.schema_arrow.names[:1]):
@@ -346,61 +414,3 @@ def _shared_value(path: Path, other: Path, wanted: np.ndarray):
     theirs = _values(other, wanted).astype(str)
     shared = theirs[theirs.isin(mine)]
     return shared.iloc[0] if len(shared) else None
-
-
-def score_pending(scored: ScoredSource, todo: list[tuple[Path, str, str]], serving: Serving,
-                  *, extra=no_challenger, score_one=score_partition) -> list[dict]:
-    """Score the ``todo`` partitions one after the other, and check their keys and put them
-    in place in groups of about ``KEY_CHECK_ROWS`` rows: every scored partition's key file is
-    read once per group, not once per new partition. A failure puts the partitions scored
-    before it in place first.
-
-    Returns:
-        Each partition's state entry with ``partition`` and ``flagged``.
-
-    Raises:
-        The first partition's failure (a bad partition, a repeated key).
-    """
-    done: list[dict] = []
-    group: list[tuple[str, str, PartitionScore]] = []
-    try:
-        for path, rel, digest in todo:
-            group.append((rel, digest, score_one(scored.files.local(path), scored.target(rel),
-                                                 serving, where=scored.where(rel),
-                                                 extra=extra)))
-            if sum(result.rows for _, _, result in group) >= KEY_CHECK_ROWS:
-                done += settle_all(scored, group, serving)
-                group = []
-    except Exception:
-        with contextlib.suppress(DataError):
-            settle_all(scored, group, serving)  # keep what was scored before the failure
-        raise
-    return done + settle_all(scored, group, serving)
-
-
-def settle_all(scored: ScoredSource, group: list[tuple[str, str, PartitionScore]],
-               serving: Serving) -> list[dict]:
-    """Check the keys of partitions scored into their temporary files, and put in place and
-    record those accepted.
-
-    Raises:
-        DataError: the first refused partition's, once the others are in place.
-    """
-    refused = scored.check_all_repeats([(rel, result) for rel, _, result in group],
-                                       serving.key_column)
-    done = [settle(scored, rel, digest, result, serving)
-            for (rel, digest, result), error in zip(group, refused, strict=True)
-            if error is None]
-    if errors := [error for error in refused if error is not None]:
-        raise errors[0]
-    return done
-
-
-def settle(scored: ScoredSource, rel: str, digest: str, result: PartitionScore,
-           serving: Serving) -> dict:
-    """Put a partition whose keys are checked in place and record it; returns its state
-    entry with ``partition`` and ``flagged``."""
-    entry = scored.commit(rel, digest, result, serving)
-    logger.info("Scored %s: %d rows, %d flagged, with %s -> %s", rel, result.rows,
-                result.flagged, serving.version, scored.target(rel))
-    return {"partition": rel, "flagged": result.flagged, **entry}

@@ -5,7 +5,9 @@ With ``executor: dask`` each partition that may need scoring is one task run on 
 it hashes it when the flow has no sha256 for its size and mtime (the flow reads no partition),
 and unless that content is already scored, loads the version (and the shadow challenger, when
 there is one) from the registry, verifies its signature once per worker process, and scores
-the partition batch by batch into a temporary file beside its place. Nothing but the task's
+the partition batch by batch into a temporary file beside its place (for a scored source in
+object storage: in a temporary folder of its own, then uploaded to the scored source's staging
+prefix, which the flow copies in place once the keys are checked). Nothing but the task's
 parameters (paths, the version's name) goes from the flow to a worker, and only the sha256,
 counts and row-key hashes come back.
 
@@ -15,14 +17,15 @@ the scored source is the local path's, file for file.
 A partition that fails leaves nothing behind; the others are still put in place and recorded,
 then the run fails with the first failure.
 
-Workers must see the source, the scored source and the registry at the same paths as the flow
-(a local cluster does; an existing cluster needs shared storage) and find the signing key as
-any rareflow command does (docs/production.md).
+Workers must see the source, the scored source and the registry at the same paths or URLs as
+the flow (a local cluster does; an existing cluster needs shared storage or object storage) and
+find the signing key as any rareflow command does (docs/production.md).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +39,12 @@ from tasks.data.remote_files import fetch_source
 from tasks.registry.open_registry import open_registry
 from tasks.runtime.dask_cluster import connect, dask_task_runner
 from tasks.runtime.durable_files import sha256_file
-from tasks.runtime.object_store_api import is_remote
+from tasks.runtime.object_store import open_store
+from tasks.runtime.object_store_api import configured_storage, is_remote
 from tasks.serving.partition_scoring import PartitionScore, Serving, no_challenger, score_partition
-from tasks.serving.scored_source import ScoredSource, settle
+from tasks.serving.scored_source import ScoredSource
 from tasks.serving.shadow import scorer_of
+from tasks.serving.source_scoring import settle
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +72,16 @@ class WorkerServing:
     scored_at: pd.Timestamp
     id_column: str | None
     time_column: str | None
+    storage_options: dict  # the config's (no credentials: schemas/storage.py)
+    scored_store: str | None  # a scored source in object storage: workers upload to it
 
     @classmethod
     def of(cls, config: ScoringConfig, serving: Serving, challenger: str | None):
         registry = (config.registry if is_remote(config.registry)
                     else str(Path(config.registry).resolve()))
         return cls(registry, config.name, serving.version, challenger, serving.signature,
-                   serving.scored_at, serving.id_column, serving.time_column)
+                   serving.scored_at, serving.id_column, serving.time_column,
+                   dict(config.storage_options), _remote_out(config))
 
     def serving(self) -> tuple[Serving, object]:
         model, _ = load_once(self.registry, self.name, self.version)
@@ -93,17 +101,34 @@ class WorkerResult:
     scored: PartitionScore | None
 
 
-def score_on_worker(plan: WorkerServing, path: str, target: str, *, where: str,
+def score_on_worker(plan: WorkerServing, path: str, target: str | None, *, where: str,
                     digest: str | None, recorded: str | None, url: str | None = None,
-                    stamp: list | None = None) -> WorkerResult | RareflowError:
+                    stamp: list | None = None, staged: str | None = None
+                    ) -> WorkerResult | RareflowError:
     """One partition hashed (unless ``digest`` is known) and, unless that content is the
-    ``recorded`` one, scored on a worker into a temporary file beside ``target``. A partition
-    in object storage (``url``, listed with ``stamp``) is fetched by the worker first, into a
-    temporary folder of its own, and removed once scored.
+    ``recorded`` one, scored on a worker into a temporary file beside ``target``; for a
+    scored source in object storage, into a temporary folder of the worker's, then uploaded to
+    ``staged`` in it. A partition in object storage (``url``, listed with ``stamp``) is fetched
+    by the worker first, into a temporary folder of its own, and removed once scored.
 
     Bad input (a bad row, a missing column, an unverifiable version) comes back as the error,
     logged in one line, for the flow to report once the other partitions are in place.
     """
+    with configured_storage(plan.storage_options), tempfile.TemporaryDirectory(
+            prefix="rareflow-worker-") as scratch:
+        if staged is not None:
+            target = str(Path(scratch) / Path(staged).name)
+        found = _score_on_worker(plan, path, target, where=where, digest=digest,
+                                 recorded=recorded, url=url, stamp=stamp)
+        if staged is not None and isinstance(found, WorkerResult) and found.scored:
+            open_store(plan.scored_store).write(staged, found.scored.tmp.read_bytes())
+            found.scored.staged = staged
+        return found
+
+
+def _score_on_worker(plan: WorkerServing, path: str, target: str, *, where: str,
+                     digest: str | None, recorded: str | None, url: str | None,
+                     stamp: list | None) -> WorkerResult | RareflowError:
     try:
         local = Path(fetch_source(url)) if url else Path(path)
         if stamp is None:
@@ -142,7 +167,9 @@ def score_on_dask(source: ScoredSource, todo: list[tuple[Path, str, str | None]]
                     len(client.scheduler_info().get("workers", {})))
         futures = [runner.submit(score_on_worker_task, parameters={
             "plan": plan, "path": str(Path(path).resolve()),
-            "target": str(source.target(rel).resolve()), "where": source.where(rel),
+            "target": None if plan.scored_store else str(source.target(rel).resolve()),
+            "staged": source.staging_key(rel) if plan.scored_store else None,
+            "where": source.where(rel),
             "digest": digest, "recorded": source.partitions.get(rel, {}).get("sha256"),
             "url": source.files.urls.get(path),
             "stamp": source.stamp(path) if path in source.files.urls else None})
@@ -170,3 +197,8 @@ def _result(future) -> WorkerResult | Exception:
         return future.result()  # a RareflowError comes back as the value
     except Exception as exc:  # reported after the other partitions are in place
         return exc
+
+
+def _remote_out(config: ScoringConfig) -> str | None:
+    """The scored source's URL when it is in object storage (workers upload to it)."""
+    return config.out if config.out and is_remote(config.out) else None

@@ -20,6 +20,7 @@ from flows.cli import app
 from flows.cli_errors import CliState
 from schemas.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY
 from tasks.registry.open_registry import open_registry
+from tasks.runtime.object_store_api import configured_storage
 from tests.badinput.corpus import TRAIN_FLAGS
 from tests.doc_blocks import block_after
 
@@ -165,6 +166,62 @@ def test_ingest_into_an_s3_source_then_train_on_it(prefect_server, s3_env, tmp_p
     assert done.exit_code == EXIT_OK and "Scored 3 new partitions (3000 rows)" in out, out
     assert pd.read_parquet(tmp_path / "elsewhere").drop(columns="scored_at").equals(
         pd.read_parquet(tmp_path / "scored").drop(columns="scored_at"))
+    out_url = f"s3://{bucket}/fraud/scored"  # the scored source itself in the bucket
+    for executor in ("dask", "local"):  # workers upload what they score; a rerun: nothing
+        done, out = run(*scored[:-1], out_url, "--executor", executor)
+        assert done.exit_code == EXIT_OK, out
+        assert f"Scored {3 if executor == 'dask' else 0} new partitions" in out, out
+    keys = s3_keys(s3_env, bucket, "fraud/scored/")
+    assert "fraud/scored/_rareflow_scored.json" in keys, keys
+    assert not any(k.endswith((".tmp", ".lock")) or "staging" in k for k in keys), keys
+    from_s3 = pd.concat([pd.read_parquet(io.BytesIO(s3_env.client().get_object(
+        Bucket=bucket, Key=k)["Body"].read())) for k in keys
+        if k.startswith("fraud/scored/date=")], ignore_index=True)
+    assert from_s3.drop(columns="scored_at").equals(
+        pd.read_parquet(tmp_path / "scored").drop(columns="scored_at"))
+    row = from_s3.iloc[7]
+    done, out = run("audit", row["row_key"], "--scored", out_url, "--registry", reg_url)
+    assert done.exit_code == EXIT_OK and f"decided by {row['model_version']}" in out, out
+    assert "matches the registry's version today" in out and "role then: champion" in out
+    done, out = run("monitor", "--data", source, "--scored", out_url, "--registry", reg_url,
+                    "--name", "fraud", "--time-column", "event_time", "--all-matured")
+    assert "rows" in out and "Traceback" not in out, out
+
+
+def test_storage_options_of_the_config_file_reach_every_store(prefect_server, s3_env,
+                                                            tmp_path, monkeypatch):
+    """Check that with the endpoint given only by each config file's `storage_options` (no
+    AWS_ENDPOINT_URL), ingest into an S3 source, train on it into an S3 registry (the
+    preflight included) and score it on Dask workers all reach the server; and that a
+    credential in `storage_options` is refused in one line that does not show it."""
+    from tasks.data.demo_tables import make_demo_data
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    bucket = s3_env.new_bucket()
+    source, reg_url = f"s3://{bucket}/src", f"s3://{bucket}/registry"
+    batch = tmp_path / "batch.csv"
+    make_demo_data(2000, positive_rate=0.05, seed=3).to_csv(batch, index=False)
+    options = f"storage_options:\n  endpoint_url: {s3_env.endpoint}\n"
+    config = tmp_path / "storage.yaml"
+    config.write_text(options)
+    done, out = run("ingest", "--config", config, "--data", batch, "--source", source,
+                    "--name", "fraud")
+    assert done.exit_code == EXIT_OK and "Ingested 2000 new rows" in out, out
+    done, out = run("train", "--config", config, "--data", source, *TRAIN_FLAGS,
+                    "--registry", reg_url, "--name", "fraud", "--min-recall-gate", "0",
+                    "--max-normalised-cost-gate", "1")
+    assert done.exit_code == EXIT_OK, out
+    with configured_storage({"endpoint_url": s3_env.endpoint}):
+        meta = open_registry(reg_url, "fraud").verify("v0001")
+    assert meta["config"]["storage_options"] == {"endpoint_url": s3_env.endpoint}
+    done, out = run("score", "--config", config, "--data", source, "--registry", reg_url,
+                    "--name", "fraud", "--out", tmp_path / "scored", "--executor", "dask")
+    assert done.exit_code == EXIT_OK and "(2000 rows)" in out, out
+    config.write_text(options + f"  secret: {s3_env.secret}\n")
+    done, out = run("ingest", "--config", config, "--data", batch, "--source", source,
+                    "--name", "fraud")
+    assert done.exit_code == EXIT_BAD_INPUT and "storage_options.secret is a credential" in out
+    assert s3_env.secret not in out and len(out.strip().splitlines()) == 1, out
 
 
 def test_the_documented_loop_runs(prefect_server, tmp_path):

@@ -100,6 +100,39 @@ def test_storage_options_never_echoed(monkeypatch):
     assert storage_options() == {"anon": False}
 
 
+def test_config_storage_options_sit_under_the_environments(monkeypatch):
+    """Check that a config's storage_options apply within its run only (a flow, a Dask
+    worker), under RAREFLOW_STORAGE_OPTIONS, and that a credential in them (at any depth, any
+    case) is refused without showing its value, for every command's config."""
+    from pydantic import ValidationError
+
+    from flows.cli_errors import pydantic_message
+    from schemas.config import IngestConfig, MonitoringConfig, TrainingConfig
+    from schemas.scoring import ScoringConfig
+    from tasks.runtime.object_store_api import configured_storage
+
+    monkeypatch.delenv(STORAGE_OPTIONS_ENV, raising=False)
+    with configured_storage({"endpoint_url": "http://127.0.0.1:9", "anon": True}):
+        assert storage_options() == {"endpoint_url": "http://127.0.0.1:9", "anon": True}
+        monkeypatch.setenv(STORAGE_OPTIONS_ENV, '{"anon": false}')
+        assert storage_options() == {"endpoint_url": "http://127.0.0.1:9", "anon": False}
+    assert storage_options() == {"anon": False}
+    needs = {TrainingConfig: {"label": "y"}, IngestConfig: {"source": "s"},
+             MonitoringConfig: {}, ScoringConfig: {}}
+    for model, required in needs.items():
+        ok = model(data="d", **required, storage_options={"client_kwargs": {"region_name": "x"}})
+        assert ok.storage_options == {"client_kwargs": {"region_name": "x"}}
+        flag = model(data="d", **required, storage_options='{"anon": true}')  # as the flag
+        assert flag.storage_options == {"anon": True}
+        with pytest.raises(ValidationError, match="a JSON object"):
+            model(data="d", **required, storage_options="anon")
+        for bad in ({"Secret": "hunter2"}, {"client_kwargs": {"aws_session_token": "hunter2"}}):
+            with pytest.raises(ValidationError, match="is a credential") as caught:
+                model(data="d", **required, storage_options=bad)
+            assert "hunter2" not in str(caught.value)
+            assert "hunter2" not in pydantic_message(caught.value)
+
+
 def test_sign_refuses_object_storage_in_one_line():
     """Check that `models sign` of an s3:// registry is refused in one line (not silently
     written to a local folder named 's3:')."""

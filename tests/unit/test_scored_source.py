@@ -36,7 +36,8 @@ from tasks.serving import partition_scoring
 from tasks.serving.audit import audit
 from tasks.serving.batch_scoring import score_frame
 from tasks.serving.partition_scoring import Serving
-from tasks.serving.scored_source import ScoredSource, default_out, score_pending, signature_digest
+from tasks.serving.scored_source import ScoredSource, default_out, signature_digest
+from tasks.serving.source_scoring import score_pending
 
 DAY1, DAY2 = "2026-11-01", "2026-11-02"
 
@@ -275,7 +276,7 @@ def test_a_backfill_reads_each_scored_key_file_once_per_group(tmp_path, reg, mon
     """Check that scoring many new partitions reads the key file of each partition scored
     before once per group of new partitions (not once per new partition), and that a key of
     an earlier partition repeated in a later group is still refused."""
-    from tasks.serving import scored_source
+    from tasks.serving import scored_source, source_scoring
 
     src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(40), DAY2: sm.rows(40, seed=1,
                                                                                first_id=40)})
@@ -289,7 +290,7 @@ def test_a_backfill_reads_each_scored_key_file_once_per_group(tmp_path, reg, mon
     assert len(score(src, reg, id_column="id")) == 6
     assert sorted(reads) == [f"date={DAY1}/part.parquet", f"date={DAY2}/part.parquet"]
     reads.clear()
-    monkeypatch.setattr(scored_source, "KEY_CHECK_ROWS", 80)  # two new partitions a group
+    monkeypatch.setattr(source_scoring, "KEY_CHECK_ROWS", 80)  # two new partitions a group
     sm.write_source(src, {f"2026-11-{day:02d}": sm.rows(40, seed=day, first_id=40 * day)
                           for day in range(9, 13)})
     sm.write_source(src, {"2026-11-13": sm.rows(40, seed=13, first_id=40 * 9 + 5)})
