@@ -49,7 +49,8 @@ def judge_served(config: MonitoringConfig) -> dict:
     info = next(iter(head.values()))
     window = monitoring_window_task(config, label=info.schema.label)
     scored = read_scored_task(config.scored, name=config.name, window=window,
-                              schema=info.schema, time_column=config.time_column)
+                              schema=info.schema, time_column=config.time_column,
+                              data=config.data)
     served = join_served_task(scored, window, schema=info.schema, config=config)
     roles = label_roles_task(served.frame, schema=info.schema, matured=served.matured,
                              maturity_time=served.maturity_time, event_time=served.event_time,

@@ -9,25 +9,36 @@ shown in the Prefect UI. They come from each cloud's standard chain (the environ
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field
 
-# option names (any level, any case) that hold a credential: refused in a config
-CREDENTIAL_OPTIONS = frozenset({
-    "key", "secret", "token", "password", "passwd", "session_token", "access_key",
-    "secret_key", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
-    "account_key", "sas_token", "connection_string", "client_secret", "credential",
-    "credentials"})
+# an option (any level, any case) named so, or whose name holds one of the words, holds a
+# credential: refused in a config; so is a URL with a user or password in it
+CREDENTIAL_NAMES = frozenset({"key", "sas", "auth"})
+CREDENTIAL_WORDS = ("secret", "token", "password", "passwd", "credential", "private_key",
+                    "api_key", "access_key", "account_key", "session_key", "sas_token",
+                    "connection_string", "authorization", "cookie")
+URL_WITH_USER = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*@", re.IGNORECASE)
 
 
-def _credential_at(options: dict, prefix: str = "") -> str | None:
-    for name, value in options.items():
-        where = f"{prefix}.{name}" if prefix else str(name)
-        if str(name).lower() in CREDENTIAL_OPTIONS:
-            return where
-        if isinstance(value, dict) and (found := _credential_at(value, where)):
-            return found
+def _credential_at(value, where: str = "") -> str | None:
+    """Where in ``value`` (a setting's path) a credential is, if anywhere."""
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            at = f"{where}.{name}" if where else str(name)
+            lowered = str(name).lower()
+            if lowered in CREDENTIAL_NAMES or any(w in lowered for w in CREDENTIAL_WORDS):
+                return at
+            if found := _credential_at(inner, at):
+                return found
+    elif isinstance(value, list | tuple):
+        for i, inner in enumerate(value):
+            if found := _credential_at(inner, f"{where}[{i}]"):
+                return found
+    elif isinstance(value, str) and URL_WITH_USER.match(value.strip()):
+        return where
     return None
 
 

@@ -52,12 +52,13 @@ def scored_files(store) -> list[str]:
 
 
 def read_scored(path: str, *, name: str, window: SourceWindow | None = None,
-                schema: InputSchema | None = None, time_column: str | None = None
-                ) -> pd.DataFrame:
+                schema: InputSchema | None = None, time_column: str | None = None,
+                data: str | None = None) -> pd.DataFrame:
     """The scored rows of a scored source (a folder or an object-storage URL) written for
-    model ``name``, partition by partition in path order: every one, or with ``window`` (and
-    the ``schema`` its row keys are computed with) only those whose source row is in it, read
-    a record batch at a time, so memory follows the window, not the scored source.
+    model ``name``, partition by partition in path order: every one, or with ``window`` (of
+    source ``data``, and the ``schema`` its row keys are computed with) only those whose
+    source row is in it, read a record batch at a time, so memory follows the window, not the
+    scored source.
 
     Raises:
         DataError: not a scored source, written for another model name, or empty.
@@ -79,13 +80,14 @@ def read_scored(path: str, *, name: str, window: SourceWindow | None = None,
     if not files:
         raise DataError(f"scored source {path!r} holds no scored partition yet: score the "
                         "source first (`rareflow score --data SOURCE --out SCORED`)")
+    sources = (readable(store, f) for f in files)
+    first = next(sources)
     wanted = None
     if window is not None:
-        key = key_column(pq.read_schema(readable(store, files[0])).names,
-                         time_column=time_column)
-        wanted = pa.array(pd.Series(source_keys(window, key, schema, time_column=time_column,
-                                                data=path)).astype(str))
-    parts = [_rows_in(readable(store, f), wanted) for f in files]
+        key = key_column(pq.ParquetFile(first).schema_arrow.names, time_column=time_column)
+        keys = source_keys(window, key, schema, time_column=time_column, data=data or path)
+        wanted = pa.array(keys).cast(pa.string())  # both sides in Arrow's text form
+    parts = [_rows_in(source, wanted) for source in (first, *sources)]
     scored = pd.concat(parts, ignore_index=True)
     logger.info("Read %d scored rows of %s from %d partitions%s", len(scored), name,
                 len(files), "" if wanted is None else " (those in the window)")

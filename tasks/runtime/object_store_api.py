@@ -80,7 +80,16 @@ def storage_options(env=None) -> dict:
     if not isinstance(options, dict):
         raise ConfigError(f"{STORAGE_OPTIONS_ENV} must be a JSON object of fsspec options "
                           "such as {\"anon\": false}; its value was not (not shown)")
-    return {**(_CONFIGURED.get() or {}), **options}
+    return _merged(_CONFIGURED.get() or {}, options)
+
+
+def _merged(low: dict, high: dict) -> dict:
+    """``high`` over ``low``, nested mappings (``client_kwargs``) merged key by key."""
+    out = dict(low)
+    for key, value in high.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
 
 
 DENIED_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",

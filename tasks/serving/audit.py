@@ -82,12 +82,11 @@ def find_row(store, key: str, state: dict) -> tuple[str, str, dict] | None:
     """(key column, scored partition, row) of ``key``, read partition by partition."""
     for rel in sorted(state[STATE_PARTITIONS]):
         try:
-            source = readable(store, scored_relpath(rel))
-            column = pq.read_schema(source).names[0]
+            source = readable(store, scored_relpath(rel))  # read once: its bytes if remote
+            column = pq.ParquetFile(source).schema_arrow.names[0]
         except FileNotFoundError:
             continue
-        table = pq.read_table(readable(store, scored_relpath(rel)),
-                              filters=ds.field(column).cast(pa.string()) == key)
+        table = pq.read_table(source, filters=ds.field(column).cast(pa.string()) == key)
         if table.num_rows:
             return column, scored_relpath(rel), table.slice(0, 1).to_pylist()[0]
     return None

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import threading
 import time
 import uuid
 
 from schemas.errors import DataError
 from tasks.runtime.object_store import LocalStore
 from tasks.runtime.object_store_api import ObjectStore
+
+logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".rareflow_scored.lock"
 LEASE_SECONDS = 600.0  # a lease not renewed for this long belongs to a dead run
@@ -42,6 +46,9 @@ class Lease:
     def __init__(self, store: ObjectStore, *, seconds: float = LEASE_SECONDS):
         self.store, self.seconds = store, seconds
         self.holder, self.tag, self.renewed = uuid.uuid4().hex, None, 0.0
+        self.lost: LeaseLost | None = None
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def _body(self) -> bytes:
         return json.dumps({"holder": self.holder,
@@ -86,15 +93,47 @@ class Lease:
                             f"run's lease (not renewed within {self.seconds:.0f} s); nothing "
                             "more was recorded: run the scoring again")
 
+    def keep(self) -> Lease:
+        """Renew the lease from a background thread every tenth of its time, however long
+        the run's steps take (waiting on Dask, checking keys); a loss is kept for
+        :meth:`check`."""
+        def beat():
+            while not self._stop.wait(self.seconds / 10):
+                try:
+                    self.renew(every=0)
+                except LeaseLost as exc:
+                    self.lost = exc
+                    return
+                except Exception as exc:  # noqa: BLE001 - storage unreachable: next beat
+                    logger.warning("renewing the lease on %s failed (%s); trying again",
+                                   self.store.where(), type(exc).__name__)
+
+        self._beat = threading.Thread(target=beat, name="rareflow-lease", daemon=True)
+        self._beat.start()
+        return self
+
+    def check(self) -> None:
+        """Before a write: this run still holds the lease.
+
+        Raises:
+            LeaseLost: another run took it over.
+        """
+        if self.lost is not None:
+            raise self.lost
+
     def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
         found = self.store.read_tagged(LOCK_FILE)
         if found is not None and found[1] == self.tag:
-            self.store.delete(LOCK_FILE)
+            self.store.delete(LOCK_FILE)  # (a takeover in between: ours expired anyway)
 
 
 @contextlib.contextmanager
 def held(store: ObjectStore):
-    """One run at a time on the scored source in ``store``; yields a ``renew()`` callable."""
+    """One run at a time on the scored source in ``store``; yields a ``check()`` callable
+    to call before each write (raises :class:`LeaseLost` once another run holds it)."""
     if isinstance(store, LocalStore):
         from filelock import FileLock
 
@@ -102,8 +141,8 @@ def held(store: ObjectStore):
         with FileLock(store.root / LOCK_FILE):
             yield lambda: None
         return
-    lease = Lease(store).acquire()
+    lease = Lease(store).acquire().keep()
     try:
-        yield lease.renew
+        yield lease.check
     finally:
         lease.release()

@@ -39,7 +39,7 @@ from schemas.scored import (
     STATE_PARTITIONS,
 )
 from tasks.data.row_keys import key_hashes
-from tasks.data.source_files import DATA_SUFFIXES, SourceFiles
+from tasks.data.source_files import DATA_SUFFIXES, GLOB_CHARS, SourceFiles
 from tasks.registry.signing import SIGNATURE_FILE
 from tasks.runtime.durable_files import dumps, fsync_dir, sha256_file
 from tasks.runtime.object_store import open_store, read_json, readable
@@ -77,8 +77,11 @@ def check_out(files: SourceFiles, out) -> Path | str:
         ConfigError: ``out`` is the source or inside it, or is a file.
     """
     if is_remote(out):
+        spec = files.spec  # a glob: its fixed folder
+        if GLOB_CHARS & set(spec):
+            spec = spec[:min(spec.index(c) for c in GLOB_CHARS if c in spec)].rsplit("/", 1)[0]
         if files.fetch is not None and f"{str(out).rstrip('/')}/".startswith(
-                f"{files.spec.rstrip('/')}/"):
+                f"{spec.rstrip('/')}/"):
             raise ConfigError(f"--out {str(out)!r} is inside the input source {files.spec!r}: "
                               "its partitions would be read as input; choose a prefix beside it")
         return str(out).rstrip("/")
@@ -140,7 +143,7 @@ class ScoredSource:
     store: ObjectStore
     state: dict = field(default_factory=dict)
     digests: dict = field(default_factory=dict)
-    renew: Callable[[], None] = lambda: None  # keeps this run's lease (object storage)
+    check_lease: Callable[[], None] = lambda: None  # before a write: the lease is still held
     staging: Path | None = None  # object storage: where partitions are scored before upload
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -153,15 +156,15 @@ class ScoredSource:
     @contextlib.contextmanager
     def locked(self):
         """One run at a time on this scored source; the state read again under the lock."""
-        with held(self.store) as renew:
-            self.renew = renew
+        with held(self.store) as check_lease:
+            self.check_lease = check_lease
             self.state = read_state(self.store, self.out, self.name)
             for stale in self.store.list(f"{STAGING_DIR}/") if is_remote(self.out) else []:
                 self.store.delete(stale)  # a dead run's uploads (this run holds the lease)
             try:
                 yield self
             finally:
-                self.renew = lambda: None
+                self.check_lease = lambda: None
                 if self.staging is not None:
                     shutil.rmtree(self.staging, ignore_errors=True)
                     self.staging = None
@@ -252,46 +255,65 @@ class ScoredSource:
 
     def check_all_repeats(self, items: list[tuple[str, PartitionScore]], key_column: str
                           ) -> list[DataError | None]:
-        """Refuse each new partition whose row keys repeat: within it, in a new partition
-        before it, or in a partition scored before (each one's key file read once, however
-        many partitions are new).
+        """Refuse each new partition whose row keys repeat: within it, in a partition scored
+        before (each one's key file read once, however many partitions are new), or in a new
+        partition before it that is not refused itself. As one partition at a time would.
 
         Returns:
             For each item, the DataError refusing it (its temporary file removed) or None;
             the accepted ones have their ``sorted_hashes``.
         """
         errors: list[DataError | None] = [None] * len(items)
+        for i, (rel, result) in enumerate(items):
+            errors[i] = self._refuse(result, _refuse_repeats_within, rel, result, key_column,
+                                     partial(self.rows_of, result))
+        self._against_scored(items, errors, key_column)
         index, accepted = KeyIndex(), []
         for i, (rel, result) in enumerate(items):
-            try:
-                _refuse_repeats_within(rel, result, key_column, partial(self.rows_of, result))
-                if len(hits := index.common(result.sorted_hashes)):
-                    _refuse_shared(rel, result, hits, key_column, partial(self.rows_of, result),
-                                   [(items[j][0], items[j][1].sorted_hashes,
-                                     partial(self.rows_of, items[j][1])) for j in accepted])
-            except DataError as exc:
-                self.discard(result)
-                errors[i] = exc
+            if errors[i] is not None:
                 continue
+            if len(hits := index.common(result.sorted_hashes)):
+                errors[i] = self._refuse(
+                    result, _refuse_shared, rel, result, hits, key_column,
+                    partial(self.rows_of, result), [(items[j][0], items[j][1].sorted_hashes,
+                                                     partial(self.rows_of, items[j][1]))
+                                                    for j in accepted])
+                if errors[i] is not None:
+                    continue
             index.add(result.sorted_hashes)
             accepted.append(i)
+        return errors
+
+    def _against_scored(self, items: list[tuple[str, PartitionScore]],
+                        errors: list[DataError | None], key_column: str) -> None:
+        """Refuse (in ``errors``) the new partitions that repeat a key of a partition scored
+        before this run, reading each one's key file once."""
+        index = KeyIndex()
+        for i, (_, result) in enumerate(items):
+            if errors[i] is None:
+                index.add(result.sorted_hashes)
         new = {rel for rel, _ in items}
         for other in [p for p in self.partitions if p not in new]:
-            if not accepted or not self.scored(other):
+            if not any(e is None for e in errors) or not self.scored(other):
                 continue
             theirs = self._sorted_hashes(other)
             if not len(hits := index.common(theirs)):
                 continue
-            for i in list(accepted):
-                rel, result = items[i]
-                try:
-                    _refuse_shared(rel, result, hits, key_column, partial(self.rows_of, result),
-                                   [(other, theirs, partial(self.partition, other))])
-                except DataError as exc:
-                    self.discard(result)
-                    errors[i] = exc
-                    accepted.remove(i)
-        return errors
+            for i, (rel, result) in enumerate(items):
+                if errors[i] is None:
+                    errors[i] = self._refuse(result, _refuse_shared, rel, result, hits,
+                                             key_column, partial(self.rows_of, result),
+                                             [(other, theirs, partial(self.partition, other))])
+
+    def _refuse(self, result: PartitionScore, check, *args) -> DataError | None:
+        """``check(*args)``'s refusal (the partition's temporary file then removed), or
+        None."""
+        try:
+            check(*args)
+        except DataError as exc:
+            self.discard(result)
+            return exc
+        return None
 
     def rows_of(self, result: PartitionScore):
         """A partition scored in this run, for pyarrow to read: its temporary file, or the
@@ -315,8 +337,9 @@ class ScoredSource:
         return f"{KEYS_DIR}/{scored_relpath(rel)}.npy"
 
     def _sorted_hashes(self, rel: str) -> np.ndarray:
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            return np.load(io.BytesIO(self.store.read(self.key_file(rel))), allow_pickle=False)
+        with contextlib.suppress(OSError, ValueError, EOFError):
+            if (data := self.store.read(self.key_file(rel))) is not None:
+                return np.load(io.BytesIO(data), allow_pickle=False)
         found = [h for _, h in _keys(self.partition(rel))]  # written before key files: scan
         return np.sort(np.concatenate(found)) if found else np.zeros(0, np.uint64)
 
@@ -326,6 +349,7 @@ class ScoredSource:
         Raises:
             LeaseLost: another run took this run's lease over (nothing recorded).
         """
+        self.check_lease()
         buffer = io.BytesIO()
         np.save(buffer, result.sorted_hashes if result.sorted_hashes is not None
                 else np.sort(result.hashes()))
@@ -343,7 +367,7 @@ class ScoredSource:
         entry = {"sha256": digest, "version": serving.version, "rows": result.rows,
                  "scored_at": serving.scored_at.isoformat()}
         self.partitions[rel] = entry
-        self.renew()
+        self.check_lease()
         self.store.write(STATE_FILE, dumps(self.state).encode())
         return entry
 

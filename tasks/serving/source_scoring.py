@@ -14,6 +14,7 @@ from tasks.serving.partition_scoring import (
     no_challenger,
     score_partition,
 )
+from tasks.serving.scored_lease import LeaseLost
 from tasks.serving.scored_source import ScoredSource
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def score_pending(scored: ScoredSource, todo: list[tuple[Path, str, str]], servi
     """Score the ``todo`` partitions one after the other, and check their keys and put them
     in place in groups of about ``KEY_CHECK_ROWS`` rows: every scored partition's key file is
     read once per group, not once per new partition. A failure puts the partitions scored
-    before it in place first.
+    before it in place first (unless the run lost its lease); an interruption leaves no
+    temporary file behind.
 
     Returns:
         Each partition's state entry with ``partition`` and ``flagged``.
@@ -42,15 +44,22 @@ def score_pending(scored: ScoredSource, todo: list[tuple[Path, str, str]], servi
             group.append((rel, digest, score_one(scored.files.local(path), scored.target(rel),
                                                  serving, where=scored.where(rel),
                                                  extra=extra)))
-            scored.renew()
+            scored.check_lease()
             if sum(result.rows for _, _, result in group) >= KEY_CHECK_ROWS:
-                done += settle_all(scored, group, serving)
-                group = []
+                ready, group = group, []
+                done += settle_all(scored, ready, serving)
+        ready, group = group, []
+        return done + settle_all(scored, ready, serving)
+    except LeaseLost:
+        raise  # another run holds the scored source now: write nothing more
     except Exception:
+        ready, group = group, []
         with contextlib.suppress(DataError):
-            settle_all(scored, group, serving)  # keep what was scored before the failure
+            settle_all(scored, ready, serving)  # keep what was scored before the failure
         raise
-    return done + settle_all(scored, group, serving)
+    finally:
+        for _, _, result in group:  # scored but neither checked nor placed (interrupted)
+            scored.discard(result)
 
 
 def settle_all(scored: ScoredSource, group: list[tuple[str, str, PartitionScore]],

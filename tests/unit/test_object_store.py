@@ -116,6 +116,10 @@ def test_config_storage_options_sit_under_the_environments(monkeypatch):
         assert storage_options() == {"endpoint_url": "http://127.0.0.1:9", "anon": True}
         monkeypatch.setenv(STORAGE_OPTIONS_ENV, '{"anon": false}')
         assert storage_options() == {"endpoint_url": "http://127.0.0.1:9", "anon": False}
+    with configured_storage({"client_kwargs": {"region_name": "x", "verify": True}}):
+        monkeypatch.setenv(STORAGE_OPTIONS_ENV, '{"client_kwargs": {"verify": false}}')
+        assert storage_options() == {"client_kwargs": {"region_name": "x", "verify": False}}
+        monkeypatch.setenv(STORAGE_OPTIONS_ENV, '{"anon": false}')
     assert storage_options() == {"anon": False}
     needs = {TrainingConfig: {"label": "y"}, IngestConfig: {"source": "s"},
              MonitoringConfig: {}, ScoringConfig: {}}
@@ -126,7 +130,9 @@ def test_config_storage_options_sit_under_the_environments(monkeypatch):
         assert flag.storage_options == {"anon": True}
         with pytest.raises(ValidationError, match="a JSON object"):
             model(data="d", **required, storage_options="anon")
-        for bad in ({"Secret": "hunter2"}, {"client_kwargs": {"aws_session_token": "hunter2"}}):
+        for bad in ({"Secret": "hunter2"}, {"client_kwargs": {"aws_session_token": "hunter2"}},
+                    {"headers": {"Authorization": "hunter2"}}, {"my_api_key": "hunter2"},
+                    {"endpoint_url": "https://u:hunter2@host"}, {"hosts": ["s3://u:hunter2@h"]}):
             with pytest.raises(ValidationError, match="is a credential") as caught:
                 model(data="d", **required, storage_options=bad)
             assert "hunter2" not in str(caught.value)

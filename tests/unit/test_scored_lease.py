@@ -57,3 +57,20 @@ def test_acquire_waits_for_the_holder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(scored_lease.time, "sleep", sleep)
     assert Lease(store).acquire().tag is not None and len(polls) == 2
+
+
+def test_a_kept_lease_is_renewed_in_the_background_and_a_takeover_is_seen(tmp_path):
+    """Check that a lease kept by its heartbeat outlives its own expiry while the run works,
+    that another run cannot take it meanwhile, and that a takeover (forced here) makes the
+    holder's next check raise before it writes."""
+    store = LocalStore(tmp_path)
+    lease = Lease(store, seconds=0.3).acquire().keep()
+    time.sleep(0.6)  # twice its expiry: renewed every 0.03 s
+    assert not Lease(store)._try()
+    lease.check()
+    store.write(LOCK_FILE, json.dumps({"holder": "other", "expires": time.time() + 60}).encode())
+    time.sleep(0.2)
+    with pytest.raises(LeaseLost):
+        lease.check()
+    lease.release()
+    assert json.loads(store.read(LOCK_FILE))["holder"] == "other"  # not ours to delete

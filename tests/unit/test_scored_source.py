@@ -319,3 +319,43 @@ def test_key_index_finds_what_any_added_partition_holds():
                                     rng.integers(0, 2**63, 50, dtype=np.uint64)]))
     expected = sorted({int(v) for v in asked} & every)
     assert index.common(asked).tolist() == expected
+
+
+def test_a_refusal_inside_a_group_keeps_the_others_and_their_key_files(tmp_path, reg,
+                                                                        monkeypatch):
+    """Check that when a full group holds a partition repeating a key of the one before it,
+    the run fails with that DataError, the first partition is in place once with its key file
+    intact (a later repeat of its keys is still refused), and no temporary file is left."""
+    from tasks.serving import source_scoring
+
+    monkeypatch.setattr(source_scoring, "KEY_CHECK_ROWS", 80)
+    src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(40), DAY2: sm.rows(40, seed=1,
+                                                                               first_id=30)})
+    with pytest.raises(DataError, match=f"id='30' repeats in partitions date={DAY1}"):
+        score(src, reg, id_column="id")
+    out = tmp_path / "src-scored"
+    assert not list(out.rglob("*.tmp"))
+    keys = np.load(out / ".rareflow_keys" / f"date={DAY1}" / "part.parquet.npy")
+    assert len(keys) == 40
+    sm.write_source(src, {"2026-11-03": sm.rows(40, seed=3, first_id=10)})
+    (src / f"date={DAY2}" / "part.parquet").unlink()
+    with pytest.raises(DataError, match=f"id='10' repeats in partitions date={DAY1}"):
+        score(src, reg, id_column="id")
+
+
+def test_a_partition_refused_for_an_old_key_does_not_refuse_the_next(tmp_path, reg):
+    """Check that a new partition sharing keys only with another new partition that is itself
+    refused (it repeats a key scored before) is accepted, as one partition at a time was; and
+    that a scored partition without a key file (an older release's) is scanned instead."""
+    src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(40)})  # ids 0..39
+    score(src, reg, id_column="id")
+    (tmp_path / "src-scored" / ".rareflow_keys" / f"date={DAY1}" / "part.parquet.npy").unlink()
+    sm.write_source(src, {"2026-11-05": sm.rows(40, seed=5, first_id=30),  # 30..39 again
+                          "2026-11-06": sm.rows(40, seed=6, first_id=60)})
+    b = sm.rows(40, seed=6, first_id=60)
+    b.loc[0, "id"] = 45  # shares id 45 with 2026-11-05 only, which is refused
+    sm.write_source(src, {"2026-11-06": b})
+    with pytest.raises(DataError, match=f"id='30' repeats in partitions date={DAY1}"):
+        score(src, reg, id_column="id")
+    state = json.loads((tmp_path / "src-scored" / STATE_FILE).read_text())["partitions"]
+    assert sorted(state) == [f"date={DAY1}/part.parquet", "date=2026-11-06/part.parquet"]
