@@ -6,6 +6,7 @@ credential in the output."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -114,7 +115,9 @@ def test_ingest_into_an_s3_source_then_train_on_it(prefect_server, s3_env, tmp_p
     schema file, that landing it again writes nothing, that a batch that does not fit is
     refused with nothing written, that `train --data s3://.../source` trains on it, and that
     `score` of the S3 source writes each partition scored (locally and on Dask, the same rows),
-    then nothing on a rerun."""
+    then nothing on a rerun; and that a scored source in the bucket itself (Dask workers
+    uploading, a local rerun scoring nothing) holds the same rows, answers `audit` and
+    `monitor --scored`, and that two runs started at once on a new partition score it once."""
     from tasks.data.demo_tables import make_demo_data
 
     bucket = s3_env.new_bucket()
@@ -186,6 +189,22 @@ def test_ingest_into_an_s3_source_then_train_on_it(prefect_server, s3_env, tmp_p
     done, out = run("monitor", "--data", source, "--scored", out_url, "--registry", reg_url,
                     "--name", "fraud", "--time-column", "event_time", "--all-matured")
     assert "rows" in out and "Traceback" not in out, out
+    # a burst: a new day lands and two scoring runs start at once; the lease lets one score it
+    late = make_demo_data(500, positive_rate=0.05, seed=5)
+    late["event_time"] = pd.Timestamp("2026-11-04", tz="UTC")
+    late.to_csv(batch, index=False)
+    done, out = run(*ingest)
+    assert done.exit_code == EXIT_OK, out
+    env = {**os.environ, **prefect_server.env}
+    procs = [subprocess.Popen([*_command(), *map(str, scored[:-1]), out_url], env=env, cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [EXIT_OK, EXIT_OK], outs
+    assert sorted("Scored 1 new partitions" in o for o in outs) == [False, True], outs
+    state = json.loads(s3_env.client().get_object(
+        Bucket=bucket, Key="fraud/scored/_rareflow_scored.json")["Body"].read())
+    assert len(state["partitions"]) == 4
 
 
 def test_storage_options_of_the_config_file_reach_every_store(prefect_server, s3_env,
@@ -259,11 +278,14 @@ def test_the_documented_loop_runs(prefect_server, tmp_path):
     assert "promote" in out.split("Ingested", 1)[1], out[-4000:]  # models history
 
 
-def _console(args: list[str], env: dict) -> subprocess.CompletedProcess:
+def _command() -> list[str]:
     script = Path(sys.executable).with_name("rareflow")
-    command = [str(script)] if script.is_file() else [sys.executable, "-c",
-                                                     "from flows.cli import main; main()"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env,
+    return [str(script)] if script.is_file() else [sys.executable, "-c",
+                                                   "from flows.cli import main; main()"]
+
+
+def _console(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([*_command(), *args], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=300)
 
 
