@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import os
+import typing
 from abc import ABC, abstractmethod
 from contextvars import ContextVar
 from pathlib import Path
@@ -64,6 +66,10 @@ def with_config_storage(flow_fn):
         with configured_storage(config.storage_options):
             return flow_fn(config, *args, **kwargs)
 
+    # Prefect validates parameters against the annotations in the *wrapper's* module: give it
+    # them resolved (the flow modules use `from __future__ import annotations`)
+    run.__annotations__ = typing.get_type_hints(flow_fn)
+    run.__signature__ = inspect.signature(flow_fn, eval_str=True)
     return run
 
 
