@@ -179,6 +179,7 @@ def stream(args, reg, model, meta) -> tuple[int, int]:
     serving = Serving(model, meta["version"], signature_digest(reg.version_dir(
         meta["version"])), pd.Timestamp.now(tz="UTC"), args.id_column or None, "event_time")
     with scored.locked():
+        scored.keyed_as(serving)
         done = score_pending(scored, scored.pending(), serving)
     return sum(d["rows"] for d in done), len(done)
 

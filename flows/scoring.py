@@ -65,6 +65,7 @@ def scoring_flow(config: ScoringConfig) -> dict:
     source = ScoredSource.open(files, config.out or default_out(files), config.name)
     serving = serving_of(config, registry, model, meta)
     with source.locked():
+        source.keyed_as(serving)
         todo = source.pending(hash_new=config.executor != "dask")  # workers hash their own
         if config.executor == "dask" and todo:
             challenger = challenger_version(registry) if config.version == "champion" else None

@@ -29,6 +29,7 @@ from schemas.scored import (
     SCORED_AT,
     SCORED_COLUMNS,
     STATE_FILE,
+    STATE_KEY,
 )
 from tasks.data.labels import LabelRoles
 from tasks.data.row_keys import key_columns, row_keys, unique_keys
@@ -42,6 +43,7 @@ from tasks.runtime.object_store import open_store, read_json, readable
 logger = logging.getLogger(__name__)
 
 SCORED_BATCH_ROWS = 1 << 20  # scored rows filtered by key a batch at a time
+KEY_TIME = "key_time_column"  # read_scored's frame: the time column its row keys include
 
 
 def scored_files(store) -> list[str]:
@@ -80,15 +82,19 @@ def read_scored(path: str, *, name: str, window: SourceWindow | None = None,
     if not files:
         raise DataError(f"scored source {path!r} holds no scored partition yet: score the "
                         "source first (`rareflow score --data SOURCE --out SCORED`)")
+    # the time column scoring fingerprinted rows with (recorded since 2026-12-05), else ours
+    key_time = (state.get(STATE_KEY) or {"time_column": time_column})["time_column"]
     sources = (readable(store, f) for f in files)
     first = next(sources)
     wanted = None
     if window is not None:
-        key = key_column(pq.ParquetFile(first).schema_arrow.names, time_column=time_column)
-        keys = source_keys(window, key, schema, time_column=time_column, data=data or path)
+        key = key_column(pq.ParquetFile(first).schema_arrow.names, time_column=key_time)
+        keys = source_keys(window, key, schema, key_time=key_time, window_time=time_column,
+                           data=data or path)
         wanted = pa.array(keys).cast(pa.string())  # both sides in Arrow's text form
     parts = [_rows_in(source, wanted) for source in (first, *sources)]
     scored = pd.concat(parts, ignore_index=True)
+    scored.attrs[KEY_TIME] = key_time
     logger.info("Read %d scored rows of %s from %d partitions%s", len(scored), name,
                 len(files), "" if wanted is None else " (those in the window)")
     return scored
@@ -105,18 +111,24 @@ def _rows_in(source, wanted: pa.Array | None) -> pd.DataFrame:
 
 
 def source_keys(window: SourceWindow, key: str, schema: InputSchema, *,
-                time_column: str | None, data: str) -> np.ndarray:
+                key_time: str | None, window_time: str | None, data: str) -> np.ndarray:
     """The row key of each of the window's rows: its ``key`` column, or the content
-    fingerprint scoring gave it (``row_key``).
+    fingerprint scoring gave it (``row_key``, over the inputs and time column ``key_time``;
+    the window's parsed time when that is its time column ``window_time``).
 
     Raises:
-        DataError: the source lacks the key column.
+        DataError: the source lacks the key column, or the window the time column.
     """
     frame = window.frame
     if key == ROW_KEY:
-        keyed = frame if not time_column or time_column in frame.columns else frame.assign(
-            **{time_column: pd.Series(window.event_time).to_numpy()})
-        return row_keys(keyed, key_columns(schema, time_column))
+        keyed = frame
+        if key_time and key_time not in frame.columns:
+            if key_time != window_time:
+                raise DataError(f"the scored rows were fingerprinted with time column "
+                                f"{key_time!r}, which the window of {data!r} does not hold: "
+                                f"pass --time-column {key_time} (as `rareflow score` had)")
+            keyed = frame.assign(**{key_time: pd.Series(window.event_time).to_numpy()})
+        return row_keys(keyed, key_columns(schema, key_time))
     if key not in frame.columns:
         raise DataError(f"the scored rows are keyed by {key!r}, which source {data!r} does "
                         "not hold: pass the source that was scored")
@@ -158,10 +170,11 @@ def join_served(scored: pd.DataFrame, window: SourceWindow, *, schema: InputSche
     Raises:
         DataError: a key repeats on either side, or the source lacks the key column.
     """
-    key = key_column(scored.columns, time_column=config.time_column)
+    key_time = scored.attrs.get(KEY_TIME, config.time_column)
+    key = key_column(scored.columns, time_column=key_time)
     frame = window.frame
-    index = unique_keys(source_keys(window, key, schema, time_column=config.time_column,
-                                    data=config.data),
+    index = unique_keys(source_keys(window, key, schema, key_time=key_time,
+                                    window_time=config.time_column, data=config.data),
                         key=key, where=f"source {config.data!r}")
     unique_keys(scored[key], key=key, where=f"scored source {config.scored!r}")
     pos = index.get_indexer(scored[key])

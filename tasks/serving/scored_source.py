@@ -26,26 +26,24 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 
 from schemas.errors import ConfigError, DataError
 from schemas.scored import (
-    ROW_KEY,
     SCORED_DEFAULT_SUFFIX,
     SCORED_SUFFIX,
     STATE_FILE,
+    STATE_KEY,
     STATE_MODEL,
     STATE_PARTITIONS,
 )
-from tasks.data.row_keys import key_hashes
 from tasks.data.source_files import DATA_SUFFIXES, GLOB_CHARS, SourceFiles
 from tasks.registry.signing import SIGNATURE_FILE
 from tasks.runtime.durable_files import dumps, fsync_dir, sha256_file
 from tasks.runtime.object_store import open_store, read_json, readable
 from tasks.runtime.object_store_api import ObjectStore, is_remote
-from tasks.serving.key_index import KeyIndex, shared_hashes
+from tasks.serving.key_index import KeyIndex
 from tasks.serving.partition_scoring import PartitionScore, Serving
+from tasks.serving.repeated_keys import refuse_repeats_within, refuse_shared, scored_keys
 from tasks.serving.scored_lease import held
 
 logger = logging.getLogger(__name__)
@@ -53,7 +51,6 @@ logger = logging.getLogger(__name__)
 KEYS_DIR = ".rareflow_keys"  # per scored partition: the sorted hashes of its row keys
 STAGING_DIR = ".rareflow_staging"  # object storage: partitions Dask workers uploaded, unchecked
 DIGESTS_FILE = ".rareflow_digests.json"  # input file size, mtime -> sha256: reruns hash nothing
-KEY_BATCH_ROWS = 1 << 20
 
 
 def default_out(files: SourceFiles) -> Path:
@@ -130,7 +127,8 @@ def read_state(store: ObjectStore, out, name: str) -> dict:
         raise DataError(f"scored source {str(out)!r} holds the decisions of model {owner!r}, "
                         f"not {name!r}: score model {name!r} into another --out folder (one "
                         "scored source per model)")
-    return {STATE_MODEL: owner, STATE_PARTITIONS: dict(parts)}
+    return {STATE_MODEL: owner, STATE_PARTITIONS: dict(parts),
+            **({STATE_KEY: state[STATE_KEY]} if STATE_KEY in state else {})}
 
 
 @dataclass
@@ -168,6 +166,21 @@ class ScoredSource:
                 if self.staging is not None:
                     shutil.rmtree(self.staging, ignore_errors=True)
                     self.staging = None
+
+    def keyed_as(self, serving: Serving) -> None:
+        """Record how this run keys its rows; refuse keys unlike those already scored here.
+
+        Raises:
+            DataError: the scored rows are keyed by another id or time column.
+        """
+        mine = {"id_column": serving.id_column, "time_column": serving.time_column}
+        known = self.state.get(STATE_KEY)
+        if known is not None and known != mine and self.partitions:
+            said = ", ".join(f"--{k.replace('_', '-')} {v or '(none)'}" for k, v in known.items())
+            raise DataError(f"scored source {str(self.out)!r} keys its rows with {said}: score "
+                            "with the same options, or into a new --out folder (rows keyed two "
+                            "ways could not be joined with their labels)")
+        self.state[STATE_KEY] = mine
 
     @property
     def partitions(self) -> dict:
@@ -265,7 +278,7 @@ class ScoredSource:
         """
         errors: list[DataError | None] = [None] * len(items)
         for i, (rel, result) in enumerate(items):
-            errors[i] = self._refuse(result, _refuse_repeats_within, rel, result, key_column,
+            errors[i] = self._refuse(result, refuse_repeats_within, rel, result, key_column,
                                      partial(self.rows_of, result))
         self._against_scored(items, errors, key_column)
         index, accepted = KeyIndex(), []
@@ -274,7 +287,7 @@ class ScoredSource:
                 continue
             if len(hits := index.common(result.sorted_hashes)):
                 errors[i] = self._refuse(
-                    result, _refuse_shared, rel, result, hits, key_column,
+                    result, refuse_shared, rel, result, hits, key_column,
                     partial(self.rows_of, result), [(items[j][0], items[j][1].sorted_hashes,
                                                      partial(self.rows_of, items[j][1]))
                                                     for j in accepted])
@@ -301,7 +314,7 @@ class ScoredSource:
                 continue
             for i, (rel, result) in enumerate(items):
                 if errors[i] is None:
-                    errors[i] = self._refuse(result, _refuse_shared, rel, result, hits,
+                    errors[i] = self._refuse(result, refuse_shared, rel, result, hits,
                                              key_column, partial(self.rows_of, result),
                                              [(other, theirs, partial(self.partition, other))])
 
@@ -340,7 +353,7 @@ class ScoredSource:
         with contextlib.suppress(OSError, ValueError, EOFError):
             if (data := self.store.read(self.key_file(rel))) is not None:
                 return np.load(io.BytesIO(data), allow_pickle=False)
-        found = [h for _, h in _keys(self.partition(rel))]  # written before key files: scan
+        found = [h for _, h in scored_keys(self.partition(rel))]  # written before key files: scan
         return np.sort(np.concatenate(found)) if found else np.zeros(0, np.uint64)
 
     def commit(self, rel: str, digest: str, result: PartitionScore, serving: Serving) -> dict:
@@ -370,71 +383,3 @@ class ScoredSource:
         self.check_lease()
         self.store.write(STATE_FILE, dumps(self.state).encode())
         return entry
-
-
-def _refuse_repeats_within(rel: str, result: PartitionScore, key_column: str,
-                           rows: Callable) -> None:
-    """Sort the partition's key hashes; refuse a key it holds twice (``rows()``: its scored
-    rows, read only when two hashes are equal).
-
-    Raises:
-        DataError: naming the key and the partition.
-    """
-    hashes = np.sort(result.hashes())
-    dup = hashes[1:][hashes[1:] == hashes[:-1]]
-    if len(dup) and (key := _repeated_value(rows(), dup)) is not None:
-        raise _repeat_error(key, key_column, rel, rel)
-    result.sorted_hashes, result.key_hashes = hashes, []  # one copy in memory, not two
-
-
-def _refuse_shared(rel: str, result: PartitionScore, hits: np.ndarray, key_column: str,
-                   rows: Callable,
-                   others: list[tuple[str, np.ndarray, Callable]]) -> None:
-    """Refuse the partition (``rows()``: its scored rows) if one of ``others`` (name, sorted hashes,
-    a callable giving its scored rows, read only on a hit) holds a key of it among ``hits``
-    (equal hashes of different keys are no repeat).
-
-    Raises:
-        DataError: naming the key and both partitions.
-    """
-    for other, theirs, path in others:
-        common = shared_hashes(theirs, shared_hashes(hits, result.sorted_hashes))
-        if len(common) and (key := _shared_value(rows(), path(), common)) is not None:
-            raise _repeat_error(key, key_column, other, rel)
-
-
-def _repeat_error(key, key_column: str, first: str, second: str) -> DataError:
-    where = f"twice in partition {first}" if first == second else (
-        f"in partitions {first} and {second}")
-    fix = ("remove the duplicated rows, or name a unique id_column" if key_column == ROW_KEY
-           else f"fix the {key_column!r} values")
-    return DataError(f"row key {key_column}={key!r} repeats {where}; each row needs a unique "
-                     f"key: {fix} and score again; nothing of {second} was written")
-
-
-def _keys(path):
-    """The key column (the first) of a scored partition (a path or a pyarrow file), a batch of
-    values at a time."""
-    parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=KEY_BATCH_ROWS,
-                                      columns=parquet.schema_arrow.names[:1]):
-        values = batch.column(0).to_numpy(zero_copy_only=False)
-        yield values, key_hashes(values)
-
-
-def _values(path: Path, wanted: np.ndarray) -> pd.Series:
-    parts = [pd.Series(v[np.isin(h, wanted)], dtype=object) for v, h in _keys(path)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype=object)
-
-
-def _repeated_value(path: Path, wanted: np.ndarray):
-    values = _values(path, wanted).astype(str)
-    repeated = values[values.duplicated()]
-    return repeated.iloc[0] if len(repeated) else None
-
-
-def _shared_value(path: Path, other: Path, wanted: np.ndarray):
-    mine = set(_values(path, wanted).astype(str))
-    theirs = _values(other, wanted).astype(str)
-    shared = theirs[theirs.isin(mine)]
-    return shared.iloc[0] if len(shared) else None

@@ -187,7 +187,7 @@ def test_ingest_into_an_s3_source_then_train_on_it(prefect_server, s3_env, tmp_p
     assert done.exit_code == EXIT_OK and f"decided by {row['model_version']}" in out, out
     assert "matches the registry's version today" in out and "role then: champion" in out
     done, out = run("monitor", "--data", source, "--scored", out_url, "--registry", reg_url,
-                    "--name", "fraud", "--all-matured")  # keyed as scored: no time column
+                    "--name", "fraud", "--time-column", "event_time", "--all-matured")
     assert "rows" in out and "Traceback" not in out, out
     # a burst: a new day lands and two scoring runs start at once; the lease lets one score it
     late = make_demo_data(500, positive_rate=0.05, seed=5)

@@ -60,6 +60,7 @@ def score(src: Path, reg: Registry, out: Path | None = None, **options) -> list[
     scored = ScoredSource.open(files, out or default_out(files), reg.name)
     serve = serving(reg, **options)
     with scored.locked():
+        scored.keyed_as(serve)
         return score_pending(scored, scored.pending(), serve)
 
 
@@ -359,3 +360,17 @@ def test_a_partition_refused_for_an_old_key_does_not_refuse_the_next(tmp_path, r
         score(src, reg, id_column="id")
     state = json.loads((tmp_path / "src-scored" / STATE_FILE).read_text())["partitions"]
     assert sorted(state) == [f"date={DAY1}/part.parquet", "date=2026-11-06/part.parquet"]
+
+
+def test_a_scored_source_keeps_one_way_of_keying_its_rows(tmp_path, reg):
+    """Check that the state records the id and time columns rows were keyed with, and that
+    scoring the same scored source keyed another way is refused in one line naming them."""
+    src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(40)})
+    score(src, reg, time_column=None)
+    state = json.loads((tmp_path / "src-scored" / STATE_FILE).read_text())
+    assert state["key"] == {"id_column": None, "time_column": None}
+    sm.write_source(src, {DAY2: sm.rows(40, seed=2, first_id=40)})
+    with pytest.raises(DataError, match="keys its rows with --id-column \\(none\\), "
+                                        "--time-column \\(none\\): score with the same") as caught:
+        score(src, reg, time_column="event_time")
+    assert "\n" not in str(caught.value)
