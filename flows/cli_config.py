@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from schemas.config import NAME_ENV, PROJECT_FILE, REGISTRY_ENV, TrainingConfig
 from schemas.errors import ConfigError
-from schemas.yaml_files import load_yaml_file
+from schemas.yaml_files import load_yaml_file, merge
 
 PROJECT_KEYS = {"registry": REGISTRY_ENV, "name": NAME_ENV}
 DEFAULT_REGISTRY = TrainingConfig.model_fields["registry"].default
@@ -133,15 +133,6 @@ def config_layers(model: type[BaseModel], config_file: Path | None, flags: dict,
         layers.append((f"--config {config_file}", from_file))
     layers.append(("flags", flag_layer(model, flags)))
     return layers
-
-
-def merge(low: dict, high: dict) -> dict:
-    """``high`` over ``low``, section by section."""
-    out = dict(low)
-    for key, value in high.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = merge(out[key], value) if both else value
-    return out
 
 
 def build_config(model: type[BaseModel], config_file: Path | None, flags: dict, *,

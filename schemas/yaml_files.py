@@ -1,4 +1,6 @@
-"""Reading YAML settings files safely: a size cap and a bound on what aliases expand to.
+"""Reading YAML settings files safely (a size cap and a bound on what aliases expand to), and
+merging layers of settings (:func:`merge`: a config file over the project file, the
+environment's storage options over a config's).
 
 PyYAML's ``safe_load`` builds an aliased node once and shares it, so a "billion laughs"
 document (nine levels of ten aliases) loads in microseconds, but anything that walks the
@@ -18,6 +20,15 @@ from schemas.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20  # a settings file of more than 1 MiB is a mistake
 MAX_EXPANDED_NODES = 100_000  # prefect.yaml, the largest settings file shipped: about 300
+
+
+def merge(low: dict, high: dict) -> dict:
+    """``high`` over ``low``, nested mappings merged key by key."""
+    out = dict(low)
+    for key, value in high.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge(out[key], value) if both else value
+    return out
 
 
 def expanded_size(node: yaml.Node, *, limit: int, seen: dict | None = None) -> int:

@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 from schemas.errors import ConfigError, RegistryError
+from schemas.yaml_files import merge
 
 STORAGE_OPTIONS_ENV = "RAREFLOW_STORAGE_OPTIONS"
 LOCAL_SCHEMES = ("file://", "local://")
@@ -86,16 +87,7 @@ def storage_options(env=None) -> dict:
     if not isinstance(options, dict):
         raise ConfigError(f"{STORAGE_OPTIONS_ENV} must be a JSON object of fsspec options "
                           "such as {\"anon\": false}; its value was not (not shown)")
-    return _merged(_CONFIGURED.get() or {}, options)
-
-
-def _merged(low: dict, high: dict) -> dict:
-    """``high`` over ``low``, nested mappings (``client_kwargs``) merged key by key."""
-    out = dict(low)
-    for key, value in high.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merged(out[key], value) if both else value
-    return out
+    return merge(_CONFIGURED.get() or {}, options)
 
 
 DENIED_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",
