@@ -374,3 +374,16 @@ def test_a_scored_source_keeps_one_way_of_keying_its_rows(tmp_path, reg):
                                         "--time-column \\(none\\): score with the same") as caught:
         score(src, reg, time_column="event_time")
     assert "\n" not in str(caught.value)
+
+
+def test_a_remote_out_inside_a_remote_source_is_refused(tmp_path):
+    """Check that a scored source in object storage inside the input source (a folder, or the
+    fixed folder of a glob) is refused before anything is opened, and one beside it is not."""
+    from tasks.data.source_files import SourceFiles
+    from tasks.serving.scored_source import check_out
+
+    for spec in ("s3://lake/src", "s3://lake/src/**/*.parquet"):
+        files = SourceFiles(spec, tmp_path, [], "glob", fetch=lambda path: None)
+        with pytest.raises(ConfigError, match="is inside the input source"):
+            check_out(files, "s3://lake/src/scored")
+        assert check_out(files, "s3://lake/src-scored/") == "s3://lake/src-scored"
