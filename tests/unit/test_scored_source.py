@@ -387,3 +387,39 @@ def test_a_remote_out_inside_a_remote_source_is_refused(tmp_path):
         with pytest.raises(ConfigError, match="is inside the input source"):
             check_out(files, "s3://lake/src/scored")
         assert check_out(files, "s3://lake/src-scored/") == "s3://lake/src-scored"
+
+
+def test_a_lost_lease_stops_the_run_before_anything_more_is_placed(tmp_path, reg):
+    """Check that when the scored source's lease is lost while partitions are scored, the run
+    raises LeaseLost, places none of them (no salvage) and leaves no temporary file."""
+    from tasks.serving.scored_lease import LeaseLost
+
+    src = sm.write_source(tmp_path / "src", {DAY1: sm.rows(40), DAY2: sm.rows(40, seed=1,
+                                                                               first_id=40)})
+    files = resolve_source(str(src))
+    scored = ScoredSource.open(files, default_out(files), reg.name)
+    calls = []
+
+    def lost():
+        calls.append(1)
+        if len(calls) == 2:
+            raise LeaseLost("another run took over this run's lease")
+
+    with scored.locked():
+        scored.check_lease = lost
+        with pytest.raises(LeaseLost):
+            score_pending(scored, scored.pending(), serving(reg))
+    assert not (tmp_path / "src-scored" / STATE_FILE).exists()
+    assert not list((tmp_path / "src-scored").rglob("*.tmp"))
+
+
+def test_monitoring_names_the_time_column_rows_were_fingerprinted_with():
+    """Check that a window lacking the time column scoring fingerprinted rows with is refused
+    in one line naming the column to pass."""
+    from types import SimpleNamespace
+
+    from tasks.monitor.served import source_keys
+
+    window = SimpleNamespace(frame=pd.DataFrame({"amount": [1.0]}), event_time=None)
+    with pytest.raises(DataError, match="pass --time-column event_time"):
+        source_keys(window, ROW_KEY, None, key_time="event_time", window_time=None, data="d")
