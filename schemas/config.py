@@ -275,6 +275,11 @@ class Gates(_Model):
         False, description="A candidate that passed the absolute gates but whose champion "
         "comparison was refused (too few fair test rows) becomes the shadow challenger: scored "
         "beside the champion and promoted on live matured rows (docs/shadow.md).")
+    shadow_first: bool = Field(
+        False, description="While a champion serves, a candidate that passed the absolute "
+        "gates never replaces it on test-row evidence: it becomes the shadow challenger and is "
+        "promoted only on live matured rows (its test-row comparison is kept for information; "
+        "docs/shadow.md).")
 
 
 class DemoSize(_Model):

@@ -14,3 +14,7 @@ PENDING = "pending"  # a candidate that passed every gate and awaits a manual ap
 NO_DRIFT = "no-drift"
 DRIFT = "drift"
 CANNOT_JUDGE = "cannot-judge"
+
+# gate names read outside the gates (tasks/judge/gates.py writes them)
+FAIR_ROWS_GATE = "champion_fair_rows"  # too few test rows neither model trained on
+SHADOW_FIRST_GATE = "shadow_first"  # gates.shadow_first: live matured rows decide, not test rows

@@ -23,6 +23,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import Gates
+from schemas.statuses import FAIR_ROWS_GATE, SHADOW_FIRST_GATE
 from tasks.decision.capacity import alert_capped, candidate_recall, reachable_recall
 from tasks.decision.costs import DecisionCosts, normalised
 from tasks.judge.gate_verdict import PASSED, REFUSED, REJECTED, GateResult, Verdict, verdict_table
@@ -285,7 +286,7 @@ def champion_gates(gate, gates: Gates, candidate: Candidate, champion: Champion,
                     if overlap["champion_fingerprints"] else
                     "the champion keeps no training-row fingerprints: overlap unknown")
         enough = positives >= gates.min_test_positives
-        gate("champion_fair_rows", enough, positives, gates.min_test_positives,
+        gate(FAIR_ROWS_GATE, enough, positives, gates.min_test_positives,
              f"compared on {overlap['fair_rows']} of {overlap['test_rows']} test rows "
              f"({positives} positives) that neither model trained on; left out: {left_out}, "
              f"{overlap['candidate_trained_on']} duplicates of candidate training rows"
@@ -400,9 +401,25 @@ def evaluate_gates(candidate: Candidate, gates: Gates, *, champion: Champion | N
                          candidate_train=candidate.train_rows)
     comparison = champion_gates(gate, gates, candidate, champion, seed=seed, fair=fair)
     failed = {g.gate for g in rows if not g.passed}
-    status = (REFUSED if "champion_fair_rows" in failed else
+    if shadows_first(gates, champion, failed):
+        gate(SHADOW_FIRST_GATE, False, None, None,
+             f"gates.shadow_first: passed the absolute gates; it shadows {champion.version} "
+             "and is promoted only on live matured rows (the champion comparison on test rows "
+             "above is for information)")
+        return Verdict(REFUSED, rows, comparison, bounds)
+    status = (REFUSED if FAIR_ROWS_GATE in failed else
               REJECTED if failed else PASSED)
     return Verdict(status, rows, comparison, bounds)
+
+
+CHAMPION_GATES = frozenset({FAIR_ROWS_GATE, "champion_cost", "champion_recall"})
+
+
+def shadows_first(gates: Gates, champion: Champion, failed: set[str]) -> bool:
+    """Whether ``gates.shadow_first`` sends the candidate to shadow the champion: a champion
+    that can score serves, and the candidate failed no gate but the champion comparison's."""
+    return (gates.shadow_first and champion.version is not None and champion.error is None
+            and not failed - CHAMPION_GATES)
 
 
 @task(name="gate", cache_policy=NO_CACHE)

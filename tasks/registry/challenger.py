@@ -30,7 +30,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import Gates
 from schemas.errors import IntegrityError, RegistryError
-from schemas.statuses import PENDING
+from schemas.statuses import FAIR_ROWS_GATE, PENDING, REFUSED, SHADOW_FIRST_GATE
 from tasks.registry.signed_records import MAC, seal_entry
 from tasks.registry.store import Registry
 from tasks.runtime.durable_files import write_bytes_atomic
@@ -44,6 +44,7 @@ KIND = "challenger"  # the signed record's kind
 SHADOW = "shadow"  # the evidence of a promotion decided on live matured rows
 HOW_BY_HAND = "by hand"
 HOW_REFUSED = "automatically: passed the absolute gates, champion comparison refused"
+HOW_SHADOW_FIRST = "automatically: passed the absolute gates, gates.shadow_first"
 FIX = ("delete it and name the challenger again (`rareflow models challenge VERSION` with "
        "the key), or `rareflow models challenge --clear`")
 
@@ -198,15 +199,29 @@ def clear_challenger(registry: Registry, *, reason: str, status: str = "cleared"
 
 def refused_for_fair_rows(verdict: dict) -> bool:
     """Whether a verdict passed every gate but the champion comparison's fair-rows one."""
-    failed = {g["gate"] for g in verdict.get("gates", []) if not g.get("passed")}
-    return verdict.get("status") == "refused" and failed == {"champion_fair_rows"}
+    return verdict.get("status") == REFUSED and _failed(verdict) == {FAIR_ROWS_GATE}
 
 
-def challenge_if_refused(registry: Registry, version: str, verdict: dict,
-                         gates: Gates) -> dict | None:
-    """With ``gates.shadow_refused``, make a candidate the challenger when it passed the
-    absolute gates but its champion comparison was refused for lack of fair rows (an older
-    challenger is replaced). Returns the history entry, or None."""
+def sent_to_shadow(verdict: dict) -> bool:
+    """Whether ``gates.shadow_first`` refused the verdict so that it shadows the champion."""
+    return verdict.get("status") == REFUSED and SHADOW_FIRST_GATE in _failed(verdict)
+
+
+def _failed(verdict: dict) -> set[str]:
+    return {g["gate"] for g in verdict.get("gates", []) if not g.get("passed")}
+
+
+def challenge_if_refused(registry: Registry, version: str, verdict, gates: Gates) -> dict | None:
+    """Make a candidate the challenger (an older challenger is replaced) when it passed the
+    absolute gates and either ``gates.shadow_first`` holds or, with ``gates.shadow_refused``,
+    its champion comparison was refused for lack of fair rows. ``verdict``: the gates'
+    :class:`~tasks.judge.gate_verdict.Verdict` or its stored dict. Returns the history entry,
+    or None."""
+    verdict = verdict if isinstance(verdict, dict) else verdict.as_dict()
+    if gates.shadow_first and sent_to_shadow(verdict):
+        return challenge(registry, version, how=HOW_SHADOW_FIRST, replace=True,
+                         reason="gates.shadow_first: judged on live matured rows before it "
+                                "serves")
     if not gates.shadow_refused or not refused_for_fair_rows(verdict):
         return None
     return challenge(registry, version, how=HOW_REFUSED, replace=True,

@@ -159,6 +159,20 @@ def test_refused_for_fair_rows_becomes_the_challenger_when_configured(reg):
     assert retired[-1]["version"] == candidate and retired[-1]["status"] == "replaced"
 
 
+def test_shadow_first_makes_the_candidate_the_challenger(reg):
+    """Check that a verdict refused by gates.shadow_first makes the candidate the challenger
+    (how: shadow_first) with that setting, and nothing without it."""
+    _, candidate = served(reg)
+    verdict = {"status": "refused", "gates": [
+        {"gate": "min_recall", "passed": True},
+        {"gate": "champion_cost", "passed": False},
+        {"gate": "shadow_first", "passed": False}]}
+    assert challenge_if_refused(reg, candidate, verdict, Gates()) is None
+    entry = challenge_if_refused(reg, candidate, verdict, Gates(shadow_first=True))
+    assert "shadow_first" in entry["how"]
+    assert read_challenger(reg)["version"] == candidate
+
+
 def test_a_winning_challenger_is_promoted_with_shadow_evidence(reg):
     """Check that a passed shadow verdict moves the champion with evidence: shadow in history
     and in the sealed pointer, and retires the challenger as promoted."""

@@ -104,6 +104,25 @@ def test_fixed_gates_reject(m, gate):
     assert v.failed == [gate]
 
 
+@pytest.mark.parametrize("cand_hit, champ_hit", [(0.9, 0.6), (0.4, 0.8)])
+def test_shadow_first_sends_a_candidate_that_passed_the_absolute_gates_to_shadow(cand_hit,
+                                                                                champ_hit):
+    """Check that with gates.shadow_first a candidate that passed the absolute gates is
+    refused with the shadow_first gate, whether it won or lost on test rows (the comparison
+    stays in the verdict), and that without a champion, or failing an absolute gate, it is
+    judged as before."""
+    y, cand, champ = decisions(cand_hit=cand_hit, champ_hit=champ_hit)
+    first = POINT.model_copy(update={"shadow_first": True})
+    v = verdict_for(y, cand, champ, gates=first)
+    assert v["status"] == "refused" and v["gates"][-1]["gate"] == "shadow_first"
+    assert v["comparison"]["champion"] == "v0001"
+    alone = evaluate_gates(Candidate(metrics(), COSTS, y=y, decisions=cand), first)
+    assert alone.status == "passed"
+    weak = evaluate_gates(Candidate(metrics(recall=0.1), COSTS, y=y, decisions=cand), first,
+                          champion=Champion("v0001", champ))
+    assert weak.status == "rejected" and "shadow_first" not in weak.failed
+
+
 def test_champion_that_cannot_score_blocks_promotion():
     """Check that a champion unable to score the rows fails the comparison gate."""
     v = evaluate_gates(Candidate(metrics(), COSTS), POINT,
