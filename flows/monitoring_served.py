@@ -16,8 +16,10 @@ from tasks.data.window import check_time_options, monitoring_window_task
 from tasks.judge.plots import monitoring_plots_task
 from tasks.monitor.reports import data_drift_report_task, data_drift_summary, save_reports_task
 from tasks.monitor.served import (
+    decided_by,
     join_served_task,
     judge_versions_task,
+    judged_from,
     read_scored_task,
     served_summary,
     versions_in_order,
@@ -63,7 +65,7 @@ def judge_served(config: MonitoringConfig) -> dict:
     j, ref, meta = judgements[main], infos[main].reference, registry.metadata(main)
     quality = quality_report_task(j, ref, schema=infos[main].schema,
                                   threshold=infos[main].threshold)
-    drift = data_drift_report_task(j.matured, ref, schema=infos[main].schema,
+    drift = data_drift_report_task(decided_by(served, main), ref, schema=infos[main].schema,
                                    sample=config.drift_sample_rows,
                                    num_method=config.num_stattest,
                                    cat_method=config.cat_stattest)
@@ -73,6 +75,7 @@ def judge_served(config: MonitoringConfig) -> dict:
                                            drift=data_drift_summary(drift), folder=folder,
                                            paths=paths, lineage=window.lineage),
                          served_summary(served, roles, judgements), shadow)
+    result["judged_from"] = judged_from(served, roles, main)  # a retraining's `since`
     result["event_id"] = emit_if_drift(result, enabled=config.emit_events)
     write_summary_task(result, folder)
     record_check(registry.dir, result, lock=registry.lock, trust=registry.trust)

@@ -239,6 +239,23 @@ def judge_versions(served: Served, roles: LabelRoles, infos: dict[str, VersionIn
     return out
 
 
+def decided_by(served: Served, version: str) -> pd.DataFrame:
+    """The window's rows ``version`` decided, labels matured or not: what its inputs are
+    compared with the reference on (input drift needs no label, and on a scored source
+    that started serving lately no label has matured yet)."""
+    return served.frame.loc[served.frame[MODEL_VERSION].astype(str).to_numpy() == version]
+
+
+def judged_from(served: Served, roles: LabelRoles, version: str) -> str | None:
+    """When the matured rows ``version`` decided begin (their first event time; None without
+    a time column): the ``since`` of a retraining the drift event starts, as the re-scoring
+    path's ``judged_from``."""
+    if served.event_time is None:
+        return None
+    mine = served.frame[MODEL_VERSION].astype(str).to_numpy() == version
+    return time_range(served, roles.judged & mine)[0]
+
+
 def served_summary(served: Served, roles: LabelRoles,
                    judgements: dict[str, Judgement]) -> dict:
     """Which rows and versions were judged: counts, time ranges, each version's verdict."""

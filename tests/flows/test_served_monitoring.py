@@ -150,6 +150,24 @@ def test_a_champion_change_is_judged_per_version(trained):
     assert "judged per version" in result["verdict"] and result["shadow"] is None
     decisions = pd.read_parquet(next(scored.rglob("*.parquet")))[DECISION]
     assert one["batch"]["flagged"] + two["batch"]["flagged"] >= int(decisions.sum())
+    assert result["judged_from"] == two["from"]  # a drift event's `since`: v0002's first row
+
+
+def test_a_scored_source_whose_labels_have_not_matured_cannot_be_judged_yet(trained):
+    """Check that monitoring a scored source whose rows were all served within the last two
+    weeks (no label matured) ends cannot-judge, with the input-drift report on the served
+    rows, instead of failing in the report on an empty table."""
+    from flows.monitoring import monitoring_flow
+
+    registry = registry_copy(trained, "nothing-matured", "v0002")
+    scored = score_source(trained, registry, "scored-new", lambda w: "v0002" if w == 13 else None)
+    result = run_summary(monitoring_flow(MonitoringConfig(
+        data=str(trained / "source"), scored=str(scored), registry=str(registry.root),
+        name="loop", as_of=week(14), window="70d", drift_sample_rows=1000, **SOURCE),
+        return_state=True))
+    assert result["status"] == "cannot-judge" and result["served"]["matured_rows"] == 0
+    assert result["judged_from"] is None
+    assert Path(result["reports"]["data_drift_html"]).is_file()
 
 
 def test_a_better_challenger_is_promoted_on_shadow_evidence(trained):
@@ -172,6 +190,31 @@ def test_a_better_challenger_is_promoted_on_shadow_evidence(trained):
     moves = [h for h in registry.history() if h.get("evidence") == SHADOW]
     assert [h["action"] for h in moves[-2:]] == ["promote", "retire"]
     assert read_challenger(registry) is None
+
+
+@pytest.mark.parametrize("champion, gates, seed, failed", [
+    ("v0001", {"shadow_first": True}, 0, ["shadow_first"]),
+    # the champion trained on most of the candidate's test rows (same window, another seed)
+    ("v0002", {"shadow_refused": True, "min_test_positives": 60, "min_recall": 0.1}, 7,
+     ["champion_fair_rows"]),
+])
+def test_training_names_the_challenger_and_leaves_the_champion(trained, champion, gates, seed,
+                                                               failed):
+    """Check that a training run with gates.shadow_first (or gates.shadow_refused and too few
+    fair rows) ends refused with that gate, makes its candidate the challenger and leaves the
+    champion serving."""
+    from flows.training import training_flow
+
+    registry = registry_copy(trained, f"challenged-by-training-{champion}", champion)
+    config = TrainingConfig(data=str(trained / "source"), label="is_fraud", positive="1",
+                            registry=str(registry.root), name="loop", as_of=week(12),
+                            seed=seed, **SOURCE,
+                            **{**TRAIN, "gates": {**TRAIN["gates"], **gates}})
+    result = run_summary(training_flow(config, return_state=True))
+    assert result["status"] == "refused" and result["version"] == "v0003"
+    assert [g["gate"] for g in result["verdict"]["gates"] if not g["passed"]] == failed
+    assert registry.champion()["version"] == champion
+    assert read_challenger(registry)["version"] == "v0003"
 
 
 def test_a_worse_challenger_is_retired_with_its_verdict(trained):
