@@ -137,6 +137,10 @@ LABEL_TIME = "label_time"
 STREAM_START = "2025-01-06"  # a Monday: the replay benchmark's fixed calendar
 RING_CHANNEL_P = [0.43, 0.39, 0.09, 0.09]  # the ring's calls add phone traffic
 RING_MERCHANTS = {"travel": 1.0, "marketplace": 1.0, "pharmacy": 0.8}
+CONCEPT, NEW_INPUTS = "concept", "new-inputs"  # where the ring shows: the link only, or its inputs
+STREAM_VARIANTS = (CONCEPT, NEW_INPUTS)
+RING_SHARE = 0.03  # new-inputs: the share of each day's rows that are the ring's own
+RING_FRAUD_RATE = 0.3  # new-inputs: the share of the ring's rows that are fraud
 
 
 def _ring_signal(cols: dict) -> np.ndarray:
@@ -152,6 +156,27 @@ def _ring_signal(cols: dict) -> np.ndarray:
             + 1.1 * (cols[S.account_age_days] > 700)
             + 0.9 * (cols[S.velocity_ratio] > 1.5)
             - 0.5 * cols[S.card_present])
+
+
+def _ring_inputs(rng: np.random.Generator, n: int) -> dict:
+    """The ring's own transactions (``new-inputs``): accounts opened in the last two months
+    (synthetic identities), buying online (some by phone) in office hours at marketplace,
+    travel and pharmacy merchants, for mid-sized amounts, a little faster than usual; the
+    columns of :func:`_draw_inputs`."""
+    log_amount = rng.normal(3.6, 0.5, n)
+    cols = {"log_amount": log_amount, S.amount: np.round(np.exp(log_amount), 2)}
+    cols[S.hour] = rng.integers(9, 18, n).astype(int)
+    cols[S.account_age_days] = rng.integers(0, 60, n).astype(int)
+    cols[S.txn_count_24h] = rng.poisson(3.0, n).astype(int)
+    cols[S.distance_from_home_km] = rng.lognormal(2.0, 1.3, n)
+    cols[S.device_risk_score] = rng.beta(2, 5, n)
+    cols[S.customer_age] = np.clip(rng.normal(44, 15, n), 18, 95).round()
+    cols[S.merchant_category] = rng.choice(list(RING_MERCHANTS), size=n, p=[0.3, 0.5, 0.2])
+    cols[S.channel] = np.where(rng.random(n) < 0.8, "online", "phone")
+    cols[S.country] = np.full(n, "home", dtype=object)
+    cols[S.card_present] = np.zeros(n, dtype=int)
+    cols[S.velocity_ratio] = np.round(rng.gamma(2.0, 0.5, n) * 1.3, 4)
+    return cols
 
 
 def stream_start(weeks: int, *, today: pd.Timestamp | str | None = None) -> pd.Timestamp:
@@ -180,6 +205,7 @@ def make_stream(
     label_delay_days: tuple[float, float] = (14.0, 28.0),
     start: str | pd.Timestamp = STREAM_START,
     seed: int = 0,
+    variant: str = CONCEPT,
 ) -> pd.DataFrame:
     """A time-stamped stream of demo transactions whose labels arrive late and whose fraud
     pattern changes at a known week.
@@ -190,6 +216,12 @@ def make_stream(
     ring (see :func:`_ring_signal`) replaces most of the old pattern, and its calls raise the
     phone channel's share from 5 % to 9 %. The positive rate stays ``positive_rate`` on both
     sides (the intercept is solved for it).
+
+    ``variant="new-inputs"``: the ring arrives with transactions of its own instead
+    (:func:`_ring_inputs`: ``RING_SHARE`` of each day's rows, new accounts buying online at
+    marketplace, travel and pharmacy merchants for mid-sized amounts), a ``RING_FRAUD_RATE``
+    of them fraud by the ring's pattern; every other row keeps the old link between inputs
+    and label, so fraud rises above ``positive_rate`` after the drift.
 
     Returns:
         The rows in time order: ``event_time``, the demo columns, ``is_fraud``, ``label_time``.
@@ -202,27 +234,42 @@ def make_stream(
     if weeks < 1 or rows_per_day < 10:
         raise ValueError(f"weeks must be >= 1 and rows_per_day >= 10; got {weeks}, "
                          f"{rows_per_day}")
+    if variant not in STREAM_VARIANTS:
+        raise ValueError(f"variant must be one of {STREAM_VARIANTS}; got {variant!r}")
     days = weeks * 7
     drift_day = days if drift_week is None else drift_week * 7
-    parts = [_stream_day(day, rows_per_day, after=day >= drift_day, seed=seed)
+    parts = [_stream_day(day, rows_per_day, after=day >= drift_day, seed=seed, variant=variant)
              for day in range(days)]
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    after = np.repeat(np.arange(days) >= drift_day, rows_per_day)
+    ring_rows = cols.pop("ring_row")
+    after = ring_rows if variant == NEW_INPUTS else np.repeat(np.arange(days) >= drift_day,
+                                                              rows_per_day)
     signal = np.where(after, 2.0 * cols.pop("ring"), 2.0 * cols.pop("risk"))
     rng = np.random.default_rng([seed, 104729])
     y = np.zeros(len(signal), dtype=int)
-    for side in (after, ~after):
+    rates = (RING_FRAUD_RATE if variant == NEW_INPUTS else positive_rate, positive_rate)
+    for side, rate in zip((after, ~after), rates, strict=True):
         if side.any():
-            b = brentq(lambda v, z=signal[side]: expit(v + z).mean() - positive_rate, -30, 10)
+            b = brentq(lambda v, z=signal[side], r=rate: expit(v + z).mean() - r, -30, 10)
             y[side] = rng.random(int(side.sum())) < expit(b + signal[side])
     cols[LABEL] = y
     return _stream_frame(cols, start=start, rng=rng, delay=label_delay_days)
 
 
-def _stream_day(day: int, n: int, *, after: bool, seed: int) -> dict:
-    """One day's inputs, their second of the day and both risk signals."""
+def _stream_day(day: int, n: int, *, after: bool, seed: int, variant: str = CONCEPT) -> dict:
+    """One day's inputs, their second of the day, both risk signals and which rows are the
+    ring's own (``new-inputs`` after the drift)."""
     rng = np.random.default_rng([seed, day])
-    cols = _draw_inputs(rng, n, drift=False, channel_p=RING_CHANNEL_P if after else None)
+    if variant == NEW_INPUTS and after:
+        k = int(round(RING_SHARE * n))
+        cols = _draw_inputs(rng, n - k, drift=False)
+        ring = _ring_inputs(rng, k)
+        cols = {c: np.concatenate([cols[c], ring[c]]) for c in cols}
+        cols["ring_row"] = np.arange(n) >= n - k
+    else:
+        cols = _draw_inputs(rng, n, drift=False,
+                            channel_p=RING_CHANNEL_P if after and variant == CONCEPT else None)
+        cols["ring_row"] = np.zeros(n, dtype=bool)
     second = cols[S.hour] * 3600 + rng.integers(0, 3600, n)  # the hour column is UTC here
     order = np.argsort(second, kind="stable")
     cols = {k: v[order] for k, v in cols.items()}

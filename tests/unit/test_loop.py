@@ -204,6 +204,28 @@ def test_stream_has_late_labels_and_a_drift_week():
     pd.testing.assert_frame_equal(s, make_stream(4, rows_per_day=500, drift_week=2, seed=3))
 
 
+def test_new_inputs_stream_brings_the_rings_own_transactions():
+    """Check the replay's second variant: before the drift the rows are the concept variant's,
+    after it a RING_SHARE of each day's rows are the ring's new online accounts, about
+    RING_FRAUD_RATE of them fraud, so fraud rises; an unknown variant is refused."""
+    from tasks.data.demo_tables import RING_FRAUD_RATE, RING_SHARE, STREAM_START, make_stream
+
+    concept = make_stream(4, rows_per_day=1000, drift_week=2, seed=3)
+    rings = make_stream(4, rows_per_day=1000, drift_week=2, seed=3, variant="new-inputs")
+    week = (rings["event_time"] - pd.Timestamp(STREAM_START, tz="UTC")).dt.days // 7
+    inputs = [c for c in concept.columns if c not in ("is_fraud", "label_time")]
+    pd.testing.assert_frame_equal(rings.loc[week < 2, inputs], concept.loc[week < 2, inputs])
+    after = rings[week >= 2]
+    ring = (after["account_age_days"] < 60) & after["channel"].isin(["online", "phone"]) \
+        & after["hour"].between(9, 17) & (after["card_present"] == 0) \
+        & after["merchant_category"].isin(["travel", "marketplace", "pharmacy"])
+    assert ring.sum() >= RING_SHARE * len(after)
+    assert after.loc[ring, "is_fraud"].mean() > RING_FRAUD_RATE / 2
+    assert after["is_fraud"].mean() > rings.loc[week < 2, "is_fraud"].mean() + 0.005
+    with pytest.raises(ValueError, match="variant"):
+        make_stream(1, rows_per_day=50, variant="covariate")
+
+
 @pytest.mark.parametrize("today, monday", [("2026-12-04T15:00Z", "2026-11-30"),
                                            ("2026-11-30T00:00Z", "2026-11-30"),
                                            ("2026-12-06T23:59Z", "2026-11-30")])
