@@ -48,9 +48,10 @@ CHALLENGER_COLUMNS = (CHALLENGER_SCORE, CHALLENGER_DECISION, CHALLENGER_VERSION)
 STATE_FILE = "_rareflow_scored.json"
 STATE_MODEL = "model"
 STATE_PARTITIONS = "partitions"
-# how the rows are keyed: {"id_column": ..., "time_column": ...} (the time column is part of a
-# content fingerprint, `row_key`); written by rareflow since 2026-12-05, absent before
+# how the rows are keyed: {KEY_ID_COLUMN: ..., KEY_TIME_COLUMN: ...} (the time column is part
+# of a content fingerprint, `row_key`); written by rareflow since 2026-12-05, absent before
 STATE_KEY = "key"
+KEY_ID_COLUMN, KEY_TIME_COLUMN = "id_column", "time_column"  # named as the scoring options
 PARTITION_FIELDS = ("sha256", "version", "rows", "scored_at")
 SCORED_SUFFIX = ".parquet"
 SCORED_DEFAULT_SUFFIX = "-scored"  # default output of a source: `<source>-scored` beside it

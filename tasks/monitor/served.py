@@ -24,6 +24,7 @@ from schemas.config import MonitoringConfig
 from schemas.errors import DataError
 from schemas.inference import InputSchema
 from schemas.scored import (
+    KEY_TIME_COLUMN,
     MODEL_VERSION,
     ROW_KEY,
     SCORED_AT,
@@ -83,7 +84,7 @@ def read_scored(path: str, *, name: str, window: SourceWindow | None = None,
         raise DataError(f"scored source {path!r} holds no scored partition yet: score the "
                         "source first (`rareflow score --data SOURCE --out SCORED`)")
     # the time column scoring fingerprinted rows with (recorded since 2026-12-05), else ours
-    key_time = (state.get(STATE_KEY) or {"time_column": time_column})["time_column"]
+    key_time = (state.get(STATE_KEY) or {KEY_TIME_COLUMN: time_column})[KEY_TIME_COLUMN]
     sources = (readable(store, f) for f in files)
     first = next(sources)
     wanted = None

@@ -29,6 +29,8 @@ import numpy as np
 
 from schemas.errors import ConfigError, DataError
 from schemas.scored import (
+    KEY_ID_COLUMN,
+    KEY_TIME_COLUMN,
     SCORED_DEFAULT_SUFFIX,
     SCORED_SUFFIX,
     STATE_FILE,
@@ -173,7 +175,7 @@ class ScoredSource:
         Raises:
             DataError: the scored rows are keyed by another id or time column.
         """
-        mine = {"id_column": serving.id_column, "time_column": serving.time_column}
+        mine = {KEY_ID_COLUMN: serving.id_column, KEY_TIME_COLUMN: serving.time_column}
         known = self.state.get(STATE_KEY)
         if known is not None and known != mine and self.partitions:
             said = ", ".join(f"--{k.replace('_', '-')} {v or '(none)'}" for k, v in known.items())

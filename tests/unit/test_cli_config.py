@@ -115,3 +115,36 @@ def test_train_says_which_file_or_variable_chose_the_model(tmp_path, monkeypatch
                     f"{tmp_path / 'rareflow.yaml'}, name from $RAREFLOW_NAME; --name/--registry "
                     "choose another)"]
     assert project_origin(None, {"registry": "r", "name": "n"}) is None
+
+
+def test_the_storage_options_flag_reaches_the_config_and_never_echoes_a_secret(tmp_path,
+                                                                             monkeypatch):
+    """Check that `rareflow train --storage-options '{...}'` (JSON) is the config's
+    storage_options, and that bad JSON or a credential exits 2 in one line naming the setting,
+    without the value."""
+    import flows.cli as cli
+    from flows.cli_errors import CliState
+
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    monkeypatch.setattr(cli, "run_training", lambda config, server=None: seen.setdefault(
+        "config", config) and 0)
+    monkeypatch.setattr(cli, "FlowServer", lambda: None)
+
+    def train(options: str):
+        return CliRunner().invoke(cli.app, ["train", "--data", "s3://bucket/tx", "--label", "y",
+                                            "--storage-options", options], obj=CliState())
+
+    done = train('{"endpoint_url": "http://127.0.0.1:9000", "client_kwargs": '
+                 '{"region_name": "eu-west-1"}}')
+    assert done.exit_code == 0, done.output
+    assert seen["config"].storage_options == {"endpoint_url": "http://127.0.0.1:9000",
+                                              "client_kwargs": {"region_name": "eu-west-1"}}
+    for bad, says in (('{"secret": "hunter2"}', "is a credential"),
+                      ('{"endpoint_url": "https://u:hunter2@host"}', "is a credential"),
+                      ("hunter2", "a JSON object")):
+        done = train(bad)
+        lines = [line for line in done.output.splitlines() if line.strip()]
+        assert done.exit_code == 2 and len(lines) == 1, done.output
+        assert "storage_options" in lines[0] and says in lines[0]
+        assert "hunter2" not in done.output
