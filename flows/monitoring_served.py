@@ -16,6 +16,7 @@ from tasks.data.window import check_time_options, monitoring_window_task
 from tasks.judge.plots import monitoring_plots_task
 from tasks.monitor.reports import data_drift_report_task, data_drift_summary, save_reports_task
 from tasks.monitor.served import (
+    after_training,
     decided_by,
     join_served_task,
     judge_versions_task,
@@ -59,6 +60,7 @@ def judge_served(config: MonitoringConfig) -> dict:
                              since=None)
     versions = versions_in_order(served)
     infos = version_infos_task(registry, versions)
+    roles = after_training(served, roles, infos)  # labels known after each version trained
     judgements = judge_versions_task(served, roles, infos, config=config)
     main = main_version(registry, versions)
     shadow = judge_challenger_task(registry, served, roles, emit_events=config.emit_events)

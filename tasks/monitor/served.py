@@ -10,7 +10,7 @@ against each version's own reference); label maturity is :mod:`tasks.data.labels
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -212,6 +212,7 @@ class VersionInfo:
     threshold: float
     costs: DecisionCosts
     reference: pd.DataFrame
+    trained_as_of: pd.Timestamp | None = None  # its training window's end (None: unknown)
 
 
 def time_range(served: Served, rows: np.ndarray) -> tuple[str | None, str | None]:
@@ -223,6 +224,29 @@ def time_range(served: Served, rows: np.ndarray) -> tuple[str | None, str | None
         return None, None
     picked = times[rows]
     return iso(picked.min()), iso(picked.max())
+
+
+def after_training(served: Served, roles: LabelRoles,
+                   infos: dict[str, VersionInfo]) -> LabelRoles:
+    """The roles with each row judged only when its label matured after the deciding
+    version's training window ended, as the re-scoring path judges (``since_last_check``):
+    a partition scored after the fact (a first scoring run over an older source) holds rows
+    the version may have trained on, and those say nothing of how it serves."""
+    if served.maturity_time is None:
+        return roles
+    versions = served.frame[MODEL_VERSION].astype(str).to_numpy()
+    matured_at = pd.DatetimeIndex(pd.to_datetime(served.maturity_time, utc=True))
+    known = np.ones(len(versions), dtype=bool)
+    for version, info in infos.items():
+        if info.trained_as_of is not None:
+            mine = versions == version
+            known[mine] = np.asarray(matured_at[mine] > info.trained_as_of)
+    left_out = int((roles.judged & ~known).sum())
+    if left_out:
+        logger.info("%d matured rows left out: their labels matured before the version that "
+                    "decided them was trained", left_out)
+    return replace(roles, judged=roles.judged & known,
+                   checked_before=roles.checked_before + left_out)
 
 
 def judge_versions(served: Served, roles: LabelRoles, infos: dict[str, VersionInfo], *,

@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.decision.costs import DecisionCosts
 from tasks.monitor.served import VersionInfo
+from tasks.registry.monitor_state import trained_as_of
 from tasks.registry.store import Registry
 from tasks.runtime.io_retries import IO_RETRIES
 
@@ -23,7 +24,7 @@ def version_infos(registry: Registry, versions: list[str]) -> dict[str, VersionI
         model, meta = registry.load(version)
         out[version] = VersionInfo(model.schema, model.threshold,
                                    DecisionCosts.from_meta(meta.get("costs")),
-                                   registry.reference(version))
+                                   registry.reference(version), trained_as_of(meta))
     return out
 
 

@@ -101,6 +101,33 @@ def test_each_version_is_judged_on_its_own_decisions():
     assert two["status"] == "drift" and one["status"] == "no-drift"
 
 
+def test_rows_whose_labels_matured_before_their_version_trained_are_not_judged():
+    """Check that a row is judged only when its label matured after the deciding version's
+    training window ended (a first scoring run over an older source scores rows the version
+    may have trained on), as the re-scoring path judges, and that the summary counts them."""
+    from dataclasses import replace
+
+    from tasks.monitor.served import after_training
+
+    frame = source()
+    window = SourceWindow(frame, {}, event_time=frame["t"])
+    served = join_served(scored_rows(frame), window, schema=info(frame).schema,
+                         config=config())
+    served = replace(served, maturity_time=served.event_time + pd.Timedelta(hours=1))
+    roles = label_roles(served.frame, schema=info(frame).schema, matured=served.matured,
+                        maturity_time=None, event_time=served.event_time, since=None)
+    trained = frame["t"].iloc[250]  # v0002 (rows 200-399) trained as of row 250's time
+    infos = {"v0001": info(frame), "v0002": replace(info(frame), trained_as_of=trained)}
+    kept = after_training(served, roles, infos)
+    versions = served.frame[MODEL_VERSION].to_numpy()
+    assert kept.judged[versions == "v0001"].all()
+    assert kept.judged[versions == "v0002"].sum() == 150  # labels of rows 250-399
+    assert kept.checked_before == roles.checked_before + 50
+    summary = served_summary(served, kept, judge_versions(served, kept, infos,
+                                                          config=config()))
+    assert [v["matured_rows"] for v in summary["versions"]] == [200, 150]
+
+
 def test_rows_outside_the_window_and_unscored_rows_are_left_out():
     """Check that only scored rows whose source row is in the window are judged."""
     frame = source()
