@@ -32,7 +32,7 @@ from schemas.config import MonitoringConfig as M
 from schemas.config import TrainingConfig as T
 from schemas.errors import EXIT_OK, EXIT_REJECTED
 from schemas.scoring import ScoringConfig as S
-from schemas.statuses import PENDING
+from schemas.statuses import PENDING, SHADOW_FIRST_GATE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rareflow: training, gating and scoring for rare-event classifiers.")
@@ -78,7 +78,8 @@ def print_training_summary(result: dict) -> None:
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     typer.echo("")
     typer.echo("Gates:                        point    bound")
-    for g in Verdict.from_dict(result["verdict"]).gates:
+    verdict = Verdict.from_dict(result["verdict"])
+    for g in verdict.gates:
         value = "" if g.point is None else f"{g.point:.4f}"
         bound = "" if g.value is None or g.value == g.point else f"{g.value:.4f}"
         limit = "" if g.limit is None else f"{g.limit:.4f}"
@@ -86,6 +87,8 @@ def print_training_summary(result: dict) -> None:
         typer.echo(f"  {mark}  {g.gate:<20} {value:>8} {bound:>8} (limit {limit:>7})  "
                    f"{g.detail}")
     verb = "promoted" if result["promoted"] else f"NOT promoted ({result['status']})"
+    if SHADOW_FIRST_GATE in verdict.failed:
+        verb += ": the shadow challenger, promoted only on live matured rows"
     typer.echo(f"\n{result['name']} {result['version']}: {verb}; champion is "
                f"{result['champion']}  [{result['registry']}]")
 

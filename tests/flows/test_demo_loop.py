@@ -1,5 +1,6 @@
-"""`rareflow demo` runs the loop: ingest → train on a window and promote → score new rows →
-monitor → recall drift → retrain on the fresh window from the drift payload → gate."""
+"""`rareflow demo` runs the served loop: ingest → train on a window and promote → score each
+arrival into a scored source → monitor what was served → recall drift → retrain from the drift
+payload, the candidate shadowing the champion → promoted on live matured rows."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ def test_demo_runs_the_loop_and_retrains_on_fresh_partitions(prefect_harness, tm
     status = run_demo(tmp_path, rows=50_400, registry=None, time_budget_s=60,
                       train=run_training, say=said.append)
     text = "\n".join(said)
-
     assert status == 0, text
     assert "flagged for review" in text  # the new weeks were scored as they arrived
-    assert len(list((tmp_path / "scored").glob("*.parquet"))) == 1
+    scored = tmp_path / "scored"
+    assert (scored / "_rareflow_scored.json").is_file() and any(scored.rglob("*.parquet"))
     assert (tmp_path / "rareflow.yaml").is_file()
     assert "NO DRIFT demo v0001" in text  # the first check, before the drift's labels matured
-    assert "\nDRIFT demo v0001" in text  # the second check sees the drift on matured labels
+    assert "\nDRIFT demo v0001" in text  # the second check sees the drift in what was served
     registry = Registry(tmp_path / "registry", DEMO_NAME)
     assert registry.version_ids() == ["v0001", "v0002"]
     first, retrained = registry.metadata("v0001"), registry.metadata("v0002")
@@ -36,4 +37,8 @@ def test_demo_runs_the_loop_and_retrains_on_fresh_partitions(prefect_harness, tm
     fresh = [f["path"] for f in retrained["lineage"]["files"] if f["path"] not in first_files]
     # the retraining read partitions that landed after the first model: weeks 7 and later
     assert fresh and all(p.split("/")[0] >= "date=" + week_end(7)[:10] for p in fresh)
-    assert registry.champion()["version"] == "v0002"  # the gate let the retrained model in
+    assert retrained["verdict"]["status"] == "refused"  # gates.shadow_first: it shadowed first
+    pointer = registry.champion()
+    assert pointer["version"] == "v0002", text  # promoted on live matured rows
+    assert pointer["history_entry"]["evidence"] == "shadow"
+    assert "promoted on live evidence (evidence: shadow)" in text
