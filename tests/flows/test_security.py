@@ -36,15 +36,11 @@ def invoke(*args: str):
 
 
 @pytest.fixture(scope="module")
-def trained(prefect_harness, tmp_path_factory):
-    """A registry with a champion (v0001) trained on 5,000 demo rows, and a labelled batch."""
-    root = tmp_path_factory.mktemp("security")
-    data = root / "train.csv"
-    make_demo_data(5000, positive_rate=0.05, seed=0).to_csv(data, index=False)
+def trained(copy_small_champion, tmp_path_factory):
+    """A copy of the session's small champion (v0001) and a labelled batch."""
+    root, data, _ = copy_small_champion(tmp_path_factory.mktemp("security"))
     batch = root / "batch.csv"
     make_demo_data(1500, positive_rate=0.05, seed=9).to_csv(batch, index=False)
-    result = training_flow(config(data, root / "registry"))
-    assert result["promoted"], result["verdict"]
     return {"root": root, "data": data, "batch": batch}
 
 
@@ -158,9 +154,10 @@ def test_champion_comparison_leaves_out_rows_it_trained_on(trained, tmp_path):
     result = run_summary(training_flow(config(path, registry, seed=5), return_state=True))
     overlap = result["verdict"]["comparison"]["overlap"]
     champion_rows = Registry(registry, NAME).train_rows("v0001")
-    assert len(champion_rows) == 4000
-    # about 2000 test rows, about 40 % of them from the old table's training part
-    assert 600 < overlap["champion_trained_on"] < 1000
+    assert len(champion_rows) == int(len(old) * 0.8)  # the old table's training part
+    # a fifth of the superset is tested; of those, the old training part's share was trained on
+    expected = overlap["test_rows"] * len(champion_rows) / len(superset)
+    assert 0.75 * expected < overlap["champion_trained_on"] < 1.25 * expected
     assert overlap["fair_rows"] == overlap["test_rows"] - overlap["champion_trained_on"] \
         - overlap["candidate_trained_on"]
     row = next(g for g in result["verdict"]["gates"] if g["gate"] == "champion_fair_rows")

@@ -33,12 +33,9 @@ def config(data, registry, **kw):
 
 
 @pytest.fixture(scope="module")
-def trained(prefect_harness, tmp_path_factory, demo_small):
-    root = tmp_path_factory.mktemp("served")
-    data = root / "train.csv"
-    demo_small.to_csv(data, index=False)
-    result = training_flow(config(data, root / "registry"))
-    return root, data, result
+def trained(copy_small_champion, tmp_path_factory):
+    """The session's small champion (v0001 of `fraud`), copied for this module."""
+    return copy_small_champion(tmp_path_factory.mktemp("served"))
 
 
 def test_version_holds_its_plots_and_a_full_model_card(trained):

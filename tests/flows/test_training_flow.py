@@ -26,13 +26,9 @@ def config(data, registry, **kw):
 
 
 @pytest.fixture(scope="module")
-def trained(prefect_harness, tmp_path_factory, demo_small):
-    """Train one model into a fresh registry; the first model is promoted."""
-    root = tmp_path_factory.mktemp("flow")
-    data = root / "train.csv"
-    demo_small.to_csv(data, index=False)
-    result = training_flow(config(data, root / "registry"))
-    return root, data, result
+def trained(copy_small_champion, tmp_path_factory):
+    """The session's small champion (v0001 of `fraud`), copied for this module."""
+    return copy_small_champion(tmp_path_factory.mktemp("flow"))
 
 
 def test_first_model_is_registered_and_promoted(trained):
