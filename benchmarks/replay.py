@@ -23,7 +23,8 @@ Policies, each with its own registry (the first model, trained as of week 6, is 
   flow (``rareflow score`` of the source into a scored source, champion and challenger);
   monitoring judges what was served (``monitor --scored``); recall drift retrains with
   ``gates.shadow_first``, so the candidate shadows the champion and is promoted only when the
-  shadow comparison passes on live matured rows (no retraining while a challenger shadows);
+  shadow comparison passes on live matured rows (while a challenger answers the drift,
+  monitoring withholds the drift event, so nothing retrains);
 * **hindsight**: retrain every week on every label, matured or not (an unreachable bound).
 
 A week's cost is that week's rows decided by the champion serving during the week (for
@@ -272,8 +273,6 @@ class Replay:
     def check(self, policy: str, state, as_of: str) -> dict:
         from schemas.config import TriggerEvent
         from tasks.monitor.verdict import drift_payload
-        from tasks.registry.challenger import read_challenger
-        from tasks.registry.store import Registry
         from tasks.runtime import events
         from tasks.runtime.run_outcome import run_summary
 
@@ -282,10 +281,11 @@ class Replay:
         shadow = result.get("shadow") or {}
         if policy == SERVED:
             check.update(shadow=(shadow.get("verdict") or {}).get("status"),
-                         shadow_action=shadow.get("action"))
-        shadowing = (policy == SERVED
-                     and read_challenger(Registry(self.registries[policy], NAME)) is not None)
-        if result["status"] == "drift" and not shadowing:
+                         shadow_action=shadow.get("action"),
+                         drift_withheld=result.get("drift_withheld"))
+        # the drift event's trigger retrains; monitor --scored withholds the event while a
+        # challenger answers the drift (shadowing, awaiting approval, just promoted)
+        if result["status"] == "drift" and not result.get("drift_withheld"):
             trigger = TriggerEvent(event=events.RECALL_DRIFT, payload=drift_payload(result))
             check["retrained"] = self.train(policy, as_of, trigger=trigger)["status"]
         return check

@@ -11,6 +11,7 @@ and the ``rareflow.monitor.recall-drift`` event naming the rows and versions jud
 from __future__ import annotations
 
 from schemas.config import MonitoringConfig
+from schemas.statuses import DRIFT
 from tasks.data.scan import iso, resolve_as_of
 from tasks.data.window import check_time_options, monitoring_window_task
 from tasks.judge.plots import monitoring_plots_task
@@ -38,7 +39,7 @@ from tasks.registry.monitor_state import record_check
 from tasks.registry.open_registry import open_registry
 from tasks.registry.report_home import keep_reports, model_workdir, reports_dir
 from tasks.serving.served_versions import main_version, version_infos_task
-from tasks.serving.shadow import judge_challenger_task
+from tasks.serving.shadow import drift_withheld, judge_challenger_task
 
 
 def judge_served(config: MonitoringConfig) -> dict:
@@ -78,7 +79,9 @@ def judge_served(config: MonitoringConfig) -> dict:
                                            paths=paths, lineage=window.lineage),
                          served_summary(served, roles, judgements), shadow)
     result["judged_from"] = judged_from(served, roles, main)  # a retraining's `since`
-    result["event_id"] = emit_if_drift(result, enabled=config.emit_events)
+    result["drift_withheld"] = drift_withheld(shadow) if result["status"] == DRIFT else None
+    result["event_id"] = emit_if_drift(result, enabled=config.emit_events
+                                       and not result["drift_withheld"])
     write_summary_task(result, folder)
     record_check(registry.dir, result, lock=registry.lock, trust=registry.trust)
     monitoring_plots_task(model_workdir(registry), result, j.matured, ref)

@@ -16,10 +16,11 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import Gates
 from schemas.scored import CHALLENGER_DECISION, CHALLENGER_SCORE, CHALLENGER_VERSION
+from schemas.statuses import REFUSED
 from tasks.data.labels import LabelRoles
 from tasks.monitor.served import Served
 from tasks.monitor.shadow_comparison import shadow_verdict
-from tasks.registry.challenger import SHADOW, read_challenger, settle
+from tasks.registry.challenger import SHADOW, SHADOW_PENDING, read_challenger, settle
 from tasks.registry.store import Registry
 from tasks.runtime import events
 
@@ -89,6 +90,23 @@ def judge_challenger(registry: Registry, served: Served, roles: LabelRoles, *,
     if entry is not None and emit_events:
         outcome["event_id"] = announce_shadow(registry, entry, verdict)
     return outcome
+
+
+def drift_withheld(shadow: dict | None) -> str | None:
+    """Why a recall-drift event of the champion judged is not emitted (None: emit it): a
+    challenger promoted in this run serves now, or one awaits approval, or one still shadows
+    the champion, its live evidence not matured yet (a retraining the event starts would
+    replace it and restart its evidence). A challenger that lost leaves the event to retrain."""
+    if not shadow:
+        return None
+    version = shadow["verdict"]["challenger"]
+    if shadow["action"] == "promote":
+        return f"challenger {version} was promoted on shadow evidence in this run"
+    if shadow["action"] == SHADOW_PENDING:
+        return f"challenger {version} passed in shadow and awaits approval"
+    if shadow["action"] is None and shadow["verdict"]["status"] == REFUSED:
+        return f"challenger {version} is shadowing it, its evidence not matured yet"
+    return None
 
 
 def announce_shadow(registry: Registry, entry: dict, verdict: dict) -> str | None:

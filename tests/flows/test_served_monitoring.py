@@ -185,6 +185,9 @@ def test_a_better_challenger_is_promoted_on_shadow_evidence(trained):
     assert shadow["verdict"]["status"] == "passed", shadow["verdict"]["reason"]
     assert shadow["action"] == "promote" and shadow["verdict"]["positives"] >= 10
     assert shadow["event_id"]  # rareflow.model.promoted, its payload saying evidence: shadow
+    # v0001's drift is answered: no recall-drift event, whose retraining would serve nothing
+    assert result["status"] == "drift" and result["event_id"] is None
+    assert "v0002 was promoted on shadow evidence" in result["drift_withheld"]
     pointer = registry.champion()
     assert pointer["version"] == "v0002" and pointer["history_entry"]["evidence"] == SHADOW
     moves = [h for h in registry.history() if h.get("evidence") == SHADOW]

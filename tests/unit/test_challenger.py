@@ -227,3 +227,18 @@ def test_the_command_names_and_clears_the_challenger(reg):
     assert (end["action"], end["status"], end["reason"]) == ("retire", "cleared",
                                                              "cleared by hand")
     assert read_challenger(reg) is None and reg.champion()["version"] == champion
+
+
+@pytest.mark.parametrize("action, status, withheld", [
+    ("promote", "passed", "was promoted"), ("shadow-pending", "passed", "awaits approval"),
+    (None, "refused", "is shadowing it"), ("retire", "rejected", None)])
+def test_a_drift_the_challenger_answers_emits_no_event(action, status, withheld):
+    """Check that the champion's recall drift is not announced (its retraining would replace
+    the challenger) while a challenger shadows it, awaits approval or was just promoted, and
+    is announced once the challenger lost."""
+    from tasks.serving.shadow import drift_withheld
+
+    shadow = {"action": action, "verdict": {"status": status, "challenger": "v0002"}}
+    reason = drift_withheld(shadow)
+    assert (reason is None) if withheld is None else (withheld in reason)
+    assert drift_withheld(None) is None
