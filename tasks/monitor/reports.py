@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import DEFAULT_CAT_STATTEST, DEFAULT_NUM_STATTEST
 from schemas.errors import storage_error
 from schemas.inference import InputSchema
-from schemas.scored import DECISION, SCORE
+from schemas.scored import DECISION, POPULATION_WEIGHT, SCORE
 from tasks.monitor._evidently_snapshot import check_report_html, drift_summary
 from tasks.runtime.io_retries import IO_RETRIES
 
@@ -85,6 +85,20 @@ def sample_rows(df: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
     return df if len(df) <= n else df.sample(n=n, random_state=seed)
 
 
+def as_population(reference: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """The reference as the population it stands for: a version trained on a negative sample
+    keeps every positive but a fraction of the negatives, each negative standing for
+    ``POPULATION_WEIGHT`` rows; evidently weighs every row alike, so its reports get as many
+    rows drawn with replacement in proportion to those weights (without weights: unchanged).
+    Otherwise the reference would hold ten times too many positives at a rate of 0.1, and
+    every input that marks fraud would look drifted."""
+    if POPULATION_WEIGHT not in reference.columns:
+        return reference
+    weights = reference[POPULATION_WEIGHT].to_numpy(dtype=float)
+    return reference.sample(n=len(reference), replace=True, weights=weights / weights.sum(),
+                            random_state=seed).reset_index(drop=True)
+
+
 def data_drift_report(batch: pd.DataFrame, reference: pd.DataFrame, *, schema: InputSchema,
                       sample: int, seed: int = 0, num_method: str = DEFAULT_NUM_STATTEST,
                       cat_method: str = DEFAULT_CAT_STATTEST):
@@ -106,7 +120,8 @@ def data_drift_report(batch: pd.DataFrame, reference: pd.DataFrame, *, schema: I
                 for f in schema.features]
     current = html_safe_frame(sample_rows(batch[features], sample, seed=seed),
                               text_columns=schema.categorical)
-    ref = html_safe_frame(sample_rows(reference[features], sample, seed=seed),
+    ref = html_safe_frame(sample_rows(as_population(reference, seed=seed)[features], sample,
+                                      seed=seed),
                           text_columns=schema.categorical)
     logger.info("Data drift on %d batch rows and %d reference rows (%s / %s)", len(current),
                 len(ref), num_method, cat_method)

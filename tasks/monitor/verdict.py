@@ -35,7 +35,7 @@ from tasks.monitor.label_free_estimate import (
 )
 from tasks.monitor.recall_drop import RecallDrift, decide_recall_drift
 from tasks.monitor.report_links import report_link_markdown, report_url, reports_base_url
-from tasks.monitor.reports import classification_frame, quality_report
+from tasks.monitor.reports import as_population, classification_frame, quality_report
 from tasks.runtime import events
 from tasks.runtime.durable_files import dumps
 from tasks.runtime.events import artifact_key
@@ -153,10 +153,13 @@ def quality_snapshot(j: Judgement, reference: pd.DataFrame, *, schema: InputSche
     if not 0 < j.figures["batch"]["positives"] < j.figures["batch"]["rows"]:
         logger.warning("No classification report: the matured rows do not hold both classes")
         return None
+    frame = classification_frame(j.y_ref, reference[SCORE], j.d_ref, schema=schema)
+    if POPULATION_WEIGHT in reference.columns:  # a negative sample's: in population units
+        frame = as_population(frame.assign(**{POPULATION_WEIGHT: reference_weights(reference)}))
     return quality_report(
         classification_frame(j.y_batch, j.matured[SCORE], j.matured[DECISION], schema=schema),
-        classification_frame(j.y_ref, reference[SCORE], j.d_ref, schema=schema),
-        schema=schema, threshold=threshold)
+        frame.drop(columns=POPULATION_WEIGHT, errors="ignore"), schema=schema,
+        threshold=threshold)
 
 
 def estimate_pending(batch: pd.DataFrame, pending: np.ndarray, reference: pd.DataFrame, *,

@@ -71,3 +71,28 @@ def test_train_on_a_negative_sample(prefect_harness, tmp_path):
     again = read_training_window(TrainingConfig(**meta["config"]), needed=5)
     assert again.lineage["sample"]["rows_after"] == sample["rows_after"]
     assert len(again.frame) == sum(sample["rows_after"].values())
+
+
+def test_monitoring_reads_a_sampled_reference_as_the_population(prefect_harness, tmp_path):
+    """Check that `rareflow monitor` of a version trained on a negative sample, on a batch of
+    the same population, finds x0 (the input that marks the positives, over-represented in the
+    sampled reference) undrifted, and writes its classification report."""
+    import json
+    from pathlib import Path
+
+    root = tmp_path / "source"
+    population = _source(root)
+    registry = tmp_path / "registry"
+    run = cli("train", "--data", str(root), "--label", "y", "--sample", "0.1", "--registry",
+              str(registry), "--name", "sampled", "--model", "logreg", "--sampler", "none",
+              "--class-weight", "none", "--folds", "3", "--bootstrap-samples-gate", "200")
+    assert run.exit_code == EXIT_OK, run.output
+    batch = tmp_path / "batch.parquet"
+    population.sample(8000, random_state=3).to_parquet(batch, index=False)
+    run = cli("monitor", "--data", str(batch), "--registry", str(registry), "--name",
+              "sampled", "--drift-sample-rows", "4000")
+    assert run.exit_code == EXIT_OK, run.output
+    summary = next(Path(registry).rglob("summary.json"))
+    result = json.loads(summary.read_text())
+    assert result["data_drift"]["drifted_columns"] == [], result["data_drift"]
+    assert Path(result["reports"]["quality_html"]).is_file()
