@@ -29,11 +29,16 @@ def _first(weeks: list[int], after: int) -> int | None:
     return min(later) if later else None
 
 
-def promotions_of(run: dict, policy: str) -> list[dict]:
-    """The policy's champion changes, each with its first weeks' cost against the champion it
-    replaced on the same rows; ``harmful`` when it cost more."""
-    return [{**p, "harmful": p["served"] > p["previous"], "complete": p["weeks"] == HARM_WEEKS}
-            for p in run.get("promotion_records", {}).get(policy, [])]
+def promotions_of(run: dict, policy: str) -> list[dict] | None:
+    """The policy's champion changes, each with the cost of the ``HARM_WEEKS`` weeks after it
+    (as served) against what the champion it replaced would have cost on the same rows:
+    ``harmful`` when they cost more over all ``HARM_WEEKS`` weeks (``complete``; fewer weeks
+    left at the stream's end judge nothing). None for a replay that did not record them."""
+    if "promotion_records" not in run:
+        return None
+    return [{**p, "complete": p["weeks"] == HARM_WEEKS,
+             "harmful": p["weeks"] == HARM_WEEKS and p["served"] > p["previous"]}
+            for p in run["promotion_records"].get(policy, [])]
 
 
 def alarm_summary(run: dict, policy: str, *, drift_week: int) -> dict:
@@ -59,7 +64,9 @@ def alarm_summary(run: dict, policy: str, *, drift_week: int) -> dict:
 def seed_summary(run: dict, *, drift_week: int) -> dict:
     """Per policy: total and post-drift cost, retrainings, promotions (harmful ones apart),
     recovery; the monitored policies' alarms."""
-    weeks = run["weeks"]
+    from schemas.config import Costs
+
+    weeks, fn_cost = run["weeks"], Costs().fn_cost  # the replay trains with the default costs
     out = {}
     for policy in policies_of(run):
         cost = np.array([w[policy]["cost"] for w in weeks])
@@ -71,13 +78,16 @@ def seed_summary(run: dict, *, drift_week: int) -> dict:
                      if n <= RECOVERED * norm[pre].mean()]
         promotions = promotions_of(run, policy)
         out[policy] = {
-            "normalised_cost": float(cost.sum() / (10.0 * pos.sum())),
+            "normalised_cost": float(cost.sum() / (fn_cost * pos.sum())),
             "post_drift_cost": float(cost[post].sum()),
             "pre_drift_normalised_cost": float(norm[pre].mean()),
             **run["counts"][policy],
-            "harmful_promotions": sum(p["harmful"] for p in promotions),
+            "harmful_promotions": (None if promotions is None
+                                   else sum(p["harmful"] for p in promotions)),
             "weeks_to_recovery": (recovered[0] - drift_week) if recovered else None,
         }
+        if promotions is not None:  # champion changes as served (shadow's come from checks)
+            out[policy]["promotions"] = len(promotions)
         if policy in CHECKS:
             out[policy].update(alarm_summary(run, policy, drift_week=drift_week))
     return out
@@ -137,7 +147,7 @@ def targets(summaries: list[dict], table: dict, policies: list[str]) -> list[dic
         target("the estimate flags the drift >= 1 week before matured labels on >= 3 of the "
                "seeds", f"{leads} of {len(summaries)} seeds", leads >= 3)
     if SERVED in policies:
-        harmful = [s[SERVED]["harmful_promotions"] for s in summaries]
+        harmful = [s[SERVED]["harmful_promotions"] or 0 for s in summaries]
         target("shadow: no harmful promotion on any seed",
                f"{sum(harmful)} harmful, on {sum(h > 0 for h in harmful)} seeds",
                sum(harmful) == 0)
@@ -163,13 +173,13 @@ def _fmt(value, spec=".3f") -> str:
 def markdown(runs: list[dict], summaries: list[dict], result: dict, args, minutes: float,
              *, plot_name: str, training: dict) -> str:
     t, policies = result["table"], policies_of(runs[0])
-    variant = getattr(args, "variant", "concept")
+    variant = getattr(args, "variant", None) or "concept"
     lines = [
         f"# Replay ({variant}): retraining policies on a stream with late labels and a new "
         "fraud pattern", "",
         f"Run {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores in {minutes:.0f} "
-        f"min. Command: `python -m uv run python benchmarks/replay.py --variant {variant} "
-        f"--policies {' '.join(policies)} --seeds {' '.join(map(str, args.seeds))} --weeks "
+        f"min. Command: `python -m uv run python benchmarks/replay.py {command_options(args)}"
+        f"--seeds {' '.join(map(str, args.seeds))} --weeks "
         f"{args.weeks} --drift-week {args.drift_week}`. Stream: {args.weeks} weeks x "
         f"{args.rows_per_day} rows a day, ~1.5 % positives, labels 14-28 days late, a fraud "
         f"ring from week {args.drift_week} ({variant}); first model as of week {FIRST_WEEK}; "
@@ -189,13 +199,14 @@ def markdown(runs: list[dict], summaries: list[dict], result: dict, args, minute
         lines.append(
             f"| {p} | {_fmt(row['normalised_cost'])} | {_fmt(row['pre_drift_normalised_cost'])} "
             f"| {row['post_drift_cost'] / static_post:.3f} | {row['retrainings']:.1f} | "
-            f"{row['promotions']:.1f} | {row['harmful_promotions']:.1f} | {alarm} | "
+            f"{row['promotions']:.1f} | {_fmt(row['harmful_promotions'], '.1f')} | {alarm} | "
             f"{_fmt(row['weeks_to_recovery'], '.1f')} | {false} |")
     lines += ["", "Recovery: the first week from the drift on whose rows the policy's cost is "
               f"within {RECOVERED - 1:.0%} of its own mean before the drift (means over the seeds "
               "that recover; '-' none). A promotion is harmful when the "
-              f"{HARM_WEEKS} weeks it serves first cost more than the champion it replaced "
-              "would have on the same rows.", "", "## Targets", "",
+              f"{HARM_WEEKS} weeks after it cost more, as served, than the champion it "
+              "replaced would have on the same rows (a promotion with fewer weeks left "
+              "judges nothing).", "", "## Targets", "",
               "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {x['target']} | {x['measured']} | {'yes' if x['met'] else 'NO'} |"
               for x in result["targets"]]
@@ -209,6 +220,13 @@ def markdown(runs: list[dict], summaries: list[dict], result: dict, args, minute
               for week, row in zip(weekly.index, weekly.to_numpy(), strict=True)]
     lines += ["", f"![weekly cost per policy]({plot_name})", ""]
     return "\n".join(lines)
+
+
+def command_options(args) -> str:
+    """``--variant``/``--policies`` as the run was given them (a replay before them: none)."""
+    given = [f"--{k} {v if isinstance(v, str) else ' '.join(v)}"
+             for k in ("variant", "policies") if (v := getattr(args, k, None))]
+    return "".join(f"{g} " for g in given)
 
 
 def per_seed_lines(runs, summaries, policies) -> list[str]:
@@ -230,17 +248,17 @@ def per_seed_lines(runs, summaries, policies) -> list[str]:
 
 def promotion_lines(runs, policies) -> list[str]:
     lines = ["", "## Promotions", "",
-             f"Each champion change: the week it first served, and the cost of its first "
-             f"{HARM_WEEKS} weeks (fewer at the stream's end) against the champion it replaced "
-             "on the same rows.", "",
+             f"Each champion change: the week it first served, and the cost of the "
+             f"{HARM_WEEKS} weeks from then (fewer at the stream's end), as served, against "
+             "the champion it replaced on the same rows.", "",
              "| seed | policy | first week served | from → to | weeks | cost served | cost of "
              "the previous champion | harmful |", "|---|---|---:|---|---:|---:|---:|---|"]
     for run in runs:
         for p in policies:
-            for x in promotions_of(run, p):
+            for x in promotions_of(run, p) or []:
                 lines.append(f"| {run['seed']} | {p} | {x['week']} | {x['from']} → {x['to']} | "
                              f"{x['weeks']} | {x['served']:.0f} | {x['previous']:.0f} | "
-                             f"{'yes' if x['harmful'] else 'no'} |")
+                             f"{'yes' if x['harmful'] else 'no' if x['complete'] else '-'} |")
     return lines
 
 

@@ -3,13 +3,13 @@ retraining policies.
 
 The stream (``tasks.data.demo_tables.make_stream``): daily partitions over 20 weeks, about 1.5 %
 positives, labels that arrive 14-28 days after the transaction, and a new fraud pattern from
-week 10 (an account-takeover ring). Two variants (``--variant``): ``concept``, where the ring
+week 10 (a fraud ring). Two variants (``--variant``): ``concept``, where the ring
 changes only the link between inputs and label (P(y|x)) and ``new-inputs``, where it arrives
-with transactions of its own (phone calls at a few merchants, mid-sized amounts), as real
-fraud rings do. Each week's rows land in a data source through the ingest flow; ``as_of``
-advances a week at a time (no sleeping); every model is trained by the training flow on the
-source's window as of that time, and monitoring is the monitoring flow. One ephemeral Prefect
-server serves the whole replay.
+with transactions of its own (new accounts buying online at a few merchants, mid-sized
+amounts), as real fraud rings do. Each week's rows land in a data source through the ingest
+flow; ``as_of`` advances a week at a time (no sleeping); every model is trained by the training
+flow on the source's window as of that time, and monitoring is the monitoring flow. One
+ephemeral Prefect server serves the whole replay.
 
 Policies, each with its own registry (the first model, trained as of week 6, is shared):
 
@@ -206,7 +206,13 @@ class Replay:
         """The shadow policy's week: the scoring flow scores the arrivals, and the week's cost
         is that of the decisions it wrote (joined to the rows by row key)."""
         from flows.scoring import scoring_flow
-        from schemas.scored import DECISION, MODEL_VERSION, ROW_KEY
+        from schemas.scored import (
+            CHALLENGER_DECISION,
+            CHALLENGER_VERSION,
+            DECISION,
+            MODEL_VERSION,
+            ROW_KEY,
+        )
         from schemas.scoring import ScoringConfig
         from tasks.data.row_keys import key_columns, row_keys
         from tasks.monitor.served import read_scored
@@ -225,12 +231,12 @@ class Replay:
             raise RuntimeError(f"seed {self.seed}: the week was decided by {list(versions)}")
         out = decision_cost(*self.version(SERVED, versions[0]), rows,
                             decisions=decided[DECISION].to_numpy())
-        if "challenger_version" in decided and decided["challenger_version"].notna().all():
-            challenger = str(decided["challenger_version"].iloc[0])
+        if CHALLENGER_VERSION in decided and decided[CHALLENGER_VERSION].notna().all():
+            challenger = str(decided[CHALLENGER_VERSION].iloc[0])
             out["challenger"] = challenger
             out["challenger_normalised_cost"] = decision_cost(
                 *self.version(SERVED, challenger), rows,
-                decisions=decided["challenger_decision"].to_numpy())["normalised_cost"]
+                decisions=decided[CHALLENGER_DECISION].to_numpy())["normalised_cost"]
         return out
 
     def track_promotions(self, week: int, record: dict, rows: pd.DataFrame) -> None:
@@ -272,6 +278,7 @@ class Replay:
 
     def check(self, policy: str, state, as_of: str) -> dict:
         from schemas.config import TriggerEvent
+        from schemas.statuses import DRIFT
         from tasks.monitor.verdict import drift_payload
         from tasks.runtime import events
         from tasks.runtime.run_outcome import run_summary
@@ -285,7 +292,7 @@ class Replay:
                          drift_withheld=result.get("drift_withheld"))
         # the drift event's trigger retrains; monitor --scored withholds the event while a
         # challenger answers the drift (shadowing, awaiting approval, just promoted)
-        if result["status"] == "drift" and not result.get("drift_withheld"):
+        if result["status"] == DRIFT and not result.get("drift_withheld"):
             trigger = TriggerEvent(event=events.RECALL_DRIFT, payload=drift_payload(result))
             check["retrained"] = self.train(policy, as_of, trigger=trigger)["status"]
         return check
@@ -348,7 +355,8 @@ def render(saved: Path, out: Path) -> None:
     args = argparse.Namespace(seeds=settings["seeds"], weeks=settings["weeks"],
                               rows_per_day=settings["rows_per_day"],
                               drift_week=settings["drift_week"],
-                              variant=settings.get("variant", "concept"))
+                              variant=settings.get("variant"),
+                              policies=settings.get("policies"))
     runs = data["runs"]
     report(write_results(runs, args, out, sum(r["seconds"] for r in runs) / 60))
 

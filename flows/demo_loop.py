@@ -30,6 +30,8 @@ from schemas.config import (
 from schemas.demo import LABEL, POSITIVE
 from schemas.errors import EXIT_OK, EXIT_REJECTED
 from schemas.scoring import ScoringConfig
+from schemas.statuses import DRIFT
+from tasks.registry.champion import PROMOTE
 
 DEMO_NAME = "demo"
 WEEKS, DRIFT_WEEK = 14, 7
@@ -151,7 +153,7 @@ def run_demo(base: Path, *, rows: int, registry: str | None, time_budget_s: floa
         land(batches[(first, last)], source, as_of=week_end(last, start), say=say)
         score(source, scored, reg, say=say)
         result = monitor(source, scored, reg, as_of=week_end(last, start), say=say)
-    if result["status"] != "drift":
+    if result["status"] != DRIFT:
         say("\nNo recall drift found, so nothing to retrain (the event would start it).")
     else:
         outcome = shadow_steps(config, result, batches, start, say=say, train=train,
@@ -182,6 +184,8 @@ def shadow_steps(config: TrainingConfig, result: dict, batches: dict, start: pd.
     say(f"\n=== 7/7 monitor as of week {last}: the challenger against the champion on the same "
         "matured live rows ===")
     shadow = monitor(source, scored, reg, as_of=week_end(last, start), say=say).get("shadow")
-    if shadow and shadow["action"] == "promote":
+    if shadow and shadow["action"] == PROMOTE:
         say(f"  promoted on live evidence (evidence: shadow): {shadow['verdict']['reason']}")
+    elif shadow:
+        say(f"  not promoted yet: {shadow['verdict']['reason']}")
     return outcome

@@ -80,6 +80,8 @@ def judge_served(config: MonitoringConfig) -> dict:
                          served_summary(served, roles, judgements), shadow)
     result["judged_from"] = judged_from(served, roles, main)  # a retraining's `since`
     result["drift_withheld"] = drift_withheld(shadow) if result["status"] == DRIFT else None
+    if result["drift_withheld"]:
+        result["verdict"] += f"; no drift event: {result['drift_withheld']}"
     result["event_id"] = emit_if_drift(result, enabled=config.emit_events
                                        and not result["drift_withheld"])
     write_summary_task(result, folder)

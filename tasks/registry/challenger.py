@@ -158,8 +158,10 @@ def check_can_challenge(reg: Registry, version: str) -> dict:
 
 
 def challenge(registry: Registry, version: str, *, reason: str, how: str = HOW_BY_HAND,
-              replace: bool = False, actor: str | None = None) -> dict:
-    """Make ``version`` the model's challenger; returns the history entry.
+              replace: bool = False, keep_current: bool = False,
+              actor: str | None = None) -> dict | None:
+    """Make ``version`` the model's challenger; returns the history entry (None when
+    ``keep_current`` and another version is the challenger: it goes on shadowing).
 
     Raises:
         RegistryError: see :func:`check_can_challenge`; or another version is the challenger
@@ -173,6 +175,11 @@ def challenge(registry: Registry, version: str, *, reason: str, how: str = HOW_B
         current = record.current()
         if current and current["version"] == version:
             return current["history_entry"]  # already the challenger
+        if current and keep_current:
+            logger.info("%s %s stays the challenger, its evidence still maturing; %s is "
+                        "registered (`rareflow models challenge %s` to shadow it instead)",
+                        registry.name, current["version"], version, version)
+            return None
         if current and not replace:
             raise RegistryError(f"{registry.name} already has a challenger, "
                                 f"{current['version']}: at most one per model; clear it first "
@@ -212,19 +219,20 @@ def _failed(verdict: dict) -> set[str]:
 
 
 def challenge_if_refused(registry: Registry, version: str, verdict, gates: Gates) -> dict | None:
-    """Make a candidate the challenger (an older challenger is replaced) when it passed the
-    absolute gates and either ``gates.shadow_first`` holds or, with ``gates.shadow_refused``,
-    its champion comparison was refused for lack of fair rows. ``verdict``: the gates'
-    :class:`~tasks.judge.gate_verdict.Verdict` or its stored dict. Returns the history entry,
-    or None."""
+    """Make a candidate the challenger when it passed the absolute gates and either
+    ``gates.shadow_first`` holds or, with ``gates.shadow_refused``, its champion comparison
+    was refused for lack of fair rows. A challenger already shadowing stays: nightly or
+    data-triggered retrainings would otherwise replace it before its live evidence matures.
+    ``verdict``: the gates' :class:`~tasks.judge.gate_verdict.Verdict` or its stored dict.
+    Returns the history entry, or None."""
     verdict = verdict if isinstance(verdict, dict) else verdict.as_dict()
     if gates.shadow_first and sent_to_shadow(verdict):
-        return challenge(registry, version, how=HOW_SHADOW_FIRST, replace=True,
+        return challenge(registry, version, how=HOW_SHADOW_FIRST, keep_current=True,
                          reason="gates.shadow_first: judged on live matured rows before it "
                                 "serves")
     if not gates.shadow_refused or not refused_for_fair_rows(verdict):
         return None
-    return challenge(registry, version, how=HOW_REFUSED, replace=True,
+    return challenge(registry, version, how=HOW_REFUSED, keep_current=True,
                      reason="too few fair test rows to compare with the champion: judged on "
                             "live matured rows instead")
 

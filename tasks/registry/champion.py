@@ -36,7 +36,8 @@ from tasks.runtime.durable_files import dumps, write_bytes_atomic
 logger = logging.getLogger(__name__)
 
 
-MOVES = ("promote", "rollback")  # the history actions that move the champion
+PROMOTE, ROLLBACK = "promote", "rollback"
+MOVES = (PROMOTE, ROLLBACK)  # the history actions that move the champion
 
 
 def now_iso() -> str:

@@ -16,11 +16,12 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import Gates
 from schemas.scored import CHALLENGER_DECISION, CHALLENGER_SCORE, CHALLENGER_VERSION
-from schemas.statuses import REFUSED
+from schemas.statuses import PASSED, REFUSED
 from tasks.data.labels import LabelRoles
 from tasks.monitor.served import Served
 from tasks.monitor.shadow_comparison import shadow_verdict
 from tasks.registry.challenger import SHADOW, SHADOW_PENDING, read_challenger, settle
+from tasks.registry.champion import PROMOTE
 from tasks.registry.store import Registry
 from tasks.runtime import events
 
@@ -100,11 +101,12 @@ def drift_withheld(shadow: dict | None) -> str | None:
     if not shadow:
         return None
     version = shadow["verdict"]["challenger"]
-    if shadow["action"] == "promote":
+    action, status = shadow["action"], shadow["verdict"]["status"]
+    if action == PROMOTE:
         return f"challenger {version} was promoted on shadow evidence in this run"
-    if shadow["action"] == SHADOW_PENDING:
+    if action == SHADOW_PENDING or (action is None and status == PASSED):  # pending, again
         return f"challenger {version} passed in shadow and awaits approval"
-    if shadow["action"] is None and shadow["verdict"]["status"] == REFUSED:
+    if action is None and status == REFUSED:
         return f"challenger {version} is shadowing it, its evidence not matured yet"
     return None
 

@@ -15,21 +15,24 @@ SMALL_NAME = "fraud"
 @pytest.fixture(scope="session")
 def small_champion(prefect_harness, tmp_path_factory, demo_small):
     """v0001 of ``fraud``, the champion, trained once on the 6,000-row demo table (gradient
-    boosting, balanced class weights, calibrated): ``(root, train.csv, training summary)``."""
+    boosting, balanced class weights, calibrated): ``(root, train.csv, training summary)``,
+    the summary with the run's ``flow_run_id`` (its artifacts)."""
     from flows.training import training_flow
     from schemas.config import StrategyConfig, TrainingConfig
     from schemas.demo import LABEL
+    from tasks.runtime.run_outcome import run_summary
 
     root = tmp_path_factory.mktemp("small-champion")
     data = root / "train.csv"
     demo_small.to_csv(data, index=False)
     strategy = StrategyConfig(model="hgb", sampler="none", class_weight="balanced",
                               calibrate="always")
-    result = training_flow(TrainingConfig(data=str(data), label=LABEL, positive="1",
-                                          registry=str(root / "registry"), name=SMALL_NAME,
-                                          strategy=strategy))
+    state = training_flow(TrainingConfig(data=str(data), label=LABEL, positive="1",
+                                         registry=str(root / "registry"), name=SMALL_NAME,
+                                         strategy=strategy), return_state=True)
+    result = run_summary(state)
     assert result["promoted"], result["verdict"]
-    return root, data, result
+    return root, data, {**result, "flow_run_id": str(state.state_details.flow_run_id)}
 
 
 @pytest.fixture(scope="session")

@@ -62,28 +62,34 @@ def test_version_holds_its_plots_and_a_full_model_card(trained):
     assert "| amount | numeric | float64 |" in card
 
 
-def test_plots_artifact_embeds_the_images(trained):
-    """Check that the run published the plots as a markdown artifact of data-URI images."""
+def run_artifacts(trained, key: str) -> list:
+    """The artifacts ``key`` of the training run that made the champion (not another
+    module's run in this session)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["model-plots"])))
-    assert found
-    assert found[-1].data.count("](data:image/png;base64,") == 4
+        return client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[trained[2]["flow_run_id"]])))
+
+
+def test_plots_artifact_embeds_the_images(trained):
+    """Check that the run published the plots as a markdown artifact of data-URI images."""
+    found = run_artifacts(trained, "model-plots")
+    assert len(found) == 1
+    assert found[0].data.count("](data:image/png;base64,") == 4
 
 
 def test_search_progress_artifact_reaches_100(trained):
     """Check that the strategy search published a progress artifact, updated to 100 %."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["strategy-search-progress"])))
-    assert found and found[-1].type == "progress"
-    assert float(found[-1].data) == 100.0
+    found = run_artifacts(trained, "strategy-search-progress")
+    assert len(found) == 1 and found[0].type == "progress"
+    assert float(found[0].data) == 100.0
 
 
 def test_same_decisions_through_predict_score_command_and_decide(trained, tmp_path,
