@@ -233,11 +233,11 @@ def test_demo_stream_ends_at_the_last_whole_week_before_today(today, monday):
     """Check that the demo's landed weeks end at the Monday that starts today's week (so a
     deployment training as of now finds them in its window), and that moving the dates by
     whole weeks leaves every row, and so every figure of the demo, the same."""
-    from flows.demo_loop import CHECKS, demo_start, week_end
+    from flows.demo_loop import SHADOW, demo_start, week_end
     from tasks.data.demo_tables import STREAM_START, make_stream
 
     start = demo_start(today)
-    assert week_end(CHECKS[-1][1], start) == pd.Timestamp(monday, tz="UTC").isoformat()
+    assert week_end(SHADOW[1], start) == pd.Timestamp(monday, tz="UTC").isoformat()
     assert start.weekday() == 0 and start <= pd.Timestamp(today)
     dated = make_stream(2, rows_per_day=50, drift_week=1, start=start)
     fixed = make_stream(2, rows_per_day=50, drift_week=1, start=STREAM_START)
