@@ -226,6 +226,14 @@ def time_range(served: Served, rows: np.ndarray) -> tuple[str | None, str | None
     return iso(picked.min()), iso(picked.max())
 
 
+def matured_after(served: Served, when: pd.Timestamp | None) -> np.ndarray:
+    """Which rows' labels matured after ``when`` (every row when either is unknown): rows a
+    version trained as of ``when`` cannot have trained on."""
+    if when is None or served.maturity_time is None:
+        return np.ones(len(served.frame), dtype=bool)
+    return np.asarray(pd.DatetimeIndex(pd.to_datetime(served.maturity_time, utc=True)) > when)
+
+
 def after_training(served: Served, roles: LabelRoles,
                    infos: dict[str, VersionInfo]) -> LabelRoles:
     """The roles with each row judged only when its label matured after the deciding
@@ -235,12 +243,10 @@ def after_training(served: Served, roles: LabelRoles,
     if served.maturity_time is None:
         return roles
     versions = served.frame[MODEL_VERSION].astype(str).to_numpy()
-    matured_at = pd.DatetimeIndex(pd.to_datetime(served.maturity_time, utc=True))
     known = np.ones(len(versions), dtype=bool)
     for version, info in infos.items():
-        if info.trained_as_of is not None:
-            mine = versions == version
-            known[mine] = np.asarray(matured_at[mine] > info.trained_as_of)
+        mine = versions == version
+        known[mine] = matured_after(served, info.trained_as_of)[mine]
     left_out = int((roles.judged & ~known).sum())
     if left_out:
         logger.info("%d matured rows left out: their labels matured before the version that "

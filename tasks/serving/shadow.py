@@ -18,10 +18,11 @@ from schemas.config import Gates
 from schemas.scored import CHALLENGER_DECISION, CHALLENGER_SCORE, CHALLENGER_VERSION
 from schemas.statuses import PASSED, REFUSED
 from tasks.data.labels import LabelRoles
-from tasks.monitor.served import Served
+from tasks.monitor.served import Served, matured_after
 from tasks.monitor.shadow_comparison import shadow_verdict
 from tasks.registry.challenger import SHADOW, SHADOW_PENDING, read_challenger, settle
 from tasks.registry.champion import PROMOTE
+from tasks.registry.monitor_state import trained_as_of
 from tasks.registry.store import Registry
 from tasks.runtime import events
 
@@ -82,7 +83,8 @@ def judge_challenger(registry: Registry, served: Served, roles: LabelRoles, *,
     challenger_meta = registry.metadata(record["version"])
     gates = shadow_gates(challenger_meta)
     costs = champion_meta["costs"]
-    verdict = shadow_verdict(served.frame, roles.y, roles.judged, champion=pointer["version"],
+    judged = roles.judged & matured_after(served, trained_as_of(challenger_meta))
+    verdict = shadow_verdict(served.frame, roles.y, judged, champion=pointer["version"],
                              challenger=record["version"], gates=gates, costs=costs,
                              max_alert_rate=costs.get("max_alert_rate"))
     entry = settle(registry, verdict, approval=gates.approval)

@@ -64,12 +64,12 @@ def test_a_kept_lease_is_renewed_in_the_background_and_a_takeover_is_seen(tmp_pa
     that another run cannot take it meanwhile, and that a takeover (forced here) makes the
     holder's next check raise before it writes."""
     store = LocalStore(tmp_path)
-    lease = Lease(store, seconds=0.3).acquire().keep()
-    time.sleep(0.6)  # twice its expiry: renewed every 0.03 s
+    lease = Lease(store, seconds=1.0).acquire().keep()  # a second of slack on a busy machine
+    time.sleep(2.0)  # twice its expiry: renewed every 0.1 s
     assert not Lease(store)._try()
     lease.check()
     store.write(LOCK_FILE, json.dumps({"holder": "other", "expires": time.time() + 60}).encode())
-    time.sleep(0.2)
+    time.sleep(0.5)  # five renewals
     with pytest.raises(LeaseLost):
         lease.check()
     lease.release()

@@ -126,6 +126,9 @@ def test_rows_whose_labels_matured_before_their_version_trained_are_not_judged()
     summary = served_summary(served, kept, judge_versions(served, kept, infos,
                                                           config=config()))
     assert [v["matured_rows"] for v in summary["versions"]] == [200, 150]
+    from tasks.monitor.served import matured_after  # the challenger's cut, in the shadow test
+
+    assert matured_after(served, trained).sum() == 150 and matured_after(served, None).all()
 
 
 def test_rows_outside_the_window_and_unscored_rows_are_left_out():
