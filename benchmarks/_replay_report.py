@@ -31,13 +31,12 @@ def _first(weeks: list[int], after: int) -> int | None:
 
 def promotions_of(run: dict, policy: str) -> list[dict] | None:
     """The policy's champion changes, each with the cost of the ``HARM_WEEKS`` weeks after it
-    (as served) against what the champion it replaced would have cost on the same rows:
-    ``harmful`` when they cost more over all ``HARM_WEEKS`` weeks (``complete``; fewer weeks
-    left at the stream's end judge nothing). None for a replay that did not record them."""
+    (as served; fewer at the stream's end: not ``complete``) against what the champion it
+    replaced would have cost on the same rows: ``harmful`` when they cost more. None for a
+    replay that did not record them."""
     if "promotion_records" not in run:
         return None
-    return [{**p, "complete": p["weeks"] == HARM_WEEKS,
-             "harmful": p["weeks"] == HARM_WEEKS and p["served"] > p["previous"]}
+    return [{**p, "complete": p["weeks"] == HARM_WEEKS, "harmful": p["served"] > p["previous"]}
             for p in run["promotion_records"].get(policy, [])]
 
 
@@ -88,6 +87,7 @@ def seed_summary(run: dict, *, drift_week: int) -> dict:
         }
         if promotions is not None:  # champion changes as served (shadow's come from checks)
             out[policy]["promotions"] = len(promotions)
+            out[policy]["short_promotions"] = sum(not p["complete"] for p in promotions)
         if policy in CHECKS:
             out[policy].update(alarm_summary(run, policy, drift_week=drift_week))
     return out
@@ -148,8 +148,10 @@ def targets(summaries: list[dict], table: dict, policies: list[str]) -> list[dic
                "seeds", f"{leads} of {len(summaries)} seeds", leads >= 3)
     if SERVED in policies:
         harmful = [s[SERVED]["harmful_promotions"] or 0 for s in summaries]
+        short = sum(s[SERVED].get("short_promotions") or 0 for s in summaries)
         target("shadow: no harmful promotion on any seed",
-               f"{sum(harmful)} harmful, on {sum(h > 0 for h in harmful)} seeds",
+               f"{sum(harmful)} harmful, on {sum(h > 0 for h in harmful)} seeds ({short} of "
+               f"the promotions judged on fewer than {HARM_WEEKS} weeks, at the stream's end)",
                sum(harmful) == 0)
         if "rareflow" in policies:
             ratio = total(SERVED) / total("rareflow")
@@ -205,8 +207,8 @@ def markdown(runs: list[dict], summaries: list[dict], result: dict, args, minute
               f"within {RECOVERED - 1:.0%} of its own mean before the drift (means over the seeds "
               "that recover; '-' none). A promotion is harmful when the "
               f"{HARM_WEEKS} weeks after it cost more, as served, than the champion it "
-              "replaced would have on the same rows (a promotion with fewer weeks left "
-              "judges nothing).", "", "## Targets", "",
+              "replaced would have on the same rows (at the stream's end, the weeks left: "
+              "see the promotions table).", "", "## Targets", "",
               "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {x['target']} | {x['measured']} | {'yes' if x['met'] else 'NO'} |"
               for x in result["targets"]]
@@ -258,7 +260,7 @@ def promotion_lines(runs, policies) -> list[str]:
             for x in promotions_of(run, p) or []:
                 lines.append(f"| {run['seed']} | {p} | {x['week']} | {x['from']} → {x['to']} | "
                              f"{x['weeks']} | {x['served']:.0f} | {x['previous']:.0f} | "
-                             f"{'yes' if x['harmful'] else 'no' if x['complete'] else '-'} |")
+                             f"{'yes' if x['harmful'] else 'no'} |")
     return lines
 
 
@@ -276,8 +278,9 @@ def plot(runs: list[dict], path: Path, *, drift_week: int) -> None:
         ax.plot(weekly.index, weekly[policy], styles[policy], marker="o", markersize=3,
                 label=policy, linewidth=2.5 if policy == "static" else 1.5)
     ax.axvline(drift_week - 0.5, color="grey", linestyle="--", linewidth=1)
-    ax.text(drift_week - 0.4, ax.get_ylim()[1] * 0.95, "fraud ring", color="grey",
-            va="top", fontsize=8)
+    low, high = ax.get_ylim()
+    ax.text(drift_week - 0.4, low + 0.02 * (high - low), "fraud ring", color="grey",
+            va="bottom", fontsize=8)
     ax.set_xlabel("week")
     ax.set_ylabel("normalised cost of the week's rows")
     ax.set_title(f"Weekly cost per retraining policy (mean of {len(runs)} seeds)")
