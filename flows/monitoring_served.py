@@ -2,7 +2,8 @@
 
 scored rows (written for this model) → the versions that decided them → the source's window
 → scored rows joined with their labels by row key → matured / awaiting → each version judged
-on the rows it decided, against its own reference → the challenger against the champion on
+on the rows it decided, against its own reference (the main version's rows awaiting labels:
+its estimated recall) → the challenger against the champion on
 the same matured rows (promote with ``evidence: shadow``, ask for approval, retire, or keep
 shadowing) → evidently reports of the version judged in full (the champion) → summary.json
 and the ``rareflow.monitor.recall-drift`` event naming the rows and versions judged.
@@ -11,7 +12,6 @@ and the ``rareflow.monitor.recall-drift`` event naming the rows and versions jud
 from __future__ import annotations
 
 from schemas.config import MonitoringConfig
-from schemas.statuses import DRIFT
 from tasks.data.scan import iso, resolve_as_of
 from tasks.data.window import check_time_options, monitoring_window_task
 from tasks.judge.plots import monitoring_plots_task
@@ -23,6 +23,7 @@ from tasks.monitor.served import (
     judge_versions_task,
     judged_from,
     read_scored_task,
+    served_estimate_task,
     served_summary,
     versions_in_order,
     with_served,
@@ -39,7 +40,7 @@ from tasks.registry.monitor_state import record_check
 from tasks.registry.open_registry import open_registry
 from tasks.registry.report_home import keep_reports, model_workdir, reports_dir
 from tasks.serving.served_versions import main_version, version_infos_task
-from tasks.serving.shadow import drift_withheld, judge_challenger_task
+from tasks.serving.shadow import judge_challenger_task, withhold_answered_drift
 
 
 def judge_served(config: MonitoringConfig) -> dict:
@@ -74,14 +75,14 @@ def judge_served(config: MonitoringConfig) -> dict:
                                    cat_method=config.cat_stattest)
     folder, paths = save_reports_task({"quality": quality, "data_drift": drift},
                                       reports_dir(registry, main))
+    estimate = served_estimate_task(served, roles, main, infos[main], j=j, config=config)
     result = with_served(monitoring_result(j, meta=meta, config=config,
                                            drift=data_drift_summary(drift), folder=folder,
-                                           paths=paths, lineage=window.lineage),
+                                           paths=paths, lineage=window.lineage,
+                                           estimate=estimate),
                          served_summary(served, roles, judgements), shadow)
     result["judged_from"] = judged_from(served, roles, main)  # a retraining's `since`
-    result["drift_withheld"] = drift_withheld(shadow) if result["status"] == DRIFT else None
-    if result["drift_withheld"]:
-        result["verdict"] += f"; no drift event: {result['drift_withheld']}"
+    result = withhold_answered_drift(result, shadow)  # a challenger answers it: no event
     result["event_id"] = emit_if_drift(result, enabled=config.emit_events
                                        and not result["drift_withheld"])
     write_summary_task(result, folder)

@@ -17,4 +17,6 @@ CANNOT_JUDGE = "cannot-judge"
 
 # gate names read outside the gates (tasks/judge/gates.py writes them)
 FAIR_ROWS_GATE = "champion_fair_rows"  # too few test rows neither model trained on
+CHAMPION_COST_GATE = "champion_cost"  # the paired cost comparison with the champion
+CHAMPION_RECALL_GATE = "champion_recall"  # the paired recall comparison with the champion
 SHADOW_FIRST_GATE = "shadow_first"  # gates.shadow_first: live matured rows decide, not test rows

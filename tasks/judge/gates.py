@@ -23,7 +23,12 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from schemas.config import Gates
-from schemas.statuses import FAIR_ROWS_GATE, SHADOW_FIRST_GATE
+from schemas.statuses import (
+    CHAMPION_COST_GATE,
+    CHAMPION_RECALL_GATE,
+    FAIR_ROWS_GATE,
+    SHADOW_FIRST_GATE,
+)
 from tasks.decision.capacity import alert_capped, candidate_recall, reachable_recall
 from tasks.decision.costs import DecisionCosts, normalised
 from tasks.judge.gate_verdict import PASSED, REFUSED, REJECTED, GateResult, Verdict, verdict_table
@@ -263,11 +268,11 @@ def champion_gates(gate, gates: Gates, candidate: Candidate, champion: Champion,
     (:func:`alert_capped`).
     """
     if champion.version is None:
-        gate("champion_cost", True, None, None, "no champion yet: nothing to compare")
-        gate("champion_recall", True, None, None, "no champion yet: nothing to compare")
+        gate(CHAMPION_COST_GATE, True, None, None, "no champion yet: nothing to compare")
+        gate(CHAMPION_RECALL_GATE, True, None, None, "no champion yet: nothing to compare")
         return None
     if champion.error is not None:
-        gate("champion_cost", False, None, None,
+        gate(CHAMPION_COST_GATE, False, None, None,
              f"champion {champion.version} cannot score these test rows ({champion.error}); "
              "compare by hand and promote with --force if intended")
         return None
@@ -303,11 +308,11 @@ def champion_gates(gate, gates: Gates, candidate: Candidate, champion: Champion,
     capped = ("" if cap is None else f"; both at most {cap['alerts']} alerts (max_alert_rate "
               f"{max_alert_rate:g}; flagged before the cap: candidate {cap['candidate_flagged']}, "
               f"champion {cap['champion_flagged']})")
-    gate("champion_cost", comparison["cost_diff_upper"] <= gates.cost_margin,
+    gate(CHAMPION_COST_GATE, comparison["cost_diff_upper"] <= gates.cost_margin,
          comparison["cost_diff_upper"], gates.cost_margin,
          f"upper {gates.confidence:.0%} bound of (candidate - champion) normalised cost; "
          f"point estimate {comparison['cost_diff']:+.4f}{capped}", point=comparison["cost_diff"])
-    gate("champion_recall", comparison["recall_drop_upper"] <= gates.recall_margin,
+    gate(CHAMPION_RECALL_GATE, comparison["recall_drop_upper"] <= gates.recall_margin,
          comparison["recall_drop_upper"], gates.recall_margin,
          f"upper {gates.confidence:.0%} bound of (champion - candidate) recall; "
          f"point estimate {comparison['recall_drop']:+.4f}", point=comparison["recall_drop"])
@@ -412,7 +417,7 @@ def evaluate_gates(candidate: Candidate, gates: Gates, *, champion: Champion | N
     return Verdict(status, rows, comparison, bounds)
 
 
-CHAMPION_GATES = frozenset({FAIR_ROWS_GATE, "champion_cost", "champion_recall"})
+CHAMPION_GATES = frozenset({FAIR_ROWS_GATE, CHAMPION_COST_GATE, CHAMPION_RECALL_GATE})
 
 
 def shadows_first(gates: Gates, champion: Champion, failed: set[str]) -> bool:

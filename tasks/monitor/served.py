@@ -37,7 +37,7 @@ from tasks.data.row_keys import key_columns, row_keys, unique_keys
 from tasks.data.scan import iso
 from tasks.data.window import SourceWindow
 from tasks.decision.costs import DecisionCosts
-from tasks.monitor.verdict import Judgement, judge
+from tasks.monitor.verdict import Judgement, estimate_pending, judge
 from tasks.runtime.io_retries import IO_RETRIES
 from tasks.runtime.object_store import open_store, read_json, readable
 
@@ -270,6 +270,15 @@ def judge_versions(served: Served, roles: LabelRoles, infos: dict[str, VersionIn
     return out
 
 
+def served_estimate(served: Served, roles: LabelRoles, version: str, info: VersionInfo, *,
+                    j: Judgement, config: MonitoringConfig):
+    """The early warning on what was served: recall and cost estimated from the scores
+    ``version`` gave the rows whose labels have not matured (as the re-scoring path's)."""
+    mine = served.frame[MODEL_VERSION].astype(str).to_numpy() == version
+    return estimate_pending(served.frame.loc[mine].reset_index(drop=True), roles.pending[mine],
+                            info.reference, j=j, costs=info.costs, config=config)
+
+
 def decided_by(served: Served, version: str) -> pd.DataFrame:
     """The window's rows ``version`` decided, labels matured or not: what its inputs are
     compared with the reference on (input drift needs no label, and on a scored source
@@ -316,6 +325,7 @@ def served_text(summary: dict) -> str:
 read_scored_task = task(read_scored, name="read-scored", cache_policy=NO_CACHE, **IO_RETRIES)
 join_served_task = task(join_served, name="join-served", cache_policy=NO_CACHE)
 judge_versions_task = task(judge_versions, name="judge-versions", cache_policy=NO_CACHE)
+served_estimate_task = task(served_estimate, name="estimate-recall", cache_policy=NO_CACHE)
 
 
 def judged_payload(summary: dict) -> dict:

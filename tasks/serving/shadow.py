@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import Gates
 from schemas.scored import CHALLENGER_DECISION, CHALLENGER_SCORE, CHALLENGER_VERSION
-from schemas.statuses import PASSED, REFUSED
+from schemas.statuses import DRIFT, PASSED, REFUSED
 from tasks.data.labels import LabelRoles
 from tasks.monitor.served import Served, matured_after
 from tasks.monitor.shadow_comparison import shadow_verdict
@@ -111,6 +111,14 @@ def drift_withheld(shadow: dict | None) -> str | None:
     if action is None and status == REFUSED:
         return f"challenger {version} is shadowing it, its evidence not matured yet"
     return None
+
+
+def withhold_answered_drift(result: dict, shadow: dict | None) -> dict:
+    """The result with ``drift_withheld`` (:func:`drift_withheld` on a drift, else None) and,
+    when withheld, the reason at the end of its verdict line."""
+    why = drift_withheld(shadow) if result["status"] == DRIFT else None
+    verdict = result["verdict"] + (f"; no drift event: {why}" if why else "")
+    return {**result, "drift_withheld": why, "verdict": verdict}
 
 
 def announce_shadow(registry: Registry, entry: dict, verdict: dict) -> str | None:

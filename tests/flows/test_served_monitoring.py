@@ -167,6 +167,9 @@ def test_a_scored_source_whose_labels_have_not_matured_cannot_be_judged_yet(trai
         return_state=True))
     assert result["status"] == "cannot-judge" and result["served"]["matured_rows"] == 0
     assert result["judged_from"] is None
+    estimate = result["estimate"]  # the early warning reads the served scores of week 13
+    assert estimate["rows"] == 7000 and estimate["is_estimate"]
+    assert estimate["status"] in ("no-estimated-drop", "estimated-drop")
     assert Path(result["reports"]["data_drift_html"]).is_file()
 
 
