@@ -45,9 +45,12 @@ def dask_task_runner(address: str | None, workers: int):
     api_url = current_api_url()
     if api_url:
         env["PREFECT_API_URL"] = api_url
+    # the worker processes log only what is critical: when a run stops on bad input, a worker's
+    # heartbeat can race the closing scheduler and print a traceback under the one-line error
+    # (a task's own failure still reaches the flow as its exception)
     return DaskTaskRunner(cluster_kwargs={
         "n_workers": workers, "threads_per_worker": 1, "processes": True,
-        "dashboard_address": ":0", "env": env,
+        "dashboard_address": ":0", "env": env, "silence_logs": logging.CRITICAL,
     })
 
 
