@@ -110,7 +110,7 @@ def score(source: Path, scored: Path, registry: str, *, say) -> None:
 
     say(f"rareflow score --data {source} --out {scored} --time-column event_time")
     done = scoring_flow(ScoringConfig(data=str(source), out=str(scored), registry=registry,
-                                      name=DEMO_NAME, time_column="event_time"))
+                                      name=DEMO_NAME, time_column=SOURCE_OPTIONS["time_column"]))
     say(f"  scored {len(done['partitions'])} new partitions ({done['rows']} rows) with demo "
         f"{done['version']}: {done['flagged']} flagged for review; {done['unchanged']} "
         f"already scored -> {done['out']}")
