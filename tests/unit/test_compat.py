@@ -24,6 +24,7 @@ from tasks.decision.served_classifier import RareflowClassifier
 from tasks.registry.sign_existing import sign_unsigned
 from tasks.registry.signing import ALLOW_UNSIGNED_ENV
 from tasks.registry.store import Registry
+from tests.same_scores import assert_same_scores
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "registry-0.1"
 
@@ -51,7 +52,7 @@ def test_old_versions_score_as_they_did(old_registry, version):
     batch = pd.read_parquet(FIXTURE / "batch.parquet")
     model, meta = old_registry.load(version)
     expected = np.load(FIXTURE / f"expected_{version}.npy")
-    np.testing.assert_array_equal(model.positive_proba(batch), expected)
+    assert_same_scores(model.positive_proba(batch), expected)
     np.testing.assert_array_equal(model.decide(batch),
                                   (expected >= meta["threshold"]).astype(np.int8))
 
@@ -87,8 +88,7 @@ def test_unsigned_old_versions_need_the_opt_in(unsigned_registry, monkeypatch, c
     monkeypatch.setenv(ALLOW_UNSIGNED_ENV, "1")
     batch = pd.read_parquet(FIXTURE / "batch.parquet")
     model, _ = unsigned_registry.load("v0002")
-    np.testing.assert_array_equal(model.positive_proba(batch),
-                                  np.load(FIXTURE / "expected_v0002.npy"))
+    assert_same_scores(model.positive_proba(batch), np.load(FIXTURE / "expected_v0002.npy"))
     assert "v0002 is unsigned" in caplog.text
     path = unsigned_registry.version_dir("v0002") / "model.joblib"
     path.write_bytes(path.read_bytes() + b"\0")
