@@ -21,19 +21,29 @@ import tempfile
 from pathlib import Path
 
 from schemas.errors import ConfigError, DataError
-from tasks.runtime.object_store_api import S3_CLIENT_CONFIG, storage_options, storage_problem
+from tasks.runtime.object_store_api import (
+    HINTS,
+    S3_CLIENT_CONFIG,
+    cloud_of,
+    storage_options,
+    storage_problem,
+)
 
 logger = logging.getLogger(__name__)
 
 GLOB_CHARS = frozenset("*?[")
 _FOLDERS: list[str] = []
+EXTRAS = {**dict.fromkeys(("s3", "s3a"), "the s3 extra (`uv sync --extra s3`)"),
+          **dict.fromkeys(("az", "abfs", "abfss"), "the azure extra (`uv sync --extra azure`)")}
 
 
-def _filesystem(url: str):
+def _filesystem(url: str, what: str = "data"):
     """The fsspec filesystem of ``url`` and the path inside it.
 
     Raises:
         ConfigError: its filesystem package is not installed (names the extra).
+        DataError: an Azure endpoint cannot be reached or refuses the key (``what``: "data"
+            or "output", the message's first word).
     """
     import fsspec
     from fsspec.core import url_to_fs
@@ -44,11 +54,31 @@ def _filesystem(url: str):
         options.setdefault("config_kwargs", S3_CLIENT_CONFIG)
     try:
         fsspec.get_filesystem_class(scheme)
+        if cloud_of(url) == "azure":
+            _probe_azure(url, options, what)
         return url_to_fs(url, **options)
     except (ImportError, ValueError) as exc:
-        extra = "the s3 extra (`uv sync --extra s3`)" if scheme.startswith("s3") else \
-            f"the fsspec package for {scheme}:// (e.g. gcsfs, adlfs)"
+        extra = EXTRAS.get(scheme, f"the fsspec package for {scheme}:// (e.g. gcsfs)")
         raise ConfigError(f"{url!r} needs {extra}: {type(exc).__name__}") from None
+
+
+def _probe_azure(url: str, options: dict, what: str) -> None:
+    from azure.core.exceptions import AzureError
+
+    from tasks.runtime.azure_store import probe
+
+    try:
+        probe(url, options)
+    except AzureError as exc:
+        raise DataError(f"{what} {url!r}: {storage_problem(exc, url)}") from None
+
+
+def _root_exists(fs, path: str) -> bool:
+    """Whether the bucket (container) of ``path`` exists (True when that cannot be told)."""
+    try:
+        return bool(fs.exists(path.split("/", 1)[0]))
+    except Exception:  # noqa: BLE001 - only to choose the message
+        return True
 
 
 def _scratch() -> Path:
@@ -87,14 +117,16 @@ def fetch_source(url: str) -> str:
             target.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(remote, str(target))
     except FileNotFoundError as exc:
-        if "NoSuchBucket" in str(getattr(exc, "__cause__", "")) or "bucket" in str(exc).lower():
-            raise DataError(f"data {url!r}: the bucket does not exist: create it or fix the "
-                            "URL") from None
+        if "NoSuchBucket" in str(getattr(exc, "__cause__", "")) or "bucket" in str(exc).lower() \
+                or not _root_exists(fs, path):
+            root_kind = HINTS[cloud_of(url)]["root"]
+            raise DataError(f"data {url!r}: the {root_kind} does not exist: create it or fix "
+                            "the URL") from None
         raise DataError(f"data path {url!r} does not exist") from None
     except (ConfigError, DataError):
         raise
     except Exception as exc:  # botocore's and the network's own
-        raise DataError(f"data {url!r}: {storage_problem(exc)}") from None
+        raise DataError(f"data {url!r}: {storage_problem(exc, url)}") from None
     logger.info("Fetched %d file(s) of %s", len(files), url)
     if kind == "file":
         return str(local / path.rsplit("/", 1)[-1])
@@ -109,11 +141,11 @@ def upload(local: Path, url: str) -> str:
     Raises:
         DataError: the storage cannot be reached or refuses the write (one line).
     """
-    fs, path = _filesystem(url)
+    fs, path = _filesystem(url, "output")
     try:
         fs.put_file(str(local), path)
     except Exception as exc:
-        raise DataError(f"output {url!r}: {storage_problem(exc)}") from None
+        raise DataError(f"output {url!r}: {storage_problem(exc, url)}") from None
     return url
 
 
@@ -137,7 +169,7 @@ def list_source(url: str, keep, eager
     try:
         listing = fs.find(path, detail=True) if fs.isdir(path) else None
     except Exception as exc:  # botocore's and the network's own
-        raise DataError(f"data {url!r}: {storage_problem(exc)}") from None
+        raise DataError(f"data {url!r}: {storage_problem(exc, url)}") from None
     if listing is None:
         return None
     local = _LISTED.get(url) or _LISTED.setdefault(url, _scratch())
@@ -160,7 +192,7 @@ def list_source(url: str, keep, eager
         try:
             fs.get_file(remote, str(target))
         except Exception as exc:
-            raise DataError(f"data {url!r}: {storage_problem(exc)}") from None
+            raise DataError(f"data {url!r}: {storage_problem(exc, url)}") from None
         _FETCHED[target] = tags.get(target)
 
     for target in now:

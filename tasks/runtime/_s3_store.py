@@ -16,8 +16,10 @@ against ``CHECKED_AGAINST`` and moto 5.2's server (which implements both precond
 upgrade test is in ``tests/unit/test_library_internals.py``, the behaviour on a real S3 API in
 ``tests/e2e/test_object_registry.py``.
 
-Other fsspec filesystems (``gs://``, ``abfs://``, ...) read and write through fsspec; their
-conditional writes (GCS generations) are not implemented: a registry there is refused.
+Azure's store is ``tasks/runtime/azure_store.py``; other fsspec filesystems (``gs://``, ...)
+read and write data through fsspec, and a registry there is refused (``open_remote`` in
+``tasks/runtime/object_store.py``): their conditional writes (GCS generations) are not
+implemented.
 """
 
 from __future__ import annotations
@@ -145,21 +147,3 @@ class S3Store(ObjectStore):
                 await self.fs._call_s3("delete_object", Bucket=self.bucket, Key=self._key(key))
 
         self._run(remove, key)
-
-
-def open_remote(url: str, options: dict) -> ObjectStore:
-    """The store of an ``s3://`` URL.
-
-    Raises:
-        ConfigError: another scheme, or s3fs is not installed.
-    """
-    scheme = url.split("://", 1)[0].lower()
-    if scheme not in ("s3", "s3a"):
-        raise ConfigError(f"{url!r}: a registry on {scheme}:// needs conditional writes "
-                          "rareflow implements only for S3 (s3://); use s3:// or a local folder")
-    try:
-        import s3fs  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError(f"{url!r} needs s3fs: install rareflow with the s3 extra "
-                          "(`uv sync --extra s3` or `pip install 'rareflow[s3]'`)") from exc
-    return S3Store(url, options)

@@ -4,12 +4,14 @@ one small interface the registry writes through.
 :class:`ObjectStore` is whole-object reads and writes, listing, put-if-absent and
 compare-and-swap on a tag (an S3 ETag; a content digest on local disk), and delete.
 :class:`LocalStore` keeps files (atomic rename, fsync; its compare-and-swap holds a file lock);
-the S3 store (``tasks/runtime/_s3_store.py``) uses S3 conditional writes and needs no lock.
+the S3 store (``tasks/runtime/_s3_store.py``) and the Azure store
+(``tasks/runtime/azure_store.py``) use their service's conditional writes and need no lock.
 :class:`StorePath` lets code written for ``pathlib.Path`` (``/``, ``is_file``,
 ``read_bytes``...) read and write a store's objects.
 
 Credentials and the endpoint come from the cloud's standard chain (``AWS_ENDPOINT_URL``,
-``AWS_ACCESS_KEY_ID``, a profile, an instance role); ``RAREFLOW_STORAGE_OPTIONS`` (JSON)
+``AWS_ACCESS_KEY_ID``, a profile, an instance role; ``AZURE_STORAGE_CONNECTION_STRING``, an
+account key, a managed identity); ``RAREFLOW_STORAGE_OPTIONS`` (JSON)
 passes anything else to fsspec. Neither is ever written to a message or a log.
 """
 
@@ -21,7 +23,7 @@ import json
 import os
 from pathlib import Path
 
-from tasks.runtime._s3_store import open_remote
+from schemas.errors import ConfigError
 from tasks.runtime.durable_files import fsync_dir, write_bytes_atomic
 from tasks.runtime.object_store_api import (
     ObjectStore,
@@ -97,6 +99,38 @@ class LocalStore(ObjectStore):
     def delete(self, key):
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
+
+
+# a registry's scheme -> (its store's module and class, the extra that installs its client)
+REGISTRY_STORES = {
+    "s3": ("tasks.runtime._s3_store", "S3Store", "s3fs", "s3"),
+    "s3a": ("tasks.runtime._s3_store", "S3Store", "s3fs", "s3"),
+    **{scheme: ("tasks.runtime.azure_store", "AzureStore", "azure.storage.blob", "azure")
+       for scheme in ("az", "abfs", "abfss")},
+}
+
+
+def open_remote(url: str, options: dict) -> ObjectStore:
+    """The store of an ``s3://`` or ``az://`` URL.
+
+    Raises:
+        ConfigError: another scheme, or its client is not installed (names the extra).
+    """
+    import importlib
+
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in REGISTRY_STORES:
+        raise ConfigError(f"{url!r}: a registry on {scheme}:// needs conditional writes "
+                          "rareflow implements only for S3 (s3://) and Azure Blob Storage "
+                          "(az://); use one of them or a local folder")
+    module, name, client, extra = REGISTRY_STORES[scheme]
+    try:
+        importlib.import_module(client)
+    except ImportError:
+        raise ConfigError(f"{url!r} needs {client}: install rareflow with the {extra} extra "
+                          f"(`uv sync --extra {extra}` or `pip install 'rareflow[{extra}]'`)"
+                          ) from None
+    return getattr(importlib.import_module(module), name)(url, options)
 
 
 def open_store(location, options: dict | None = None) -> ObjectStore:

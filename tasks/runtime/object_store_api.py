@@ -4,7 +4,8 @@ and how a storage failure is said in one line (no credential in it).
 :class:`ObjectStore` is whole-object reads and writes, listing, put-if-absent and
 compare-and-swap on a tag (an S3 ETag; a content digest on local disk), and delete. The stores
 themselves: :mod:`tasks.runtime.object_store` (local disk, and opening a store for a location)
-and ``tasks/runtime/_s3_store.py`` (S3 conditional writes).
+``tasks/runtime/_s3_store.py`` (S3 conditional writes) and ``tasks/runtime/azure_store.py``
+(Azure Blob Storage's).
 """
 
 from __future__ import annotations
@@ -91,9 +92,23 @@ def storage_options(env=None) -> dict:
 
 
 DENIED_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",
-                "ExpiredToken", "InvalidToken", "AllAccessDisabled")
+                "ExpiredToken", "InvalidToken", "AllAccessDisabled", "AuthenticationFailed",
+                "AuthorizationFailure", "AuthorizationPermissionMismatch")
+MISSING_ROOT_CODES = ("NoSuchBucket", "ContainerNotFound")
 UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
-               "ConnectionClosedError", "ServerDisconnectedError", "ReadTimeoutError")
+               "ConnectionClosedError", "ServerDisconnectedError", "ReadTimeoutError",
+               "ServiceRequestError", "ServiceRequestTimeoutError")
+# what each cloud's credentials and endpoint are called, for the messages (no value, ever)
+HINTS = {
+    "s3": {"credentials": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the "
+                          "instance role",
+           "endpoint": "AWS_ENDPOINT_URL (or the storage options' endpoint)", "root": "bucket"},
+    "azure": {"credentials": "AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME "
+                             "with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN, or "
+                             "the managed identity",
+              "endpoint": "the account's blob endpoint (BlobEndpoint in the connection "
+                          "string)", "root": "container"},
+}
 
 
 class StoreError(RegistryError):
@@ -101,7 +116,8 @@ class StoreError(RegistryError):
 
 
 def error_codes(exc: BaseException) -> tuple[set[str], set[str]]:
-    """The S3 error codes and exception class names along an exception's chain."""
+    """The storage error codes (S3's, Azure's) and exception class names along an
+    exception's chain."""
     codes, names, seen = set(), set(), 0
     while exc is not None and seen < 8:
         names.add(type(exc).__name__)
@@ -110,32 +126,39 @@ def error_codes(exc: BaseException) -> tuple[set[str], set[str]]:
             error = response.get("Error") or {}
             codes.add(str(error.get("Code", "")))
             codes.add(str((response.get("ResponseMetadata") or {}).get("HTTPStatusCode", "")))
+        code = getattr(exc, "error_code", None)  # azure-core's HttpResponseError
+        codes.add(str(getattr(code, "value", code) or ""))
+        codes.add(str(getattr(exc, "status_code", "") or ""))
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return codes, names
+    return codes - {"", "None"}, names
 
 
-def storage_problem(exc: BaseException) -> str:
-    """What went wrong talking to object storage and what to do, in a few words (never a
-    credential, never the endpoint's answer verbatim: it may echo an access key id)."""
+def cloud_of(url: str | None) -> str:
+    scheme = str(url or "").split("://", 1)[0].lower()
+    return "azure" if scheme in ("az", "abfs", "abfss") else "s3"
+
+
+def storage_problem(exc: BaseException, url: str | None = None) -> str:
+    """What went wrong talking to object storage at ``url`` and what to do, in a few words
+    (never a credential, never the endpoint's answer verbatim: it may echo an access key id
+    or a SAS token)."""
+    hints = HINTS[cloud_of(url)]
     codes, names = error_codes(exc)
-    if codes & {"NoSuchBucket"}:
-        return "the bucket does not exist: create it or fix the URL"
-    if codes & set(DENIED_CODES):
-        return ("access denied: check the credentials (AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role) and their permission "
-                "on this prefix")
-    if names & {"NoCredentialsError", "PartialCredentialsError"}:
-        return ("no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "AWS_PROFILE, or run with an instance role")
+    if codes & set(MISSING_ROOT_CODES):
+        return f"the {hints['root']} does not exist: create it or fix the URL"
+    if codes & set(DENIED_CODES) or "ClientAuthenticationError" in names:
+        return (f"access denied: check the credentials ({hints['credentials']}) and their "
+                "permission on this prefix")
+    if names & {"NoCredentialsError", "PartialCredentialsError", "CredentialUnavailableError"}:
+        return f"no credentials found: set {hints['credentials']}"
     if names & set(UNREACHABLE) or isinstance(exc, (ConnectionError, TimeoutError)):
-        return ("the endpoint cannot be reached: check AWS_ENDPOINT_URL (or the storage "
-                "options' endpoint) and the network")
-    return f"the storage answered {sorted(c for c in codes if c) or type(exc).__name__}"
+        return f"the endpoint cannot be reached: check {hints['endpoint']} and the network"
+    return f"the storage answered {sorted(codes) or type(exc).__name__}"
 
 
 def explain(exc: BaseException, where: str) -> StoreError:
     """A one-line registry error naming the URL and what to do."""
-    return StoreError(f"object storage {where!r}: {storage_problem(exc)}")
+    return StoreError(f"object storage {where!r}: {storage_problem(exc, where)}")
 
 
 class ObjectStore(ABC):

@@ -458,3 +458,68 @@ def s3_env(s3_server, monkeypatch):
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
     return s3_server
+
+
+@pytest.fixture(scope="session")
+def azure_server(tmp_path_factory):
+    """Azurite's blob service on a free 127.0.0.1 port (the development account), stopped by
+    its pid. Skipped where Azurite is not installed, except in CI (.ci/needs-e2e.sh installs
+    it there), where its absence fails."""
+    from tests.e2e.azure_server import azurite_command, running_azure_server
+
+    if azurite_command() is None:
+        message = "Azurite is not installed: `npm ci --prefix .ci/azurite`"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    with running_azure_server(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
+class Cloud:
+    """One object storage server (S3's moto or Azure's Azurite) behind the few calls the
+    registry tests make: a fresh root URL, the environment that reaches it, and writes and
+    listings behind rareflow's back."""
+
+    def __init__(self, name: str, server):
+        self.name, self.server = name, server
+
+    def env(self) -> dict[str, str]:
+        return self.server.env()
+
+    def new_root(self, prefix: str = "reg") -> str:
+        if self.name == "s3":
+            return f"s3://{self.server.new_bucket()}/{prefix}"
+        return f"az://{self.server.new_container()}/{prefix}"
+
+    @staticmethod
+    def _split(root: str) -> tuple[str, str]:
+        bucket, _, prefix = root.split("://", 1)[1].partition("/")
+        return bucket, prefix
+
+    def put(self, root: str, key: str, data: bytes) -> None:
+        """Write ``key`` (relative to ``root``) directly on the server."""
+        bucket, prefix = self._split(root)
+        if self.name == "s3":
+            self.server.client().put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)
+        else:
+            self.server.put(bucket, f"{prefix}/{key}", data)
+
+    def keys(self, root: str, under: str) -> list[str]:
+        """The server's keys under ``root``/``under``, relative to ``root``."""
+        bucket, prefix = self._split(root)
+        if self.name == "s3":
+            listed = self.server.client().list_objects_v2(
+                Bucket=bucket, Prefix=f"{prefix}/{under}").get("Contents", [])
+            names = [o["Key"] for o in listed]
+        else:
+            names = self.server.keys(bucket, f"{prefix}/{under}")
+        return sorted(n[len(prefix) + 1:] for n in names)
+
+
+@pytest.fixture(params=["s3", "azure"])
+def cloud(request, monkeypatch):
+    """Each object storage rareflow's registry runs on, its server on loopback and this
+    process's environment reaching it (the cloud's standard variables)."""
+    server = request.getfixturevalue(f"{request.param}_server")
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    return Cloud(request.param, server)

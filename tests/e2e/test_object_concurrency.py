@@ -1,5 +1,6 @@
-"""Concurrent writers and killed writers against one S3 registry (moto's server on loopback),
-as separate processes: no lock anywhere, only S3 conditional writes."""
+"""Concurrent writers and killed writers against one registry on object storage (S3 on moto's
+server, Azure Blob Storage on Azurite, both on loopback), as separate processes: no lock
+anywhere, only the service's conditional writes."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ MODEL = textwrap.dedent('''
 WRITERS = MODEL + textwrap.dedent('''
     import json, multiprocessing as mp, os, sys
     root, writers, rounds, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    ctx = mp.get_context("fork")  # nothing of s3fs exists before the fork
+    ctx = mp.get_context("fork")  # no storage client exists before the fork
     barrier = ctx.Barrier(writers)
 
     def write(writer):
@@ -61,18 +62,18 @@ SLOW = MODEL + textwrap.dedent('''
     import sys, time
     from tasks.registry.open_registry import open_registry
     from tasks.registry.store import Registry
-    from tasks.runtime._s3_store import S3Store
     from tasks.registry.object_champion import ObjectChampionLog
     root, where = sys.argv[1], sys.argv[2]
     reg = open_registry(root, "m")
+    Store = type(reg.store)  # S3's or Azure's
     if where == "upload":  # stop after the model is uploaded, before the manifest
-        real = S3Store.write
+        real = Store.write
         def write(self, key, data):
             real(self, key, data)
             if key.endswith("model.joblib"):
                 print("UPLOADING", key.split("/")[-2], flush=True)
                 time.sleep(120)
-        S3Store.write = write
+        Store.write = write
         reg.register(model, {"verdict": {"status": "passed"}})
     else:  # stop after the pointer moved, before its history record
         version = reg.register(model, {"verdict": {"status": "passed"}})
@@ -111,13 +112,13 @@ def kill_when(script: str, *args, marker: str, env: dict) -> str:
             proc.wait(timeout=30)
 
 
-def test_three_concurrent_trainings_one_move_per_decision(s3_env, tmp_path):
+def test_three_concurrent_trainings_one_move_per_decision(cloud, tmp_path):
     """Check that three writers publishing at once, each compared with the same champion,
     end every round with exactly one champion move and the others stale; history is one
     unbroken sealed chain and every version verifies."""
-    root, writers, rounds = f"s3://{s3_env.new_bucket()}/reg", 3, 3
+    root, writers, rounds = cloud.new_root(), 3, 3
     run_script(WRITERS, root, writers, rounds, tmp_path / "out",
-               env={**os.environ, **s3_env.env()})
+               env={**os.environ, **cloud.env()})
     results = [r for w in range(writers)
                for r in json.loads((tmp_path / f"out.{w}").read_text())]
     reg = open_registry(root, "shared")
@@ -137,10 +138,10 @@ def test_three_concurrent_trainings_one_move_per_decision(s3_env, tmp_path):
                                                      ("stale", rounds * (writers - 1))]
 
 
-def test_sigkill_during_upload_lists_no_half_version(s3_env):
+def test_sigkill_during_upload_lists_no_half_version(cloud):
     """Check that a writer killed while uploading a version leaves it unlisted, the champion
     untouched, and the next registration takes the next id and verifies."""
-    root, env = f"s3://{s3_env.new_bucket()}/reg", {**os.environ, **s3_env.env()}
+    root, env = cloud.new_root(), {**os.environ, **cloud.env()}
     reg = open_registry(root, "m")
     from sklearn.linear_model import LogisticRegression
 
@@ -157,10 +158,10 @@ def test_sigkill_during_upload_lists_no_half_version(s3_env):
     assert open_registry(root, "m").version_ids() == [v1, v3]
 
 
-def test_sigkill_between_pointer_and_history_is_repaired(s3_env):
+def test_sigkill_between_pointer_and_history_is_repaired(cloud):
     """Check that a writer killed after moving the pointer but before writing its history
     record leaves a valid champion, and the next writer appends the missing record first."""
-    root, env = f"s3://{s3_env.new_bucket()}/reg", {**os.environ, **s3_env.env()}
+    root, env = cloud.new_root(), {**os.environ, **cloud.env()}
     moved = kill_when(SLOW, root, "history", marker="MOVED", env=env)
     reg = open_registry(root, "m")
     assert reg.champion()["version"] == moved
