@@ -15,12 +15,13 @@ exits. Credentials come from the filesystem's standard chain
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import shutil
 import tempfile
 from pathlib import Path
 
-from schemas.errors import ConfigError, DataError
+from schemas.errors import ConfigError, DataError, RareflowError
 from tasks.runtime.object_store_api import (
     HINTS,
     S3_CLIENT_CONFIG,
@@ -33,8 +34,10 @@ logger = logging.getLogger(__name__)
 
 GLOB_CHARS = frozenset("*?[")
 _FOLDERS: list[str] = []
+PROBES = {"azure": "tasks.runtime.azure_store", "gcs": "tasks.runtime.gcs_store"}
 EXTRAS = {**dict.fromkeys(("s3", "s3a"), "the s3 extra (`uv sync --extra s3`)"),
-          **dict.fromkeys(("az", "abfs", "abfss"), "the azure extra (`uv sync --extra azure`)")}
+          **dict.fromkeys(("az", "abfs", "abfss"), "the azure extra (`uv sync --extra azure`)"),
+          **dict.fromkeys(("gs", "gcs"), "the gcs extra (`uv sync --extra gcs`)")}
 
 
 def _filesystem(url: str, what: str = "data"):
@@ -42,8 +45,8 @@ def _filesystem(url: str, what: str = "data"):
 
     Raises:
         ConfigError: its filesystem package is not installed (names the extra).
-        DataError: an Azure endpoint cannot be reached or refuses the key (``what``: "data"
-            or "output", the message's first word).
+        DataError: an Azure or GCS endpoint cannot be reached or refuses the credentials
+            (``what``: "data" or "output", the message's first word).
     """
     import fsspec
     from fsspec.core import url_to_fs
@@ -54,22 +57,29 @@ def _filesystem(url: str, what: str = "data"):
         options.setdefault("config_kwargs", S3_CLIENT_CONFIG)
     try:
         fsspec.get_filesystem_class(scheme)
-        if cloud_of(url) == "azure":
-            _probe_azure(url, options, what)
+        _probe(url, options, what)
         return url_to_fs(url, **options)
     except (ImportError, ValueError) as exc:
-        extra = EXTRAS.get(scheme, f"the fsspec package for {scheme}:// (e.g. gcsfs)")
+        extra = EXTRAS.get(scheme, f"the fsspec package for {scheme}://")
         raise ConfigError(f"{url!r} needs {extra}: {type(exc).__name__}") from None
 
 
-def _probe_azure(url: str, options: dict, what: str) -> None:
-    from azure.core.exceptions import AzureError
+def _probe(url: str, options: dict, what: str) -> None:
+    """On Azure and GCS, ask for ``url`` once with the registry store's short retries before
+    the fsspec filesystem does (adlfs retries for about 90 s, gcsfs for minutes, before an
+    unreachable endpoint or a refused key becomes an error).
 
-    from tasks.runtime.azure_store import probe
-
+    Raises:
+        DataError: the storage cannot be reached or refuses (one line, naming ``url``).
+    """
+    module = PROBES.get(cloud_of(url))
+    if module is None:
+        return
     try:
-        probe(url, options)
-    except AzureError as exc:
+        importlib.import_module(module).probe(url, options)
+    except RareflowError:
+        raise
+    except Exception as exc:  # the cloud client's own errors: network, refusals
         raise DataError(f"{what} {url!r}: {storage_problem(exc, url)}") from None
 
 

@@ -16,10 +16,9 @@ against ``CHECKED_AGAINST`` and moto 5.2's server (which implements both precond
 upgrade test is in ``tests/unit/test_library_internals.py``, the behaviour on a real S3 API in
 ``tests/e2e/test_object_registry.py``.
 
-Azure's store is ``tasks/runtime/azure_store.py``; other fsspec filesystems (``gs://``, ...)
-read and write data through fsspec, and a registry there is refused (``open_remote`` in
-``tasks/runtime/object_store.py``): their conditional writes (GCS generations) are not
-implemented.
+Azure's and GCS's stores are ``tasks/runtime/azure_store.py`` and ``gcs_store.py`` (public
+clients only); other fsspec filesystems read and write data through fsspec, and a registry
+there is refused (``open_remote`` in ``tasks/runtime/object_store.py``).
 """
 
 from __future__ import annotations

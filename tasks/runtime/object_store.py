@@ -4,15 +4,17 @@ one small interface the registry writes through.
 :class:`ObjectStore` is whole-object reads and writes, listing, put-if-absent and
 compare-and-swap on a tag (an S3 ETag; a content digest on local disk), and delete.
 :class:`LocalStore` keeps files (atomic rename, fsync; its compare-and-swap holds a file lock);
-the S3 store (``tasks/runtime/_s3_store.py``) and the Azure store
-(``tasks/runtime/azure_store.py``) use their service's conditional writes and need no lock.
+the S3 store (``tasks/runtime/_s3_store.py``), the Azure store
+(``tasks/runtime/azure_store.py``) and the GCS store (``tasks/runtime/gcs_store.py``) use
+their service's conditional writes and need no lock.
 :class:`StorePath` lets code written for ``pathlib.Path`` (``/``, ``is_file``,
 ``read_bytes``...) read and write a store's objects.
 
 Credentials and the endpoint come from the cloud's standard chain (``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, a profile, an instance role; ``AZURE_STORAGE_CONNECTION_STRING``, an
-account key, a managed identity); ``RAREFLOW_STORAGE_OPTIONS`` (JSON)
-passes anything else to fsspec. Neither is ever written to a message or a log.
+account key, a managed identity; Google's Application Default Credentials);
+``RAREFLOW_STORAGE_OPTIONS`` (JSON) passes anything else to fsspec. Neither is ever written
+to a message or a log.
 """
 
 from __future__ import annotations
@@ -107,11 +109,13 @@ REGISTRY_STORES = {
     "s3a": ("tasks.runtime._s3_store", "S3Store", "s3fs", "s3"),
     **{scheme: ("tasks.runtime.azure_store", "AzureStore", "azure.storage.blob", "azure")
        for scheme in ("az", "abfs", "abfss")},
+    **{scheme: ("tasks.runtime.gcs_store", "GCSStore", "google.cloud.storage", "gcs")
+       for scheme in ("gs", "gcs")},
 }
 
 
 def open_remote(url: str, options: dict) -> ObjectStore:
-    """The store of an ``s3://`` or ``az://`` URL.
+    """The store of an ``s3://``, ``az://`` or ``gs://`` URL.
 
     Raises:
         ConfigError: another scheme, or its client is not installed (names the extra).
@@ -121,8 +125,9 @@ def open_remote(url: str, options: dict) -> ObjectStore:
     scheme = url.split("://", 1)[0].lower()
     if scheme not in REGISTRY_STORES:
         raise ConfigError(f"{url!r}: a registry on {scheme}:// needs conditional writes "
-                          "rareflow implements only for S3 (s3://) and Azure Blob Storage "
-                          "(az://); use one of them or a local folder")
+                          "rareflow implements only for S3 (s3://), Azure Blob Storage "
+                          "(az://) and Google Cloud Storage (gs://); use one of them or a "
+                          "local folder")
     module, name, client, extra = REGISTRY_STORES[scheme]
     try:
         importlib.import_module(client)

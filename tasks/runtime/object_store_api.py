@@ -4,8 +4,8 @@ and how a storage failure is said in one line (no credential in it).
 :class:`ObjectStore` is whole-object reads and writes, listing, put-if-absent and
 compare-and-swap on a tag (an S3 ETag; a content digest on local disk), and delete. The stores
 themselves: :mod:`tasks.runtime.object_store` (local disk, and opening a store for a location)
-``tasks/runtime/_s3_store.py`` (S3 conditional writes) and ``tasks/runtime/azure_store.py``
-(Azure Blob Storage's).
+``tasks/runtime/_s3_store.py`` (S3 conditional writes), ``tasks/runtime/azure_store.py``
+(Azure Blob Storage's) and ``tasks/runtime/gcs_store.py`` (GCS generation preconditions).
 """
 
 from __future__ import annotations
@@ -93,11 +93,12 @@ def storage_options(env=None) -> dict:
 
 DENIED_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",
                 "ExpiredToken", "InvalidToken", "AllAccessDisabled", "AuthenticationFailed",
-                "AuthorizationFailure", "AuthorizationPermissionMismatch")
+                "AuthorizationFailure", "AuthorizationPermissionMismatch", "401")
 MISSING_ROOT_CODES = ("NoSuchBucket", "ContainerNotFound")
 UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
                "ConnectionClosedError", "ServerDisconnectedError", "ReadTimeoutError",
-               "ServiceRequestError", "ServiceRequestTimeoutError")
+               "ServiceRequestError", "ServiceRequestTimeoutError", "RetryError",
+               "ConnectionError", "ConnectTimeout")
 # what each cloud's credentials and endpoint are called, for the messages (no value, ever)
 HINTS = {
     "s3": {"credentials": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the "
@@ -108,6 +109,10 @@ HINTS = {
                              "the managed identity",
               "endpoint": "the account's blob endpoint (BlobEndpoint in the connection "
                           "string)", "root": "container"},
+    "gcs": {"credentials": "GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default "
+                           "login` or the workload's service account",
+            "endpoint": "STORAGE_EMULATOR_HOST (or the storage options' endpoint_url)",
+            "root": "bucket"},
 }
 
 
@@ -129,13 +134,17 @@ def error_codes(exc: BaseException) -> tuple[set[str], set[str]]:
         code = getattr(exc, "error_code", None)  # azure-core's HttpResponseError
         codes.add(str(getattr(code, "value", code) or ""))
         codes.add(str(getattr(exc, "status_code", "") or ""))
+        if isinstance(getattr(exc, "code", None), int):  # google-api-core's HTTP status
+            codes.add(str(exc.code))
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return codes - {"", "None"}, names
 
 
 def cloud_of(url: str | None) -> str:
+    """Whose hints a URL's messages give: "azure", "gcs", else "s3"."""
     scheme = str(url or "").split("://", 1)[0].lower()
-    return "azure" if scheme in ("az", "abfs", "abfss") else "s3"
+    return {"az": "azure", "abfs": "azure", "abfss": "azure", "gs": "gcs",
+            "gcs": "gcs"}.get(scheme, "s3")
 
 
 def storage_problem(exc: BaseException, url: str | None = None) -> str:
@@ -149,7 +158,8 @@ def storage_problem(exc: BaseException, url: str | None = None) -> str:
     if codes & set(DENIED_CODES) or "ClientAuthenticationError" in names:
         return (f"access denied: check the credentials ({hints['credentials']}) and their "
                 "permission on this prefix")
-    if names & {"NoCredentialsError", "PartialCredentialsError", "CredentialUnavailableError"}:
+    if names & {"NoCredentialsError", "PartialCredentialsError", "CredentialUnavailableError",
+                 "DefaultCredentialsError"}:
         return f"no credentials found: set {hints['credentials']}"
     if names & set(UNREACHABLE) or isinstance(exc, (ConnectionError, TimeoutError)):
         return f"the endpoint cannot be reached: check {hints['endpoint']} and the network"

@@ -474,10 +474,23 @@ def azure_server(tmp_path_factory):
         yield server
 
 
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory):
+    """fake-gcs-server on a free 127.0.0.1 port (anonymous, through STORAGE_EMULATOR_HOST),
+    stopped by its pid."""
+    from tests.e2e.gcs_server import running_gcs_server
+
+    with running_gcs_server(tmp_path_factory.mktemp("gcs")) as server:
+        yield server
+
+
+SCHEMES = {"s3": "s3", "azure": "az", "gcs": "gs"}
+
+
 class Cloud:
-    """One object storage server (S3's moto or Azure's Azurite) behind the few calls the
-    registry tests make: a fresh root URL, the environment that reaches it, and writes and
-    listings behind rareflow's back."""
+    """One object storage server (S3's moto, Azure's Azurite, GCS's fake-gcs-server) behind
+    the few calls the registry tests make: a fresh root URL, the environment that reaches it,
+    and writes and listings behind rareflow's back."""
 
     def __init__(self, name: str, server):
         self.name, self.server = name, server
@@ -486,9 +499,9 @@ class Cloud:
         return self.server.env()
 
     def new_root(self, prefix: str = "reg") -> str:
-        if self.name == "s3":
-            return f"s3://{self.server.new_bucket()}/{prefix}"
-        return f"az://{self.server.new_container()}/{prefix}"
+        if self.name == "azure":
+            return f"az://{self.server.new_container()}/{prefix}"
+        return f"{SCHEMES[self.name]}://{self.server.new_bucket()}/{prefix}"
 
     @staticmethod
     def _split(root: str) -> tuple[str, str]:
@@ -500,7 +513,7 @@ class Cloud:
         bucket, prefix = self._split(root)
         if self.name == "s3":
             self.server.client().put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)
-        else:
+        else:  # Azurite's and fake-gcs-server's helpers
             self.server.put(bucket, f"{prefix}/{key}", data)
 
     def keys(self, root: str, under: str) -> list[str]:
@@ -515,7 +528,7 @@ class Cloud:
         return sorted(n[len(prefix) + 1:] for n in names)
 
 
-@pytest.fixture(params=["s3", "azure"])
+@pytest.fixture(params=["s3", "azure", "gcs"])
 def cloud(request, monkeypatch):
     """Each object storage rareflow's registry runs on, its server on loopback and this
     process's environment reaching it (the cloud's standard variables)."""

@@ -44,7 +44,7 @@ def test_local_store_conditional_writes(tmp_path):
 def test_which_locations_are_remote(location, remote):
     """Check that local paths and file:// URLs are local, other fsspec URLs remote."""
     assert is_remote(location) is remote
-    if not location.startswith("gs://"):  # gs:// registries are refused (no preconditions)
+    if not location.startswith("gs://"):  # a GCS client looks for credentials at once
         assert isinstance(open_registry(location, "m"), ObjectRegistry) is remote
 
 
@@ -74,8 +74,10 @@ def test_object_registry_on_local_disk(tmp_path, model):
 
 
 @pytest.mark.parametrize("url, message", [
-    ("gs://bucket/reg", "conditional writes rareflow implements only for S3"),
+    ("memory://bucket/reg", "conditional writes rareflow implements only for S3"),
     ("s3://", "names no bucket"),
+    ("gs://", "names no bucket"),
+    ("az://", "names no container"),
 ])
 def test_unsupported_registry_urls(url, message):
     """Check that a registry URL rareflow cannot keep its guarantees on is one line."""
@@ -88,6 +90,35 @@ def test_missing_s3fs_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "s3fs", None)
     with pytest.raises(ConfigError, match="s3 extra"):
         open_store("s3://bucket/reg")
+
+
+@pytest.mark.parametrize("module, url, extra", [
+    ("azure.storage.blob", "az://container/reg", "azure extra"),
+    ("google.cloud.storage", "gs://bucket/reg", "gcs extra"),
+])
+def test_missing_cloud_client_names_the_extra(monkeypatch, module, url, extra):
+    """Check that an az:// or gs:// registry without its client installed names the extra."""
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ConfigError, match=extra):
+        open_store(url)
+
+
+def test_cloud_refusals_name_each_clouds_credentials():
+    """Check that a refused or missing credential names the variables of the URL's cloud
+    (GCS's 401/403 from google-api-core, Azure's codes, S3's), never a value."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from google.api_core.exceptions import Forbidden, Unauthorized
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from tasks.runtime.object_store_api import storage_problem
+
+    for exc in (Forbidden("no"), Unauthorized("no")):
+        assert storage_problem(exc, "gs://b/r").startswith(
+            "access denied: check the credentials (GOOGLE_APPLICATION_CREDENTIALS")
+    assert "no credentials found: set GOOGLE_APPLICATION_CREDENTIALS" in storage_problem(
+        DefaultCredentialsError("none"), "gs://b/r")
+    assert "AZURE_STORAGE_ACCOUNT_KEY" in storage_problem(
+        ClientAuthenticationError("Server failed to authenticate"), "az://c/r")
 
 
 def test_storage_options_never_echoed(monkeypatch):
