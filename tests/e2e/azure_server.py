@@ -6,17 +6,13 @@ a real HTTP Blob API (ETag preconditions, shared-key signatures: a wrong key is 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
-import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-START_S = 60
-REPO = Path(__file__).resolve().parents[2]
+from tests.e2e.loopback import REPO, free_port, running_server
+
 # Azurite's well-known development account (public, documented by Microsoft; not a secret)
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
@@ -27,12 +23,6 @@ def azurite_command() -> str | None:
     """Azurite's blob service: .ci/azurite's (npm ci), else one on PATH."""
     local = REPO / ".ci" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
     return str(local) if local.exists() else shutil.which("azurite-blob")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -77,25 +67,8 @@ def running_azure_server(folder: Path):
     if command is None:
         raise FileNotFoundError("azurite-blob is not installed: run `npm ci --prefix "
                                 ".ci/azurite` (as .ci/needs-e2e.sh does)")
-    port, log = _free_port(), folder / "azurite.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([command, "--blobHost", "127.0.0.1", "--blobPort", str(port),
-                                 "--location", str(folder / "data"), "--skipApiVersionCheck",
-                                 "--disableTelemetry"],
-                                stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
-    try:
-        deadline = time.monotonic() + START_S
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"azurite did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    port = free_port()
+    with running_server([command, "--blobHost", "127.0.0.1", "--blobPort", str(port),
+                         "--location", str(folder / "data"), "--skipApiVersionCheck",
+                         "--disableTelemetry"], port=port, log=folder / "azurite.log") as proc:
         yield AzureServer(f"http://127.0.0.1:{port}/{ACCOUNT}", proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)

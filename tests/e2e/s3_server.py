@@ -8,23 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-START_S = 60
+from tests.e2e.loopback import free_port, running_server
+
 SETUP_ACTIONS = 3  # unauthenticated requests: create the user, its key, its policy
 ALLOW_ALL = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -69,26 +61,10 @@ def _test_user(endpoint: str) -> tuple[str, str]:
 @contextlib.contextmanager
 def running_s3_server(log: Path):
     """Start moto's server, wait until it answers, yield it, stop it by its pid."""
-    port = _free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                 "-p", str(port)], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true",
-                                     "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_ACTIONS)})
-    try:
-        deadline = time.monotonic() + START_S
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    port = free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true",
+           "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_ACTIONS)}
+    with running_server(command, port=port, log=log, env=env) as proc:
         endpoint = f"http://127.0.0.1:{port}"
         yield S3Server(endpoint, proc.pid, *_test_user(endpoint))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,6 @@ from schemas.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY
 from tasks.registry.open_registry import open_registry
 from tasks.runtime.object_store import open_store
 from tests.badinput.corpus import TRAIN_FLAGS
-from tests.doc_blocks import block_after
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -172,35 +170,18 @@ def test_the_documented_azure_loop_runs(prefect_server, tmp_path):
     ingest into an az:// source, train on it, score it into an az:// scored source, monitor,
     history (a free port instead of 10000, a folder of the test's instead of /tmp; Azurite
     already installed by .ci/needs-e2e.sh)."""
-    from tests.e2e.azure_server import azurite_command
-
-    from .conftest import VENV_BIN, free_port
+    from .azure_server import azurite_command
+    from .conftest import VENV_BIN
+    from .loopback import run_documented_loop
 
     if azurite_command() is None:
         message = "Azurite is not installed: `npm ci --prefix .ci/azurite`"
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    port = free_port()
-    script = ["set -eu"]
-    for line in block_after(REPO / "docs" / "object-storage.md",
-                            "## The whole loop against Azurite"):
-        if line.startswith(("uv sync", "npm ci")):
-            continue  # the test runs in the synced environment, Azurite installed
-        script.append(line.replace("10000", str(port)).replace("/tmp/", f"{tmp_path}/")
-                      .replace(".venv/bin/", f"{VENV_BIN}/"))
-        if "azurite-blob" in line:
-            script += ["AZURITE=$!", "trap 'kill $AZURITE' EXIT",
-                       f"for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) "
-                       "2>/dev/null && break; sleep 0.2; done"]
     env = {k: v for k, v in prefect_server.env.items() if not k.startswith("AZURE_")}
-    proc = subprocess.Popen(["bash", "-c", "\n".join(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
-                            start_new_session=True)  # its own group: Azurite ends with it
-    try:
-        out = proc.communicate(timeout=600)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    assert proc.returncode == 0, out[-4000:]
+    out = run_documented_loop(REPO / "docs" / "object-storage.md",
+                              "## The whole loop against Azurite", port="10000",
+                              server="azurite-blob", skip=("uv sync", "npm ci"), env=env,
+                              tmp_path=tmp_path, venv_bin=VENV_BIN)
     assert "Ingested 5000 new rows into az://lake/fraud/source" in out, out[-4000:]
     assert "new partitions (5000 rows)" in out, out[-4000:]  # the source scored
     assert "az://lake/registry/fraud/versions/v0001/" in out, out[-4000:]  # the reports

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,6 @@ from schemas.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY
 from tasks.registry.open_registry import open_registry
 from tasks.runtime.object_store_api import configured_storage
 from tests.badinput.corpus import TRAIN_FLAGS
-from tests.doc_blocks import block_after
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -248,30 +246,14 @@ def test_the_documented_loop_runs(prefect_server, tmp_path):
     written: moto's server, ingest into an s3:// source, train on it, score it on Dask and
     score a labelled file, monitor,
     history (a free port instead of 5555, a folder of the test's instead of /tmp)."""
-    from .conftest import VENV_BIN, free_port
+    from .conftest import VENV_BIN
+    from .loopback import run_documented_loop
 
-    port = free_port()
-    script = ["set -eu"]
-    for line in block_after(REPO / "docs" / "object-storage.md",
-                          "## The whole loop against a local S3 server"):
-        if line.startswith("uv sync"):
-            continue  # the test runs in the synced environment
-        script.append(line.replace("5555", str(port)).replace("/tmp/", f"{tmp_path}/")
-                      .replace(".venv/bin/", f"{VENV_BIN}/"))
-        if "moto_server" in line:
-            script += ["MOTO=$!", "trap 'kill $MOTO' EXIT",
-                       f"for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) "
-                       "2>/dev/null && break; sleep 0.2; done"]
     env = {k: v for k, v in prefect_server.env.items() if not k.startswith("AWS_")}
-    proc = subprocess.Popen(["bash", "-c", "\n".join(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
-                            start_new_session=True)  # its own group: moto ends with it
-    try:
-        out = proc.communicate(timeout=600)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    assert proc.returncode == 0, out[-4000:]
+    out = run_documented_loop(REPO / "docs" / "object-storage.md",
+                              "## The whole loop against a local S3 server", port="5555",
+                              server="moto_server", skip=("uv sync",), env=env,
+                              tmp_path=tmp_path, venv_bin=VENV_BIN)
     assert "Ingested 5000 new rows into s3://lake/fraud/source" in out, out[-4000:]
     assert "new partitions (5000 rows)" in out, out[-4000:]  # the source scored on Dask
     assert "s3://lake/registry/fraud/versions/v0001/" in out, out[-4000:]  # the reports
