@@ -505,21 +505,13 @@ class Cloud:
     def put(self, root: str, key: str, data: bytes) -> None:
         """Write ``key`` (relative to ``root``) directly on the server."""
         bucket, prefix = self._split(root)
-        if self.name == "s3":
-            self.server.client().put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)
-        else:  # Azurite's and fake-gcs-server's helpers
-            self.server.put(bucket, f"{prefix}/{key}", data)
+        self.server.put(bucket, f"{prefix}/{key}" if prefix else key, data)
 
     def keys(self, root: str, under: str) -> list[str]:
         """The server's keys under ``root``/``under``, relative to ``root``."""
         bucket, prefix = self._split(root)
-        if self.name == "s3":
-            listed = self.server.client().list_objects_v2(
-                Bucket=bucket, Prefix=f"{prefix}/{under}").get("Contents", [])
-            names = [o["Key"] for o in listed]
-        else:
-            names = self.server.keys(bucket, f"{prefix}/{under}")
-        return sorted(n[len(prefix) + 1:] for n in names)
+        base = f"{prefix}/" if prefix else ""
+        return [n[len(base):] for n in self.server.keys(bucket, base + under)]
 
 
 @pytest.fixture(params=["s3", "azure", "gcs"])

@@ -38,6 +38,14 @@ class S3Server:
         self.client().create_bucket(Bucket=name)
         return name
 
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        """Write an object directly (test data, tampering behind rareflow's back)."""
+        self.client().put_object(Bucket=bucket, Key=key, Body=data)
+
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        listed = self.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
+        return sorted(o["Key"] for o in listed.get("Contents", []))
+
     def client(self):
         import boto3
 

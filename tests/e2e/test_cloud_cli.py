@@ -1,9 +1,9 @@
-"""The command line against Azure Blob Storage (Azurite) and Google Cloud Storage
-(fake-gcs-server), both on loopback and real HTTP APIs: train on a Parquet table in a
-container (bucket) into a registry there, list, promote, history, rollback, score to it,
-monitor with its reports there; and bad input (a wrong account key, a missing container or
-bucket, an unreachable endpoint): one line, exit 6 or 2, no key in the output. (S3's are in
-test_s3_cli.py.)"""
+"""The command line against S3 (moto), Azure Blob Storage (Azurite) and Google Cloud Storage
+(fake-gcs-server), all on loopback and real HTTP APIs: train on a Parquet table and a CSV in
+a bucket (container) into a registry there, list, promote, history, rollback, score to it,
+monitor with its reports there; and, on Azure and GCS, bad input (a wrong account key, a
+missing container or bucket, an unreachable endpoint): one line, exit 6 or 2, no key in the
+output (S3's bad input, ingest, Dask scoring and storage options: test_s3_cli.py)."""
 
 from __future__ import annotations
 
@@ -35,11 +35,11 @@ def run(*args):
     return done, done.output + (done.stderr if done.stderr_bytes is not None else "")
 
 
-@pytest.fixture(params=["azure", "gcs"])
+@pytest.fixture(params=["s3", "azure", "gcs"])
 def cloud_with_data(request, monkeypatch):
-    """(cloud, root URL) of a fresh container (bucket) holding a training table, a batch to
-    score and a labelled batch; this process reaches it through the cloud's standard variable
-    (AZURE_STORAGE_CONNECTION_STRING, STORAGE_EMULATOR_HOST)."""
+    """(cloud, root URL) of a fresh bucket (container) holding a training table as Parquet and
+    as CSV, a batch to score and a labelled batch; this process reaches it through the cloud's
+    standard variables (AWS_*, AZURE_STORAGE_CONNECTION_STRING, STORAGE_EMULATOR_HOST)."""
     from tasks.data.demo_tables import make_demo_data
 
     from .conftest import Cloud
@@ -53,20 +53,19 @@ def cloud_with_data(request, monkeypatch):
                        ("batches/b1.parquet", frame.drop(columns=["is_fraud"]).head(300)),
                        ("labelled/l1.parquet", make_demo_data(3000, positive_rate=0.05,
                                                               seed=2))):
-        body = io.BytesIO()
-        table.to_parquet(body, index=False)
-        cloud.server.put(root.split("://", 1)[1], key, body.getvalue())
+        cloud.put(root, key, table.to_parquet(index=False))
+    cloud.put(root, "data/train.csv", frame.to_csv(index=False).encode())
     return cloud, root
 
 
 def test_train_list_history_rollback_score_monitor(prefect_server, cloud_with_data):
-    """Check that train (Parquet from the cloud) into a registry there twice, models
-    list/promote/history/rollback, score to an output there and monitor (reports in the
-    registry) work as on local disk and on S3."""
+    """Check that train (Parquet, then CSV, from the cloud) into a registry there, models
+    list/promote/history/rollback, score to an output there and monitor (reports and state in
+    the registry) work as on local disk, on S3, Azure and GCS."""
     cloud, root = cloud_with_data
     reg_url = f"{root}/registry"
-    for _ in range(2):
-        done, out = run("train", "--data", f"{root}/data/train.parquet", *TRAIN_FLAGS,
+    for data in ("data/train.parquet", "data/train.csv"):
+        done, out = run("train", "--data", f"{root}/{data}", *TRAIN_FLAGS,
                         "--registry", reg_url, "--name", "fraud", *GATES_OPEN)
         assert done.exit_code in (EXIT_OK, 3), out
     reg = open_registry(reg_url, "fraud")
@@ -99,6 +98,8 @@ def test_train_list_history_rollback_score_monitor(prefect_server, cloud_with_da
     reports = open_store(reg_url).list(f"fraud/versions/{serving}/reports/")
     assert any(k.endswith("/summary.json") for k in reports), reports
     assert any(k.endswith(".html") for k in reports), reports
+    state = open_registry(reg_url, "fraud").store.read("fraud/monitor_state.json")
+    assert state and b"checks" in state
 
 
 WRONG_KEY = "QkFEa2V5" * 11 + "QQ=="  # an Azure account key's shape, not Azurite's
