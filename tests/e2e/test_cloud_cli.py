@@ -1,9 +1,9 @@
 """The command line against S3 (moto), Azure Blob Storage (Azurite) and Google Cloud Storage
 (fake-gcs-server), all on loopback and real HTTP APIs: train on a Parquet table and a CSV in
 a bucket (container) into a registry there, list, promote, history, rollback, score to it,
-monitor with its reports there; and, on Azure and GCS, bad input (a wrong account key, a
-missing container or bucket, an unreachable endpoint): one line, exit 6 or 2, no key in the
-output (S3's bad input, ingest, Dask scoring and storage options: test_s3_cli.py)."""
+monitor with its reports there; and bad input (a wrong key, a missing bucket or container,
+an unreachable endpoint): one line, exit 6 or 2, no key in the output (S3's ingest, Dask
+scoring and storage options: test_s3_cli.py)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,10 @@ WRONG_KEY = "QkFEa2V5" * 11 + "QQ=="  # an Azure account key's shape, not Azurit
 
 def _bad_environment(cloud: str, problem: str, server) -> tuple[dict, str]:
     """(the environment, the root URL) of each bad case."""
+    if cloud == "s3":
+        env = {**server.env(), **{"endpoint": {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
+                                  "key": {"AWS_SECRET_ACCESS_KEY": WRONG_KEY}}.get(problem, {})}
+        return env, f"s3://{server.new_bucket() if problem != 'bucket' else 'rf-absent'}"
     if cloud == "gcs":
         endpoint = "http://127.0.0.1:9" if problem == "endpoint" else server.endpoint
         bucket = server.new_bucket() if problem != "bucket" else "rf-absent"
@@ -120,6 +124,9 @@ def _bad_environment(cloud: str, problem: str, server) -> tuple[dict, str]:
 
 
 @pytest.mark.parametrize("cloud, problem, expected", [
+    ("s3", "key", "access denied: check the credentials (AWS_ACCESS_KEY_ID"),
+    ("s3", "bucket", "the bucket does not exist"),
+    ("s3", "endpoint", "the endpoint cannot be reached: check AWS_ENDPOINT_URL"),
     ("azure", "key", "access denied: check the credentials (AZURE_STORAGE_CONNECTION_STRING"),
     ("azure", "container", "the container does not exist"),
     ("azure", "endpoint", "the endpoint cannot be reached: check the account's blob endpoint"),
@@ -128,11 +135,11 @@ def _bad_environment(cloud: str, problem: str, server) -> tuple[dict, str]:
 ])
 def test_bad_cloud_storage_is_one_line_without_the_key(request, tmp_path, cloud, problem,
                                                        expected):
-    """Check that a wrong account key, a missing container or bucket and an unreachable
-    endpoint each end `models list` on a registry there (exit 6), `train` on data there and
-    `ingest` into a source there (exit 2) with one line naming the URL and what to do, in
-    seconds, never the key. (fake-gcs-server checks no credentials: GCS's refusal is the
-    message's code path only, `storage_problem` with 401/403.)"""
+    """Check that a wrong key, a missing bucket (container) and an unreachable endpoint each
+    end `models list` on a registry there (exit 6), `train` on data there and `ingest` into a
+    source there (exit 2) with one line naming the URL and what to do, in seconds, never a
+    key. (fake-gcs-server checks no credentials: GCS's refusal is the message's code path
+    only, `storage_problem` with 401/403.)"""
     server = request.getfixturevalue(f"{cloud}_server")
     bad, root = _bad_environment(cloud, problem, server)
     env = {**os.environ, **bad, "PREFECT_HOME": str(tmp_path / "home")}
@@ -154,6 +161,8 @@ def test_bad_cloud_storage_is_one_line_without_the_key(request, tmp_path, cloud,
         assert not any(k in text for k in (WRONG_KEY, "AccountKey")), text
         if cloud == "azure":
             assert server.key not in text
+        if cloud == "s3":
+            assert server.key_id not in text and server.secret not in text
 
 
 def test_a_registry_on_another_filesystem_is_refused_in_one_line(tmp_path):
