@@ -23,9 +23,11 @@ from pathlib import Path
 
 from schemas.errors import ConfigError, DataError, RareflowError
 from tasks.runtime.object_store_api import (
+    CLOUDS,
     HINTS,
     S3_CLIENT_CONFIG,
     cloud_of,
+    install_hint,
     storage_options,
     storage_problem,
 )
@@ -34,10 +36,6 @@ logger = logging.getLogger(__name__)
 
 GLOB_CHARS = frozenset("*?[")
 _FOLDERS: list[str] = []
-PROBES = {"azure": "tasks.runtime.azure_store", "gcs": "tasks.runtime.gcs_store"}
-EXTRAS = {**dict.fromkeys(("s3", "s3a"), "the s3 extra (`uv sync --extra s3`)"),
-          **dict.fromkeys(("az", "abfs", "abfss"), "the azure extra (`uv sync --extra azure`)"),
-          **dict.fromkeys(("gs", "gcs"), "the gcs extra (`uv sync --extra gcs`)")}
 
 
 def _filesystem(url: str, what: str = "data"):
@@ -53,14 +51,15 @@ def _filesystem(url: str, what: str = "data"):
 
     scheme = url.split("://", 1)[0].lower()
     options = storage_options()
-    if scheme in ("s3", "s3a"):
+    if cloud_of(url) == "s3":
         options.setdefault("config_kwargs", S3_CLIENT_CONFIG)
     try:
         fsspec.get_filesystem_class(scheme)
         _probe(url, options, what)
         return url_to_fs(url, **options)
     except (ImportError, ValueError) as exc:
-        extra = EXTRAS.get(scheme, f"the fsspec package for {scheme}://")
+        cloud = cloud_of(url)
+        extra = install_hint(cloud) if cloud else f"the fsspec package for {scheme}://"
         raise ConfigError(f"{url!r} needs {extra}: {type(exc).__name__}") from None
 
 
@@ -72,11 +71,12 @@ def _probe(url: str, options: dict, what: str) -> None:
     Raises:
         DataError: the storage cannot be reached or refuses (one line, naming ``url``).
     """
-    module = PROBES.get(cloud_of(url))
-    if module is None:
+    cloud = cloud_of(url)
+    probe = cloud and getattr(importlib.import_module(CLOUDS[cloud]["store"][0]), "probe", None)
+    if probe is None:
         return
     try:
-        importlib.import_module(module).probe(url, options)
+        probe(url, options)
     except RareflowError:
         raise
     except Exception as exc:  # the cloud client's own errors: network, refusals
@@ -129,7 +129,7 @@ def fetch_source(url: str) -> str:
     except FileNotFoundError as exc:
         if "NoSuchBucket" in str(getattr(exc, "__cause__", "")) or "bucket" in str(exc).lower() \
                 or not _root_exists(fs, path):
-            root_kind = HINTS[cloud_of(url)]["root"]
+            root_kind = HINTS[cloud_of(url) or "s3"]["root"]
             raise DataError(f"data {url!r}: the {root_kind} does not exist: create it or fix "
                             "the URL") from None
         raise DataError(f"data path {url!r} does not exist") from None

@@ -24,7 +24,6 @@ import os
 from schemas.errors import ConfigError
 from tasks.runtime.object_store_api import ObjectStore, explain
 
-AZURE_SCHEMES = ("az", "abfs", "abfss")
 # fail fast on an unreachable endpoint: five seconds to connect, two retries one second apart
 # (the SDK's default waits 15 s, then 18 s more, before it gives up)
 CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 60}

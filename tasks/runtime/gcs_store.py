@@ -20,7 +20,6 @@ import functools
 from schemas.errors import ConfigError
 from tasks.runtime.object_store_api import ObjectStore, StoreError, explain
 
-GCS_SCHEMES = ("gs", "gcs")
 TIMEOUT = (5, 60)  # seconds to connect, to read
 RETRY_FOR_S = 8.0  # retry transient failures this long (the library's default: 120 s)
 

@@ -28,7 +28,10 @@ from pathlib import Path
 from schemas.errors import ConfigError
 from tasks.runtime.durable_files import fsync_dir, write_bytes_atomic
 from tasks.runtime.object_store_api import (
+    CLOUDS,
     ObjectStore,
+    cloud_of,
+    install_hint,
     is_remote,
     local_path,
     storage_options,
@@ -103,38 +106,27 @@ class LocalStore(ObjectStore):
             self._path(key).unlink()
 
 
-# a registry's scheme -> (its store's module and class, the extra that installs its client)
-REGISTRY_STORES = {
-    "s3": ("tasks.runtime._s3_store", "S3Store", "s3fs", "s3"),
-    "s3a": ("tasks.runtime._s3_store", "S3Store", "s3fs", "s3"),
-    **{scheme: ("tasks.runtime.azure_store", "AzureStore", "azure.storage.blob", "azure")
-       for scheme in ("az", "abfs", "abfss")},
-    **{scheme: ("tasks.runtime.gcs_store", "GCSStore", "google.cloud.storage", "gcs")
-       for scheme in ("gs", "gcs")},
-}
-
-
 def open_remote(url: str, options: dict) -> ObjectStore:
-    """The store of an ``s3://``, ``az://`` or ``gs://`` URL.
+    """The store of an ``s3://``, ``az://`` or ``gs://`` URL (``CLOUDS``).
 
     Raises:
         ConfigError: another scheme, or its client is not installed (names the extra).
     """
     import importlib
 
-    scheme = url.split("://", 1)[0].lower()
-    if scheme not in REGISTRY_STORES:
-        raise ConfigError(f"{url!r}: a registry on {scheme}:// needs conditional writes "
-                          "rareflow implements only for S3 (s3://), Azure Blob Storage "
-                          "(az://) and Google Cloud Storage (gs://); use one of them or a "
-                          "local folder")
-    module, name, client, extra = REGISTRY_STORES[scheme]
+    cloud = cloud_of(url)
+    if cloud is None:
+        raise ConfigError(f"{url!r}: a registry on {url.split('://', 1)[0]}:// needs "
+                          "conditional writes rareflow implements only for S3 (s3://), Azure "
+                          "Blob Storage (az://) and Google Cloud Storage (gs://); use one of "
+                          "them or a local folder")
+    about = CLOUDS[cloud]
     try:
-        importlib.import_module(client)
+        importlib.import_module(about["client"])
     except ImportError:
-        raise ConfigError(f"{url!r} needs {client}: install rareflow with the {extra} extra "
-                          f"(`uv sync --extra {extra}` or `pip install 'rareflow[{extra}]'`)"
-                          ) from None
+        raise ConfigError(f"{url!r} needs {about['client']}: install rareflow with "
+                          f"{install_hint(cloud)}") from None
+    module, name = about["store"]
     return getattr(importlib.import_module(module), name)(url, options)
 
 

@@ -99,6 +99,17 @@ UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnecto
                "ConnectionClosedError", "ServerDisconnectedError", "ReadTimeoutError",
                "ServiceRequestError", "ServiceRequestTimeoutError", "RetryError",
                "ConnectionError", "ConnectTimeout")
+# each cloud rareflow keeps a registry on: its URL schemes, its store (module, class: all but
+# S3's have a `probe` run before fsspec reads data) and the module of its client
+CLOUDS = {
+    "s3": {"schemes": ("s3", "s3a"), "store": ("tasks.runtime._s3_store", "S3Store"),
+           "client": "s3fs"},
+    "azure": {"schemes": ("az", "abfs", "abfss"),
+              "store": ("tasks.runtime.azure_store", "AzureStore"),
+              "client": "azure.storage.blob"},
+    "gcs": {"schemes": ("gs", "gcs"), "store": ("tasks.runtime.gcs_store", "GCSStore"),
+            "client": "google.cloud.storage"},
+}
 # what each cloud's credentials and endpoint are called, for the messages (no value, ever)
 HINTS = {
     "s3": {"credentials": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the "
@@ -121,8 +132,8 @@ class StoreError(RegistryError):
 
 
 def error_codes(exc: BaseException) -> tuple[set[str], set[str]]:
-    """The storage error codes (S3's, Azure's) and exception class names along an
-    exception's chain."""
+    """The storage error codes (S3's, Azure's, GCS's HTTP status) and exception class names
+    along an exception's chain."""
     codes, names, seen = set(), set(), 0
     while exc is not None and seen < 8:
         names.add(type(exc).__name__)
@@ -140,18 +151,22 @@ def error_codes(exc: BaseException) -> tuple[set[str], set[str]]:
     return codes - {"", "None"}, names
 
 
-def cloud_of(url: str | None) -> str:
-    """Whose hints a URL's messages give: "azure", "gcs", else "s3"."""
+def cloud_of(url: str | None) -> str | None:
+    """The cloud of a URL ("s3", "azure", "gcs": a key of ``CLOUDS``), None for another."""
     scheme = str(url or "").split("://", 1)[0].lower()
-    return {"az": "azure", "abfs": "azure", "abfss": "azure", "gs": "gcs",
-            "gcs": "gcs"}.get(scheme, "s3")
+    return next((cloud for cloud, about in CLOUDS.items() if scheme in about["schemes"]), None)
+
+
+def install_hint(cloud: str) -> str:
+    """How to install a cloud's client: its extra is named as the cloud."""
+    return f"the {cloud} extra (`uv sync --extra {cloud}` or `pip install 'rareflow[{cloud}]'`)"
 
 
 def storage_problem(exc: BaseException, url: str | None = None) -> str:
     """What went wrong talking to object storage at ``url`` and what to do, in a few words
     (never a credential, never the endpoint's answer verbatim: it may echo an access key id
     or a SAS token)."""
-    hints = HINTS[cloud_of(url)]
+    hints = HINTS[cloud_of(url) or "s3"]
     codes, names = error_codes(exc)
     if codes & set(MISSING_ROOT_CODES):
         return f"the {hints['root']} does not exist: create it or fix the URL"
