@@ -142,27 +142,37 @@ def test_bad_cloud_storage_is_one_line_without_the_key(request, tmp_path, cloud,
     only, `storage_problem` with 401/403.)"""
     server = request.getfixturevalue(f"{cloud}_server")
     bad, root = _bad_environment(cloud, problem, server)
-    env = {**os.environ, **bad, "PREFECT_HOME": str(tmp_path / "home")}
+    env = {**os.environ, **bad}
     batch = tmp_path / "batch.csv"
     pd.DataFrame({"amount": [1.0, 2.0], "is_fraud": [0, 1]}).to_csv(batch, index=False)
-    for args, status in (
-            (["models", "list", "--registry", f"{root}/registry", "--name", "x"],
-             EXIT_REGISTRY),
-            (["train", "--data", f"{root}/data/train.parquet", *TRAIN_FLAGS,
-              "--registry", str(tmp_path / "reg")], EXIT_BAD_INPUT),
-            (["ingest", "--data", str(batch), "--source", f"{root}/source", "--name", "x"],
-             EXIT_BAD_INPUT)):
-        proc = subprocess.run([str(Path(sys.executable).with_name("rareflow")), *args],
-                              capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-        text = proc.stdout + proc.stderr
-        assert proc.returncode == status, text
-        assert expected in text and f"{root}/" in text and "Traceback" not in text, text
-        assert len([line for line in text.splitlines() if "error" in line.lower()]) == 1, text
-        assert not any(k in text for k in (WRONG_KEY, "AccountKey")), text
-        if cloud == "azure":
-            assert server.key not in text
-        if cloud == "s3":
-            assert server.key_id not in text and server.secret not in text
+    commands = (
+        (["models", "list", "--registry", f"{root}/registry", "--name", "x"], EXIT_REGISTRY),
+        (["train", "--data", f"{root}/data/train.parquet", *TRAIN_FLAGS,
+          "--registry", str(tmp_path / "reg")], EXIT_BAD_INPUT),
+        (["ingest", "--data", str(batch), "--source", f"{root}/source", "--name", "x"],
+         EXIT_BAD_INPUT))
+    # the three at once (each its own PREFECT_HOME): they wait on imports and servers
+    procs = [(subprocess.Popen([str(Path(sys.executable).with_name("rareflow")), *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**env, "PREFECT_HOME": str(tmp_path / f"home{i}")},
+                               cwd=REPO), status)
+             for i, (args, status) in enumerate(commands)]
+    try:
+        for proc, status in procs:
+            text = "".join(proc.communicate(timeout=300))
+            assert proc.returncode == status, text
+            assert expected in text and f"{root}/" in text and "Traceback" not in text, text
+            assert len([ln for ln in text.splitlines() if "error" in ln.lower()]) == 1, text
+            assert not any(k in text for k in (WRONG_KEY, "AccountKey")), text
+            if cloud == "azure":
+                assert server.key not in text
+            if cloud == "s3":
+                assert server.key_id not in text and server.secret not in text
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
 
 
 def test_a_registry_on_another_filesystem_is_refused_in_one_line(tmp_path):
