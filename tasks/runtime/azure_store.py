@@ -36,12 +36,25 @@ def _setting(options: dict, name: str) -> str | None:
 
 
 def split_url(url: str) -> tuple[str, str | None, str]:
-    """(container, account or None, prefix) of an ``az://`` / ``abfs://`` URL."""
+    """(container, the account's host or None, prefix) of an ``az://`` / ``abfs://`` URL."""
     netloc, _, prefix = url.split("://", 1)[1].partition("/")
     container, _, host = netloc.partition("@")
     if not container:
         raise ConfigError(f"{url!r} names no container: use az://CONTAINER/PREFIX")
-    return container, (host.split(".", 1)[0] or None) if host else None, prefix.strip("/")
+    return container, host or None, prefix.strip("/")
+
+
+def account_url(url: str, options: dict) -> str | None:
+    """The blob endpoint: the URL's ``@ACCOUNT.dfs.<cloud suffix>`` (its blob twin, so a
+    sovereign cloud's suffix is kept), else adlfs's ``account_host``, else the account name
+    on the public cloud; None when no account is named."""
+    host = split_url(url)[1]
+    if host and "." in host:
+        return "https://" + host.replace(".dfs.", ".blob.", 1)
+    if options.get("account_host"):
+        return f"https://{options['account_host']}"
+    account = host or _setting(options, "account_name")
+    return f"https://{account}.blob.core.windows.net" if account else None
 
 
 def service_client(url: str, options: dict):
@@ -62,12 +75,15 @@ def service_client(url: str, options: dict):
             raise ConfigError(f"{url!r}: the Azure connection string (connection_string or "
                               "AZURE_STORAGE_CONNECTION_STRING) is malformed (not shown): "
                               "copy it again from the storage account's access keys") from None
-    account = split_url(url)[1] or _setting(options, "account_name")
-    if not account:
+    endpoint = account_url(url, options)
+    if not endpoint:
         raise ConfigError(f"{url!r}: no Azure storage account: set "
                           "AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME, or "
                           "write the URL as az://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX")
-    credential = _setting(options, "account_key") or _setting(options, "sas_token")
+    key = _setting(options, "account_key")
+    name = _setting(options, "account_name") or endpoint.split("//", 1)[1].split(".", 1)[0]
+    credential = {"account_name": name, "account_key": key} if key else \
+        _setting(options, "sas_token")
     if credential is None:
         try:
             from azure.identity import DefaultAzureCredential
@@ -76,8 +92,7 @@ def service_client(url: str, options: dict):
                               ", AZURE_STORAGE_SAS_TOKEN): set one, or install azure-identity "
                               "to use a managed identity or the Azure CLI's login") from None
         credential = DefaultAzureCredential()
-    return BlobServiceClient(f"https://{account}.blob.core.windows.net", credential=credential,
-                             **client_options)
+    return BlobServiceClient(endpoint, credential=credential, **client_options)
 
 
 def _code(exc: BaseException) -> str:

@@ -35,7 +35,9 @@ def _retry():
 
 
 def client(options: dict):
-    """A storage Client from the options (``project``, ``endpoint_url``) and Google's chain.
+    """A storage Client from the options (``project``, ``endpoint_url``, and gcsfs's
+    ``token``: "anon" or a service account's key file, given through
+    RAREFLOW_STORAGE_OPTIONS) and Google's chain.
 
     Raises:
         google.auth.exceptions.DefaultCredentialsError: no credentials found.
@@ -44,6 +46,15 @@ def client(options: dict):
 
     extra = {"client_options": {"api_endpoint": options["endpoint_url"]}} \
         if options.get("endpoint_url") else {}
+    token = options.get("token")
+    if token == "anon":
+        from google.auth.credentials import AnonymousCredentials
+
+        extra["credentials"] = AnonymousCredentials()
+    elif isinstance(token, str) and token:
+        from google.oauth2 import service_account
+
+        extra["credentials"] = service_account.Credentials.from_service_account_file(token)
     return storage.Client(project=options.get("project"), **extra)
 
 
@@ -60,9 +71,15 @@ class GCSStore(ObjectStore):
     def __init__(self, url: str, options: dict):
         self.url = url.rstrip("/")
         bucket, self.prefix = split_url(url)
+        from google.cloud.storage import Bucket
+
+        try:
+            Bucket(None, name=bucket)  # checks the name, before any credential is looked for
+        except ValueError:
+            raise ConfigError(f"{url!r}: {bucket!r} is not a valid GCS bucket name") from None
         try:
             self.client = client(options)
-        except Exception as exc:  # google.auth's: no credentials
+        except Exception as exc:  # google.auth's: no credentials, an unreadable key file
             raise explain(exc, self.url) from None
         self.bucket = self.client.bucket(bucket)
 
@@ -83,6 +100,16 @@ class GCSStore(ObjectStore):
         return StoreError(f"object storage {self.where(key)!r}: the bucket does not exist: "
                           "create it or fix the URL")
 
+    def _bucket_exists(self) -> bool:
+        """Whether the bucket exists; True when asking is forbidden (object-level roles such
+        as roles/storage.objectAdmin lack storage.buckets.get)."""
+        from google.api_core.exceptions import Forbidden
+
+        try:
+            return self.bucket.exists(timeout=TIMEOUT, retry=_retry())
+        except Forbidden:
+            return True
+
     def read_tagged(self, key):
         from google.api_core.exceptions import NotFound
 
@@ -90,7 +117,7 @@ class GCSStore(ObjectStore):
             try:
                 data = blob.download_as_bytes(timeout=TIMEOUT, retry=_retry())
             except NotFound:
-                if not self.bucket.exists(timeout=TIMEOUT, retry=_retry()):
+                if not self._bucket_exists():
                     raise self._no_bucket(key) from None
                 return None
             return data, str(blob.generation)
@@ -121,7 +148,12 @@ class GCSStore(ObjectStore):
         return self._put(key, data, 0)
 
     def replace_if(self, key, data, tag):
-        return self._put(key, data, 0 if tag is None else int(tag))
+        try:
+            generation = 0 if tag is None else int(tag)
+        except ValueError:
+            raise StoreError(f"object storage {self.where(key)!r}: the object's tag {tag!r} is "
+                             "not a GCS generation") from None
+        return self._put(key, data, generation)
 
     def list(self, prefix=""):
         from google.api_core.exceptions import NotFound

@@ -77,8 +77,9 @@ def run_documented_loop(doc: Path, heading: str, *, port: str, server: str, skip
                             start_new_session=True)  # its own group: the server ends with it
     try:
         out = proc.communicate(timeout=600)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
+    finally:  # whatever ended the wait: nothing of the block's group outlives it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
     assert proc.returncode == 0, out[-4000:]
     return out

@@ -55,7 +55,11 @@ WRITERS = MODEL + textwrap.dedent('''
         p.start()
     for p in procs:
         p.join(300)
-    sys.exit(max(p.exitcode or 0 for p in procs))
+    hung = [p for p in procs if p.exitcode is None]  # a writer stuck at the barrier
+    for p in hung:
+        p.kill()
+        p.join(30)
+    sys.exit(0 if not hung and all(p.exitcode == 0 for p in procs) else 1)
 ''')
 
 SLOW = MODEL + textwrap.dedent('''

@@ -78,6 +78,7 @@ def test_object_registry_on_local_disk(tmp_path, model):
     ("s3://", "names no bucket"),
     ("gs://", "names no bucket"),
     ("az://", "names no container"),
+    ("gs://-bad-/reg", "not a valid GCS bucket name"),
 ])
 def test_unsupported_registry_urls(url, message):
     """Check that a registry URL rareflow cannot keep its guarantees on is one line."""
@@ -119,6 +120,20 @@ def test_cloud_refusals_name_each_clouds_credentials():
         DefaultCredentialsError("none"), "gs://b/r")
     assert "AZURE_STORAGE_ACCOUNT_KEY" in storage_problem(
         ClientAuthenticationError("Server failed to authenticate"), "az://c/r")
+
+
+def test_azure_endpoint_from_the_url_or_the_options():
+    """Check that the Azure store's endpoint keeps a sovereign cloud's suffix from the URL's
+    ``@ACCOUNT.dfs...`` host (its blob twin), takes adlfs's ``account_host``, and otherwise
+    names the account on the public cloud."""
+    from tasks.runtime.azure_store import account_url
+
+    assert account_url("az://c@acct.dfs.core.chinacloudapi.cn/p", {}) == \
+        "https://acct.blob.core.chinacloudapi.cn"
+    assert account_url("az://c/p", {"account_host": "a.blob.core.usgovcloudapi.net"}) == \
+        "https://a.blob.core.usgovcloudapi.net"
+    assert account_url("abfs://c@acct/p", {}) == "https://acct.blob.core.windows.net"
+    assert account_url("az://c/p", {}) is None
 
 
 def test_storage_options_never_echoed(monkeypatch):
