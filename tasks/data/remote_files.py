@@ -24,10 +24,10 @@ from pathlib import Path
 from schemas.errors import ConfigError, DataError, RareflowError
 from tasks.runtime.object_store_api import (
     CLOUDS,
-    HINTS,
     S3_CLIENT_CONFIG,
     cloud_of,
     install_hint,
+    missing_root,
     storage_options,
     storage_problem,
 )
@@ -129,9 +129,7 @@ def fetch_source(url: str) -> str:
     except FileNotFoundError as exc:
         if "NoSuchBucket" in str(getattr(exc, "__cause__", "")) or "bucket" in str(exc).lower() \
                 or not _root_exists(fs, path):
-            root_kind = HINTS[cloud_of(url) or "s3"]["root"]
-            raise DataError(f"data {url!r}: the {root_kind} does not exist: create it or fix "
-                            "the URL") from None
+            raise DataError(f"data {url!r}: {missing_root(url)}") from None
         raise DataError(f"data path {url!r} does not exist") from None
     except (ConfigError, DataError):
         raise

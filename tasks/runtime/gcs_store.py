@@ -18,7 +18,7 @@ import contextlib
 import functools
 
 from schemas.errors import ConfigError
-from tasks.runtime.object_store_api import ObjectStore, StoreError, explain
+from tasks.runtime.object_store_api import ObjectStore, StoreError, explain, missing_root
 
 TIMEOUT = (5, 60)  # seconds to connect, to read
 RETRY_FOR_S = 8.0  # retry transient failures this long (the library's default: 120 s)
@@ -97,8 +97,7 @@ class GCSStore(ObjectStore):
             raise explain(exc, self.where(key)) from None
 
     def _no_bucket(self, key: str) -> StoreError:
-        return StoreError(f"object storage {self.where(key)!r}: the bucket does not exist: "
-                          "create it or fix the URL")
+        return StoreError(f"object storage {self.where(key)!r}: {missing_root(self.url)}")
 
     def _bucket_exists(self) -> bool:
         """Whether the bucket exists; True when asking is forbidden (object-level roles such

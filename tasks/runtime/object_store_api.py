@@ -162,6 +162,11 @@ def install_hint(cloud: str) -> str:
     return f"the {cloud} extra (`uv sync --extra {cloud}` or `pip install 'rareflow[{cloud}]'`)"
 
 
+def missing_root(url: str | None) -> str:
+    """What to say when the bucket (container) of ``url`` does not exist."""
+    return f"the {HINTS[cloud_of(url) or 's3']['root']} does not exist: create it or fix the URL"
+
+
 def storage_problem(exc: BaseException, url: str | None = None) -> str:
     """What went wrong talking to object storage at ``url`` and what to do, in a few words
     (never a credential, never the endpoint's answer verbatim: it may echo an access key id
@@ -169,7 +174,7 @@ def storage_problem(exc: BaseException, url: str | None = None) -> str:
     hints = HINTS[cloud_of(url) or "s3"]
     codes, names = error_codes(exc)
     if codes & set(MISSING_ROOT_CODES):
-        return f"the {hints['root']} does not exist: create it or fix the URL"
+        return missing_root(url)
     if codes & set(DENIED_CODES) or "ClientAuthenticationError" in names:
         return (f"access denied: check the credentials ({hints['credentials']}) and their "
                 "permission on this prefix")
