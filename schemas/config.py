@@ -206,7 +206,8 @@ class StrategyConfig(_Model):
     executor: Executor = Field(
         "local",
         description="Where the candidate x fold fits run: `local` (this process, `n_jobs` "
-        "candidates at a time) or `dask` (one Prefect task per fit on a Dask cluster).",
+        "candidates at a time) or `dask` (one Prefect task per fit on a Dask cluster; with "
+        "`sample`, the source's partitions are read there too, one task each).",
     )
     dask_address: str | None = dask_address_field()
     dask_workers: int = dask_workers_field()

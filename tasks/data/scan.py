@@ -193,25 +193,25 @@ class SourceReader:
             check_window_fits(self._to_read(memory_bytes), source=self.files.spec,
                               training=not self.sel.keep_unmatured)
         for path in self.files.files:
-            self._file(path, self.files.rel(path))
+            self.read_file(path, self.files.rel(path))
         return self.pieces
 
-    def _saw(self, lo, hi, rel: str) -> None:
+    def saw(self, lo, hi, rel: str) -> None:
         if "oldest" not in self.bounds or lo < self.bounds["oldest"][0]:
             self.bounds["oldest"] = (lo, rel)
         if "newest" not in self.bounds or hi > self.bounds["newest"][0]:
             self.bounds["newest"] = (hi, rel)
 
-    def _misses(self, lo, hi) -> bool:
+    def misses(self, lo, hi) -> bool:
         """Whether rows in [lo, hi] all lie outside the window."""
         start, since = self.sel.start, self.sel.since
         return (lo > self.sel.as_of or (start is not None and hi <= start)
                 or (since is not None and hi < since))
 
-    def _outside(self, lo, hi, rel: str) -> bool:
+    def outside(self, lo, hi, rel: str) -> bool:
         """Whether a file whose rows lie in [lo, hi] misses the window (then it is skipped)."""
-        self._saw(lo, hi, rel)
-        outside = self._misses(lo, hi)
+        self.saw(lo, hi, rel)
+        outside = self.misses(lo, hi)
         self.skipped += int(outside)
         return outside
 
@@ -221,11 +221,11 @@ class SourceReader:
         total = 0
         for path in self.files.files:
             span = self.known_bounds(path, self.files.rel(path))
-            if span is None or not self._misses(*span):
+            if span is None or not self.misses(*span):
                 total += measure(self.files.local(path))
         return total
 
-    def _known_span(self, rel: str, keys: dict) -> tuple | None:
+    def known_span(self, rel: str, keys: dict) -> tuple | None:
         """The time span a file's name guarantees: a partition key used as the time column, or
         the `date=` folders `rareflow ingest` writes (one UTC day each)."""
         column = self.sel.time_column
@@ -247,7 +247,7 @@ class SourceReader:
     def known_bounds(self, path: Path, rel: str) -> tuple | None:
         """The earliest and latest event time a file's name or Parquet footer guarantees
         (None: only reading its rows tells)."""
-        span = self._known_span(rel, hive_keys(rel))
+        span = self.known_span(rel, hive_keys(rel))
         if span is not None or not (path.name.lower().endswith(PARQUET_SUFFIXES)
                                     or is_parquet(self.files.local(path))):
             return span
@@ -277,10 +277,11 @@ class SourceReader:
                             "--time-column") from exc
         return stamp, stamp
 
-    def _file(self, path: Path, rel: str) -> None:
+    def read_file(self, path: Path, rel: str) -> None:
+        """One file's rows in the window (and in the sample), its lineage record."""
         keys = hive_keys(rel)
-        span = self._known_span(rel, keys)
-        if span is not None and self._outside(*span, rel):
+        span = self.known_span(rel, keys)
+        if span is not None and self.outside(*span, rel):
             return
         path = self.files.local(path)  # a remote source's file is fetched now
         if path.name.lower().endswith(PARQUET_SUFFIXES) or is_parquet(path):
@@ -289,11 +290,11 @@ class SourceReader:
                 return
         else:
             rows = load_table(path)
-            self._check({str(c): "?" for c in rows.columns}, rel, names_only=True)
+            self.check({str(c): "?" for c in rows.columns}, rel, names_only=True)
             aux = rows[[c for c in self.sel.aux_columns if c in rows.columns]]
         self._keep(path, rel, rows, aux, keys)
 
-    def _check(self, columns: dict, rel: str, *, names_only: bool = False) -> None:
+    def check(self, columns: dict, rel: str, *, names_only: bool = False) -> None:
         """The file's columns (name: type) against the source's; the options' columns."""
         missing = [c for c in (self.sel.label_time_column, self.sel.label_available_column)
                    if c and c not in columns]
@@ -318,12 +319,12 @@ class SourceReader:
             raise DataError(f"{self.where(rel)} is not a readable Parquet file (half-written or "
                             f"corrupt: {first_line(exc)}); remove it, or land its rows again "
                             "with `rareflow ingest`, which writes partitions atomically") from exc
-        self._check(signature(schema), rel)
+        self.check(signature(schema), rel)
         column = self.sel.time_column
         if skip_if_outside and column in schema.names and pa.types.is_timestamp(
                 schema.field(column).type):
             bounds = parquet_time_bounds(meta, schema.get_field_index(column))
-            if bounds is not None and self._outside(*bounds, rel):
+            if bounds is not None and self.outside(*bounds, rel):
                 return None, None
         try:
             table = pq.ParquetFile(path).read(use_pandas_metadata=False)
@@ -349,7 +350,7 @@ class SourceReader:
                 raise DataError(f"{self.where(rel)} has no time column {sel.time_column!r} "
                                 "(neither a column nor a key=value folder); fix --time-column")
             if n:
-                self._saw(times.min(), times.max(), rel)
+                self.saw(times.min(), times.max(), rel)
         elif self.date_key is not None:  # the partition's date, for every row of it
             times = pd.Series(self._dated(rel, keys)[0], index=pd.RangeIndex(n))
         aux = aux.reset_index(drop=True)

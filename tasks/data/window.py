@@ -29,6 +29,7 @@ from tasks.data.negative_sample import (
 )
 from tasks.data.scan import Piece, Selection, SourceReader, iso, resolve_as_of
 from tasks.data.source_files import partition_date_key, resolve_source, source_info
+from tasks.data.spread_scan import DaskScan, spread_scan
 from tasks.data.tables import load_table, release_arrow_pool
 from tasks.data.validation import label_text
 from tasks.runtime.durable_files import sha256_file
@@ -202,8 +203,9 @@ def _empty_window(files, sel: Selection, reader: SourceReader) -> DataError:
     return DataError(f"{where} has no rows in the window ({sel.describe()}); {hint}")
 
 
-def read_source(data: str, sel: Selection) -> SourceWindow:
-    """The rows of ``data`` that ``sel`` selects, and their lineage.
+def read_source(data: str, sel: Selection, dask: DaskScan | None = None) -> SourceWindow:
+    """The rows of ``data`` that ``sel`` selects, and their lineage; ``dask``: a folder's or
+    glob's partitions are read on a Dask cluster (:mod:`tasks.data.spread_scan`).
 
     Raises:
         DataError: no data there, a partition is unreadable or differs from the others, the
@@ -222,7 +224,8 @@ def read_source(data: str, sel: Selection) -> SourceWindow:
                                     "rows_matured": len(window.frame)}]
         return window
     reader = SourceReader(files, sel)
-    pieces = reader.scan()
+    spread = dask is not None and files.kind != "file"  # one file: nothing to spread
+    pieces = spread_scan(reader, dask) if spread else reader.scan()
     in_window = sum(f["rows_in_window"] for f in reader.read)
     if not in_window:
         raise stale_source_error(files, sel) or _empty_window(files, sel, reader)
@@ -297,7 +300,7 @@ def read_training_window(config, *, needed: int) -> SourceWindow:
     check_sample_options(config)
     sel = selection_from(config)
     try:
-        window = read_source(config.data, sel)
+        window = read_source(config.data, sel, DaskScan.of(config))
         check_sampled_negatives(window.lineage["sample"], source=config.data, needed=needed)
         if sel.uses_time or window.lineage["kind"] != "file" or sel.sample is not None:
             sampled = window.lineage["sample"] or {}
