@@ -1,10 +1,11 @@
 """Training on sources larger than memory: every positive and a share of the negatives.
 
-While the source is read (:class:`tasks.data.scan.SourceReader`, one partition at a time) a
-:class:`NegativeSampler` keeps every row of the positive class and a negative row when a hash of
-its content and the run's seed falls below the rate, so the same ``as_of`` over the same files
-rebuilds the same rows, whatever the partitioning. Only the kept rows stay in
-memory: the window's peak is its kept rows plus one partition.
+While the source is read (:class:`tasks.data.scan.SourceReader`, a Parquet partition one
+record batch at a time, a CSV partition whole) a :class:`NegativeSampler` keeps every row of the
+positive class and a negative row when a hash of its content and the run's seed falls below the
+rate, so the same ``as_of`` over the same files rebuilds the same rows, whatever the
+partitioning. Only the kept rows stay in memory: the window's peak is its kept rows plus one
+record batch (or CSV partition).
 
 A kept negative stands for ``1 / rate`` negatives of the population. The run judges in the
 population's units (:meth:`tasks.decision.costs.DecisionCosts.for_training`: a false alarm on a

@@ -43,6 +43,7 @@ from tasks.data.tables import PARQUET_SUFFIXES, load_table
 from tasks.runtime.durable_files import sha256_file
 
 FUTURE_SLACK = pd.Timedelta(minutes=5)  # clocks of the writer and this machine may differ
+SAMPLED_BATCH_ROWS = 1 << 17  # a sampled scan holds its kept rows and one batch of this many
 
 
 # -- what to read -----------------------------------------------------------------------------
@@ -285,14 +286,19 @@ class SourceReader:
             return
         path = self.files.local(path)  # a remote source's file is fetched now
         if path.name.lower().endswith(PARQUET_SUFFIXES) or is_parquet(path):
-            rows, aux = self._parquet(path, rel, skip_if_outside=span is None)
-            if rows is None:
+            batches = self._parquet(path, rel, skip_if_outside=span is None)
+            if batches is None:
                 return
         else:
             rows = load_table(path)
             self.check({str(c): "?" for c in rows.columns}, rel, names_only=True)
-            aux = rows[[c for c in self.sel.aux_columns if c in rows.columns]]
-        self._keep(path, rel, rows, aux, keys)
+            batches = [(rows, rows[[c for c in self.sel.aux_columns if c in rows.columns]])]
+        kept = [self._keep(rel, rows, aux, keys) for rows, aux in batches]
+        self.pieces.append(kept[0][0] if len(kept) == 1 else joined([k[0] for k in kept]))
+        inside, matured = (sum(k[i] for k in kept) for i in (1, 2))
+        self.read.append({"path": rel, "sha256": sha256_file(path),
+                          "bytes": path.stat().st_size, "rows": len(self.pieces[-1].matured),
+                          "rows_in_window": inside, "rows_matured": matured})
 
     def check(self, columns: dict, rel: str, *, names_only: bool = False) -> None:
         """The file's columns (name: type) against the source's; the options' columns."""
@@ -325,19 +331,31 @@ class SourceReader:
                 schema.field(column).type):
             bounds = parquet_time_bounds(meta, schema.get_field_index(column))
             if bounds is not None and self.outside(*bounds, rel):
-                return None, None
+                return None
+        sampled = self.sampler is not None and self.sampler.rate < 1.0
+        return self._tables(path, rel, SAMPLED_BATCH_ROWS if sampled else None)
+
+    def _tables(self, path: Path, rel: str, batch_rows: int | None):
+        """The file's rows as Arrow tables with their ``aux`` columns: the whole file, or
+        (``batch_rows``: a sample keeps few of them) one record batch at a time."""
         try:
-            table = pq.ParquetFile(path).read(use_pandas_metadata=False)
+            reader = pq.ParquetFile(path)
+            tables = ([reader.read(use_pandas_metadata=False)]
+                      if batch_rows is None or not reader.metadata.num_rows else
+                      (pa.Table.from_batches([batch]) for batch in reader.iter_batches(
+                          batch_size=batch_rows, use_pandas_metadata=False)))
+            for table in tables:
+                table = table.replace_schema_metadata(None)
+                yield table, pd.DataFrame(
+                    {c: table.column(c).to_pandas() for c in self.sel.aux_columns
+                     if c in table.column_names}, index=pd.RangeIndex(table.num_rows))
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{self.where(rel)} could not be read (half-written or corrupt: "
                             f"{first_line(exc)}); remove it or land its rows again") from exc
-        table = table.replace_schema_metadata(None)
-        aux = pd.DataFrame({c: table.column(c).to_pandas() for c in self.sel.aux_columns
-                            if c in table.column_names}, index=pd.RangeIndex(table.num_rows))
-        return table, aux
 
-    def _keep(self, path: Path, rel: str, rows, aux: pd.DataFrame, keys: dict) -> None:
-        """Filter one file's rows to the window, judge label maturity, record the file."""
+    def _keep(self, rel: str, rows, aux: pd.DataFrame, keys: dict) -> tuple[Piece, int, int]:
+        """Filter one file's rows (or a batch of them) to the window and judge label maturity:
+        the kept rows, and how many were in the window and matured there."""
         sel, n = self.sel, len(rows)
         times = None
         if sel.time_column:
@@ -376,10 +394,17 @@ class SourceReader:
         else:
             rows = rows.loc[keep].drop(columns=drop).reset_index(drop=True)
         pick = np.flatnonzero(keep)
-        self.pieces.append(Piece(rel, rows, None if times is None else times.iloc[pick],
-                                 matured[pick],
-                                 None if maturity is None else maturity.iloc[pick]))
-        self.read.append({"path": rel, "sha256": sha256_file(path),
-                          "bytes": path.stat().st_size, "rows": int(keep.sum()),
-                          "rows_in_window": int(inside.sum()),
-                          "rows_matured": int((inside & matured).sum())})
+        piece = Piece(rel, rows, None if times is None else times.iloc[pick], matured[pick],
+                      None if maturity is None else maturity.iloc[pick])
+        return piece, int(inside.sum()), int((inside & matured).sum())
+
+
+def joined(pieces: list[Piece]) -> Piece:
+    """One file's pieces (its record batches' kept rows) as one."""
+    def series(parts):
+        return None if parts[0] is None else pd.concat(parts, ignore_index=True)
+
+    return Piece(pieces[0].rel, pa.concat_tables([p.rows for p in pieces]),
+                 series([p.times for p in pieces]),
+                 np.concatenate([p.matured for p in pieces]),
+                 series([p.maturity for p in pieces]))

@@ -273,3 +273,26 @@ def test_an_alert_cap_counts_the_populations_rows():
         figures = {"rows": len(ys), "positives": int(ys.sum())}
         assert reachable_recall(figures, weighted) == reachable_recall(
             {"rows": len(yp), "positives": int(yp.sum())}, plain)
+
+
+def test_a_sampled_scan_reads_record_batches_and_keeps_the_same_rows(tmp_path, monkeypatch):
+    """Check that a sampled Parquet partition is read one record batch at a time (batches of
+    500 rows here) and keeps the rows, order and lineage of a read in one piece."""
+    from tasks.data import scan
+
+    root = _source(tmp_path, _table(n=9000))
+    whole = _read(root, sample=0.3)
+    seen = []
+    read_batches = scan.pq.ParquetFile.iter_batches
+
+    def counted(self, *args, **kwargs):
+        for batch in read_batches(self, *args, **kwargs):
+            seen.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(scan, "SAMPLED_BATCH_ROWS", 500)
+    monkeypatch.setattr(scan.pq.ParquetFile, "iter_batches", counted)
+    batched = _read(root, sample=0.3)
+    assert max(seen) == 500 and sum(seen) == 9000
+    pd.testing.assert_frame_equal(batched.frame, whole.frame)
+    assert batched.lineage == whole.lineage
