@@ -55,13 +55,17 @@ def cloud_with_data(request, monkeypatch):
                                                               seed=2))):
         cloud.put(root, key, table.to_parquet(index=False))
     cloud.put(root, "data/train.csv", frame.to_csv(index=False).encode())
+    for day in (1, 2):  # a source of two partitions to score on Dask
+        cloud.put(root, f"stream/date=2026-11-0{day}/part-0.parquet", frame.drop(
+            columns=["is_fraud"]).iloc[(day - 1) * 200:day * 200].to_parquet(index=False))
     return cloud, root
 
 
-def test_train_list_history_rollback_score_monitor(prefect_server, cloud_with_data):
+def test_train_list_history_rollback_score_monitor(prefect_server, cloud_with_data, tmp_path):
     """Check that train (Parquet, then CSV, from the cloud) into a registry there, models
-    list/promote/history/rollback, score to an output there and monitor (reports and state in
-    the registry) work as on local disk, on S3, Azure and GCS."""
+    list/promote/history/rollback, score to an output there, score a source there on Dask
+    into a scored source there, and monitor (reports and state in the registry) work as on
+    local disk, on S3, Azure and GCS."""
     cloud, root = cloud_with_data
     reg_url = f"{root}/registry"
     for data in ("data/train.parquet", "data/train.csv"):
@@ -91,6 +95,7 @@ def test_train_list_history_rollback_score_monitor(prefect_server, cloud_with_da
     assert done.exit_code == EXIT_OK, out
     scored = pd.read_parquet(io.BytesIO(open_store(root).read("scored/b1.parquet")))
     assert len(scored) == 300 and {"score", "decision"} <= set(scored.columns)
+    _score_the_source_on_dask(root, reg_url, tmp_path)
     done, out = run("monitor", "--data", f"{root}/labelled/l1.parquet",
                     "--registry", reg_url, "--name", "fraud")
     assert done.exit_code in (EXIT_OK, 4, 5), out
@@ -100,6 +105,26 @@ def test_train_list_history_rollback_score_monitor(prefect_server, cloud_with_da
     assert any(k.endswith(".html") for k in reports), reports
     state = open_registry(reg_url, "fraud").store.read("fraud/monitor_state.json")
     assert state and b"checks" in state
+
+
+def _score_the_source_on_dask(root: str, reg_url: str, tmp_path) -> None:
+    """`score --executor dask` of a source in the bucket into a scored source there (workers
+    fetch, score and upload their partitions) writes what a local scoring writes."""
+    common = ("score", "--data", f"{root}/stream", "--registry", reg_url, "--name", "fraud")
+    done, out = run(*common, "--out", f"{root}/stream-scored", "--executor", "dask")
+    assert done.exit_code == EXIT_OK and "Scored 2 new partitions (400 rows)" in out, out
+    done, out = run(*common, "--out", tmp_path / "scored-here")
+    assert done.exit_code == EXIT_OK and "Scored 2 new partitions (400 rows)" in out, out
+    store = open_store(root)
+    keys = sorted(k for k in store.list("stream-scored/") if k.endswith(".parquet"))
+    assert len(keys) == 2, keys
+    on_dask = pd.concat([pd.read_parquet(io.BytesIO(store.read(k))) for k in keys],
+                        ignore_index=True)
+    here = pd.read_parquet(tmp_path / "scored-here")
+    assert len(on_dask) == 400
+    assert on_dask.drop(columns="scored_at").equals(
+        here.drop(columns=["scored_at", "date"], errors="ignore")[list(on_dask.columns.drop(
+            "scored_at"))])
 
 
 WRONG_KEY = "QkFEa2V5" * 11 + "QQ=="  # an Azure account key's shape, not Azurite's
