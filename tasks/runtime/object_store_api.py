@@ -175,12 +175,18 @@ def storage_problem(exc: BaseException, url: str | None = None) -> str:
     codes, names = error_codes(exc)
     if codes & set(MISSING_ROOT_CODES):
         return missing_root(url)
+    # azure-identity's credentials raise ClientAuthenticationError without an HTTP status when
+    # none of them finds a token; the service's refusals carry one (401, 403)
+    if names & {"NoCredentialsError", "PartialCredentialsError", "CredentialUnavailableError",
+                "DefaultCredentialsError"} or (names == {"ClientAuthenticationError"}
+                                               and not codes):
+        return f"no credentials found: set {hints['credentials']}"
+    if "RefreshError" in names:  # google-auth: a user login expired or was revoked
+        return ("the credentials could not be refreshed (an expired or revoked login): sign "
+                f"in again or set {hints['credentials']}")
     if codes & set(DENIED_CODES) or "ClientAuthenticationError" in names:
         return (f"access denied: check the credentials ({hints['credentials']}) and their "
                 "permission on this prefix")
-    if names & {"NoCredentialsError", "PartialCredentialsError", "CredentialUnavailableError",
-                 "DefaultCredentialsError"}:
-        return f"no credentials found: set {hints['credentials']}"
     if names & set(UNREACHABLE) or isinstance(exc, (ConnectionError, TimeoutError)):
         return f"the endpoint cannot be reached: check {hints['endpoint']} and the network"
     return f"the storage answered {sorted(codes) or type(exc).__name__}"

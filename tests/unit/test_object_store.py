@@ -122,6 +122,28 @@ def test_cloud_refusals_name_each_clouds_credentials():
         ClientAuthenticationError("Server failed to authenticate"), "az://c/r")
 
 
+def test_no_azure_credential_and_an_expired_gcs_login_say_so():
+    """Check that DefaultAzureCredential finding no token (a ClientAuthenticationError with no
+    HTTP status) reads "no credentials found" while the service's 403 reads "access denied",
+    and that an expired GCS login (google-auth's RefreshError) says to sign in again; neither
+    echoes the exception's text."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from google.auth.exceptions import RefreshError
+
+    from tasks.runtime.object_store_api import storage_problem
+
+    no_token = ClientAuthenticationError(
+        "DefaultAzureCredential failed to retrieve a token from the included credentials.")
+    assert storage_problem(no_token, "az://c/r").startswith(
+        "no credentials found: set AZURE_STORAGE_CONNECTION_STRING")
+    refused = ClientAuthenticationError("Server failed to authenticate the request.")
+    refused.status_code = 403
+    assert storage_problem(refused, "az://c/r").startswith("access denied")
+    expired = storage_problem(RefreshError("invalid_grant: token-abc"), "gs://b/r")
+    assert expired.startswith("the credentials could not be refreshed") and "abc" not in expired
+    assert "gcloud auth application-default login" in expired
+
+
 def test_azure_endpoint_from_the_url_or_the_options():
     """Check that the Azure store's endpoint keeps a sovereign cloud's suffix from the URL's
     ``@ACCOUNT.dfs...`` host (its blob twin), takes adlfs's ``account_host``, and otherwise
