@@ -213,20 +213,6 @@ def check_sampled_negatives(sample: dict | None, *, source: str, needed: int) ->
         f"positives, and what the test split and CV folds need): {what}, or leave sample empty")
 
 
-def check_sample_options(config) -> None:
-    """Refuse options a sampled window cannot honour yet.
-
-    Raises:
-        ConfigError: naming the setting.
-    """
-    if config.sample is None:
-        return
-    if config.window and config.window.endswith("rows"):
-        raise ConfigError(f"sample with a window of rows ({config.window}) would count the "
-                          "sampled rows, not the source's: give the window in time (e.g. 90d) "
-                          "or leave sample empty")
-
-
 def frozen_sample(config, window):
     """The run's config with the rate and positive class its window was sampled with (as
     ``as_of`` is frozen), what the costs and the model card then speak of."""

@@ -9,7 +9,7 @@ Arrow tables (:mod:`tasks.data.window` builds one DataFrame from them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from schemas.config import WINDOW_PATTERN
 from schemas.errors import ConfigError, DataError
 from tasks.data.labels import matured_mask, maturity_times, parse_times, utc
+from tasks.data.last_rows import LastRows, last_of
 from tasks.data.negative_sample import (
     NegativeSampler,
     check_window_fits,
@@ -183,19 +184,44 @@ class SourceReader:
         self.sampler = None if sel.sample is None else NegativeSampler(
             sel.sample, label=sel.label, positive=sel.positive, seed=sel.seed,
             budget=sel.sample_rows)
+        self.last: LastRows | None = None  # a sampled window of rows: the rows among the last
+        self.columns: list[str] | None = None  # read only these (None: all)
+        self.record = True  # each read file's lineage record (its sha256)
 
     def where(self, rel: str) -> str:
         return f"partition {rel!r} of source {self.files.spec!r}"
 
     def scan(self) -> list[Piece]:
         if self.sampler is not None and self.sampler.rate is None:
-            self.sampler.resolve(self._to_read(count_rows))
+            self.sampler.resolve(self.window_rows(self._to_read(count_rows)))
         if self.sampler is None or self.sampler.rate >= 1.0:  # a window that cannot fit
             check_window_fits(self._to_read(memory_bytes), source=self.files.spec,
                               training=not self.sel.keep_unmatured)
+        elif self.sel.last_rows is not None:  # which rows are the last, before sampling
+            probe = self.probe()
+            for path in self.files.files:
+                probe.read_file(path, self.files.rel(path))
+            self.last = LastRows(last_of(probe.candidates(), self.sel.last_rows))
         for path in self.files.files:
             self.read_file(path, self.files.rel(path))
         return self.pieces
+
+    def window_rows(self, rows: int) -> int:
+        """At most the rows a window of rows holds."""
+        return rows if self.sel.last_rows is None else min(rows, self.sel.last_rows)
+
+    def probe(self) -> SourceReader:
+        """A reader of the same files that reads only the time and maturity columns, keeps
+        no sample and records no file: which rows are candidates, and their times."""
+        probe = SourceReader(self.files, replace(self.sel, sample=None))
+        probe.info, probe.date_key = self.info, self.date_key
+        probe.reference, probe.reference_rel = self.reference, self.reference_rel
+        probe.columns, probe.record = self.sel.aux_columns, False
+        return probe
+
+    def candidates(self) -> list[tuple[str, pd.Series | None, int]]:
+        """(file, its kept rows' times, their number) of each file read, in path order."""
+        return [(p.rel, p.times, len(p.matured)) for p in self.pieces]
 
     def saw(self, lo, hi, rel: str) -> None:
         if "oldest" not in self.bounds or lo < self.bounds["oldest"][0]:
@@ -296,9 +322,10 @@ class SourceReader:
         kept = [self._keep(rel, rows, aux, keys) for rows, aux in batches]
         self.pieces.append(kept[0][0] if len(kept) == 1 else joined([k[0] for k in kept]))
         inside, matured = (sum(k[i] for k in kept) for i in (1, 2))
-        self.read.append({"path": rel, "sha256": sha256_file(path),
-                          "bytes": path.stat().st_size, "rows": len(self.pieces[-1].matured),
-                          "rows_in_window": inside, "rows_matured": matured})
+        if self.record:
+            self.read.append({"path": rel, "sha256": sha256_file(path),
+                              "bytes": path.stat().st_size, "rows": len(self.pieces[-1].matured),
+                              "rows_in_window": inside, "rows_matured": matured})
 
     def check(self, columns: dict, rel: str, *, names_only: bool = False) -> None:
         """The file's columns (name: type) against the source's; the options' columns."""
@@ -340,12 +367,14 @@ class SourceReader:
         (``batch_rows``: a sample keeps few of them) one record batch at a time."""
         try:
             reader = pq.ParquetFile(path)
-            tables = ([reader.read(use_pandas_metadata=False)]
+            columns = self.columns
+            tables = ([reader.read(columns=columns, use_pandas_metadata=False)]
                       if batch_rows is None or not reader.metadata.num_rows else
                       (pa.Table.from_batches([batch]) for batch in reader.iter_batches(
-                          batch_size=batch_rows, use_pandas_metadata=False)))
+                          batch_size=batch_rows, columns=columns, use_pandas_metadata=False)))
             for table in tables:
-                table = table.replace_schema_metadata(None)
+                if table.num_columns:  # (a table of no column would lose its rows)
+                    table = table.replace_schema_metadata(None)
                 yield table, pd.DataFrame(
                     {c: table.column(c).to_pandas() for c in self.sel.aux_columns
                      if c in table.column_names}, index=pd.RangeIndex(table.num_rows))
@@ -384,6 +413,8 @@ class SourceReader:
                                delay_days=sel.label_delay_days, as_of=sel.as_of,
                                event_times=times)
         keep = inside & (matured | sel.keep_unmatured)
+        if self.last is not None:
+            keep = self.last.narrow(rel, keep)
         if self.sampler is not None:
             keep = self.sampler.keep(rows, keep, where=self.where(rel))
         maturity = maturity_times(aux, label_time_column=sel.label_time_column,

@@ -22,10 +22,12 @@ import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import ConfigError, RareflowError
+from tasks.data.last_rows import LastRows, last_of
 from tasks.data.negative_sample import check_window_fits, count_rows, memory_bytes
 from tasks.data.remote_files import fetch_source
 from tasks.data.scan import Piece, Selection, SourceReader
@@ -111,9 +113,23 @@ def measure_on_worker(plan: WorkerScan, path: str, rel: str, url: str | None):
     return _on_worker(plan, path, url, work)
 
 
-def scan_on_worker(plan: WorkerScan, path: str, rel: str, url: str | None):
-    """A partition's kept rows and lineage record (:class:`ScannedFile`)."""
+def candidates_on_worker(plan: WorkerScan, path: str, rel: str, url: str | None):
+    """A sampled window of rows' first pass on a partition: its candidate rows' times
+    (:meth:`SourceReader.probe`)."""
     def work(reader: SourceReader, local: Path):
+        probe = reader.probe()
+        probe.read_file(local, rel)
+        return probe.candidates()
+    return _on_worker(plan, path, url, work)
+
+
+def scan_on_worker(plan: WorkerScan, path: str, rel: str, url: str | None,
+                   marks: np.ndarray | None = None):
+    """A partition's kept rows and lineage record (:class:`ScannedFile`); ``marks``: which of
+    its candidate rows are among a window's last rows (:mod:`tasks.data.last_rows`)."""
+    def work(reader: SourceReader, local: Path):
+        if marks is not None:
+            reader.last = LastRows({rel: marks})
         reader.read_file(local, rel)
         sampler = reader.sampler
         adopted = plan.reference is None and reader.reference_rel == rel
@@ -125,6 +141,8 @@ def scan_on_worker(plan: WorkerScan, path: str, rel: str, url: str | None):
 
 measure_task = task(measure_on_worker, name="measure-partition", cache_policy=NO_CACHE,
                     task_run_name="measure-partition {rel}")
+candidates_task = task(candidates_on_worker, name="window-rows", cache_policy=NO_CACHE,
+                       task_run_name="window-rows {rel}")
 scan_task = task(scan_on_worker, name="scan-partition", cache_policy=NO_CACHE,
                  task_run_name="scan-partition {rel}")
 
@@ -158,19 +176,25 @@ def spread_scan(reader: SourceReader, dask: DaskScan) -> list[Piece]:
         plan = WorkerScan(files.spec, sel, reader.info, reader.reference, reader.date_key,
                           dask.storage_options)
 
-        def each(job, plan):
+        def each(job, plan, marks=None):
             return _gather([runner.submit(job, parameters={
-                "plan": plan, "path": str(path), "rel": rel, "url": url})
+                "plan": plan, "path": str(path), "rel": rel, "url": url,
+                **({} if marks is None else {"marks": marks.get(rel, np.zeros(0, bool))})})
                 for path, rel, url in todo])
 
         sizes = each(measure_task, plan)
         sampler = reader.sampler
         if sampler.rate is None:
-            sampler.resolve(sum(rows for rows, _ in sizes))
+            sampler.resolve(reader.window_rows(sum(rows for rows, _ in sizes)))
         if sampler.rate >= 1.0:  # a window that cannot fit
             check_window_fits(sum(size for _, size in sizes), source=files.spec)
+        marks = None
+        if sampler.rate < 1.0 and sel.last_rows is not None:  # the last rows, before sampling
+            marks = last_of([c for found in each(candidates_task, plan) for c in found],
+                            sel.last_rows)
+            reader.last = LastRows(marks)  # (the window is assembled as sampled-last)
         scanned = each(scan_task, replace(plan, sel=replace(sel, sample=sampler.rate,
-                                                            positive=sampler.positive)))
+                                                            positive=sampler.positive)), marks)
     for (_, rel, _), part in zip(todo, scanned, strict=True):
         _merge(reader, rel, part)
     return reader.pieces

@@ -21,8 +21,8 @@ from prefect.cache_policies import NO_CACHE
 from schemas.errors import ConfigError, DataError
 from tasks.data.freshness import stale_source_error
 from tasks.data.labels import utc
+from tasks.data.last_rows import last_positions
 from tasks.data.negative_sample import (
-    check_sample_options,
     check_sampled_negatives,
     check_window_fits,
     memory_bytes,
@@ -95,24 +95,14 @@ def selection_from(config, *, keep_unmatured: bool = False, label: str | None = 
         seed=getattr(config, "seed", 0))
 
 
-def _last_rows(times: pd.Series | None, n_rows: int, keep: int) -> np.ndarray | None:
-    """Positions of the ``keep`` latest rows (by event time, ties in source order), in source
-    order; None when every row stays."""
-    if keep >= n_rows:
-        return None
-    if times is None:
-        return np.arange(n_rows - keep, n_rows)
-    order = np.argsort(times.to_numpy(), kind="stable")
-    return np.sort(order[-keep:])
-
-
 def _concat(series: list) -> pd.Series | None:
     return None if not series or series[0] is None else pd.concat(series, ignore_index=True)
 
 
-def assemble(pieces: list[Piece], sel: Selection) -> SourceWindow:
+def assemble(pieces: list[Piece], sel: Selection, *, last_picked: bool = False) -> SourceWindow:
     """One DataFrame from the files' kept rows (one Arrow → pandas conversion), with the rows'
-    times and maturity; a window of the last N rows is applied here."""
+    times and maturity; a window of the last N rows is applied here (unless ``last_picked``:
+    a sampled scan picked them before sampling, :mod:`tasks.data.last_rows`)."""
     arrow = [p for p in pieces if isinstance(p.rows, pa.Table)]
     if arrow and len(arrow) != len(pieces):
         raise DataError("the source mixes Parquet and CSV partitions "
@@ -123,7 +113,8 @@ def assemble(pieces: list[Piece], sel: Selection) -> SourceWindow:
     n_rows = len(matured)
     file_of_row = (np.repeat(np.arange(len(pieces), dtype=np.int32),
                              [len(p.matured) for p in pieces]) if sel.keep_unmatured else None)
-    pick = None if sel.last_rows is None else _last_rows(times, n_rows, sel.last_rows)
+    last = None if last_picked else sel.last_rows
+    pick = None if last is None else last_positions(times, n_rows, last)
     if arrow:
         table = pa.concat_tables([p.rows for p in pieces], promote_options="default")
         for p in pieces:
@@ -235,7 +226,7 @@ def read_source(data: str, sel: Selection, dask: DaskScan | None = None) -> Sour
             f"({sel.describe()}) has a matured label (a label counts once "
             f"{sel.label_time_column or sel.time_column} + {sel.label_delay_days:g} days <= "
             "as_of): move --as-of later, widen --window or wait for labels")
-    window = assemble(pieces, sel)
+    window = assemble(pieces, sel, last_picked=reader.last is not None)
     window.lineage = lineage(files, sel, reader, window)
     logger.info("Read %d rows (%s) from %d of %d files of %s", len(window.frame),
                 sel.describe(), len(reader.read), len(files.files), files.spec)
@@ -297,7 +288,6 @@ def read_training_window(config, *, needed: int) -> SourceWindow:
     With ``since`` (a retraining after a recall drift) the rows since then are used when they
     hold enough of each class; otherwise the whole window is, and the log says why.
     """
-    check_sample_options(config)
     sel = selection_from(config)
     try:
         window = read_source(config.data, sel, DaskScan.of(config))

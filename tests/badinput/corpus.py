@@ -275,9 +275,10 @@ CASES: list[Case] = [
     _train("sample-too-few-negatives", "demo.csv", _with(lambda df: df), r"sample 0\.02 "
            r"\(rate 0\.02\) keeps \d+ of the \d+ negative rows .*raise sample", "--sample",
            "0.02"),
-    _train("sample-with-rows-window", "demo.csv", _with(lambda df: df), r"sample with a "
-           r"window of rows \(500rows\) would count the sampled rows", "--sample", "0.5",
-           "--window", "500rows"),
+    # a window of rows counts the population's rows: the last 500, of which few negatives kept
+    _train("sample-too-few-in-rows-window", "demo.csv", _with(lambda df: df), r"sample 0\.02 "
+           r"\(rate 0\.02\) keeps \d+ of the \d{1,3} negative rows .*raise sample", "--sample",
+           "0.02", "--window", "500rows"),
     _train("bad-config-yaml", "demo.csv", _with(lambda df: df), r"not valid YAML",
            "--config", "{dir}/broken.yaml"),
     _train("billion-laughs-config", "demo.csv", _laughs, r"laughs.yaml' expands to more "

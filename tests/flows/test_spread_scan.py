@@ -60,14 +60,16 @@ def task_runs(prefix: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_a_sampled_window_on_dask_is_the_local_one(prefect_harness, tmp_path, fmt):
-    """Check that `sample: auto` with a 4-day window as of the 5th day, read on a 2-worker
-    cluster, gives the local scan's rows in the same order (frame, times, maturity) and the
-    same lineage (files and sha256, rows per class before and after, the rate), and that each
-    partition the window may use was a `scan-partition` task run."""
+@pytest.mark.parametrize("fmt, window", [("parquet", "4d"), ("csv", "4d"),
+                                         ("parquet", "7000rows")])
+def test_a_sampled_window_on_dask_is_the_local_one(prefect_harness, tmp_path, fmt, window):
+    """Check that `sample: auto` with a 4-day window (or the last 7000 rows) as of the 5th
+    day, read on a 2-worker cluster, gives the local scan's rows in the same order (frame,
+    times, maturity) and the same lineage (files and sha256, rows per class before and
+    after, the rate), and that each partition the window may use was a `scan-partition` task
+    run."""
     root = _source(tmp_path / "source", fmt)
-    options = {"sample": "auto", "sample_rows": 4000, "window": "4d",
+    options = {"sample": "auto", "sample_rows": 4000, "window": window,
                "as_of": "2026-11-05T12:00:00Z"}
     local = read(root, dask=False, **options)
     spread = read(root, dask=True, **options)

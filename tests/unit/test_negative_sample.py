@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
 from schemas.config import TrainingConfig
-from schemas.errors import ConfigError, DataError
+from schemas.errors import DataError
 from tasks.data.negative_sample import auto_rate, uniform_from
 from tasks.data.window import read_training_window
 from tasks.decision.calibration import population_scores
@@ -90,11 +90,32 @@ def test_auto_keeps_about_the_row_budget(tmp_path):
     assert auto_rate(100, 1000) == 1.0
 
 
-def test_a_window_of_rows_with_a_sample_is_refused(tmp_path):
-    source = _source(tmp_path, _table())
-    with pytest.raises(ConfigError, match="sample with a window of rows"):
-        _read(source, sample=0.5, window="100rows")
-    assert len(_read(source, sample=0.5, costs={"max_alert_rate": 0.01}).frame)  # counted
+@pytest.mark.parametrize("time_column", [None, "t"])
+def test_a_window_of_rows_is_sampled_from_the_populations_last_rows(tmp_path, time_column):
+    """Check that `sample` with `window: 2500rows` keeps, of the 2500 rows the same window
+    uses without a sample (by the partitions' dates, or by a time column with ties, ties by
+    position), every positive and a share of the negatives, in their order; that the rows
+    before the sample are those 2500; and that `auto` counts the window's rows, not the
+    source's."""
+    frame = _table()
+    options = {"window": "2500rows"}
+    if time_column:  # unsorted times with many ties, across the partitions
+        frame["t"] = pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(
+            np.random.default_rng(1).integers(0, 400, len(frame)), unit="min")
+        options["time_column"] = time_column
+    source = _source(tmp_path, frame)
+    whole = _read(source, **options).frame
+    sampled = _read(source, sample=0.4, **options)
+    positives = int(whole[LABEL].sum())
+    assert sampled.lineage["sample"]["rows_before"] == {"positive": positives,
+                                                         "negative": 2500 - positives}
+    kept = sampled.frame
+    assert int(kept[LABEL].sum()) == positives
+    assert 0.3 < (kept[LABEL] == 0).sum() / (2500 - positives) < 0.5
+    positions = whole.reset_index().merge(kept, how="inner")["index"]
+    assert len(positions) == len(kept) and positions.is_monotonic_increasing
+    auto = _read(source, sample="auto", sample_rows=1000, **options).lineage["sample"]
+    assert auto["rate"] == 1000 / 2500
 
 
 def test_the_hash_is_uniform_and_seeded():
