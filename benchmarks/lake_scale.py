@@ -14,7 +14,10 @@ excluded; see ``benchmarks/dask_scoring.py``):
 * ``score``: ``rareflow score --data SOURCE --out SCORED`` with that version, every partition;
 * ``s3``: the first ``--s3-rows`` rows (default 10 million) uploaded to a local S3-protocol
   server (moto's, on 127.0.0.1, started and stopped here), then scored from
-  ``s3://.../source`` by the local path and with ``--executor dask --dask-workers 2``.
+  ``s3://.../source`` by the local path and with ``--executor dask --dask-workers 2``;
+* ``s3-train``: the same upload, then ``train --sample auto --sample-rows`` (default 500,000)
+  from it by the local path and with ``--executor dask --dask-workers 2`` (the partitions read
+  by the workers, the fits on them too).
 
     python benchmarks/lake_scale.py                                  # 100M rows, 10M on S3
     python benchmarks/lake_scale.py --rows 4000000 --s3-rows 1000000 # a quick look
@@ -26,6 +29,7 @@ source takes about 12 GB of disk under benchmarks/work/ (delete it after).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -96,29 +100,52 @@ def score_command(source, out, registry, *extra) -> list[str]:
             "id", "--version", "latest", *extra]
 
 
-def s3_step(source: Path, rows: int, part_rows: int, registry: Path, work: Path,
-            env: dict) -> list[dict]:
-    """Upload the first ``rows`` rows' partitions to a local S3 server; score them from there
-    with the local path, then on 2 Dask workers."""
+@contextlib.contextmanager
+def s3_source(source: Path, rows: int, part_rows: int, work: Path, env: dict):
+    """The first ``rows`` rows' partitions uploaded to a local S3 server: (URL, environment,
+    rows)."""
     sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
     from s3_server import running_s3_server
 
     parts = sorted(source.glob("date=*/part.parquet"))[: -(-rows // part_rows)]
-    out = []
     with running_s3_server(work / "moto.log") as server:
         bucket = server.new_bucket()
         client = server.client()
         for path in parts:
             client.upload_file(str(path), bucket, f"source/{path.parent.name}/part.parquet")
-        s3_env = {**env, **server.env()}
+        yield f"s3://{bucket}/source", {**env, **server.env()}, len(parts) * part_rows
+
+
+def s3_step(source: Path, rows: int, part_rows: int, registry: Path, work: Path,
+            env: dict) -> list[dict]:
+    """Score the S3 source with the local path, then on 2 Dask workers."""
+    out = []
+    with s3_source(source, rows, part_rows, work, env) as (url, s3_env, n_rows):
         for mode, extra in (("local", []), ("dask", ["--executor", "dask",
                                                      "--dask-workers", "2"])):
             scored = work / f"s3_scored_{mode}"
             out.append(measured(f"s3-score-{mode}", score_command(
-                f"s3://{bucket}/source", scored, registry, *extra), s3_env))
+                url, scored, registry, *extra), s3_env) | {"rows": n_rows})
             shutil.rmtree(scored, ignore_errors=True)
-    for row in out:
-        row["rows"] = len(parts) * part_rows
+    return out
+
+
+def s3_train_step(source: Path, rows: int, part_rows: int, work: Path, env: dict,
+                  sample_rows: int) -> list[dict]:
+    """``train --sample auto`` on the S3 source: read by the flow, then by 2 Dask workers
+    (``--executor dask``: the scan and the fits on the cluster)."""
+    out = []
+    with s3_source(source, rows, part_rows, work, env) as (url, s3_env, n_rows):
+        for mode, extra in (("local", []), ("dask", ["--executor", "dask",
+                                                     "--dask-workers", "2"])):
+            registry = work / f"s3_registry_{mode}"
+            out.append(measured(f"s3-train-sample-{mode}", train_command(
+                url, registry, "--sample", "auto", "--sample-rows", str(sample_rows), *extra),
+                s3_env) | {"rows": n_rows})
+            meta = json.loads((registry / NAME / "versions" / "v0001" / "metadata.json")
+                              .read_text())
+            out[-1]["sample"] = meta["lineage"]["sample"]
+            out[-1]["normalised_cost"] = meta["metrics"]["at_threshold"]["normalised_cost"]
     return out
 
 
@@ -128,7 +155,9 @@ def main() -> None:
     parser.add_argument("--part-rows", type=int, default=500_000)
     parser.add_argument("--s3-rows", type=int, default=10_000_000)
     parser.add_argument("--steps", nargs="*", default=["train-plain", "train-sample", "score",
-                                                         "s3"])
+                                                         "s3", "s3-train"])
+    parser.add_argument("--s3-sample-rows", type=int, default=500_000,
+                        help="s3-train: the rows `--sample auto` keeps")
     parser.add_argument("--out", default=str(RESULTS / "lake_scale"))
     args = parser.parse_args()
     source = WORK / f"source_{args.rows}_{args.part_rows}"
@@ -156,6 +185,9 @@ def main() -> None:
             shutil.rmtree(work / "scored", ignore_errors=True)
         if "s3" in args.steps:
             rows += s3_step(source, args.s3_rows, args.part_rows, registry, work, env)
+        if "s3-train" in args.steps:
+            rows += s3_train_step(source, args.s3_rows, args.part_rows, work, env,
+                                  args.s3_sample_rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {"rows": args.rows, "part_rows": args.part_rows, "steps": rows,

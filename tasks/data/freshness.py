@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from schemas.errors import DataError
-from tasks.data.labels import matured_mask, utc
-from tasks.data.scan import Selection, SourceReader, event_times, iso
+from tasks.data.labels import event_times, matured_mask, utc
+from tasks.data.scan import Selection, SourceReader, iso
 from tasks.data.source_files import SourceFiles, hive_keys, is_parquet
 from tasks.data.tables import PARQUET_SUFFIXES, load_table
 

@@ -248,3 +248,17 @@ def label_roles(batch: pd.DataFrame, *, schema: InputSchema, matured: np.ndarray
                 "before the last check or the training window", int(judged.sum()),
                 int(pending.sum()), checked)
     return LabelRoles(y, judged, pending, checked)
+
+
+def event_times(raw: pd.Series, *, column: str, where: str) -> pd.Series:
+    """A time column as UTC timestamps; every row needs one."""
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        raise DataError(f"{where}: time column {column!r} holds numbers ({raw.dtype}), not "
+                        "dates or times: store ISO text or timestamps")
+    times = parse_times(raw)
+    bad = times.isna()
+    if bad.any():
+        examples = raw[bad].astype(str).unique()[:3].tolist()
+        raise DataError(f"{where}: {int(bad.sum())} rows have an empty or unreadable time "
+                        f"column {column!r} ({examples}); fix or drop those rows")
+    return times.reset_index(drop=True)

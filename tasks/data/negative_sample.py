@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.errors import ConfigError, DataError
+from tasks.data.source_files import SourceFiles
 from tasks.data.split import content_hashes
 from tasks.data.tables import PARQUET_SUFFIXES
 from tasks.data.validation import label_text
@@ -47,13 +48,15 @@ def uniform_from(hashes: np.ndarray, seed: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def memory_bytes(path: Path) -> int:
+def memory_bytes(path: Path, files: SourceFiles | None = None) -> int:
     """About what a partition's rows take in memory: a Parquet file's uncompressed row groups,
-    a CSV's size on disk (text is about as large as the columns it parses to)."""
+    a CSV's size on disk (text is about as large as the columns it parses to). ``files``: the
+    source's, which reads a remote Parquet file's footer alone (other files are fetched)."""
     try:
         if path.name.lower().endswith(PARQUET_SUFFIXES):
-            meta = pq.read_metadata(path)
+            meta = files.footer(path) if files else pq.read_metadata(path)
             return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        path = files.local(path) if files else path
         return path.stat().st_size * (4 if path.name.lower().endswith(".gz") else 1)
     except (pa.ArrowException, OSError):
         return 0  # reading it reports the problem
@@ -64,13 +67,15 @@ def auto_rate(rows: int, budget: int) -> float:
     return 1.0 if rows <= budget else budget / rows
 
 
-def count_rows(path: Path) -> int:
-    """Rows of a partition without reading them: the Parquet footer, or a CSV's lines."""
+def count_rows(path: Path, files: SourceFiles | None = None) -> int:
+    """Rows of a partition without reading them: the Parquet footer (``files``: as
+    :func:`memory_bytes`), or a CSV's lines."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     lines = 0
     try:
         if path.name.lower().endswith(PARQUET_SUFFIXES):
-            return pq.read_metadata(path).num_rows
+            return (files.footer(path) if files else pq.read_metadata(path)).num_rows
+        path = files.local(path) if files else path
         with opener(path, "rb") as handle:
             while chunk := handle.read(1 << 22):
                 lines += chunk.count(b"\n")

@@ -5,8 +5,10 @@ old object or the new one).
 A folder source is listed, not copied (:func:`list_source`): a data file is fetched the first
 time the run opens it (``SourceFiles.local``), so partitions the window prunes by their date
 folder never cross the network, and a file fetched once in a process is not fetched again
-while its ETag (or size) is unchanged. A version records the sha256 of every file it read, so
-a file that is read is fetched whole. The temporary folders are removed when the process
+while its ETag (or size) is unchanged. A Parquet file's footer is read alone, by range
+requests, to count its rows and to prune it by its time column's statistics: a partition
+outside the window is never fetched. A version records the sha256 of every file it read, so a
+file that is read is fetched whole. The temporary folders are removed when the process
 exits. Credentials come from the filesystem's standard chain
 (``AWS_ENDPOINT_URL``/``AWS_ACCESS_KEY_ID``..., a profile, a role) plus
 ``RAREFLOW_STORAGE_OPTIONS``; messages name the URL and never a credential.
@@ -20,6 +22,9 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from schemas.errors import ConfigError, DataError, RareflowError
 from tasks.runtime.object_store_api import (
@@ -35,6 +40,7 @@ from tasks.runtime.object_store_api import (
 logger = logging.getLogger(__name__)
 
 GLOB_CHARS = frozenset("*?[")
+FOOTER_BLOCK = 1 << 16  # bytes a footer read asks for at a time
 _FOLDERS: list[str] = []
 
 
@@ -161,11 +167,49 @@ _LISTED: dict[str, Path] = {}  # a remote folder's URL -> its local mirror (this
 _FETCHED: dict[Path, str] = {}  # a mirrored file -> the ETag (or size) it was fetched at
 
 
+class MirroredFolder:
+    """A listed remote folder's files on local disk: each fetched the first time it is read
+    (again only when its ETag changed), or only its Parquet footer read."""
+
+    def __init__(self, url: str, fs, path: str, local: Path, tags: dict[Path, str]):
+        self.url, self.fs, self.path, self.local, self.tags = url, fs, path, local, tags
+
+    def _remote(self, target: Path) -> str:
+        return f"{self.path}/{target.relative_to(self.local).as_posix()}"
+
+    def _fetched(self, target: Path) -> bool:
+        return _FETCHED.get(target) == self.tags.get(target) and target.is_file()
+
+    def fetch(self, target: Path) -> None:
+        if self._fetched(target):
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.fs.get_file(self._remote(target), str(target))
+        except Exception as exc:
+            raise DataError(f"data {self.url!r}: {storage_problem(exc, self.url)}") from None
+        _FETCHED[target] = self.tags.get(target)
+
+    def footer(self, target: Path):
+        """A Parquet file's metadata: from the fetched copy, or its footer alone (small
+        range requests: the footer's length, then the footer)."""
+        if self._fetched(target):
+            return pq.read_metadata(target)
+        try:
+            with self.fs.open(self._remote(target), "rb", block_size=FOOTER_BLOCK) as handle:
+                return pq.read_metadata(handle)
+        except (pa.ArrowException, OSError):
+            raise
+        except Exception as exc:
+            raise DataError(f"data {self.url!r}: {storage_problem(exc, self.url)}") from None
+
+
 def list_source(url: str, keep, eager
-                ) -> tuple[Path, dict[Path, str], object, dict[Path, str]] | None:
+                ) -> tuple[Path, dict[Path, str], object, dict[Path, str], object] | None:
     """A remote folder's files, listed: (its local mirror, {local path: URL} of the files
-    ``keep(relative path)`` accepts, a ``fetch(local path)`` that copies one, and {local
-    path: ETag (or size)}); None when ``url`` is not a folder. The files ``eager(relative
+    ``keep(relative path)`` accepts, a ``fetch(local path)`` that copies one, {local
+    path: ETag (or size)}, and a ``footer(local path)`` that reads a Parquet file's metadata
+    alone, by range requests); None when ``url`` is not a folder. The files ``eager(relative
     path)`` names (the source's schema file) are fetched at once; the rest of the folder is
     left alone.
 
@@ -191,21 +235,10 @@ def list_source(url: str, keep, eager
             wanted[target] = remote
         elif eager(rel):
             now.append(target)
-
-    def fetch(target: Path) -> None:
-        remote = f"{path}/{target.relative_to(local).as_posix()}"
-        if _FETCHED.get(target) == tags.get(target) and target.is_file():
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fs.get_file(remote, str(target))
-        except Exception as exc:
-            raise DataError(f"data {url!r}: {storage_problem(exc, url)}") from None
-        _FETCHED[target] = tags.get(target)
-
+    folder = MirroredFolder(url, fs, path, local, tags)
     for target in now:
-        fetch(target)
+        folder.fetch(target)
     logger.info("Listed %d data file(s) of %s (fetched when read)", len(wanted), url)
     scheme = url.split("://", 1)[0]
-    return (local, {t: f"{scheme}://{r}" for t, r in wanted.items()}, fetch,
-            {t: tags[t] for t in wanted})
+    return (local, {t: f"{scheme}://{r}" for t, r in wanted.items()}, folder.fetch,
+            {t: tags[t] for t in wanted}, folder.footer)

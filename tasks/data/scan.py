@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from schemas.config import WINDOW_PATTERN
 from schemas.errors import ConfigError, DataError
-from tasks.data.labels import matured_mask, maturity_times, parse_times, utc
+from tasks.data.labels import event_times, matured_mask, maturity_times, utc
 from tasks.data.last_rows import LastRows, last_of
 from tasks.data.negative_sample import (
     NegativeSampler,
@@ -153,20 +153,6 @@ class Piece:
     maturity: pd.Series | None
 
 
-def event_times(raw: pd.Series, *, column: str, where: str) -> pd.Series:
-    """A time column as UTC timestamps; every row needs one."""
-    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-        raise DataError(f"{where}: time column {column!r} holds numbers ({raw.dtype}), not "
-                        "dates or times: store ISO text or timestamps")
-    times = parse_times(raw)
-    bad = times.isna()
-    if bad.any():
-        examples = raw[bad].astype(str).unique()[:3].tolist()
-        raise DataError(f"{where}: {int(bad.sum())} rows have an empty or unreadable time "
-                        f"column {column!r} ({examples}); fix or drop those rows")
-    return times.reset_index(drop=True)
-
-
 class SourceReader:
     """One pass over a source's files: pruning, schema checks, the window, label maturity."""
 
@@ -249,7 +235,7 @@ class SourceReader:
         for path in self.files.files:
             span = self.known_bounds(path, self.files.rel(path))
             if span is None or not self.misses(*span):
-                total += measure(self.files.local(path))
+                total += measure(path, self.files)
         return total
 
     def known_span(self, rel: str, keys: dict) -> tuple | None:
@@ -278,15 +264,30 @@ class SourceReader:
         if span is not None or not (path.name.lower().endswith(PARQUET_SUFFIXES)
                                     or is_parquet(self.files.local(path))):
             return span
-        path = self.files.local(path)
         try:
-            meta = pq.read_metadata(path)
+            return self.footer_bounds(self.files.footer(path))  # a remote file's footer alone
         except (pa.ArrowException, OSError):
             return None  # reading it reports the problem
+
+    def footer_bounds(self, meta) -> tuple | None:
+        """The time column's bounds in a Parquet footer's statistics (None: not known)."""
         schema, column = meta.schema.to_arrow_schema(), self.sel.time_column
         if column in schema.names and pa.types.is_timestamp(schema.field(column).type):
             return parquet_time_bounds(meta, schema.get_field_index(column))
         return None
+
+    def _remote_outside(self, path: Path, rel: str) -> bool:
+        """Whether a remote Parquet file's footer, read alone, places it outside the window
+        (its schema checked first, as when it is read): then it is never fetched."""
+        if path not in self.files.urls or not path.name.lower().endswith(PARQUET_SUFFIXES):
+            return False
+        try:
+            meta = self.files.footer(path)
+        except (pa.ArrowException, OSError):
+            return False  # reading it reports the problem
+        self.check(signature(meta.schema.to_arrow_schema()), rel)
+        bounds = self.footer_bounds(meta)
+        return bounds is not None and self.outside(*bounds, rel)
 
     def _dated(self, rel: str, keys: dict) -> tuple | None:
         """The date of a partition of a source dated by its folders (no time column)."""
@@ -308,7 +309,8 @@ class SourceReader:
         """One file's rows in the window (and in the sample), its lineage record."""
         keys = hive_keys(rel)
         span = self.known_span(rel, keys)
-        if span is not None and self.outside(*span, rel):
+        if (span is not None and self.outside(*span, rel)) or (
+                span is None and self._remote_outside(path, rel)):
             return
         path = self.files.local(path)  # a remote source's file is fetched now
         if path.name.lower().endswith(PARQUET_SUFFIXES) or is_parquet(path):
@@ -353,12 +355,9 @@ class SourceReader:
                             f"corrupt: {first_line(exc)}); remove it, or land its rows again "
                             "with `rareflow ingest`, which writes partitions atomically") from exc
         self.check(signature(schema), rel)
-        column = self.sel.time_column
-        if skip_if_outside and column in schema.names and pa.types.is_timestamp(
-                schema.field(column).type):
-            bounds = parquet_time_bounds(meta, schema.get_field_index(column))
-            if bounds is not None and self.outside(*bounds, rel):
-                return None
+        bounds = self.footer_bounds(meta) if skip_if_outside else None
+        if bounds is not None and self.outside(*bounds, rel):
+            return None
         sampled = self.sampler is not None and self.sampler.rate < 1.0
         return self._tables(path, rel, SAMPLED_BATCH_ROWS if sampled else None)
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from schemas.errors import DataError
 from tasks.data.labels import utc
@@ -40,12 +41,20 @@ class SourceFiles:
     fetch: Callable[[Path], None] | None = None  # a remote folder's: copies a file when read
     urls: dict[Path, str] = field(default_factory=dict)  # a remote folder's: each file's URL
     tags: dict[Path, str] = field(default_factory=dict)  # ... and its ETag (or size) listed
+    remote_footer: Callable[[Path], object] | None = None  # ... its Parquet footer, read alone
 
     def local(self, path: Path) -> Path:
         """``path``, on local disk: a listed remote file is fetched the first time."""
         if self.fetch is not None:
             self.fetch(path)
         return path
+
+    def footer(self, path: Path):
+        """A Parquet file's metadata; a remote file's footer is read by range requests, without
+        fetching the file (pyarrow's and the storage's errors are left to the caller)."""
+        if self.remote_footer is not None and path in self.urls:
+            return self.remote_footer(path)
+        return pq.read_metadata(self.local(path))
 
     def rel(self, path: Path) -> str:
         try:
@@ -87,13 +96,13 @@ def _remote_source(url: str) -> SourceFiles:
     if listed is None:  # a file or a glob: fetched now
         files = resolve_source(fetch_source(url))
         return SourceFiles(url, files.root, files.files, files.kind)
-    root, wanted, fetch, tags = listed
+    root, wanted, fetch, tags, footer = listed
     if not wanted:
         raise DataError(f"data source {url!r} holds no CSV or Parquet file (names ending in "
                         f"{', '.join(DATA_SUFFIXES)}); ingest a batch with `rareflow ingest` "
                         "or point --data at a file")
     files = sorted(wanted, key=lambda p: p.relative_to(root).as_posix())
-    return SourceFiles(url, root, files, "directory", fetch, wanted, tags)
+    return SourceFiles(url, root, files, "directory", fetch, wanted, tags, footer)
 
 
 def resolve_source(data: str) -> SourceFiles:
