@@ -198,10 +198,17 @@ class MirroredFolder:
         try:
             with self.fs.open(self._remote(target), "rb", block_size=FOOTER_BLOCK) as handle:
                 return pq.read_metadata(handle)
-        except (pa.ArrowException, OSError):
-            raise
-        except Exception as exc:
+        except pa.ArrowException:
+            raise  # not a Parquet file: reading it reports the problem
+        except Exception as exc:  # the storage's (s3fs's OSErrors too): one line
             raise DataError(f"data {self.url!r}: {storage_problem(exc, self.url)}") from None
+
+
+def mirror_file(url: str, local: Path) -> MirroredFolder:
+    """One remote file as a mirrored folder of one, fetched into ``local`` when read."""
+    fs, path = _filesystem(url)
+    parent, name = path.rsplit("/", 1)
+    return MirroredFolder(url, fs, parent, local, {local / name: url})
 
 
 def list_source(url: str, keep, eager

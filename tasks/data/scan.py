@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from schemas.config import WINDOW_PATTERN
 from schemas.errors import ConfigError, DataError
 from tasks.data.labels import event_times, matured_mask, maturity_times, utc
-from tasks.data.last_rows import LastRows, last_of
+from tasks.data.last_rows import LastRows, Tail, last_of
 from tasks.data.negative_sample import (
     NegativeSampler,
     check_window_fits,
@@ -178,16 +178,17 @@ class SourceReader:
         return f"partition {rel!r} of source {self.files.spec!r}"
 
     def scan(self) -> list[Piece]:
-        if self.sampler is not None and self.sampler.rate is None:
-            self.sampler.resolve(self.window_rows(self._to_read(count_rows)))
-        if self.sampler is None or self.sampler.rate >= 1.0:  # a window that cannot fit
+        sampler, last = self.sampler, self.sel.last_rows
+        if sampler is not None and sampler.rate is None:
+            sampler.resolve(self.window_rows(self._to_read(count_rows)))
+        if sampler is not None and last is not None:  # the last rows, before sampling
+            probe = self.probe()
+            self.last = LastRows(last_of([tail for path in self.files.files for tail in
+                                          probe.tail_of(path, self.files.rel(path), last)],
+                                         last))
+        elif sampler is None or sampler.rate >= 1.0:  # a window that cannot fit
             check_window_fits(self._to_read(memory_bytes), source=self.files.spec,
                               training=not self.sel.keep_unmatured)
-        elif self.sel.last_rows is not None:  # which rows are the last, before sampling
-            probe = self.probe()
-            for path in self.files.files:
-                probe.read_file(path, self.files.rel(path))
-            self.last = LastRows(last_of(probe.candidates(), self.sel.last_rows))
         for path in self.files.files:
             self.read_file(path, self.files.rel(path))
         return self.pieces
@@ -205,9 +206,14 @@ class SourceReader:
         probe.columns, probe.record = self.sel.aux_columns, False
         return probe
 
-    def candidates(self) -> list[tuple[str, pd.Series | None, int]]:
-        """(file, its kept rows' times, their number) of each file read, in path order."""
-        return [(p.rel, p.times, len(p.matured)) for p in self.pieces]
+    def tail_of(self, path: Path, rel: str, keep: int) -> list[Tail]:
+        """A probe's read of one file: its last ``keep`` candidate rows (none: outside)."""
+        read = len(self.pieces)
+        self.read_file(path, rel)
+        if len(self.pieces) == read:
+            return []
+        piece = self.pieces.pop()
+        return [Tail.of(rel, piece.times, len(piece.matured), keep)]
 
     def saw(self, lo, hi, rel: str) -> None:
         if "oldest" not in self.bounds or lo < self.bounds["oldest"][0]:
@@ -324,6 +330,8 @@ class SourceReader:
         kept = [self._keep(rel, rows, aux, keys) for rows, aux in batches]
         self.pieces.append(kept[0][0] if len(kept) == 1 else joined([k[0] for k in kept]))
         inside, matured = (sum(k[i] for k in kept) for i in (1, 2))
+        if self.last is not None:
+            self.last.finish(rel)
         if self.record:
             self.read.append({"path": rel, "sha256": sha256_file(path),
                               "bytes": path.stat().st_size, "rows": len(self.pieces[-1].matured),

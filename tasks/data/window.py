@@ -215,7 +215,8 @@ def read_source(data: str, sel: Selection, dask: DaskScan | None = None) -> Sour
                                     "rows_matured": len(window.frame)}]
         return window
     reader = SourceReader(files, sel)
-    spread = dask is not None and files.kind != "file"  # one file: nothing to spread
+    # one file: nothing to spread; a remote glob is fetched whole when listed (no URLs)
+    spread = dask is not None and files.kind != "file" and (files.urls or not is_remote(data))
     pieces = spread_scan(reader, dask) if spread else reader.scan()
     in_window = sum(f["rows_in_window"] for f in reader.read)
     if not in_window:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from schemas.config import StrategyConfig, TrainingConfig
@@ -66,12 +67,13 @@ def test_a_sampled_window_on_dask_is_the_local_one(prefect_harness, tmp_path, fm
     """Check that `sample: auto` with a 4-day window (or the last 7000 rows) as of the 5th
     day, read on a 2-worker cluster, gives the local scan's rows in the same order (frame,
     times, maturity) and the same lineage (files and sha256, rows per class before and
-    after, the rate), and that each partition the window may use was a `scan-partition` task
+    after, the rate), and that each partition was a `scan-partition` task
     run."""
     root = _source(tmp_path / "source", fmt)
     options = {"sample": "auto", "sample_rows": 4000, "window": window,
                "as_of": "2026-11-05T12:00:00Z"}
     local = read(root, dask=False, **options)
+    before = len(task_runs("scan-partition"))
     spread = read(root, dask=True, **options)
     pd.testing.assert_frame_equal(spread.frame, local.frame)
     pd.testing.assert_series_equal(spread.event_time, local.event_time)
@@ -79,24 +81,35 @@ def test_a_sampled_window_on_dask_is_the_local_one(prefect_harness, tmp_path, fm
     assert spread.lineage == local.lineage
     sample = local.lineage["sample"]
     assert 0 < sample["rate"] < 1 and sample["rows_after"]["negative"] < 4000
-    scanned = task_runs("scan-partition")
-    assert any("part-4" in name for name in scanned), scanned
+    # every partition is sent (no folder dates them): a worker finds part-5 after as_of
+    assert len(task_runs("scan-partition")) - before == len(DAYS)
 
 
 @pytest.mark.slow
-def test_a_bad_partition_on_dask_fails_as_the_local_scan_does(prefect_harness, tmp_path):
-    """Check that a partition whose columns differ from the first one's fails the Dask scan
-    with the local scan's one-line error (naming the partition), and a fixed rate keeps the
-    same rows as locally."""
+@pytest.mark.parametrize("schema_file", [False, True])
+def test_bad_partitions_on_dask_fail_as_the_local_scan_does(prefect_harness, tmp_path,
+                                                            schema_file):
+    """Check that with a partition whose columns differ (part-2) and a later corrupt one
+    (part-4), the Dask scan fails with the local scan's one-line error, naming part-2 and
+    what its schema was compared with (the first partition, or the source's schema file)."""
+    import json
+
+    from tasks.data.source_files import SOURCE_FILE, signature
+
     root = _source(tmp_path / "source", rows_per_day=500)
-    pd.read_parquet(root / "part-3" / "rows.parquet").rename(columns={"x1": "x9"}).to_parquet(
-        root / "part-3" / "rows.parquet", index=False)
+    if schema_file:  # as `rareflow ingest` records it
+        schema = signature(pq.read_schema(root / "part-0" / "rows.parquet"))
+        (root / SOURCE_FILE).write_text(json.dumps({"schema": schema}))
+    pd.read_parquet(root / "part-2" / "rows.parquet").rename(columns={"x1": "x9"}).to_parquet(
+        root / "part-2" / "rows.parquet", index=False)
+    (root / "part-4" / "rows.parquet").write_bytes(b"PAR1 half written")
     with pytest.raises(DataError) as local:
         read(root, dask=False, sample=0.5)
     with pytest.raises(DataError) as spread:
         read(root, dask=True, sample=0.5)
     assert str(spread.value) == str(local.value)
-    assert "part-3/rows.parquet" in str(local.value)
+    assert "part-2/rows.parquet" in str(local.value)
+    assert (SOURCE_FILE if schema_file else "part-0/rows.parquet") in str(local.value)
 
 
 @pytest.mark.slow

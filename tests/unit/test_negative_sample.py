@@ -298,7 +298,8 @@ def test_an_alert_cap_counts_the_populations_rows():
 
 def test_a_sampled_scan_reads_record_batches_and_keeps_the_same_rows(tmp_path, monkeypatch):
     """Check that a sampled Parquet partition is read one record batch at a time (batches of
-    500 rows here) and keeps the rows, order and lineage of a read in one piece."""
+    500 rows here) and keeps the rows, order and lineage of a read in one piece, with and
+    without a window of the last 5000 rows (marked across batches)."""
     from tasks.data import scan
 
     root = _source(tmp_path, _table(n=9000))
@@ -311,9 +312,13 @@ def test_a_sampled_scan_reads_record_batches_and_keeps_the_same_rows(tmp_path, m
             seen.append(batch.num_rows)
             yield batch
 
+    last = _read(root, sample=0.3, window="5000rows")
     monkeypatch.setattr(scan, "SAMPLED_BATCH_ROWS", 500)
     monkeypatch.setattr(scan.pq.ParquetFile, "iter_batches", counted)
     batched = _read(root, sample=0.3)
     assert max(seen) == 500 and sum(seen) == 9000
     pd.testing.assert_frame_equal(batched.frame, whole.frame)
     assert batched.lineage == whole.lineage
+    batched_last = _read(root, sample=0.3, window="5000rows")  # its marks across batches
+    pd.testing.assert_frame_equal(batched_last.frame, last.frame)
+    assert batched_last.lineage == last.lineage
