@@ -178,7 +178,7 @@ def storage_problem(exc: BaseException, url: str | None = None) -> str:
     # azure-identity's credentials raise ClientAuthenticationError without an HTTP status when
     # none of them finds a token; the service's refusals carry one (401, 403)
     if names & {"NoCredentialsError", "PartialCredentialsError", "CredentialUnavailableError",
-                "DefaultCredentialsError"} or (names == {"ClientAuthenticationError"}
+                "DefaultCredentialsError"} or ("ClientAuthenticationError" in names
                                                and not codes):
         return f"no credentials found: set {hints['credentials']}"
     if "RefreshError" in names:  # google-auth: a user login expired or was revoked
