@@ -296,6 +296,9 @@ def test_an_alert_cap_counts_the_populations_rows():
             {"rows": len(yp), "positives": int(yp.sum())}, plain)
 
 
+AS_OF = "2026-12-01T00:00:00Z"  # lineage records it: the same in every read compared
+
+
 def test_a_sampled_scan_reads_record_batches_and_keeps_the_same_rows(tmp_path, monkeypatch):
     """Check that a sampled Parquet partition is read one record batch at a time (batches of
     500 rows here) and keeps the rows, order and lineage of a read in one piece, with and
@@ -303,7 +306,7 @@ def test_a_sampled_scan_reads_record_batches_and_keeps_the_same_rows(tmp_path, m
     from tasks.data import scan
 
     root = _source(tmp_path, _table(n=9000))
-    whole = _read(root, sample=0.3)
+    whole = _read(root, sample=0.3, as_of=AS_OF)
     seen = []
     read_batches = scan.pq.ParquetFile.iter_batches
 
@@ -312,13 +315,13 @@ def test_a_sampled_scan_reads_record_batches_and_keeps_the_same_rows(tmp_path, m
             seen.append(batch.num_rows)
             yield batch
 
-    last = _read(root, sample=0.3, window="5000rows")
+    last = _read(root, sample=0.3, window="5000rows", as_of=AS_OF)
     monkeypatch.setattr(scan, "SAMPLED_BATCH_ROWS", 500)
     monkeypatch.setattr(scan.pq.ParquetFile, "iter_batches", counted)
-    batched = _read(root, sample=0.3)
+    batched = _read(root, sample=0.3, as_of=AS_OF)
     assert max(seen) == 500 and sum(seen) == 9000
     pd.testing.assert_frame_equal(batched.frame, whole.frame)
     assert batched.lineage == whole.lineage
-    batched_last = _read(root, sample=0.3, window="5000rows")  # its marks across batches
+    batched_last = _read(root, sample=0.3, window="5000rows", as_of=AS_OF)  # marks by batch
     pd.testing.assert_frame_equal(batched_last.frame, last.frame)
     assert batched_last.lineage == last.lineage
