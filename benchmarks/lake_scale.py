@@ -50,6 +50,7 @@ RESULTS = HERE / "results"
 WORK = HERE / "work" / "lake_scale"
 NAME = "lake"
 N_NUMERIC, LEVELS = 16, (8, 40, 12)
+MODES = (("local", []), ("dask", ["--executor", "dask", "--dask-workers", "2"]))  # s3 steps
 
 
 def partition(n: int, *, seed: int, first_id: int) -> pd.DataFrame:
@@ -121,8 +122,7 @@ def s3_step(source: Path, rows: int, part_rows: int, registry: Path, work: Path,
     """Score the S3 source with the local path, then on 2 Dask workers."""
     out = []
     with s3_source(source, rows, part_rows, work, env) as (url, s3_env, n_rows):
-        for mode, extra in (("local", []), ("dask", ["--executor", "dask",
-                                                     "--dask-workers", "2"])):
+        for mode, extra in MODES:
             scored = work / f"s3_scored_{mode}"
             out.append(measured(f"s3-score-{mode}", score_command(
                 url, scored, registry, *extra), s3_env) | {"rows": n_rows})
@@ -136,8 +136,7 @@ def s3_train_step(source: Path, rows: int, part_rows: int, work: Path, env: dict
     (``--executor dask``: the scan and the fits on the cluster)."""
     out = []
     with s3_source(source, rows, part_rows, work, env) as (url, s3_env, n_rows):
-        for mode, extra in (("local", []), ("dask", ["--executor", "dask",
-                                                     "--dask-workers", "2"])):
+        for mode, extra in MODES:
             registry = work / f"s3_registry_{mode}"
             out.append(measured(f"s3-train-sample-{mode}", train_command(
                 url, registry, "--sample", "auto", "--sample-rows", str(sample_rows), *extra),
