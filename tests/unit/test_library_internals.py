@@ -116,6 +116,35 @@ def test_class_weighted_hgb_bins_and_predicts_as_scikit_learn():
     np.testing.assert_array_equal(ours.predict_proba(X), stock.predict_proba(X))
 
 
+def test_early_stopping_reads_the_validation_loss_alone():
+    """Check that HistGradientBoosting still stops on ``validation_score_`` when it has a
+    validation part (the hook the coded subclass trims): the same iterations, validation
+    scores and predictions without the training loss; without a validation part the stop
+    reads the training loss, and the subclass leaves it to scikit-learn."""
+    import inspect
+
+    hook = HistGradientBoostingClassifier._check_early_stopping_loss
+    assert list(inspect.signature(hook).parameters) == [
+        "self", "raw_predictions", "y_train", "sample_weight_train", "raw_predictions_val",
+        "y_val", "sample_weight_val", "n_threads"]
+    X, y = make_classification(n_samples=3000, n_features=6, weights=[0.95], random_state=3)
+    for validation_fraction in (0.2, None):
+        params = {"class_weight": "balanced", "max_iter": 200, "early_stopping": True,
+                  "learning_rate": 0.3, "validation_fraction": validation_fraction,
+                  "n_iter_no_change": 5, "random_state": 0}
+        stock = HistGradientBoostingClassifier(**params).fit(X, y)
+        ours = fast_hgb.CodedHistGradientBoostingClassifier(**params).fit(X, y)
+        assert stock.n_iter_ < 200, "the case must stop early to test the stop"
+        assert ours.n_iter_ == stock.n_iter_
+        assert len(ours.train_score_) == len(stock.train_score_)
+        np.testing.assert_array_equal(ours.validation_score_, stock.validation_score_)
+        np.testing.assert_array_equal(ours.predict_proba(X), stock.predict_proba(X))
+        if validation_fraction is None:  # scikit-learn's own method: the stop needs it
+            np.testing.assert_array_equal(ours.train_score_, stock.train_score_)
+        else:  # the shortcut was taken
+            assert np.isnan(ours.train_score_).all() and not np.isnan(stock.train_score_).any()
+
+
 def test_imblearn_pipeline_fit_is_still_the_plain_loop():
     """Check that imbalanced-learn's Pipeline.fit gives what the step-by-step loop gives."""
     from imblearn.pipeline import Pipeline
