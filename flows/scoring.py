@@ -18,9 +18,9 @@ from tasks.registry.open_registry import open_registry
 from tasks.registry.store import Registry
 from tasks.runtime.object_store_api import is_remote, with_config_storage
 from tasks.serving.batch_scoring import load_model_task, score_task, write_task
+from tasks.serving.challenger_columns import challenger_scorer, challenger_version
 from tasks.serving.partition_scoring import Serving, no_challenger, score_partition
 from tasks.serving.scored_source import ScoredSource, default_out, signature_digest
-from tasks.serving.shadow import challenger_scorer, challenger_version
 from tasks.serving.source_scoring import score_pending
 from tasks.serving.spread_scoring import WorkerServing, score_on_dask
 

@@ -41,9 +41,9 @@ from tasks.runtime.dask_cluster import connect, dask_task_runner
 from tasks.runtime.durable_files import sha256_file
 from tasks.runtime.object_store import open_store
 from tasks.runtime.object_store_api import configured_storage, is_remote
+from tasks.serving.challenger_columns import scorer_of
 from tasks.serving.partition_scoring import PartitionScore, Serving, no_challenger, score_partition
 from tasks.serving.scored_source import ScoredSource
-from tasks.serving.shadow import scorer_of
 from tasks.serving.source_scoring import settle
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from tasks.registry.challenger import SHADOW, challenge, read_challenger
 from tasks.registry.store import Registry
 from tasks.runtime.durable_files import sha256_file
 from tasks.runtime.run_outcome import run_summary
-from tasks.serving.shadow import challenger_columns
+from tasks.serving.challenger_columns import challenger_columns
 
 pytestmark = pytest.mark.slow
 
