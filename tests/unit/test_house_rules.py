@@ -2,6 +2,7 @@
 
 - no product module over 450 lines, no function over 60, no flow function over 50;
 - imports run one way: flows -> tasks -> schemas (deployments and benchmarks on top);
+- inside tasks/, no import circle and at most 10 import layers (``benchmarks/import_layers.py``);
 - only the private modules of tasks/ (``tasks/<stage>/_*.py``) touch a library's private names,
   each with ``CHECKED_AGAINST`` and upgrade tests in test_library_internals.py;
 - names have one source: the config schema's lists are the ones the other modules use.
@@ -21,6 +22,7 @@ MAX_FUNCTION_LINES = 60
 MAX_FLOW_LINES = 50
 OWN = {"flows", "tasks", "schemas", "deployments", "benchmarks", "tests"}
 LAYER = {"schemas": 0, "tasks": 1, "flows": 2}
+MAX_TASKS_LAYERS = 10  # issue 26 brought them from 13 to 10: a longer chain needs a reason
 
 
 def product_files() -> list[Path]:
@@ -90,6 +92,21 @@ def test_imports_run_one_way():
             if top in LAYER and LAYER[top] > here:
                 wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {module}")
     assert not wrong, wrong
+
+
+def test_tasks_import_graph_is_shallow_and_has_no_circle():
+    """Check that tasks/ modules import each other without a circle and through at most
+    MAX_TASKS_LAYERS layers (the longest import chain, as benchmarks/import_layers.py counts)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "import_layers", ROOT / "benchmarks" / "import_layers.py")
+    layers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layers)
+    longest, circle = layers.longest_chain(layers.module_graph(ROOT))
+    assert not circle, f"tasks/ modules import each other in a circle: {sorted(circle)}"
+    assert len(longest) <= MAX_TASKS_LAYERS, (
+        f"{len(longest)} import layers in tasks/: " + " -> ".join(longest))
 
 
 def private_uses(path: Path) -> list[str]:
