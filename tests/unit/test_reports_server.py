@@ -40,7 +40,9 @@ def served(registry):
     """The registry behind a running reports server: (base URL, registry, key)."""
     reg, key = registry
     server = make_server(reg, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll: shutdown() waits for the loop's next poll (0.5 s by default, per test)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}", reg, key
     server.shutdown()
